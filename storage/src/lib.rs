@@ -1,0 +1,42 @@
+//! `o3-storage` owns everything about LSM data and its mechanisms; it does not
+//! decide *where* or *when* work runs (that is the compute node's job).
+//!
+//! Main types, by concept:
+//! - keys and batches: [`key`] (internal keys, ordering), [`batch::WriteBatch`];
+//! - the write-ahead log: [`wal::LogWriter`], [`wal::LogReader`] (`docs/wal_format.md`);
+//! - memtables: [`memtable::Memtable`] (the owner's writable arena) and
+//!   [`memtable::MemtableImage`], which searches a sealed image in any byte
+//!   buffer (`docs/memtable_image_format.md`);
+//! - sorted tables: [`sst::TableBuilder`], [`sst::Table`], [`sst::BlockCache`]
+//!   (`docs/sst_format.md`);
+//! - versions: [`version::FileMeta`], [`version::VersionEdit`],
+//!   [`version::VersionSet`] and the manifest (`docs/manifest_format.md`);
+//! - compaction picking: [`compaction`];
+//! - jobs: [`job::FlushJob`], [`job::CompactionJob`] — self-contained,
+//!   serializable work that runs with nothing but storage access;
+//! - iterators: [`iterator::InternalIterator`], [`iter::MergingIterator`],
+//!   [`iter::UserIterator`];
+//! - storage backends: [`env::Storage`], [`env::LocalFs`],
+//!   [`env::FaultInjectingFs`].
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod batch;
+pub mod coding;
+pub mod compaction;
+pub mod env;
+pub mod error;
+pub mod filename;
+pub mod iter;
+pub mod iterator;
+pub mod job;
+pub mod key;
+pub mod memtable;
+pub mod options;
+pub mod sst;
+pub mod version;
+pub mod wal;
+
+pub use error::{Error, Result};

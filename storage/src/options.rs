@@ -1,0 +1,94 @@
+//! Options that describe how tables are written; they travel inside jobs, so
+//! they are serializable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Block compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Compression {
+    /// Blocks are stored as they are.
+    #[default]
+    None,
+    /// LZ4 block compression (pure-Rust `lz4_flex`).
+    Lz4,
+}
+
+impl Compression {
+    /// Byte stored in a block trailer.
+    pub fn as_byte(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Lz4 => 1,
+        }
+    }
+    pub fn from_byte(b: u8) -> Option<Compression> {
+        match b {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Lz4),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown compression '{other}' (valid: none, lz4)"
+            ))),
+        }
+    }
+}
+
+/// How SSTs are built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableOptions {
+    /// Target uncompressed size of a data block.
+    pub block_size: usize,
+    /// Keys between restart points inside a data block.
+    pub restart_interval: usize,
+    /// Bloom filter bits per key; 0 disables the filter.
+    pub bloom_bits_per_key: u32,
+    pub compression: Compression,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            block_size: 4096,
+            restart_interval: 16,
+            bloom_bits_per_key: 10,
+            compression: Compression::None,
+        }
+    }
+}
+
+impl TableOptions {
+    /// Reject values no table could be built with.
+    pub fn validate(&self) -> Result<()> {
+        if self.block_size < 64 || self.block_size > 64 << 20 {
+            return Err(Error::InvalidArgument(format!(
+                "block_size {} out of range [64, 64 MiB]",
+                self.block_size
+            )));
+        }
+        if self.restart_interval == 0 || self.restart_interval > 1024 {
+            return Err(Error::InvalidArgument(format!(
+                "restart_interval {} out of range [1, 1024]",
+                self.restart_interval
+            )));
+        }
+        if self.bloom_bits_per_key > 64 {
+            return Err(Error::InvalidArgument(format!(
+                "bloom_bits_per_key {} out of range [0, 64]",
+                self.bloom_bits_per_key
+            )));
+        }
+        Ok(())
+    }
+}
