@@ -1,1 +1,83 @@
-//! (module under construction)
+//! Flush and compaction as data: a job is a self-contained, serializable
+//! description of work on immutable inputs. Executing one needs only the job
+//! and access to storage (no database, no manifest); the result lists the
+//! output files and statistics. Only the compute node installs results, and
+//! only if the job's [`JobToken`] still matches (fencing).
+//!
+//! The same executor runs locally, on a memory node (flush of images it
+//! holds) and on a compaction agent.
+
+mod compaction;
+mod flush;
+mod output;
+
+pub use compaction::CompactionJob;
+pub use flush::FlushJob;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::version::FileMeta;
+
+/// Identifies one attempt at a job: a result is installed only if its token
+/// matches the attempt the compute node is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobToken {
+    pub job_id: u64,
+    pub epoch: u64,
+}
+
+/// What a job did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub entries_in: u64,
+    pub entries_out: u64,
+    /// Entries shadowed by newer versions and dropped.
+    pub entries_dropped: u64,
+    pub tombstones_dropped: u64,
+    pub micros: u64,
+}
+
+/// The outcome of a successful job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub token: JobToken,
+    /// New files, durable (file data and directory entry synced).
+    pub outputs: Vec<FileMeta>,
+    pub stats: JobStats,
+}
+
+/// Version tag in front of every serialized job or result.
+const ENCODING_MAGIC: &[u8; 4] = b"O3J1";
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut out = ENCODING_MAGIC.to_vec();
+    postcard::to_io(value, &mut out).map_err(|e| Error::InvalidArgument(format!("cannot encode job: {e}")))?;
+    Ok(out)
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {
+    let body = bytes
+        .strip_prefix(ENCODING_MAGIC.as_slice())
+        .ok_or_else(|| Error::corruption(what, 0, "missing job encoding tag O3J1"))?;
+    postcard::from_bytes(body).map_err(|e| Error::corruption(what, 4, format!("undecodable: {e}")))
+}
+
+impl JobResult {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        encode(self)
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<JobResult> {
+        decode(bytes, "job result")
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,9 +1,13 @@
 //! Versions: which SSTs are live at each level, the edits that change them,
 //! the manifest that logs the edits, and the version set that applies them.
 
+mod edit;
 mod file_meta;
+mod version_set;
 
+pub use edit::VersionEdit;
 pub use file_meta::FileMeta;
+pub use version_set::{RecoveredState, VersionSet};
 
 use std::sync::Arc;
 

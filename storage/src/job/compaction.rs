@@ -1,0 +1,107 @@
+//! Compaction jobs: merge input SSTs into new SSTs at the output level.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compaction::CompactionStream;
+use crate::env::Storage;
+use crate::error::{Error, Result};
+use crate::filename::table_path;
+use crate::iter::MergingIterator;
+use crate::iterator::InternalIterator;
+use crate::key::SequenceNumber;
+use crate::options::TableOptions;
+use crate::sst::Table;
+use crate::version::FileMeta;
+
+use super::output::OutputFiles;
+use super::{JobResult, JobStats, JobToken};
+
+/// Merge `inputs` into `output_level`. Everything the executor needs is here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionJob {
+    pub token: JobToken,
+    /// Directory holding the inputs and receiving the outputs.
+    pub dir: PathBuf,
+    /// `(level, files)` in level order.
+    pub inputs: Vec<(u32, Vec<FileMeta>)>,
+    pub output_level: u32,
+    pub target_file_size: u64,
+    pub table_options: TableOptions,
+    pub smallest_snapshot: SequenceNumber,
+    /// True when no data older than the inputs can exist for their key range
+    /// (nothing below the output level overlaps), so tombstones may go.
+    pub drop_tombstones: bool,
+    /// Shard split keys: outputs never span two shards.
+    pub shard_splits: Vec<Vec<u8>>,
+    pub file_numbers: Range<u64>,
+}
+
+impl CompactionJob {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        super::encode(self)
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<CompactionJob> {
+        super::decode(bytes, "compaction job")
+    }
+
+    /// Bytes of all input files.
+    pub fn input_bytes(&self) -> u64 {
+        self.inputs.iter().flat_map(|(_, f)| f).map(|f| f.size).sum()
+    }
+
+    /// Run the compaction with nothing but `storage`.
+    pub fn execute(&self, storage: &dyn Storage) -> Result<JobResult> {
+        let start = Instant::now();
+        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+        for (_, files) in &self.inputs {
+            for f in files {
+                let path = table_path(&self.dir, f.number);
+                let file = storage.open(&path)?;
+                if file.size() != f.size {
+                    return Err(Error::corruption(
+                        path.display(),
+                        0,
+                        format!("input has {} bytes, job recorded {}", file.size(), f.size),
+                    ));
+                }
+                let table = Arc::new(Table::open(file, path.display().to_string(), None)?);
+                children.push(Box::new(table.iter(false)));
+            }
+        }
+        let merged = MergingIterator::new(children);
+        let mut stream = CompactionStream::new(Box::new(merged), self.smallest_snapshot, self.drop_tombstones);
+        let mut out = OutputFiles::new(
+            storage,
+            &self.dir,
+            &self.table_options,
+            self.target_file_size,
+            self.file_numbers.clone(),
+            &self.shard_splits,
+            None,
+        );
+        stream.seek_to_first()?;
+        while let Some((k, v)) = stream.next_entry()? {
+            out.add(k, v)?;
+        }
+        let outputs = out.finish()?;
+        let counts = stream.counters();
+        Ok(JobResult {
+            token: self.token,
+            stats: JobStats {
+                bytes_read: self.input_bytes(),
+                bytes_written: outputs.iter().map(|f| f.size).sum(),
+                entries_in: counts.entries_in,
+                entries_out: outputs.iter().map(|f| f.entries).sum(),
+                entries_dropped: counts.entries_dropped,
+                tombstones_dropped: counts.tombstones_dropped,
+                micros: start.elapsed().as_micros() as u64,
+            },
+            outputs,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! Flush jobs: turn sealed memtable images of one shard into L0 SSTs.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compaction::CompactionStream;
+use crate::env::Storage;
+use crate::error::{Error, Result};
+use crate::iter::MergingIterator;
+use crate::iterator::InternalIterator;
+use crate::key::SequenceNumber;
+use crate::memtable::MemtableImage;
+use crate::options::TableOptions;
+
+use super::output::OutputFiles;
+use super::{JobResult, JobStats, JobToken};
+
+/// Flush the images of one shard into level-0 tables in `dir`.
+///
+/// The job does not carry the image bytes: whoever executes it supplies them
+/// (a local buffer, a memory node's region), in the order of `images`; each is
+/// validated (header and checksum) before it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushJob {
+    pub token: JobToken,
+    /// Database directory the outputs are written to.
+    pub dir: PathBuf,
+    pub shard: u32,
+    /// `(entries, largest sequence)` of each image, checked against its header.
+    pub images: Vec<(u64, SequenceNumber)>,
+    pub table_options: TableOptions,
+    pub target_file_size: u64,
+    /// Versions shadowed below this sequence may be dropped.
+    pub smallest_snapshot: SequenceNumber,
+    /// File numbers reserved for the outputs.
+    pub file_numbers: Range<u64>,
+}
+
+impl FlushJob {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        super::encode(self)
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<FlushJob> {
+        super::decode(bytes, "flush job")
+    }
+
+    /// Run the flush over `images` (one byte slice per entry of `self.images`).
+    pub fn execute(&self, storage: &dyn Storage, images: &[&[u8]]) -> Result<JobResult> {
+        let start = Instant::now();
+        if images.len() != self.images.len() {
+            return Err(Error::InvalidArgument(format!(
+                "flush job {} names {} images, {} supplied",
+                self.token.job_id,
+                self.images.len(),
+                images.len()
+            )));
+        }
+        let mut children: Vec<Box<dyn InternalIterator + '_>> = Vec::with_capacity(images.len());
+        let mut bytes_read = 0;
+        for (i, (bytes, &(entries, largest_seq))) in images.iter().zip(&self.images).enumerate() {
+            let location = format!("memtable image {i} of flush job {} (shard {})", self.token.job_id, self.shard);
+            let image = MemtableImage::open(bytes, &location)?;
+            let h = image.header();
+            if h.entries != entries || h.largest_seq != largest_seq || h.shard != self.shard {
+                return Err(Error::corruption(
+                    &location,
+                    0,
+                    format!(
+                        "image holds shard {} with {} entries up to sequence {}, job expects shard {} with {entries} up to {largest_seq}",
+                        h.shard, h.entries, h.largest_seq, self.shard
+                    ),
+                ));
+            }
+            bytes_read += bytes.len() as u64;
+            children.push(Box::new(image.iter()));
+        }
+        let merged = MergingIterator::new(children);
+        let mut stream = CompactionStream::new(Box::new(merged), self.smallest_snapshot, false);
+        let mut out = OutputFiles::new(
+            storage,
+            &self.dir,
+            &self.table_options,
+            self.target_file_size,
+            self.file_numbers.clone(),
+            &[],
+            Some(self.shard),
+        );
+        stream.seek_to_first()?;
+        while let Some((k, v)) = stream.next_entry()? {
+            out.add(k, v)?;
+        }
+        let outputs = out.finish()?;
+        let counts = stream.counters();
+        Ok(JobResult {
+            token: self.token,
+            stats: JobStats {
+                bytes_read,
+                bytes_written: outputs.iter().map(|f| f.size).sum(),
+                entries_in: counts.entries_in,
+                entries_out: outputs.iter().map(|f| f.entries).sum(),
+                entries_dropped: counts.entries_dropped,
+                tombstones_dropped: counts.tombstones_dropped,
+                micros: start.elapsed().as_micros() as u64,
+            },
+            outputs,
+        })
+    }
+}

@@ -1,0 +1,437 @@
+//! The version set: the current [`Version`] plus the counters the manifest
+//! persists, and the protocol that keeps the manifest and `CURRENT` consistent
+//! (`docs/manifest_format.md`).
+//!
+//! Invariants:
+//! - an edit is applied in memory only after it is durable in the manifest
+//!   (appended and synced); a failed append or sync leaves the in-memory state
+//!   unchanged and the error must poison the database (the manifest's tail is
+//!   then unknown);
+//! - `CURRENT` is only ever replaced by write-temp → fsync → rename → fsync
+//!   directory, and names a manifest whose snapshot record is already durable;
+//! - an old manifest is deleted only after `CURRENT` no longer names it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::env::{Storage, write_file_atomically};
+use crate::error::{Error, Result};
+use crate::filename::{current_path, manifest_path, table_path};
+use crate::key::{SequenceNumber, compare_internal};
+use crate::wal::{LogReader, LogWriter};
+
+use super::{FileMeta, Version, VersionEdit};
+
+/// A manifest larger than this is replaced by a fresh snapshot on the next edit.
+const MANIFEST_ROLL_BYTES: u64 = 64 << 20;
+
+/// The persistent state of a database's file set.
+pub struct VersionSet {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    current: Arc<Version>,
+    next_file_number: u64,
+    last_sequence: SequenceNumber,
+    log_number: u64,
+    shard_splits: Vec<Vec<u8>>,
+    shard_flushed: Vec<SequenceNumber>,
+    manifest: LogWriter,
+    manifest_number: u64,
+}
+
+impl std::fmt::Debug for VersionSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionSet")
+            .field("dir", &self.dir)
+            .field("manifest_number", &self.manifest_number)
+            .field("next_file_number", &self.next_file_number)
+            .field("last_sequence", &self.last_sequence)
+            .field("log_number", &self.log_number)
+            .finish()
+    }
+}
+
+/// What recovery found, for the caller's WAL replay.
+#[derive(Debug, Clone)]
+pub struct RecoveredState {
+    /// The manifest that was read.
+    pub manifest_number: u64,
+    /// Edits applied.
+    pub edits: usize,
+    /// Where the manifest ended in a torn tail, if it did.
+    pub torn_tail: Option<(u64, String)>,
+}
+
+impl VersionSet {
+    /// Create the state of a brand-new database in `dir` (which must exist).
+    pub fn create(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        num_levels: usize,
+        shard_splits: Vec<Vec<u8>>,
+    ) -> Result<VersionSet> {
+        validate_splits(&shard_splits)?;
+        let shards = shard_splits.len() + 1;
+        let manifest_number = 1;
+        let manifest = Self::start_manifest(storage.as_ref(), dir, manifest_number)?;
+        let mut vs = VersionSet {
+            storage,
+            dir: dir.to_path_buf(),
+            current: Arc::new(Version::new(num_levels)),
+            next_file_number: 2,
+            last_sequence: 0,
+            log_number: 0,
+            shard_splits,
+            shard_flushed: vec![0; shards],
+            manifest,
+            manifest_number,
+        };
+        vs.write_snapshot_and_switch()?;
+        Ok(vs)
+    }
+
+    /// Read `CURRENT` and the manifest it names, verify that every referenced
+    /// file exists with its recorded size, then start a fresh manifest holding
+    /// one snapshot record and point `CURRENT` at it.
+    pub fn recover(storage: Arc<dyn Storage>, dir: &Path, num_levels: usize) -> Result<(VersionSet, RecoveredState)> {
+        let cur = current_path(dir);
+        let content = storage.read_all(&cur)?;
+        let name = std::str::from_utf8(&content)
+            .ok()
+            .and_then(|s| s.strip_suffix('\n'))
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+            .ok_or_else(|| Error::corruption(cur.display(), 0, "CURRENT does not hold a manifest name"))?;
+        let manifest_number = match crate::filename::parse_file_name(name) {
+            Some(crate::filename::FileKind::Manifest(n)) => n,
+            _ => return Err(Error::corruption(cur.display(), 0, format!("CURRENT names '{name}', not a manifest"))),
+        };
+        let mpath = manifest_path(dir, manifest_number);
+        let location = mpath.display().to_string();
+        let file = storage.open(&mpath)?;
+        let mut reader = LogReader::new(file, manifest_number, location.clone());
+        let mut builder = VersionBuilder::new(num_levels);
+        let mut state = ReplayState::default();
+        let mut edits = 0;
+        while let Some((record, offset)) = reader.read_record()? {
+            let edit = VersionEdit::decode(&record, &location, offset)?;
+            state.apply_counters(&edit);
+            builder.apply(&edit, &location, offset)?;
+            edits += 1;
+        }
+        let splits = state
+            .shard_splits
+            .clone()
+            .ok_or_else(|| Error::corruption(&location, 0, "manifest has no shard layout record"))?;
+        let next_file_number = state
+            .next_file_number
+            .ok_or_else(|| Error::corruption(&location, 0, "manifest has no next-file-number record"))?;
+        let version = builder.build(&location)?;
+        for level in &version.levels {
+            for f in level {
+                let path = table_path(dir, f.number);
+                let size = storage.file_size(&path).map_err(|_| {
+                    Error::corruption(&location, 0, format!("manifest references missing file {}", path.display()))
+                })?;
+                if size != f.size {
+                    return Err(Error::corruption(
+                        &location,
+                        0,
+                        format!("file {} has {size} bytes, manifest recorded {}", path.display(), f.size),
+                    ));
+                }
+                if f.number >= next_file_number {
+                    return Err(Error::corruption(
+                        &location,
+                        0,
+                        format!("file number {} is not below next file number {next_file_number}", f.number),
+                    ));
+                }
+            }
+        }
+        let shards = splits.len() + 1;
+        let mut shard_flushed = vec![0; shards];
+        for (shard, seq) in state.shard_flushed {
+            let slot = shard_flushed.get_mut(shard as usize).ok_or_else(|| {
+                Error::corruption(&location, 0, format!("flushed sequence for shard {shard} of {shards}"))
+            })?;
+            *slot = (*slot).max(seq);
+        }
+        let torn_tail = reader.torn_tail();
+        let new_manifest = next_file_number;
+        let manifest = Self::start_manifest(storage.as_ref(), dir, new_manifest)?;
+        let mut vs = VersionSet {
+            storage,
+            dir: dir.to_path_buf(),
+            current: Arc::new(version),
+            next_file_number: next_file_number + 1,
+            last_sequence: state.last_sequence.unwrap_or(0),
+            log_number: state.log_number.unwrap_or(0),
+            shard_splits: splits,
+            shard_flushed,
+            manifest,
+            manifest_number: new_manifest,
+        };
+        vs.write_snapshot_and_switch()?;
+        let old = manifest_path(dir, manifest_number);
+        // The old manifest is garbage once CURRENT durably names the new one.
+        if let Err(e) = vs.storage.delete(&old) {
+            tracing::warn!("could not delete old manifest {}: {e}", old.display());
+        }
+        Ok((
+            vs,
+            RecoveredState {
+                manifest_number,
+                edits,
+                torn_tail,
+            },
+        ))
+    }
+
+    fn start_manifest(storage: &dyn Storage, dir: &Path, number: u64) -> Result<LogWriter> {
+        let f = storage.create(&manifest_path(dir, number))?;
+        Ok(LogWriter::new(f, number))
+    }
+
+    /// An edit that recreates the whole current state.
+    fn snapshot_edit(&self) -> VersionEdit {
+        let mut e = VersionEdit {
+            shard_splits: Some(self.shard_splits.clone()),
+            log_number: Some(self.log_number),
+            next_file_number: Some(self.next_file_number),
+            last_sequence: Some(self.last_sequence),
+            shard_flushed: self
+                .shard_flushed
+                .iter()
+                .enumerate()
+                .map(|(s, &q)| (s as u32, q))
+                .collect(),
+            ..VersionEdit::default()
+        };
+        for (level, files) in self.current.levels.iter().enumerate() {
+            for f in files {
+                e.new_files.push((level as u32, FileMeta::clone(f)));
+            }
+        }
+        e
+    }
+
+    /// Write the snapshot record to the (new, empty) manifest, make it and its
+    /// directory entry durable, then switch `CURRENT` to it.
+    fn write_snapshot_and_switch(&mut self) -> Result<()> {
+        let snap = self.snapshot_edit().encode();
+        self.manifest.add_record(&snap)?;
+        self.manifest.sync()?;
+        self.storage.sync_dir(&self.dir)?;
+        let name = format!("MANIFEST-{:06}\n", self.manifest_number);
+        write_file_atomically(self.storage.as_ref(), &current_path(&self.dir), name.as_bytes())
+    }
+
+    /// Make `edit` durable in the manifest, then install the resulting version.
+    /// The edit gets the current counters (next file number, last sequence).
+    pub fn log_and_apply(&mut self, mut edit: VersionEdit) -> Result<Arc<Version>> {
+        let location = manifest_path(&self.dir, self.manifest_number).display().to_string();
+        let mut builder = VersionBuilder::from_version(&self.current);
+        builder.apply(&edit, &location, self.manifest.len())?;
+        let version = builder.build(&location)?;
+        edit.next_file_number = Some(self.next_file_number);
+        edit.last_sequence = Some(self.last_sequence.max(edit.last_sequence.unwrap_or(0)));
+        if self.manifest.len() > MANIFEST_ROLL_BYTES {
+            self.roll_manifest()?;
+        }
+        self.manifest.add_record(&edit.encode())?;
+        self.manifest.sync()?;
+        // Durable: now apply in memory.
+        let mut probe = ReplayState::default();
+        probe.apply_counters(&edit);
+        if let Some(l) = probe.log_number {
+            self.log_number = self.log_number.max(l);
+        }
+        if let Some(s) = probe.last_sequence {
+            self.last_sequence = self.last_sequence.max(s);
+        }
+        for (shard, seq) in probe.shard_flushed {
+            if let Some(slot) = self.shard_flushed.get_mut(shard as usize) {
+                *slot = (*slot).max(seq);
+            }
+        }
+        self.current = Arc::new(version);
+        Ok(self.current.clone())
+    }
+
+    fn roll_manifest(&mut self) -> Result<()> {
+        let old = self.manifest_number;
+        let number = self.new_file_number();
+        self.manifest = Self::start_manifest(self.storage.as_ref(), &self.dir, number)?;
+        self.manifest_number = number;
+        self.write_snapshot_and_switch()?;
+        if let Err(e) = self.storage.delete(&manifest_path(&self.dir, old)) {
+            tracing::warn!("could not delete old manifest {old}: {e}");
+        }
+        Ok(())
+    }
+
+    pub fn current(&self) -> Arc<Version> {
+        self.current.clone()
+    }
+    /// Allocate one file number.
+    pub fn new_file_number(&mut self) -> u64 {
+        let n = self.next_file_number;
+        self.next_file_number += 1;
+        n
+    }
+    /// Allocate `count` consecutive file numbers (for a job's outputs).
+    pub fn reserve_file_numbers(&mut self, count: u64) -> std::ops::Range<u64> {
+        let start = self.next_file_number;
+        self.next_file_number += count;
+        start..self.next_file_number
+    }
+    pub fn next_file_number(&self) -> u64 {
+        self.next_file_number
+    }
+    pub fn last_sequence(&self) -> SequenceNumber {
+        self.last_sequence
+    }
+    /// Raise the persisted last sequence (recorded with the next edit).
+    pub fn set_last_sequence(&mut self, seq: SequenceNumber) {
+        self.last_sequence = self.last_sequence.max(seq);
+    }
+    pub fn log_number(&self) -> u64 {
+        self.log_number
+    }
+    pub fn shard_splits(&self) -> &[Vec<u8>] {
+        &self.shard_splits
+    }
+    /// Per shard: every write with a sequence at or below this is in an SST.
+    pub fn shard_flushed(&self) -> &[SequenceNumber] {
+        &self.shard_flushed
+    }
+    pub fn manifest_number(&self) -> u64 {
+        self.manifest_number
+    }
+}
+
+fn validate_splits(splits: &[Vec<u8>]) -> Result<()> {
+    if splits.iter().any(|s| s.is_empty()) {
+        return Err(Error::InvalidArgument("shard split keys must not be empty".into()));
+    }
+    if splits.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::InvalidArgument("shard split keys must be strictly increasing".into()));
+    }
+    if splits.len() >= u32::MAX as usize {
+        return Err(Error::InvalidArgument("too many shards".into()));
+    }
+    Ok(())
+}
+
+/// Counters accumulated while replaying edits.
+#[derive(Default)]
+struct ReplayState {
+    shard_splits: Option<Vec<Vec<u8>>>,
+    log_number: Option<u64>,
+    next_file_number: Option<u64>,
+    last_sequence: Option<SequenceNumber>,
+    shard_flushed: Vec<(u32, SequenceNumber)>,
+}
+
+impl ReplayState {
+    fn apply_counters(&mut self, e: &VersionEdit) {
+        if let Some(s) = &e.shard_splits {
+            self.shard_splits = Some(s.clone());
+        }
+        if e.log_number.is_some() {
+            self.log_number = e.log_number.max(self.log_number);
+        }
+        if e.next_file_number.is_some() {
+            self.next_file_number = e.next_file_number.max(self.next_file_number);
+        }
+        if e.last_sequence.is_some() {
+            self.last_sequence = e.last_sequence.max(self.last_sequence);
+        }
+        self.shard_flushed.extend_from_slice(&e.shard_flushed);
+    }
+}
+
+/// Accumulates edits into a new [`Version`], checking that deletions name live
+/// files and that deeper levels stay non-overlapping.
+struct VersionBuilder {
+    levels: Vec<BTreeMap<u64, Arc<FileMeta>>>,
+}
+
+impl VersionBuilder {
+    fn new(num_levels: usize) -> Self {
+        VersionBuilder {
+            levels: vec![BTreeMap::new(); num_levels],
+        }
+    }
+
+    fn from_version(v: &Version) -> Self {
+        VersionBuilder {
+            levels: v
+                .levels
+                .iter()
+                .map(|files| files.iter().map(|f| (f.number, f.clone())).collect())
+                .collect(),
+        }
+    }
+
+    fn apply(&mut self, e: &VersionEdit, location: &str, offset: u64) -> Result<()> {
+        let nlevels = self.levels.len();
+        let level_slot = |levels: &mut Vec<BTreeMap<u64, Arc<FileMeta>>>, level: u32| {
+            let idx = level as usize;
+            if idx >= nlevels {
+                return Err(Error::corruption(
+                    location,
+                    offset,
+                    format!("edit names level {level}, database has {nlevels}"),
+                ));
+            }
+            Ok(idx)
+        };
+        for &(level, number) in &e.deleted_files {
+            let idx = level_slot(&mut self.levels, level)?;
+            if self.levels[idx].remove(&number).is_none() {
+                return Err(Error::corruption(
+                    location,
+                    offset,
+                    format!("edit deletes file {number} which is not live at level {level}"),
+                ));
+            }
+        }
+        for (level, f) in &e.new_files {
+            let idx = level_slot(&mut self.levels, *level)?;
+            if compare_internal(&f.smallest, &f.largest) == std::cmp::Ordering::Greater {
+                return Err(Error::corruption(
+                    location,
+                    offset,
+                    format!("file {} has smallest key above largest key", f.number),
+                ));
+            }
+            self.levels[idx].insert(f.number, Arc::new(f.clone()));
+        }
+        Ok(())
+    }
+
+    fn build(self, location: &str) -> Result<Version> {
+        let mut levels = Vec::with_capacity(self.levels.len());
+        for (i, files) in self.levels.into_iter().enumerate() {
+            let mut files: Vec<Arc<FileMeta>> = files.into_values().collect();
+            if i == 0 {
+                files.sort_by(|a, b| b.largest_seq.cmp(&a.largest_seq).then(b.number.cmp(&a.number)));
+            } else {
+                files.sort_by(|a, b| compare_internal(&a.smallest, &b.smallest));
+                for w in files.windows(2) {
+                    if w[0].largest_user_key() >= w[1].smallest_user_key() {
+                        return Err(Error::corruption(
+                            location,
+                            0,
+                            format!("files {} and {} overlap at level {i}", w[0].number, w[1].number),
+                        ));
+                    }
+                }
+            }
+            levels.push(files);
+        }
+        Ok(Version { levels })
+    }
+}
