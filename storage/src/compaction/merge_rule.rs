@@ -30,8 +30,8 @@ pub struct MergeCounters {
 }
 
 /// The entries of `input` to keep, in order, borrowed from the input.
-pub struct CompactionStream {
-    input: Box<dyn InternalIterator>,
+pub struct CompactionStream<'a> {
+    input: Box<dyn InternalIterator + 'a>,
     smallest_snapshot: SequenceNumber,
     drop_tombstones: bool,
     /// The user key of the entries being walked (buffer reused).
@@ -46,7 +46,7 @@ pub struct CompactionStream {
     counters: MergeCounters,
 }
 
-impl std::fmt::Debug for CompactionStream {
+impl std::fmt::Debug for CompactionStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompactionStream")
             .field("smallest_snapshot", &self.smallest_snapshot)
@@ -56,11 +56,11 @@ impl std::fmt::Debug for CompactionStream {
     }
 }
 
-impl CompactionStream {
+impl<'a> CompactionStream<'a> {
     /// Filter `input` for readers at `smallest_snapshot` or later; with
     /// `drop_tombstones`, the input is everything stored for its keys.
     pub fn new(
-        input: Box<dyn InternalIterator>,
+        input: Box<dyn InternalIterator + 'a>,
         smallest_snapshot: SequenceNumber,
         drop_tombstones: bool,
     ) -> Self {

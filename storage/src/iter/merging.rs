@@ -25,15 +25,15 @@ enum Direction {
 /// positioned at its first entry after (forward) or last entry before
 /// (reverse) the current merged position, and `heap` holds exactly the valid
 /// children with `heap[0]` the current one.
-pub struct MergingIterator {
-    children: Vec<Box<dyn InternalIterator>>,
+pub struct MergingIterator<'a> {
+    children: Vec<Box<dyn InternalIterator + 'a>>,
     heap: Vec<usize>,
     direction: Direction,
     /// The current key, copied when the direction changes (buffer reused).
     switch_key: Vec<u8>,
 }
 
-impl std::fmt::Debug for MergingIterator {
+impl std::fmt::Debug for MergingIterator<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MergingIterator")
             .field("children", &self.children.len())
@@ -43,9 +43,10 @@ impl std::fmt::Debug for MergingIterator {
     }
 }
 
-impl MergingIterator {
-    /// Merge `children`; the iterator starts unpositioned.
-    pub fn new(children: Vec<Box<dyn InternalIterator>>) -> Self {
+impl<'a> MergingIterator<'a> {
+    /// Merge `children` (which may borrow, e.g. from memtable images for
+    /// `'a`); the iterator starts unpositioned.
+    pub fn new(children: Vec<Box<dyn InternalIterator + 'a>>) -> Self {
         let heap = Vec::with_capacity(children.len());
         MergingIterator {
             children,
@@ -183,7 +184,7 @@ impl MergingIterator {
 /// Move the children around the merged position `(key, cur)` as described
 /// at [`MergingIterator::switch_direction`].
 fn reposition(
-    children: &mut [Box<dyn InternalIterator>],
+    children: &mut [Box<dyn InternalIterator + '_>],
     cur: usize,
     key: &[u8],
     direction: Direction,
@@ -213,7 +214,7 @@ fn reposition(
     }
 }
 
-impl InternalIterator for MergingIterator {
+impl InternalIterator for MergingIterator<'_> {
     fn valid(&self) -> bool {
         !self.heap.is_empty()
     }

@@ -48,8 +48,8 @@ enum Direction {
 }
 
 /// Snapshot-aware, bounded iteration over user keys.
-pub struct UserIterator {
-    inner: Box<dyn InternalIterator>,
+pub struct UserIterator<'a> {
+    inner: Box<dyn InternalIterator + 'a>,
     snapshot: SequenceNumber,
     bounds: KeyBounds,
     direction: Direction,
@@ -60,7 +60,7 @@ pub struct UserIterator {
     seek_key: Vec<u8>,
 }
 
-impl std::fmt::Debug for UserIterator {
+impl std::fmt::Debug for UserIterator<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserIterator")
             .field("snapshot", &self.snapshot)
@@ -71,11 +71,11 @@ impl std::fmt::Debug for UserIterator {
     }
 }
 
-impl UserIterator {
+impl<'a> UserIterator<'a> {
     /// View `inner` as of `snapshot` (entries with a larger sequence are
     /// invisible), restricted to `bounds`. Starts unpositioned.
     pub fn new(
-        inner: Box<dyn InternalIterator>,
+        inner: Box<dyn InternalIterator + 'a>,
         snapshot: SequenceNumber,
         bounds: KeyBounds,
     ) -> Self {
