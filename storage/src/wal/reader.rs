@@ -1,0 +1,422 @@
+//! Reading records back from a log file (`docs/wal_format.md`, "Reading and
+//! recovery rules").
+//!
+//! The reader holds one block in memory at a time; a record grows only by
+//! fragments that passed their checksum, so no stored length can make it
+//! allocate more than the file holds.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{BLOCK_SIZE, FragmentType, HEADER_LEN, fragment_crc};
+use crate::env::RandomAccessFile;
+use crate::error::{Error, Result};
+
+/// Reads the records of one log file in order.
+pub struct LogReader {
+    file: Arc<dyn RandomAccessFile>,
+    file_size: u64,
+    log_number: u64,
+    location: String,
+    /// The current block (shorter than [`BLOCK_SIZE`] only for the file's last block).
+    block: Vec<u8>,
+    /// File offset of `block[0]`.
+    block_start: u64,
+    /// Next unread byte of `block`.
+    pos: usize,
+    /// File offset of the next block to load.
+    next_block: u64,
+    state: State,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Reading,
+    /// End of log reached; `Some` when a torn tail was dropped.
+    Ended(Option<(u64, String)>),
+    /// An error was returned; every later call repeats it.
+    Failed {
+        offset: u64,
+        message: String,
+    },
+}
+
+/// What the next fragment position holds.
+enum Scan {
+    Fragment {
+        kind: FragmentType,
+        offset: u64,
+        payload: std::ops::Range<usize>,
+    },
+    /// The file ends exactly at a fragment boundary (or inside block padding).
+    End,
+    /// A fragment that the writer cannot have produced intact.
+    Bad { offset: u64, damage: Damage },
+}
+
+/// Why a fragment is not valid.
+enum Damage {
+    Checksum { expected: u32, actual: u32 },
+    Other(String),
+}
+
+impl Damage {
+    fn describe(&self) -> String {
+        match self {
+            Damage::Checksum { expected, actual } => format!(
+                "fragment checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
+            ),
+            Damage::Other(reason) => reason.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader")
+            .field("location", &self.location)
+            .field("log_number", &self.log_number)
+            .field("position", &(self.block_start + self.pos as u64))
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl LogReader {
+    /// Read log `log_number` from `file`; `location` (normally the file path)
+    /// is named in every error.
+    pub fn new(file: Arc<dyn RandomAccessFile>, log_number: u64, location: String) -> LogReader {
+        LogReader {
+            file_size: file.size(),
+            file,
+            log_number,
+            location,
+            block: Vec::with_capacity(BLOCK_SIZE),
+            block_start: 0,
+            pos: 0,
+            next_block: 0,
+            state: State::Reading,
+        }
+    }
+
+    /// Read a log held in memory (tests, fuzzing, logs fetched over the network).
+    pub fn from_bytes(bytes: Vec<u8>, log_number: u64, location: String) -> LogReader {
+        let file = Arc::new(LogBytes {
+            location: PathBuf::from(&location),
+            bytes,
+        });
+        LogReader::new(file, log_number, location)
+    }
+
+    /// The next whole record and the file offset of its first fragment;
+    /// `Ok(None)` at the end of the log. Mid-log damage is an error
+    /// ([`Error::ChecksumMismatch`] or [`Error::Corruption`] with the exact
+    /// offset of the bad fragment); after an error every call fails again.
+    pub fn read_record(&mut self) -> Result<Option<(Vec<u8>, u64)>> {
+        match &self.state {
+            State::Reading => {}
+            State::Ended(_) => return Ok(None),
+            State::Failed { offset, message } => {
+                return Err(Error::corruption(
+                    &self.location,
+                    *offset,
+                    format!("reading stopped at an earlier error: {message}"),
+                ));
+            }
+        }
+        let result = self.assemble_record();
+        if let Err(e) = &result {
+            let offset = match e {
+                Error::Corruption { offset, .. } | Error::ChecksumMismatch { offset, .. } => {
+                    *offset
+                }
+                _ => self.block_start + self.pos as u64,
+            };
+            self.state = State::Failed {
+                offset,
+                message: e.to_string(),
+            };
+        }
+        result
+    }
+
+    /// After `read_record` returned `Ok(None)`: the offset where the valid
+    /// log ends and why the bytes after it were dropped, or `None` when the
+    /// log ended cleanly.
+    pub fn torn_tail(&self) -> Option<(u64, String)> {
+        match &self.state {
+            State::Ended(torn) => torn.clone(),
+            State::Reading | State::Failed { .. } => None,
+        }
+    }
+
+    /// The log number fragments must carry.
+    pub fn log_number(&self) -> u64 {
+        self.log_number
+    }
+
+    fn assemble_record(&mut self) -> Result<Option<(Vec<u8>, u64)>> {
+        let mut record = Vec::new();
+        let mut record_start: Option<u64> = None;
+        loop {
+            match self.next_fragment()? {
+                Scan::Fragment {
+                    kind,
+                    offset,
+                    payload,
+                } => {
+                    let bytes = &self.block[payload];
+                    match (kind, record_start) {
+                        (FragmentType::Full, None) => return Ok(Some((bytes.to_vec(), offset))),
+                        (FragmentType::First, None) => {
+                            record_start = Some(offset);
+                            record.extend_from_slice(bytes);
+                        }
+                        (FragmentType::Middle, Some(_)) => record.extend_from_slice(bytes),
+                        (FragmentType::Last, Some(start)) => {
+                            record.extend_from_slice(bytes);
+                            return Ok(Some((record, start)));
+                        }
+                        (FragmentType::Full | FragmentType::First, Some(start)) => {
+                            return Err(Error::corruption(
+                                &self.location,
+                                offset,
+                                format!(
+                                    "{kind:?} fragment inside the record that starts at offset {start}"
+                                ),
+                            ));
+                        }
+                        (FragmentType::Middle | FragmentType::Last, None) => {
+                            return Err(Error::corruption(
+                                &self.location,
+                                offset,
+                                format!("{kind:?} fragment without a First fragment before it"),
+                            ));
+                        }
+                    }
+                }
+                Scan::End => {
+                    let torn = record_start.map(|start| {
+                        (
+                            start,
+                            "the log ends inside a record (its Last fragment is missing)"
+                                .to_string(),
+                        )
+                    });
+                    self.state = State::Ended(torn);
+                    return Ok(None);
+                }
+                Scan::Bad { offset, damage } => {
+                    return match self.find_valid_fragment(offset + 1)? {
+                        Some(next) => Err(match damage {
+                            Damage::Checksum { expected, actual } => Error::ChecksumMismatch {
+                                location: self.location.clone(),
+                                offset,
+                                expected,
+                                actual,
+                            },
+                            Damage::Other(reason) => Error::corruption(
+                                &self.location,
+                                offset,
+                                format!(
+                                    "{reason}; a valid fragment follows at offset {next}, \
+                                     so this is not a torn tail"
+                                ),
+                            ),
+                        }),
+                        None => {
+                            let reason = format!(
+                                "{} at offset {offset}, and no valid fragment follows",
+                                damage.describe()
+                            );
+                            self.state =
+                                State::Ended(Some((record_start.unwrap_or(offset), reason)));
+                            Ok(None)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Advance past the next fragment (or padding) and classify it.
+    fn next_fragment(&mut self) -> Result<Scan> {
+        loop {
+            if self.pos == self.block.len() {
+                if !self.load_next_block()? {
+                    return Ok(Scan::End);
+                }
+                continue;
+            }
+            let offset = self.block_start + self.pos as u64;
+            let rest = &self.block[self.pos..];
+            if BLOCK_SIZE - self.pos < HEADER_LEN {
+                // Block trailer too small for a header: the writer zero-fills it.
+                self.pos = self.block.len();
+                if rest.iter().any(|&b| b != 0) {
+                    return Ok(Scan::Bad {
+                        offset,
+                        damage: Damage::Other(
+                            "non-zero bytes in the zero padding at the end of a block".into(),
+                        ),
+                    });
+                }
+                continue;
+            }
+            if rest.len() < HEADER_LEN {
+                self.pos = self.block.len();
+                return Ok(Scan::Bad {
+                    offset,
+                    damage: Damage::Other(format!(
+                        "the file ends {} bytes into a fragment header",
+                        rest.len()
+                    )),
+                });
+            }
+            return Ok(
+                match parse_fragment(&self.block, self.pos, self.log_number) {
+                    Ok((kind, payload)) => {
+                        self.pos = payload.end;
+                        Scan::Fragment {
+                            kind,
+                            offset,
+                            payload,
+                        }
+                    }
+                    Err(damage) => {
+                        self.pos = self.block.len();
+                        Scan::Bad { offset, damage }
+                    }
+                },
+            );
+        }
+    }
+
+    /// Load the next block; false at the end of the file.
+    fn load_next_block(&mut self) -> Result<bool> {
+        if self.next_block >= self.file_size {
+            return Ok(false);
+        }
+        self.load_block(self.next_block)?;
+        self.next_block += BLOCK_SIZE as u64;
+        Ok(true)
+    }
+
+    fn load_block(&mut self, start: u64) -> Result<()> {
+        // Bounded by BLOCK_SIZE, so the cast cannot truncate.
+        let len = (self.file_size - start).min(BLOCK_SIZE as u64) as usize;
+        self.block.resize(len, 0);
+        self.file.read_exact_at(start, &mut self.block)?;
+        self.block_start = start;
+        self.pos = 0;
+        Ok(())
+    }
+
+    /// The offset of the first valid fragment of this log at or after `from`,
+    /// reading the rest of the file block by block. Decides between a torn
+    /// tail (none) and mid-log corruption (some). Reuses the block buffer:
+    /// reading ends either way.
+    fn find_valid_fragment(&mut self, from: u64) -> Result<Option<u64>> {
+        let block_size = BLOCK_SIZE as u64;
+        let mut start = from - from % block_size;
+        let mut first = (from % block_size) as usize;
+        let tag = self.log_number.to_le_bytes();
+        while start < self.file_size {
+            self.load_block(start)?;
+            let last = self.block.len().saturating_sub(HEADER_LEN);
+            for p in first..=last {
+                // Cheap filter first: the log number must match byte for byte.
+                if self.block.len() >= p + HEADER_LEN
+                    && self.block[p + 7..p + HEADER_LEN] == tag
+                    && parse_fragment(&self.block, p, self.log_number).is_ok()
+                {
+                    return Ok(Some(start + p as u64));
+                }
+            }
+            start += block_size;
+            first = 0;
+        }
+        self.pos = self.block.len();
+        Ok(None)
+    }
+}
+
+/// Decode and verify the fragment whose header starts at `block[pos]`
+/// (the caller guarantees `HEADER_LEN` bytes are there). Returns its type and
+/// the payload's range within `block`.
+fn parse_fragment(
+    block: &[u8],
+    pos: usize,
+    log_number: u64,
+) -> std::result::Result<(FragmentType, std::ops::Range<usize>), Damage> {
+    let Some(h) = block.get(pos..pos + HEADER_LEN) else {
+        return Err(Damage::Other("truncated fragment header".into()));
+    };
+    if h.iter().all(|&b| b == 0) {
+        return Err(Damage::Other(
+            "zero-filled space where a fragment header should be".into(),
+        ));
+    }
+    let Some(kind) = FragmentType::from_byte(h[6]) else {
+        return Err(Damage::Other(format!("unknown fragment type {}", h[6])));
+    };
+    let len = usize::from(u16::from_le_bytes([h[4], h[5]]));
+    let start = pos + HEADER_LEN;
+    let end = start + len;
+    if end > BLOCK_SIZE {
+        return Err(Damage::Other(format!(
+            "fragment length {len} runs past the end of its block"
+        )));
+    }
+    let Some(payload) = block.get(start..end) else {
+        return Err(Damage::Other(format!(
+            "the file ends inside a fragment payload ({} of {len} bytes)",
+            block.len() - start
+        )));
+    };
+    let expected = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let actual = fragment_crc(&h[6..HEADER_LEN], payload);
+    if expected != actual {
+        return Err(Damage::Checksum { expected, actual });
+    }
+    let mut stored_log = [0u8; 8];
+    stored_log.copy_from_slice(&h[7..HEADER_LEN]);
+    let stored_log = u64::from_le_bytes(stored_log);
+    if stored_log != log_number {
+        return Err(Damage::Other(format!(
+            "stale fragment of log {stored_log} (reading log {log_number})"
+        )));
+    }
+    Ok((kind, start..end))
+}
+
+/// A log held in memory, readable like a file.
+struct LogBytes {
+    location: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl RandomAccessFile for LogBytes {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(buf.len())?));
+        match range.and_then(|r| self.bytes.get(r)) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(Error::io(
+                &self.location,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("reading {} bytes at offset {offset}", buf.len()),
+                ),
+            )),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
