@@ -1,0 +1,129 @@
+//! The live memtable's byte arena: one zeroed, 8-aligned allocation of fixed
+//! capacity that never grows or moves, so offsets (and slices handed to
+//! readers) stay valid for the memtable's lifetime.
+//!
+//! Access discipline, which makes sharing it between one writer and many
+//! readers sound:
+//! - skiplist links are only ever accessed as `AtomicU32` (4-aligned, see
+//!   `node.rs`), with Release stores that publish a node and Acquire loads
+//!   that follow it;
+//! - every other byte is written exactly once with plain writes, by the single
+//!   writer, *before* anything that makes it reachable (a link to its node, or
+//!   the `sealed` flag for the header), and is only read after that;
+//! so plain reads never race with plain writes.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+
+/// Alignment of the allocation; a multiple of the node alignment.
+const ARENA_ALIGN: usize = 8;
+
+/// A fixed-size zeroed allocation, accessed only through raw pointers.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    base: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: the arena is plain memory owned by this value; the access rules in
+// the module doc (atomic links, write-once-before-publish bytes) are what make
+// concurrent use from several threads free of data races.
+unsafe impl Send for Arena {}
+// SAFETY: as above; `&Arena` only offers unsafe accessors whose contracts
+// carry those rules.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Allocate `capacity` zeroed bytes (`capacity > 0`). Aborts like `Vec`
+    /// when the allocator fails.
+    pub fn new(capacity: usize) -> Option<Arena> {
+        let layout = Layout::from_size_align(capacity, ARENA_ALIGN).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let Some(base) = NonNull::new(ptr) else {
+            handle_alloc_error(layout)
+        };
+        Some(Arena { base, layout })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Copy `bytes` into the arena at `at`.
+    ///
+    /// # Safety
+    /// `[at, at + bytes.len())` lies inside the arena, holds no link, and no
+    /// other thread reads it until this write is published (happens-before)
+    /// to that thread.
+    pub unsafe fn write(&self, at: usize, bytes: &[u8]) {
+        debug_assert!(at + bytes.len() <= self.capacity());
+        // SAFETY: in bounds and unobserved by the caller's contract; `bytes`
+        // cannot overlap the arena because no `&mut` to it is ever handed out.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.as_ptr().add(at), bytes.len())
+        }
+    }
+
+    /// The arena bytes `[at, at + len)`.
+    ///
+    /// # Safety
+    /// The range lies inside the arena, every plain byte in it was written
+    /// (and published to this thread) before the call, and no plain write
+    /// touches it while the slice lives. Links inside the range may still be
+    /// loaded atomically by others, but must not be stored to while the slice
+    /// lives.
+    pub unsafe fn slice(&self, at: usize, len: usize) -> &[u8] {
+        debug_assert!(at + len <= self.capacity());
+        // SAFETY: in bounds, initialised (the allocation is zeroed) and not
+        // written concurrently, by the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(at), len) }
+    }
+
+    /// The link at `pos`.
+    ///
+    /// # Safety
+    /// `pos` is 4-aligned, `pos + 4` is inside the arena, and the four bytes
+    /// are a link: they are never accessed non-atomically while another
+    /// thread may store to them.
+    pub unsafe fn link(&self, pos: usize) -> &AtomicU32 {
+        debug_assert!(pos % 4 == 0 && pos + 4 <= self.capacity());
+        // SAFETY: aligned, in bounds, valid for the arena's lifetime, and only
+        // accessed atomically while shared, by the caller's contract.
+        unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(pos).cast::<u32>()) }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: `base` was returned by `alloc_zeroed` with `layout`, and
+        // `&mut self` proves no slice or link borrowed from it is alive.
+        unsafe { dealloc(self.base.as_ptr(), self.layout) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn starts_zeroed_and_round_trips_bytes_and_links() {
+        let a = Arena::new(64).unwrap();
+        assert_eq!(a.capacity(), 64);
+        // SAFETY: single-threaded test, ranges in bounds, link bytes disjoint
+        // from plain bytes.
+        unsafe {
+            assert!(a.slice(0, 64).iter().all(|&b| b == 0));
+            a.write(8, b"hello");
+            assert_eq!(a.slice(8, 5), b"hello");
+            a.link(16).store(0x0403_0201, Ordering::Release);
+            assert_eq!(a.slice(16, 4), &[1, 2, 3, 4]);
+        }
+        assert!(Arena::new(0).is_none());
+    }
+}

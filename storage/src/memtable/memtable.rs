@@ -1,0 +1,351 @@
+//! [`Memtable`]: the compute node's writable memtable, built directly in the
+//! image format so that sealing it is writing a 64-byte header, and shipping
+//! it is copying `[0, used)`.
+//!
+//! One writer at a time (a short mutex around each insert) and any number of
+//! lock-free readers. A node is fully written before it is linked, and it is
+//! linked level by level from the bottom with Release stores; readers follow
+//! links with Acquire loads, so a reader sees an entry either not at all or
+//! complete, and each level stays sorted at every instant.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::key::{MAX_SEQUENCE, TRAILER_LEN, ValueKind, pack_trailer};
+
+use super::EntryRef;
+use super::arena::Arena;
+use super::header::{FORMAT_VERSION, HEADER_LEN, ImageHeader, checksum_parts};
+use super::node::{MAX_HEIGHT, NODE_PREFIX, encode_prefix, link_pos, node_size};
+use super::skiplist::{self, Cursor, NodeSource, Target, cursor_iterator};
+
+/// Offset of the head node: right after the header.
+const HEAD: u32 = HEADER_LEN as u32;
+
+/// Arena bytes taken by the header and the head node; the smallest capacity.
+fn reserved_bytes() -> usize {
+    HEADER_LEN + NODE_PREFIX + 4 * MAX_HEIGHT
+}
+
+/// State only the (single, serialized) writer touches.
+#[derive(Debug)]
+struct WriterState {
+    /// xorshift64 state for tower heights; fixed seed per shard, so a
+    /// sequence of inserts always produces the same image bytes.
+    rng: u64,
+}
+
+impl WriterState {
+    /// A height in `1..=MAX_HEIGHT`, each extra level with probability 1/4.
+    fn random_height(&mut self) -> usize {
+        let mut height = 1;
+        while height < MAX_HEIGHT {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            if self.rng & 3 != 0 {
+                break;
+            }
+            height += 1;
+        }
+        height
+    }
+}
+
+/// A memtable whose arena is its own wire format (see the module docs of
+/// [`crate::memtable`]). `Send + Sync`; share it with an `Arc`.
+#[derive(Debug)]
+pub struct Memtable {
+    arena: Arena,
+    shard: u32,
+    writer: Mutex<WriterState>,
+    /// Bytes allocated so far; only the writer advances it.
+    used: AtomicUsize,
+    entries: AtomicU64,
+    /// `u64::MAX` / 0 while empty.
+    smallest_seq: AtomicU64,
+    largest_seq: AtomicU64,
+    /// Set (Release) after the header is written; no insert follows it.
+    sealed: AtomicBool,
+}
+
+impl Memtable {
+    /// A memtable of `capacity` bytes for `shard`; the arena is allocated once
+    /// and never grows. `capacity` must be at most `u32::MAX` (offsets are 32
+    /// bits) and leave room for the header and head node.
+    pub fn new(capacity: usize, shard: u32) -> Result<Memtable> {
+        if capacity > u32::MAX as usize || capacity < reserved_bytes() {
+            return Err(Error::InvalidArgument(format!(
+                "memtable capacity {capacity} must be between {} and {} bytes",
+                reserved_bytes(),
+                u32::MAX
+            )));
+        }
+        let arena = Arena::new(capacity).ok_or_else(|| {
+            Error::InvalidArgument(format!("memtable capacity {capacity} is not allocatable"))
+        })?;
+        let head = encode_prefix(MAX_HEIGHT as u8, 0, 0);
+        // SAFETY: the arena is not shared yet; the head prefix is in bounds
+        // (capacity >= reserved_bytes()) and holds no link. Its links stay
+        // zero from the zeroed allocation.
+        unsafe { arena.write(HEAD as usize, &head) };
+        Ok(Memtable {
+            arena,
+            shard,
+            writer: Mutex::new(WriterState {
+                rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(shard),
+            }),
+            used: AtomicUsize::new(reserved_bytes()),
+            entries: AtomicU64::new(0),
+            smallest_seq: AtomicU64::new(u64::MAX),
+            largest_seq: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+        })
+    }
+
+    /// Insert one entry. Writers are serialized internally; readers running
+    /// concurrently see the memtable before or after the insert.
+    /// `Err(ImageFull)` when the arena cannot hold the entry (nothing
+    /// changes); `Err(InvalidArgument)` after [`Memtable::seal`], for a
+    /// sequence above [`MAX_SEQUENCE`], or for an entry with the same user
+    /// key, sequence and kind as an existing one.
+    pub fn insert(&self, user_key: &[u8], seq: u64, kind: ValueKind, value: &[u8]) -> Result<()> {
+        let mut writer = self.writer.lock();
+        if self.sealed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(format!(
+                "insert into sealed memtable of shard {}",
+                self.shard
+            )));
+        }
+        if seq > MAX_SEQUENCE {
+            return Err(Error::InvalidArgument(format!(
+                "sequence {seq} exceeds the maximum {MAX_SEQUENCE}"
+            )));
+        }
+        let trailer = pack_trailer(seq, kind);
+        let target = Target::internal_parts(user_key, trailer);
+        let mut splice = [0u32; MAX_HEIGHT];
+        let before = skiplist::find_before(self, &target, false, Some(&mut splice));
+        let after = self.next(before, 0);
+        if after != 0 && target.order_of(self.key(after)).is_eq() {
+            return Err(Error::InvalidArgument(format!(
+                "memtable of shard {} already holds this key at sequence {seq}",
+                self.shard
+            )));
+        }
+
+        let used = self.used.load(Ordering::Relaxed);
+        let available = self.capacity() - used;
+        let key_len = user_key.len() + TRAILER_LEN;
+        let height = writer.random_height();
+        let size = node_size(height, key_len, value.len()).unwrap_or(usize::MAX);
+        if size > available {
+            return Err(Error::ImageFull {
+                needed: size,
+                available,
+            });
+        }
+        // Lengths fit in u32: the node fits in the arena, whose capacity does.
+        let node = used as u32;
+        let prefix = encode_prefix(height as u8, key_len as u32, value.len() as u32);
+        let key_at = link_pos(node, height);
+        // SAFETY: `[used, used + size)` is inside the arena (size <= available)
+        // and unreachable: no link points to `node` until the stores below,
+        // which happen after these writes. The writes skip the link slots
+        // (zero from the allocation; from here on only accessed atomically).
+        unsafe {
+            self.arena.write(node as usize, &prefix);
+            self.arena.write(key_at, user_key);
+            self.arena
+                .write(key_at + user_key.len(), &trailer.to_le_bytes());
+            self.arena.write(key_at + key_len, value);
+        }
+        for (level, &prev) in splice.iter().enumerate().take(height) {
+            // SAFETY: `node` has `height` links and `prev` is the head or a
+            // published node of height > level (it was reached on `level`).
+            unsafe {
+                let next = self
+                    .arena
+                    .link(link_pos(prev, level))
+                    .load(Ordering::Acquire);
+                self.arena
+                    .link(link_pos(node, level))
+                    .store(next, Ordering::Relaxed);
+                // Publishes the node's bytes and its lower links to readers.
+                self.arena
+                    .link(link_pos(prev, level))
+                    .store(node, Ordering::Release);
+            }
+        }
+        self.used.store(used + size, Ordering::Release);
+        self.entries.fetch_add(1, Ordering::Release);
+        self.smallest_seq.fetch_min(seq, Ordering::Relaxed);
+        self.largest_seq.fetch_max(seq, Ordering::Relaxed);
+        drop(writer);
+        Ok(())
+    }
+
+    /// The newest entry of `user_key` with sequence `<= snapshot` (which may
+    /// be a tombstone).
+    pub fn get(&self, user_key: &[u8], snapshot: u64) -> Option<EntryRef<'_>> {
+        let n = skiplist::find_visible(self, user_key, snapshot);
+        if n == 0 {
+            return None;
+        }
+        skiplist::entry_ref(self.key(n), self.value(n), n)
+    }
+
+    /// Write the header with its checksum; afterwards the memtable is
+    /// immutable and [`Memtable::image_bytes`] is available. Sealing twice is
+    /// a no-op.
+    pub fn seal(&self) -> Result<()> {
+        let _writer = self.writer.lock();
+        if self.sealed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let used = self.used.load(Ordering::Relaxed);
+        let mut header = ImageHeader {
+            format_version: FORMAT_VERSION,
+            max_height: MAX_HEIGHT as u32,
+            used: used as u32,
+            head: HEAD,
+            entries: self.entries(),
+            smallest_seq: self.smallest_seq(),
+            largest_seq: self.largest_seq(),
+            shard: self.shard,
+            first_entry: self.next(HEAD, 0),
+            last_entry: skiplist::last(self),
+            checksum: 0,
+        };
+        // SAFETY: `[HEADER_LEN, used)` is allocated and fully written (nodes
+        // and padding are written or zero), and we hold the writer lock, so
+        // neither plain bytes nor links change while the slice lives.
+        let rest = unsafe { self.arena.slice(HEADER_LEN, used - HEADER_LEN) };
+        header.checksum = checksum_parts(&header.encode(), rest);
+        // SAFETY: the header region holds no link and nobody reads it before
+        // `sealed` is set below (Release), which orders this write first.
+        unsafe { self.arena.write(0, &header.encode()) };
+        self.sealed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The sealed image: bytes `[0, used)`. `Err(InvalidArgument)` before
+    /// [`Memtable::seal`].
+    pub fn image_bytes(&self) -> Result<&[u8]> {
+        if !self.sealed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(format!(
+                "memtable of shard {} is not sealed",
+                self.shard
+            )));
+        }
+        // SAFETY: sealed (Acquire pairs with the Release in `seal`): every
+        // byte of `[0, used)` was written before, and nothing writes any more.
+        Ok(unsafe { self.arena.slice(0, self.used.load(Ordering::Acquire)) })
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+    /// Bytes of the arena in use, including header and head node.
+    pub fn used_bytes(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+    pub fn capacity(&self) -> usize {
+        self.arena.capacity()
+    }
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Acquire)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries() == 0
+    }
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+    /// Smallest sequence number inserted; 0 when empty.
+    pub fn smallest_seq(&self) -> u64 {
+        match self.smallest_seq.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            s => s,
+        }
+    }
+    /// Largest sequence number inserted; 0 when empty.
+    pub fn largest_seq(&self) -> u64 {
+        self.largest_seq.load(Ordering::Relaxed)
+    }
+
+    /// An iterator over the entries, which keeps the memtable alive. It runs
+    /// concurrently with inserts and sees entries published before each move.
+    pub fn iter(self: &Arc<Self>) -> MemtableIter {
+        MemtableIter {
+            cursor: Cursor::new(Arc::clone(self)),
+        }
+    }
+
+    /// The node prefix of a published node (or the head).
+    fn layout(&self, node: u32) -> (usize, usize, usize) {
+        // SAFETY: by the NodeSource invariant `node` is the head or published,
+        // so its prefix was written before the Acquire load that found it and
+        // is never written again.
+        let prefix = unsafe { self.arena.slice(node as usize, NODE_PREFIX) };
+        let height = prefix[0] as usize;
+        let key_len = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]) as usize;
+        let value_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize;
+        (link_pos(node, height), key_len, value_len)
+    }
+}
+
+impl NodeSource for Memtable {
+    fn head(&self) -> u32 {
+        HEAD
+    }
+    fn max_height(&self) -> usize {
+        MAX_HEIGHT
+    }
+    fn next(&self, node: u32, level: usize) -> u32 {
+        // SAFETY: by the NodeSource invariant, `node` has a link at `level`;
+        // links are only accessed atomically.
+        unsafe { self.arena.link(link_pos(node, level)) }.load(Ordering::Acquire)
+    }
+    fn key(&self, node: u32) -> &[u8] {
+        let (key_at, key_len, _) = self.layout(node);
+        // SAFETY: the key of a published node, written before publication and
+        // never again.
+        unsafe { self.arena.slice(key_at, key_len) }
+    }
+    fn value(&self, node: u32) -> &[u8] {
+        let (key_at, key_len, value_len) = self.layout(node);
+        // SAFETY: as for `key`.
+        unsafe { self.arena.slice(key_at + key_len, value_len) }
+    }
+}
+
+impl NodeSource for Arc<Memtable> {
+    fn head(&self) -> u32 {
+        HEAD
+    }
+    fn max_height(&self) -> usize {
+        MAX_HEIGHT
+    }
+    fn next(&self, node: u32, level: usize) -> u32 {
+        (**self).next(node, level)
+    }
+    fn key(&self, node: u32) -> &[u8] {
+        (**self).key(node)
+    }
+    fn value(&self, node: u32) -> &[u8] {
+        (**self).value(node)
+    }
+}
+
+/// An [`crate::iterator::InternalIterator`] over a live or sealed
+/// [`Memtable`]; owns an `Arc` of it.
+#[derive(Debug)]
+pub struct MemtableIter {
+    cursor: Cursor<Arc<Memtable>>,
+}
+
+cursor_iterator!(MemtableIter);
