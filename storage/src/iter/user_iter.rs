@@ -155,7 +155,9 @@ impl<'a> UserIterator<'a> {
                 _ => target,
             };
             it.seek_key.clear();
-            append_internal_key(&mut it.seek_key, start, it.snapshot, ValueKind::Value);
+            // A snapshot past the largest sequence ("latest") reads everything.
+            let seq = it.snapshot.min(MAX_SEQUENCE);
+            append_internal_key(&mut it.seek_key, start, seq, ValueKind::Value);
             it.inner.seek(&it.seek_key)?;
             it.find_next_user_entry(false)
         })
@@ -178,6 +180,9 @@ impl<'a> UserIterator<'a> {
     }
 
     /// Advance to the next key; requires `valid()`.
+    // Named like `InternalIterator::next`: a cursor step that can fail, not
+    // `Iterator::next`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<()> {
         self.guard(|it| {
             match it.direction {
@@ -205,15 +210,10 @@ impl<'a> UserIterator<'a> {
     pub fn prev(&mut self) -> Result<()> {
         self.guard(|it| {
             if it.direction == Direction::Forward {
-                // Move `inner` before every entry of the current key.
-                it.saved_key.clear();
-                it.saved_key.extend_from_slice(user_key(it.inner.key()));
-                loop {
-                    it.inner.prev()?;
-                    if !it.inner.valid() || user_key(it.inner.key()) < it.saved_key.as_slice() {
-                        break;
-                    }
-                }
+                // `inner` rests on the newest visible entry of the current
+                // key; the entries before it that share the key are newer,
+                // hence invisible, and the backward walk skips them.
+                it.inner.prev()?;
                 it.direction = Direction::Reverse;
             }
             it.find_prev_user_entry()
