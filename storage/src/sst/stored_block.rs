@@ -1,0 +1,208 @@
+//! A block as stored in the file: contents (maybe lz4-compressed) plus the
+//! 5-byte trailer (`docs/sst_format.md`, "Block trailer"). Writing compresses
+//! and checksums; reading verifies the checksum before anything else looks at
+//! the bytes, then decompresses with a bounded output size.
+
+use bytes::Bytes;
+
+use crate::coding::{get_varint64, put_varint64};
+use crate::env::{RandomAccessFile, WritableFile};
+use crate::error::{Error, Result, check_crc};
+use crate::options::Compression;
+
+use super::footer::{BLOCK_TRAILER_LEN, BlockHandle};
+
+/// Largest uncompressed block a reader accepts from an lz4 block header.
+const MAX_UNCOMPRESSED: u64 = 1 << 30;
+
+/// CRC of stored contents plus the compression byte.
+fn block_crc(contents: &[u8], kind: u8) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(contents), &[kind])
+}
+
+/// Append `raw` as a block at file offset `offset` (the caller tracks it),
+/// compressing with `compression` when that saves at least 1/8. `scratch` is
+/// reused across calls to avoid an allocation per block.
+pub(crate) fn append_block(
+    file: &mut dyn WritableFile,
+    offset: u64,
+    raw: &[u8],
+    compression: Compression,
+    scratch: &mut Vec<u8>,
+) -> Result<BlockHandle> {
+    let (contents, kind): (&[u8], Compression) = match compression {
+        Compression::None => (raw, Compression::None),
+        Compression::Lz4 => {
+            scratch.clear();
+            put_varint64(scratch, raw.len() as u64);
+            let header = scratch.len();
+            scratch.resize(
+                header + lz4_flex::block::get_maximum_output_size(raw.len()),
+                0,
+            );
+            let n = lz4_flex::block::compress_into(raw, &mut scratch[header..])
+                .map_err(|e| Error::InvalidArgument(format!("lz4 compression failed: {e}")))?;
+            scratch.truncate(header + n);
+            if scratch.len() < raw.len() - raw.len() / 8 {
+                (scratch.as_slice(), Compression::Lz4)
+            } else {
+                (raw, Compression::None)
+            }
+        }
+    };
+    let kind = kind.as_byte();
+    let mut trailer = [0u8; BLOCK_TRAILER_LEN as usize];
+    trailer[0] = kind;
+    trailer[1..].copy_from_slice(&block_crc(contents, kind).to_le_bytes());
+    file.append(contents)?;
+    file.append(&trailer)?;
+    Ok(BlockHandle::new(offset, contents.len() as u64))
+}
+
+/// Read the block at `handle`, which must end (trailer included) at or before
+/// `limit` (the start of the footer), verify its checksum and decompress it.
+pub fn read_block(
+    file: &dyn RandomAccessFile,
+    handle: BlockHandle,
+    limit: u64,
+    location: &str,
+) -> Result<Bytes> {
+    let in_bounds = handle.end_with_trailer().is_some_and(|end| end <= limit);
+    let len = usize::try_from(handle.size + BLOCK_TRAILER_LEN).ok();
+    let (true, Some(len)) = (in_bounds, len) else {
+        return Err(Error::corruption(
+            location,
+            handle.offset,
+            format!(
+                "block handle (size {}) runs past the block area ending at {limit}",
+                handle.size
+            ),
+        ));
+    };
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(handle.offset, &mut buf)?;
+    decode_stored_block(buf, handle.offset, location)
+}
+
+/// Verify and decode stored contents + trailer read from file offset
+/// `offset`. Public so that fuzzing can reach it without a file.
+pub fn decode_stored_block(mut buf: Vec<u8>, offset: u64, location: &str) -> Result<Bytes> {
+    let Some(size) = buf.len().checked_sub(BLOCK_TRAILER_LEN as usize) else {
+        return Err(Error::corruption(
+            location,
+            offset,
+            format!("{} bytes cannot hold a block trailer", buf.len()),
+        ));
+    };
+    let kind = buf[size];
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&buf[size + 1..]);
+    check_crc(
+        location,
+        offset,
+        u32::from_le_bytes(crc),
+        block_crc(&buf[..size], kind),
+    )?;
+    buf.truncate(size);
+    match Compression::from_byte(kind) {
+        Some(Compression::None) => Ok(Bytes::from(buf)),
+        Some(Compression::Lz4) => decompress_lz4(&buf, offset, location).map(Bytes::from),
+        None => Err(Error::corruption(
+            location,
+            offset,
+            format!("unknown compression type {kind}"),
+        )),
+    }
+}
+
+fn decompress_lz4(stored: &[u8], offset: u64, location: &str) -> Result<Vec<u8>> {
+    let corrupt = |reason: String| Error::corruption(location, offset, reason);
+    let (declared, n) =
+        get_varint64(stored).ok_or_else(|| corrupt("truncated lz4 length".to_string()))?;
+    let compressed = &stored[n..];
+    let bound = (compressed.len() as u64 * 255 + 16).min(MAX_UNCOMPRESSED);
+    if declared > bound {
+        return Err(corrupt(format!(
+            "lz4 block declares {declared} uncompressed bytes, more than {bound} possible"
+        )));
+    }
+    let mut out = vec![0u8; declared as usize];
+    let produced = lz4_flex::block::decompress_into(compressed, &mut out)
+        .map_err(|e| corrupt(format!("lz4 decompression failed: {e}")))?;
+    if produced != out.len() {
+        return Err(corrupt(format!(
+            "lz4 block produced {produced} bytes, declared {declared}"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct VecFile(Vec<u8>);
+    impl WritableFile for VecFile {
+        fn append(&mut self, data: &[u8]) -> Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+    }
+
+    #[test]
+    fn round_trips_with_and_without_compression() {
+        let compressible = vec![7u8; 5000];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let random: Vec<u8> = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        for raw in [&compressible, &random] {
+            for c in [Compression::None, Compression::Lz4] {
+                let mut f = VecFile(Vec::new());
+                let h = append_block(&mut f, 0, raw, c, &mut Vec::new()).unwrap();
+                assert_eq!(h.end_with_trailer(), Some(f.0.len() as u64));
+                let expect_kind = if c == Compression::Lz4 && raw == &compressible {
+                    1
+                } else {
+                    0
+                };
+                assert_eq!(f.0[h.size as usize], expect_kind);
+                assert_eq!(
+                    &decode_stored_block(f.0.clone(), 0, "t").unwrap()[..],
+                    &raw[..]
+                );
+                let mut bad = f.0.clone();
+                bad[3] ^= 1;
+                let err = decode_stored_block(bad, 0, "t").unwrap_err();
+                assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn lz4_length_is_bounded_before_allocating() {
+        let mut stored = Vec::new();
+        put_varint64(&mut stored, u64::MAX >> 1);
+        stored.push(0);
+        let kind = Compression::Lz4.as_byte();
+        let crc = block_crc(&stored, kind);
+        stored.push(kind);
+        stored.extend_from_slice(&crc.to_le_bytes());
+        let err = decode_stored_block(stored, 0, "t").unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+    }
+}
