@@ -406,3 +406,81 @@ fn many_hidden_versions_between_visible_keys() {
     u.seek_for_prev(b"b").unwrap();
     assert_eq!((u.key(), u.value()), (&b"a"[..], &b"a1"[..]));
 }
+
+#[test]
+fn latest_snapshot_reads_everything() {
+    let history = [
+        Write {
+            key: 1,
+            tombstone: false,
+            source: 0,
+        },
+        Write {
+            key: 2,
+            tombstone: false,
+            source: 1,
+        },
+        Write {
+            key: 1,
+            tombstone: true,
+            source: 2,
+        },
+    ];
+    let state = visible(&history, u64::MAX, &KeyBounds::unbounded());
+    let mut it = UserIterator::new(
+        Box::new(merged(&history, 3)),
+        u64::MAX,
+        KeyBounds::unbounded(),
+    );
+    let ops = [
+        Op::Seek(0),
+        Op::Next,
+        Op::Prev,
+        Op::Last,
+        Op::SeekForPrev(9),
+    ];
+    check_user_iterator(&mut it, &state, &ops).unwrap();
+    assert_eq!(state.len(), 1);
+}
+
+proptest! {
+    /// Arbitrary bytes as internal keys: every call either works or returns
+    /// a corruption error; nothing panics or loops.
+    #[test]
+    fn garbage_keys_give_errors_not_panics(
+        raw in prop::collection::vec(
+            (prop::collection::vec(any::<u8>(), 0..12), prop::collection::vec(any::<u8>(), 0..4)),
+            0..20,
+        ),
+        ops in prop::collection::vec(op_strategy(), 1..20),
+        snapshot in any::<u64>(),
+    ) {
+        let mut it = UserIterator::new(
+            Box::new(VecIterator::new(raw.clone())),
+            snapshot,
+            KeyBounds::unbounded(),
+        );
+        for op in &ops {
+            if matches!(op, Op::Next | Op::Prev) && !it.valid() {
+                continue;
+            }
+            if let Err(e) = user_step(&mut it, op) {
+                prop_assert!(e.is_corruption(), "{}", e);
+                prop_assert!(!it.valid());
+            }
+        }
+        let mut stream = CompactionStream::new(Box::new(VecIterator::new(raw.clone())), snapshot, true);
+        let mut steps = 0;
+        loop {
+            match stream.next_entry() {
+                Ok(Some(_)) => steps += 1,
+                Ok(None) => break,
+                Err(e) => {
+                    prop_assert!(e.is_corruption(), "{}", e);
+                    break;
+                }
+            }
+            prop_assert!(steps <= raw.len());
+        }
+    }
+}
