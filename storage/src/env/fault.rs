@@ -182,7 +182,7 @@ impl FsState {
     /// `Some(n)` (never for `None` or `Some(0)`).
     fn roll(&mut self, one_in: fn(&FaultPlan) -> Option<u64>) -> bool {
         match one_in(&self.plan) {
-            Some(n) if n > 0 => splitmix64(&mut self.rng) % n == 0,
+            Some(n) if n > 0 => splitmix64(&mut self.rng).is_multiple_of(n),
             _ => false,
         }
     }

@@ -207,7 +207,7 @@ impl LogReader {
                     return Ok(None);
                 }
                 Scan::Bad { offset, damage } => {
-                    return match self.find_valid_fragment(offset + 1)? {
+                    return match self.find_valid_fragment(offset)? {
                         Some(next) => Err(match damage {
                             Damage::Checksum { expected, actual } => Error::ChecksumMismatch {
                                 location: self.location.clone(),
@@ -312,32 +312,76 @@ impl LogReader {
         Ok(())
     }
 
-    /// The offset of the first valid fragment of this log at or after `from`,
-    /// reading the rest of the file block by block. Decides between a torn
-    /// tail (none) and mid-log corruption (some). Reuses the block buffer:
-    /// reading ends either way.
-    fn find_valid_fragment(&mut self, from: u64) -> Result<Option<u64>> {
+    /// The offset of a valid fragment of this log after the bad fragment at
+    /// `bad`, if there is one anywhere in the file: this decides between a
+    /// torn tail (none) and mid-log corruption (some). Reuses the block
+    /// buffer, since reading ends either way.
+    fn find_valid_fragment(&mut self, bad: u64) -> Result<Option<u64>> {
         let block_size = BLOCK_SIZE as u64;
-        let mut start = from - from % block_size;
-        let mut first = (from % block_size) as usize;
-        let tag = self.log_number.to_le_bytes();
+        let bad_block = bad - bad % block_size;
+        let in_block = (bad - bad_block) as usize;
+        self.load_block_at(bad_block)?;
+        // Probe first where an intact writer put the next fragment: after the
+        // bad fragment's stated length, and at the next block's start. These
+        // settle single damage without the byte-by-byte search below.
+        let after_stated_length = self.block.get(in_block + 4..in_block + 6).map(|len| {
+            bad + (HEADER_LEN + usize::from(u16::from_le_bytes([len[0], len[1]]))) as u64
+        });
+        for probe in [after_stated_length, Some(bad_block + block_size)]
+            .into_iter()
+            .flatten()
+        {
+            if probe < self.file_size {
+                let probe_block = probe - probe % block_size;
+                self.load_block_at(probe_block)?;
+                if self.valid_fragment_at((probe - probe_block) as usize) {
+                    return Ok(Some(probe));
+                }
+            }
+        }
+        let mut start = bad_block;
+        let mut first = in_block + 1;
         while start < self.file_size {
-            self.load_block(start)?;
-            let last = self.block.len().saturating_sub(HEADER_LEN);
-            for p in first..=last {
-                // Cheap filter first: the log number must match byte for byte.
-                if self.block.len() >= p + HEADER_LEN
-                    && self.block[p + 7..p + HEADER_LEN] == tag
-                    && parse_fragment(&self.block, p, self.log_number).is_ok()
-                {
+            self.load_block_at(start)?;
+            let tag = self.log_number.to_le_bytes();
+            // Cheap filter: the stored log number must match byte for byte.
+            let candidates = self
+                .block
+                .get(first + 7..)
+                .unwrap_or_default()
+                .windows(tag.len())
+                .enumerate()
+                .filter(|(_, stored)| *stored == tag)
+                .map(|(i, _)| first + i);
+            for p in candidates {
+                if parse_fragment(&self.block, p, self.log_number).is_ok() {
                     return Ok(Some(start + p as u64));
                 }
             }
             start += block_size;
             first = 0;
         }
-        self.pos = self.block.len();
         Ok(None)
+    }
+
+    /// Load the block at `start` unless it is the one already held.
+    fn load_block_at(&mut self, start: u64) -> Result<()> {
+        // Blocks are never empty once loaded, so an empty buffer means none is.
+        if self.block_start == start && !self.block.is_empty() {
+            return Ok(());
+        }
+        self.load_block(start)
+    }
+
+    /// True when a valid fragment of this log starts at `block[p]`.
+    fn valid_fragment_at(&self, p: usize) -> bool {
+        // Cheap filter first: the stored log number must match byte for byte.
+        match self.block.get(p + 7..p + HEADER_LEN) {
+            Some(stored) if stored == self.log_number.to_le_bytes() => {
+                parse_fragment(&self.block, p, self.log_number).is_ok()
+            }
+            _ => false,
+        }
     }
 }
 
