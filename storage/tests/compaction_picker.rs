@@ -339,3 +339,182 @@ fn invalid_options_are_rejected() {
     let boxed: Box<dyn CompactionStrategy> = Box::new(strategy());
     assert!(boxed.pick(&Version::new(4), &BusyFiles::new()).is_none());
 }
+
+mod invariants {
+    //! Random trees and random busy sets: whatever is picked reads no busy
+    //! file, reads exactly the overlapping files of the output level, leaves
+    //! no older overlapping L0 file behind, computes `bottommost` right, and
+    //! keeps the output level free of overlap once applied.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Key `i` of a shard: shard 0 holds `a00..a99`, shard 1 `b00..b99`.
+    fn key(shard: u32, i: u8) -> String {
+        format!("{}{:02}", if shard == 0 { 'a' } else { 'b' }, i % 100)
+    }
+
+    /// A level of non-overlapping files cut from sorted distinct points.
+    fn leveled(level: usize, points: &[u8], sizes: &[u64], next: &mut u64) -> Vec<Arc<FileMeta>> {
+        let mut pts: Vec<u8> = points.iter().map(|p| p % 100).collect();
+        pts.sort_unstable();
+        pts.dedup();
+        let mut files = Vec::new();
+        for (i, pair) in pts.chunks(2).enumerate() {
+            let (lo, hi) = (pair[0], *pair.last().unwrap_or(&pair[0]));
+            let shard = (i % 2) as u32;
+            *next += 1;
+            let size = sizes.get(i).copied().unwrap_or(100);
+            files.push(file(
+                *next,
+                shard,
+                &key(shard, lo),
+                &key(shard, hi),
+                size,
+                10 - level as u64,
+            ));
+        }
+        files.sort_by(|a, b| a.smallest.cmp(&b.smallest));
+        files
+    }
+
+    #[derive(Debug, Clone)]
+    struct Tree {
+        version: Version,
+        busy: BusyFiles,
+    }
+
+    fn tree() -> impl Strategy<Value = Tree> {
+        (
+            prop::collection::vec((0u32..2, 0u8..100, 0u8..20), 0..14),
+            prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..16),
+                    prop::collection::vec(50u64..3000, 8),
+                ),
+                3,
+            ),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        )
+            .prop_map(|(l0, deeper, busy_picks)| {
+                let mut next = 0;
+                let mut v = Version::new(4);
+                // L0 newest first: later entries are newer.
+                for (i, (shard, lo, len)) in l0.iter().enumerate() {
+                    next += 1;
+                    let hi = lo.saturating_add(*len).min(99);
+                    v.levels[0].push(file(
+                        next,
+                        *shard,
+                        &key(*shard, *lo),
+                        &key(*shard, hi),
+                        60,
+                        100 + i as u64,
+                    ));
+                }
+                v.levels[0].reverse();
+                for (i, (points, sizes)) in deeper.iter().enumerate() {
+                    v.levels[i + 1] = leveled(i + 1, points, sizes, &mut next);
+                }
+                let all: Vec<u64> = v.levels.iter().flatten().map(|f| f.number).collect();
+                let busy = if all.is_empty() {
+                    BusyFiles::new()
+                } else {
+                    busy_picks
+                        .iter()
+                        .map(|ix| all[ix.index(all.len())])
+                        .collect()
+                };
+                Tree { version: v, busy }
+            })
+    }
+
+    fn check_plan(t: &Tree, plan: &CompactionPlan) -> Result<(), TestCaseError> {
+        let v = &t.version;
+        prop_assert_eq!(plan.inputs.len(), 2);
+        prop_assert!(
+            plan.file_numbers().all(|n| !t.busy.contains(&n)),
+            "reads a busy file"
+        );
+        for f in &plan.inputs[0] {
+            prop_assert!(v.levels[plan.level].contains(f));
+        }
+        let (lo, hi) = plan.user_key_range().unwrap();
+        // Parents: exactly the output-level files overlapping the sources.
+        if plan.output_level != plan.level {
+            let src_lo = plan.inputs[0]
+                .iter()
+                .map(|f| f.smallest_user_key())
+                .min()
+                .unwrap();
+            let src_hi = plan.inputs[0]
+                .iter()
+                .map(|f| f.largest_user_key())
+                .max()
+                .unwrap();
+            let want = v.overlapping(plan.output_level, Some(src_lo), Some(src_hi));
+            prop_assert_eq!(numbers(&plan.inputs[1]), numbers(&want));
+        } else {
+            prop_assert!(plan.inputs[1].is_empty());
+        }
+        // No older overlapping L0 file is left behind.
+        if plan.level == 0 {
+            let newest = plan.inputs[0].iter().map(|f| f.largest_seq).max().unwrap();
+            for f in &v.levels[0] {
+                if f.largest_seq < newest && f.overlaps(Some(lo), Some(hi)) {
+                    prop_assert!(
+                        plan.inputs[0].contains(f),
+                        "older file {} left in L0",
+                        f.number
+                    );
+                }
+            }
+        }
+        let deeper_overlap = v.levels[plan.output_level + 1..]
+            .iter()
+            .flatten()
+            .any(|f| f.overlaps(Some(lo), Some(hi)));
+        prop_assert_eq!(plan.bottommost, !deeper_overlap);
+        // Applying the plan keeps the output level free of overlap.
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = v.levels[plan.output_level]
+            .iter()
+            .filter(|f| !plan.input_files().any(|i| i.number == f.number))
+            .map(|f| {
+                (
+                    f.smallest_user_key().to_vec(),
+                    f.largest_user_key().to_vec(),
+                )
+            })
+            .collect();
+        out.push((lo.to_vec(), hi.to_vec()));
+        out.sort();
+        prop_assert!(
+            out.windows(2).all(|w| w[0].1 < w[1].0),
+            "output level overlaps: {:?}",
+            out
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn picked_plans_keep_the_tree_valid(t in tree(), manual_level in 0usize..5, lo in 0u8..100, len in 0u8..100) {
+            let s = Leveled::new(LeveledOptions { l0_compaction_trigger: 2, ..options() }).unwrap();
+            if let Some(plan) = s.pick(&t.version, &t.busy) {
+                check_plan(&t, &plan)?;
+                prop_assert!(plan.score >= 1.0);
+                prop_assert!(plan.level + 1 < t.version.num_levels());
+                if plan.level > 0 {
+                    prop_assert_eq!(plan.inputs[0].len(), 1);
+                }
+            }
+            let (l, h) = (key(0, lo), key(1, lo.saturating_add(len)));
+            if let Some(plan) = s.pick_manual(&t.version, manual_level, Some(l.as_bytes()), Some(h.as_bytes()), &t.busy) {
+                check_plan(&t, &plan)?;
+                prop_assert_eq!(plan.reason, CompactionReason::Manual);
+            }
+        }
+    }
+}
