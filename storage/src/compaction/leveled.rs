@@ -25,7 +25,8 @@ use super::plan::{
     BusyFiles, CompactionPlan, CompactionReason, any_busy, is_bottommost, user_key_range,
 };
 
-/// The default leveled strategy.
+/// The default leveled strategy. The version's level count is the tree's
+/// shape (`num_levels` in the options is what the database creates).
 #[derive(Debug, Clone)]
 pub struct Leveled {
     options: LeveledOptions,
@@ -78,7 +79,8 @@ impl Leveled {
         version.num_levels().checked_sub(1).filter(|&l| l >= 1)
     }
 
-    /// L0 → L1 for `shard`: its non-busy L0 files, oldest first up to
+    /// L0 → L1 for `shard`, which has `files` non-busy L0 files (the score
+    /// is `files / trigger`): its non-busy L0 files, oldest first up to
     /// `max_compaction_bytes` (at least one), plus the L1 files overlapping
     /// them.
     ///
@@ -91,6 +93,7 @@ impl Leveled {
         &self,
         version: &Version,
         shard: u32,
+        files: usize,
         busy: &BusyFiles,
     ) -> Option<CompactionPlan> {
         let l0 = version.levels.first()?;
@@ -111,7 +114,6 @@ impl Leveled {
         }
         // Keep the version's newest-first order.
         picked.reverse();
-        let count = picked.len();
         let (lo, hi) = user_key_range(picked.iter().map(|f| f.as_ref()))?;
         let parents = version.overlapping(1, Some(lo), Some(hi));
         if any_busy(&parents, busy) {
@@ -125,11 +127,7 @@ impl Leveled {
             return None;
         }
         let bottommost = is_bottommost(version, 1, lo, hi);
-        let score = Self::l0_counts(version, busy)
-            .get(&shard)
-            .copied()
-            .unwrap_or(count) as f64
-            / self.options.l0_compaction_trigger as f64;
+        let score = files as f64 / self.options.l0_compaction_trigger as f64;
         Some(CompactionPlan {
             level: 0,
             output_level: 1,
@@ -150,7 +148,7 @@ impl Leveled {
         shards.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         shards
             .into_iter()
-            .find_map(|(shard, _)| self.pick_l0_shard(version, shard, busy))
+            .find_map(|(shard, files)| self.pick_l0_shard(version, shard, files, busy))
     }
 
     /// One file of `level` and its overlapping files in `level + 1`: among
