@@ -309,3 +309,24 @@ fn a_wal_keeps_every_record_up_to_its_last_sync() {
         assert_eq!(read, records[..read.len()], "seed {seed}");
     }
 }
+
+#[test]
+fn a_read_fault_stops_the_log_reader_with_an_io_error() {
+    let fs = fs_with_dir();
+    let log = path("000002.log");
+    let mut w = LogWriter::new(fs.create(&log).unwrap(), 2);
+    w.add_record(b"batch").unwrap();
+    let mut reader = LogReader::new(fs.open(&log).unwrap(), 2, log.display().to_string());
+    fs.set_plan(FaultPlan {
+        fail_read_one_in: Some(1),
+        ..FaultPlan::default()
+    });
+    for _ in 0..2 {
+        let err = reader.read_record().unwrap_err();
+        assert!(
+            matches!(err, Error::Io { .. }) && !err.is_corruption(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("injected"), "{err}");
+    }
+}

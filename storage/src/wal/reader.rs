@@ -34,10 +34,12 @@ enum State {
     Reading,
     /// End of log reached; `Some` when a torn tail was dropped.
     Ended(Option<(u64, String)>),
-    /// An error was returned; every later call repeats it.
+    /// An error was returned; every later call fails too, with the same
+    /// kind (corruption, or I/O), since the reader cannot resume mid-record.
     Failed {
         offset: u64,
         message: String,
+        corruption: bool,
     },
 }
 
@@ -116,12 +118,17 @@ impl LogReader {
         match &self.state {
             State::Reading => {}
             State::Ended(_) => return Ok(None),
-            State::Failed { offset, message } => {
-                return Err(Error::corruption(
-                    &self.location,
-                    *offset,
-                    format!("reading stopped at an earlier error: {message}"),
-                ));
+            State::Failed {
+                offset,
+                message,
+                corruption,
+            } => {
+                let message = format!("reading stopped at an earlier error: {message}");
+                return Err(if *corruption {
+                    Error::corruption(&self.location, *offset, message)
+                } else {
+                    Error::io(&self.location, std::io::Error::other(message))
+                });
             }
         }
         let result = self.assemble_record();
@@ -135,6 +142,7 @@ impl LogReader {
             self.state = State::Failed {
                 offset,
                 message: e.to_string(),
+                corruption: e.is_corruption(),
             };
         }
         result
