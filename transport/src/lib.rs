@@ -1,1 +1,32 @@
-//! (under construction)
+//! `o3-transport` moves bytes between o3 nodes.
+//!
+//! The data plane mirrors RDMA verbs ([`verbs`]): a node registers memory
+//! ([`verbs::Fabric::register`] → [`region::LocalRegion`] with a
+//! [`verbs::RegionDesc`]), peers perform one-sided reads, writes and atomics
+//! on it and exchange two-sided messages over a [`verbs::Connection`].
+//! Backends: [`local`] (in-process, the embedded default), [`shm`] (shared
+//! memory files mapped by every process on a host), [`tcp`] (any host; a
+//! server thread emulates the NIC) and `rdma` (feature `rdma`). [`link`]
+//! wraps any connection with a latency and bandwidth model.
+//! [`conformance`] is the one test suite every backend must pass.
+//!
+//! The control plane (gRPC, cluster-token auth) lives in [`control`].
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod error;
+pub mod region;
+pub mod verbs;
+
+pub mod control;
+#[cfg(feature = "rdma")]
+pub mod rdma;
+
+pub use error::{Error, Result};
+pub use region::{LocalRegion, RegionMemory};
+pub use verbs::{
+    Completion, ConnectOptions, Connection, Fabric, InboundConnection, NodeId, PendingCall,
+    RegionDesc, RequestHandler, WorkRequest,
+};
