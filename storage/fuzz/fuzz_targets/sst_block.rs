@@ -6,6 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use o3_storage::iterator::InternalIterator;
 use o3_storage::sst::{Block, decode_stored_block};
 
 fuzz_target!(|data: &[u8]| {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::coding::get_varint32;
 use crate::error::{Error, Result};
+use crate::iterator::InternalIterator;
 use crate::key::compare_internal;
 
 /// A decoded block: its bytes plus where the restart array starts.
@@ -131,62 +132,9 @@ impl BlockIter {
         self.key.clear();
     }
 
-    pub fn valid(&self) -> bool {
-        self.current < self.block.restarts
-    }
-
-    /// Current key; empty when invalid.
-    pub fn key(&self) -> &[u8] {
-        &self.key
-    }
-
-    /// Current value; empty when invalid.
-    pub fn value(&self) -> &[u8] {
-        self.block
-            .data
-            .get(self.value.0..self.value.1)
-            .unwrap_or(&[])
-    }
-
     /// Current value as a zero-copy slice of the block.
     pub fn value_bytes(&self) -> Bytes {
         self.block.data.slice(self.value.0..self.value.1)
-    }
-
-    pub fn seek_to_first(&mut self) -> Result<()> {
-        let r = self.seek_to_restart(0).and_then(|()| self.parse_next());
-        self.invalid_on_error(r)
-    }
-
-    pub fn seek_to_last(&mut self) -> Result<()> {
-        let r = self.seek_to_last_inner();
-        self.invalid_on_error(r)
-    }
-
-    /// Position at the first entry whose key is `>= target`
-    /// ([`compare_internal`] order): binary search over the restart points,
-    /// then a scan of at most one restart interval.
-    pub fn seek(&mut self, target: &[u8]) -> Result<()> {
-        let r = self.seek_inner(target);
-        self.invalid_on_error(r)
-    }
-
-    /// Advance; invalid past the last entry.
-    pub fn next(&mut self) -> Result<()> {
-        if !self.valid() {
-            return Ok(());
-        }
-        self.parse_next()
-    }
-
-    /// Step back: rescan from the last restart point before the current
-    /// entry. Invalid before the first entry.
-    pub fn prev(&mut self) -> Result<()> {
-        if !self.valid() {
-            return Ok(());
-        }
-        let r = self.prev_inner();
-        self.invalid_on_error(r)
     }
 
     /// The iterator contract: after an error the iterator is invalid.
@@ -202,6 +150,17 @@ impl BlockIter {
         self.parse_next()?;
         while self.valid() && self.next < self.block.restarts {
             self.parse_next()?;
+        }
+        Ok(())
+    }
+
+    fn seek_for_prev_inner(&mut self, target: &[u8]) -> Result<()> {
+        self.seek_inner(target)?;
+        if !self.valid() {
+            return self.seek_to_last_inner();
+        }
+        if compare_internal(&self.key, target) == Ordering::Greater {
+            self.prev_inner()?;
         }
         Ok(())
     }
@@ -380,6 +339,67 @@ impl BlockIter {
             }
         }
         Ok(())
+    }
+}
+
+impl InternalIterator for BlockIter {
+    fn valid(&self) -> bool {
+        self.current < self.block.restarts
+    }
+
+    fn seek_to_first(&mut self) -> Result<()> {
+        let r = self.seek_to_restart(0).and_then(|()| self.parse_next());
+        self.invalid_on_error(r)
+    }
+
+    fn seek_to_last(&mut self) -> Result<()> {
+        let r = self.seek_to_last_inner();
+        self.invalid_on_error(r)
+    }
+
+    /// Position at the first entry whose key is `>= target`
+    /// ([`compare_internal`] order): binary search over the restart points,
+    /// then a scan of at most one restart interval.
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        let r = self.seek_inner(target);
+        self.invalid_on_error(r)
+    }
+
+    /// The last entry `<= target`.
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
+        let r = self.seek_for_prev_inner(target);
+        self.invalid_on_error(r)
+    }
+
+    /// Advance; invalid past the last entry.
+    fn next(&mut self) -> Result<()> {
+        if !self.valid() {
+            return Ok(());
+        }
+        self.parse_next()
+    }
+
+    /// Step back: rescan from the last restart point before the current
+    /// entry. Invalid before the first entry.
+    fn prev(&mut self) -> Result<()> {
+        if !self.valid() {
+            return Ok(());
+        }
+        let r = self.prev_inner();
+        self.invalid_on_error(r)
+    }
+
+    /// Empty when invalid.
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Empty when invalid.
+    fn value(&self) -> &[u8] {
+        self.block
+            .data
+            .get(self.value.0..self.value.1)
+            .unwrap_or(&[])
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::coding::{get_varint64, put_varint64};
 use crate::error::{Error, Result};
+use crate::iterator::InternalIterator;
 use crate::key::parse_internal_key;
 use crate::options::Compression;
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::env::RandomAccessFile;
 use crate::error::{Error, Result};
+use crate::iterator::InternalIterator;
 use crate::key::{self, SequenceNumber, ValueKind};
 
 use super::block::{Block, BlockIter};
