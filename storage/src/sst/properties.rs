@@ -57,7 +57,23 @@ const RAW_VALUE_BYTES: &[u8] = b"o3.raw_value_bytes";
 const SMALLEST: &[u8] = b"o3.smallest";
 const SMALLEST_SEQ: &[u8] = b"o3.smallest_seq";
 const TOMBSTONES: &[u8] = b"o3.tombstones";
-const REQUIRED: usize = 14;
+/// Every name a version-1 properties block must hold, in bytewise order.
+const REQUIRED: [&[u8]; 14] = [
+    COMPRESSION,
+    CREATED_MS,
+    DATA_BLOCKS,
+    DATA_BYTES,
+    ENTRIES,
+    FILTER_BYTES,
+    INDEX_BYTES,
+    LARGEST,
+    LARGEST_SEQ,
+    RAW_KEY_BYTES,
+    RAW_VALUE_BYTES,
+    SMALLEST,
+    SMALLEST_SEQ,
+    TOMBSTONES,
+];
 
 impl TableProperties {
     /// The numeric properties by name, in bytewise name order together with
@@ -111,11 +127,15 @@ impl TableProperties {
             file_size,
             ..TableProperties::default()
         };
-        let mut seen = 0usize;
+        // Bit i set: REQUIRED[i] was present.
+        let mut seen = 0u32;
         let mut it = block.iter(location.clone(), offset);
         it.seek_to_first()?;
         while it.valid() {
             let (name, value) = (it.key(), it.value());
+            if let Some(i) = REQUIRED.iter().position(|n| *n == name) {
+                seen |= 1 << i;
+            }
             let number = || -> Result<u64> {
                 match get_varint64(value) {
                     Some((v, n)) if n == value.len() => Ok(v),
@@ -141,26 +161,23 @@ impl TableProperties {
             };
             if let Some(field) = known {
                 *field = number()?;
-                seen += 1;
             } else if name == COMPRESSION {
                 p.compression = match value {
                     [b] => Compression::from_byte(*b),
                     _ => None,
                 }
                 .ok_or_else(|| corrupt("unknown compression property".to_string()))?;
-                seen += 1;
             } else if name == SMALLEST {
                 p.smallest = value.to_vec();
-                seen += 1;
             } else if name == LARGEST {
                 p.largest = value.to_vec();
-                seen += 1;
             }
             it.next()?;
         }
-        if seen != REQUIRED {
+        if let Some(missing) = (0..REQUIRED.len()).find(|i| seen & (1 << i) == 0) {
             return Err(corrupt(format!(
-                "properties block has {seen} of the {REQUIRED} required properties"
+                "properties block lacks {}",
+                String::from_utf8_lossy(REQUIRED[missing])
             )));
         }
         if p.entries > 0 {

@@ -27,8 +27,10 @@ pub struct TableBuilder {
     file: Box<dyn WritableFile>,
     location: String,
     options: TableOptions,
-    /// Why the options are unusable; reported by `add` and `finish`.
-    invalid_options: Option<String>,
+    /// Why the builder cannot continue (invalid options, or an earlier
+    /// write failed and left a block half-written); reported by `add` and
+    /// `finish`.
+    unusable: Option<String>,
     data_block: BlockBuilder,
     index_block: BlockBuilder,
     bloom: Option<BloomBuilder>,
@@ -62,7 +64,7 @@ impl TableBuilder {
         options: &TableOptions,
         location: String,
     ) -> TableBuilder {
-        let invalid_options = options.validate().err().map(|e| e.to_string());
+        let unusable = options.validate().err().map(|e| e.to_string());
         TableBuilder {
             file,
             location,
@@ -78,7 +80,7 @@ impl TableBuilder {
                 ..TableProperties::default()
             },
             options: options.clone(),
-            invalid_options,
+            unusable,
             scratch: Vec::new(),
         }
     }
@@ -86,7 +88,7 @@ impl TableBuilder {
     /// Add an entry. Keys must be valid internal keys, strictly increasing
     /// in [`compare_internal`] order; else [`Error::InvalidArgument`].
     pub fn add(&mut self, internal_key: &[u8], value: &[u8]) -> Result<()> {
-        self.check_options()?;
+        self.check_usable()?;
         let parsed = key::parse_internal_key(internal_key).map_err(|e| {
             Error::InvalidArgument(format!("{}: bad internal key: {e}", self.location))
         })?;
@@ -149,7 +151,7 @@ impl TableBuilder {
     /// Write the remaining blocks and the footer, sync the file and return
     /// the table's properties.
     pub fn finish(mut self, created_ms: u64) -> Result<TableProperties> {
-        self.check_options()?;
+        self.check_usable()?;
         self.flush_data_block()?;
         if let Some(handle) = self.pending_handle.take() {
             add_handle_entry(&mut self.index_block, &self.last_key, handle);
@@ -183,8 +185,8 @@ impl TableBuilder {
         Ok(self.props)
     }
 
-    fn check_options(&self) -> Result<()> {
-        match &self.invalid_options {
+    fn check_usable(&self) -> Result<()> {
+        match &self.unusable {
             Some(reason) => Err(Error::InvalidArgument(format!(
                 "{}: {reason}",
                 self.location
@@ -198,13 +200,14 @@ impl TableBuilder {
             return Ok(());
         }
         let compression = self.options.compression;
-        let handle = append_block(
+        let written = append_block(
             self.file.as_mut(),
             self.offset,
             self.data_block.finish(),
             compression,
             &mut self.scratch,
-        )?;
+        );
+        let handle = self.note_failure(written)?;
         self.data_block.reset();
         self.offset += handle.size + BLOCK_TRAILER_LEN;
         self.props.data_blocks += 1;
@@ -213,19 +216,28 @@ impl TableBuilder {
         Ok(())
     }
 
+    /// Remember a failed write: the file now ends in a partial block.
+    fn note_failure<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.unusable = Some(format!("an earlier write failed ({e})"));
+        }
+        r
+    }
+
     fn write_block(&mut self, mut block: BlockBuilder) -> Result<BlockHandle> {
         let compression = self.options.compression;
         self.write_raw(block.finish(), compression)
     }
 
     fn write_raw(&mut self, raw: &[u8], compression: Compression) -> Result<BlockHandle> {
-        let handle = append_block(
+        let written = append_block(
             self.file.as_mut(),
             self.offset,
             raw,
             compression,
             &mut self.scratch,
-        )?;
+        );
+        let handle = self.note_failure(written)?;
         self.offset += handle.size + BLOCK_TRAILER_LEN;
         Ok(handle)
     }
