@@ -413,3 +413,61 @@ fn table_on_local_files_round_trips() {
     }
     assert!(!it.valid());
 }
+
+/// A file that accepts `budget` bytes and then fails every append.
+struct FailingFile {
+    budget: usize,
+    len: u64,
+}
+
+impl o3_storage::env::WritableFile for FailingFile {
+    fn append(&mut self, data: &[u8]) -> o3_storage::Result<()> {
+        if data.len() > self.budget {
+            return Err(Error::io(
+                "failing.sst",
+                std::io::Error::other("injected write failure"),
+            ));
+        }
+        self.budget -= data.len();
+        self.len += data.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> o3_storage::Result<()> {
+        Ok(())
+    }
+    fn sync(&mut self) -> o3_storage::Result<()> {
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+#[test]
+fn builder_refuses_use_after_a_failed_write() {
+    let options = TableOptions {
+        block_size: 128,
+        ..TableOptions::default()
+    };
+    let mut b = TableBuilder::new(
+        Box::new(FailingFile {
+            budget: 300,
+            len: 0,
+        }),
+        &options,
+        "failing.sst".to_string(),
+    );
+    let entries = sample_entries(100);
+    let mut failed_at = None;
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if let Err(e) = b.add(k, v) {
+            assert!(matches!(e, Error::Io { .. }), "{e}");
+            failed_at = Some(i);
+            break;
+        }
+    }
+    let i = failed_at.expect("the write budget must run out");
+    let err = b.add(&entries[i + 1].0, &entries[i + 1].1).unwrap_err();
+    assert!(err.to_string().contains("earlier write failed"), "{err}");
+    assert!(b.finish(0).is_err());
+}
