@@ -20,6 +20,15 @@ pub mod error;
 pub mod region;
 pub mod verbs;
 
+mod accept;
+mod batch_codec;
+mod registry;
+mod socket;
+mod stream;
+pub mod local;
+pub mod tcp;
+pub mod wire;
+
 pub mod control;
 #[cfg(feature = "rdma")]
 pub mod rdma;

@@ -213,6 +213,12 @@ where
     }
 }
 
+impl fmt::Debug for dyn RequestHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestHandler")
+    }
+}
+
 /// The handler a fabric uses for incoming requests.
 pub type SharedHandler = Arc<dyn RequestHandler>;
 

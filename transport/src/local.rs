@@ -1,0 +1,335 @@
+//! The `local` backend: every node lives in this process, inside one
+//! [`LocalNetwork`]. One-sided operations are copies under the owner's key
+//! and bounds checks; requests run on a worker thread per connection (so a
+//! call honours the operation timeout and the owner's handler never runs on
+//! the caller's stack, as with the other backends). This is the embedded
+//! default: zero setup.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
+use parking_lot::Mutex;
+
+use crate::accept::AcceptQueue;
+use crate::batch_codec::post_validated;
+use crate::error::{Error, Result};
+use crate::region::{LocalRegion, RegionMemory};
+use crate::registry::RegionTable;
+use crate::verbs::{
+    CallWait, Completion, ConnectOptions, Connection, Fabric, InboundConnection, NodeId,
+    PendingCall, RegionDesc, SharedHandler, WorkRequest,
+};
+
+/// One-way messages buffered per direction before `send` blocks.
+const CHANNEL_DEPTH: usize = 4096;
+
+/// The nodes of one process, by name.
+#[derive(Debug, Default)]
+pub struct LocalNetwork {
+    nodes: Mutex<HashMap<NodeId, Weak<LocalNode>>>,
+}
+
+#[derive(Debug)]
+struct LocalNode {
+    id: NodeId,
+    regions: RegionTable,
+    handler: SharedHandler,
+    accept: AcceptQueue,
+    down: AtomicBool,
+    /// Dropped when the node goes down, which wakes every waiting caller.
+    alive: Mutex<Option<Sender<()>>>,
+    down_signal: Receiver<()>,
+}
+
+impl LocalNode {
+    fn check_up(&self) -> Result<()> {
+        if self.down.load(Ordering::Acquire) {
+            return Err(Error::peer_gone(&self.id, "node is down"));
+        }
+        Ok(())
+    }
+}
+
+/// A node's endpoint on a [`LocalNetwork`].
+#[derive(Debug, Clone)]
+pub struct LocalFabric {
+    node: Arc<LocalNode>,
+    network: Arc<LocalNetwork>,
+}
+
+impl LocalNetwork {
+    pub fn new() -> Arc<Self> {
+        Arc::new(LocalNetwork::default())
+    }
+
+    /// Create node `name`, answering requests with `handler`.
+    pub fn node(self: &Arc<Self>, name: &str, handler: SharedHandler) -> Result<LocalFabric> {
+        let id = NodeId(format!("local:{name}"));
+        let mut nodes = self.nodes.lock();
+        if nodes.get(&id).is_some_and(|w| w.strong_count() > 0) {
+            return Err(Error::InvalidArgument(format!("node {id} already exists")));
+        }
+        let (alive, down_signal) = crossbeam_channel::bounded(0);
+        let node = Arc::new(LocalNode {
+            regions: RegionTable::new(id.clone()),
+            id: id.clone(),
+            handler,
+            accept: AcceptQueue::default(),
+            down: AtomicBool::new(false),
+            alive: Mutex::new(Some(alive)),
+            down_signal,
+        });
+        nodes.insert(id, Arc::downgrade(&node));
+        Ok(LocalFabric {
+            node,
+            network: Arc::clone(self),
+        })
+    }
+}
+
+impl LocalFabric {
+    /// Take the node down as if its process died: its regions vanish and
+    /// every operation on it, including calls in flight, fails with
+    /// [`Error::PeerGone`].
+    pub fn shut_down(&self) {
+        self.node.down.store(true, Ordering::Release);
+        self.node.regions.clear();
+        self.node.alive.lock().take();
+    }
+}
+
+impl Fabric for LocalFabric {
+    fn node(&self) -> &NodeId {
+        &self.node.id
+    }
+
+    fn register(&self, len: u64) -> Result<LocalRegion> {
+        self.node.check_up()?;
+        Ok(self.node.regions.insert(Arc::new(RegionMemory::heap(len)?)))
+    }
+
+    fn deregister(&self, region: &RegionDesc) -> Result<()> {
+        self.node.regions.remove(region)
+    }
+
+    fn connect(&self, peer: &NodeId, options: &ConnectOptions) -> Result<Arc<dyn Connection>> {
+        let target = self
+            .network
+            .nodes
+            .lock()
+            .get(peer)
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| Error::peer_gone(peer, "no such node in this process"))?;
+        target.check_up()?;
+        let (to_owner, owner_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
+        let (to_requester, requester_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
+        let (requests, worker_queue) = crossbeam_channel::unbounded::<Job>();
+        let worker_node = Arc::clone(&target);
+        let from = self.node.id.clone();
+        std::thread::Builder::new()
+            .name(format!("o3-local {peer}"))
+            .spawn(move || {
+                for job in worker_queue {
+                    if worker_node.down.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let _ = job
+                        .reply
+                        .send(worker_node.handler.handle(&from, &job.request));
+                }
+            })
+            .map_err(|e| Error::io("spawn local connection worker", e))?;
+        let closed = Arc::new(AtomicBool::new(false));
+        target.accept.push(
+            Box::new(LocalInbound {
+                peer: self.node.id.clone(),
+                to_requester,
+                inbox: owner_inbox,
+            }),
+            Arc::clone(&closed),
+        );
+        Ok(Arc::new(LocalConnection {
+            peer: peer.clone(),
+            node: Arc::downgrade(&target),
+            down_signal: target.down_signal.clone(),
+            options: options.clone(),
+            to_owner,
+            inbox: requester_inbox,
+            requests,
+            closed,
+        }))
+    }
+
+    fn accept(&self, timeout: Duration) -> Result<Box<dyn InboundConnection>> {
+        self.node.accept.pop(timeout)
+    }
+}
+
+struct Job {
+    request: Vec<u8>,
+    reply: Sender<std::result::Result<Vec<u8>, String>>,
+}
+
+/// A connection to a node of the same [`LocalNetwork`].
+#[derive(Debug)]
+pub struct LocalConnection {
+    peer: NodeId,
+    node: Weak<LocalNode>,
+    down_signal: Receiver<()>,
+    options: ConnectOptions,
+    to_owner: Sender<Vec<u8>>,
+    inbox: Receiver<Vec<u8>>,
+    requests: Sender<Job>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("len", &self.request.len())
+            .finish()
+    }
+}
+
+impl Drop for LocalConnection {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+impl LocalConnection {
+    fn owner(&self) -> Result<Arc<LocalNode>> {
+        let node = self
+            .node
+            .upgrade()
+            .ok_or_else(|| Error::peer_gone(&self.peer, "node dropped"))?;
+        node.check_up()?;
+        Ok(node)
+    }
+
+    /// Wait on `rx` until `deadline`, failing early when the owner goes down.
+    fn wait_on<T>(&self, rx: &Receiver<T>, deadline: Instant, op: &'static str) -> Result<T> {
+        let timeout = Error::Timeout {
+            op,
+            after: self.options.op_timeout,
+        };
+        select! {
+            recv(rx) -> value => value.map_err(|_| Error::peer_gone(&self.peer, "connection closed")),
+            recv(self.down_signal) -> _ => Err(Error::peer_gone(&self.peer, "node is down")),
+            default(deadline.saturating_duration_since(Instant::now())) => Err(timeout),
+        }
+    }
+}
+
+impl Connection for LocalConnection {
+    fn peer(&self) -> &NodeId {
+        &self.peer
+    }
+
+    fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
+    fn post(&self, batch: &mut [WorkRequest<'_>]) -> Vec<Result<Completion>> {
+        post_validated(&self.peer, batch, |valid| {
+            let mut failed = false;
+            valid
+                .iter_mut()
+                .enumerate()
+                .map(|(index, request)| {
+                    if failed {
+                        return Err(Error::Flushed { index });
+                    }
+                    let desc = request.remote().clone();
+                    let result = self.owner().and_then(|node| {
+                        let memory = node.regions.lookup(desc.region, desc.rkey)?;
+                        memory.execute(&desc, request)
+                    });
+                    failed = result.is_err();
+                    result
+                })
+                .collect()
+        })
+    }
+
+    fn send(&self, message: &[u8]) -> Result<()> {
+        self.owner()?;
+        self.to_owner
+            .send_timeout(message.to_vec(), self.options.op_timeout)
+            .map_err(|_| Error::peer_gone(&self.peer, "owner stopped receiving"))
+    }
+
+    fn recv(&self) -> Result<Vec<u8>> {
+        self.wait_on(
+            &self.inbox,
+            Instant::now() + self.options.op_timeout,
+            "recv",
+        )
+    }
+
+    fn start_call(&self, request: &[u8]) -> Result<PendingCall<'_>> {
+        self.owner()?;
+        let (reply, response) = crossbeam_channel::bounded(1);
+        self.requests
+            .send(Job {
+                request: request.to_vec(),
+                reply,
+            })
+            .map_err(|_| Error::peer_gone(&self.peer, "connection worker stopped"))?;
+        Ok(PendingCall::new(Box::new(LocalCall {
+            connection: self,
+            response,
+            deadline: Instant::now() + self.options.op_timeout,
+        })))
+    }
+}
+
+struct LocalCall<'c> {
+    connection: &'c LocalConnection,
+    response: Receiver<std::result::Result<Vec<u8>, String>>,
+    deadline: Instant,
+}
+
+impl CallWait for LocalCall<'_> {
+    fn wait(self: Box<Self>) -> Result<Vec<u8>> {
+        let c = self.connection;
+        c.wait_on(&self.response, self.deadline, "call")?
+            .map_err(|message| Error::Remote {
+                peer: c.peer.clone(),
+                message,
+            })
+    }
+}
+
+/// The owner's end of a local connection.
+#[derive(Debug)]
+struct LocalInbound {
+    peer: NodeId,
+    to_requester: Sender<Vec<u8>>,
+    inbox: Receiver<Vec<u8>>,
+}
+
+impl InboundConnection for LocalInbound {
+    fn peer(&self) -> &NodeId {
+        &self.peer
+    }
+
+    fn send(&self, message: &[u8]) -> Result<()> {
+        self.to_requester
+            .send(message.to_vec())
+            .map_err(|_| Error::peer_gone(&self.peer, "connection closed"))
+    }
+
+    fn recv(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.inbox.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => Error::Timeout {
+                op: "recv",
+                after: timeout,
+            },
+            RecvTimeoutError::Disconnected => Error::peer_gone(&self.peer, "connection closed"),
+        })
+    }
+}

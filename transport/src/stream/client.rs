@@ -1,0 +1,413 @@
+//! The requester's end of a framed stream connection.
+//!
+//! Reading follows a leader/follower scheme instead of a dedicated reader
+//! thread: a thread waiting for its response reads the socket itself when no
+//! other thread is reading, and files every frame it reads under its request
+//! id; other waiters sleep on a condition variable until their response has
+//! been filed or the reader role is free. A lone caller therefore sends and
+//! receives on its own thread with no hand-off, which keeps a round trip as
+//! close to a raw socket ping-pong as possible, while many threads can still
+//! have many requests in flight on one connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::socket::{Socket, is_timeout, write_all_parts};
+use crate::verbs::{CallWait, ConnectOptions, NodeId};
+use crate::wire::{FrameKind, HEADER_LEN, Header};
+
+/// A frame addressed to a waiting request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u8,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// A thread currently owns the socket's read side.
+    reading: bool,
+    /// Requests still wanted, with the largest reply payload each accepts.
+    waiting: HashMap<u64, u64>,
+    done: HashMap<u64, Reply>,
+    inbox: VecDeque<Vec<u8>>,
+    gone: Option<String>,
+}
+
+/// Buffered read side; only the current reader locks it.
+#[derive(Debug)]
+struct ReadSide<S> {
+    socket: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+const READ_BUF: usize = 64 << 10;
+
+enum ReadOutcome {
+    Frame(Header, Vec<u8>),
+    /// No byte arrived before the deadline; the stream is still in sync.
+    Idle,
+}
+
+impl<S: Socket> ReadSide<S> {
+    /// Read one frame. Waits for its first byte until `deadline`; once a
+    /// frame has started, the rest must follow within `stall` or the
+    /// connection is broken (it cannot be resynchronised).
+    fn read_frame(
+        &mut self,
+        deadline: Instant,
+        stall: Duration,
+        peer: &NodeId,
+        max_payload: impl Fn(&Header) -> Result<u64>,
+    ) -> Result<ReadOutcome> {
+        if self.start == self.end {
+            let now = Instant::now();
+            let wait = deadline
+                .saturating_duration_since(now)
+                .max(Duration::from_micros(1));
+            self.socket
+                .set_read_timeout(Some(wait))
+                .map_err(|e| Error::io("set read timeout", e))?;
+            match self.socket.read(&mut self.buf) {
+                Ok(0) => return Err(Error::peer_gone(peer, "connection closed")),
+                Ok(n) => {
+                    self.start = 0;
+                    self.end = n;
+                }
+                Err(e) if is_timeout(&e) => return Ok(ReadOutcome::Idle),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    return Ok(ReadOutcome::Idle);
+                }
+                Err(e) => return Err(Error::peer_gone(peer, e.to_string())),
+            }
+        }
+        self.socket
+            .set_read_timeout(Some(stall))
+            .map_err(|e| Error::io("set read timeout", e))?;
+        let mut raw = [0u8; HEADER_LEN];
+        self.fill(&mut raw, peer)?;
+        let header = Header::decode(&raw, peer)?;
+        let limit = max_payload(&header)?;
+        if header.len > limit {
+            return Err(Error::protocol(
+                peer,
+                format!(
+                    "{:?} frame of {} bytes exceeds the limit of {limit}",
+                    header.kind, header.len
+                ),
+            ));
+        }
+        let mut payload = vec![0u8; header.len as usize];
+        self.fill(&mut payload, peer)?;
+        Ok(ReadOutcome::Frame(header, payload))
+    }
+
+    /// Fill `out` from the buffer, then straight from the socket.
+    fn fill(&mut self, out: &mut [u8], peer: &NodeId) -> Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.start < self.end {
+                let n = (self.end - self.start).min(out.len() - done);
+                out[done..done + n].copy_from_slice(&self.buf[self.start..self.start + n]);
+                self.start += n;
+                done += n;
+                continue;
+            }
+            let rest = out.len() - done;
+            let result = if rest >= READ_BUF {
+                self.socket.read(&mut out[done..])
+            } else {
+                self.socket.read(&mut self.buf).map(|n| {
+                    self.start = 0;
+                    self.end = n;
+                    0
+                })
+            };
+            match result {
+                Ok(n) if n > 0 => done += n,
+                Ok(_) if self.end > self.start => {}
+                Ok(_) => return Err(Error::peer_gone(peer, "connection closed mid-frame")),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    return Err(Error::peer_gone(
+                        peer,
+                        "peer stalled in the middle of a frame",
+                    ));
+                }
+                Err(e) => return Err(Error::peer_gone(peer, e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The requester's end of a framed connection.
+#[derive(Debug)]
+pub struct StreamClient<S> {
+    peer: NodeId,
+    options: ConnectOptions,
+    writer: Mutex<S>,
+    read_side: Mutex<ReadSide<S>>,
+    shared: Mutex<Shared>,
+    cond: Condvar,
+    next_id: AtomicU64,
+}
+
+impl<S: Socket> StreamClient<S> {
+    /// Introduce `me` to the owner at the other end of `socket` and wait for
+    /// its greeting.
+    pub fn handshake(
+        socket: S,
+        me: &NodeId,
+        peer: NodeId,
+        options: ConnectOptions,
+    ) -> Result<Self> {
+        let writer = socket
+            .try_clone()
+            .map_err(|e| Error::io(format!("clone socket to {peer}"), e))?;
+        let client = StreamClient {
+            writer: Mutex::new(writer),
+            read_side: Mutex::new(ReadSide {
+                socket,
+                buf: vec![0u8; READ_BUF],
+                start: 0,
+                end: 0,
+            }),
+            shared: Mutex::new(Shared::default()),
+            cond: Condvar::new(),
+            next_id: AtomicU64::new(1),
+            peer,
+            options,
+        };
+        client.send_frame(FrameKind::Hello, 0, &[me.0.as_bytes()])?;
+        let deadline = Instant::now() + client.options.op_timeout;
+        let mut side = client.read_side.lock();
+        loop {
+            let outcome =
+                side.read_frame(deadline, client.options.op_timeout, &client.peer, |_| {
+                    Ok(4096)
+                })?;
+            match outcome {
+                ReadOutcome::Frame(h, _) if h.kind == FrameKind::Hello => break,
+                ReadOutcome::Frame(h, _) => {
+                    return Err(Error::protocol(
+                        &client.peer,
+                        format!("expected Hello, got {:?}", h.kind),
+                    ));
+                }
+                ReadOutcome::Idle if Instant::now() >= deadline => {
+                    return Err(Error::Timeout {
+                        op: "connect handshake",
+                        after: client.options.op_timeout,
+                    });
+                }
+                ReadOutcome::Idle => {}
+            }
+        }
+        drop(side);
+        Ok(client)
+    }
+
+    pub fn peer(&self) -> &NodeId {
+        &self.peer
+    }
+
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
+    /// Why the connection is unusable, if it is.
+    pub fn gone(&self) -> Option<String> {
+        self.shared.lock().gone.clone()
+    }
+
+    /// Write one frame made of `parts` (their total length is the payload
+    /// length).
+    pub fn send_frame(&self, kind: FrameKind, id: u64, parts: &[&[u8]]) -> Result<()> {
+        if let Some(reason) = self.gone() {
+            return Err(Error::peer_gone(&self.peer, reason));
+        }
+        let len = parts.iter().map(|p| p.len() as u64).sum();
+        let header = Header {
+            len,
+            id,
+            kind,
+            status: 0,
+        }
+        .encode();
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&header);
+        all.extend_from_slice(parts);
+        let mut writer = self.writer.lock();
+        write_all_parts(&mut *writer, &all).map_err(|e| {
+            let reason = format!("write failed: {e}");
+            self.mark_gone(reason.clone());
+            Error::peer_gone(&self.peer, reason)
+        })
+    }
+
+    /// Send a request frame whose reply payload may be at most `max_reply`
+    /// bytes; returns its id.
+    pub fn start(&self, kind: FrameKind, parts: &[&[u8]], max_reply: u64) -> Result<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shared.lock().waiting.insert(id, max_reply);
+        if let Err(e) = self.send_frame(kind, id, parts) {
+            self.cancel(id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Forget a request whose reply is no longer wanted.
+    pub fn cancel(&self, id: u64) {
+        let mut shared = self.shared.lock();
+        shared.waiting.remove(&id);
+        shared.done.remove(&id);
+    }
+
+    /// Wait for the reply to request `id` until `deadline`.
+    pub fn wait(&self, id: u64, deadline: Instant, op: &'static str) -> Result<Reply> {
+        self.wait_for(deadline, op, |shared| shared.done.remove(&id))
+            .inspect_err(|_| self.cancel(id))
+    }
+
+    /// Wait for the next one-way message from the owner.
+    pub fn recv(&self, deadline: Instant) -> Result<Vec<u8>> {
+        self.wait_for(deadline, "recv", |shared| shared.inbox.pop_front())
+    }
+
+    fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        op: &'static str,
+        mut ready: impl FnMut(&mut Shared) -> Option<T>,
+    ) -> Result<T> {
+        let mut shared = self.shared.lock();
+        loop {
+            if let Some(value) = ready(&mut shared) {
+                return Ok(value);
+            }
+            if let Some(reason) = &shared.gone {
+                return Err(Error::peer_gone(&self.peer, reason.clone()));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    op,
+                    after: self.options.op_timeout,
+                });
+            }
+            if shared.reading {
+                self.cond.wait_until(&mut shared, deadline);
+                continue;
+            }
+            shared.reading = true;
+            drop(shared);
+            let outcome = self.read_one(deadline);
+            shared = self.shared.lock();
+            shared.reading = false;
+            match outcome {
+                Ok(ReadOutcome::Idle) => {}
+                Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
+                Err(e) => {
+                    shared.gone.get_or_insert_with(|| e.to_string());
+                }
+            }
+            self.cond.notify_all();
+        }
+    }
+
+    fn read_one(&self, deadline: Instant) -> Result<ReadOutcome> {
+        let mut side = self.read_side.lock();
+        side.read_frame(deadline, self.options.op_timeout, &self.peer, |h| {
+            match h.kind {
+                FrameKind::Message => Ok(self.options.max_message as u64),
+                FrameKind::Response | FrameKind::BatchResult => {
+                    // A reply nobody waits for any more is read and dropped;
+                    // it still may not exceed the largest message.
+                    Ok(self
+                        .shared
+                        .lock()
+                        .waiting
+                        .get(&h.id)
+                        .copied()
+                        .unwrap_or(self.options.max_message as u64))
+                }
+                other => Err(Error::protocol(
+                    &self.peer,
+                    format!("unexpected {other:?} frame from the owner"),
+                )),
+            }
+        })
+    }
+
+    fn file(&self, shared: &mut Shared, header: Header, payload: Vec<u8>) {
+        match header.kind {
+            FrameKind::Message => shared.inbox.push_back(payload),
+            _ => {
+                if shared.waiting.remove(&header.id).is_some() {
+                    shared.done.insert(
+                        header.id,
+                        Reply {
+                            status: header.status,
+                            payload,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn mark_gone(&self, reason: String) {
+        let mut shared = self.shared.lock();
+        shared.gone.get_or_insert(reason);
+        self.cond.notify_all();
+    }
+}
+
+/// A request in flight on a [`StreamClient`].
+#[derive(Debug)]
+pub struct StreamCall<'c, S: Socket> {
+    client: &'c StreamClient<S>,
+    id: u64,
+    deadline: Instant,
+    waited: bool,
+}
+
+impl<'c, S: Socket> StreamCall<'c, S> {
+    pub fn new(client: &'c StreamClient<S>, id: u64) -> Self {
+        StreamCall {
+            client,
+            id,
+            deadline: Instant::now() + client.options.op_timeout,
+            waited: false,
+        }
+    }
+}
+
+impl<S: Socket> CallWait for StreamCall<'_, S> {
+    fn wait(mut self: Box<Self>) -> Result<Vec<u8>> {
+        self.waited = true;
+        let reply = self.client.wait(self.id, self.deadline, "call")?;
+        if reply.status != 0 {
+            return Err(Error::Remote {
+                peer: self.client.peer.clone(),
+                message: String::from_utf8_lossy(&reply.payload).into_owned(),
+            });
+        }
+        Ok(reply.payload)
+    }
+}
+
+impl<S: Socket> Drop for StreamCall<'_, S> {
+    fn drop(&mut self) {
+        if !self.waited {
+            self.client.cancel(self.id);
+        }
+    }
+}
