@@ -422,10 +422,17 @@ fn concurrent_readers_see_sorted_complete_entries() {
                             assert_eq!(e.value, value_of(key.as_bytes(), e.sequence));
                         }
                     }
+                    // Alternate forward and backward scans.
+                    let ascending = rounds.is_multiple_of(2);
+                    let expected = if ascending {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    };
                     let mut it = mem.iter();
                     let mut prev: Option<Vec<u8>> = None;
                     let mut seen = 0u64;
-                    if rounds % 2 == 0 {
+                    if ascending {
                         it.seek_to_first().unwrap();
                     } else {
                         it.seek_to_last().unwrap();
@@ -435,21 +442,11 @@ fn concurrent_readers_see_sorted_complete_entries() {
                         assert_eq!(it.value(), value_of(p.user_key, p.sequence));
                         if let Some(prev) = &prev {
                             let order = o3_storage::key::compare_internal(prev, it.key());
-                            let expected = if rounds % 2 == 0 {
-                                std::cmp::Ordering::Less
-                            } else {
-                                std::cmp::Ordering::Greater
-                            };
                             assert_eq!(order, expected);
                         }
                         prev = Some(it.key().to_vec());
                         seen += 1;
-                        if rounds % 2 == 0 {
-                            it.next()
-                        } else {
-                            it.prev()
-                        }
-                        .unwrap();
+                        if ascending { it.next() } else { it.prev() }.unwrap();
                     }
                 }
                 rounds

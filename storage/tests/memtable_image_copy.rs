@@ -54,16 +54,19 @@ fn scan_backward(it: &mut dyn InternalIterator) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// An owned [`EntryRef`]: kind, sequence, value, offset.
+type Found = (ValueKind, u64, Vec<u8>, u32);
+
 /// Everything a reader can ask, as owned data for comparison.
 #[derive(Debug, PartialEq)]
 struct Answers {
-    gets: Vec<Option<(ValueKind, u64, Vec<u8>, u32)>>,
+    gets: Vec<Option<Found>>,
     forward: Vec<(Vec<u8>, Vec<u8>)>,
     backward: Vec<(Vec<u8>, Vec<u8>)>,
     seeks: Vec<Option<Vec<u8>>>,
 }
 
-fn owned(e: Option<EntryRef<'_>>) -> Option<(ValueKind, u64, Vec<u8>, u32)> {
+fn owned(e: Option<EntryRef<'_>>) -> Option<Found> {
     e.map(|e| (e.kind, e.sequence, e.value.to_vec(), e.offset))
 }
 

@@ -9,8 +9,9 @@
 //!   that follow it;
 //! - every other byte is written exactly once with plain writes, by the single
 //!   writer, *before* anything that makes it reachable (a link to its node, or
-//!   the `sealed` flag for the header), and is only read after that;
-//! so plain reads never race with plain writes.
+//!   the `sealed` flag for the header), and is only read after that.
+//!
+//! So plain reads never race with plain writes.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::ptr::NonNull;
@@ -91,7 +92,7 @@ impl Arena {
     /// are a link: they are never accessed non-atomically while another
     /// thread may store to them.
     pub unsafe fn link(&self, pos: usize) -> &AtomicU32 {
-        debug_assert!(pos % 4 == 0 && pos + 4 <= self.capacity());
+        debug_assert!(pos.is_multiple_of(4) && pos + 4 <= self.capacity());
         // SAFETY: aligned, in bounds, valid for the arena's lifetime, and only
         // accessed atomically while shared, by the caller's contract.
         unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(pos).cast::<u32>()) }

@@ -91,10 +91,8 @@ pub(crate) fn find_before<S: NodeSource + ?Sized>(
                 _ => break,
             }
         }
-        if let Some(splice) = splice.as_deref_mut() {
-            if let Some(slot) = splice.get_mut(level) {
-                *slot = x;
-            }
+        if let Some(slot) = splice.as_deref_mut().and_then(|s| s.get_mut(level)) {
+            *slot = x;
         }
     }
     x

@@ -90,10 +90,10 @@ pub(crate) fn check_structure(image: &[u8], header: &ImageHeader, location: &str
         if ValueKind::from_u8((trailer & 0xff) as u8).is_none() {
             return Err(bad(at, format!("unknown value kind {}", trailer & 0xff)));
         }
-        if let Some(prev) = previous {
-            if key::compare_internal(prev, ikey) != Ordering::Less {
-                return Err(bad(at, "keys out of order on level 0".into()));
-            }
+        if let Some(prev) = previous
+            && key::compare_internal(prev, ikey) != Ordering::Less
+        {
+            return Err(bad(at, "keys out of order on level 0".into()));
         }
         for (level, slot) in pending.iter_mut().enumerate().take(max_height).skip(1) {
             if level < layout.height {
@@ -164,7 +164,7 @@ pub(crate) fn check_structure(image: &[u8], header: &ImageHeader, location: &str
 /// The layout of a node that starts 4-aligned inside `[HEADER_LEN, image.len())`
 /// and fits entirely in `image`.
 fn node_at(image: &[u8], node: usize) -> Option<NodeLayout> {
-    if node < HEADER_LEN || node % NODE_ALIGN != 0 {
+    if node < HEADER_LEN || !node.is_multiple_of(NODE_ALIGN) {
         return None;
     }
     parse_layout(image, node)
