@@ -650,3 +650,28 @@ fn structural_damage_with_valid_checksum_is_rejected() {
         assert!(e.to_string().contains(name), "{e}");
     }
 }
+
+#[test]
+fn memtable_is_send_and_sync_and_iterators_are_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Memtable>();
+    send::<o3_storage::memtable::MemtableIter>();
+    send::<o3_storage::memtable::ImageIter<'static>>();
+    send::<OwnedImageIter<Vec<u8>>>();
+}
+
+#[test]
+fn same_inserts_give_identical_images() {
+    let build = || {
+        let mem = Memtable::new(8192, 2).unwrap();
+        for i in 0..100u64 {
+            let key = format!("k{}", (i * 37) % 100);
+            mem.insert(key.as_bytes(), i, ValueKind::Value, key.as_bytes())
+                .unwrap();
+        }
+        mem.seal().unwrap();
+        mem.image_bytes().unwrap().to_vec()
+    };
+    assert_eq!(build(), build());
+}

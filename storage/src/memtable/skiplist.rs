@@ -79,16 +79,22 @@ pub(crate) fn find_before<S: NodeSource + ?Sized>(
     mut splice: Option<&mut [u32]>,
 ) -> u32 {
     let mut x = s.head();
+    // The node that stopped the previous level: when a lower level leads to
+    // it again, its key (likely a cache miss) need not be read again.
+    let mut stopper = 0;
     for level in (0..s.max_height()).rev() {
         loop {
             let n = s.next(x, level);
-            if n == 0 {
+            if n == 0 || n == stopper {
                 break;
             }
             match target.order_of(s.key(n)) {
                 Ordering::Less => x = n,
                 Ordering::Equal if inclusive => x = n,
-                _ => break,
+                _ => {
+                    stopper = n;
+                    break;
+                }
             }
         }
         if let Some(slot) = splice.as_deref_mut().and_then(|s| s.get_mut(level)) {
