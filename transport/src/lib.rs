@@ -20,12 +20,16 @@ pub mod error;
 pub mod region;
 pub mod verbs;
 
+pub mod conformance;
+pub mod host;
+
 mod accept;
 mod batch_codec;
 mod registry;
 mod socket;
 mod stream;
 pub mod local;
+pub mod shm;
 pub mod tcp;
 pub mod wire;
 

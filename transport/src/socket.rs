@@ -3,7 +3,7 @@
 //! copying the payload.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -11,8 +11,7 @@ use std::time::Duration;
 pub trait Socket: Read + Write + Send + Sync + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-    /// Close both directions so that threads blocked on the socket return.
-    fn shutdown(&self);
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 impl Socket for TcpStream {
@@ -22,9 +21,8 @@ impl Socket for TcpStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
     }
-    fn shutdown(&self) {
-        // Already-closed sockets report an error that means nothing here.
-        let _ = TcpStream::shutdown(self, Shutdown::Both);
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
     }
 }
 
@@ -35,9 +33,8 @@ impl Socket for UnixStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         UnixStream::set_read_timeout(self, timeout)
     }
-    fn shutdown(&self) {
-        // As for TCP.
-        let _ = UnixStream::shutdown(self, Shutdown::Both);
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
     }
 }
 

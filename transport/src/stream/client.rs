@@ -10,13 +10,15 @@
 //! have many requests in flight on one connection.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
-use crate::socket::{Socket, is_timeout, write_all_parts};
+use std::io::IoSlice;
+
+use crate::socket::{Socket, is_timeout};
 use crate::verbs::{CallWait, ConnectOptions, NodeId};
 use crate::wire::{FrameKind, HEADER_LEN, Header};
 
@@ -48,6 +50,11 @@ struct ReadSide<S> {
 }
 
 const READ_BUF: usize = 64 << 10;
+
+/// How long a write may block before the writer checks for replies to read
+/// (two peers that both only write would otherwise deadlock on full socket
+/// buffers).
+const WRITE_STALL: Duration = Duration::from_millis(2);
 
 enum ReadOutcome {
     Frame(Header, Vec<u8>),
@@ -157,6 +164,7 @@ pub struct StreamClient<S> {
     shared: Mutex<Shared>,
     cond: Condvar,
     next_id: AtomicU64,
+    gone_flag: AtomicBool,
 }
 
 impl<S: Socket> StreamClient<S> {
@@ -171,6 +179,9 @@ impl<S: Socket> StreamClient<S> {
         let writer = socket
             .try_clone()
             .map_err(|e| Error::io(format!("clone socket to {peer}"), e))?;
+        writer
+            .set_write_timeout(Some(WRITE_STALL))
+            .map_err(|e| Error::io(format!("write timeout to {peer}"), e))?;
         let client = StreamClient {
             writer: Mutex::new(writer),
             read_side: Mutex::new(ReadSide {
@@ -182,6 +193,7 @@ impl<S: Socket> StreamClient<S> {
             shared: Mutex::new(Shared::default()),
             cond: Condvar::new(),
             next_id: AtomicU64::new(1),
+            gone_flag: AtomicBool::new(false),
             peer,
             options,
         };
@@ -244,12 +256,60 @@ impl<S: Socket> StreamClient<S> {
         let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         all.push(&header);
         all.extend_from_slice(parts);
+        let mut slices: Vec<IoSlice<'_>> = all.iter().map(|p| IoSlice::new(p)).collect();
+        let mut rest = &mut slices[..];
         let mut writer = self.writer.lock();
-        write_all_parts(&mut *writer, &all).map_err(|e| {
-            let reason = format!("write failed: {e}");
-            self.mark_gone(reason.clone());
-            Error::peer_gone(&self.peer, reason)
-        })
+        let mut progress = Instant::now();
+        while rest.iter().any(|s| !s.is_empty()) {
+            match writer.write_vectored(rest) {
+                Ok(0) => return Err(self.write_failed("connection closed")),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut rest, n);
+                    progress = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    // The peer is not draining: it may be blocked writing
+                    // replies nobody reads yet. Read them, then go on.
+                    if progress.elapsed() >= self.options.op_timeout {
+                        return Err(Error::Timeout {
+                            op: "send",
+                            after: self.options.op_timeout,
+                        });
+                    }
+                    self.drain_once();
+                }
+                Err(e) => return Err(self.write_failed(&e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_failed(&self, why: &str) -> Error {
+        let reason = format!("write failed: {why}");
+        self.mark_gone(reason.clone());
+        Error::peer_gone(&self.peer, reason)
+    }
+
+    /// Read and file one frame if no other thread is reading.
+    fn drain_once(&self) {
+        let mut shared = self.shared.lock();
+        if shared.reading || shared.gone.is_some() {
+            return;
+        }
+        shared.reading = true;
+        drop(shared);
+        let outcome = self.read_one(Instant::now() + WRITE_STALL);
+        shared = self.shared.lock();
+        shared.reading = false;
+        match outcome {
+            Ok(ReadOutcome::Idle) => {}
+            Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
+            Err(e) => {
+                self.set_gone(&mut shared, e.to_string());
+            }
+        }
+        self.cond.notify_all();
     }
 
     /// Send a request frame whose reply payload may be at most `max_reply`
@@ -315,7 +375,7 @@ impl<S: Socket> StreamClient<S> {
                 Ok(ReadOutcome::Idle) => {}
                 Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
                 Err(e) => {
-                    shared.gone.get_or_insert_with(|| e.to_string());
+                    self.set_gone(&mut shared, e.to_string());
                 }
             }
             self.cond.notify_all();
@@ -363,9 +423,19 @@ impl<S: Socket> StreamClient<S> {
         }
     }
 
+    fn set_gone(&self, shared: &mut Shared, reason: String) {
+        shared.gone.get_or_insert(reason);
+        self.gone_flag.store(true, Ordering::Release);
+    }
+
+    /// True once the connection is unusable (cheap: no lock).
+    pub fn is_gone(&self) -> bool {
+        self.gone_flag.load(Ordering::Acquire)
+    }
+
     fn mark_gone(&self, reason: String) {
         let mut shared = self.shared.lock();
-        shared.gone.get_or_insert(reason);
+        self.set_gone(&mut shared, reason);
         self.cond.notify_all();
     }
 }

@@ -1,0 +1,53 @@
+//! The conformance suite on the `shm` backend; every region owner is a
+//! separate `o3-transport-node` process sharing a directory of region files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use o3_transport::conformance::{Backend, Owner, ProcessOwner};
+use o3_transport::shm::ShmFabric;
+use o3_transport::verbs::no_requests;
+use o3_transport::{Fabric, Result};
+
+struct Shm {
+    // Declared before `root` so the requester's files go before the directory.
+    requester: Arc<ShmFabric>,
+    root: tempfile::TempDir,
+}
+
+fn shm() -> Shm {
+    // tmpfs when available, as in production; the tempdir is removed with
+    // whatever a killed owner left behind.
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let root = tempfile::Builder::new()
+        .prefix("o3-shm-test")
+        .tempdir_in(base)
+        .expect("temp dir");
+    let requester = Arc::new(ShmFabric::create_in(root.path(), no_requests()).expect("requester"));
+    Shm { requester, root }
+}
+
+impl Backend for Shm {
+    fn name(&self) -> String {
+        "shm".into()
+    }
+    fn requester(&self) -> Arc<dyn Fabric> {
+        self.requester.clone()
+    }
+    fn start_owner(&self) -> Result<Box<dyn Owner>> {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_o3-transport-node"));
+        let args = [
+            "--backend".to_string(),
+            "shm".to_string(),
+            "--dir".to_string(),
+            self.root.path().to_string_lossy().into_owned(),
+        ];
+        Ok(Box::new(ProcessOwner::spawn(&bin, &args)?))
+    }
+}
+
+o3_transport::conformance_tests!(shm());
