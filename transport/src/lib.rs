@@ -28,6 +28,7 @@ mod batch_codec;
 mod registry;
 mod socket;
 mod stream;
+pub mod link;
 pub mod local;
 pub mod shm;
 pub mod tcp;
