@@ -51,7 +51,11 @@ impl CompactionJob {
 
     /// Bytes of all input files.
     pub fn input_bytes(&self) -> u64 {
-        self.inputs.iter().flat_map(|(_, f)| f).map(|f| f.size).sum()
+        self.inputs
+            .iter()
+            .flat_map(|(_, f)| f)
+            .map(|f| f.size)
+            .sum()
     }
 
     /// Run the compaction with nothing but `storage`.
@@ -74,7 +78,11 @@ impl CompactionJob {
             }
         }
         let merged = MergingIterator::new(children);
-        let mut stream = CompactionStream::new(Box::new(merged), self.smallest_snapshot, self.drop_tombstones);
+        let mut stream = CompactionStream::new(
+            Box::new(merged),
+            self.smallest_snapshot,
+            self.drop_tombstones,
+        );
         let mut out = OutputFiles::new(
             storage,
             &self.dir,

@@ -61,7 +61,10 @@ impl FlushJob {
         let mut children: Vec<Box<dyn InternalIterator + '_>> = Vec::with_capacity(images.len());
         let mut bytes_read = 0;
         for (i, (bytes, &(entries, largest_seq))) in images.iter().zip(&self.images).enumerate() {
-            let location = format!("memtable image {i} of flush job {} (shard {})", self.token.job_id, self.shard);
+            let location = format!(
+                "memtable image {i} of flush job {} (shard {})",
+                self.token.job_id, self.shard
+            );
             let image = MemtableImage::open(bytes, &location)?;
             let h = image.header();
             if h.entries != entries || h.largest_seq != largest_seq || h.shard != self.shard {

@@ -13,6 +13,7 @@ mod output;
 
 pub use compaction::CompactionJob;
 pub use flush::FlushJob;
+pub use output::shard_of;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,8 @@ const ENCODING_MAGIC: &[u8; 4] = b"O3J1";
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = ENCODING_MAGIC.to_vec();
-    postcard::to_io(value, &mut out).map_err(|e| Error::InvalidArgument(format!("cannot encode job: {e}")))?;
+    postcard::to_io(value, &mut out)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode job: {e}")))?;
     Ok(out)
 }
 

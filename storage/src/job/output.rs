@@ -68,10 +68,14 @@ impl<'a> OutputFiles<'a> {
 
     pub(crate) fn add(&mut self, ikey: &[u8], value: &[u8]) -> Result<()> {
         let ukey = user_key(ikey);
-        let shard = self.fixed_shard.unwrap_or_else(|| shard_of(self.splits, ukey));
+        let shard = self
+            .fixed_shard
+            .unwrap_or_else(|| shard_of(self.splits, ukey));
         if let Some(cur) = &self.current {
             let new_user_key = self.last_user_key.as_slice() != ukey;
-            if new_user_key && (cur.builder.estimated_size() >= self.target_file_size || cur.shard != shard) {
+            if new_user_key
+                && (cur.builder.estimated_size() >= self.target_file_size || cur.shard != shard)
+            {
                 self.finish_current()?;
             }
         }

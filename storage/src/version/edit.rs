@@ -87,13 +87,19 @@ impl VersionEdit {
         let mut d = Decoder::new(buf);
         let mut e = VersionEdit::default();
         let bad = |d: &Decoder<'_>, what: &str| {
-            Error::corruption(location, offset, format!("version edit: {what} at byte {}", d.position()))
+            Error::corruption(
+                location,
+                offset,
+                format!("version edit: {what} at byte {}", d.position()),
+            )
         };
         while !d.is_empty() {
             let tag = d.varint32().ok_or_else(|| bad(&d, "truncated tag"))?;
             match tag {
                 TAG_SHARD_SPLITS => {
-                    let n = d.varint64().ok_or_else(|| bad(&d, "truncated split count"))?;
+                    let n = d
+                        .varint64()
+                        .ok_or_else(|| bad(&d, "truncated split count"))?;
                     // Each split key takes at least one byte, so a count larger than
                     // the remaining bytes is corrupt (and must not drive an allocation).
                     if n > d.remaining().len() as u64 {
@@ -101,25 +107,44 @@ impl VersionEdit {
                     }
                     let mut splits = Vec::with_capacity(n as usize);
                     for _ in 0..n {
-                        splits.push(d.length_prefixed().ok_or_else(|| bad(&d, "truncated split key"))?.to_vec());
+                        splits.push(
+                            d.length_prefixed()
+                                .ok_or_else(|| bad(&d, "truncated split key"))?
+                                .to_vec(),
+                        );
                     }
                     e.shard_splits = Some(splits);
                 }
-                TAG_LOG_NUMBER => e.log_number = Some(d.varint64().ok_or_else(|| bad(&d, "truncated log number"))?),
+                TAG_LOG_NUMBER => {
+                    e.log_number = Some(
+                        d.varint64()
+                            .ok_or_else(|| bad(&d, "truncated log number"))?,
+                    )
+                }
                 TAG_NEXT_FILE => {
-                    e.next_file_number = Some(d.varint64().ok_or_else(|| bad(&d, "truncated next file number"))?)
+                    e.next_file_number = Some(
+                        d.varint64()
+                            .ok_or_else(|| bad(&d, "truncated next file number"))?,
+                    )
                 }
                 TAG_LAST_SEQUENCE => {
-                    e.last_sequence = Some(d.varint64().ok_or_else(|| bad(&d, "truncated last sequence"))?)
+                    e.last_sequence = Some(
+                        d.varint64()
+                            .ok_or_else(|| bad(&d, "truncated last sequence"))?,
+                    )
                 }
                 TAG_SHARD_FLUSHED => {
                     let shard = d.varint32().ok_or_else(|| bad(&d, "truncated shard"))?;
-                    let seq = d.varint64().ok_or_else(|| bad(&d, "truncated flushed sequence"))?;
+                    let seq = d
+                        .varint64()
+                        .ok_or_else(|| bad(&d, "truncated flushed sequence"))?;
                     e.shard_flushed.push((shard, seq));
                 }
                 TAG_DELETED_FILE => {
                     let level = d.varint32().ok_or_else(|| bad(&d, "truncated level"))?;
-                    let number = d.varint64().ok_or_else(|| bad(&d, "truncated file number"))?;
+                    let number = d
+                        .varint64()
+                        .ok_or_else(|| bad(&d, "truncated file number"))?;
                     e.deleted_files.push((level, number));
                 }
                 TAG_NEW_FILE => {
@@ -129,17 +154,31 @@ impl VersionEdit {
                     let size = field("file size");
                     let (number, size) = match (number, size) {
                         (Ok(n), Ok(s)) => (n, s),
-                        (Err(w), _) | (_, Err(w)) => return Err(bad(&d, &format!("truncated {w}"))),
+                        (Err(w), _) | (_, Err(w)) => {
+                            return Err(bad(&d, &format!("truncated {w}")));
+                        }
                     };
-                    let smallest = d.length_prefixed().ok_or_else(|| bad(&d, "truncated smallest key"))?.to_vec();
-                    let largest = d.length_prefixed().ok_or_else(|| bad(&d, "truncated largest key"))?.to_vec();
+                    let smallest = d
+                        .length_prefixed()
+                        .ok_or_else(|| bad(&d, "truncated smallest key"))?
+                        .to_vec();
+                    let largest = d
+                        .length_prefixed()
+                        .ok_or_else(|| bad(&d, "truncated largest key"))?
+                        .to_vec();
                     let mut nums = [0u64; 4];
                     for n in &mut nums {
-                        *n = d.varint64().ok_or_else(|| bad(&d, "truncated file statistics"))?;
+                        *n = d
+                            .varint64()
+                            .ok_or_else(|| bad(&d, "truncated file statistics"))?;
                     }
                     let shard = d.varint32().ok_or_else(|| bad(&d, "truncated shard"))?;
-                    let created_ms = d.varint64().ok_or_else(|| bad(&d, "truncated creation time"))?;
-                    if smallest.len() < crate::key::TRAILER_LEN || largest.len() < crate::key::TRAILER_LEN {
+                    let created_ms = d
+                        .varint64()
+                        .ok_or_else(|| bad(&d, "truncated creation time"))?;
+                    if smallest.len() < crate::key::TRAILER_LEN
+                        || largest.len() < crate::key::TRAILER_LEN
+                    {
                         return Err(bad(&d, "file key shorter than an internal key"));
                     }
                     e.new_files.push((

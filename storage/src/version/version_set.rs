@@ -94,17 +94,29 @@ impl VersionSet {
     /// Read `CURRENT` and the manifest it names, verify that every referenced
     /// file exists with its recorded size, then start a fresh manifest holding
     /// one snapshot record and point `CURRENT` at it.
-    pub fn recover(storage: Arc<dyn Storage>, dir: &Path, num_levels: usize) -> Result<(VersionSet, RecoveredState)> {
+    pub fn recover(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        num_levels: usize,
+    ) -> Result<(VersionSet, RecoveredState)> {
         let cur = current_path(dir);
         let content = storage.read_all(&cur)?;
         let name = std::str::from_utf8(&content)
             .ok()
             .and_then(|s| s.strip_suffix('\n'))
             .filter(|s| !s.is_empty() && !s.contains('/'))
-            .ok_or_else(|| Error::corruption(cur.display(), 0, "CURRENT does not hold a manifest name"))?;
+            .ok_or_else(|| {
+                Error::corruption(cur.display(), 0, "CURRENT does not hold a manifest name")
+            })?;
         let manifest_number = match crate::filename::parse_file_name(name) {
             Some(crate::filename::FileKind::Manifest(n)) => n,
-            _ => return Err(Error::corruption(cur.display(), 0, format!("CURRENT names '{name}', not a manifest"))),
+            _ => {
+                return Err(Error::corruption(
+                    cur.display(),
+                    0,
+                    format!("CURRENT names '{name}', not a manifest"),
+                ));
+            }
         };
         let mpath = manifest_path(dir, manifest_number);
         let location = mpath.display().to_string();
@@ -119,32 +131,42 @@ impl VersionSet {
             builder.apply(&edit, &location, offset)?;
             edits += 1;
         }
-        let splits = state
-            .shard_splits
-            .clone()
-            .ok_or_else(|| Error::corruption(&location, 0, "manifest has no shard layout record"))?;
-        let next_file_number = state
-            .next_file_number
-            .ok_or_else(|| Error::corruption(&location, 0, "manifest has no next-file-number record"))?;
+        let splits = state.shard_splits.clone().ok_or_else(|| {
+            Error::corruption(&location, 0, "manifest has no shard layout record")
+        })?;
+        let next_file_number = state.next_file_number.ok_or_else(|| {
+            Error::corruption(&location, 0, "manifest has no next-file-number record")
+        })?;
         let version = builder.build(&location)?;
         for level in &version.levels {
             for f in level {
                 let path = table_path(dir, f.number);
                 let size = storage.file_size(&path).map_err(|_| {
-                    Error::corruption(&location, 0, format!("manifest references missing file {}", path.display()))
+                    Error::corruption(
+                        &location,
+                        0,
+                        format!("manifest references missing file {}", path.display()),
+                    )
                 })?;
                 if size != f.size {
                     return Err(Error::corruption(
                         &location,
                         0,
-                        format!("file {} has {size} bytes, manifest recorded {}", path.display(), f.size),
+                        format!(
+                            "file {} has {size} bytes, manifest recorded {}",
+                            path.display(),
+                            f.size
+                        ),
                     ));
                 }
                 if f.number >= next_file_number {
                     return Err(Error::corruption(
                         &location,
                         0,
-                        format!("file number {} is not below next file number {next_file_number}", f.number),
+                        format!(
+                            "file number {} is not below next file number {next_file_number}",
+                            f.number
+                        ),
                     ));
                 }
             }
@@ -153,7 +175,11 @@ impl VersionSet {
         let mut shard_flushed = vec![0; shards];
         for (shard, seq) in state.shard_flushed {
             let slot = shard_flushed.get_mut(shard as usize).ok_or_else(|| {
-                Error::corruption(&location, 0, format!("flushed sequence for shard {shard} of {shards}"))
+                Error::corruption(
+                    &location,
+                    0,
+                    format!("flushed sequence for shard {shard} of {shards}"),
+                )
             })?;
             *slot = (*slot).max(seq);
         }
@@ -224,13 +250,19 @@ impl VersionSet {
         self.manifest.sync()?;
         self.storage.sync_dir(&self.dir)?;
         let name = format!("MANIFEST-{:06}\n", self.manifest_number);
-        write_file_atomically(self.storage.as_ref(), &current_path(&self.dir), name.as_bytes())
+        write_file_atomically(
+            self.storage.as_ref(),
+            &current_path(&self.dir),
+            name.as_bytes(),
+        )
     }
 
     /// Make `edit` durable in the manifest, then install the resulting version.
     /// The edit gets the current counters (next file number, last sequence).
     pub fn log_and_apply(&mut self, mut edit: VersionEdit) -> Result<Arc<Version>> {
-        let location = manifest_path(&self.dir, self.manifest_number).display().to_string();
+        let location = manifest_path(&self.dir, self.manifest_number)
+            .display()
+            .to_string();
         let mut builder = VersionBuilder::from_version(&self.current);
         builder.apply(&edit, &location, self.manifest.len())?;
         let version = builder.build(&location)?;
@@ -313,10 +345,14 @@ impl VersionSet {
 
 fn validate_splits(splits: &[Vec<u8>]) -> Result<()> {
     if splits.iter().any(|s| s.is_empty()) {
-        return Err(Error::InvalidArgument("shard split keys must not be empty".into()));
+        return Err(Error::InvalidArgument(
+            "shard split keys must not be empty".into(),
+        ));
     }
     if splits.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::InvalidArgument("shard split keys must be strictly increasing".into()));
+        return Err(Error::InvalidArgument(
+            "shard split keys must be strictly increasing".into(),
+        ));
     }
     if splits.len() >= u32::MAX as usize {
         return Err(Error::InvalidArgument("too many shards".into()));
@@ -377,7 +413,7 @@ impl VersionBuilder {
 
     fn apply(&mut self, e: &VersionEdit, location: &str, offset: u64) -> Result<()> {
         let nlevels = self.levels.len();
-        let level_slot = |levels: &mut Vec<BTreeMap<u64, Arc<FileMeta>>>, level: u32| {
+        let level_slot = |level: u32| {
             let idx = level as usize;
             if idx >= nlevels {
                 return Err(Error::corruption(
@@ -389,7 +425,7 @@ impl VersionBuilder {
             Ok(idx)
         };
         for &(level, number) in &e.deleted_files {
-            let idx = level_slot(&mut self.levels, level)?;
+            let idx = level_slot(level)?;
             if self.levels[idx].remove(&number).is_none() {
                 return Err(Error::corruption(
                     location,
@@ -399,7 +435,7 @@ impl VersionBuilder {
             }
         }
         for (level, f) in &e.new_files {
-            let idx = level_slot(&mut self.levels, *level)?;
+            let idx = level_slot(*level)?;
             if compare_internal(&f.smallest, &f.largest) == std::cmp::Ordering::Greater {
                 return Err(Error::corruption(
                     location,
@@ -417,7 +453,11 @@ impl VersionBuilder {
         for (i, files) in self.levels.into_iter().enumerate() {
             let mut files: Vec<Arc<FileMeta>> = files.into_values().collect();
             if i == 0 {
-                files.sort_by(|a, b| b.largest_seq.cmp(&a.largest_seq).then(b.number.cmp(&a.number)));
+                files.sort_by(|a, b| {
+                    b.largest_seq
+                        .cmp(&a.largest_seq)
+                        .then(b.number.cmp(&a.number))
+                });
             } else {
                 files.sort_by(|a, b| compare_internal(&a.smallest, &b.smallest));
                 for w in files.windows(2) {
@@ -425,7 +465,10 @@ impl VersionBuilder {
                         return Err(Error::corruption(
                             location,
                             0,
-                            format!("files {} and {} overlap at level {i}", w[0].number, w[1].number),
+                            format!(
+                                "files {} and {} overlap at level {i}",
+                                w[0].number, w[1].number
+                            ),
                         ));
                     }
                 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test entry point: the README's test command and what CI runs.
+# Installs system packages, checks formatting and lints (default features and
+# the rdma feature), then runs every test of the workspace with the rdma
+# feature built in (the RDMA conformance run prints why it is skipped where no
+# device exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ci/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (default features)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo clippy (rdma feature)"
+cargo clippy --workspace --all-targets --features o3-transport/rdma -- -D warnings
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --features o3-transport/rdma --no-fail-fast --failure-output final
+  # nextest does not run doc tests
+  cargo test --workspace --doc --features o3-transport/rdma
+else
+  cargo test --workspace --features o3-transport/rdma --no-fail-fast
+fi

@@ -1,0 +1,479 @@
+//! Background work: flushing sealed memtables and running compactions, and
+//! installing their results. Placement today is local (this process); the
+//! job form lets later placement send the same work to a memory node or a
+//! compaction agent without changing installation.
+//!
+//! Installation rules:
+//! - a flush result is installed only after the WAL is synced through the
+//!   flushed memtable's last sequence, so a machine crash can never keep an
+//!   SST holding writes that a lost WAL tail would make a hole before;
+//! - files are referenced by an edit only after they and their directory
+//!   entry are durable (the job syncs both);
+//! - inputs and WAL segments are deleted only after the edit that drops them
+//!   is durable, and SSTs only once no reader's version holds them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use o3_storage::compaction::CompactionPlan;
+use o3_storage::filename::{table_path, wal_path};
+use o3_storage::job::{CompactionJob, FlushJob, JobResult, JobToken};
+use o3_storage::memtable::Memtable;
+use o3_storage::version::{FileMeta, VersionEdit};
+use o3_storage::{Error, Result};
+
+use crate::db::DbInner;
+use crate::state::DbState;
+
+enum Work {
+    Flush {
+        shard: usize,
+        mems: Vec<Arc<Memtable>>,
+    },
+    Compaction {
+        plan: CompactionPlan,
+        job: CompactionJob,
+    },
+}
+
+pub(crate) fn start_workers(db: &Arc<DbInner>) -> Vec<JoinHandle<()>> {
+    (0..db.options.max_background_jobs)
+        .filter_map(|i| {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name(format!("o3-bg-{i}"))
+                .spawn(move || worker(&db))
+                .map_err(|e| tracing::error!("cannot start background thread: {e}"))
+                .ok()
+        })
+        .collect()
+}
+
+fn worker(db: &DbInner) {
+    while let Some(work) = next_work(db) {
+        match work {
+            Work::Flush { shard, mems } => {
+                if let Err(e) = run_flush(db, shard, &mems) {
+                    tracing::error!("flush of shard {shard} failed: {e}");
+                    let mut st = db.state.lock();
+                    st.shards[shard].flushing = false;
+                    db.bg_cv.notify_all();
+                    drop(st);
+                    if !matches!(e, Error::Poisoned(_)) {
+                        // Back off before the flush is tried again.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+            Work::Compaction { plan, job } => {
+                if let Err(e) = run_compaction(db, &plan, &job) {
+                    tracing::error!("compaction job {} failed: {e}", job.token.job_id);
+                    release_compaction(db, &plan);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        purge_obsolete_files(db);
+    }
+}
+
+/// Wait for and claim the next piece of work: flushes first (they unblock
+/// writers), then the highest-scoring compaction. `None` on shutdown.
+fn next_work(db: &DbInner) -> Option<Work> {
+    loop {
+        if db.shutting_down.load(Ordering::Acquire) {
+            return None;
+        }
+        let poisoned = db.bg_error.lock().is_some();
+        let mut vs = db.versions.lock();
+        let mut st = db.state.lock();
+        if !poisoned {
+            if let Some(shard) = (0..st.shards.len())
+                .find(|&i| !st.shards[i].flushing && !st.shards[i].sealed.is_empty())
+            {
+                let s = &mut st.shards[shard];
+                s.flushing = true;
+                let mems = s.sealed.iter().map(|x| x.mem.clone()).collect();
+                return Some(Work::Flush { shard, mems });
+            }
+            let version = vs.current();
+            let plan = if db.options.disable_auto_compactions {
+                None
+            } else {
+                db.strategy.pick(&version, &st.busy_files)
+            };
+            if let Some(plan) = plan {
+                let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+                return Some(Work::Compaction { plan, job });
+            }
+        }
+        drop(vs);
+        db.bg_cv.wait_for(&mut st, Duration::from_millis(500));
+    }
+}
+
+fn make_compaction_job(
+    db: &DbInner,
+    vs: &mut o3_storage::version::VersionSet,
+    st: &mut DbState,
+    plan: &CompactionPlan,
+) -> CompactionJob {
+    for files in &plan.inputs {
+        for f in files {
+            st.busy_files.insert(f.number);
+        }
+    }
+    st.running_compactions += 1;
+    st.next_job_id += 1;
+    let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
+    // Outputs are cut at the target size and at shard boundaries: reserve
+    // enough numbers for both, with slack for files that end early.
+    let count = input_bytes / plan.target_file_size.max(1) + db.shard_splits.len() as u64 + 16;
+    let levels = [plan.level as u32, plan.output_level as u32];
+    CompactionJob {
+        token: JobToken {
+            job_id: st.next_job_id,
+            epoch: 0,
+        },
+        dir: db.dir.clone(),
+        inputs: plan
+            .inputs
+            .iter()
+            .zip(levels)
+            .filter(|(files, _)| !files.is_empty())
+            .map(|(files, level)| (level, files.iter().map(|f| FileMeta::clone(f)).collect()))
+            .collect(),
+        output_level: plan.output_level as u32,
+        target_file_size: plan.target_file_size,
+        table_options: db.options.table.clone(),
+        smallest_snapshot: db.smallest_snapshot(),
+        drop_tombstones: plan.bottommost,
+        shard_splits: db.shard_splits.clone(),
+        file_numbers: vs.reserve_file_numbers(count),
+    }
+}
+
+fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
+    let largest_seq = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
+    let count = mems.iter().map(|m| m.used_bytes() as u64).sum::<u64>()
+        / db.options.compaction.target_file_size_base.max(1)
+        + 4;
+    let (token, numbers) = {
+        let mut vs = db.versions.lock();
+        let numbers = vs.reserve_file_numbers(count);
+        let mut st = db.state.lock();
+        st.next_job_id += 1;
+        (
+            JobToken {
+                job_id: st.next_job_id,
+                epoch: 0,
+            },
+            numbers,
+        )
+    };
+    let job = FlushJob {
+        token,
+        dir: db.dir.clone(),
+        shard: shard as u32,
+        images: mems
+            .iter()
+            .map(|m| (m.entries(), m.largest_seq()))
+            .collect(),
+        table_options: db.options.table.clone(),
+        target_file_size: db.options.compaction.target_file_size_base,
+        smallest_snapshot: db.smallest_snapshot(),
+        file_numbers: numbers,
+    };
+    let images = mems
+        .iter()
+        .map(|m| m.image_bytes())
+        .collect::<Result<Vec<&[u8]>>>()?;
+    let result = job.execute(db.storage.as_ref(), &images)?;
+    // Prefix rule: the WAL must hold every write up to the flushed sequence.
+    if !db.options.disable_wal {
+        let mut wal = db.wal.lock();
+        if let Some(w) = wal.writer.as_mut() {
+            if let Err(e) = w.sync() {
+                db.poison(&e);
+                return Err(e);
+            }
+        }
+    }
+    install_flush(db, shard, mems.len(), largest_seq, result)
+}
+
+fn install_flush(
+    db: &DbInner,
+    shard: usize,
+    flushed: usize,
+    largest_seq: u64,
+    result: JobResult,
+) -> Result<()> {
+    let mut vs = db.versions.lock();
+    let log_number = db.state.lock().min_live_wal(Some((shard, flushed)));
+    let bytes: u64 = result.outputs.iter().map(|f| f.size).sum();
+    let edit = VersionEdit {
+        log_number: Some(log_number),
+        last_sequence: Some(db.visible_seq.load(Ordering::Acquire)),
+        shard_flushed: vec![(shard as u32, largest_seq)],
+        new_files: result.outputs.into_iter().map(|f| (0, f)).collect(),
+        ..VersionEdit::default()
+    };
+    let version = match vs.log_and_apply(edit) {
+        Ok(v) => v,
+        Err(e) => {
+            db.poison(&e);
+            return Err(e);
+        }
+    };
+    let mut st = db.state.lock();
+    let s = &mut st.shards[shard];
+    s.sealed.drain(..flushed);
+    s.flushing = false;
+    db.install_super_version(&st, version);
+    let obsolete_wals: Vec<u64> = st
+        .wal_segments
+        .range(..log_number)
+        .map(|(n, _)| *n)
+        .collect();
+    for n in &obsolete_wals {
+        st.wal_segments.remove(n);
+    }
+    db.bg_cv.notify_all();
+    drop(st);
+    drop(vs);
+    db.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    db.counters.flush_bytes.fetch_add(bytes, Ordering::Relaxed);
+    for n in obsolete_wals {
+        let path = wal_path(&db.dir, n);
+        if let Err(e) = db.storage.delete(&path) {
+            tracing::warn!("could not delete obsolete WAL {}: {e}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_compaction(db: &DbInner, plan: &CompactionPlan, job: &CompactionJob) -> Result<()> {
+    let result = job.execute(db.storage.as_ref())?;
+    install_compaction(db, plan, job, result)
+}
+
+fn install_compaction(
+    db: &DbInner,
+    plan: &CompactionPlan,
+    job: &CompactionJob,
+    result: JobResult,
+) -> Result<()> {
+    if result.token != job.token {
+        // A result for another attempt (fencing): its files are garbage.
+        for f in &result.outputs {
+            let _ = db.storage.delete(&table_path(&db.dir, f.number));
+        }
+        return Err(Error::InvalidArgument(format!(
+            "result token {:?} does not match job {:?}",
+            result.token, job.token
+        )));
+    }
+    let mut vs = db.versions.lock();
+    let mut edit = VersionEdit::default();
+    for (level, files) in &job.inputs {
+        for f in files {
+            edit.deleted_files.push((*level, f.number));
+        }
+    }
+    let written: u64 = result.outputs.iter().map(|f| f.size).sum();
+    edit.new_files = result
+        .outputs
+        .into_iter()
+        .map(|f| (job.output_level, f))
+        .collect();
+    let version = match vs.log_and_apply(edit) {
+        Ok(v) => v,
+        Err(e) => {
+            db.poison(&e);
+            return Err(e);
+        }
+    };
+    let mut st = db.state.lock();
+    for files in &plan.inputs {
+        for f in files {
+            st.busy_files.remove(&f.number);
+            st.obsolete_files.push(f.clone());
+        }
+    }
+    st.running_compactions -= 1;
+    db.install_super_version(&st, version);
+    db.bg_cv.notify_all();
+    drop(st);
+    drop(vs);
+    db.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    db.counters
+        .compaction_bytes_read
+        .fetch_add(result.stats.bytes_read, Ordering::Relaxed);
+    db.counters
+        .compaction_bytes_written
+        .fetch_add(written, Ordering::Relaxed);
+    Ok(())
+}
+
+fn release_compaction(db: &DbInner, plan: &CompactionPlan) {
+    let mut st = db.state.lock();
+    for files in &plan.inputs {
+        for f in files {
+            st.busy_files.remove(&f.number);
+        }
+    }
+    st.running_compactions -= 1;
+    db.bg_cv.notify_all();
+}
+
+/// Delete dropped SSTs that no reader's version still holds.
+pub(crate) fn purge_obsolete_files(db: &DbInner) {
+    let ready: Vec<Arc<FileMeta>> = {
+        let mut st = db.state.lock();
+        let (ready, keep) = std::mem::take(&mut st.obsolete_files)
+            .into_iter()
+            .partition(|f| Arc::strong_count(f) == 1);
+        st.obsolete_files = keep;
+        ready
+    };
+    for f in ready {
+        db.table_cache.evict(f.number);
+        let path = table_path(&db.dir, f.number);
+        if let Err(e) = db.storage.delete(&path) {
+            tracing::warn!("could not delete obsolete table {}: {e}", path.display());
+        }
+    }
+}
+
+/// Seal every shard's memtable and wait until nothing is left unflushed.
+pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
+    db.check_poisoned()?;
+    {
+        // The write leader inserts under the state lock, so sealing here
+        // never splits a batch between two memtables of a shard.
+        let mut st = db.state.lock();
+        for shard in 0..st.shards.len() {
+            crate::write::seal_active(db, &mut st, shard)?;
+        }
+    }
+    let mut st = db.state.lock();
+    while st.shards.iter().any(|s| !s.sealed.is_empty()) {
+        drop(st);
+        db.check_poisoned()?;
+        if db.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::Closed("database"));
+        }
+        st = db.state.lock();
+        db.bg_cv.wait_for(&mut st, Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Compact `[lo, hi]` level by level into the deepest level that holds data
+/// (at least L1), running the jobs on the calling thread; a level whose
+/// inputs are busy with an automatic compaction waits for it.
+pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+    let levels = db.options.compaction.num_levels;
+    let bottom = {
+        let v = db.versions.lock().current();
+        v.levels
+            .iter()
+            .rposition(|l| !l.is_empty())
+            .unwrap_or(0)
+            .max(1)
+            .min(levels - 1)
+    };
+    for level in 0..bottom {
+        loop {
+            db.check_poisoned()?;
+            let mut vs = db.versions.lock();
+            let version = vs.current();
+            let mut st = db.state.lock();
+            let Some(plan) = db
+                .strategy
+                .pick_manual(&version, level, lo, hi, &st.busy_files)
+            else {
+                let busy = version
+                    .overlapping(level, lo, hi)
+                    .iter()
+                    .any(|f| st.busy_files.contains(&f.number));
+                if busy {
+                    drop(vs);
+                    db.bg_cv.wait_for(&mut st, Duration::from_millis(20));
+                    continue;
+                }
+                break;
+            };
+            let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+            drop(st);
+            drop(vs);
+            if let Err(e) = run_compaction(db, &plan, &job) {
+                release_compaction(db, &plan);
+                return Err(e);
+            }
+            purge_obsolete_files(db);
+        }
+    }
+    Ok(())
+}
+
+/// Claim the compaction the strategy would run next, for execution outside
+/// this process (a compaction agent, or a test). Its inputs stay busy until
+/// [`install_external`] or [`abandon_external`].
+pub(crate) fn claim_external(db: &DbInner) -> Result<Option<CompactionJob>> {
+    db.check_poisoned()?;
+    let mut vs = db.versions.lock();
+    let version = vs.current();
+    let mut st = db.state.lock();
+    let Some(plan) = db.strategy.pick(&version, &st.busy_files) else {
+        return Ok(None);
+    };
+    let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+    st.external_jobs
+        .insert(job.token.job_id, (plan, job.clone()));
+    Ok(Some(job))
+}
+
+/// Install the result of a claimed job. A result whose token matches no
+/// claimed job (an old attempt, another database) is rejected and its output
+/// files removed.
+pub(crate) fn install_external(db: &DbInner, result: JobResult) -> Result<()> {
+    let claimed = db.state.lock().external_jobs.remove(&result.token.job_id);
+    match claimed {
+        Some((plan, job)) if job.token == result.token => {
+            let r = install_compaction(db, &plan, &job, result);
+            if r.is_err() {
+                release_compaction(db, &plan);
+            }
+            purge_obsolete_files(db);
+            r
+        }
+        other => {
+            if let Some(entry) = other {
+                db.state
+                    .lock()
+                    .external_jobs
+                    .insert(result.token.job_id, entry);
+            }
+            for f in &result.outputs {
+                let _ = db.storage.delete(&table_path(&db.dir, f.number));
+            }
+            Err(Error::InvalidArgument(format!(
+                "no claimed job matches result token {:?}; its {} output files were removed",
+                result.token,
+                result.outputs.len()
+            )))
+        }
+    }
+}
+
+/// Give up a claimed job: its inputs become available again.
+pub(crate) fn abandon_external(db: &DbInner, job_id: u64) {
+    let claimed = db.state.lock().external_jobs.remove(&job_id);
+    if let Some((plan, _)) = claimed {
+        release_compaction(db, &plan);
+    }
+}

@@ -1,0 +1,407 @@
+//! The database handle: opening, the public API, and shutdown.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use o3_storage::batch::WriteBatch;
+use o3_storage::compaction::{CompactionStrategy, Leveled};
+use o3_storage::env::{FileLock, Storage};
+use o3_storage::filename::{current_path, lock_path};
+use o3_storage::job::{CompactionJob, JobResult};
+use o3_storage::key::SequenceNumber;
+use o3_storage::sst::BlockCache;
+use o3_storage::version::VersionSet;
+use o3_storage::wal::LogWriter;
+use o3_storage::{Error, Result};
+
+use crate::options::DbOptions;
+use crate::read::{DbIterator, ReadOptions};
+use crate::snapshot::{Snapshot, SnapshotList};
+use crate::state::{DbState, SuperVersion};
+use crate::stats::{Counters, DbStats, LevelStats};
+use crate::table_cache::TableCache;
+use crate::write::WriteQueue;
+
+/// Options for one write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Sync the WAL before acknowledging (survives a machine crash).
+    /// `None` uses [`DbOptions::sync_writes`].
+    pub sync: Option<bool>,
+}
+
+/// The current WAL segment.
+pub(crate) struct WalState {
+    pub writer: Option<LogWriter>,
+}
+
+/// Shared by the handle and the background threads.
+pub(crate) struct DbInner {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub options: DbOptions,
+    pub shard_splits: Vec<Vec<u8>>,
+    pub strategy: Box<dyn CompactionStrategy>,
+    pub state: Mutex<DbState>,
+    /// Signalled whenever background work may be available or has finished.
+    pub bg_cv: Condvar,
+    /// Lock order: `wal` → `versions` → `state` (any suffix of it; never
+    /// backwards).
+    pub versions: Mutex<VersionSet>,
+    pub wal: Mutex<WalState>,
+    pub super_version: RwLock<Arc<SuperVersion>>,
+    pub write_queue: WriteQueue,
+    /// Highest sequence whose batch is fully applied (readers see up to it).
+    pub visible_seq: AtomicU64,
+    /// Highest sequence assigned (only the write leader changes it).
+    pub last_seq: AtomicU64,
+    pub table_cache: Arc<TableCache>,
+    pub snapshots: SnapshotList,
+    pub counters: Counters,
+    pub shutting_down: AtomicBool,
+    /// Set by a failed WAL or manifest write: the database refuses writes and
+    /// must be reopened.
+    pub bg_error: Mutex<Option<String>>,
+    _lock: Box<dyn FileLock>,
+}
+
+impl std::fmt::Debug for DbInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.dir).finish()
+    }
+}
+
+/// An o3 database in embedded mode.
+#[derive(Debug)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Db {
+    /// Open (or create) the database in `path`.
+    pub fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
+        options.validate()?;
+        let dir = path.as_ref().to_path_buf();
+        let storage = options.storage.clone();
+        storage.create_dir_all(&dir)?;
+        let lock = storage.lock(&lock_path(&dir))?;
+        let exists = storage.exists(&current_path(&dir));
+        if exists && options.error_if_exists {
+            return Err(Error::InvalidArgument(format!(
+                "database {} already exists (error_if_exists is set)",
+                dir.display()
+            )));
+        }
+        if !exists && !options.create_if_missing {
+            return Err(Error::InvalidArgument(format!(
+                "database {} does not exist (create_if_missing is off)",
+                dir.display()
+            )));
+        }
+        let num_levels = options.compaction.num_levels;
+        let versions = if exists {
+            let (vs, recovered) = VersionSet::recover(storage.clone(), &dir, num_levels)?;
+            if let Some((offset, reason)) = recovered.torn_tail {
+                tracing::warn!(
+                    "manifest {} ended in a torn record at offset {offset} ({reason}); the unfinished edit was dropped",
+                    recovered.manifest_number
+                );
+            }
+            vs
+        } else {
+            VersionSet::create(
+                storage.clone(),
+                &dir,
+                num_levels,
+                options.shard_splits.clone(),
+            )?
+        };
+        let block_cache = BlockCache::new(options.block_cache_size);
+        let table_cache = Arc::new(TableCache::new(dir.clone(), storage.clone(), block_cache));
+        let inner = crate::recovery::recover(dir, storage, options, versions, table_cache, lock)?;
+        let inner = Arc::new(inner);
+        let db = Db {
+            workers: Mutex::new(crate::background::start_workers(&inner)),
+            inner,
+        };
+        Ok(db)
+    }
+
+    /// Write `key → value`.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b)
+    }
+
+    /// Delete `key`.
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b)
+    }
+
+    /// Apply a batch atomically with the default write options.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_opt(batch, WriteOptions::default())
+    }
+
+    /// Apply a batch atomically.
+    pub fn write_opt(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
+        let sync = opts.sync.unwrap_or(self.inner.options.sync_writes);
+        crate::write::write(&self.inner, batch, sync)
+    }
+
+    /// The newest value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        crate::read::get(&self.inner, key, None)
+    }
+
+    /// The value of `key` as of `snapshot`.
+    pub fn get_at(&self, key: &[u8], snapshot: &Snapshot) -> Result<Option<Vec<u8>>> {
+        crate::read::get(&self.inner, key, Some(snapshot.sequence()))
+    }
+
+    /// Pin the current state for consistent reads.
+    pub fn snapshot(&self) -> Snapshot {
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        self.inner.snapshots.acquire(seq)
+    }
+
+    /// A cursor over the database (both directions, optional bounds).
+    pub fn iter(&self, opts: ReadOptions) -> Result<DbIterator> {
+        crate::read::iter(&self.inner, opts)
+    }
+
+    /// Every `(key, value)` in `range`, ascending (`reverse = false`) or descending.
+    pub fn scan<R: RangeBounds<[u8]>>(
+        &self,
+        range: R,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_at(range, reverse, None)
+    }
+
+    /// Like [`Db::scan`], as of `snapshot`.
+    pub fn scan_at<R: RangeBounds<[u8]>>(
+        &self,
+        range: R,
+        reverse: bool,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut opts = ReadOptions {
+            snapshot: snapshot.map(|s| s.sequence()),
+            ..ReadOptions::default()
+        };
+        // Bounds are normalised to [lower, upper): the smallest key after `k`
+        // is `k + 0x00`.
+        opts.lower = match range.start_bound() {
+            Bound::Included(k) => Some(k.to_vec()),
+            Bound::Excluded(k) => Some([k, &[0u8]].concat()),
+            Bound::Unbounded => None,
+        };
+        opts.upper = match range.end_bound() {
+            Bound::Included(k) => Some([k, &[0u8]].concat()),
+            Bound::Excluded(k) => Some(k.to_vec()),
+            Bound::Unbounded => None,
+        };
+        let mut it = self.iter(opts)?;
+        let mut out = Vec::new();
+        if reverse {
+            it.seek_to_last()?;
+            while it.valid() {
+                out.push((it.key().to_vec(), it.value().to_vec()));
+                it.prev()?;
+            }
+        } else {
+            it.seek_to_first()?;
+            while it.valid() {
+                out.push((it.key().to_vec(), it.value().to_vec()));
+                it.next()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seal every non-empty memtable and wait until all are in SSTs.
+    pub fn flush(&self) -> Result<()> {
+        crate::background::flush_all(&self.inner)
+    }
+
+    /// Flush, then compact every level's files overlapping `[lo, hi]`
+    /// (user keys, inclusive; `None` = unbounded) down to the last level.
+    pub fn compact_range(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+        self.flush()?;
+        crate::background::compact_range(&self.inner, lo, hi)
+    }
+
+    /// Claim the next compaction for execution elsewhere: the returned job is
+    /// self-contained (serialize it with `to_bytes`); its inputs stay reserved
+    /// until the result is installed with [`Db::install_compaction`] or the
+    /// job is given up with [`Db::abandon_compaction`]. `None` when no level
+    /// needs compaction.
+    pub fn claim_compaction(&self) -> Result<Option<CompactionJob>> {
+        crate::background::claim_external(&self.inner)
+    }
+
+    /// Install the result of a claimed compaction (fenced by its token).
+    pub fn install_compaction(&self, result: JobResult) -> Result<()> {
+        crate::background::install_external(&self.inner, result)
+    }
+
+    /// Release a claimed compaction without installing anything.
+    pub fn abandon_compaction(&self, job_id: u64) {
+        crate::background::abandon_external(&self.inner, job_id)
+    }
+
+    /// Current shape and counters.
+    pub fn stats(&self) -> DbStats {
+        let sv = self.inner.super_version.read().clone();
+        let cache = self.inner.table_cache.block_cache();
+        let mut s = DbStats {
+            levels: sv
+                .version
+                .levels
+                .iter()
+                .map(|l| LevelStats {
+                    files: l.len(),
+                    bytes: l.iter().map(|f| f.size).sum(),
+                })
+                .collect(),
+            user_bytes: 0,
+            writes: 0,
+            wal_bytes: 0,
+            flush_bytes: 0,
+            flushes: 0,
+            compaction_bytes_read: 0,
+            compaction_bytes_written: 0,
+            compactions: 0,
+            trivial_moves: 0,
+            write_amplification: 0.0,
+            stall_micros: Vec::new(),
+            block_cache_hits: cache.hits(),
+            block_cache_misses: cache.misses(),
+            block_cache_usage: cache.usage(),
+            last_sequence: self.inner.visible_seq.load(Ordering::Acquire),
+            unflushed_memtables: sv.shards.iter().map(|s| s.sealed.len()).sum(),
+        };
+        self.inner.counters.fill(&mut s);
+        s
+    }
+
+    /// Number of key-range shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shard_splits.len() + 1
+    }
+
+    /// Stop background work, make the WAL durable and release the lock.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        {
+            let _st = self.inner.state.lock();
+            self.inner.bg_cv.notify_all();
+        }
+        for h in self.workers.lock().drain(..) {
+            if h.join().is_err() {
+                tracing::error!("a background thread panicked");
+            }
+        }
+        let mut wal = self.inner.wal.lock();
+        if let Some(w) = wal.writer.as_mut() {
+            w.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!("closing database {}: {e}", self.inner.dir.display());
+        }
+    }
+}
+
+impl DbInner {
+    /// Assemble the shared state (called by recovery once the WAL is replayed).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        dir: PathBuf,
+        storage: Arc<dyn Storage>,
+        options: DbOptions,
+        versions: VersionSet,
+        state: DbState,
+        wal: WalState,
+        last_seq: SequenceNumber,
+        table_cache: Arc<TableCache>,
+        lock: Box<dyn FileLock>,
+    ) -> Result<DbInner> {
+        let sv = state.super_version(versions.current());
+        Ok(DbInner {
+            shard_splits: versions.shard_splits().to_vec(),
+            strategy: Box::new(Leveled::new(options.compaction.clone())?),
+            dir,
+            storage,
+            options,
+            state: Mutex::new(state),
+            bg_cv: Condvar::new(),
+            versions: Mutex::new(versions),
+            wal: Mutex::new(wal),
+            super_version: RwLock::new(sv),
+            write_queue: WriteQueue::default(),
+            visible_seq: AtomicU64::new(last_seq),
+            last_seq: AtomicU64::new(last_seq),
+            table_cache,
+            snapshots: SnapshotList::default(),
+            counters: Counters::default(),
+            shutting_down: AtomicBool::new(false),
+            bg_error: Mutex::new(None),
+            _lock: lock,
+        })
+    }
+
+    /// Fail with [`Error::Poisoned`] if an earlier background error poisoned the database.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        match &*self.bg_error.lock() {
+            Some(msg) => Err(Error::Poisoned(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Record an error after which the database must not accept writes.
+    pub(crate) fn poison(&self, e: &Error) {
+        let mut g = self.bg_error.lock();
+        if g.is_none() {
+            tracing::error!("database {} poisoned: {e}", self.dir.display());
+            *g = Some(e.to_string());
+        }
+        drop(g);
+        let _st = self.state.lock();
+        self.bg_cv.notify_all();
+    }
+
+    /// Publish a new super version built from `state` and `version`.
+    pub(crate) fn install_super_version(
+        &self,
+        state: &DbState,
+        version: Arc<o3_storage::version::Version>,
+    ) {
+        *self.super_version.write() = state.super_version(version);
+    }
+
+    /// The oldest sequence any reader may still ask for.
+    pub(crate) fn smallest_snapshot(&self) -> SequenceNumber {
+        let visible = self.visible_seq.load(Ordering::Acquire);
+        self.snapshots.oldest().unwrap_or(visible).min(visible)
+    }
+}

@@ -1,0 +1,124 @@
+//! Database configuration. Every field has a default; `validate` rejects
+//! combinations the engine cannot run with, naming the field.
+
+use std::sync::Arc;
+
+use o3_storage::compaction::LeveledOptions;
+use o3_storage::env::{LocalFs, Storage};
+use o3_storage::options::TableOptions;
+use o3_storage::{Error, Result};
+
+/// Options for [`crate::Db::open`].
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Where files live (default: the local file system).
+    pub storage: Arc<dyn Storage>,
+    /// Create the database if `CURRENT` is missing.
+    pub create_if_missing: bool,
+    /// Fail if the database already exists.
+    pub error_if_exists: bool,
+    /// Split keys of the key-range shards, used only when the database is
+    /// created (later opens read them from the manifest). `n` keys make
+    /// `n + 1` shards.
+    pub shard_splits: Vec<Vec<u8>>,
+    /// Arena size of one memtable (per shard).
+    pub write_buffer_size: usize,
+    /// Writes stop while sealed, unflushed memtables hold this many bytes.
+    pub max_unflushed_bytes: u64,
+    /// A WAL segment is closed and a new one started past this size.
+    pub wal_segment_size: u64,
+    /// When live WAL segments exceed this, the shard pinning the oldest one
+    /// is flushed even if its memtable is not full.
+    pub max_total_wal_size: u64,
+    /// Sync the WAL on every write unless the write says otherwise.
+    pub sync_writes: bool,
+    /// Skip the WAL entirely (data since the last flush is lost on any crash).
+    pub disable_wal: bool,
+    pub table: TableOptions,
+    pub compaction: LeveledOptions,
+    /// L0 files of one shard at which writes are slowed down.
+    pub l0_slowdown_writes_trigger: usize,
+    /// L0 files of one shard at which writes stop until compaction catches up.
+    pub l0_stop_writes_trigger: usize,
+    pub soft_pending_compaction_bytes_limit: u64,
+    pub hard_pending_compaction_bytes_limit: u64,
+    /// Block cache capacity in bytes (shared by all tables).
+    pub block_cache_size: u64,
+    /// Background threads running flushes and compactions.
+    pub max_background_jobs: usize,
+    /// Do not start compactions on their own (bulk loads; external
+    /// compaction). `compact_range` and claimed jobs still run.
+    pub disable_auto_compactions: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            storage: Arc::new(LocalFs::new()),
+            create_if_missing: true,
+            error_if_exists: false,
+            shard_splits: Vec::new(),
+            write_buffer_size: 64 << 20,
+            max_unflushed_bytes: 512 << 20,
+            wal_segment_size: 64 << 20,
+            max_total_wal_size: 1 << 30,
+            sync_writes: false,
+            disable_wal: false,
+            table: TableOptions::default(),
+            compaction: LeveledOptions::default(),
+            l0_slowdown_writes_trigger: 20,
+            l0_stop_writes_trigger: 36,
+            soft_pending_compaction_bytes_limit: 64 << 30,
+            hard_pending_compaction_bytes_limit: 256 << 30,
+            block_cache_size: 8 << 20,
+            max_background_jobs: 2,
+            disable_auto_compactions: false,
+        }
+    }
+}
+
+impl DbOptions {
+    /// Check the options, naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.write_buffer_size < 4096 || self.write_buffer_size > u32::MAX as usize {
+            return bad(format!(
+                "write_buffer_size {} out of range [4 KiB, 4 GiB)",
+                self.write_buffer_size
+            ));
+        }
+        if self.max_unflushed_bytes < self.write_buffer_size as u64 {
+            return bad(format!(
+                "max_unflushed_bytes {} is below write_buffer_size {}",
+                self.max_unflushed_bytes, self.write_buffer_size
+            ));
+        }
+        if self.wal_segment_size < 4096 {
+            return bad(format!(
+                "wal_segment_size {} is below 4 KiB",
+                self.wal_segment_size
+            ));
+        }
+        if self.l0_slowdown_writes_trigger > self.l0_stop_writes_trigger {
+            return bad(format!(
+                "l0_slowdown_writes_trigger {} exceeds l0_stop_writes_trigger {}",
+                self.l0_slowdown_writes_trigger, self.l0_stop_writes_trigger
+            ));
+        }
+        if self.l0_stop_writes_trigger <= self.compaction.l0_compaction_trigger {
+            return bad(format!(
+                "l0_stop_writes_trigger {} must exceed l0_compaction_trigger {}",
+                self.l0_stop_writes_trigger, self.compaction.l0_compaction_trigger
+            ));
+        }
+        if self.soft_pending_compaction_bytes_limit > self.hard_pending_compaction_bytes_limit {
+            return bad("soft_pending_compaction_bytes_limit exceeds the hard limit".to_string());
+        }
+        if self.max_background_jobs == 0 {
+            return bad("max_background_jobs must be at least 1".to_string());
+        }
+        self.table.validate()?;
+        self.compaction.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! The read path. `get`: the key's shard's active and sealed memtables
+//! (newest first), then that shard's L0 files (newest first), then at most
+//! one file per deeper level; the first entry found decides. Scans merge the
+//! same sources, restricted to the shards and files that overlap the bounds.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use o3_storage::Result;
+use o3_storage::iter::{KeyBounds, MergingIterator, UserIterator};
+use o3_storage::iterator::InternalIterator;
+use o3_storage::job::shard_of;
+use o3_storage::key::{SequenceNumber, ValueKind, compare_internal, make_lookup_key};
+use o3_storage::version::FileMeta;
+
+use crate::db::DbInner;
+use crate::level_iter::LevelIterator;
+
+/// Options for [`crate::Db::iter`].
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Read as of this sequence (see [`crate::Snapshot::sequence`]); `None` = latest.
+    pub snapshot: Option<SequenceNumber>,
+    /// Inclusive lower bound on user keys.
+    pub lower: Option<Vec<u8>>,
+    /// Exclusive upper bound on user keys.
+    pub upper: Option<Vec<u8>>,
+}
+
+pub(crate) fn get(
+    db: &DbInner,
+    key: &[u8],
+    snapshot: Option<SequenceNumber>,
+) -> Result<Option<Vec<u8>>> {
+    // Read the sequence before the super version: any data at or below it is
+    // then in the super version (data leaves a memtable only by a super
+    // version that also holds its SST).
+    let seq = snapshot.unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
+    let sv = db.super_version.read().clone();
+    let shard = shard_of(&db.shard_splits, key) as usize;
+    if let Some(view) = sv.shards.get(shard) {
+        for mem in std::iter::once(&view.active).chain(view.sealed.iter()) {
+            if let Some(e) = mem.get(key, seq) {
+                return Ok(match e.kind {
+                    ValueKind::Value => Some(e.value.to_vec()),
+                    ValueKind::Tombstone => None,
+                });
+            }
+        }
+    }
+    let lookup = make_lookup_key(key, seq);
+    let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
+    for (level, files) in sv.version.levels.iter().enumerate() {
+        let candidates: Box<dyn Iterator<Item = &Arc<FileMeta>>> = if level == 0 {
+            Box::new(
+                files
+                    .iter()
+                    .filter(|f| f.shard as usize == shard && in_range(f)),
+            )
+        } else {
+            let i = files.partition_point(|f| f.largest_user_key() < key);
+            Box::new(files.get(i).into_iter().filter(|f| in_range(f)))
+        };
+        for f in candidates {
+            let table = db.table_cache.get(f.number)?;
+            if let Some((kind, _seq, value)) = table.get(key, &lookup)? {
+                return Ok(match kind {
+                    ValueKind::Value => Some(value.to_vec()),
+                    ValueKind::Tombstone => None,
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A cursor over user keys, positioned with `seek*` and moved with
+/// `next`/`prev`; it keeps the files and memtables it reads alive.
+pub struct DbIterator {
+    inner: UserIterator<'static>,
+}
+
+impl std::fmt::Debug for DbIterator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbIterator")
+            .field("valid", &self.valid())
+            .finish()
+    }
+}
+
+impl DbIterator {
+    pub fn valid(&self) -> bool {
+        self.inner.valid()
+    }
+    pub fn seek_to_first(&mut self) -> Result<()> {
+        self.inner.seek_to_first()
+    }
+    pub fn seek_to_last(&mut self) -> Result<()> {
+        self.inner.seek_to_last()
+    }
+    /// First key >= `key`.
+    pub fn seek(&mut self, key: &[u8]) -> Result<()> {
+        self.inner.seek(key)
+    }
+    /// Last key <= `key`.
+    pub fn seek_for_prev(&mut self, key: &[u8]) -> Result<()> {
+        self.inner.seek_for_prev(key)
+    }
+    pub fn next(&mut self) -> Result<()> {
+        self.inner.next()
+    }
+    pub fn prev(&mut self) -> Result<()> {
+        self.inner.prev()
+    }
+    pub fn key(&self) -> &[u8] {
+        self.inner.key()
+    }
+    pub fn value(&self) -> &[u8] {
+        self.inner.value()
+    }
+}
+
+pub(crate) fn iter(db: &DbInner, opts: ReadOptions) -> Result<DbIterator> {
+    let seq = opts
+        .snapshot
+        .unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
+    let sv = db.super_version.read().clone();
+    let lo = opts.lower.as_deref();
+    // `upper` is exclusive; file and shard filters below use inclusive
+    // bounds, which only makes them include a little more.
+    let hi = opts.upper.as_deref();
+    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+    let first_shard = lo.map_or(0, |k| shard_of(&db.shard_splits, k) as usize);
+    let last_shard = hi.map_or(db.shard_splits.len(), |k| {
+        shard_of(&db.shard_splits, k) as usize
+    });
+    for view in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
+        for mem in std::iter::once(&view.active).chain(view.sealed.iter()) {
+            if !mem.is_empty() {
+                children.push(Box::new(mem.iter()));
+            }
+        }
+    }
+    for (level, files) in sv.version.levels.iter().enumerate() {
+        let files: Vec<Arc<FileMeta>> = files
+            .iter()
+            .filter(|f| f.overlaps(lo, hi))
+            .cloned()
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        if level == 0 {
+            for f in files {
+                let table = db.table_cache.get(f.number)?;
+                children.push(Box::new(table.iter(true)));
+            }
+        } else {
+            debug_assert!(
+                files
+                    .windows(2)
+                    .all(|w| compare_internal(&w[0].largest, &w[1].smallest).is_lt())
+            );
+            children.push(Box::new(LevelIterator::new(files, db.table_cache.clone())));
+        }
+    }
+    // The iterator must keep the super version's memtables and files alive:
+    // memtable iterators hold their memtable, and the table cache keeps
+    // tables open; file deletion waits for the FileMeta Arcs held here.
+    let merged = MergingIterator::new(children);
+    let bounds = KeyBounds {
+        lower: opts.lower,
+        upper: opts.upper,
+    };
+    let inner = UserIterator::new(
+        Box::new(KeepAlive {
+            inner: merged,
+            _sv: sv,
+        }),
+        seq,
+        bounds,
+    );
+    Ok(DbIterator { inner })
+}
+
+/// Holds a super version for as long as an iterator over it lives, so the
+/// files it reads are not deleted underneath it.
+struct KeepAlive {
+    inner: MergingIterator<'static>,
+    _sv: Arc<crate::state::SuperVersion>,
+}
+
+impl InternalIterator for KeepAlive {
+    fn valid(&self) -> bool {
+        self.inner.valid()
+    }
+    fn seek_to_first(&mut self) -> Result<()> {
+        self.inner.seek_to_first()
+    }
+    fn seek_to_last(&mut self) -> Result<()> {
+        self.inner.seek_to_last()
+    }
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        self.inner.seek(target)
+    }
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
+        self.inner.seek_for_prev(target)
+    }
+    fn next(&mut self) -> Result<()> {
+        self.inner.next()
+    }
+    fn prev(&mut self) -> Result<()> {
+        self.inner.prev()
+    }
+    fn key(&self) -> &[u8] {
+        self.inner.key()
+    }
+    fn value(&self) -> &[u8] {
+        self.inner.value()
+    }
+}

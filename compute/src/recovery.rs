@@ -1,0 +1,194 @@
+//! Opening an existing database: replay the WAL segments the manifest still
+//! needs into memtables, write them to L0, start a fresh WAL, and remove
+//! every file that nothing references (partial outputs of interrupted jobs,
+//! old WAL segments and manifests, temporary files).
+//!
+//! Replay follows `docs/wal_format.md`: a torn tail ends the log; corruption
+//! in the middle of a segment fails the open with the file and offset. Replay
+//! stops at the first segment that ended in a torn tail — a later segment
+//! would otherwise add writes after a hole.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use o3_storage::batch::WriteBatch;
+use o3_storage::env::{FileLock, Storage};
+use o3_storage::filename::{FileKind, manifest_path, parse_file_name, wal_path};
+use o3_storage::job::{FlushJob, JobToken, shard_of};
+use o3_storage::memtable::Memtable;
+use o3_storage::version::{VersionEdit, VersionSet};
+use o3_storage::wal::{LogReader, LogWriter};
+use o3_storage::{Error, Result};
+
+use crate::db::{DbInner, WalState};
+use crate::options::DbOptions;
+use crate::state::{DbState, ShardState};
+use crate::table_cache::TableCache;
+
+pub(crate) fn recover(
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    options: DbOptions,
+    mut versions: VersionSet,
+    table_cache: Arc<TableCache>,
+    lock: Box<dyn FileLock>,
+) -> Result<DbInner> {
+    let splits = versions.shard_splits().to_vec();
+    let shards = splits.len() + 1;
+    let flushed = versions.shard_flushed().to_vec();
+    let mut last_seq = versions.last_sequence();
+
+    // Replay.
+    let mut wals: Vec<u64> = storage
+        .list(&dir)?
+        .iter()
+        .filter_map(|n| match parse_file_name(n) {
+            Some(FileKind::Wal(w)) if w >= versions.log_number() => Some(w),
+            _ => None,
+        })
+        .collect();
+    wals.sort_unstable();
+    let mut recovered: Vec<Vec<Arc<Memtable>>> = vec![Vec::new(); shards];
+    let mut active: Vec<Arc<Memtable>> = (0..shards)
+        .map(|s| Memtable::new(options.write_buffer_size, s as u32).map(Arc::new))
+        .collect::<Result<_>>()?;
+    'segments: for &number in &wals {
+        let path = wal_path(&dir, number);
+        let mut reader = LogReader::new(storage.open(&path)?, number, path.display().to_string());
+        while let Some((record, offset)) = reader.read_record()? {
+            let batch = WriteBatch::from_encoded(record, &path.display().to_string(), offset)?;
+            let base = batch.sequence();
+            for (i, op) in batch.iter().enumerate() {
+                let seq = base + i as u64;
+                let shard = shard_of(&splits, op.key) as usize;
+                last_seq = last_seq.max(seq);
+                if seq <= flushed[shard] {
+                    continue;
+                }
+                match active[shard].insert(op.key, seq, op.kind, op.value) {
+                    Ok(()) => {}
+                    Err(Error::ImageFull { .. }) => {
+                        let fresh =
+                            Arc::new(Memtable::new(options.write_buffer_size, shard as u32)?);
+                        let full = std::mem::replace(&mut active[shard], fresh);
+                        full.seal()?;
+                        recovered[shard].push(full);
+                        active[shard].insert(op.key, seq, op.kind, op.value)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if let Some((offset, reason)) = reader.torn_tail() {
+            tracing::warn!(
+                "WAL {} ended in a torn record at offset {offset} ({reason}); writes after it were never acknowledged as durable",
+                path.display()
+            );
+            break 'segments;
+        }
+    }
+    for (shard, mem) in active.into_iter().enumerate() {
+        if !mem.is_empty() {
+            mem.seal()?;
+            recovered[shard].push(mem);
+        }
+    }
+
+    // Write what was replayed to L0 and start a fresh WAL in one edit.
+    let mut edit = VersionEdit::default();
+    for (shard, mems) in recovered.iter().enumerate() {
+        if mems.is_empty() {
+            continue;
+        }
+        let bytes: u64 = mems.iter().map(|m| m.used_bytes() as u64).sum();
+        let count = bytes / options.compaction.target_file_size_base.max(1) + 4;
+        let job = FlushJob {
+            token: JobToken {
+                job_id: 0,
+                epoch: 0,
+            },
+            dir: dir.clone(),
+            shard: shard as u32,
+            images: mems
+                .iter()
+                .map(|m| (m.entries(), m.largest_seq()))
+                .collect(),
+            table_options: options.table.clone(),
+            target_file_size: options.compaction.target_file_size_base,
+            // No snapshot survives a restart: keep only the newest versions.
+            smallest_snapshot: last_seq,
+            file_numbers: versions.reserve_file_numbers(count),
+        };
+        let images = mems
+            .iter()
+            .map(|m| m.image_bytes())
+            .collect::<Result<Vec<&[u8]>>>()?;
+        let result = job.execute(storage.as_ref(), &images)?;
+        edit.new_files
+            .extend(result.outputs.into_iter().map(|f| (0, f)));
+        let max = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
+        edit.shard_flushed.push((shard as u32, max));
+    }
+    let wal_number = versions.new_file_number();
+    let wal_writer = if options.disable_wal {
+        None
+    } else {
+        let file = storage.create(&wal_path(&dir, wal_number))?;
+        storage.sync_dir(&dir)?;
+        Some(LogWriter::new(file, wal_number))
+    };
+    versions.set_last_sequence(last_seq);
+    edit.log_number = Some(wal_number);
+    edit.last_sequence = Some(last_seq);
+    let version = versions.log_and_apply(edit)?;
+
+    // Everything not referenced now is garbage.
+    let mut live: HashSet<u64> = version.levels.iter().flatten().map(|f| f.number).collect();
+    live.insert(wal_number);
+    let manifest = manifest_path(&dir, versions.manifest_number());
+    for name in storage.list(&dir)? {
+        let remove = match parse_file_name(&name) {
+            Some(FileKind::Table(n)) | Some(FileKind::Wal(n)) => !live.contains(&n),
+            Some(FileKind::Manifest(_)) => dir.join(&name) != manifest,
+            Some(FileKind::Temp) => true,
+            Some(FileKind::Current) | Some(FileKind::Lock) | None => false,
+        };
+        if remove {
+            let path = dir.join(&name);
+            tracing::info!("removing unreferenced file {}", path.display());
+            storage.delete(&path)?;
+        }
+    }
+
+    let state = DbState {
+        shards: (0..shards)
+            .map(|s| {
+                Ok(ShardState {
+                    active: Arc::new(Memtable::new(options.write_buffer_size, s as u32)?),
+                    active_first_wal: None,
+                    sealed: VecDeque::new(),
+                    flushing: false,
+                })
+            })
+            .collect::<Result<_>>()?,
+        busy_files: HashSet::new(),
+        running_compactions: 0,
+        next_job_id: 0,
+        obsolete_files: Vec::new(),
+        wal_segments: BTreeMap::from([(wal_number, 0)]),
+        wal_number,
+        external_jobs: Default::default(),
+    };
+    DbInner::new(
+        dir,
+        storage,
+        options,
+        versions,
+        state,
+        WalState { writer: wal_writer },
+        last_seq,
+        table_cache,
+        lock,
+    )
+}

@@ -1,0 +1,113 @@
+//! The mutable state behind the database mutex, and the immutable
+//! [`SuperVersion`] that readers take without locking.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use o3_storage::memtable::Memtable;
+use o3_storage::version::{FileMeta, Version};
+
+/// A memtable that no longer takes writes and waits for its flush.
+#[derive(Debug, Clone)]
+pub(crate) struct Sealed {
+    pub mem: Arc<Memtable>,
+    /// The WAL segment that held its first record: that segment and every
+    /// later one must be kept until this memtable is in an installed SST.
+    pub first_wal: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ShardState {
+    pub active: Arc<Memtable>,
+    /// WAL segment of the active memtable's first record (None while empty).
+    pub active_first_wal: Option<u64>,
+    /// Oldest first.
+    pub sealed: VecDeque<Sealed>,
+    /// A flush of this shard is running (flushes of one shard install in order).
+    pub flushing: bool,
+}
+
+/// Everything a reader needs, immutable once published: the memtables of
+/// every shard and the current version. Data moves from a memtable to an SST
+/// by publishing one new super version that has both changes.
+#[derive(Debug)]
+pub(crate) struct SuperVersion {
+    pub shards: Vec<ShardView>,
+    pub version: Arc<Version>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ShardView {
+    pub active: Arc<Memtable>,
+    /// Newest first.
+    pub sealed: Vec<Arc<Memtable>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct DbState {
+    pub shards: Vec<ShardState>,
+    /// Files that running compactions read.
+    pub busy_files: HashSet<u64>,
+    pub running_compactions: usize,
+    pub next_job_id: u64,
+    /// Files dropped from the current version; deleted once no reader's
+    /// version holds them (their `Arc` is the last one).
+    pub obsolete_files: Vec<Arc<FileMeta>>,
+    /// Live WAL segments: number → bytes.
+    pub wal_segments: BTreeMap<u64, u64>,
+    /// Current WAL segment.
+    pub wal_number: u64,
+    /// Compactions claimed for execution elsewhere, by job id.
+    pub external_jobs: std::collections::HashMap<
+        u64,
+        (
+            o3_storage::compaction::CompactionPlan,
+            o3_storage::job::CompactionJob,
+        ),
+    >,
+}
+
+impl DbState {
+    /// Bytes held by sealed memtables that wait for a flush.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .flat_map(|s| s.sealed.iter())
+            .map(|s| s.mem.capacity() as u64)
+            .sum()
+    }
+
+    /// The oldest WAL segment that still holds records of an unflushed
+    /// memtable, ignoring the first `skip` sealed memtables of `skip_shard`
+    /// (those being installed).
+    pub fn min_live_wal(&self, skip_shard: Option<(usize, usize)>) -> u64 {
+        let mut min = self.wal_number;
+        for (i, s) in self.shards.iter().enumerate() {
+            let skip = match skip_shard {
+                Some((shard, n)) if shard == i => n,
+                _ => 0,
+            };
+            for sealed in s.sealed.iter().skip(skip) {
+                min = min.min(sealed.first_wal);
+            }
+            if let Some(w) = s.active_first_wal {
+                min = min.min(w);
+            }
+        }
+        min
+    }
+
+    pub fn super_version(&self, version: Arc<Version>) -> Arc<SuperVersion> {
+        Arc::new(SuperVersion {
+            shards: self
+                .shards
+                .iter()
+                .map(|s| ShardView {
+                    active: s.active.clone(),
+                    sealed: s.sealed.iter().rev().map(|x| x.mem.clone()).collect(),
+                })
+                .collect(),
+            version,
+        })
+    }
+}

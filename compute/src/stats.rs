@@ -1,0 +1,148 @@
+//! Counters the database keeps while it runs, and the [`DbStats`] report.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Why writes were held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StallReason {
+    L0Slowdown,
+    L0Stop,
+    PendingCompactionSlowdown,
+    PendingCompactionStop,
+    MemtableLimit,
+}
+
+impl StallReason {
+    pub const ALL: [StallReason; 5] = [
+        StallReason::L0Slowdown,
+        StallReason::L0Stop,
+        StallReason::PendingCompactionSlowdown,
+        StallReason::PendingCompactionStop,
+        StallReason::MemtableLimit,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            StallReason::L0Slowdown => "l0_slowdown",
+            StallReason::L0Stop => "l0_stop",
+            StallReason::PendingCompactionSlowdown => "pending_compaction_slowdown",
+            StallReason::PendingCompactionStop => "pending_compaction_stop",
+            StallReason::MemtableLimit => "memtable_limit",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub user_bytes: AtomicU64,
+    pub writes: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub compaction_bytes_read: AtomicU64,
+    pub compaction_bytes_written: AtomicU64,
+    pub compactions: AtomicU64,
+    pub trivial_moves: AtomicU64,
+    pub stall_micros: [AtomicU64; 5],
+}
+
+impl Counters {
+    pub fn add_stall(&self, reason: StallReason, micros: u64) {
+        self.stall_micros[reason as usize].fetch_add(micros, Relaxed);
+    }
+}
+
+/// Files and bytes at one level.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LevelStats {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// A snapshot of the database's shape and work so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbStats {
+    pub levels: Vec<LevelStats>,
+    /// Key + value bytes the user wrote.
+    pub user_bytes: u64,
+    pub writes: u64,
+    pub wal_bytes: u64,
+    pub flush_bytes: u64,
+    pub flushes: u64,
+    pub compaction_bytes_read: u64,
+    pub compaction_bytes_written: u64,
+    pub compactions: u64,
+    pub trivial_moves: u64,
+    /// (flush + compaction bytes written) / user bytes.
+    pub write_amplification: f64,
+    /// Microseconds writes were held back, by reason.
+    pub stall_micros: Vec<(StallReason, u64)>,
+    pub block_cache_hits: u64,
+    pub block_cache_misses: u64,
+    pub block_cache_usage: u64,
+    pub last_sequence: u64,
+    pub unflushed_memtables: usize,
+}
+
+impl Counters {
+    pub(crate) fn fill(&self, s: &mut DbStats) {
+        s.user_bytes = self.user_bytes.load(Relaxed);
+        s.writes = self.writes.load(Relaxed);
+        s.wal_bytes = self.wal_bytes.load(Relaxed);
+        s.flush_bytes = self.flush_bytes.load(Relaxed);
+        s.flushes = self.flushes.load(Relaxed);
+        s.compaction_bytes_read = self.compaction_bytes_read.load(Relaxed);
+        s.compaction_bytes_written = self.compaction_bytes_written.load(Relaxed);
+        s.compactions = self.compactions.load(Relaxed);
+        s.trivial_moves = self.trivial_moves.load(Relaxed);
+        s.write_amplification = if s.user_bytes == 0 {
+            0.0
+        } else {
+            (s.flush_bytes + s.compaction_bytes_written) as f64 / s.user_bytes as f64
+        };
+        s.stall_micros = StallReason::ALL
+            .iter()
+            .map(|&r| (r, self.stall_micros[r as usize].load(Relaxed)))
+            .collect();
+    }
+}
+
+impl std::fmt::Display for DbStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "level  files        bytes")?;
+        for (i, l) in self.levels.iter().enumerate() {
+            if l.files > 0 {
+                writeln!(f, "L{i:<5} {:>5} {:>12}", l.files, l.bytes)?;
+            }
+        }
+        writeln!(
+            f,
+            "user bytes {}  flushed {}  compacted written {}  write amplification {:.2}",
+            self.user_bytes,
+            self.flush_bytes,
+            self.compaction_bytes_written,
+            self.write_amplification
+        )?;
+        writeln!(
+            f,
+            "flushes {}  compactions {} (trivial moves {})",
+            self.flushes, self.compactions, self.trivial_moves
+        )?;
+        let stalls: Vec<String> = self
+            .stall_micros
+            .iter()
+            .filter(|(_, us)| *us > 0)
+            .map(|(r, us)| format!("{} {:.3}s", r.name(), *us as f64 / 1e6))
+            .collect();
+        write!(
+            f,
+            "stalls: {}",
+            if stalls.is_empty() {
+                "none".to_string()
+            } else {
+                stalls.join(", ")
+            }
+        )
+    }
+}

@@ -1,0 +1,365 @@
+//! The write path: group commit, WAL append, sequence assignment, memtable
+//! insertion, memtable rotation and write stalls.
+//!
+//! Writers queue up; the writer at the front becomes the leader, takes the
+//! queued batches (up to [`MAX_GROUP_BYTES`]), appends one WAL record per
+//! batch, flushes (and syncs if any of them asked), applies them to the
+//! memtables and publishes the new visible sequence, then wakes the group.
+//! Only the leader inserts into memtables, so inserts never contend.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use o3_storage::batch::WriteBatch;
+use o3_storage::filename::wal_path;
+use o3_storage::job::shard_of;
+use o3_storage::memtable::Memtable;
+use o3_storage::wal::LogWriter;
+use o3_storage::{Error, Result};
+
+use crate::db::DbInner;
+use crate::state::{DbState, Sealed};
+use crate::stats::StallReason;
+
+/// A group stops growing past this many bytes, so one slow group never
+/// holds back its followers for long.
+const MAX_GROUP_BYTES: usize = 1 << 20;
+
+/// Space a memtable entry needs besides key and value (node links, lengths,
+/// trailer), as an upper bound used to reject oversized entries up front.
+const ENTRY_OVERHEAD: usize = 128;
+
+#[derive(Default)]
+struct QueueState {
+    waiting: VecDeque<(u64, WriteBatch, bool)>,
+    results: HashMap<u64, Result<(), String>>,
+    leader_active: bool,
+    next_id: u64,
+}
+
+/// Writers waiting for a leader.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    state: Mutex<QueueState>,
+    cv: Condvar,
+}
+
+/// Apply `batch` atomically; returns once it is in the WAL (synced if `sync`)
+/// and visible to readers.
+pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    db.check_poisoned()?;
+    if db.shutting_down.load(Ordering::Acquire) {
+        return Err(Error::Closed("database"));
+    }
+    let limit = db.options.write_buffer_size / 2;
+    for op in batch.iter() {
+        let need = op.key.len() + op.value.len() + ENTRY_OVERHEAD;
+        if need > limit {
+            return Err(Error::InvalidArgument(format!(
+                "entry with a {}-byte key and a {}-byte value exceeds half the write buffer ({} bytes)",
+                op.key.len(),
+                op.value.len(),
+                db.options.write_buffer_size
+            )));
+        }
+    }
+    let q = &db.write_queue;
+    let mut st = q.state.lock();
+    let id = st.next_id;
+    st.next_id += 1;
+    st.waiting.push_back((id, batch, sync));
+    loop {
+        if let Some(r) = st.results.remove(&id) {
+            return r.map_err(Error::Poisoned);
+        }
+        if !st.leader_active && st.waiting.front().is_some_and(|w| w.0 == id) {
+            break;
+        }
+        q.cv.wait(&mut st);
+    }
+    // Leader: take a group.
+    st.leader_active = true;
+    let mut group = Vec::new();
+    let mut bytes = 0;
+    while let Some(front) = st.waiting.front() {
+        if !group.is_empty() && bytes + front.1.approximate_size() > MAX_GROUP_BYTES {
+            break;
+        }
+        bytes += front.1.approximate_size();
+        if let Some(w) = st.waiting.pop_front() {
+            group.push(w);
+        }
+    }
+    drop(st);
+
+    let result = commit_group(db, &mut group);
+
+    let mut st = q.state.lock();
+    let mut own = Ok(());
+    for (wid, _, _) in &group {
+        if *wid == id {
+            continue;
+        }
+        st.results.insert(
+            *wid,
+            result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("group commit failed: {e}")),
+        );
+    }
+    if let Err(e) = result {
+        own = Err(e);
+    }
+    st.leader_active = false;
+    q.cv.notify_all();
+    own
+}
+
+fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<()> {
+    db.check_poisoned()?;
+    wait_for_room(db)?;
+    let sync = group.iter().any(|g| g.2);
+    let mut seq = db.last_seq.load(Ordering::Acquire);
+    let mut user_bytes = 0u64;
+    for (_, batch, _) in group.iter_mut() {
+        batch.set_sequence(seq + 1);
+        seq += batch.count() as u64;
+        user_bytes += batch
+            .iter()
+            .map(|op| (op.key.len() + op.value.len()) as u64)
+            .sum::<u64>();
+    }
+    if !db.options.disable_wal {
+        let mut wal = db.wal.lock();
+        maybe_roll_wal(db, &mut wal)?;
+        let w = wal
+            .writer
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("WAL is not open".into()))?;
+        let before = w.len();
+        let r = (|| {
+            for (_, batch, _) in group.iter() {
+                w.add_record(batch.encoded())?;
+            }
+            if sync { w.sync() } else { w.flush() }
+        })();
+        if let Err(e) = r {
+            // The WAL's tail is now unknown: acknowledging later writes could
+            // hide a hole, so the database stops accepting writes.
+            db.poison(&e);
+            return Err(e);
+        }
+        let added = w.len() - before;
+        db.counters.wal_bytes.fetch_add(added, Ordering::Relaxed);
+        let mut st = db.state.lock();
+        let number = st.wal_number;
+        *st.wal_segments.entry(number).or_insert(0) += added;
+    }
+    db.last_seq.store(seq, Ordering::Release);
+    apply_to_memtables(db, group)?;
+    db.visible_seq.store(seq, Ordering::Release);
+    db.counters
+        .user_bytes
+        .fetch_add(user_bytes, Ordering::Relaxed);
+    db.counters
+        .writes
+        .fetch_add(group.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+fn apply_to_memtables(db: &DbInner, group: &[(u64, WriteBatch, bool)]) -> Result<()> {
+    let mut st = db.state.lock();
+    let wal_number = st.wal_number;
+    for (_, batch, _) in group {
+        let base = batch.sequence();
+        for (i, op) in batch.iter().enumerate() {
+            let shard = shard_of(&db.shard_splits, op.key) as usize;
+            insert(
+                db,
+                &mut st,
+                shard,
+                wal_number,
+                op.key,
+                base + i as u64,
+                op.kind,
+                op.value,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Insert into the shard's active memtable, sealing it first if it is full.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert(
+    db: &DbInner,
+    st: &mut DbState,
+    shard: usize,
+    wal_number: u64,
+    key: &[u8],
+    seq: u64,
+    kind: o3_storage::key::ValueKind,
+    value: &[u8],
+) -> Result<()> {
+    let s = &mut st.shards[shard];
+    match s.active.insert(key, seq, kind, value) {
+        Ok(()) => {
+            s.active_first_wal.get_or_insert(wal_number);
+            Ok(())
+        }
+        Err(Error::ImageFull { .. }) => {
+            seal_active(db, st, shard)?;
+            let s = &mut st.shards[shard];
+            s.active.insert(key, seq, kind, value)?;
+            s.active_first_wal.get_or_insert(wal_number);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Seal the shard's active memtable (if not empty), start a new one and
+/// publish a super version with both; wakes the flush workers.
+pub(crate) fn seal_active(db: &DbInner, st: &mut DbState, shard: usize) -> Result<()> {
+    let s = &mut st.shards[shard];
+    if s.active.is_empty() {
+        return Ok(());
+    }
+    let fresh = Arc::new(Memtable::new(db.options.write_buffer_size, shard as u32)?);
+    let old = std::mem::replace(&mut s.active, fresh);
+    old.seal()?;
+    let first_wal = s.active_first_wal.take().unwrap_or(st.wal_number);
+    st.shards[shard].sealed.push_back(Sealed {
+        mem: old,
+        first_wal,
+    });
+    let version = db.super_version.read().version.clone();
+    db.install_super_version(st, version);
+    db.bg_cv.notify_all();
+    Ok(())
+}
+
+/// Start a new WAL segment once the current one is full. The old segment is
+/// synced first, so after a machine crash at most the newest segment has a
+/// lost tail (recovery then yields a prefix of the writes, never a hole); the
+/// new segment's directory entry is synced before any write in it is
+/// acknowledged.
+fn maybe_roll_wal(db: &DbInner, wal: &mut crate::db::WalState) -> Result<()> {
+    let full = wal
+        .writer
+        .as_ref()
+        .is_some_and(|w| w.len() >= db.options.wal_segment_size);
+    if !full {
+        return Ok(());
+    }
+    let r = (|| {
+        if let Some(w) = wal.writer.as_mut() {
+            w.sync()?;
+        }
+        let number = db.versions.lock().new_file_number();
+        let file = db.storage.create(&wal_path(&db.dir, number))?;
+        db.storage.sync_dir(&db.dir)?;
+        wal.writer = Some(LogWriter::new(file, number));
+        let mut st = db.state.lock();
+        st.wal_number = number;
+        st.wal_segments.insert(number, 0);
+        Ok(())
+    })();
+    if let Err(e) = &r {
+        db.poison(e);
+    }
+    r?;
+    seal_cold_shard_if_wal_too_large(db);
+    Ok(())
+}
+
+/// When live WAL segments exceed the limit, seal the memtable that pins the
+/// oldest segment so its flush lets the segment go.
+fn seal_cold_shard_if_wal_too_large(db: &DbInner) {
+    let mut st = db.state.lock();
+    let total: u64 = st.wal_segments.values().sum();
+    if total <= db.options.max_total_wal_size {
+        return;
+    }
+    let oldest = st
+        .shards
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.active_first_wal.map(|w| (w, i)))
+        .min();
+    if let Some((_, shard)) = oldest {
+        if let Err(e) = seal_active(db, &mut st, shard) {
+            tracing::warn!("sealing shard {shard} to release WAL space: {e}");
+        }
+    }
+}
+
+/// Hold the writer back while the engine is behind: stop (wait) when L0,
+/// pending compaction bytes or unflushed memtables pass their hard limits;
+/// slow down (sleep briefly) past the soft ones. Time is recorded by reason.
+fn wait_for_room(db: &DbInner) -> Result<()> {
+    let o = &db.options;
+    loop {
+        let sv = db.super_version.read().clone();
+        let mut l0_per_shard = vec![0usize; db.shard_splits.len() + 1];
+        for f in sv
+            .version
+            .levels
+            .first()
+            .map(|l| l.as_slice())
+            .unwrap_or(&[])
+        {
+            if let Some(n) = l0_per_shard.get_mut(f.shard as usize) {
+                *n += 1;
+            }
+        }
+        let l0 = l0_per_shard.iter().copied().max().unwrap_or(0);
+        let pending = db.strategy.pending_compaction_bytes(&sv.version);
+        let mut st = db.state.lock();
+        let stop = if st.unflushed_bytes() >= o.max_unflushed_bytes {
+            Some(StallReason::MemtableLimit)
+        } else if l0 >= o.l0_stop_writes_trigger {
+            Some(StallReason::L0Stop)
+        } else if pending >= o.hard_pending_compaction_bytes_limit {
+            Some(StallReason::PendingCompactionStop)
+        } else {
+            None
+        };
+        if let Some(reason) = stop {
+            let t = Instant::now();
+            db.bg_cv.notify_all();
+            db.bg_cv.wait_for(&mut st, Duration::from_millis(50));
+            drop(st);
+            db.counters
+                .add_stall(reason, t.elapsed().as_micros() as u64);
+            db.check_poisoned()?;
+            if db.shutting_down.load(Ordering::Acquire) {
+                return Err(Error::Closed("database"));
+            }
+            continue;
+        }
+        drop(st);
+        let slow = if l0 >= o.l0_slowdown_writes_trigger {
+            Some(StallReason::L0Slowdown)
+        } else if pending >= o.soft_pending_compaction_bytes_limit {
+            Some(StallReason::PendingCompactionSlowdown)
+        } else {
+            None
+        };
+        if let Some(reason) = slow {
+            let t = Instant::now();
+            std::thread::sleep(Duration::from_millis(1));
+            db.counters
+                .add_stall(reason, t.elapsed().as_micros() as u64);
+        }
+        return Ok(());
+    }
+}

@@ -1,0 +1,112 @@
+//! A compaction job travels as bytes: it is claimed from the database,
+//! serialized, executed from the bytes alone in a fresh context that has
+//! only storage access, and its (serialized) result is installed. The
+//! database content must be unchanged, before and after a restart.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{full_scan, key, tiny_options};
+use o3_compute::{Db, DbOptions};
+use o3_storage::env::{LocalFs, Storage};
+use o3_storage::job::{CompactionJob, JobResult};
+
+fn opts() -> DbOptions {
+    DbOptions {
+        disable_auto_compactions: true,
+        ..tiny_options(Arc::new(LocalFs::new()), 4)
+    }
+}
+
+/// The "agent": knows nothing but the job bytes and a storage backend.
+fn run_elsewhere(job_bytes: &[u8]) -> Vec<u8> {
+    let storage: Arc<dyn Storage> = Arc::new(LocalFs::new());
+    let job = CompactionJob::from_bytes(job_bytes).expect("decode job");
+    job.execute(storage.as_ref())
+        .expect("execute job")
+        .to_bytes()
+        .expect("encode result")
+}
+
+#[test]
+fn serialized_compaction_runs_elsewhere_and_installs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    for round in 0..4 {
+        for i in 0..200 {
+            if (i + round) % 7 == 0 {
+                db.delete(&key(i)).expect("delete");
+            } else {
+                db.put(&key(i), format!("r{round}-{i}").as_bytes())
+                    .expect("put");
+            }
+        }
+        db.flush().expect("flush");
+    }
+    let before = full_scan(&db);
+    let l0_before = db.stats().levels[0].files;
+    assert!(l0_before >= 4, "expected L0 files, got {l0_before}");
+
+    let mut installed = 0;
+    while let Some(job) = db.claim_compaction().expect("claim") {
+        let bytes = job.to_bytes().expect("encode job");
+        let result = JobResult::from_bytes(&run_elsewhere(&bytes)).expect("decode result");
+        assert_eq!(result.token, job.token);
+        db.install_compaction(result).expect("install");
+        installed += 1;
+        assert_eq!(
+            full_scan(&db),
+            before,
+            "content changed after job {installed}"
+        );
+    }
+    assert!(installed > 0, "no compaction was claimed");
+    let stats = db.stats();
+    assert!(
+        stats.levels[0].files < l0_before,
+        "L0 did not shrink: {:?}",
+        stats.levels
+    );
+    db.close().expect("close");
+
+    let db = Db::open(tmp.path(), opts()).expect("reopen");
+    assert_eq!(full_scan(&db), before, "content changed after restart");
+}
+
+#[test]
+fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    for round in 0..3 {
+        for i in 0..200 {
+            db.put(&key(i), format!("r{round}-{i}").as_bytes())
+                .expect("put");
+        }
+        db.flush().expect("flush");
+    }
+    let before = full_scan(&db);
+    let job = db.claim_compaction().expect("claim").expect("a job");
+    let mut stale = job.clone();
+    stale.token.epoch += 1;
+    let result =
+        JobResult::from_bytes(&run_elsewhere(&stale.to_bytes().expect("encode"))).expect("decode");
+    let outputs: Vec<_> = result.outputs.iter().map(|f| f.number).collect();
+    assert!(!outputs.is_empty());
+    let err = db
+        .install_compaction(result)
+        .expect_err("stale token must be rejected");
+    assert!(err.to_string().contains("token"), "unexpected error: {err}");
+    for n in outputs {
+        assert!(
+            !tmp.path().join(format!("{n:06}.sst")).exists(),
+            "output {n} of a rejected job remains"
+        );
+    }
+    // The claimed attempt is still valid and installs.
+    let result =
+        JobResult::from_bytes(&run_elsewhere(&job.to_bytes().expect("encode"))).expect("decode");
+    db.install_compaction(result)
+        .expect("install the real attempt");
+    assert_eq!(full_scan(&db), before);
+}
