@@ -25,12 +25,12 @@ pub mod host;
 
 mod accept;
 mod batch_codec;
-mod registry;
-mod socket;
-mod stream;
 pub mod link;
 pub mod local;
+mod registry;
 pub mod shm;
+mod socket;
+mod stream;
 pub mod tcp;
 pub mod wire;
 

@@ -123,7 +123,7 @@ impl RegionMemory {
 
     /// The 8-byte word at `offset`, or `None` when misaligned or outside.
     pub fn word(&self, offset: u64) -> Option<&AtomicU64> {
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return None;
         }
         let start = self.range(offset, 8)?;
@@ -188,7 +188,7 @@ impl RegionMemory {
     }
 
     fn atomic_word(&self, desc: &RegionDesc, offset: u64) -> Result<&AtomicU64> {
-        self.word(offset).ok_or(if offset % 8 != 0 {
+        self.word(offset).ok_or(if !offset.is_multiple_of(8) {
             Error::Misaligned {
                 region: desc.region,
                 offset,

@@ -83,7 +83,7 @@ impl RegionDesc {
 
     /// Check that an 8-byte atomic at `offset` is aligned and in bounds.
     pub fn check_atomic(&self, offset: u64) -> Result<()> {
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return Err(Error::Misaligned {
                 region: self.region,
                 offset,

@@ -35,19 +35,30 @@ struct Args {
 
 fn run(args: Args) -> Result<()> {
     let host = RegionHost::new();
-    let fabric: Arc<dyn Fabric> = match args.backend {
-        Backend::Tcp => Arc::new(TcpFabric::bind(&args.listen, None, host.clone())?),
-        Backend::Shm => Arc::new(ShmFabric::create_in(&args.dir, host.clone())?),
-    };
+    match args.backend {
+        Backend::Tcp => {
+            let fabric = Arc::new(TcpFabric::bind(&args.listen, None, host.clone())?);
+            serve(&host, fabric)
+        }
+        Backend::Shm => {
+            let fabric = Arc::new(ShmFabric::create_in(&args.dir, host.clone())?);
+            let served = serve(&host, fabric.clone());
+            // The host keeps the fabric alive, so remove its files here.
+            fabric.close();
+            served
+        }
+    }
+}
+
+/// Announce the node and serve until the parent closes our stdin.
+fn serve(host: &Arc<RegionHost>, fabric: Arc<dyn Fabric>) -> Result<()> {
     host.attach(Arc::clone(&fabric))?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "node {}", fabric.node())
         .and_then(|()| stdout.flush())
         .map_err(|e| o3_transport::Error::io("print node id", e))?;
-    // Serve until the parent closes our stdin.
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
-    drop(fabric);
     Ok(())
 }
 

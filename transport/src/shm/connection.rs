@@ -72,10 +72,10 @@ impl ShmConnection {
     /// The mapping for `desc`, opened on first use and dropped once the
     /// owner has deregistered the region.
     fn mapping(&self, desc: &RegionDesc) -> Result<Arc<Mapping>> {
-        if let Some(m) = self.mappings.read().get(&desc.region) {
-            if m.file.is_live() {
-                return Ok(Arc::clone(m));
-            }
+        if let Some(m) = self.mappings.read().get(&desc.region)
+            && m.file.is_live()
+        {
+            return Ok(Arc::clone(m));
         }
         let mut mappings = self.mappings.write();
         mappings.remove(&desc.region);

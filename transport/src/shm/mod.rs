@@ -163,13 +163,22 @@ impl Fabric for ShmFabric {
     }
 }
 
-impl Drop for ShmFabric {
-    fn drop(&mut self) {
-        for (region, file) in self.regions.get_mut().drain() {
+impl ShmFabric {
+    /// Revoke every region and remove the node's files and directory. Runs
+    /// on drop; call it explicitly when other owners of the fabric (request
+    /// handlers, accept threads) may outlive the process's last use of it.
+    pub fn close(&self) {
+        for (region, file) in self.regions.lock().drain() {
             file.mark_gone();
             let _ = std::fs::remove_file(region_path(&self.dir, region));
         }
         let _ = std::fs::remove_file(self.dir.join("sock"));
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+impl Drop for ShmFabric {
+    fn drop(&mut self) {
+        self.close();
     }
 }
