@@ -52,26 +52,34 @@ pub(crate) fn start_workers(db: &Arc<DbInner>) -> Vec<JoinHandle<()>> {
 }
 
 fn worker(db: &DbInner) {
+    let mut compaction_failures = 0u32;
     while let Some(work) = next_work(db) {
         match work {
             Work::Flush { shard, mems } => {
                 if let Err(e) = run_flush(db, shard, &mems) {
+                    // Writers wait on flushes: an unflushable memtable must
+                    // surface as an error rather than stall them forever, so a
+                    // failed flush poisons the database (reopen recovers the
+                    // data from the WAL).
                     tracing::error!("flush of shard {shard} failed: {e}");
+                    db.poison(&e);
                     let mut st = db.state.lock();
                     st.shards[shard].flushing = false;
                     db.bg_cv.notify_all();
-                    drop(st);
-                    if !matches!(e, Error::Poisoned(_)) {
-                        // Back off before the flush is tried again.
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
                 }
             }
             Work::Compaction { plan, job } => {
-                if let Err(e) = run_compaction(db, &plan, &job) {
-                    tracing::error!("compaction job {} failed: {e}", job.token.job_id);
-                    release_compaction(db, &plan);
-                    std::thread::sleep(Duration::from_millis(100));
+                match run_compaction(db, &plan, &job) {
+                    Ok(()) => compaction_failures = 0,
+                    Err(e) => {
+                        // Inputs stay valid, so the compaction is simply
+                        // tried again later, backing off while it keeps failing.
+                        tracing::error!("compaction job {} failed: {e}", job.token.job_id);
+                        release_compaction(db, &plan);
+                        compaction_failures = compaction_failures.saturating_add(1);
+                        let backoff = 50u64 << compaction_failures.min(7);
+                        std::thread::sleep(Duration::from_millis(backoff));
+                    }
                 }
             }
         }

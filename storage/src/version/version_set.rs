@@ -122,6 +122,7 @@ impl VersionSet {
         let location = mpath.display().to_string();
         let file = storage.open(&mpath)?;
         let mut reader = LogReader::new(file, manifest_number, location.clone());
+        reader.set_strict_tail(true);
         let mut builder = VersionBuilder::new(num_levels);
         let mut state = ReplayState::default();
         let mut edits = 0;

@@ -27,6 +27,8 @@ pub struct LogReader {
     /// File offset of the next block to load.
     next_block: u64,
     state: State,
+    /// Only an interrupted append may end the log (see [`LogReader::set_strict_tail`]).
+    strict_tail: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +60,13 @@ enum Scan {
 
 /// Why a fragment is not valid.
 enum Damage {
-    Checksum { expected: u32, actual: u32 },
+    Checksum {
+        expected: u32,
+        actual: u32,
+    },
+    /// What an interrupted append leaves: the file ends inside a header or
+    /// payload, or zero-filled space where a header should be.
+    Incomplete(String),
     Other(String),
 }
 
@@ -68,7 +76,7 @@ impl Damage {
             Damage::Checksum { expected, actual } => format!(
                 "fragment checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
             ),
-            Damage::Other(reason) => reason.clone(),
+            Damage::Incomplete(reason) | Damage::Other(reason) => reason.clone(),
         }
     }
 }
@@ -98,6 +106,7 @@ impl LogReader {
             pos: 0,
             next_block: 0,
             state: State::Reading,
+            strict_tail: false,
         }
     }
 
@@ -108,6 +117,16 @@ impl LogReader {
             bytes,
         });
         LogReader::new(file, log_number, location)
+    }
+
+    /// In strict mode a damaged last record (a complete fragment that fails
+    /// its checksum or has a bad type or length) is an error instead of a
+    /// torn tail; only what an interrupted append leaves (a cut header or
+    /// payload, zero fill) ends the log quietly. The manifest reads this way:
+    /// its records are synced before they count, so a damaged last record is
+    /// media damage, and dropping it could silently forget durable state.
+    pub fn set_strict_tail(&mut self, strict: bool) {
+        self.strict_tail = strict;
     }
 
     /// The next whole record and the file offset of its first fragment;
@@ -223,15 +242,37 @@ impl LogReader {
                                 expected,
                                 actual,
                             },
-                            Damage::Other(reason) => Error::corruption(
-                                &self.location,
-                                offset,
-                                format!(
-                                    "{reason}; a valid fragment follows at offset {next}, \
-                                     so this is not a torn tail"
-                                ),
-                            ),
+                            Damage::Incomplete(reason) | Damage::Other(reason) => {
+                                Error::corruption(
+                                    &self.location,
+                                    offset,
+                                    format!(
+                                        "{reason}; a valid fragment follows at offset {next}, \
+                                         so this is not a torn tail"
+                                    ),
+                                )
+                            }
                         }),
+                        None if self.strict_tail && !matches!(damage, Damage::Incomplete(_)) => {
+                            // A complete fragment that does not verify is damage,
+                            // not an interrupted append.
+                            Err(match damage {
+                                Damage::Checksum { expected, actual } => Error::ChecksumMismatch {
+                                    location: self.location.clone(),
+                                    offset,
+                                    expected,
+                                    actual,
+                                },
+                                other => Error::corruption(
+                                    &self.location,
+                                    offset,
+                                    format!(
+                                        "{} in the last record, which an interrupted append cannot cause",
+                                        other.describe()
+                                    ),
+                                ),
+                            })
+                        }
                         None => {
                             let reason = format!(
                                 "{} at offset {offset}, and no valid fragment follows",
@@ -275,7 +316,7 @@ impl LogReader {
                 self.pos = self.block.len();
                 return Ok(Scan::Bad {
                     offset,
-                    damage: Damage::Other(format!(
+                    damage: Damage::Incomplete(format!(
                         "the file ends {} bytes into a fragment header",
                         rest.len()
                     )),
@@ -405,7 +446,7 @@ fn parse_fragment(
         return Err(Damage::Other("truncated fragment header".into()));
     };
     if h.iter().all(|&b| b == 0) {
-        return Err(Damage::Other(
+        return Err(Damage::Incomplete(
             "zero-filled space where a fragment header should be".into(),
         ));
     }
@@ -420,13 +461,23 @@ fn parse_fragment(
             "fragment length {len} runs past the end of its block"
         )));
     }
+    let expected = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     let Some(payload) = block.get(start..end) else {
-        return Err(Damage::Other(format!(
+        let present = block.get(start..).unwrap_or(&[]);
+        // If the bytes up to the end of the file verify, the record is
+        // complete and its length field is what is damaged.
+        if fragment_crc(&h[6..HEADER_LEN], present) == expected {
+            return Err(Damage::Other(format!(
+                "fragment length field says {len} bytes, but the checksum matches the {} bytes \
+                 before the end of the file: the length field is damaged",
+                present.len()
+            )));
+        }
+        return Err(Damage::Incomplete(format!(
             "the file ends inside a fragment payload ({} of {len} bytes)",
-            block.len() - start
+            present.len()
         )));
     };
-    let expected = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     let actual = fragment_crc(&h[6..HEADER_LEN], payload);
     if expected != actual {
         return Err(Damage::Checksum { expected, actual });
