@@ -51,7 +51,7 @@ impl Leveled {
     }
 
     /// L0 file count per shard, not counting files in `busy`.
-    fn l0_counts(version: &Version, busy: &BusyFiles) -> BTreeMap<u32, usize> {
+    pub(super) fn l0_counts(version: &Version, busy: &BusyFiles) -> BTreeMap<u32, usize> {
         let mut counts = BTreeMap::new();
         for f in version.levels.first().into_iter().flatten() {
             if !busy.contains(&f.number) {
@@ -61,7 +61,7 @@ impl Leveled {
         counts
     }
 
-    fn l0_score(&self, version: &Version, busy: &BusyFiles) -> f64 {
+    pub(super) fn l0_score(&self, version: &Version, busy: &BusyFiles) -> f64 {
         let max = Self::l0_counts(version, busy)
             .into_values()
             .max()
@@ -97,23 +97,7 @@ impl Leveled {
         busy: &BusyFiles,
     ) -> Option<CompactionPlan> {
         let l0 = version.levels.first()?;
-        let mut picked: Vec<Arc<FileMeta>> = Vec::new();
-        let mut bytes = 0u64;
-        for f in l0
-            .iter()
-            .rev()
-            .filter(|f| f.shard == shard && !busy.contains(&f.number))
-        {
-            if !picked.is_empty()
-                && bytes.saturating_add(f.size) > self.options.max_compaction_bytes
-            {
-                break;
-            }
-            bytes = bytes.saturating_add(f.size);
-            picked.push(f.clone());
-        }
-        // Keep the version's newest-first order.
-        picked.reverse();
+        let picked = self.l0_inputs(version, shard, busy);
         let (lo, hi) = user_key_range(picked.iter().map(|f| f.as_ref()))?;
         let parents = version.overlapping(1, Some(lo), Some(hi));
         if any_busy(&parents, busy) {
@@ -132,6 +116,7 @@ impl Leveled {
             level: 0,
             output_level: 1,
             inputs: vec![picked, parents],
+            input_levels: vec![0, 1],
             target_file_size: self.options.target_file_size(1),
             bottommost,
             score,
@@ -139,8 +124,39 @@ impl Leveled {
         })
     }
 
+    /// The L0 inputs of `shard`: its non-busy files, oldest first up to
+    /// `max_compaction_bytes` (at least one), in the version's newest-first
+    /// order.
+    pub(super) fn l0_inputs(
+        &self,
+        version: &Version,
+        shard: u32,
+        busy: &BusyFiles,
+    ) -> Vec<Arc<FileMeta>> {
+        let mut picked: Vec<Arc<FileMeta>> = Vec::new();
+        let mut bytes = 0u64;
+        for f in version
+            .levels
+            .first()
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter(|f| f.shard == shard && !busy.contains(&f.number))
+        {
+            if !picked.is_empty()
+                && bytes.saturating_add(f.size) > self.options.max_compaction_bytes
+            {
+                break;
+            }
+            bytes = bytes.saturating_add(f.size);
+            picked.push(f.clone());
+        }
+        picked.reverse();
+        picked
+    }
+
     /// Shards at or over the trigger, most files first, and try each.
-    fn pick_l0(&self, version: &Version, busy: &BusyFiles) -> Option<CompactionPlan> {
+    pub(super) fn pick_l0(&self, version: &Version, busy: &BusyFiles) -> Option<CompactionPlan> {
         let mut shards: Vec<(u32, usize)> = Self::l0_counts(version, busy)
             .into_iter()
             .filter(|&(_, n)| n >= self.options.l0_compaction_trigger)
@@ -197,6 +213,7 @@ impl Leveled {
             output_level: level + 1,
             bottommost: is_bottommost(version, level + 1, lo, hi),
             inputs: vec![vec![file], parents],
+            input_levels: vec![level, level + 1],
             target_file_size: self.options.target_file_size(level + 1),
             score,
             reason: CompactionReason::LevelSize,
@@ -270,6 +287,7 @@ impl CompactionStrategy for Leveled {
             output_level,
             bottommost: is_bottommost(version, output_level, a, b),
             inputs: vec![sources, parents],
+            input_levels: vec![level, output_level],
             target_file_size: self.options.target_file_size(output_level),
             score,
             reason: CompactionReason::Manual,

@@ -2,22 +2,41 @@
 //! entries a compaction keeps. *Where* and *when* a compaction runs is decided
 //! by the compute node and the compaction service.
 //!
-//! - [`CompactionStrategy`]: the picking interface; [`Leveled`] is the
-//!   default, RocksDB-like 1-leveling (tiered L0 split by shard, leveled
-//!   L1.., partial compaction of the least-overlapping file);
+//! - [`CompactionStrategy`]: the picking interface. [`Composed`] composes a
+//!   strategy from the four primitives of the design space ([`Trigger`],
+//!   [`Layout`], [`Granularity`], [`FilePicker`]), configured by
+//!   [`CompactionOptions`] with named [`Preset`]s; [`Leveled`] is the
+//!   RocksDB-like 1-leveling (tiered L0 split by shard, leveled L1..,
+//!   partial compaction of the least-overlapping file), which the default
+//!   preset `one-leveling` reproduces pick for pick;
+//! - [`Simulator`]: the same pickers over synthetic flushes, without I/O,
+//!   predicting write and space amplification (`docs/compaction.md`);
 //! - [`CompactionPlan`]: the files one compaction reads and where it writes;
 //! - [`CompactionStream`]: the merge rule, as an adapter over the merged
 //!   inputs that yields only the entries to keep.
 
+mod clock;
+mod composed;
+mod composition;
 mod leveled;
 mod merge_rule;
 mod options;
+mod picker;
 mod plan;
+mod primitives;
+mod shape;
+mod simulator;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use composed::Composed;
+pub use composition::{CompactionOptions, Composition, MAX_PHYSICAL_LEVELS};
 pub use leveled::Leveled;
 pub use merge_rule::{CompactionStream, MergeCounters};
 pub use options::LeveledOptions;
 pub use plan::{BusyFiles, CompactionPlan, CompactionReason};
+pub use primitives::{FilePicker, Granularity, Layout, Preset, Trigger};
+pub use shape::TreeShape;
+pub use simulator::{SimEntry, SimReport, Simulator, SimulatorOptions};
 
 use crate::version::Version;
 

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 
 /// Shape of a leveled LSM tree. The defaults follow RocksDB's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LeveledOptions {
     /// Number of levels, L0 included.
     pub num_levels: usize,

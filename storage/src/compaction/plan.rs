@@ -15,21 +15,34 @@ pub enum CompactionReason {
     L0FileCount,
     /// A level outgrew its target size.
     LevelSize,
+    /// A tiered level holds its maximum number of sorted runs.
+    SortedRunCount,
+    /// A file outlived `max_file_age_ms`.
+    FileStaleness,
+    /// Bytes above the last level grew too large relative to it.
+    SpaceAmplification,
+    /// A file holds tombstones older than the TTL.
+    TombstoneTtl,
     /// A user asked to compact a key range.
     Manual,
 }
 
 /// One compaction: merge `inputs` and write the result into `output_level`.
 ///
-/// Invariant: `inputs` has two entries, the files at `level` and the files at
+/// Invariant: `inputs[i]` are files of physical level `input_levels[i]`.
+/// A plan of two levels reads the files at `level` and the files at
 /// `output_level` whose user keys overlap them (empty when `output_level ==
-/// level`, a bottom rewrite of the last level). Level-0 inputs keep the
-/// version's newest-first order.
+/// level`, a bottom rewrite of the last level, or when the output is a new
+/// sorted run of a tiered level). Merges of a tiered level's runs, and full
+/// merges, read several levels. Level-0 inputs keep the version's
+/// newest-first order.
 #[derive(Debug, Clone)]
 pub struct CompactionPlan {
     pub level: usize,
     pub output_level: usize,
     pub inputs: Vec<Vec<Arc<FileMeta>>>,
+    /// The physical level of each entry of `inputs`.
+    pub input_levels: Vec<usize>,
     /// Size at which the executor cuts output files.
     pub target_file_size: u64,
     /// No file in a level below `output_level` overlaps the inputs' user-key
@@ -56,6 +69,16 @@ impl CompactionPlan {
     /// compaction runs.
     pub fn file_numbers(&self) -> impl Iterator<Item = u64> + '_ {
         self.input_files().map(|f| f.number)
+    }
+
+    /// `(level, files)` per input level with files, as a compaction job
+    /// lists its inputs.
+    pub fn inputs_by_level(&self) -> impl Iterator<Item = (usize, &[Arc<FileMeta>])> {
+        self.input_levels
+            .iter()
+            .copied()
+            .zip(self.inputs.iter().map(Vec::as_slice))
+            .filter(|(_, files)| !files.is_empty())
     }
 
     /// Smallest and largest user key over all inputs.
