@@ -346,10 +346,13 @@ impl DbInner {
         table_cache: Arc<TableCache>,
         lock: Box<dyn FileLock>,
     ) -> Result<DbInner> {
-        let sv = state.super_version(versions.current());
+        let strategy: Box<dyn CompactionStrategy> =
+            Box::new(Leveled::new(options.compaction.clone())?);
+        let version = versions.current();
+        let sv = state.super_version(version.clone(), strategy.pending_compaction_bytes(&version));
         Ok(DbInner {
             shard_splits: versions.shard_splits().to_vec(),
-            strategy: Box::new(Leveled::new(options.compaction.clone())?),
+            strategy,
             dir,
             storage,
             options,
@@ -396,7 +399,8 @@ impl DbInner {
         state: &DbState,
         version: Arc<o3_storage::version::Version>,
     ) {
-        *self.super_version.write() = state.super_version(version);
+        let pending = self.strategy.pending_compaction_bytes(&version);
+        *self.super_version.write() = state.super_version(version, pending);
     }
 
     /// The oldest sequence any reader may still ask for.

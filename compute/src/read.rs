@@ -50,28 +50,41 @@ pub(crate) fn get(
     }
     let lookup = make_lookup_key(key, seq);
     let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
-    for (level, files) in sv.version.levels.iter().enumerate() {
-        let candidates: Box<dyn Iterator<Item = &Arc<FileMeta>>> = if level == 0 {
-            Box::new(
-                files
-                    .iter()
-                    .filter(|f| f.shard as usize == shard && in_range(f)),
-            )
-        } else {
-            let i = files.partition_point(|f| f.largest_user_key() < key);
-            Box::new(files.get(i).into_iter().filter(|f| in_range(f)))
-        };
-        for f in candidates {
-            let table = db.table_cache.get(f.number)?;
-            if let Some((kind, _seq, value)) = table.get(key, &lookup)? {
-                return Ok(match kind {
-                    ValueKind::Value => Some(value.to_vec()),
-                    ValueKind::Tombstone => None,
-                });
+    let levels = &sv.version.levels;
+    // L0: every file of this shard that covers the key, newest first.
+    for f in levels.first().into_iter().flatten() {
+        if f.shard as usize == shard && in_range(f) {
+            if let Some(found) = table_get(db, f, key, &lookup)? {
+                return Ok(found);
+            }
+        }
+    }
+    // Deeper levels: at most one file each (fence pointers).
+    for files in levels.iter().skip(1) {
+        let i = files.partition_point(|f| f.largest_user_key() < key);
+        if let Some(f) = files.get(i).filter(|f| in_range(f)) {
+            if let Some(found) = table_get(db, f, key, &lookup)? {
+                return Ok(found);
             }
         }
     }
     Ok(None)
+}
+
+/// Look `key` up in one table: `Some(answer)` when the table decides it.
+fn table_get(
+    db: &DbInner,
+    f: &FileMeta,
+    key: &[u8],
+    lookup: &[u8],
+) -> Result<Option<Option<Vec<u8>>>> {
+    let table = db.table_cache.get(f.number)?;
+    Ok(table
+        .get(key, lookup)?
+        .map(|(kind, _seq, value)| match kind {
+            ValueKind::Value => Some(value.to_vec()),
+            ValueKind::Tombstone => None,
+        }))
 }
 
 /// A cursor over user keys, positioned with `seek*` and moved with

@@ -34,6 +34,19 @@ pub(crate) struct ShardState {
 pub(crate) struct SuperVersion {
     pub shards: Vec<ShardView>,
     pub version: Arc<Version>,
+    /// What write stalls look at, computed once per super version rather
+    /// than on every write.
+    pub pressure: Pressure,
+}
+
+/// The engine's backlog as of one super version.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pressure {
+    /// L0 files of the shard that has the most.
+    pub max_l0_files: usize,
+    pub pending_compaction_bytes: u64,
+    /// Bytes of sealed memtables waiting for a flush.
+    pub unflushed_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -97,8 +110,23 @@ impl DbState {
         min
     }
 
-    pub fn super_version(&self, version: Arc<Version>) -> Arc<SuperVersion> {
+    pub fn super_version(
+        &self,
+        version: Arc<Version>,
+        pending_compaction_bytes: u64,
+    ) -> Arc<SuperVersion> {
+        let mut l0_per_shard = vec![0usize; self.shards.len()];
+        for f in version.levels.first().map(|l| l.as_slice()).unwrap_or(&[]) {
+            if let Some(n) = l0_per_shard.get_mut(f.shard as usize) {
+                *n += 1;
+            }
+        }
         Arc::new(SuperVersion {
+            pressure: Pressure {
+                max_l0_files: l0_per_shard.into_iter().max().unwrap_or(0),
+                pending_compaction_bytes,
+                unflushed_bytes: self.unflushed_bytes(),
+            },
             shards: self
                 .shards
                 .iter()

@@ -308,33 +308,21 @@ fn seal_cold_shard_if_wal_too_large(db: &DbInner) {
 fn wait_for_room(db: &DbInner) -> Result<()> {
     let o = &db.options;
     loop {
-        let sv = db.super_version.read().clone();
-        let mut l0_per_shard = vec![0usize; db.shard_splits.len() + 1];
-        for f in sv
-            .version
-            .levels
-            .first()
-            .map(|l| l.as_slice())
-            .unwrap_or(&[])
-        {
-            if let Some(n) = l0_per_shard.get_mut(f.shard as usize) {
-                *n += 1;
-            }
-        }
-        let l0 = l0_per_shard.iter().copied().max().unwrap_or(0);
-        let pending = db.strategy.pending_compaction_bytes(&sv.version);
-        let mut st = db.state.lock();
-        let stop = if st.unflushed_bytes() >= o.max_unflushed_bytes {
+        let p = db.super_version.read().pressure;
+        let stop = if p.unflushed_bytes >= o.max_unflushed_bytes {
             Some(StallReason::MemtableLimit)
-        } else if l0 >= o.l0_stop_writes_trigger {
+        } else if p.max_l0_files >= o.l0_stop_writes_trigger {
             Some(StallReason::L0Stop)
-        } else if pending >= o.hard_pending_compaction_bytes_limit {
+        } else if p.pending_compaction_bytes >= o.hard_pending_compaction_bytes_limit {
             Some(StallReason::PendingCompactionStop)
         } else {
             None
         };
         if let Some(reason) = stop {
+            // Every install publishes a new super version and signals bg_cv;
+            // the timeout only bounds how long a missed signal can cost.
             let t = Instant::now();
+            let mut st = db.state.lock();
             db.bg_cv.notify_all();
             db.bg_cv.wait_for(&mut st, Duration::from_millis(50));
             drop(st);
@@ -346,10 +334,9 @@ fn wait_for_room(db: &DbInner) -> Result<()> {
             }
             continue;
         }
-        drop(st);
-        let slow = if l0 >= o.l0_slowdown_writes_trigger {
+        let slow = if p.max_l0_files >= o.l0_slowdown_writes_trigger {
             Some(StallReason::L0Slowdown)
-        } else if pending >= o.soft_pending_compaction_bytes_limit {
+        } else if p.pending_compaction_bytes >= o.soft_pending_compaction_bytes_limit {
             Some(StallReason::PendingCompactionSlowdown)
         } else {
             None
