@@ -69,8 +69,14 @@ fn every_flip_is_an_error_or_harmless() {
             match read_edits(b) {
                 Ok(got) => assert_eq!(got, edits, "flip {mask:#x} at byte {i} changed the edits"),
                 Err(e) => {
-                    assert!(e.is_corruption(), "flip at {i}: not a corruption error: {e}");
-                    assert!(e.to_string().contains("MANIFEST-000001"), "flip at {i}: {e}");
+                    assert!(
+                        e.is_corruption(),
+                        "flip at {i}: not a corruption error: {e}"
+                    );
+                    assert!(
+                        e.to_string().contains("MANIFEST-000001"),
+                        "flip at {i}: {e}"
+                    );
                 }
             }
         }
