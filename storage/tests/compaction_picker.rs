@@ -1,11 +1,13 @@
 //! Compaction picking on hand-built versions: the L0 trigger per shard,
 //! least-overlap file choice, busy files, bottommost, manual ranges, scores
-//! and the pending-bytes estimate.
+//! and the pending-bytes estimate; and the default composed preset
+//! (`one-leveling`) picking exactly as `Leveled` does.
 
 use std::sync::Arc;
 
 use o3_storage::compaction::{
-    BusyFiles, CompactionPlan, CompactionReason, CompactionStrategy, Leveled, LeveledOptions,
+    BusyFiles, CompactionOptions, CompactionPlan, CompactionReason, CompactionStrategy, Leveled,
+    LeveledOptions,
 };
 use o3_storage::key::{ValueKind, make_internal_key};
 use o3_storage::version::{FileMeta, Version};
@@ -515,6 +517,33 @@ mod invariants {
                 check_plan(&t, &plan)?;
                 prop_assert_eq!(plan.reason, CompactionReason::Manual);
             }
+        }
+
+        /// The default preset, `one-leveling`, picks exactly what `Leveled`
+        /// picks: automatic and manual plans, scores and the pending-bytes
+        /// estimate.
+        #[test]
+        fn one_leveling_preset_picks_like_leveled(t in tree(), manual_level in 0usize..5, lo in 0u8..100, len in 0u8..100, trigger in 1usize..5) {
+            let levels = LeveledOptions { l0_compaction_trigger: trigger, ..options() };
+            let leveled = Leveled::new(levels.clone()).unwrap();
+            let composed = CompactionOptions { levels, ..CompactionOptions::default() }.build().unwrap();
+            let same = |a: Option<CompactionPlan>, b: Option<CompactionPlan>| -> Result<(), TestCaseError> {
+                let key = |p: &CompactionPlan| (shape(p), p.input_levels.clone(), p.target_file_size, p.bottommost, p.score, p.reason);
+                prop_assert_eq!(a.as_ref().map(key), b.as_ref().map(key));
+                Ok(())
+            };
+            same(leveled.pick(&t.version, &t.busy), composed.pick(&t.version, &t.busy))?;
+            let (l, h) = (key(0, lo), key(1, lo.saturating_add(len)));
+            let (l, h) = (Some(l.as_bytes()), Some(h.as_bytes()));
+            same(
+                leveled.pick_manual(&t.version, manual_level, l, h, &t.busy),
+                composed.pick_manual(&t.version, manual_level, l, h, &t.busy),
+            )?;
+            prop_assert_eq!(leveled.level_scores(&t.version), composed.level_scores(&t.version));
+            prop_assert_eq!(
+                leveled.pending_compaction_bytes(&t.version),
+                composed.pending_compaction_bytes(&t.version)
+            );
         }
     }
 }

@@ -36,7 +36,7 @@ pub use options::LeveledOptions;
 pub use plan::{BusyFiles, CompactionPlan, CompactionReason};
 pub use primitives::{FilePicker, Granularity, Layout, Preset, Trigger};
 pub use shape::TreeShape;
-pub use simulator::{SimEntry, SimReport, Simulator, SimulatorOptions};
+pub use simulator::{FlushStream, SimEntry, SimReport, Simulator, SimulatorOptions};
 
 use crate::version::Version;
 

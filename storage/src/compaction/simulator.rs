@@ -159,6 +159,13 @@ impl Simulator {
     /// Flush one memtable holding `entries` (later entries of a key win),
     /// then run compactions until the strategy picks none.
     pub fn flush(&mut self, entries: &[SimEntry]) -> Result<()> {
+        self.flush_only(entries);
+        self.compact_until_settled()
+    }
+
+    /// Flush one memtable into L0 without compacting (to build up work, as
+    /// a database whose compactions lag behind does).
+    pub fn flush_only(&mut self, entries: &[SimEntry]) {
         self.clock.advance(self.options.flush_interval_ms);
         let mut records: Vec<Record> = entries
             .iter()
@@ -181,6 +188,10 @@ impl Simulator {
             self.version.levels[0].insert(0, Arc::new(f));
         }
         sort_level0(&mut self.version);
+    }
+
+    /// Run the strategy's picks one after another until it picks none.
+    pub fn compact_until_settled(&mut self) -> Result<()> {
         for _ in 0..self.options.max_compactions_per_flush {
             let Some(plan) = self.strategy.pick(&self.version, &BusyFiles::new()) else {
                 return Ok(());
@@ -351,6 +362,80 @@ fn sort_level0(version: &mut Version) {
     }
 }
 
+/// A synthetic stream of flushes: each flush holds `entries_per_flush`
+/// writes; a write deletes an existing key with probability `delete_ratio`,
+/// overwrites one with `overwrite_ratio`, and otherwise inserts a new key.
+/// New keys are spread over the key space (a bijective scramble of the
+/// insertion count), so every flush covers the whole key range. The same
+/// seed gives the same stream, which the engine can replay.
+#[derive(Debug, Clone)]
+pub struct FlushStream {
+    pub entries_per_flush: usize,
+    pub overwrite_ratio: f64,
+    pub delete_ratio: f64,
+    inserted: u64,
+    state: u64,
+}
+
+impl FlushStream {
+    pub fn new(
+        entries_per_flush: usize,
+        overwrite_ratio: f64,
+        delete_ratio: f64,
+        seed: u64,
+    ) -> Self {
+        FlushStream {
+            entries_per_flush,
+            overwrite_ratio,
+            delete_ratio,
+            inserted: 0,
+            state: seed,
+        }
+    }
+
+    /// splitmix64: small, fast, and reproducible across platforms.
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The key id of the `i`-th inserted key (an odd multiplier is a
+    /// bijection on u64).
+    pub fn key_of(i: u64) -> u64 {
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn next_entry(&mut self) -> SimEntry {
+        let dice = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        if self.inserted > 0 && dice < self.delete_ratio + self.overwrite_ratio {
+            let key = Self::key_of(self.next_u64() % self.inserted);
+            return SimEntry {
+                key,
+                delete: dice < self.delete_ratio,
+            };
+        }
+        self.inserted += 1;
+        SimEntry {
+            key: Self::key_of(self.inserted - 1),
+            delete: false,
+        }
+    }
+}
+
+impl Iterator for FlushStream {
+    type Item = Vec<SimEntry>;
+    fn next(&mut self) -> Option<Vec<SimEntry>> {
+        Some(
+            (0..self.entries_per_flush)
+                .map(|_| self.next_entry())
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +500,14 @@ mod tests {
         assert_eq!(r.compactions, 1);
         assert_eq!(r.live_bytes, 0);
         assert_eq!(r.tombstones, 0);
+    }
+
+    #[test]
+    fn flush_streams_are_reproducible_and_follow_their_ratios() {
+        let a: Vec<Vec<SimEntry>> = FlushStream::new(1000, 0.5, 0.1, 7).take(5).collect();
+        let b: Vec<Vec<SimEntry>> = FlushStream::new(1000, 0.5, 0.1, 7).take(5).collect();
+        assert_eq!(a, b);
+        let deletes = a.iter().flatten().filter(|e| e.delete).count();
+        assert!((300..700).contains(&deletes), "{deletes}");
     }
 }
