@@ -5,8 +5,8 @@
 //! expected trade-offs.
 
 use o3_storage::compaction::{
-    BusyFiles, CompactionOptions, CompactionStrategy, FilePicker, FlushStream, Granularity, Layout,
-    LeveledOptions, Preset, SimReport, Simulator, SimulatorOptions, Trigger,
+    BusyFiles, CompactionOptions, FilePicker, FlushStream, Granularity, Layout, LeveledOptions,
+    Preset, SimReport, Simulator, SimulatorOptions, Trigger,
 };
 
 /// A small tree: 4 KiB files, L1 16 KiB, ×4 per level.

@@ -38,7 +38,8 @@ impl TreeShape {
     /// count is the tree it has): the deepest logical levels lose slots when
     /// there are too few; extra slots become more levels like the last one.
     pub fn fit(c: &Composition, physical: usize) -> Self {
-        let mut slots = vec![0..1.min(physical)];
+        let mut slots: Vec<Range<usize>> = Vec::new();
+        slots.push(0..1.min(physical));
         let mut layouts = vec![Layout::Tiering];
         let mut next = 1;
         let last = c.layouts.last().copied().unwrap_or(Layout::Leveling);
