@@ -1,0 +1,179 @@
+//! The command line and the TOML config file. Precedence, lowest first:
+//! built-in defaults, `--config FILE`, flags. The config file has one table
+//! per flag group, with the flag names as keys:
+//!
+//! ```toml
+//! [engine]
+//! db = "/tmp/o3-bench-db"
+//! cache_size = 8388608
+//! [dbbench]
+//! benchmarks = "fillrandom,readrandom"
+//! num = 100000
+//! [ycsb]
+//! workload = "bench/workloads/workloada"
+//! properties = ["recordcount=100000"]
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::dbbench::{self, DbBenchArgs};
+use crate::engine::EngineArgs;
+use crate::error::{BenchError, Result};
+use crate::report::{Environment, PhaseReport, Report};
+use crate::ycsb::{self, YcsbArgs};
+
+/// o3-bench: YCSB and db_bench-style workloads against o3.
+#[derive(Debug, Parser)]
+#[command(name = "o3-bench", version, rename_all = "snake_case")]
+pub struct Cli {
+    /// TOML file with [engine], [dbbench] and [ycsb] tables; flags override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Write the full report as JSON to this file.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Write SVG plots (timeline, latency CDF) per phase into this directory.
+    #[arg(long, global = true)]
+    pub plots: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// db_bench-style benchmarks (db_bench's flag names).
+    Dbbench {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        bench: DbBenchArgs,
+    },
+    /// YCSB core workload from a property file.
+    Ycsb {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        workload: YcsbArgs,
+    },
+}
+
+/// The config file's layout.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub engine: EngineArgs,
+    pub dbbench: DbBenchArgs,
+    pub ycsb: YcsbArgs,
+}
+
+impl ConfigFile {
+    /// Read and parse `path`; errors name the file and the line.
+    pub fn read(path: &Path) -> Result<ConfigFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            BenchError::Config {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(l) => format!("line {l}: {}", e.message().trim()),
+                    None => e.message().trim().to_string(),
+                },
+            }
+        })
+    }
+}
+
+/// The effective configuration, as reported.
+#[derive(Debug, Serialize)]
+struct Effective<'a, T: Serialize> {
+    engine: &'a crate::engine::EngineConfig,
+    #[serde(flatten)]
+    workload: &'a T,
+}
+
+/// Run what the command line asks for.
+pub fn run(cli: Cli) -> Result<()> {
+    let config = match &cli.config {
+        Some(p) => ConfigFile::read(p)?,
+        None => ConfigFile::default(),
+    };
+    let show_progress = std::io::stdout().is_terminal();
+    let environment = Environment::detect();
+    let (configuration, phases) = match cli.command {
+        Command::Dbbench { engine, bench } => {
+            let engine = engine.over(config.engine).resolve("o3-dbbench")?;
+            let bench = bench.over(config.dbbench).resolve()?;
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &bench,
+            })?;
+            print_header(&environment, &configuration);
+            (configuration, dbbench::run(&bench, &engine, show_progress)?)
+        }
+        Command::Ycsb { engine, workload } => {
+            let engine = engine.over(config.engine).resolve("o3-ycsb")?;
+            let workload = workload.over(config.ycsb).resolve()?;
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &workload,
+            })?;
+            print_header(&environment, &configuration);
+            let phases = ycsb::workload::run(&workload, &engine, show_progress)?;
+            for p in &phases {
+                print_ycsb_phase(p);
+            }
+            (configuration, phases)
+        }
+    };
+    let report = Report {
+        command_line: std::env::args().collect(),
+        environment,
+        configuration,
+        phases,
+    };
+    if let Some(path) = &cli.json {
+        report.write_json(path)?;
+        println!("report written to {}", path.display());
+    }
+    if let Some(dir) = &cli.plots {
+        for f in report.write_plots(dir)? {
+            println!("plot written to {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v)
+        .map_err(|e| BenchError::InvalidArgument(format!("encoding the configuration: {e}")))
+}
+
+fn print_header(env: &Environment, configuration: &serde_json::Value) {
+    print!("{}", env.describe());
+    println!("configuration: {configuration}");
+}
+
+/// A YCSB phase: YCSB's own `[SECTION], metric, value` lines, then the table.
+fn print_ycsb_phase(p: &PhaseReport) {
+    let r = &p.result;
+    println!("== {} phase {}", r.name, p.message.as_deref().unwrap_or(""));
+    println!("[OVERALL], RunTime(ms), {:.0}", r.seconds * 1000.0);
+    println!("[OVERALL], Throughput(ops/sec), {:.1}", r.ops_per_sec);
+    for l in &r.latency {
+        let n = l.op.name();
+        println!("[{n}], Operations, {}", l.count);
+        println!("[{n}], AverageLatency(us), {:.2}", l.mean_us);
+        println!("[{n}], 50thPercentileLatency(us), {:.2}", l.p50_us);
+        println!("[{n}], 99thPercentileLatency(us), {:.2}", l.p99_us);
+        println!("[{n}], 99.9thPercentileLatency(us), {:.2}", l.p999_us);
+        println!("[{n}], MaxLatency(us), {:.2}", l.max_us);
+    }
+    print!("{}", r.details());
+    print!("{}", crate::report::describe_db_stats(&p.db_stats));
+}

@@ -1,0 +1,616 @@
+//! db_bench-style benchmarks with db_bench's flag names and meanings, so a
+//! command line (and a script parsing the output) carries over from RocksDB's
+//! `db_bench`:
+//!
+//! - keys are `key_size` bytes: the key number big-endian in the first
+//!   `min(8, key_size)` bytes, then ASCII `'0'` padding (db_bench's
+//!   `GenerateKeyFromInt` layout), so both tools write the same keys;
+//! - every thread performs the full `--num` (or `--reads`) operations, as in
+//!   db_bench, and random keys are uniform over `[0, num)`;
+//! - one summary line per benchmark in db_bench's format:
+//!   `fillrandom   :       5.545 micros/op 180347 ops/sec;   19.9 MB/s`.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::ProgressBar;
+use o3_compute::{Db, ReadOptions};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineConfig, parse_bool};
+use crate::error::{BenchError, Result};
+use crate::report::{OpKind, PhaseReport, PhaseResult, ThreadRecorder};
+
+/// The benchmarks this tool runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Benchmark {
+    FillSeq,
+    FillRandom,
+    Overwrite,
+    ReadRandom,
+    ReadSeq,
+    SeekRandom,
+    ReadWhileWriting,
+    DeleteRandom,
+}
+
+impl Benchmark {
+    const ALL: [(&'static str, Benchmark); 8] = [
+        ("fillseq", Benchmark::FillSeq),
+        ("fillrandom", Benchmark::FillRandom),
+        ("overwrite", Benchmark::Overwrite),
+        ("readrandom", Benchmark::ReadRandom),
+        ("readseq", Benchmark::ReadSeq),
+        ("seekrandom", Benchmark::SeekRandom),
+        ("readwhilewriting", Benchmark::ReadWhileWriting),
+        ("deleterandom", Benchmark::DeleteRandom),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Benchmark::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    /// Fill benchmarks start from an empty database (unless `--use_existing_db`).
+    fn fresh_db(self) -> bool {
+        matches!(self, Benchmark::FillSeq | Benchmark::FillRandom)
+    }
+}
+
+impl FromStr for Benchmark {
+    type Err = BenchError;
+    fn from_str(s: &str) -> Result<Benchmark> {
+        Benchmark::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, b)| *b)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Benchmark::ALL.iter().map(|(n, _)| *n).collect();
+                BenchError::InvalidArgument(format!(
+                    "unknown benchmark '{s}' (valid: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// db_bench flags (all optional so a config file can supply them).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[command(rename_all = "snake_case")]
+pub struct DbBenchArgs {
+    /// Comma-separated benchmarks, run in order.
+    #[arg(long)]
+    pub benchmarks: Option<String>,
+    /// Number of keys (and of writes per thread).
+    #[arg(long)]
+    pub num: Option<u64>,
+    /// Reads per thread; negative means --num.
+    #[arg(long, allow_negative_numbers = true)]
+    pub reads: Option<i64>,
+    #[arg(long)]
+    pub key_size: Option<usize>,
+    #[arg(long)]
+    pub value_size: Option<usize>,
+    /// Concurrent threads per benchmark.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Next() calls after each seek in seekrandom.
+    #[arg(long)]
+    pub seek_nexts: Option<u64>,
+    /// Run each benchmark for this many seconds instead of a count (0 = count).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Keep the existing database instead of starting empty.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub use_existing_db: Option<bool>,
+    /// Seed of the key generators (thread i uses seed + i).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl DbBenchArgs {
+    /// Flags given on the command line win over the config file.
+    pub fn over(self, base: DbBenchArgs) -> DbBenchArgs {
+        DbBenchArgs {
+            benchmarks: self.benchmarks.or(base.benchmarks),
+            num: self.num.or(base.num),
+            reads: self.reads.or(base.reads),
+            key_size: self.key_size.or(base.key_size),
+            value_size: self.value_size.or(base.value_size),
+            threads: self.threads.or(base.threads),
+            seek_nexts: self.seek_nexts.or(base.seek_nexts),
+            duration: self.duration.or(base.duration),
+            use_existing_db: self.use_existing_db.or(base.use_existing_db),
+            seed: self.seed.or(base.seed),
+        }
+    }
+
+    /// Apply db_bench's defaults and check the values.
+    pub fn resolve(self) -> Result<DbBenchConfig> {
+        let benchmarks = self
+            .benchmarks
+            .as_deref()
+            .unwrap_or("fillrandom,readrandom")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Benchmark::from_str)
+            .collect::<Result<Vec<_>>>()?;
+        if benchmarks.is_empty() {
+            return Err(BenchError::InvalidArgument("--benchmarks is empty".into()));
+        }
+        let num = self.num.unwrap_or(1_000_000);
+        let c = DbBenchConfig {
+            benchmarks,
+            num,
+            reads: match self.reads {
+                Some(r) if r >= 0 => r as u64,
+                _ => num,
+            },
+            key_size: self.key_size.unwrap_or(16),
+            value_size: self.value_size.unwrap_or(100),
+            threads: self.threads.unwrap_or(1),
+            seek_nexts: self.seek_nexts.unwrap_or(0),
+            duration: self.duration.unwrap_or(0),
+            use_existing_db: self.use_existing_db.unwrap_or(false),
+            seed: self.seed.unwrap_or(0x5eed),
+        };
+        let bad = |m: &str| Err(BenchError::InvalidArgument(m.to_string()));
+        if c.num == 0 {
+            return bad("--num must be at least 1");
+        }
+        if c.key_size == 0 || c.key_size > 1 << 16 {
+            return bad("--key_size must lie in [1, 65536]");
+        }
+        if c.key_size < 8 && c.num > 1u64 << (8 * c.key_size) {
+            return bad("--key_size is too small to hold --num distinct keys");
+        }
+        if c.value_size > 64 << 20 {
+            return bad("--value_size must be at most 64 MiB");
+        }
+        if c.threads == 0 {
+            return bad("--threads must be at least 1");
+        }
+        Ok(c)
+    }
+}
+
+/// Resolved db_bench settings (reported verbatim).
+#[derive(Debug, Clone, Serialize)]
+pub struct DbBenchConfig {
+    pub benchmarks: Vec<Benchmark>,
+    pub num: u64,
+    pub reads: u64,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub threads: usize,
+    pub seek_nexts: u64,
+    pub duration: u64,
+    pub use_existing_db: bool,
+    pub seed: u64,
+}
+
+/// Write db_bench's key for number `v` into `key` (all of it).
+pub fn make_key(key: &mut [u8], v: u64) {
+    let n = key.len().min(8);
+    for (i, b) in key[..n].iter_mut().enumerate() {
+        *b = (v >> (8 * (n - 1 - i))) as u8;
+    }
+    key[n..].fill(b'0');
+}
+
+/// Value bytes: a buffer of which each value is a slice, half random and
+/// half repeated like db_bench's default `--compression_ratio=0.5`.
+struct ValueSource {
+    data: Vec<u8>,
+    pos: usize,
+    size: usize,
+}
+
+impl ValueSource {
+    fn new(size: usize, rng: &mut SmallRng) -> ValueSource {
+        let len = (1 << 20).max(2 * size);
+        let mut data = Vec::with_capacity(len + 100);
+        while data.len() < len {
+            let piece: Vec<u8> = (0..50).map(|_| rng.random_range(b' '..=b'~')).collect();
+            data.extend_from_slice(&piece);
+            data.extend_from_slice(&piece);
+        }
+        ValueSource { data, pos: 0, size }
+    }
+
+    fn next(&mut self) -> &[u8] {
+        if self.pos + self.size > self.data.len() {
+            self.pos = 0;
+        }
+        let v = &self.data[self.pos..self.pos + self.size];
+        self.pos += self.size;
+        v
+    }
+}
+
+/// What a thread reports besides timings.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    found: u64,
+    attempted: u64,
+}
+
+/// When a thread stops: after `ops` operations, or after `--duration`.
+struct Budget {
+    ops: u64,
+    duration: Option<Duration>,
+}
+
+impl Budget {
+    fn done(&self, rec: &ThreadRecorder) -> bool {
+        match self.duration {
+            Some(d) => rec.elapsed() >= d,
+            None => rec.ops() >= self.ops,
+        }
+    }
+}
+
+/// Run the benchmarks in order; prints each one's summary as it finishes.
+pub fn run(
+    cfg: &DbBenchConfig,
+    engine: &EngineConfig,
+    show_progress: bool,
+) -> Result<Vec<PhaseReport>> {
+    if !cfg.use_existing_db {
+        engine.destroy()?;
+    }
+    let mut db = Some(engine.open()?);
+    let mut reports = Vec::new();
+    for (i, &b) in cfg.benchmarks.iter().enumerate() {
+        if b.fresh_db() && !cfg.use_existing_db && i > 0 {
+            if let Some(old) = db.take() {
+                old.close()
+                    .map_err(BenchError::engine("closing the database"))?;
+            }
+            engine.destroy()?;
+            db = Some(engine.open()?);
+        }
+        let Some(handle) = db.as_ref() else {
+            return Err(BenchError::InvalidArgument("database is not open".into()));
+        };
+        tracing::info!(benchmark = b.name(), "starting");
+        let report = run_one(b, cfg, handle, show_progress)?;
+        println!("{}", summary_line(&report));
+        print!("{}", report.result.details());
+        print!("{}", crate::report::describe_db_stats(&report.db_stats));
+        reports.push(report);
+    }
+    if let Some(db) = db {
+        db.close()
+            .map_err(BenchError::engine("closing the database"))?;
+    }
+    Ok(reports)
+}
+
+/// db_bench's summary line for one benchmark.
+pub fn summary_line(r: &PhaseReport) -> String {
+    let res = &r.result;
+    let micros_per_op = if res.ops == 0 {
+        0.0
+    } else {
+        res.seconds * res.threads as f64 * 1e6 / res.ops as f64
+    };
+    let mut extra = String::new();
+    if res.mb_per_sec > 0.0 {
+        extra.push_str(&format!("{:6.1} MB/s", res.mb_per_sec));
+    }
+    if let Some(m) = &r.message {
+        if !extra.is_empty() {
+            extra.push(' ');
+        }
+        extra.push_str(m);
+    }
+    format!(
+        "{:<12} : {:>11.3} micros/op {} ops/sec;{}{}",
+        res.name,
+        micros_per_op,
+        res.ops_per_sec as u64,
+        if extra.is_empty() { "" } else { " " },
+        extra
+    )
+}
+
+fn run_one(b: Benchmark, cfg: &DbBenchConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
+    let per_thread = match b {
+        Benchmark::FillSeq
+        | Benchmark::FillRandom
+        | Benchmark::Overwrite
+        | Benchmark::DeleteRandom => cfg.num,
+        _ => cfg.reads,
+    };
+    let budget = Budget {
+        ops: per_thread,
+        duration: (cfg.duration > 0).then(|| Duration::from_secs(cfg.duration)),
+    };
+    let progress = if !show_progress {
+        ProgressBar::hidden()
+    } else if budget.duration.is_some() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::new(per_thread * cfg.threads as u64)
+    };
+    let writer_running = AtomicBool::new(b == Benchmark::ReadWhileWriting);
+    let start = Instant::now();
+    let (recorders, outcomes, writer_ops) = std::thread::scope(|s| {
+        let writer = (b == Benchmark::ReadWhileWriting).then(|| {
+            let running = &writer_running;
+            s.spawn(move || background_writer(db, cfg, running))
+        });
+        let workers: Vec<_> = (0..cfg.threads)
+            .map(|t| {
+                let rec = ThreadRecorder::new(start, progress.clone());
+                let budget = &budget;
+                s.spawn(move || worker(b, cfg, db, t, rec, budget))
+            })
+            .collect();
+        let mut recorders = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut first_err = None;
+        for w in workers {
+            match w.join() {
+                Ok(Ok((rec, out))) => {
+                    recorders.push(rec);
+                    outcomes.push(out);
+                }
+                Ok(Err(e)) => first_err = first_err.or(Some(e)),
+                Err(_) => {
+                    first_err = first_err.or(Some(BenchError::InvalidArgument(
+                        "a worker thread panicked".into(),
+                    )))
+                }
+            }
+        }
+        writer_running.store(false, Ordering::Release);
+        let writer_ops = match writer.map(|w| w.join()) {
+            None => Ok(0),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(BenchError::InvalidArgument(
+                "the writer thread panicked".into(),
+            )),
+        };
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok((recorders, outcomes, writer_ops?)),
+        }
+    })?;
+    let elapsed = start.elapsed();
+    progress.finish_and_clear();
+    let found: u64 = outcomes.iter().map(|o| o.found).sum();
+    let attempted: u64 = outcomes.iter().map(|o| o.attempted).sum();
+    let message = match b {
+        Benchmark::ReadRandom | Benchmark::SeekRandom => {
+            Some(format!("({found} of {attempted} found)"))
+        }
+        Benchmark::ReadWhileWriting => Some(format!(
+            "({found} of {attempted} found; writer wrote {writer_ops})"
+        )),
+        _ => None,
+    };
+    Ok(PhaseReport {
+        result: PhaseResult::merge(b.name(), recorders, elapsed)?,
+        message,
+        db_stats: db.stats(),
+    })
+}
+
+/// readwhilewriting's writer: random overwrites until the readers finish.
+fn background_writer(db: &Db, cfg: &DbBenchConfig, running: &AtomicBool) -> Result<u64> {
+    let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(cfg.threads as u64));
+    let mut values = ValueSource::new(cfg.value_size, &mut rng);
+    let mut key = vec![0u8; cfg.key_size];
+    let mut written = 0;
+    while running.load(Ordering::Acquire) {
+        make_key(&mut key, rng.random_range(0..cfg.num));
+        db.put(&key, values.next())
+            .map_err(BenchError::engine("readwhilewriting writer: put"))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+fn worker(
+    b: Benchmark,
+    cfg: &DbBenchConfig,
+    db: &Db,
+    thread: usize,
+    mut rec: ThreadRecorder,
+    budget: &Budget,
+) -> Result<(ThreadRecorder, Outcome)> {
+    let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(thread as u64));
+    let mut values = ValueSource::new(cfg.value_size, &mut rng);
+    let mut key = vec![0u8; cfg.key_size];
+    let mut out = Outcome::default();
+    let kv = cfg.key_size + cfg.value_size;
+    let mut began = Instant::now();
+    match b {
+        Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite => {
+            let mut i = 0u64;
+            while !budget.done(&rec) {
+                let k = if b == Benchmark::FillSeq {
+                    i % cfg.num
+                } else {
+                    rng.random_range(0..cfg.num)
+                };
+                i += 1;
+                make_key(&mut key, k);
+                db.put(&key, values.next())
+                    .map_err(BenchError::engine(format!("{}: put", b.name())))?;
+                rec.add_bytes(kv);
+                began = rec.record(OpKind::Write, began)?;
+            }
+        }
+        Benchmark::DeleteRandom => {
+            while !budget.done(&rec) {
+                make_key(&mut key, rng.random_range(0..cfg.num));
+                db.delete(&key)
+                    .map_err(BenchError::engine("deleterandom: delete"))?;
+                began = rec.record(OpKind::Delete, began)?;
+            }
+        }
+        Benchmark::ReadRandom | Benchmark::ReadWhileWriting => {
+            while !budget.done(&rec) {
+                make_key(&mut key, rng.random_range(0..cfg.num));
+                let v = db
+                    .get(&key)
+                    .map_err(BenchError::engine(format!("{}: get", b.name())))?;
+                out.attempted += 1;
+                if let Some(v) = v {
+                    out.found += 1;
+                    rec.add_bytes(key.len() + v.len());
+                }
+                began = rec.record(OpKind::Read, began)?;
+            }
+        }
+        Benchmark::ReadSeq => {
+            let mut it = db
+                .iter(ReadOptions::default())
+                .map_err(BenchError::engine("readseq: iterator"))?;
+            it.seek_to_first()
+                .map_err(BenchError::engine("readseq: seek_to_first"))?;
+            while it.valid() && !budget.done(&rec) {
+                rec.add_bytes(it.key().len() + it.value().len());
+                it.next().map_err(BenchError::engine("readseq: next"))?;
+                began = rec.record(OpKind::Read, began)?;
+            }
+        }
+        Benchmark::SeekRandom => {
+            while !budget.done(&rec) {
+                make_key(&mut key, rng.random_range(0..cfg.num));
+                // A new iterator per seek, as db_bench does without a
+                // tailing iterator, so each seek sees the latest data.
+                let mut it = db
+                    .iter(ReadOptions::default())
+                    .map_err(BenchError::engine("seekrandom: iterator"))?;
+                it.seek(&key)
+                    .map_err(BenchError::engine("seekrandom: seek"))?;
+                out.attempted += 1;
+                if it.valid() {
+                    out.found += 1;
+                    rec.add_bytes(it.key().len() + it.value().len());
+                }
+                for _ in 0..cfg.seek_nexts {
+                    if !it.valid() {
+                        break;
+                    }
+                    it.next().map_err(BenchError::engine("seekrandom: next"))?;
+                    if it.valid() {
+                        rec.add_bytes(it.key().len() + it.value().len());
+                    }
+                }
+                began = rec.record(OpKind::Seek, began)?;
+            }
+        }
+    }
+    Ok((rec, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_big_endian_then_zero_padded() {
+        let mut k = [0u8; 16];
+        make_key(&mut k, 0x0102_0304_0506_0708);
+        assert_eq!(&k[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&k[8..], b"00000000");
+        let mut short = [0u8; 4];
+        make_key(&mut short, 0x0102_0304_0506_0708);
+        assert_eq!(short, [5, 6, 7, 8]);
+        // Numeric order is key order.
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        make_key(&mut a, 255);
+        make_key(&mut b, 256);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn benchmark_names_round_trip_and_unknown_ones_are_listed() {
+        for (n, b) in Benchmark::ALL {
+            assert_eq!(n.parse::<Benchmark>().unwrap(), b);
+            assert_eq!(b.name(), n);
+        }
+        let e = "fillrandm".parse::<Benchmark>().unwrap_err().to_string();
+        assert!(
+            e.contains("fillrandm") && e.contains("readwhilewriting"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn summary_line_has_db_bench_layout() {
+        let result = PhaseResult {
+            name: "fillrandom".into(),
+            threads: 1,
+            seconds: 2.0,
+            ops: 400_000,
+            ops_per_sec: 200_000.0,
+            mb_per_sec: 19.9,
+            latency: vec![],
+            timeline: vec![],
+        };
+        let r = PhaseReport {
+            result,
+            message: Some("(1 of 2 found)".into()),
+            db_stats: crate::test_support::empty_stats(),
+        };
+        assert_eq!(
+            summary_line(&r),
+            "fillrandom   :       5.000 micros/op 200000 ops/sec;   19.9 MB/s (1 of 2 found)"
+        );
+    }
+
+    #[test]
+    fn each_benchmark_runs_on_a_small_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::EngineArgs {
+            db: Some(dir.path().join("db")),
+            write_buffer_size: Some(64 << 10),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap();
+        let cfg = DbBenchArgs {
+            benchmarks: Some(
+                "fillseq,readseq,fillrandom,overwrite,readrandom,seekrandom,readwhilewriting,deleterandom".into(),
+            ),
+            num: Some(2000),
+            threads: Some(2),
+            seek_nexts: Some(3),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let reports = run(&cfg, &engine, false).unwrap();
+        assert_eq!(reports.len(), 8);
+        // fillseq writes every key once per thread; readseq then sees all.
+        assert_eq!(reports[0].result.ops, 4000);
+        assert_eq!(
+            reports[1].result.ops, 4000,
+            "readseq: 2 threads x 2000 keys"
+        );
+        let read = &reports[4];
+        assert_eq!(read.result.ops, 4000);
+        let found = read.message.as_deref().unwrap();
+        assert!(found.ends_with("of 4000 found)"), "{found}");
+        assert!(
+            !found.starts_with("(0 "),
+            "a filled database has keys: {found}"
+        );
+        assert!(reports[0].db_stats.user_bytes > 0);
+    }
+}

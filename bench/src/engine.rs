@@ -1,0 +1,178 @@
+//! Engine settings shared by every workload: the flags (db_bench's names),
+//! their resolved values, and opening the database they describe.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use o3_compute::{Db, DbOptions};
+use o3_storage::options::Compression;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BenchError, Result};
+
+/// Parse db_bench-style booleans: `--sync`, `--sync=1`, `--sync=false`.
+pub fn parse_bool(s: &str) -> std::result::Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not a boolean (true/false/1/0)")),
+    }
+}
+
+/// Engine flags; every one is optional so a config file can supply it.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[command(rename_all = "snake_case")]
+pub struct EngineArgs {
+    /// Database directory.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Memtable size per shard in bytes.
+    #[arg(long)]
+    pub write_buffer_size: Option<usize>,
+    /// Block cache size in bytes.
+    #[arg(long)]
+    pub cache_size: Option<u64>,
+    /// Bloom filter bits per key (0 disables filters).
+    #[arg(long)]
+    pub bloom_bits: Option<u32>,
+    /// Block compression: none or lz4.
+    #[arg(long)]
+    pub compression_type: Option<String>,
+    /// SST data block size in bytes.
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    /// fsync the WAL on every write.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub sync: Option<bool>,
+    /// Do not write the WAL.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub disable_wal: Option<bool>,
+    /// Background flush and compaction threads.
+    #[arg(long)]
+    pub max_background_jobs: Option<usize>,
+}
+
+impl EngineArgs {
+    /// Flags given on the command line win over the config file.
+    pub fn over(self, base: EngineArgs) -> EngineArgs {
+        EngineArgs {
+            db: self.db.or(base.db),
+            write_buffer_size: self.write_buffer_size.or(base.write_buffer_size),
+            cache_size: self.cache_size.or(base.cache_size),
+            bloom_bits: self.bloom_bits.or(base.bloom_bits),
+            compression_type: self.compression_type.or(base.compression_type),
+            block_size: self.block_size.or(base.block_size),
+            sync: self.sync.or(base.sync),
+            disable_wal: self.disable_wal.or(base.disable_wal),
+            max_background_jobs: self.max_background_jobs.or(base.max_background_jobs),
+        }
+    }
+
+    /// Fill in the engine's defaults; `default_dir` is used without `--db`.
+    pub fn resolve(self, default_dir: &str) -> Result<EngineConfig> {
+        let d = DbOptions::default();
+        let compression_type = self.compression_type.unwrap_or_else(|| "none".to_string());
+        let compression: Compression =
+            compression_type.parse().map_err(|e: o3_compute::Error| {
+                BenchError::InvalidArgument(format!("--compression_type: {e}"))
+            })?;
+        let config = EngineConfig {
+            db: self
+                .db
+                .unwrap_or_else(|| std::env::temp_dir().join(default_dir)),
+            write_buffer_size: self.write_buffer_size.unwrap_or(d.write_buffer_size),
+            cache_size: self.cache_size.unwrap_or(d.block_cache_size),
+            bloom_bits: self.bloom_bits.unwrap_or(d.table.bloom_bits_per_key),
+            compression_type,
+            compression,
+            block_size: self.block_size.unwrap_or(d.table.block_size),
+            sync: self.sync.unwrap_or(d.sync_writes),
+            disable_wal: self.disable_wal.unwrap_or(d.disable_wal),
+            max_background_jobs: self.max_background_jobs.unwrap_or(d.max_background_jobs),
+        };
+        config
+            .db_options()
+            .validate()
+            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+        Ok(config)
+    }
+}
+
+/// Resolved engine settings (reported verbatim).
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineConfig {
+    pub db: PathBuf,
+    pub write_buffer_size: usize,
+    pub cache_size: u64,
+    pub bloom_bits: u32,
+    pub compression_type: String,
+    #[serde(skip)]
+    pub compression: Compression,
+    pub block_size: usize,
+    pub sync: bool,
+    pub disable_wal: bool,
+    pub max_background_jobs: usize,
+}
+
+impl EngineConfig {
+    /// Engine options: the defaults with these settings applied. The
+    /// unflushed-memory limit is raised with the write buffer, so a large
+    /// buffer is not refused.
+    pub fn db_options(&self) -> DbOptions {
+        let mut o = DbOptions {
+            write_buffer_size: self.write_buffer_size,
+            block_cache_size: self.cache_size,
+            sync_writes: self.sync,
+            disable_wal: self.disable_wal,
+            max_background_jobs: self.max_background_jobs,
+            ..DbOptions::default()
+        };
+        o.max_unflushed_bytes = o.max_unflushed_bytes.max(2 * self.write_buffer_size as u64);
+        o.table.bloom_bits_per_key = self.bloom_bits;
+        o.table.compression = self.compression;
+        o.table.block_size = self.block_size;
+        o
+    }
+
+    /// Remove the database at `db` so a load starts empty. Refuses a
+    /// directory that holds files but no o3 database, so a mistyped `--db`
+    /// cannot delete unrelated data.
+    pub fn destroy(&self) -> Result<()> {
+        let dir = &self.db;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(BenchError::io(dir, e)),
+        };
+        let non_empty = entries.count() > 0;
+        if non_empty && !dir.join("CURRENT").exists() {
+            return Err(BenchError::InvalidArgument(format!(
+                "{} is not empty and holds no o3 database (no CURRENT); refusing to delete it",
+                dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| BenchError::io(dir, e))
+    }
+
+    /// Open the database.
+    pub fn open(&self) -> Result<Db> {
+        Db::open(&self.db, self.db_options())
+            .map_err(BenchError::engine(format!("opening {}", self.db.display())))
+    }
+}
+
+/// Bytes under `dir` (files in all subdirectories).
+pub fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,55 @@
+//! The benchmark tool's error type. Every variant says what was wrong and
+//! where (file, property, flag), because the binary prints it as one line.
+
+use std::path::PathBuf;
+
+/// Result alias for `o3-bench`.
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// Everything that stops a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A YCSB property file or `-p` override is wrong; `source` names the
+    /// file (or "command line").
+    #[error("{source_name}: {message}")]
+    Workload {
+        source_name: String,
+        message: String,
+    },
+    /// The TOML configuration file is wrong.
+    #[error("config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    /// A flag value (after merging config and command line) is unusable.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The engine failed; `context` says during what.
+    #[error("{context}: {source}")]
+    Engine {
+        context: String,
+        #[source]
+        source: o3_compute::Error,
+    },
+}
+
+impl BenchError {
+    /// Build an [`BenchError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BenchError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wrap an engine error with what the benchmark was doing.
+    pub fn engine(context: impl Into<String>) -> impl FnOnce(o3_compute::Error) -> BenchError {
+        let context = context.into();
+        move |source| BenchError::Engine { context, source }
+    }
+}

@@ -1,0 +1,70 @@
+//! The machine and build a result came from, printed with every report so
+//! numbers are never compared without their conditions.
+
+use serde::Serialize;
+
+/// Where and how the benchmark ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub o3_bench_version: &'static str,
+    /// `release` or `debug` (debug numbers are not meaningful).
+    pub build_profile: &'static str,
+    pub cpus: usize,
+    pub cpu_model: Option<String>,
+    pub os: &'static str,
+    pub arch: &'static str,
+    /// Injected latency or bandwidth limits; none exist yet.
+    pub emulated_conditions: &'static str,
+}
+
+impl Environment {
+    pub fn detect() -> Environment {
+        Environment {
+            o3_bench_version: env!("CARGO_PKG_VERSION"),
+            build_profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            cpu_model: cpu_model(),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            emulated_conditions: "none",
+        }
+    }
+
+    /// Lines for stdout; a debug build gets a warning line.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        if self.build_profile != "release" {
+            s.push_str(
+                "WARNING: o3-bench was built without --release; its numbers are not representative\n",
+            );
+        }
+        s.push_str(&format!(
+            "environment: {} CPUs ({}), {}/{}, build profile {}, o3-bench {}\n",
+            self.cpus,
+            self.cpu_model.as_deref().unwrap_or("unknown model"),
+            self.os,
+            self.arch,
+            self.build_profile,
+            self.o3_bench_version
+        ));
+        s.push_str(&format!(
+            "emulated conditions: {}\n",
+            self.emulated_conditions
+        ));
+        s
+    }
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}

@@ -1,0 +1,204 @@
+//! The binary on bad input: one line on stderr naming what is wrong, and a
+//! non-zero exit. Also small end-to-end runs of both subcommands, the shipped
+//! workload files, the config file and the JSON/SVG outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn o3_bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_o3-bench"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run o3-bench")
+}
+
+fn workloads_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads")
+}
+
+/// Assert failure with exactly one stderr line containing every `needle`.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got: {stderr:?}"
+    );
+    for n in needles {
+        assert!(stderr.contains(n), "stderr {stderr:?} lacks {n:?}");
+    }
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn bad_property_name_is_one_line_naming_property_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write_file(
+        dir.path(),
+        "bad_name",
+        "recordcount=10\nreadproprtion=0.5\n",
+    );
+    let db = dir.path().join("db");
+    let out = o3_bench(&[
+        "ycsb",
+        "--workload",
+        w.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, &["readproprtion", "bad_name:2"]);
+    assert!(!db.exists(), "nothing may run on bad input");
+}
+
+#[test]
+fn proportions_above_one_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write_file(
+        dir.path(),
+        "too_much",
+        "recordcount=10\nreadproportion=0.6\nupdateproportion=0.3\ninsertproportion=0.2\n",
+    );
+    let out = o3_bench(&["ycsb", "--workload", w.to_str().unwrap()]);
+    assert_one_line_error(&out, &["too_much", "above 1"]);
+}
+
+#[test]
+fn unreadable_workload_path_is_one_line() {
+    let out = o3_bench(&["ycsb", "--workload", "/nonexistent/workloadz"]);
+    assert_one_line_error(&out, &["/nonexistent/workloadz"]);
+    // A directory is not a readable workload file either.
+    let dir = tempfile::tempdir().unwrap();
+    let out = o3_bench(&["ycsb", "--workload", dir.path().to_str().unwrap()]);
+    assert_one_line_error(&out, &[dir.path().to_str().unwrap()]);
+}
+
+#[test]
+fn bad_override_and_bad_flags_are_one_line() {
+    let w = workloads_dir().join("workloada");
+    let out = o3_bench(&[
+        "ycsb",
+        "--workload",
+        w.to_str().unwrap(),
+        "-p",
+        "recordcont=5",
+    ]);
+    assert_one_line_error(&out, &["recordcont", "command line"]);
+    let out = o3_bench(&["dbbench", "--benchmarks=fillrandm"]);
+    assert_one_line_error(&out, &["fillrandm"]);
+    let out = o3_bench(&["dbbench", "--num=many"]);
+    assert_one_line_error(&out, &["many"]);
+    let out = o3_bench(&["dbbench", "--no_such_flag=1"]);
+    assert_one_line_error(&out, &["no_such_flag"]);
+    let out = o3_bench(&["dbbench", "--compression_type=snappy"]);
+    assert_one_line_error(&out, &["snappy"]);
+}
+
+#[test]
+fn bad_config_file_is_one_line_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = write_file(dir.path(), "bench.toml", "[dbbench]\nnum = 10\nnmu = 3\n");
+    let out = o3_bench(&["--config", c.to_str().unwrap(), "dbbench"]);
+    assert_one_line_error(&out, &["bench.toml", "line 3", "nmu"]);
+}
+
+#[test]
+fn shipped_workloads_parse_and_run_small() {
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = workloads_dir().join(format!("workload{name}"));
+        let db = dir.path().join("db");
+        let out = o3_bench(&[
+            "ycsb",
+            "--workload",
+            w.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "-p",
+            "recordcount=300",
+            "-p",
+            "operationcount=300",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "workload{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("[OVERALL], Throughput(ops/sec)"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("emulated conditions: none"));
+    }
+}
+
+#[test]
+fn dbbench_config_flags_json_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let c = write_file(
+        dir.path(),
+        "bench.toml",
+        &format!(
+            "[engine]\ndb = \"{}\"\nwrite_buffer_size = 65536\n[dbbench]\nnum = 100000\nbenchmarks = \"fillseq\"\n",
+            db.display()
+        ),
+    );
+    let json = dir.path().join("report.json");
+    let plots = dir.path().join("plots");
+    // The flag --num overrides the config file's 100000.
+    let out = o3_bench(&[
+        "--config",
+        c.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--plots",
+        plots.to_str().unwrap(),
+        "dbbench",
+        "--num=500",
+        "--benchmarks=fillrandom,readrandom,seekrandom",
+        "--seek_nexts=2",
+        "--sync=0",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for b in ["fillrandom   :", "readrandom   :", "seekrandom   :"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(b))
+            .unwrap_or_else(|| panic!("{b} in {stdout}"));
+        assert!(
+            line.contains("micros/op") && line.contains("ops/sec;"),
+            "{line}"
+        );
+    }
+    if cfg!(debug_assertions) {
+        assert!(stdout.contains("WARNING: o3-bench was built without --release"));
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["configuration"]["num"], 500);
+    assert_eq!(report["configuration"]["write_buffer_size"], 65536);
+    assert_eq!(report["phases"][0]["ops"], 500);
+    assert!(
+        report["phases"][0]["latency"][0]["p99_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(report["phases"][0]["db_stats"]["levels"].is_array());
+    assert_eq!(report["environment"]["emulated_conditions"], "none");
+    let svgs = std::fs::read_dir(&plots).unwrap().count();
+    assert_eq!(svgs, 6, "timeline and CDF per benchmark");
+}
