@@ -237,9 +237,7 @@ fn install_flush(
         }
     };
     let mut st = db.state.lock();
-    let s = &mut st.shards[shard];
-    s.sealed.drain(..flushed);
-    s.flushing = false;
+    st.shards[shard].sealed.drain(..flushed);
     db.install_super_version(&st, version);
     let obsolete_wals: Vec<u64> = st
         .wal_segments
@@ -249,7 +247,6 @@ fn install_flush(
     for n in &obsolete_wals {
         st.wal_segments.remove(n);
     }
-    db.bg_cv.notify_all();
     drop(st);
     drop(vs);
     db.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -260,6 +257,11 @@ fn install_flush(
             tracing::warn!("could not delete obsolete WAL {}: {e}", path.display());
         }
     }
+    // The flush is done only once the segments it released are gone, so
+    // `Db::flush` returns with the WAL trimmed.
+    let mut st = db.state.lock();
+    st.shards[shard].flushing = false;
+    db.bg_cv.notify_all();
     Ok(())
 }
 
@@ -368,7 +370,7 @@ pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
         }
     }
     let mut st = db.state.lock();
-    while st.shards.iter().any(|s| !s.sealed.is_empty()) {
+    while st.shards.iter().any(|s| !s.sealed.is_empty() || s.flushing) {
         drop(st);
         db.check_poisoned()?;
         if db.shutting_down.load(Ordering::Acquire) {
