@@ -77,7 +77,7 @@ impl ConfigFile {
         toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             BenchError::Config {
                 path: path.to_path_buf(),
                 message: match line {
