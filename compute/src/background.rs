@@ -139,19 +139,21 @@ fn make_compaction_job(
     // Outputs are cut at the target size and at shard boundaries: reserve
     // enough numbers for both, with slack for files that end early.
     let count = input_bytes / plan.target_file_size.max(1) + db.shard_splits.len() as u64 + 16;
-    let levels = [plan.level as u32, plan.output_level as u32];
     CompactionJob {
         token: JobToken {
             job_id: st.next_job_id,
             epoch: 0,
         },
         dir: db.dir.clone(),
+        // Merges of a tiered level's runs and full merges read several levels.
         inputs: plan
-            .inputs
-            .iter()
-            .zip(levels)
-            .filter(|(files, _)| !files.is_empty())
-            .map(|(files, level)| (level, files.iter().map(|f| FileMeta::clone(f)).collect()))
+            .inputs_by_level()
+            .map(|(level, files)| {
+                (
+                    level as u32,
+                    files.iter().map(|f| FileMeta::clone(f)).collect(),
+                )
+            })
             .collect(),
         output_level: plan.output_level as u32,
         target_file_size: plan.target_file_size,
@@ -166,7 +168,7 @@ fn make_compaction_job(
 fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
     let largest_seq = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
     let count = mems.iter().map(|m| m.used_bytes() as u64).sum::<u64>()
-        / db.options.compaction.target_file_size_base.max(1)
+        / db.options.compaction.levels.target_file_size_base.max(1)
         + 4;
     let (token, numbers) = {
         let mut vs = db.versions.lock();
@@ -190,7 +192,7 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
             .map(|m| (m.entries(), m.largest_seq()))
             .collect(),
         table_options: db.options.table.clone(),
-        target_file_size: db.options.compaction.target_file_size_base,
+        target_file_size: db.options.compaction.levels.target_file_size_base,
         smallest_snapshot: db.smallest_snapshot(),
         file_numbers: numbers,
     };
@@ -386,7 +388,7 @@ pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
 /// (at least L1), running the jobs on the calling thread; a level whose
 /// inputs are busy with an automatic compaction waits for it.
 pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
-    let levels = db.options.compaction.num_levels;
+    let levels = db.versions.lock().current().num_levels();
     let bottom = {
         let v = db.versions.lock().current();
         v.levels

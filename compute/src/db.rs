@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use o3_storage::batch::WriteBatch;
-use o3_storage::compaction::{CompactionStrategy, Leveled};
+use o3_storage::compaction::CompactionStrategy;
 use o3_storage::env::{FileLock, Storage};
 use o3_storage::filename::{current_path, lock_path};
 use o3_storage::job::{CompactionJob, JobResult};
@@ -104,7 +104,8 @@ impl Db {
                 dir.display()
             )));
         }
-        let num_levels = options.compaction.num_levels;
+        // Tiered levels own several physical levels (one sorted run each).
+        let num_levels = options.compaction.physical_levels()?;
         let versions = if exists {
             let (vs, recovered) = VersionSet::recover(storage.clone(), &dir, num_levels)?;
             if let Some((offset, reason)) = recovered.torn_tail {
@@ -346,8 +347,7 @@ impl DbInner {
         table_cache: Arc<TableCache>,
         lock: Box<dyn FileLock>,
     ) -> Result<DbInner> {
-        let strategy: Box<dyn CompactionStrategy> =
-            Box::new(Leveled::new(options.compaction.clone())?);
+        let strategy: Box<dyn CompactionStrategy> = options.compaction.build()?;
         let version = versions.current();
         let sv = state.super_version(version.clone(), strategy.pending_compaction_bytes(&version));
         Ok(DbInner {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use o3_storage::compaction::LeveledOptions;
+use o3_storage::compaction::CompactionOptions;
 use o3_storage::env::{LocalFs, Storage};
 use o3_storage::options::TableOptions;
 use o3_storage::{Error, Result};
@@ -35,7 +35,8 @@ pub struct DbOptions {
     /// Skip the WAL entirely (data since the last flush is lost on any crash).
     pub disable_wal: bool,
     pub table: TableOptions,
-    pub compaction: LeveledOptions,
+    /// Compaction strategy (preset and primitives) and the tree's numbers.
+    pub compaction: CompactionOptions,
     /// L0 files of one shard at which writes are slowed down.
     pub l0_slowdown_writes_trigger: usize,
     /// L0 files of one shard at which writes stop until compaction catches up.
@@ -65,7 +66,7 @@ impl Default for DbOptions {
             sync_writes: false,
             disable_wal: false,
             table: TableOptions::default(),
-            compaction: LeveledOptions::default(),
+            compaction: CompactionOptions::default(),
             l0_slowdown_writes_trigger: 20,
             l0_stop_writes_trigger: 36,
             soft_pending_compaction_bytes_limit: 64 << 30,
@@ -105,10 +106,10 @@ impl DbOptions {
                 self.l0_slowdown_writes_trigger, self.l0_stop_writes_trigger
             ));
         }
-        if self.l0_stop_writes_trigger <= self.compaction.l0_compaction_trigger {
+        if self.l0_stop_writes_trigger <= self.compaction.levels.l0_compaction_trigger {
             return bad(format!(
                 "l0_stop_writes_trigger {} must exceed l0_compaction_trigger {}",
-                self.l0_stop_writes_trigger, self.compaction.l0_compaction_trigger
+                self.l0_stop_writes_trigger, self.compaction.levels.l0_compaction_trigger
             ));
         }
         if self.soft_pending_compaction_bytes_limit > self.hard_pending_compaction_bytes_limit {
@@ -118,7 +119,7 @@ impl DbOptions {
             return bad("max_background_jobs must be at least 1".to_string());
         }
         self.table.validate()?;
-        self.compaction.validate()?;
+        self.compaction.composition()?;
         Ok(())
     }
 }

@@ -102,7 +102,7 @@ pub(crate) fn recover(
             continue;
         }
         let bytes: u64 = mems.iter().map(|m| m.used_bytes() as u64).sum();
-        let count = bytes / options.compaction.target_file_size_base.max(1) + 4;
+        let count = bytes / options.compaction.levels.target_file_size_base.max(1) + 4;
         let job = FlushJob {
             token: JobToken {
                 job_id: 0,
@@ -115,7 +115,7 @@ pub(crate) fn recover(
                 .map(|m| (m.entries(), m.largest_seq()))
                 .collect(),
             table_options: options.table.clone(),
-            target_file_size: options.compaction.target_file_size_base,
+            target_file_size: options.compaction.levels.target_file_size_base,
             // No snapshot survives a restart: keep only the newest versions.
             smallest_snapshot: last_seq,
             file_numbers: versions.reserve_file_numbers(count),

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 
 use common::{KEY_SPACE, key, tiny_options};
 use o3_compute::{Db, Snapshot, WriteBatch};
+use o3_storage::compaction::Preset;
 use o3_storage::env::{FaultInjectingFs, Storage};
 
 #[derive(Debug, Clone)]
@@ -81,11 +82,18 @@ fn model_scan(
     v
 }
 
-fn run(ops: Vec<Op>, shards: usize) -> Result<(), TestCaseError> {
+/// Run `ops` under the compaction `preset`, checking every answer against
+/// the model; returns the transcript of answers for cross-preset comparison.
+fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestCaseError> {
+    let mut transcript = Vec::new();
     let fs = FaultInjectingFs::new();
     let storage: Arc<dyn Storage> = Arc::new(fs.clone());
     let dir = std::path::Path::new("/db");
-    let open = || Db::open(dir, tiny_options(storage.clone(), shards)).expect("open");
+    let open = || {
+        let mut o = tiny_options(storage.clone(), shards);
+        o.compaction.preset = preset;
+        Db::open(dir, o).expect("open")
+    };
     let mut db = Some(open());
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut snapshots: Vec<(Snapshot, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
@@ -197,7 +205,7 @@ fn run(ops: Vec<Op>, shards: usize) -> Result<(), TestCaseError> {
     db.take().expect("db").close().expect("close");
     let d = open();
     prop_assert_eq!(common::full_scan(&d), model, "scan after reopen");
-    Ok(())
+    Ok(transcript)
 }
 
 fn cases() -> u32 {
@@ -212,6 +220,31 @@ proptest! {
 
     #[test]
     fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7) {
-        run(ops, shards)?;
+        run(ops, shards, Preset::OneLeveling)?;
+    }
+}
+
+fn metamorphic_cases() -> u32 {
+    std::env::var("O3_METAMORPHIC_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: metamorphic_cases(), max_shrink_iters: 500, ..ProptestConfig::default() })]
+
+    /// The same operations under every compaction preset give the same
+    /// answers (and each matches the model).
+    #[test]
+    fn every_compaction_preset_gives_identical_answers(ops in prop::collection::vec(op(), 1..300), shards in 4usize..6) {
+        let mut first: Option<(Preset, Vec<String>)> = None;
+        for &preset in Preset::ALL {
+            let transcript = run(ops.clone(), shards, preset)?;
+            match &first {
+                None => first = Some((preset, transcript)),
+                Some((p0, t0)) => prop_assert_eq!(t0, &transcript, "{} and {} disagree", p0, preset),
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use o3_compute::{Db, DbOptions};
-use o3_storage::compaction::LeveledOptions;
+use o3_storage::compaction::{CompactionOptions, LeveledOptions};
 use o3_storage::env::Storage;
 use o3_storage::options::TableOptions;
 
@@ -24,14 +24,17 @@ pub fn tiny_options(storage: Arc<dyn Storage>, shards: usize) -> DbOptions {
             restart_interval: 4,
             ..TableOptions::default()
         },
-        compaction: LeveledOptions {
-            num_levels: 4,
-            l0_compaction_trigger: 2,
-            max_bytes_for_level_base: 16 * 1024,
-            max_bytes_for_level_multiplier: 4.0,
-            target_file_size_base: 4096,
-            max_compaction_bytes: 64 * 1024,
-            ..LeveledOptions::default()
+        compaction: CompactionOptions {
+            levels: LeveledOptions {
+                num_levels: 4,
+                l0_compaction_trigger: 2,
+                max_bytes_for_level_base: 16 * 1024,
+                max_bytes_for_level_multiplier: 4.0,
+                target_file_size_base: 4096,
+                max_compaction_bytes: 64 * 1024,
+                ..LeveledOptions::default()
+            },
+            ..CompactionOptions::default()
         },
         l0_slowdown_writes_trigger: 8,
         l0_stop_writes_trigger: 12,
