@@ -34,7 +34,7 @@ enum Work {
     },
     Compaction {
         plan: CompactionPlan,
-        job: CompactionJob,
+        job: Box<CompactionJob>,
     },
 }
 
@@ -114,7 +114,10 @@ fn next_work(db: &DbInner) -> Option<Work> {
             };
             if let Some(plan) = plan {
                 let job = make_compaction_job(db, &mut vs, &mut st, &plan);
-                return Some(Work::Compaction { plan, job });
+                return Some(Work::Compaction {
+                    plan,
+                    job: Box::new(job),
+                });
             }
         }
         drop(vs);
@@ -204,11 +207,11 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
     // Prefix rule: the WAL must hold every write up to the flushed sequence.
     if !db.options.disable_wal {
         let mut wal = db.wal.lock();
-        if let Some(w) = wal.writer.as_mut() {
-            if let Err(e) = w.sync() {
-                db.poison(&e);
-                return Err(e);
-            }
+        if let Some(w) = wal.writer.as_mut()
+            && let Err(e) = w.sync()
+        {
+            db.poison(&e);
+            return Err(e);
         }
     }
     install_flush(db, shard, mems.len(), largest_seq, result)

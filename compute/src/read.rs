@@ -53,19 +53,20 @@ pub(crate) fn get(
     let levels = &sv.version.levels;
     // L0: every file of this shard that covers the key, newest first.
     for f in levels.first().into_iter().flatten() {
-        if f.shard as usize == shard && in_range(f) {
-            if let Some(found) = table_get(db, f, key, &lookup)? {
-                return Ok(found);
-            }
+        if f.shard as usize == shard
+            && in_range(f)
+            && let Some(found) = table_get(db, f, key, &lookup)?
+        {
+            return Ok(found);
         }
     }
     // Deeper levels: at most one file each (fence pointers).
     for files in levels.iter().skip(1) {
         let i = files.partition_point(|f| f.largest_user_key() < key);
-        if let Some(f) = files.get(i).filter(|f| in_range(f)) {
-            if let Some(found) = table_get(db, f, key, &lookup)? {
-                return Ok(found);
-            }
+        if let Some(f) = files.get(i).filter(|f| in_range(f))
+            && let Some(found) = table_get(db, f, key, &lookup)?
+        {
+            return Ok(found);
         }
     }
     Ok(None)
@@ -119,6 +120,8 @@ impl DbIterator {
     pub fn seek_for_prev(&mut self, key: &[u8]) -> Result<()> {
         self.inner.seek_for_prev(key)
     }
+    /// A cursor step that can fail, not `Iterator::next`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<()> {
         self.inner.next()
     }

@@ -295,10 +295,10 @@ fn seal_cold_shard_if_wal_too_large(db: &DbInner) {
         .enumerate()
         .filter_map(|(i, s)| s.active_first_wal.map(|w| (w, i)))
         .min();
-    if let Some((_, shard)) = oldest {
-        if let Err(e) = seal_active(db, &mut st, shard) {
-            tracing::warn!("sealing shard {shard} to release WAL space: {e}");
-        }
+    if let Some((_, shard)) = oldest
+        && let Err(e) = seal_active(db, &mut st, shard)
+    {
+        tracing::warn!("sealing shard {shard} to release WAL space: {e}");
     }
 }
 

@@ -22,6 +22,9 @@ fn opts(fs: &FaultInjectingFs) -> DbOptions {
     }
 }
 
+/// File name → content.
+type Files = BTreeMap<String, Vec<u8>>;
+
 /// Copy every file of `from` into a fresh file system, with `edit` applied.
 fn clone_fs(
     files: &BTreeMap<String, Vec<u8>>,
@@ -80,7 +83,7 @@ fn assert_names_file(e: &Error, name: &str) {
 
 /// A closed database whose data is in SSTs at several levels, plus the
 /// expected content.
-fn build_flushed() -> (BTreeMap<String, Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>) {
+fn build_flushed() -> (Files, BTreeMap<Vec<u8>, Vec<u8>>) {
     let fs = FaultInjectingFs::new();
     let db = Db::open(DIR, opts(&fs)).expect("open");
     let mut model = BTreeMap::new();

@@ -53,6 +53,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The expected content: key → value.
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// A value that names the key and the write, padded so entries fill
 /// memtables and blocks quickly.
 fn value(k: usize, v: usize) -> Vec<u8> {
@@ -67,10 +70,10 @@ fn model_scan(
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let lo_b = lo.map_or(Bound::Unbounded, |l| Bound::Included(key(l)));
     let hi_b = hi.map_or(Bound::Unbounded, |h| Bound::Excluded(key(h)));
-    if let (Some(l), Some(h)) = (lo, hi) {
-        if l >= h {
-            return Vec::new();
-        }
+    if let (Some(l), Some(h)) = (lo, hi)
+        && l >= h
+    {
+        return Vec::new();
     }
     let mut v: Vec<_> = m
         .range((lo_b, hi_b))
@@ -96,7 +99,7 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
     };
     let mut db = Some(open());
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-    let mut snapshots: Vec<(Snapshot, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+    let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     for op in ops {
         let d = db.as_ref().expect("open database");
         match op {
@@ -125,12 +128,9 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
                 d.write(b).expect("write batch");
             }
             Op::Get(k) => {
-                prop_assert_eq!(
-                    d.get(&key(k)).expect("get"),
-                    model.get(&key(k)).cloned(),
-                    "get {}",
-                    k
-                );
+                let got = d.get(&key(k)).expect("get");
+                transcript.push(format!("get {k} {got:?}"));
+                prop_assert_eq!(got, model.get(&key(k)).cloned(), "get {}", k);
             }
             Op::TakeSnapshot => {
                 if snapshots.len() < 8 {
@@ -139,10 +139,9 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
             }
             Op::GetAtSnapshot(k, s) => {
                 if let Some((snap, m)) = snapshots.get(s) {
-                    prop_assert_eq!(
-                        d.get_at(&key(k), snap).expect("get_at"),
-                        m.get(&key(k)).cloned()
-                    );
+                    let got = d.get_at(&key(k), snap).expect("get_at");
+                    transcript.push(format!("get_at {k} {s} {got:?}"));
+                    prop_assert_eq!(got, m.get(&key(k)).cloned());
                 }
             }
             Op::DropSnapshot(s) => {
@@ -175,6 +174,9 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
                         model_scan(&model, lo, hi, reverse),
                     ),
                 };
+                transcript.push(format!(
+                    "scan {lo:?} {hi:?} {reverse} {at_snapshot:?} {got:?}"
+                ));
                 prop_assert_eq!(
                     got,
                     want,
