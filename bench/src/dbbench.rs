@@ -111,7 +111,8 @@ pub struct DbBenchArgs {
     /// Keep the existing database instead of starting empty.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
     pub use_existing_db: Option<bool>,
-    /// Seed of the key generators (thread i uses seed + i).
+    /// Seed base: the n-th thread this invocation starts (counting over all
+    /// benchmarks, from 1) seeds its key generator with seed + n, as db_bench.
     #[arg(long)]
     pub seed: Option<u64>,
 }
@@ -270,6 +271,11 @@ pub fn run(
     }
     let mut db = Some(engine.open()?);
     let mut reports = Vec::new();
+    // Like db_bench, every thread of the invocation gets the next seed, so
+    // the first benchmark of a process (e.g. readrandom after a separate
+    // fillrandom process) replays the key sequence of the fill, and later
+    // benchmarks draw fresh ones.
+    let mut next_seed = cfg.seed.wrapping_add(1);
     for (i, &b) in cfg.benchmarks.iter().enumerate() {
         if b.fresh_db() && !cfg.use_existing_db && i > 0 {
             if let Some(old) = db.take() {
@@ -283,7 +289,9 @@ pub fn run(
             return Err(BenchError::InvalidArgument("database is not open".into()));
         };
         tracing::info!(benchmark = b.name(), "starting");
-        let report = run_one(b, cfg, handle, show_progress)?;
+        let report = run_one(b, cfg, handle, show_progress, next_seed)?;
+        let writers = u64::from(b == Benchmark::ReadWhileWriting);
+        next_seed = next_seed.wrapping_add(cfg.threads as u64 + writers);
         println!("{}", summary_line(&report));
         print!("{}", report.result.details());
         print!("{}", crate::report::describe_db_stats(&report.db_stats));
@@ -324,7 +332,15 @@ pub fn summary_line(r: &PhaseReport) -> String {
     )
 }
 
-fn run_one(b: Benchmark, cfg: &DbBenchConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
+/// Thread `t` seeds its generator with `seed + t`; the readwhilewriting
+/// writer with `seed + threads`.
+fn run_one(
+    b: Benchmark,
+    cfg: &DbBenchConfig,
+    db: &Db,
+    show_progress: bool,
+    seed: u64,
+) -> Result<PhaseReport> {
     let per_thread = match b {
         Benchmark::FillSeq
         | Benchmark::FillRandom
@@ -348,13 +364,15 @@ fn run_one(b: Benchmark, cfg: &DbBenchConfig, db: &Db, show_progress: bool) -> R
     let (recorders, outcomes, writer_ops) = std::thread::scope(|s| {
         let writer = (b == Benchmark::ReadWhileWriting).then(|| {
             let running = &writer_running;
-            s.spawn(move || background_writer(db, cfg, running))
+            s.spawn(move || {
+                background_writer(db, cfg, running, seed.wrapping_add(cfg.threads as u64))
+            })
         });
         let workers: Vec<_> = (0..cfg.threads)
             .map(|t| {
                 let rec = ThreadRecorder::new(start, progress.clone());
                 let budget = &budget;
-                s.spawn(move || worker(b, cfg, db, t, rec, budget))
+                s.spawn(move || worker(b, cfg, db, seed.wrapping_add(t as u64), rec, budget))
             })
             .collect();
         let mut recorders = Vec::new();
@@ -408,8 +426,8 @@ fn run_one(b: Benchmark, cfg: &DbBenchConfig, db: &Db, show_progress: bool) -> R
 }
 
 /// readwhilewriting's writer: random overwrites until the readers finish.
-fn background_writer(db: &Db, cfg: &DbBenchConfig, running: &AtomicBool) -> Result<u64> {
-    let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(cfg.threads as u64));
+fn background_writer(db: &Db, cfg: &DbBenchConfig, running: &AtomicBool, seed: u64) -> Result<u64> {
+    let mut rng = SmallRng::seed_from_u64(seed);
     let mut values = ValueSource::new(cfg.value_size, &mut rng);
     let mut key = vec![0u8; cfg.key_size];
     let mut written = 0;
@@ -426,11 +444,11 @@ fn worker(
     b: Benchmark,
     cfg: &DbBenchConfig,
     db: &Db,
-    thread: usize,
+    seed: u64,
     mut rec: ThreadRecorder,
     budget: &Budget,
 ) -> Result<(ThreadRecorder, Outcome)> {
-    let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(thread as u64));
+    let mut rng = SmallRng::seed_from_u64(seed);
     let mut values = ValueSource::new(cfg.value_size, &mut rng);
     let mut key = vec![0u8; cfg.key_size];
     let mut out = Outcome::default();
@@ -499,7 +517,10 @@ fn worker(
                     .map_err(BenchError::engine("seekrandom: seek"))?;
                 out.attempted += 1;
                 if it.valid() {
-                    out.found += 1;
+                    // db_bench counts a seek as found only on an exact match.
+                    if it.key() == key.as_slice() {
+                        out.found += 1;
+                    }
                     rec.add_bytes(it.key().len() + it.value().len());
                 }
                 for _ in 0..cfg.seek_nexts {

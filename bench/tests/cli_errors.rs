@@ -189,7 +189,10 @@ fn dbbench_config_flags_json_and_plots() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["configuration"]["num"], 500);
-    assert_eq!(report["configuration"]["engine"]["write_buffer_size"], 65536);
+    assert_eq!(
+        report["configuration"]["engine"]["write_buffer_size"],
+        65536
+    );
     assert_eq!(report["phases"][0]["ops"], 500);
     assert!(
         report["phases"][0]["latency"][0]["p99_us"]
