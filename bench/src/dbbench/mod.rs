@@ -10,194 +10,21 @@
 //! - one summary line per benchmark in db_bench's format:
 //!   `fillrandom   :       5.545 micros/op 180347 ops/sec;   19.9 MB/s`.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use indicatif::ProgressBar;
 use o3_compute::{Db, ReadOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineConfig, parse_bool};
+use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
 use crate::report::{OpKind, PhaseReport, PhaseResult, ThreadRecorder};
 
-/// The benchmarks this tool runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Benchmark {
-    FillSeq,
-    FillRandom,
-    Overwrite,
-    ReadRandom,
-    ReadSeq,
-    SeekRandom,
-    ReadWhileWriting,
-    DeleteRandom,
-}
+mod options;
 
-impl Benchmark {
-    const ALL: [(&'static str, Benchmark); 8] = [
-        ("fillseq", Benchmark::FillSeq),
-        ("fillrandom", Benchmark::FillRandom),
-        ("overwrite", Benchmark::Overwrite),
-        ("readrandom", Benchmark::ReadRandom),
-        ("readseq", Benchmark::ReadSeq),
-        ("seekrandom", Benchmark::SeekRandom),
-        ("readwhilewriting", Benchmark::ReadWhileWriting),
-        ("deleterandom", Benchmark::DeleteRandom),
-    ];
-
-    pub fn name(self) -> &'static str {
-        Benchmark::ALL
-            .iter()
-            .find(|(_, b)| *b == self)
-            .map_or("?", |(n, _)| n)
-    }
-
-    /// Fill benchmarks start from an empty database (unless `--use_existing_db`).
-    fn fresh_db(self) -> bool {
-        matches!(self, Benchmark::FillSeq | Benchmark::FillRandom)
-    }
-}
-
-impl FromStr for Benchmark {
-    type Err = BenchError;
-    fn from_str(s: &str) -> Result<Benchmark> {
-        Benchmark::ALL
-            .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, b)| *b)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Benchmark::ALL.iter().map(|(n, _)| *n).collect();
-                BenchError::InvalidArgument(format!(
-                    "unknown benchmark '{s}' (valid: {})",
-                    names.join(", ")
-                ))
-            })
-    }
-}
-
-/// db_bench flags (all optional so a config file can supply them).
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[command(rename_all = "snake_case")]
-pub struct DbBenchArgs {
-    /// Comma-separated benchmarks, run in order.
-    #[arg(long)]
-    pub benchmarks: Option<String>,
-    /// Number of keys (and of writes per thread).
-    #[arg(long)]
-    pub num: Option<u64>,
-    /// Reads per thread; negative means --num.
-    #[arg(long, allow_negative_numbers = true)]
-    pub reads: Option<i64>,
-    #[arg(long)]
-    pub key_size: Option<usize>,
-    #[arg(long)]
-    pub value_size: Option<usize>,
-    /// Concurrent threads per benchmark.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Next() calls after each seek in seekrandom.
-    #[arg(long)]
-    pub seek_nexts: Option<u64>,
-    /// Run each benchmark for this many seconds instead of a count (0 = count).
-    #[arg(long)]
-    pub duration: Option<u64>,
-    /// Keep the existing database instead of starting empty.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
-    pub use_existing_db: Option<bool>,
-    /// Seed base: the n-th thread this invocation starts (counting over all
-    /// benchmarks, from 1) seeds its key generator with seed + n, as db_bench.
-    #[arg(long)]
-    pub seed: Option<u64>,
-}
-
-impl DbBenchArgs {
-    /// Flags given on the command line win over the config file.
-    pub fn over(self, base: DbBenchArgs) -> DbBenchArgs {
-        DbBenchArgs {
-            benchmarks: self.benchmarks.or(base.benchmarks),
-            num: self.num.or(base.num),
-            reads: self.reads.or(base.reads),
-            key_size: self.key_size.or(base.key_size),
-            value_size: self.value_size.or(base.value_size),
-            threads: self.threads.or(base.threads),
-            seek_nexts: self.seek_nexts.or(base.seek_nexts),
-            duration: self.duration.or(base.duration),
-            use_existing_db: self.use_existing_db.or(base.use_existing_db),
-            seed: self.seed.or(base.seed),
-        }
-    }
-
-    /// Apply db_bench's defaults and check the values.
-    pub fn resolve(self) -> Result<DbBenchConfig> {
-        let benchmarks = self
-            .benchmarks
-            .as_deref()
-            .unwrap_or("fillrandom,readrandom")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(Benchmark::from_str)
-            .collect::<Result<Vec<_>>>()?;
-        if benchmarks.is_empty() {
-            return Err(BenchError::InvalidArgument("--benchmarks is empty".into()));
-        }
-        let num = self.num.unwrap_or(1_000_000);
-        let c = DbBenchConfig {
-            benchmarks,
-            num,
-            reads: match self.reads {
-                Some(r) if r >= 0 => r as u64,
-                _ => num,
-            },
-            key_size: self.key_size.unwrap_or(16),
-            value_size: self.value_size.unwrap_or(100),
-            threads: self.threads.unwrap_or(1),
-            seek_nexts: self.seek_nexts.unwrap_or(0),
-            duration: self.duration.unwrap_or(0),
-            use_existing_db: self.use_existing_db.unwrap_or(false),
-            seed: self.seed.unwrap_or(0x5eed),
-        };
-        let bad = |m: &str| Err(BenchError::InvalidArgument(m.to_string()));
-        if c.num == 0 {
-            return bad("--num must be at least 1");
-        }
-        if c.key_size == 0 || c.key_size > 1 << 16 {
-            return bad("--key_size must lie in [1, 65536]");
-        }
-        if c.key_size < 8 && c.num > 1u64 << (8 * c.key_size) {
-            return bad("--key_size is too small to hold --num distinct keys");
-        }
-        if c.value_size > 64 << 20 {
-            return bad("--value_size must be at most 64 MiB");
-        }
-        if c.threads == 0 {
-            return bad("--threads must be at least 1");
-        }
-        Ok(c)
-    }
-}
-
-/// Resolved db_bench settings (reported verbatim).
-#[derive(Debug, Clone, Serialize)]
-pub struct DbBenchConfig {
-    pub benchmarks: Vec<Benchmark>,
-    pub num: u64,
-    pub reads: u64,
-    pub key_size: usize,
-    pub value_size: usize,
-    pub threads: usize,
-    pub seek_nexts: u64,
-    pub duration: u64,
-    pub use_existing_db: bool,
-    pub seed: u64,
-}
+pub use options::{Benchmark, DbBenchArgs, DbBenchConfig};
 
 /// Write db_bench's key for number `v` into `key` (all of it).
 pub fn make_key(key: &mut [u8], v: u64) {
@@ -560,19 +387,6 @@ mod tests {
     }
 
     #[test]
-    fn benchmark_names_round_trip_and_unknown_ones_are_listed() {
-        for (n, b) in Benchmark::ALL {
-            assert_eq!(n.parse::<Benchmark>().unwrap(), b);
-            assert_eq!(b.name(), n);
-        }
-        let e = "fillrandm".parse::<Benchmark>().unwrap_err().to_string();
-        assert!(
-            e.contains("fillrandm") && e.contains("readwhilewriting"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn summary_line_has_db_bench_layout() {
         let result = PhaseResult {
             name: "fillrandom".into(),
@@ -593,6 +407,37 @@ mod tests {
             summary_line(&r),
             "fillrandom   :       5.000 micros/op 200000 ops/sec;   19.9 MB/s (1 of 2 found)"
         );
+    }
+
+    /// As in db_bench: a process whose first benchmark is readrandom replays
+    /// the key sequence of a fillrandom process with the same seed (every
+    /// read finds its key), while a later benchmark draws new keys (a random
+    /// fill of `num` draws holds ~63% of the key range).
+    #[test]
+    fn seeds_follow_db_bench_across_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::EngineArgs {
+            db: Some(dir.path().join("db")),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap();
+        let args = |benchmarks: &str, existing: bool| {
+            DbBenchArgs {
+                benchmarks: Some(benchmarks.into()),
+                num: Some(5000),
+                use_existing_db: Some(existing),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap()
+        };
+        run(&args("fillrandom", false), &engine, false).unwrap();
+        let reports = run(&args("readrandom,seekrandom", true), &engine, false).unwrap();
+        assert_eq!(reports[0].message.as_deref(), Some("(5000 of 5000 found)"));
+        let seek = reports[1].message.as_deref().unwrap();
+        let found: u64 = seek[1..].split(' ').next().unwrap().parse().unwrap();
+        assert!((2800..3500).contains(&found), "{seek}");
     }
 
     #[test]
