@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use o3_storage::compaction::CompactionPlan;
 use o3_storage::filename::{table_path, wal_path};
-use o3_storage::job::{CompactionJob, FlushJob, JobResult, JobToken};
+use o3_storage::job::{CompactionJob, FlushJob, JobResult, JobStats, JobToken};
 use o3_storage::memtable::Memtable;
-use o3_storage::version::{FileMeta, VersionEdit};
+use o3_storage::version::{FileMeta, Version, VersionEdit, VersionSet};
 use o3_storage::{Error, Result};
 
 use crate::db::DbInner;
@@ -234,13 +234,7 @@ fn install_flush(
         new_files: result.outputs.into_iter().map(|f| (0, f)).collect(),
         ..VersionEdit::default()
     };
-    let version = match vs.log_and_apply(edit) {
-        Ok(v) => v,
-        Err(e) => {
-            db.poison(&e);
-            return Err(e);
-        }
-    };
+    let version = apply_edit(db, &mut vs, edit)?;
     let mut st = db.state.lock();
     st.shards[shard].sealed.drain(..flushed);
     db.install_super_version(&st, version);
@@ -271,8 +265,41 @@ fn install_flush(
 }
 
 fn run_compaction(db: &DbInner, plan: &CompactionPlan, job: &CompactionJob) -> Result<()> {
-    let result = job.execute(db.storage.as_ref())?;
+    let result = match trivial_move(job) {
+        Some(moved) => moved,
+        None => job.execute(db.storage.as_ref())?,
+    };
     install_compaction(db, plan, job, result)
+}
+
+/// A compaction with a single input file and nothing to merge it with moves
+/// the file down instead of rewriting it — unless it holds tombstones that
+/// this (bottommost) compaction would drop. The result names the input file
+/// itself as the output.
+fn trivial_move(job: &CompactionJob) -> Option<JobResult> {
+    let mut files = job
+        .inputs
+        .iter()
+        .flat_map(|(level, files)| files.iter().map(move |f| (*level, f)));
+    let (level, only) = files.next()?;
+    if files.next().is_some()
+        || level == job.output_level
+        || (job.drop_tombstones && only.tombstones > 0)
+    {
+        return None;
+    }
+    Some(JobResult {
+        token: job.token,
+        outputs: vec![only.clone()],
+        stats: JobStats::default(),
+    })
+}
+
+/// Make `edit` durable and return the new version; a failure poisons the
+/// database (the manifest's tail is unknown, so nothing may be deleted or
+/// acknowledged on top of it).
+fn apply_edit(db: &DbInner, vs: &mut VersionSet, edit: VersionEdit) -> Result<Arc<Version>> {
+    vs.log_and_apply(edit).inspect_err(|e| db.poison(e))
 }
 
 fn install_compaction(
@@ -299,23 +326,27 @@ fn install_compaction(
         }
     }
     let written: u64 = result.outputs.iter().map(|f| f.size).sum();
+    // Files that are both input and output were moved, not rewritten.
+    let inputs: std::collections::HashSet<u64> = plan.input_files().map(|f| f.number).collect();
+    let moved: std::collections::HashSet<u64> = result
+        .outputs
+        .iter()
+        .map(|f| f.number)
+        .filter(|n| inputs.contains(n))
+        .collect();
     edit.new_files = result
         .outputs
         .into_iter()
         .map(|f| (job.output_level, f))
         .collect();
-    let version = match vs.log_and_apply(edit) {
-        Ok(v) => v,
-        Err(e) => {
-            db.poison(&e);
-            return Err(e);
-        }
-    };
+    let version = apply_edit(db, &mut vs, edit)?;
     let mut st = db.state.lock();
     for files in &plan.inputs {
         for f in files {
             st.busy_files.remove(&f.number);
-            st.obsolete_files.push(f.clone());
+            if !moved.contains(&f.number) {
+                st.obsolete_files.push(f.clone());
+            }
         }
     }
     st.running_compactions -= 1;
@@ -323,13 +354,17 @@ fn install_compaction(
     db.bg_cv.notify_all();
     drop(st);
     drop(vs);
-    db.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    db.counters
-        .compaction_bytes_read
-        .fetch_add(result.stats.bytes_read, Ordering::Relaxed);
-    db.counters
-        .compaction_bytes_written
-        .fetch_add(written, Ordering::Relaxed);
+    if moved.is_empty() {
+        db.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        db.counters
+            .compaction_bytes_read
+            .fetch_add(result.stats.bytes_read, Ordering::Relaxed);
+        db.counters
+            .compaction_bytes_written
+            .fetch_add(written, Ordering::Relaxed);
+    } else {
+        db.counters.trivial_moves.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }
 

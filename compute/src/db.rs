@@ -275,22 +275,12 @@ impl Db {
                     bytes: l.iter().map(|f| f.size).sum(),
                 })
                 .collect(),
-            user_bytes: 0,
-            writes: 0,
-            wal_bytes: 0,
-            flush_bytes: 0,
-            flushes: 0,
-            compaction_bytes_read: 0,
-            compaction_bytes_written: 0,
-            compactions: 0,
-            trivial_moves: 0,
-            write_amplification: 0.0,
-            stall_micros: Vec::new(),
             block_cache_hits: cache.hits(),
             block_cache_misses: cache.misses(),
             block_cache_usage: cache.usage(),
             last_sequence: self.inner.visible_seq.load(Ordering::Acquire),
             unflushed_memtables: sv.shards.iter().map(|s| s.sealed.len()).sum(),
+            ..DbStats::default()
         };
         self.inner.counters.fill(&mut s);
         s

@@ -61,7 +61,7 @@ pub struct LevelStats {
 }
 
 /// A snapshot of the database's shape and work so far.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DbStats {
     pub levels: Vec<LevelStats>,
     /// Key + value bytes the user wrote.

@@ -158,10 +158,14 @@ mod tests {
         let c = make_internal_key(b"l", 100, ValueKind::Value);
         assert_eq!(compare_internal(&a, &b), Ordering::Less);
         assert_eq!(compare_internal(&b, &c), Ordering::Less);
-        assert_eq!(
-            compare_internal(&make_lookup_key(b"k", 10), &a),
-            Ordering::Less
-        );
+        // A lookup key sorts at or before every entry of its key and
+        // sequence, and after every newer entry.
+        let lookup = make_lookup_key(b"k", 10);
+        assert_ne!(compare_internal(&lookup, &a), Ordering::Greater);
+        let older_kind = make_internal_key(b"k", 10, ValueKind::Tombstone);
+        assert_eq!(compare_internal(&lookup, &older_kind), Ordering::Less);
+        let newer = make_internal_key(b"k", 11, ValueKind::Tombstone);
+        assert_eq!(compare_internal(&newer, &lookup), Ordering::Less);
     }
 
     #[test]

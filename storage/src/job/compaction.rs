@@ -18,8 +18,8 @@ use crate::options::TableOptions;
 use crate::sst::Table;
 use crate::version::FileMeta;
 
-use super::output::OutputFiles;
-use super::{JobResult, JobStats, JobToken};
+use super::output::{OutputFiles, write_outputs};
+use super::{JobResult, JobToken};
 
 /// Merge `inputs` into `output_level`. Everything the executor needs is here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,12 +78,12 @@ impl CompactionJob {
             }
         }
         let merged = MergingIterator::new(children);
-        let mut stream = CompactionStream::new(
+        let stream = CompactionStream::new(
             Box::new(merged),
             self.smallest_snapshot,
             self.drop_tombstones,
         );
-        let mut out = OutputFiles::new(
+        let out = OutputFiles::new(
             storage,
             &self.dir,
             &self.table_options,
@@ -92,24 +92,6 @@ impl CompactionJob {
             &self.shard_splits,
             None,
         );
-        stream.seek_to_first()?;
-        while let Some((k, v)) = stream.next_entry()? {
-            out.add(k, v)?;
-        }
-        let outputs = out.finish()?;
-        let counts = stream.counters();
-        Ok(JobResult {
-            token: self.token,
-            stats: JobStats {
-                bytes_read: self.input_bytes(),
-                bytes_written: outputs.iter().map(|f| f.size).sum(),
-                entries_in: counts.entries_in,
-                entries_out: outputs.iter().map(|f| f.entries).sum(),
-                entries_dropped: counts.entries_dropped,
-                tombstones_dropped: counts.tombstones_dropped,
-                micros: start.elapsed().as_micros() as u64,
-            },
-            outputs,
-        })
+        write_outputs(self.token, stream, out, self.input_bytes(), start)
     }
 }

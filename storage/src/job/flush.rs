@@ -15,8 +15,8 @@ use crate::key::SequenceNumber;
 use crate::memtable::MemtableImage;
 use crate::options::TableOptions;
 
-use super::output::OutputFiles;
-use super::{JobResult, JobStats, JobToken};
+use super::output::{OutputFiles, write_outputs};
+use super::{JobResult, JobToken};
 
 /// Flush the images of one shard into level-0 tables in `dir`.
 ///
@@ -81,8 +81,8 @@ impl FlushJob {
             children.push(Box::new(image.iter()));
         }
         let merged = MergingIterator::new(children);
-        let mut stream = CompactionStream::new(Box::new(merged), self.smallest_snapshot, false);
-        let mut out = OutputFiles::new(
+        let stream = CompactionStream::new(Box::new(merged), self.smallest_snapshot, false);
+        let out = OutputFiles::new(
             storage,
             &self.dir,
             &self.table_options,
@@ -91,24 +91,6 @@ impl FlushJob {
             &[],
             Some(self.shard),
         );
-        stream.seek_to_first()?;
-        while let Some((k, v)) = stream.next_entry()? {
-            out.add(k, v)?;
-        }
-        let outputs = out.finish()?;
-        let counts = stream.counters();
-        Ok(JobResult {
-            token: self.token,
-            stats: JobStats {
-                bytes_read,
-                bytes_written: outputs.iter().map(|f| f.size).sum(),
-                entries_in: counts.entries_in,
-                entries_out: outputs.iter().map(|f| f.entries).sum(),
-                entries_dropped: counts.entries_dropped,
-                tombstones_dropped: counts.tombstones_dropped,
-                micros: start.elapsed().as_micros() as u64,
-            },
-            outputs,
-        })
+        write_outputs(self.token, stream, out, bytes_read, start)
     }
 }

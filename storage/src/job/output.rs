@@ -141,6 +141,36 @@ impl Drop for OutputFiles<'_> {
     }
 }
 
+/// Drain `stream` into `out` and assemble the job's result: the common tail
+/// of flush and compaction execution.
+pub(crate) fn write_outputs(
+    token: super::JobToken,
+    mut stream: crate::compaction::CompactionStream<'_>,
+    mut out: OutputFiles<'_>,
+    bytes_read: u64,
+    start: std::time::Instant,
+) -> Result<super::JobResult> {
+    stream.seek_to_first()?;
+    while let Some((k, v)) = stream.next_entry()? {
+        out.add(k, v)?;
+    }
+    let outputs = out.finish()?;
+    let counts = stream.counters();
+    Ok(super::JobResult {
+        token,
+        stats: super::JobStats {
+            bytes_read,
+            bytes_written: outputs.iter().map(|f| f.size).sum(),
+            entries_in: counts.entries_in,
+            entries_out: outputs.iter().map(|f| f.entries).sum(),
+            entries_dropped: counts.entries_dropped,
+            tombstones_dropped: counts.tombstones_dropped,
+            micros: start.elapsed().as_micros() as u64,
+        },
+        outputs,
+    })
+}
+
 fn file_meta(number: u64, shard: u32, p: &TableProperties) -> FileMeta {
     FileMeta {
         number,
