@@ -13,7 +13,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use o3_compute::{Db, ReadOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -179,13 +178,11 @@ fn run_one(
         ops: per_thread,
         duration: (cfg.duration > 0).then(|| Duration::from_secs(cfg.duration)),
     };
-    let progress = if !show_progress {
-        ProgressBar::hidden()
-    } else if budget.duration.is_some() {
-        ProgressBar::new_spinner()
-    } else {
-        ProgressBar::new(per_thread * cfg.threads as u64)
-    };
+    let total = budget
+        .duration
+        .is_none()
+        .then_some(per_thread * cfg.threads as u64);
+    let progress = crate::report::progress_bar(show_progress, total, b.name());
     let writer_running = AtomicBool::new(b == Benchmark::ReadWhileWriting);
     let start = Instant::now();
     let (recorders, outcomes, writer_ops) = std::thread::scope(|s| {

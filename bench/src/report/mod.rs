@@ -7,6 +7,7 @@ pub mod svg;
 
 use std::path::Path;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use o3_compute::DbStats;
 use serde::Serialize;
 
@@ -78,6 +79,29 @@ impl Report {
         }
         Ok(written)
     }
+}
+
+/// A progress bar for a phase of `total` operations (a spinner when the
+/// phase runs for a duration), or a hidden one when `show` is false (stdout
+/// is not a terminal).
+pub fn progress_bar(show: bool, total: Option<u64>, name: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{msg:<12} {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{msg:<12} {spinner} {pos} ({per_sec})",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.with_message(name.to_string())
 }
 
 /// Engine statistics for stdout, indented under a phase.

@@ -16,14 +16,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use o3_compute::{Db, ReadOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
-use crate::report::{OpKind, PhaseReport, PhaseResult, ThreadRecorder};
+use crate::report::{OpKind, PhaseReport, PhaseResult, ThreadRecorder, progress_bar};
 use crate::ycsb::YcsbConfig;
 use crate::ycsb::generator::{
     AcknowledgedCounter, Hotspot, ScrambledZipfian, SkewedLatest, Uniform, Zipfian, fnv_hash64,
@@ -181,14 +180,6 @@ pub fn run(
     Ok(reports)
 }
 
-fn progress_bar(show: bool, total: u64) -> ProgressBar {
-    if show {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    }
-}
-
 /// Join the phase's worker threads, keeping the first error.
 fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Result<Vec<T>> {
     let mut out = Vec::new();
@@ -214,7 +205,7 @@ fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
     let s = &cfg.spec;
     let next = AtomicU64::new(s.insertstart);
     let end = s.insertstart + s.insertcount;
-    let progress = progress_bar(show_progress, s.insertcount);
+    let progress = progress_bar(show_progress, Some(s.insertcount), "load");
     let record_len = s.fieldcount * s.fieldlength;
     let start = Instant::now();
     let recorders = std::thread::scope(|scope| {
@@ -265,7 +256,7 @@ fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseR
     let s = &cfg.spec;
     let inserts = AcknowledgedCounter::new(s.recordcount)?;
     let chooser = OperationChooser::new(s);
-    let progress = progress_bar(show_progress, s.operationcount);
+    let progress = progress_bar(show_progress, Some(s.operationcount), "run");
     let threads = s.threadcount as u64;
     let start = Instant::now();
     let results = std::thread::scope(|scope| {
