@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo clippy (rdma feature)"
 cargo clippy --workspace --all-targets --features o3-transport/rdma -- -D warnings
 
+echo "== fuzz targets compile (run them with cargo-fuzz on nightly)"
+cargo check --manifest-path storage/fuzz/Cargo.toml
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --features o3-transport/rdma --no-fail-fast --failure-output final
