@@ -59,6 +59,8 @@ pub enum Command {
         #[command(flatten)]
         workload: YcsbArgs,
     },
+    /// Compaction study: one workload under several strategies.
+    Study(crate::study::StudyArgs),
 }
 
 /// The config file's layout.
@@ -115,6 +117,9 @@ pub fn run(cli: Cli) -> Result<()> {
             })?;
             print_header(&environment, &configuration);
             (configuration, dbbench::run(&bench, &engine, show_progress)?)
+        }
+        Command::Study(args) => {
+            return crate::study::run(args, cli.json.as_deref(), cli.plots.as_deref());
         }
         Command::Ycsb { engine, workload } => {
             let engine = engine.over(config.engine).resolve("o3-ycsb")?;

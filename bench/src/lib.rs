@@ -17,6 +17,7 @@ pub mod dbbench;
 pub mod engine;
 pub mod error;
 pub mod report;
+pub mod study;
 pub mod ycsb;
 
 pub use error::{BenchError, Result};
