@@ -119,7 +119,7 @@ pub fn timeline(title: &str, per_second: &[u64]) -> String {
         x_tick(
             &mut s,
             LEFT + w * i as f64 / 4.0,
-            &format!("{:.0}", secs * i as f64 / 4.0),
+            &format!("{}", (secs * i as f64 / 4.0 * 10.0).round() / 10.0),
         );
     }
     // Each second's count is drawn at the middle of its second.

@@ -62,6 +62,13 @@ const CORE_WORKLOAD_CLASSES: &[&str] = &[
     "com.yahoo.ycsb.workloads.CoreWorkload",
 ];
 
+/// Largest record (all fields) accepted: one value in the engine.
+const MAX_RECORD_BYTES: usize = 64 << 20;
+/// More worker threads than this is a typo, not a benchmark.
+const MAX_THREADS: usize = 1024;
+/// Key padding beyond this is a typo (keys are built per operation).
+const MAX_ZERO_PADDING: usize = 1024;
+
 /// How the run phase picks existing keys.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -375,15 +382,36 @@ impl Properties {
                 ),
             ));
         }
-        if s.fieldcount == 0 || s.fieldlength == 0 {
+        let record_len = s.fieldcount.checked_mul(s.fieldlength);
+        if s.fieldcount == 0
+            || s.fieldlength == 0
+            || record_len.is_none_or(|l| l > MAX_RECORD_BYTES)
+        {
             return Err(self.error(
                 "fieldcount",
                 file,
-                "fieldcount and fieldlength must be at least 1".into(),
+                format!(
+                    "fieldcount {} x fieldlength {} must be at least 1 byte and at most {MAX_RECORD_BYTES}",
+                    s.fieldcount, s.fieldlength
+                ),
             ));
         }
-        if s.threadcount == 0 {
-            return Err(self.error("threadcount", file, "threadcount must be at least 1".into()));
+        if s.threadcount == 0 || s.threadcount > MAX_THREADS {
+            return Err(self.error(
+                "threadcount",
+                file,
+                format!(
+                    "threadcount {} must lie in [1, {MAX_THREADS}]",
+                    s.threadcount
+                ),
+            ));
+        }
+        if s.zeropadding > MAX_ZERO_PADDING {
+            return Err(self.error(
+                "zeropadding",
+                file,
+                format!("zeropadding {} exceeds {MAX_ZERO_PADDING}", s.zeropadding),
+            ));
         }
         if s.minscanlength == 0 || s.minscanlength > s.maxscanlength {
             return Err(self.error(
@@ -471,5 +499,24 @@ mod tests {
         assert_eq!(p.to_spec("f").unwrap().recordcount, 20);
         assert!(p.add_override("recordcount").is_err());
         assert!(p.add_override("bogus=1").is_err());
+    }
+
+    proptest::proptest! {
+        /// Arbitrary text (including near-miss property lines) never panics
+        /// the parser: it yields a spec or a one-line error.
+        #[test]
+        fn arbitrary_text_never_panics(
+            text in "(([a-z]{1,12}|recordcount|readproportion|requestdistribution)[=: ]?[ -~]{0,12}\\\\?\n){0,8}|[ -~\n]{0,200}|\\PC{0,100}"
+        ) {
+            let mut p = Properties::default();
+            match p.parse(&text, "fuzz") {
+                Ok(()) => {
+                    if let Err(e) = p.to_spec("fuzz") {
+                        proptest::prop_assert!(!e.to_string().contains('\n'));
+                    }
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().contains('\n')),
+            }
+        }
     }
 }
