@@ -24,19 +24,19 @@ pub fn parse_bool(s: &str) -> std::result::Result<bool, String> {
 #[serde(default, deny_unknown_fields)]
 #[command(rename_all = "snake_case")]
 pub struct EngineArgs {
-    /// Database directory.
+    /// Database directory (default: o3-dbbench or o3-ycsb in the temp dir).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// Memtable size per shard in bytes.
+    /// Memtable size per shard in bytes (default: the engine's, 64 MiB).
     #[arg(long)]
     pub write_buffer_size: Option<usize>,
-    /// Block cache size in bytes.
+    /// Block cache size in bytes (default: the engine's, 8 MiB).
     #[arg(long)]
     pub cache_size: Option<u64>,
-    /// Bloom filter bits per key (0 disables filters).
+    /// Bloom filter bits per key, 0 disables filters (default 10).
     #[arg(long)]
     pub bloom_bits: Option<u32>,
-    /// Block compression: none or lz4.
+    /// Block compression: none or lz4 (default none).
     #[arg(long)]
     pub compression_type: Option<String>,
     /// SST data block size in bytes.

@@ -69,20 +69,22 @@ impl FromStr for Benchmark {
 #[serde(default, deny_unknown_fields)]
 #[command(rename_all = "snake_case")]
 pub struct DbBenchArgs {
-    /// Comma-separated benchmarks, run in order.
+    /// Comma-separated benchmarks, run in order (default fillrandom,readrandom).
     #[arg(long)]
     pub benchmarks: Option<String>,
-    /// Number of keys (and of writes per thread).
+    /// Number of keys, and of writes per thread (default 1000000).
     #[arg(long)]
     pub num: Option<u64>,
-    /// Reads per thread; negative means --num.
+    /// Reads per thread; negative means --num (default -1).
     #[arg(long, allow_negative_numbers = true)]
     pub reads: Option<i64>,
+    /// Key bytes (default 16).
     #[arg(long)]
     pub key_size: Option<usize>,
+    /// Value bytes (default 100).
     #[arg(long)]
     pub value_size: Option<usize>,
-    /// Concurrent threads per benchmark.
+    /// Concurrent threads per benchmark, each doing the full count (default 1).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Next() calls after each seek in seekrandom.
