@@ -307,18 +307,27 @@ pub fn agreement_table(shape: &StreamShape, rows: &[Agreement]) -> String {
     );
     s.push_str("WA = (flush + compaction bytes written) / flush bytes on both sides\n");
     s.push_str(&format!(
-        "{:<40} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}\n",
-        "strategy", "sim WA", "engine WA", "ratio", "sim comp", "eng comp", "sim SA", "overhead"
+        "{:<40} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "strategy",
+        "sim WA",
+        "engine WA",
+        "ratio",
+        "sim comp",
+        "eng comp",
+        "eng moves",
+        "sim SA",
+        "overhead"
     ));
     for a in rows {
         s.push_str(&format!(
-            "{:<40} {:>9.3} {:>9.3} {:>7.3} {:>9} {:>9} {:>9.2} {:>9}\n",
+            "{:<40} {:>9.3} {:>9.3} {:>7.3} {:>9} {:>9} {:>9} {:>9.2} {:>9}\n",
             a.strategy,
             a.simulated_write_amplification,
             a.engine_write_amplification,
             a.ratio,
             a.simulated_compactions,
             a.engine_compactions,
+            a.engine_trivial_moves,
             a.simulated_space_amplification,
             a.entry_overhead
         ));

@@ -12,10 +12,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use o3_compute::{Db, DbOptions};
-use o3_storage::compaction::{FlushStream, SimEntry, SimReport, Simulator, SimulatorOptions};
+use o3_storage::compaction::{
+    BusyFiles, FlushStream, SimEntry, SimReport, Simulator, SimulatorOptions,
+};
+use o3_storage::version::Version;
 use serde::Serialize;
 
 use super::strategy::StrategySpec;
+use super::tree_watch::ManifestWatcher;
 use crate::error::{BenchError, Result};
 
 /// The flush stream both sides replay.
@@ -42,11 +46,15 @@ pub struct Agreement {
     pub simulated_live_bytes: u64,
     pub simulated_compactions: u64,
     pub engine_compactions: u64,
+    /// Files the engine moved down without rewriting (the simulator rewrites them).
+    pub engine_trivial_moves: u64,
     /// Bytes per record beyond key and value, as measured on the engine.
     pub entry_overhead: u64,
 }
 
 const KEY_BYTES: u64 = 8;
+/// Longest wait for the engine to settle after one flush.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 fn batches(shape: &StreamShape) -> impl Iterator<Item = Vec<SimEntry>> {
     FlushStream::new(
@@ -74,13 +82,13 @@ fn simulate(spec: &StrategySpec, shape: &StreamShape, entry_overhead: u64) -> Re
 }
 
 /// Replay the stream into a fresh database at `dir`; returns its
-/// `(flush bytes, compaction bytes written, compactions, SST bytes)`.
+/// `(flush bytes, compaction bytes written, compactions, SST bytes, trivial moves)`.
 fn replay_engine(
     spec: &StrategySpec,
     shape: &StreamShape,
     base: &DbOptions,
     dir: &Path,
-) -> Result<(u64, u64, u64, u64)> {
+) -> Result<(u64, u64, u64, u64, u64)> {
     let batch_bytes = (shape.entries_per_flush * (KEY_BYTES as usize + shape.value_size) * 4)
         .max(base.write_buffer_size);
     let mut options = DbOptions {
@@ -96,6 +104,7 @@ fn replay_engine(
         spec.label
     )))?;
     let value = vec![0x5au8; shape.value_size];
+    let mut watcher = ManifestWatcher::new(dir);
     for batch in batches(shape) {
         for e in &batch {
             let key = e.key.to_be_bytes();
@@ -108,17 +117,7 @@ fn replay_engine(
         }
         db.flush()
             .map_err(BenchError::engine("flushing a replayed batch"))?;
-    }
-    // Let the compactions the last flushes started finish.
-    let began = Instant::now();
-    let mut last = (db.stats().compactions, Instant::now());
-    while began.elapsed() < Duration::from_secs(30) && last.1.elapsed() < Duration::from_millis(500)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = db.stats().compactions;
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
+        wait_until_settled(spec, &mut watcher)?;
     }
     let s = db.stats();
     db.close()
@@ -128,7 +127,44 @@ fn replay_engine(
         s.compaction_bytes_written,
         s.compactions,
         s.levels.iter().map(|l| l.bytes).sum(),
+        s.trivial_moves,
     ))
+}
+
+/// Wait until the strategy picks nothing on the engine's installed tree, as
+/// the simulator compacts until settled after each flush (without this the
+/// engine's compactions lag and merge several flushes at once).
+fn wait_until_settled(spec: &StrategySpec, watcher: &mut ManifestWatcher) -> Result<()> {
+    let strategy = spec
+        .options
+        .build()
+        .map_err(|e| BenchError::InvalidArgument(format!("strategy {}: {e}", spec.label)))?;
+    let levels = spec
+        .options
+        .physical_levels()
+        .map_err(|e| BenchError::InvalidArgument(format!("strategy {}: {e}", spec.label)))?;
+    let began = Instant::now();
+    let mut tree = None;
+    while began.elapsed() < SETTLE_LIMIT {
+        if let Some(t) = watcher.poll() {
+            tree = Some(t);
+        }
+        let mut version = Version::new(levels);
+        for (level, files) in tree.iter().flat_map(|t| t.levels.iter().enumerate()) {
+            if let Some(slot) = version.levels.get_mut(level) {
+                slot.clone_from(files);
+            }
+        }
+        version.levels[0].sort_by(|a, b| b.largest_seq.cmp(&a.largest_seq));
+        if strategy.pick(&version, &BusyFiles::new()).is_none() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(BenchError::InvalidArgument(format!(
+        "strategy {}: the engine's compactions did not settle within {SETTLE_LIMIT:?} of a flush",
+        spec.label
+    )))
 }
 
 /// Run `spec` on both sides and compare.
@@ -138,7 +174,7 @@ pub fn compare(
     base: &DbOptions,
     dir: &Path,
 ) -> Result<Agreement> {
-    let (flush, written, compactions, sst_bytes) = replay_engine(spec, shape, base, dir)?;
+    let (flush, written, compactions, sst_bytes, moves) = replay_engine(spec, shape, base, dir)?;
     // Two cheap simulations give the record count after in-memtable
     // deduplication (bytes grow by one per record per overhead byte), and
     // with it the engine's bytes per record beyond key and value.
@@ -159,6 +195,7 @@ pub fn compare(
         simulated_live_bytes: sim.live_bytes,
         simulated_compactions: sim.compactions,
         engine_compactions: compactions,
+        engine_trivial_moves: moves,
         entry_overhead,
     })
 }
