@@ -155,7 +155,9 @@ fn wait_until_settled(spec: &StrategySpec, watcher: &mut ManifestWatcher) -> Res
                 slot.clone_from(files);
             }
         }
-        version.levels[0].sort_by(|a, b| b.largest_seq.cmp(&a.largest_seq));
+        if let Some(l0) = version.levels.first_mut() {
+            l0.sort_by_key(|f| std::cmp::Reverse(f.largest_seq));
+        }
         if strategy.pick(&version, &BusyFiles::new()).is_none() {
             return Ok(());
         }
