@@ -61,7 +61,7 @@ impl<'k> Target<'k> {
     /// Order of the internal key `node_key` relative to this target.
     #[inline]
     pub fn order_of(&self, node_key: &[u8]) -> Ordering {
-        match key::user_key(node_key).cmp(self.user_key) {
+        match key::compare_user_keys(key::user_key(node_key), self.user_key) {
             Ordering::Equal => self.trailer.cmp(&key::trailer(node_key)),
             o => o,
         }
