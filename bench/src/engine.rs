@@ -51,6 +51,12 @@ pub struct EngineArgs {
     /// Background flush and compaction threads.
     #[arg(long)]
     pub max_background_jobs: Option<usize>,
+    /// Compaction strategy: a preset (leveling, tiering, one-leveling,
+    /// lazy-leveling, hybrid) with optional overrides, e.g.
+    /// `one-leveling:picker=tombstone-density,trigger=level-saturation+tombstone-ttl`
+    /// (default one-leveling).
+    #[arg(long)]
+    pub compaction: Option<String>,
 }
 
 impl EngineArgs {
@@ -66,6 +72,7 @@ impl EngineArgs {
             sync: self.sync.or(base.sync),
             disable_wal: self.disable_wal.or(base.disable_wal),
             max_background_jobs: self.max_background_jobs.or(base.max_background_jobs),
+            compaction: self.compaction.or(base.compaction),
         }
     }
 
@@ -77,6 +84,13 @@ impl EngineArgs {
             compression_type.parse().map_err(|e: o3_compute::Error| {
                 BenchError::InvalidArgument(format!("--compression_type: {e}"))
             })?;
+        let compaction_spec = self
+            .compaction
+            .unwrap_or_else(|| d.compaction.preset.to_string());
+        let compaction =
+            crate::study::strategy::StrategySpec::parse(&compaction_spec, &d.compaction.levels)
+                .map_err(|e| BenchError::InvalidArgument(format!("--compaction: {e}")))?
+                .options;
         let config = EngineConfig {
             db: self
                 .db
@@ -90,6 +104,8 @@ impl EngineArgs {
             sync: self.sync.unwrap_or(d.sync_writes),
             disable_wal: self.disable_wal.unwrap_or(d.disable_wal),
             max_background_jobs: self.max_background_jobs.unwrap_or(d.max_background_jobs),
+            compaction_spec,
+            compaction,
         };
         config
             .db_options()
@@ -113,6 +129,10 @@ pub struct EngineConfig {
     pub sync: bool,
     pub disable_wal: bool,
     pub max_background_jobs: usize,
+    /// The compaction strategy as given (preset and overrides).
+    pub compaction_spec: String,
+    #[serde(skip)]
+    pub compaction: o3_storage::compaction::CompactionOptions,
 }
 
 impl EngineConfig {
@@ -126,6 +146,7 @@ impl EngineConfig {
             sync_writes: self.sync,
             disable_wal: self.disable_wal,
             max_background_jobs: self.max_background_jobs,
+            compaction: self.compaction.clone(),
             ..DbOptions::default()
         };
         o.max_unflushed_bytes = o.max_unflushed_bytes.max(2 * self.write_buffer_size as u64);

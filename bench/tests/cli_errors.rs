@@ -205,3 +205,50 @@ fn dbbench_config_flags_json_and_plots() {
     let svgs = std::fs::read_dir(&plots).unwrap().count();
     assert_eq!(svgs, 6, "timeline and CDF per benchmark");
 }
+
+#[test]
+fn compaction_strategy_is_chosen_by_name_from_flags_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unknown names: one line listing the valid ones.
+    let out = o3_bench(&["dbbench", "--num=10", "--compaction=universal"]);
+    assert_one_line_error(
+        &out,
+        &["--compaction", "universal", "tiering", "lazy-leveling"],
+    );
+    let out = o3_bench(&[
+        "dbbench",
+        "--num=10",
+        "--compaction=one-leveling:picker=newest",
+    ]);
+    assert_one_line_error(&out, &["newest", "tombstone-density", "round-robin"]);
+    // A valid choice from the config file is used and reported.
+    let db = dir.path().join("db");
+    let c = write_file(
+        dir.path(),
+        "bench.toml",
+        &format!(
+            "[engine]\ndb = \"{}\"\ncompaction = \"tiering\"\n",
+            db.display()
+        ),
+    );
+    let json = dir.path().join("report.json");
+    let out = o3_bench(&[
+        "--config",
+        c.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "dbbench",
+        "--num=300",
+        "--benchmarks=fillrandom",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        report.contains("\"compaction_spec\": \"tiering\""),
+        "{report}"
+    );
+}
