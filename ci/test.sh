@@ -23,9 +23,10 @@ cargo check --manifest-path storage/fuzz/Cargo.toml
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --features o3-transport/rdma --no-fail-fast --failure-output final
-  # nextest does not run doc tests
+  # nextest does not run doc tests; run them first so that nextest's summary
+  # is the last line
   cargo test --workspace --doc --features o3-transport/rdma
+  cargo nextest run --workspace --features o3-transport/rdma --no-fail-fast --failure-output final
 else
   cargo test --workspace --features o3-transport/rdma --no-fail-fast
 fi
