@@ -136,7 +136,6 @@ fn make_compaction_job(
             st.busy_files.insert(f.number);
         }
     }
-    st.running_compactions += 1;
     st.next_job_id += 1;
     let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
     // Outputs are cut at the target size and at shard boundaries: reserve
@@ -349,7 +348,6 @@ fn install_compaction(
             }
         }
     }
-    st.running_compactions -= 1;
     db.install_super_version(&st, version);
     db.bg_cv.notify_all();
     drop(st);
@@ -375,7 +373,6 @@ fn release_compaction(db: &DbInner, plan: &CompactionPlan) {
             st.busy_files.remove(&f.number);
         }
     }
-    st.running_compactions -= 1;
     db.bg_cv.notify_all();
 }
 

@@ -173,7 +173,6 @@ pub(crate) fn recover(
             })
             .collect::<Result<_>>()?,
         busy_files: HashSet::new(),
-        running_compactions: 0,
         next_job_id: 0,
         obsolete_files: Vec::new(),
         wal_segments: BTreeMap::from([(wal_number, 0)]),

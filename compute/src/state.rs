@@ -61,7 +61,6 @@ pub(crate) struct DbState {
     pub shards: Vec<ShardState>,
     /// Files that running compactions read.
     pub busy_files: HashSet<u64>,
-    pub running_compactions: usize,
     pub next_job_id: u64,
     /// Files dropped from the current version; deleted once no reader's
     /// version holds them (their `Arc` is the last one).

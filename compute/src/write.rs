@@ -59,7 +59,10 @@ pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
         return Err(Error::Closed("database"));
     }
     let limit = db.options.write_buffer_size / 2;
-    for op in batch.iter() {
+    // A batch whose whole encoding fits holds no oversized entry; only a
+    // large batch is decoded to find the offending one.
+    let oversized = batch.approximate_size() + ENTRY_OVERHEAD > limit;
+    for op in batch.iter().take_while(|_| oversized) {
         let need = op.key.len() + op.value.len() + ENTRY_OVERHEAD;
         if need > limit {
             return Err(Error::InvalidArgument(format!(
@@ -128,14 +131,9 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
     wait_for_room(db)?;
     let sync = group.iter().any(|g| g.2);
     let mut seq = db.last_seq.load(Ordering::Acquire);
-    let mut user_bytes = 0u64;
     for (_, batch, _) in group.iter_mut() {
         batch.set_sequence(seq + 1);
         seq += batch.count() as u64;
-        user_bytes += batch
-            .iter()
-            .map(|op| (op.key.len() + op.value.len()) as u64)
-            .sum::<u64>();
     }
     if !db.options.disable_wal {
         let mut wal = db.wal.lock();
@@ -164,7 +162,7 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
         *st.wal_segments.entry(number).or_insert(0) += added;
     }
     db.last_seq.store(seq, Ordering::Release);
-    apply_to_memtables(db, group)?;
+    let user_bytes = apply_to_memtables(db, group)?;
     db.visible_seq.store(seq, Ordering::Release);
     db.counters
         .user_bytes
@@ -175,12 +173,16 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
     Ok(())
 }
 
-fn apply_to_memtables(db: &DbInner, group: &[(u64, WriteBatch, bool)]) -> Result<()> {
+/// Insert every operation of the group; returns the key + value bytes
+/// written (for statistics), counted in the same pass.
+fn apply_to_memtables(db: &DbInner, group: &[(u64, WriteBatch, bool)]) -> Result<u64> {
     let mut st = db.state.lock();
     let wal_number = st.wal_number;
+    let mut user_bytes = 0u64;
     for (_, batch, _) in group {
         let base = batch.sequence();
         for (i, op) in batch.iter().enumerate() {
+            user_bytes += (op.key.len() + op.value.len()) as u64;
             let shard = shard_of(&db.shard_splits, op.key) as usize;
             insert(
                 db,
@@ -194,7 +196,7 @@ fn apply_to_memtables(db: &DbInner, group: &[(u64, WriteBatch, bool)]) -> Result
             )?;
         }
     }
-    Ok(())
+    Ok(user_bytes)
 }
 
 /// Insert into the shard's active memtable, sealing it first if it is full.

@@ -52,13 +52,11 @@ impl std::fmt::Debug for VersionSet {
     }
 }
 
-/// What recovery found, for the caller's WAL replay.
+/// What recovery found in the manifest, for the caller to report.
 #[derive(Debug, Clone)]
 pub struct RecoveredState {
     /// The manifest that was read.
     pub manifest_number: u64,
-    /// Edits applied.
-    pub edits: usize,
     /// Where the manifest ended in a torn tail, if it did.
     pub torn_tail: Option<(u64, String)>,
 }
@@ -125,12 +123,10 @@ impl VersionSet {
         reader.set_strict_tail(true);
         let mut builder = VersionBuilder::new(num_levels);
         let mut state = ReplayState::default();
-        let mut edits = 0;
         while let Some((record, offset)) = reader.read_record()? {
             let edit = VersionEdit::decode(&record, &location, offset)?;
             state.apply_counters(&edit);
             builder.apply(&edit, &location, offset)?;
-            edits += 1;
         }
         let splits = state.shard_splits.clone().ok_or_else(|| {
             Error::corruption(&location, 0, "manifest has no shard layout record")
@@ -209,7 +205,6 @@ impl VersionSet {
             vs,
             RecoveredState {
                 manifest_number,
-                edits,
                 torn_tail,
             },
         ))
@@ -318,9 +313,6 @@ impl VersionSet {
         let start = self.next_file_number;
         self.next_file_number += count;
         start..self.next_file_number
-    }
-    pub fn next_file_number(&self) -> u64 {
-        self.next_file_number
     }
     pub fn last_sequence(&self) -> SequenceNumber {
         self.last_sequence
