@@ -47,9 +47,25 @@ impl BenchError {
         }
     }
 
-    /// Wrap an engine error with what the benchmark was doing.
+    /// Wrap an engine error with what the benchmark was doing. The context
+    /// becomes a `String` only when there is an error: these wrappers sit on
+    /// every operation of a measured loop.
     pub fn engine(context: impl Into<String>) -> impl FnOnce(o3_compute::Error) -> BenchError {
-        let context = context.into();
-        move |source| BenchError::Engine { context, source }
+        move |source| BenchError::Engine {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// [`BenchError::engine`] with the context `"{phase}: {op}"`, formatted
+    /// only on error.
+    pub fn engine_op(
+        phase: &'static str,
+        op: &'static str,
+    ) -> impl FnOnce(o3_compute::Error) -> BenchError {
+        move |source| BenchError::Engine {
+            context: format!("{phase}: {op}"),
+            source,
+        }
     }
 }

@@ -136,14 +136,14 @@ impl Db {
 
     /// Write `key → value`.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
+        let mut b = WriteBatch::with_capacity(WriteBatch::encoded_op_len(key.len(), value.len()));
         b.put(key, value);
         self.write(b)
     }
 
     /// Delete `key`.
     pub fn delete(&self, key: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
+        let mut b = WriteBatch::with_capacity(WriteBatch::encoded_op_len(key.len(), 0));
         b.delete(key);
         self.write(b)
     }

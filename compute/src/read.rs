@@ -10,7 +10,8 @@ use o3_storage::Result;
 use o3_storage::iter::{KeyBounds, MergingIterator, UserIterator};
 use o3_storage::iterator::InternalIterator;
 use o3_storage::job::shard_of;
-use o3_storage::key::{SequenceNumber, ValueKind, compare_internal, make_lookup_key};
+use o3_storage::key::{SequenceNumber, ValueKind, compare_internal, with_lookup_key};
+use o3_storage::sst::bloom_hash;
 use o3_storage::version::FileMeta;
 
 use crate::db::DbInner;
@@ -48,40 +49,48 @@ pub(crate) fn get(
             }
         }
     }
-    let lookup = make_lookup_key(key, seq);
-    let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
-    let levels = &sv.version.levels;
-    // L0: every file of this shard that covers the key, newest first.
-    for f in levels.first().into_iter().flatten() {
-        if f.shard as usize == shard
-            && in_range(f)
-            && let Some(found) = table_get(db, f, key, &lookup)?
-        {
-            return Ok(found);
+    with_lookup_key(key, seq, |lookup| {
+        let probe = Probe {
+            key,
+            lookup,
+            hash: bloom_hash(key),
+        };
+        let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
+        let levels = &sv.version.levels;
+        // L0: every file of this shard that covers the key, newest first.
+        for f in levels.first().into_iter().flatten() {
+            if f.shard as usize == shard
+                && in_range(f)
+                && let Some(found) = table_get(db, f, &probe)?
+            {
+                return Ok(found);
+            }
         }
-    }
-    // Deeper levels: at most one file each (fence pointers).
-    for files in levels.iter().skip(1) {
-        let i = files.partition_point(|f| f.largest_user_key() < key);
-        if let Some(f) = files.get(i).filter(|f| in_range(f))
-            && let Some(found) = table_get(db, f, key, &lookup)?
-        {
-            return Ok(found);
+        // Deeper levels: at most one file each (fence pointers).
+        for files in levels.iter().skip(1) {
+            let i = files.partition_point(|f| f.largest_user_key() < key);
+            if let Some(f) = files.get(i).filter(|f| in_range(f))
+                && let Some(found) = table_get(db, f, &probe)?
+            {
+                return Ok(found);
+            }
         }
-    }
-    Ok(None)
+        Ok(None)
+    })
 }
 
-/// Look `key` up in one table: `Some(answer)` when the table decides it.
-fn table_get(
-    db: &DbInner,
-    f: &FileMeta,
-    key: &[u8],
-    lookup: &[u8],
-) -> Result<Option<Option<Vec<u8>>>> {
+/// One point lookup's key in the forms the tables need, built once.
+struct Probe<'a> {
+    key: &'a [u8],
+    lookup: &'a [u8],
+    hash: u64,
+}
+
+/// Look the key up in one table: `Some(answer)` when the table decides it.
+fn table_get(db: &DbInner, f: &FileMeta, p: &Probe<'_>) -> Result<Option<Option<Vec<u8>>>> {
     let table = db.table_cache.get(f.number)?;
     Ok(table
-        .get(key, lookup)?
+        .get_hashed(p.key, p.lookup, p.hash)?
         .map(|(kind, _seq, value)| match kind {
             ValueKind::Value => Some(value.to_vec()),
             ValueKind::Tombstone => None,

@@ -48,6 +48,20 @@ impl WriteBatch {
         }
     }
 
+    /// An empty batch with room for `bytes` of operations (see
+    /// [`WriteBatch::encoded_op_len`]) before it reallocates.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut rep = Vec::with_capacity(BATCH_HEADER_LEN + bytes);
+        rep.resize(BATCH_HEADER_LEN, 0);
+        WriteBatch { rep }
+    }
+
+    /// Bytes one operation with these lengths takes in a batch's encoding:
+    /// the kind byte and two varint32-prefixed fields, at most.
+    pub fn encoded_op_len(key_len: usize, value_len: usize) -> usize {
+        1 + 5 + key_len + 5 + value_len
+    }
+
     /// Add a put of `key` → `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
         self.rep.push(ValueKind::Value as u8);

@@ -75,6 +75,20 @@ pub fn make_lookup_key(user_key: &[u8], seq: SequenceNumber) -> Vec<u8> {
     make_internal_key(user_key, seq, KIND_FOR_SEEK)
 }
 
+/// Call `f` with [`make_lookup_key`]`(user_key, seq)`, built on the stack
+/// when it is short (point lookups build one per `get`).
+pub fn with_lookup_key<R>(user_key: &[u8], seq: SequenceNumber, f: impl FnOnce(&[u8]) -> R) -> R {
+    const STACK: usize = 128;
+    let len = user_key.len() + TRAILER_LEN;
+    if len > STACK {
+        return f(&make_lookup_key(user_key, seq));
+    }
+    let mut buf = [0u8; STACK];
+    buf[..user_key.len()].copy_from_slice(user_key);
+    buf[user_key.len()..len].copy_from_slice(&pack_trailer(seq, KIND_FOR_SEEK).to_le_bytes());
+    f(&buf[..len])
+}
+
 /// A decoded view of an internal key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedKey<'a> {
@@ -175,6 +189,11 @@ mod tests {
         // A lookup key sorts at or before every entry of its key and
         // sequence, and after every newer entry.
         let lookup = make_lookup_key(b"k", 10);
+        with_lookup_key(b"k", 10, |k| assert_eq!(k, &lookup[..]));
+        let long = vec![7u8; 300];
+        with_lookup_key(&long, 10, |k| {
+            assert_eq!(k, &make_lookup_key(&long, 10)[..])
+        });
         assert_ne!(compare_internal(&lookup, &a), Ordering::Greater);
         let older_kind = make_internal_key(b"k", 10, ValueKind::Tombstone);
         assert_eq!(compare_internal(&lookup, &older_kind), Ordering::Less);

@@ -290,7 +290,7 @@ fn worker(
                 i += 1;
                 make_key(&mut key, k);
                 db.put(&key, values.next())
-                    .map_err(BenchError::engine(format!("{}: put", b.name())))?;
+                    .map_err(BenchError::engine_op(b.name(), "put"))?;
                 rec.add_bytes(kv);
                 began = rec.record(OpKind::Write, began)?;
             }
@@ -308,7 +308,7 @@ fn worker(
                 make_key(&mut key, rng.random_range(0..cfg.num));
                 let v = db
                     .get(&key)
-                    .map_err(BenchError::engine(format!("{}: get", b.name())))?;
+                    .map_err(BenchError::engine_op(b.name(), "get"))?;
                 out.attempted += 1;
                 if let Some(v) = v {
                     out.found += 1;

@@ -206,7 +206,7 @@ fn drive(
     let mut seq = db.stats().last_sequence;
     let mut key = Vec::with_capacity(mix.key_size);
     let mut rec = ThreadRecorder::new(start, progress);
-    let engine = |what: &str| BenchError::engine(format!("study {what}"));
+    let engine = |what: &'static str| BenchError::engine_op("study", what);
     for _ in 0..mix.ops {
         let mut op = mix.pick(rng.random::<f64>());
         if live.is_empty() && op != OpKind::Insert {

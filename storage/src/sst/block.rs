@@ -84,7 +84,6 @@ impl Block {
             block: self.clone(),
             current: self.restarts,
             next: self.restarts,
-            restart_index: self.num_restarts,
             key: Vec::new(),
             value: (0, 0),
             location,
@@ -96,15 +95,13 @@ impl Block {
 /// A cursor over the entries of a [`Block`].
 ///
 /// Invariant: when valid, `key` holds the full key of the entry at `current`,
-/// `value` is its value's range in the block, `next` is the offset just past
-/// it and `restart_index` is the last restart point at or before `current`.
-/// When invalid, `current == block.restarts`.
+/// `value` is its value's range in the block and `next` is the offset just
+/// past it. When invalid, `current == block.restarts`.
 #[derive(Debug)]
 pub struct BlockIter {
     block: Block,
     current: usize,
     next: usize,
-    restart_index: u32,
     key: Vec<u8>,
     value: (usize, usize),
     location: Arc<str>,
@@ -126,7 +123,6 @@ impl BlockIter {
     pub fn reset(&mut self, block: Block, offset: u64) {
         self.current = block.restarts;
         self.next = block.restarts;
-        self.restart_index = block.num_restarts;
         self.block = block;
         self.offset = offset;
         self.key.clear();
@@ -184,17 +180,27 @@ impl BlockIter {
         }
     }
 
+    /// Rescan from the last restart point before the current entry (found by
+    /// binary search: entries do not track their restart interval, which
+    /// keeps forward steps free of restart-array reads).
     fn prev_inner(&mut self) -> Result<()> {
         let original = self.current;
-        let mut index = self.restart_index.min(self.block.num_restarts - 1);
-        while self.restart_point(index)? >= original {
-            if index == 0 {
-                self.invalidate();
-                return Ok(());
+        // `lo` = number of restart points before `original`; on a corrupt,
+        // unsorted array it is still one whose predecessor lies before it.
+        let (mut lo, mut hi) = (0u32, self.block.num_restarts);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.restart_point(mid)? < original {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            index -= 1;
         }
-        self.seek_to_restart(index)?;
+        if lo == 0 {
+            self.invalidate();
+            return Ok(());
+        }
+        self.seek_to_restart(lo - 1)?;
         loop {
             self.parse_next()?;
             if !self.valid() || self.next >= original {
@@ -206,7 +212,6 @@ impl BlockIter {
     fn invalidate(&mut self) {
         self.current = self.block.restarts;
         self.next = self.block.restarts;
-        self.restart_index = self.block.num_restarts;
         self.key.clear();
         self.value = (0, 0);
     }
@@ -244,7 +249,6 @@ impl BlockIter {
     fn seek_to_restart(&mut self, index: u32) -> Result<()> {
         let point = self.restart_point(index)?;
         self.key.clear();
-        self.restart_index = index;
         self.current = point;
         self.next = point;
         Ok(())
@@ -328,16 +332,6 @@ impl BlockIter {
         self.value = (suffix_end, suffix_end + h.value_len);
         self.current = at;
         self.next = suffix_end + h.value_len;
-        while self.restart_index + 1 < self.block.num_restarts {
-            match self.restart_point(self.restart_index + 1) {
-                Ok(p) if p <= at => self.restart_index += 1,
-                Ok(_) => break,
-                Err(e) => {
-                    self.invalidate();
-                    return Err(e);
-                }
-            }
-        }
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ mod block_builder;
 mod block_cache;
 mod bloom;
 mod footer;
+mod index;
 mod properties;
 mod stored_block;
 mod table;

@@ -13,8 +13,9 @@ use crate::key::{self, SequenceNumber, ValueKind};
 
 use super::block::{Block, BlockIter};
 use super::block_cache::{BlockCache, next_cache_id};
-use super::bloom::BloomFilter;
+use super::bloom::{BloomFilter, bloom_hash};
 use super::footer::{BlockHandle, FOOTER_LEN, Footer};
+use super::index::TableIndex;
 use super::properties::TableProperties;
 use super::stored_block::read_block;
 use super::table_builder::{FILTER_NAME, PROPERTIES_NAME};
@@ -27,9 +28,7 @@ pub struct Table {
     cache: Option<Arc<BlockCache>>,
     /// This table's key space in the block cache.
     cache_id: u64,
-    index: Block,
-    /// File offset of the index block, for errors.
-    index_offset: u64,
+    index: TableIndex,
     filter: Option<BloomFilter>,
     properties: TableProperties,
     /// Offset of the footer: every block ends at or before it.
@@ -115,14 +114,18 @@ impl Table {
             }
             None => None,
         };
-        let index = read(footer.index)?;
+        let index = TableIndex::decode(
+            &read(footer.index)?,
+            &location,
+            footer.index.offset,
+            block_area_end,
+        )?;
         Ok(Table {
             file,
             location,
             cache,
             cache_id: next_cache_id(),
             index,
-            index_offset: footer.index.offset,
             filter,
             properties,
             block_area_end,
@@ -152,14 +155,27 @@ impl Table {
         user_key: &[u8],
         lookup_key: &[u8],
     ) -> Result<Option<(ValueKind, SequenceNumber, Bytes)>> {
-        if !self.may_contain(user_key) {
+        self.get_hashed(user_key, lookup_key, bloom_hash(user_key))
+    }
+
+    /// [`Table::get`] with the key's [`bloom_hash`] computed by the caller,
+    /// once for every table a lookup probes.
+    pub fn get_hashed(
+        &self,
+        user_key: &[u8],
+        lookup_key: &[u8],
+        hash: u64,
+    ) -> Result<Option<(ValueKind, SequenceNumber, Bytes)>> {
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.may_contain_hash(hash))
+        {
             return Ok(None);
         }
-        let mut index = self.index_iter();
-        index.seek(lookup_key)?;
         let mut data: Option<BlockIter> = None;
-        while index.valid() {
-            let handle = self.decode_handle(&index)?;
+        for i in self.index.seek(lookup_key)..self.index.len() {
+            let handle = self.index.handle(i);
             let block = self.data_block(handle, true)?;
             let it = match &mut data {
                 Some(it) => {
@@ -184,7 +200,6 @@ impl Table {
             }
             // The separator may sort after the block's last key: the entry,
             // if any, starts the next block.
-            index.next()?;
         }
         Ok(None)
     }
@@ -196,24 +211,13 @@ impl Table {
         TableIterator::new(Arc::clone(self), fill_cache)
     }
 
-    /// A fresh iterator over the pinned index block.
-    pub(crate) fn index_iter(&self) -> BlockIter {
-        self.index.iter(self.location.clone(), self.index_offset)
+    /// The decoded index, pinned for the table's lifetime.
+    pub(crate) fn index(&self) -> &TableIndex {
+        &self.index
     }
 
     pub(crate) fn location_arc(&self) -> &Arc<str> {
         &self.location
-    }
-
-    /// Decode the handle stored at the index iterator's position.
-    pub(crate) fn decode_handle(&self, index: &BlockIter) -> Result<BlockHandle> {
-        BlockHandle::decode(index.value()).ok_or_else(|| {
-            Error::corruption(
-                &*self.location,
-                self.index_offset,
-                "bad data block handle in the index block",
-            )
-        })
     }
 
     /// The data block at `handle`, from the cache when present; inserted

@@ -1,8 +1,8 @@
-//! The two-level table iterator: a cursor over the index block picks a data
-//! block, a cursor over that block yields the entries.
+//! The two-level table iterator: a position in the decoded index picks a
+//! data block, a cursor over that block yields the entries.
 //!
-//! Invariant: when valid, the data cursor is positioned inside the block the
-//! index cursor points at (`data_offset`). Separators satisfy
+//! Invariant: when valid, the data cursor is positioned inside the block at
+//! index position `block` (whose offset is `data_offset`). Separators satisfy
 //! `last key of block i <= separator i < first key of block i+1`, so a seek
 //! lands in the right block or, when the target falls between a block's last
 //! key and its separator, at the start of the next one.
@@ -23,7 +23,8 @@ use super::table::Table;
 #[derive(Debug)]
 pub struct TableIterator {
     table: Arc<Table>,
-    index: BlockIter,
+    /// Position in the table's index; `table.index().len()` when off the end.
+    block: usize,
     /// Cursor over the current data block; reused across blocks so its key
     /// buffer is allocated once.
     data: Option<BlockIter>,
@@ -34,10 +35,10 @@ pub struct TableIterator {
 
 impl TableIterator {
     pub(crate) fn new(table: Arc<Table>, fill_cache: bool) -> TableIterator {
-        let index = table.index_iter();
+        let block = table.index().len();
         TableIterator {
             table,
-            index,
+            block,
             data: None,
             data_offset: None,
             fill_cache,
@@ -53,14 +54,32 @@ impl TableIterator {
         self.data.as_ref().is_some_and(BlockIter::valid)
     }
 
-    /// Point `data` at the block the index cursor is on (no-op if it is
-    /// already there); clear it when the index cursor is invalid.
+    fn index_valid(&self) -> bool {
+        self.block < self.table.index().len()
+    }
+
+    /// Step the index position back; off the end (invalid) before block 0.
+    fn index_prev(&mut self) {
+        self.block = self
+            .block
+            .checked_sub(1)
+            .unwrap_or(self.table.index().len());
+    }
+
+    /// Index position of the last block, or off the end for an empty table.
+    fn index_last(&self) -> usize {
+        let n = self.table.index().len();
+        n.checked_sub(1).unwrap_or(n)
+    }
+
+    /// Point `data` at the block the index position names (no-op if it is
+    /// already there); clear it when the position is off the end.
     fn load_data_block(&mut self) -> Result<()> {
-        if !self.index.valid() {
+        if !self.index_valid() {
             self.data_offset = None;
             return Ok(());
         }
-        let handle = self.table.decode_handle(&self.index)?;
+        let handle = self.table.index().handle(self.block);
         if self.data_offset == Some(handle.offset) {
             return Ok(());
         }
@@ -86,8 +105,8 @@ impl TableIterator {
 
     /// Move forward over exhausted (or empty) data blocks.
     fn skip_forward(&mut self) -> Result<()> {
-        while !self.positioned() && self.index.valid() {
-            self.index.next()?;
+        while !self.positioned() && self.index_valid() {
+            self.block += 1;
             self.load_data_block()?;
             self.with_data(BlockIter::seek_to_first)?;
         }
@@ -96,8 +115,8 @@ impl TableIterator {
 
     /// Move backward over exhausted (or empty) data blocks.
     fn skip_backward(&mut self) -> Result<()> {
-        while !self.positioned() && self.index.valid() {
-            self.index.prev()?;
+        while !self.positioned() && self.index_valid() {
+            self.index_prev();
             self.load_data_block()?;
             self.with_data(BlockIter::seek_to_last)?;
         }
@@ -117,7 +136,7 @@ impl TableIterator {
     }
 
     fn seek_inner(&mut self, target: &[u8]) -> Result<()> {
-        self.index.seek(target)?;
+        self.block = self.table.index().seek(target);
         self.load_data_block()?;
         self.with_data(|d| d.seek(target))?;
         self.skip_forward()
@@ -131,7 +150,7 @@ impl InternalIterator for TableIterator {
 
     fn seek_to_first(&mut self) -> Result<()> {
         let r = (|| {
-            self.index.seek_to_first()?;
+            self.block = 0;
             self.load_data_block()?;
             self.with_data(BlockIter::seek_to_first)?;
             self.skip_forward()
@@ -141,7 +160,7 @@ impl InternalIterator for TableIterator {
 
     fn seek_to_last(&mut self) -> Result<()> {
         let r = (|| {
-            self.index.seek_to_last()?;
+            self.block = self.index_last();
             self.load_data_block()?;
             self.with_data(BlockIter::seek_to_last)?;
             self.skip_backward()
@@ -160,7 +179,7 @@ impl InternalIterator for TableIterator {
         let r = (|| {
             self.seek_inner(target)?;
             if !self.positioned() {
-                self.index.seek_to_last()?;
+                self.block = self.index_last();
                 self.load_data_block()?;
                 self.with_data(BlockIter::seek_to_last)?;
                 return self.skip_backward();

@@ -1,0 +1,240 @@
+//! The index of an open table, decoded once at open into flat arrays.
+//!
+//! The stored index block (`docs/sst_format.md`, "Index block") is built for
+//! size: prefix-compressed entries behind a restart array, varint handles. A
+//! point lookup searching it directly touches a restart slot and an entry
+//! header per probe, each a likely cache miss in an index of thousands of
+//! entries. [`TableIndex`] keeps, per data block, the first eight bytes of the
+//! separator's user key as a big-endian integer next to its neighbours, so a
+//! search compares integers in one small array and reads a full separator
+//! only when the integers tie.
+//!
+//! Decoding checks what a search relies on: every handle decodes and lies
+//! inside the block area, and separators strictly increase. A table whose
+//! index fails this does not open.
+
+use std::cmp::Ordering;
+
+use crate::error::{Error, Result};
+use crate::iterator::InternalIterator;
+use crate::key::{compare_internal, user_key};
+
+use super::block::Block;
+use super::footer::BlockHandle;
+
+/// The first eight bytes of `user_key` as a big-endian integer, zero-padded.
+/// Integer order agrees with bytewise key order whenever the integers
+/// differ; equal integers say nothing.
+#[inline]
+fn key_prefix(user_key: &[u8]) -> u64 {
+    match user_key.first_chunk::<8>() {
+        Some(b) => u64::from_be_bytes(*b),
+        None => {
+            let mut b = [0u8; 8];
+            b[..user_key.len()].copy_from_slice(user_key);
+            u64::from_be_bytes(b)
+        }
+    }
+}
+
+/// One table's index as parallel arrays, entry `i` describing data block `i`.
+#[derive(Debug, Default)]
+pub(crate) struct TableIndex {
+    /// [`key_prefix`] of each separator's user key.
+    prefixes: Vec<u64>,
+    /// Separators (internal keys) back to back; entry `i` ends at `key_ends[i]`.
+    keys: Vec<u8>,
+    key_ends: Vec<u32>,
+    offsets: Vec<u64>,
+    sizes: Vec<u32>,
+}
+
+impl TableIndex {
+    /// Decode the stored index `block` of a table whose blocks end before
+    /// `block_area_end`. `location` and `offset` (the index block's file
+    /// offset) name it in errors.
+    pub(crate) fn decode(
+        block: &Block,
+        location: &std::sync::Arc<str>,
+        offset: u64,
+        block_area_end: u64,
+    ) -> Result<TableIndex> {
+        let corrupt = |i: usize, reason: &str| {
+            Error::corruption(&**location, offset, format!("index entry {i}: {reason}"))
+        };
+        let mut index = TableIndex::default();
+        let mut it = block.iter(location.clone(), offset);
+        it.seek_to_first()?;
+        while it.valid() {
+            let i = index.offsets.len();
+            let handle = BlockHandle::decode(it.value())
+                .ok_or_else(|| corrupt(i, "bad data block handle"))?;
+            if handle
+                .end_with_trailer()
+                .is_none_or(|end| end > block_area_end)
+            {
+                return Err(corrupt(i, "data block runs past the block area"));
+            }
+            let size = u32::try_from(handle.size)
+                .map_err(|_| corrupt(i, "data block larger than 4 GiB"))?;
+            if i > 0 && compare_internal(index.separator(i - 1), it.key()) != Ordering::Less {
+                return Err(corrupt(i, "separator does not sort after the previous one"));
+            }
+            index.keys.extend_from_slice(it.key());
+            let end = u32::try_from(index.keys.len())
+                .map_err(|_| corrupt(i, "index separators exceed 4 GiB"))?;
+            index.prefixes.push(key_prefix(user_key(it.key())));
+            index.key_ends.push(end);
+            index.offsets.push(handle.offset);
+            index.sizes.push(size);
+            it.next()?;
+        }
+        index.prefixes.shrink_to_fit();
+        index.keys.shrink_to_fit();
+        index.key_ends.shrink_to_fit();
+        index.offsets.shrink_to_fit();
+        index.sizes.shrink_to_fit();
+        Ok(index)
+    }
+
+    /// Number of data blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Handle of data block `i` (`i < len()`).
+    pub(crate) fn handle(&self, i: usize) -> BlockHandle {
+        BlockHandle::new(self.offsets[i], u64::from(self.sizes[i]))
+    }
+
+    /// Separator of data block `i` (`i < len()`): an internal key at or
+    /// after the block's last key and before the next block's first.
+    pub(crate) fn separator(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.key_ends[i - 1] as usize
+        };
+        &self.keys[start..self.key_ends[i] as usize]
+    }
+
+    /// The first block whose separator is at or after the internal key
+    /// `target`: the only block that can hold the first entry `>= target`.
+    /// `len()` when every separator sorts before it.
+    pub(crate) fn seek(&self, target: &[u8]) -> usize {
+        let want = key_prefix(user_key(target));
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let before = match self.prefixes[mid].cmp(&want) {
+                Ordering::Less => true,
+                Ordering::Greater => false,
+                Ordering::Equal => compare_internal(self.separator(mid), target) == Ordering::Less,
+            };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::key::{ValueKind, make_internal_key};
+    use crate::sst::block_builder::BlockBuilder;
+
+    fn index_block(entries: &[(Vec<u8>, BlockHandle)]) -> Block {
+        let mut b = BlockBuilder::new(1);
+        for (k, h) in entries {
+            let mut v = Vec::new();
+            h.encode_to(&mut v);
+            b.add(k, &v);
+        }
+        Block::new(Bytes::copy_from_slice(b.finish()), "t", 0).unwrap()
+    }
+
+    /// Separators with shared 8-byte prefixes, short keys and equal user keys
+    /// at different sequences, so both the integer and the full comparison
+    /// decide some probes.
+    fn separators() -> Vec<Vec<u8>> {
+        let mut users: Vec<Vec<u8>> =
+            vec![b"".to_vec(), b"a".to_vec(), b"a\0".to_vec(), b"ab".to_vec()];
+        for i in 0..40u32 {
+            let mut k = b"prefix00".to_vec();
+            k.extend_from_slice(&i.to_be_bytes());
+            users.push(k);
+        }
+        users.push(b"zz".to_vec());
+        let mut keys = Vec::new();
+        for u in users {
+            keys.push(make_internal_key(&u, 9, ValueKind::Value));
+            keys.push(make_internal_key(&u, 3, ValueKind::Value));
+        }
+        keys.sort_by(|a, b| compare_internal(a, b));
+        keys
+    }
+
+    #[test]
+    fn seek_matches_a_linear_scan() {
+        let keys = separators();
+        let entries: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), BlockHandle::new(i as u64 * 10, 5)))
+            .collect();
+        let loc: Arc<str> = "t".into();
+        let index = TableIndex::decode(&index_block(&entries), &loc, 0, 1 << 20).unwrap();
+        assert_eq!(index.len(), keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(index.separator(i), &k[..]);
+            assert_eq!(index.handle(i), BlockHandle::new(i as u64 * 10, 5));
+        }
+        let mut targets = keys.clone();
+        for u in [
+            &b""[..],
+            b"\0",
+            b"a",
+            b"aa",
+            b"prefix00",
+            b"prefix00\0\0\0\x05\0",
+            b"zzz",
+            b"\xff",
+        ] {
+            for seq in [0, 5, 100] {
+                targets.push(make_internal_key(u, seq, ValueKind::Value));
+            }
+        }
+        for t in &targets {
+            let expect = keys
+                .iter()
+                .position(|k| compare_internal(k, t) != Ordering::Less)
+                .unwrap_or(keys.len());
+            assert_eq!(index.seek(t), expect, "target {t:?}");
+        }
+    }
+
+    #[test]
+    fn unsorted_or_out_of_bounds_entries_do_not_decode() {
+        let a = make_internal_key(b"a", 1, ValueKind::Value);
+        let b = make_internal_key(b"b", 1, ValueKind::Value);
+        let loc: Arc<str> = "tbl".into();
+        let h = BlockHandle::new(0, 10);
+        let unsorted = index_block(&[(b.clone(), h), (a.clone(), h)]);
+        let err = TableIndex::decode(&unsorted, &loc, 77, 100).unwrap_err();
+        assert!(err.to_string().contains("index entry 1"), "{err}");
+        let far = index_block(&[(a, h), (b, BlockHandle::new(95, 10))]);
+        let err = TableIndex::decode(&far, &loc, 77, 100).unwrap_err();
+        assert!(
+            err.is_corruption() && err.to_string().contains("past the block area"),
+            "{err}"
+        );
+    }
+}
