@@ -18,7 +18,9 @@ pub(crate) struct TableCache {
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     block_cache: Arc<BlockCache>,
-    tables: RwLock<HashMap<u64, Arc<Table>>>,
+    /// By file number; every point lookup probes it once per table, so it
+    /// uses a fast non-cryptographic hash (keys are our own file numbers).
+    tables: RwLock<HashMap<u64, Arc<Table>, foldhash::fast::FixedState>>,
 }
 
 impl TableCache {
@@ -31,7 +33,7 @@ impl TableCache {
             dir,
             storage,
             block_cache,
-            tables: RwLock::new(HashMap::new()),
+            tables: RwLock::new(HashMap::default()),
         }
     }
 
@@ -42,6 +44,9 @@ impl TableCache {
         }
         let path = table_path(&self.dir, number);
         let file = self.storage.open(&path)?;
+        // Tables opened here serve point lookups and user iterators;
+        // compactions read their inputs through handles of their own.
+        file.advise_random();
         let table = Arc::new(Table::open(
             file,
             path.display().to_string(),

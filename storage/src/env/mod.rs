@@ -44,6 +44,9 @@ pub trait RandomAccessFile: Send + Sync {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// File size in bytes at open time.
     fn size(&self) -> u64;
+    /// Hint that reads through this handle land at random offsets, so the
+    /// backend should not read ahead. A hint only: the default ignores it.
+    fn advise_random(&self) {}
 }
 
 /// An exclusive lock on a database directory, released on drop.

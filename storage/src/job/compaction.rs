@@ -73,7 +73,7 @@ impl CompactionJob {
                         format!("input has {} bytes, job recorded {}", file.size(), f.size),
                     ));
                 }
-                let table = Arc::new(Table::open(file, path.display().to_string(), None)?);
+                let table = Arc::new(Table::open_for_scan(file, path.display().to_string())?);
                 children.push(Box::new(table.iter(false)));
             }
         }

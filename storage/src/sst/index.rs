@@ -37,16 +37,25 @@ fn key_prefix(user_key: &[u8]) -> u64 {
     }
 }
 
+/// Where data block `i` is and where its separator ends; one record so that
+/// a lookup's handle costs one cache line.
+#[derive(Debug, Clone, Copy)]
+struct BlockEntry {
+    offset: u64,
+    size: u32,
+    /// End of this block's separator in [`TableIndex::keys`].
+    key_end: u32,
+}
+
 /// One table's index as parallel arrays, entry `i` describing data block `i`.
 #[derive(Debug, Default)]
 pub(crate) struct TableIndex {
-    /// [`key_prefix`] of each separator's user key.
+    /// [`key_prefix`] of each separator's user key, alone in its array so a
+    /// binary search touches as few cache lines as possible.
     prefixes: Vec<u64>,
-    /// Separators (internal keys) back to back; entry `i` ends at `key_ends[i]`.
+    blocks: Vec<BlockEntry>,
+    /// Separators (internal keys) back to back.
     keys: Vec<u8>,
-    key_ends: Vec<u32>,
-    offsets: Vec<u64>,
-    sizes: Vec<u32>,
 }
 
 impl TableIndex {
@@ -66,7 +75,7 @@ impl TableIndex {
         let mut it = block.iter(location.clone(), offset);
         it.seek_to_first()?;
         while it.valid() {
-            let i = index.offsets.len();
+            let i = index.blocks.len();
             let handle = BlockHandle::decode(it.value())
                 .ok_or_else(|| corrupt(i, "bad data block handle"))?;
             if handle
@@ -81,30 +90,31 @@ impl TableIndex {
                 return Err(corrupt(i, "separator does not sort after the previous one"));
             }
             index.keys.extend_from_slice(it.key());
-            let end = u32::try_from(index.keys.len())
+            let key_end = u32::try_from(index.keys.len())
                 .map_err(|_| corrupt(i, "index separators exceed 4 GiB"))?;
             index.prefixes.push(key_prefix(user_key(it.key())));
-            index.key_ends.push(end);
-            index.offsets.push(handle.offset);
-            index.sizes.push(size);
+            index.blocks.push(BlockEntry {
+                offset: handle.offset,
+                size,
+                key_end,
+            });
             it.next()?;
         }
         index.prefixes.shrink_to_fit();
+        index.blocks.shrink_to_fit();
         index.keys.shrink_to_fit();
-        index.key_ends.shrink_to_fit();
-        index.offsets.shrink_to_fit();
-        index.sizes.shrink_to_fit();
         Ok(index)
     }
 
     /// Number of data blocks.
     pub(crate) fn len(&self) -> usize {
-        self.offsets.len()
+        self.blocks.len()
     }
 
     /// Handle of data block `i` (`i < len()`).
     pub(crate) fn handle(&self, i: usize) -> BlockHandle {
-        BlockHandle::new(self.offsets[i], u64::from(self.sizes[i]))
+        let b = self.blocks[i];
+        BlockHandle::new(b.offset, u64::from(b.size))
     }
 
     /// Separator of data block `i` (`i < len()`): an internal key at or
@@ -113,9 +123,9 @@ impl TableIndex {
         let start = if i == 0 {
             0
         } else {
-            self.key_ends[i - 1] as usize
+            self.blocks[i - 1].key_end as usize
         };
-        &self.keys[start..self.key_ends[i] as usize]
+        &self.keys[start..self.blocks[i].key_end as usize]
     }
 
     /// The first block whose separator is at or after the internal key

@@ -54,6 +54,23 @@ impl Table {
         location: String,
         cache: Option<Arc<BlockCache>>,
     ) -> Result<Table> {
+        Table::open_inner(file, location, cache, true)
+    }
+
+    /// Open a table only to iterate it whole (a compaction input): like
+    /// [`Table::open`] without a block cache and without reading the bloom
+    /// filter, which a full scan never consults; [`Table::get`] then reads
+    /// data blocks for every key.
+    pub fn open_for_scan(file: Arc<dyn RandomAccessFile>, location: String) -> Result<Table> {
+        Table::open_inner(file, location, None, false)
+    }
+
+    fn open_inner(
+        file: Arc<dyn RandomAccessFile>,
+        location: String,
+        cache: Option<Arc<BlockCache>>,
+        load_filter: bool,
+    ) -> Result<Table> {
         let location: Arc<str> = location.into();
         let size = file.size();
         if size < FOOTER_LEN as u64 {
@@ -107,7 +124,7 @@ impl Table {
             &location,
             props_handle.offset,
         )?;
-        let filter = match filter_handle {
+        let filter = match filter_handle.filter(|_| load_filter) {
             Some(h) => {
                 let bytes = read_block(file.as_ref(), h, block_area_end, &location)?;
                 Some(BloomFilter::new(bytes, &location, h.offset)?)
