@@ -110,7 +110,9 @@ fn next_work(db: &DbInner) -> Option<Work> {
             let plan = if db.options.disable_auto_compactions {
                 None
             } else {
-                db.strategy.pick(&version, &st.busy_files)
+                db.strategy
+                    .pick(&version, &st.busy_files)
+                    .or_else(|| idle_compaction(db, &mut st, &version))
             };
             if let Some(plan) = plan {
                 let job = make_compaction_job(db, &mut vs, &mut st, &plan);
@@ -123,6 +125,29 @@ fn next_work(db: &DbInner) -> Option<Work> {
         drop(vs);
         db.bg_cv.wait_for(&mut st, Duration::from_millis(500));
     }
+}
+
+/// The compaction of every level-0 file into the level below once the
+/// database has been idle for `idle_compaction_after`: no write since, no
+/// memtable waiting for a flush. `None` otherwise (or when level 0 is empty).
+fn idle_compaction(db: &DbInner, st: &mut DbState, version: &Version) -> Option<CompactionPlan> {
+    let after = db.options.idle_compaction_after?;
+    let writes = db.counters.writes.load(Ordering::Relaxed);
+    let now = std::time::Instant::now();
+    if st.idle_probe.0 != writes {
+        st.idle_probe = (writes, now);
+        return None;
+    }
+    let idle = now.duration_since(st.idle_probe.1) >= after
+        && st.shards.iter().all(|s| s.sealed.is_empty() && !s.flushing);
+    if !idle || version.levels.first().is_none_or(|l0| l0.is_empty()) {
+        return None;
+    }
+    // A strategy that merges level 0 into itself would leave it non-empty
+    // and be picked again at every check.
+    db.strategy
+        .pick_manual(version, 0, None, None, &st.busy_files)
+        .filter(|plan| plan.output_level > 0)
 }
 
 fn make_compaction_job(
@@ -198,11 +223,14 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
         smallest_snapshot: db.smallest_snapshot(),
         file_numbers: numbers,
     };
-    let images = mems
-        .iter()
-        .map(|m| m.image_bytes())
-        .collect::<Result<Vec<&[u8]>>>()?;
-    let result = job.execute(db.storage.as_ref(), &images)?;
+    let result = job.execute_local(db.storage.as_ref(), mems)?;
+    tracing::debug!(
+        shard,
+        micros = result.stats.micros,
+        bytes_read = result.stats.bytes_read,
+        bytes_written = result.stats.bytes_written,
+        "flush job done"
+    );
     // Prefix rule: the WAL must hold every write up to the flushed sequence.
     if !db.options.disable_wal {
         let mut wal = db.wal.lock();

@@ -50,6 +50,12 @@ pub struct DbOptions {
     /// Do not start compactions on their own (bulk loads; external
     /// compaction). `compact_range` and claimed jobs still run.
     pub disable_auto_compactions: bool,
+    /// After this long without a write (and with no flush pending), level-0
+    /// files are compacted into the level below even though no trigger
+    /// fired, so a read-mostly phase sees one sorted run per level: an L0
+    /// file left over a large level costs every seek a second block read.
+    /// `None` disables it. Needs automatic compactions.
+    pub idle_compaction_after: Option<std::time::Duration>,
 }
 
 impl Default for DbOptions {
@@ -74,6 +80,7 @@ impl Default for DbOptions {
             block_cache_size: 8 << 20,
             max_background_jobs: 2,
             disable_auto_compactions: false,
+            idle_compaction_after: Some(std::time::Duration::from_secs(1)),
         }
     }
 }

@@ -174,6 +174,7 @@ pub(crate) fn recover(
             .collect::<Result<_>>()?,
         busy_files: HashSet::new(),
         next_job_id: 0,
+        idle_probe: (0, std::time::Instant::now()),
         obsolete_files: Vec::new(),
         wal_segments: BTreeMap::from([(wal_number, 0)]),
         wal_number,

@@ -69,6 +69,8 @@ pub(crate) struct DbState {
     pub wal_segments: BTreeMap<u64, u64>,
     /// Current WAL segment.
     pub wal_number: u64,
+    /// Write count last seen by the idle check and when it last changed.
+    pub idle_probe: (u64, std::time::Instant),
     /// Compactions claimed for execution elsewhere, by job id.
     pub external_jobs: std::collections::HashMap<
         u64,

@@ -197,3 +197,60 @@ fn stats_report_shape_work_and_amplification() {
     let text = s.to_string();
     assert!(text.contains("write amplification"), "{text}");
 }
+
+/// Level-0 file count of the database.
+fn l0_files(db: &Db) -> usize {
+    db.stats().levels.first().map_or(0, |l| l.files)
+}
+
+#[test]
+fn an_idle_database_compacts_level_0_into_the_level_below() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.idle_compaction_after = Some(std::time::Duration::from_millis(50));
+    let db = Db::open(tmp.path(), o).expect("open");
+    // One L0 file per shard over a populated level: below the L0 trigger
+    // (2 files), so only idleness can start the merge.
+    for i in 0..common::KEY_SPACE {
+        db.put(&key(i), b"first").expect("put");
+    }
+    db.compact_range(None, None).expect("compact");
+    for i in (0..common::KEY_SPACE).step_by(3) {
+        db.put(&key(i), b"second").expect("put");
+    }
+    db.flush().expect("flush");
+    assert!(l0_files(&db) > 0, "{}", db.stats());
+    let expected = full_scan(&db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while l0_files(&db) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "level 0 still holds files after 20 s idle: {}",
+            db.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = db.stats();
+    assert!(s.levels.iter().skip(1).any(|l| l.files > 0), "{s}");
+    assert_eq!(full_scan(&db), expected, "idle compaction changed the data");
+    // With nothing left in level 0, idleness starts no further work.
+    let done = s.compactions;
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(db.stats().compactions, done, "compacted again while idle");
+}
+
+#[test]
+fn idle_compaction_can_be_turned_off() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.idle_compaction_after = None;
+    let db = Db::open(tmp.path(), o).expect("open");
+    for i in 0..100 {
+        db.put(&key(i), b"v").expect("put");
+    }
+    db.flush().expect("flush");
+    let before = l0_files(&db);
+    assert!(before > 0, "{}", db.stats());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(l0_files(&db), before, "{}", db.stats());
+}

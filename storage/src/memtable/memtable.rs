@@ -321,6 +321,10 @@ impl NodeSource for Memtable {
         // SAFETY: as for `key`.
         unsafe { self.arena.slice(key_at + key_len, value_len) }
     }
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        self.arena.prefetch(node as usize);
+    }
 }
 
 impl NodeSource for Arc<Memtable> {

@@ -25,6 +25,9 @@ pub(crate) trait NodeSource {
     fn key(&self, node: u32) -> &[u8];
     /// The value of a non-head node.
     fn value(&self, node: u32) -> &[u8];
+    /// Start loading `node` into the CPU cache; a hint only.
+    #[inline]
+    fn prefetch(&self, _node: u32) {}
 }
 
 /// A search target in internal-key order, kept as user key + trailer so that
@@ -82,20 +85,35 @@ pub(crate) fn find_before<S: NodeSource + ?Sized>(
     // The node that stopped the previous level: when a lower level leads to
     // it again, its key (likely a cache miss) need not be read again.
     let mut stopper = 0;
+    // Each level ends by descending from `x` to `next(x, level - 1)`, a
+    // likely cache miss: it is requested whenever `x` changes, while the
+    // nodes to its right on this level are compared.
+    let prefetch_below = |x: u32, level: usize| {
+        if level > 0 {
+            let below = s.next(x, level - 1);
+            if below != 0 {
+                s.prefetch(below);
+            }
+        }
+    };
     for level in (0..s.max_height()).rev() {
+        prefetch_below(x, level);
         loop {
             let n = s.next(x, level);
             if n == 0 || n == stopper {
                 break;
             }
-            match target.order_of(s.key(n)) {
-                Ordering::Less => x = n,
-                Ordering::Equal if inclusive => x = n,
-                _ => {
-                    stopper = n;
-                    break;
-                }
+            let step = match target.order_of(s.key(n)) {
+                Ordering::Less => true,
+                Ordering::Equal => inclusive,
+                Ordering::Greater => false,
+            };
+            if !step {
+                stopper = n;
+                break;
             }
+            x = n;
+            prefetch_below(x, level);
         }
         if let Some(slot) = splice.as_deref_mut().and_then(|s| s.get_mut(level)) {
             *slot = x;
@@ -182,9 +200,18 @@ impl<S: NodeSource> Cursor<S> {
     pub fn seek_for_prev(&mut self, target: &[u8]) {
         self.node = seek_le(&self.source, &Target::internal(target), true);
     }
+    /// Step forward, and start loading the node after the new one: a scan
+    /// (a flush) then overlaps that likely cache miss with its work on this
+    /// entry.
     pub fn next(&mut self) {
         if self.node != 0 {
             self.node = self.source.next(self.node, 0);
+            if self.node != 0 {
+                let after = self.source.next(self.node, 0);
+                if after != 0 {
+                    self.source.prefetch(after);
+                }
+            }
         }
     }
     pub fn prev(&mut self) {
