@@ -17,10 +17,13 @@
 #   COMPRESSION=none  SYNC=0  DISABLE_WAL=0  BLOOM_BITS=10
 #   CACHE_SIZE=8388608 block cache bytes (same for both)
 #   SEEK_NEXTS=0       Next() calls after each seek
+#   BLOCK_SIZE=        data block bytes for both; empty = each engine's default
+#                      (RocksDB 4096, o3 2048)
 #   SEED=42            key generator seed (both tools)
 #   PAIRS=3            A B pairs
 #   WORK_DIR=${TMPDIR:-/tmp}/o3-peer-rocksdb   databases and logs
-# Background jobs and write buffer size are left at each engine's default.
+# Background jobs and write buffer size (and, unless BLOCK_SIZE is set, block
+# size) are left at each engine's default.
 # Installs rocksdb-tools and time with apt-get when missing (root or sudo).
 set -euo pipefail
 
@@ -43,6 +46,7 @@ DISABLE_WAL="${DISABLE_WAL:-0}"
 BLOOM_BITS="${BLOOM_BITS:-10}"
 CACHE_SIZE="${CACHE_SIZE:-8388608}"
 SEEK_NEXTS="${SEEK_NEXTS:-0}"
+BLOCK_SIZE="${BLOCK_SIZE:-}"
 SEED="${SEED:-42}"
 PAIRS="${PAIRS:-3}"
 WORK_DIR="${WORK_DIR:-${TMPDIR:-/tmp}/o3-peer-rocksdb}"
@@ -110,6 +114,7 @@ common=(
   "--disable_wal=$DISABLE_WAL" "--bloom_bits=$BLOOM_BITS" "--cache_size=$CACHE_SIZE"
   "--seek_nexts=$SEEK_NEXTS" "--seed=$SEED"
 )
+[ -n "$BLOCK_SIZE" ] && common+=("--block_size=$BLOCK_SIZE")
 
 # ops/sec of benchmark $2 in db_bench-format output $1.
 ops_per_sec() {
@@ -169,7 +174,12 @@ done
 rocksdb_version="$("$db_bench" --version 2>/dev/null | head -n 1 || true)"
 echo
 echo "== o3 vs RocksDB ($rocksdb_version; $db_bench)"
-echo "parameters: ${common[*]} pairs=$PAIRS; max_background_jobs and write_buffer_size at each engine's default"
+if [ -n "$BLOCK_SIZE" ]; then
+  defaults="max_background_jobs and write_buffer_size"
+else
+  defaults="max_background_jobs, write_buffer_size and block_size"
+fi
+echo "parameters: ${common[*]} pairs=$PAIRS; $defaults at each engine's default"
 echo "o3-bench: $o3_bench ($(nproc) CPUs)"
 echo
 awk -F'\t' -v pairs="$PAIRS" '
