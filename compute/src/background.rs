@@ -294,7 +294,10 @@ fn install_flush(
 fn run_compaction(db: &DbInner, plan: &CompactionPlan, job: &CompactionJob) -> Result<()> {
     let result = match trivial_move(job) {
         Some(moved) => moved,
-        None => job.execute(db.storage.as_ref())?,
+        // Inputs that readers have open lend their decoded index.
+        None => job.execute_with_indexes(db.storage.as_ref(), &|number| {
+            db.table_cache.get_if_open(number).map(|t| t.shared_index())
+        })?,
     };
     install_compaction(db, plan, job, result)
 }

@@ -55,6 +55,11 @@ impl TableCache {
         Ok(self.tables.write().entry(number).or_insert(table).clone())
     }
 
+    /// The table for file `number` if it is open already (nothing is read).
+    pub(crate) fn get_if_open(&self, number: u64) -> Option<Arc<Table>> {
+        self.tables.read().get(&number).cloned()
+    }
+
     pub(crate) fn evict(&self, number: u64) {
         self.tables.write().remove(&number);
     }

@@ -14,8 +14,8 @@ use o3_storage::options::{Compression, TableOptions};
 use o3_storage::sst::{BlockCache, Table, TableBuilder};
 use proptest::prelude::*;
 use sst_support::{
-    Entry, MemWritable, build_table, expected_get, lower_bound, open_table, sample_entries,
-    sort_entries,
+    Entry, MemFile, MemWritable, build_table, expected_get, lower_bound, open_table,
+    sample_entries, sort_entries,
 };
 
 fn options_strategy() -> impl Strategy<Value = TableOptions> {
@@ -320,6 +320,37 @@ fn tables_sharing_a_cache_never_see_each_others_blocks() {
         }
     }
     assert!(cache.hits() > 0);
+}
+
+#[test]
+fn a_scan_open_can_reuse_the_index_of_the_same_file_only() {
+    let options = TableOptions {
+        block_size: 256,
+        ..TableOptions::default()
+    };
+    let entries = sample_entries(300);
+    let (bytes, _) = build_table(&entries, &options);
+    let small = build_table(&sample_entries(20), &options).0;
+    let reader = open_table(bytes.clone(), "t.sst", None).unwrap();
+    let scan = |file: Vec<u8>| {
+        Table::open_for_scan(
+            Arc::new(MemFile(file)),
+            "scan.sst".into(),
+            Some(reader.shared_index()),
+        )
+        .map(Arc::new)
+    };
+    let table = scan(bytes).unwrap();
+    let mut it = table.iter(false);
+    it.seek_to_first().unwrap();
+    for (k, v) in &entries {
+        assert_eq!((it.key(), it.value()), (&k[..], &v[..]));
+        it.next().unwrap();
+    }
+    assert!(!it.valid());
+    // An index whose blocks run past a smaller file is refused.
+    let err = scan(small).unwrap_err();
+    assert!(err.to_string().contains("past its end"), "{err}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::iter::MergingIterator;
 use crate::iterator::InternalIterator;
 use crate::key::SequenceNumber;
 use crate::options::TableOptions;
-use crate::sst::Table;
+use crate::sst::{Table, TableIndex};
 use crate::version::FileMeta;
 
 use super::output::{OutputFiles, write_outputs};
@@ -60,6 +60,18 @@ impl CompactionJob {
 
     /// Run the compaction with nothing but `storage`.
     pub fn execute(&self, storage: &dyn Storage) -> Result<JobResult> {
+        self.execute_with_indexes(storage, &|_| None)
+    }
+
+    /// [`CompactionJob::execute`] where `index_of(file number)` may supply
+    /// the decoded index of an input that the caller already holds open
+    /// (the compute node's table cache), so the job does not keep a second
+    /// copy of it for the whole merge.
+    pub fn execute_with_indexes(
+        &self,
+        storage: &dyn Storage,
+        index_of: &dyn Fn(u64) -> Option<Arc<TableIndex>>,
+    ) -> Result<JobResult> {
         let start = Instant::now();
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         for (_, files) in &self.inputs {
@@ -73,7 +85,11 @@ impl CompactionJob {
                         format!("input has {} bytes, job recorded {}", file.size(), f.size),
                     ));
                 }
-                let table = Arc::new(Table::open_for_scan(file, path.display().to_string())?);
+                let table = Arc::new(Table::open_for_scan(
+                    file,
+                    path.display().to_string(),
+                    index_of(f.number),
+                )?);
                 children.push(Box::new(table.iter(false)));
             }
         }

@@ -48,8 +48,11 @@ struct BlockEntry {
 }
 
 /// One table's index as parallel arrays, entry `i` describing data block `i`.
+/// Opaque outside this crate: an open [`super::Table`] hands its index out
+/// ([`super::Table::shared_index`]) so that another open of the same file (a
+/// compaction reading it) need not decode and hold a second copy.
 #[derive(Debug, Default)]
-pub(crate) struct TableIndex {
+pub struct TableIndex {
     /// [`key_prefix`] of each separator's user key, alone in its array so a
     /// binary search touches as few cache lines as possible.
     prefixes: Vec<u64>,
@@ -104,6 +107,17 @@ impl TableIndex {
         index.blocks.shrink_to_fit();
         index.keys.shrink_to_fit();
         Ok(index)
+    }
+
+    /// Whether every block this index names ends (trailer included) at or
+    /// before `block_area_end`: the check a decoded index passed for its
+    /// own file, repeated when it is reused for another open of a file.
+    pub(crate) fn fits(&self, block_area_end: u64) -> bool {
+        self.blocks.last().is_none_or(|b| {
+            BlockHandle::new(b.offset, u64::from(b.size))
+                .end_with_trailer()
+                .is_some_and(|end| end <= block_area_end)
+        })
     }
 
     /// Number of data blocks.

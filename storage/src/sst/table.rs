@@ -28,7 +28,7 @@ pub struct Table {
     cache: Option<Arc<BlockCache>>,
     /// This table's key space in the block cache.
     cache_id: u64,
-    index: TableIndex,
+    index: Arc<TableIndex>,
     filter: Option<BloomFilter>,
     properties: TableProperties,
     /// Offset of the footer: every block ends at or before it.
@@ -54,15 +54,21 @@ impl Table {
         location: String,
         cache: Option<Arc<BlockCache>>,
     ) -> Result<Table> {
-        Table::open_inner(file, location, cache, true)
+        Table::open_inner(file, location, cache, true, None)
     }
 
     /// Open a table only to iterate it whole (a compaction input): like
     /// [`Table::open`] without a block cache and without reading the bloom
     /// filter, which a full scan never consults; [`Table::get`] then reads
-    /// data blocks for every key.
-    pub fn open_for_scan(file: Arc<dyn RandomAccessFile>, location: String) -> Result<Table> {
-        Table::open_inner(file, location, None, false)
+    /// data blocks for every key. `index`, when given, must be the
+    /// [`Table::shared_index`] of another open of the same file; it is used
+    /// instead of reading and decoding the index block again.
+    pub fn open_for_scan(
+        file: Arc<dyn RandomAccessFile>,
+        location: String,
+        index: Option<Arc<TableIndex>>,
+    ) -> Result<Table> {
+        Table::open_inner(file, location, None, false, index)
     }
 
     fn open_inner(
@@ -70,6 +76,7 @@ impl Table {
         location: String,
         cache: Option<Arc<BlockCache>>,
         load_filter: bool,
+        index: Option<Arc<TableIndex>>,
     ) -> Result<Table> {
         let location: Arc<str> = location.into();
         let size = file.size();
@@ -131,12 +138,20 @@ impl Table {
             }
             None => None,
         };
-        let index = TableIndex::decode(
-            &read(footer.index)?,
-            &location,
-            footer.index.offset,
-            block_area_end,
-        )?;
+        let index = match index {
+            Some(index) if index.fits(block_area_end) => index,
+            Some(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{location}: the index supplied for it names blocks past its end"
+                )));
+            }
+            None => Arc::new(TableIndex::decode(
+                &read(footer.index)?,
+                &location,
+                footer.index.offset,
+                block_area_end,
+            )?),
+        };
         Ok(Table {
             file,
             location,
@@ -231,6 +246,12 @@ impl Table {
     /// The decoded index, pinned for the table's lifetime.
     pub(crate) fn index(&self) -> &TableIndex {
         &self.index
+    }
+
+    /// The decoded index, to reuse for another open of this same file
+    /// ([`Table::open_for_scan`]).
+    pub fn shared_index(&self) -> Arc<TableIndex> {
+        Arc::clone(&self.index)
     }
 
     pub(crate) fn location_arc(&self) -> &Arc<str> {
