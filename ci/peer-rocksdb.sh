@@ -214,7 +214,7 @@ awk -F'\t' -v pairs="$PAIRS" '
       div = (metric[m] == "disk_after_fill") ? 1048576 : 1024
       printf "%-30s %14.1f %14.1f\n", label[metric[m]], best["rocksdb"] / div, best["o3"] / div
     }
-    # Each phase on its own: the fill's peak would hide the read phase's.
+    # Each phase on its own: the peak of the fill would hide that of the reads.
     for (m = 1; m <= 2; m++) {
       for (e = 1; e <= 2; e++) {
         eng = (e == 1) ? "rocksdb" : "o3"; peak[eng] = 0
