@@ -94,7 +94,7 @@ fn next_work(db: &DbInner) -> Option<Work> {
         if db.shutting_down.load(Ordering::Acquire) {
             return None;
         }
-        let poisoned = db.bg_error.lock().is_some();
+        let poisoned = db.bg_error.get().is_some();
         let mut vs = db.versions.lock();
         let mut st = db.state.lock();
         if !poisoned {

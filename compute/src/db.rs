@@ -65,8 +65,9 @@ pub(crate) struct DbInner {
     pub counters: Counters,
     pub shutting_down: AtomicBool,
     /// Set by a failed WAL or manifest write: the database refuses writes and
-    /// must be reopened.
-    pub bg_error: Mutex<Option<String>>,
+    /// must be reopened. The first error stays; every write checks it, so it
+    /// is read without a lock.
+    pub bg_error: std::sync::OnceLock<String>,
     _lock: Box<dyn FileLock>,
 }
 
@@ -358,14 +359,14 @@ impl DbInner {
             snapshots: SnapshotList::default(),
             counters: Counters::default(),
             shutting_down: AtomicBool::new(false),
-            bg_error: Mutex::new(None),
+            bg_error: std::sync::OnceLock::new(),
             _lock: lock,
         })
     }
 
     /// Fail with [`Error::Poisoned`] if an earlier background error poisoned the database.
     pub(crate) fn check_poisoned(&self) -> Result<()> {
-        match &*self.bg_error.lock() {
+        match self.bg_error.get() {
             Some(msg) => Err(Error::Poisoned(msg.clone())),
             None => Ok(()),
         }
@@ -373,12 +374,9 @@ impl DbInner {
 
     /// Record an error after which the database must not accept writes.
     pub(crate) fn poison(&self, e: &Error) {
-        let mut g = self.bg_error.lock();
-        if g.is_none() {
+        if self.bg_error.set(e.to_string()).is_ok() {
             tracing::error!("database {} poisoned: {e}", self.dir.display());
-            *g = Some(e.to_string());
         }
-        drop(g);
         let _st = self.state.lock();
         self.bg_cv.notify_all();
     }

@@ -37,6 +37,9 @@ const ENTRY_OVERHEAD: usize = 128;
 struct QueueState {
     waiting: VecDeque<(u64, WriteBatch, bool)>,
     results: HashMap<u64, Result<(), String>>,
+    /// The last group's vector, kept for the next leader's group so that a
+    /// lone writer does not allocate one per write.
+    spare: Vec<(u64, WriteBatch, bool)>,
     leader_active: bool,
     next_id: u64,
 }
@@ -89,7 +92,7 @@ pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
     }
     // Leader: take a group.
     st.leader_active = true;
-    let mut group = Vec::new();
+    let mut group = std::mem::take(&mut st.spare);
     let mut bytes = 0;
     while let Some(front) = st.waiting.front() {
         if !group.is_empty() && bytes + front.1.approximate_size() > MAX_GROUP_BYTES {
@@ -122,6 +125,8 @@ pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
         own = Err(e);
     }
     st.leader_active = false;
+    group.clear();
+    st.spare = group;
     q.cv.notify_all();
     own
 }
@@ -135,6 +140,7 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
         batch.set_sequence(seq + 1);
         seq += batch.count() as u64;
     }
+    let mut wal_added = 0;
     if !db.options.disable_wal {
         let mut wal = db.wal.lock();
         maybe_roll_wal(db, &mut wal)?;
@@ -155,14 +161,13 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
             db.poison(&e);
             return Err(e);
         }
-        let added = w.len() - before;
-        db.counters.wal_bytes.fetch_add(added, Ordering::Relaxed);
-        let mut st = db.state.lock();
-        let number = st.wal_number;
-        *st.wal_segments.entry(number).or_insert(0) += added;
+        wal_added = w.len() - before;
+        db.counters
+            .wal_bytes
+            .fetch_add(wal_added, Ordering::Relaxed);
     }
     db.last_seq.store(seq, Ordering::Release);
-    let user_bytes = apply_to_memtables(db, group)?;
+    let user_bytes = apply_to_memtables(db, group, wal_added)?;
     db.visible_seq.store(seq, Ordering::Release);
     db.counters
         .user_bytes
@@ -174,10 +179,18 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
 }
 
 /// Insert every operation of the group; returns the key + value bytes
-/// written (for statistics), counted in the same pass.
-fn apply_to_memtables(db: &DbInner, group: &[(u64, WriteBatch, bool)]) -> Result<u64> {
+/// written (for statistics), counted in the same pass. `wal_added` bytes
+/// were appended to the current WAL segment for the group.
+fn apply_to_memtables(
+    db: &DbInner,
+    group: &[(u64, WriteBatch, bool)],
+    wal_added: u64,
+) -> Result<u64> {
     let mut st = db.state.lock();
     let wal_number = st.wal_number;
+    if wal_added > 0 {
+        *st.wal_segments.entry(wal_number).or_insert(0) += wal_added;
+    }
     let mut user_bytes = 0u64;
     for (_, batch, _) in group {
         let base = batch.sequence();

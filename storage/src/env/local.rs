@@ -28,6 +28,50 @@ struct LocalWritable {
     file: File,
     buf: Vec<u8>,
     len: u64,
+    /// Start of the bytes handed to the kernel whose writeback has not been
+    /// started yet.
+    writeback_from: u64,
+}
+
+/// Once this many written bytes wait in the page cache, their writeback is
+/// started without waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`),
+/// so that a later `sync` finds little left to do. WAL segments and SSTs are
+/// synced whole (a WAL roll, a flush install): waiting for tens of MiB at
+/// once held writers back for ~50 ms per roll.
+const WRITEBACK_CHUNK: u64 = 1 << 20;
+
+impl LocalWritable {
+    /// Bytes handed to the kernel so far.
+    fn written(&self) -> u64 {
+        self.len - self.buf.len() as u64
+    }
+
+    /// Start writeback of the written bytes not yet submitted, once there
+    /// are [`WRITEBACK_CHUNK`] of them. A hint: on failure the next `sync`
+    /// writes (and reports) everything.
+    fn start_writeback(&mut self) {
+        let written = self.written();
+        if written - self.writeback_from < WRITEBACK_CHUNK {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (from, len) = (self.writeback_from, written - self.writeback_from);
+            if let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) {
+                // SAFETY: a valid open descriptor; the call changes no memory.
+                unsafe {
+                    libc::sync_file_range(
+                        self.file.as_raw_fd(),
+                        from,
+                        len,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                }
+            }
+        }
+        self.writeback_from = written;
+    }
 }
 
 impl WritableFile for LocalWritable {
@@ -39,10 +83,12 @@ impl WritableFile for LocalWritable {
             self.file
                 .write_all(data)
                 .map_err(|e| Error::io(&self.path, e))?;
+            self.len += data.len() as u64;
+            self.start_writeback();
         } else {
             self.buf.extend_from_slice(data);
+            self.len += data.len() as u64;
         }
-        self.len += data.len() as u64;
         Ok(())
     }
 
@@ -52,6 +98,7 @@ impl WritableFile for LocalWritable {
                 .write_all(&self.buf)
                 .map_err(|e| Error::io(&self.path, e))?;
             self.buf.clear();
+            self.start_writeback();
         }
         Ok(())
     }
@@ -121,6 +168,7 @@ impl Storage for LocalFs {
             file,
             buf: Vec::with_capacity(WRITE_BUFFER),
             len: 0,
+            writeback_from: 0,
         }))
     }
 
