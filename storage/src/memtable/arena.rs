@@ -1,6 +1,9 @@
-//! The live memtable's byte arena: one zeroed, 8-aligned allocation of fixed
+//! The live memtable's byte arena: one zeroed anonymous mapping of fixed
 //! capacity that never grows or moves, so offsets (and slices handed to
-//! readers) stay valid for the memtable's lifetime.
+//! readers) stay valid for the memtable's lifetime. The mapping starts on a
+//! page boundary, so an offset's position within its cache line is known
+//! from the offset alone (the writer uses it to place nodes, and the bytes
+//! it writes do not depend on where the mapping landed).
 //!
 //! Access discipline, which makes sharing it between one writer and many
 //! readers sound:
@@ -13,18 +16,19 @@
 //!
 //! So plain reads never race with plain writes.
 
-use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
-/// Alignment of the allocation; a multiple of the node alignment.
-const ARENA_ALIGN: usize = 8;
+use memmap2::MmapMut;
 
-/// A fixed-size zeroed allocation, accessed only through raw pointers.
+/// A fixed-size zeroed mapping, accessed only through raw pointers.
 #[derive(Debug)]
 pub(crate) struct Arena {
     base: NonNull<u8>,
-    layout: Layout,
+    capacity: usize,
+    /// The mapping `base` points into; unmapped when the arena drops. Never
+    /// touched through its own API after `new`.
+    _map: MmapMut,
 }
 
 // SAFETY: the arena is plain memory owned by this value; the access rules in
@@ -36,24 +40,24 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// Allocate `capacity` zeroed bytes (`capacity > 0`). Aborts like `Vec`
-    /// when the allocator fails.
+    /// Map `capacity` zeroed bytes (`capacity > 0`); `None` when the system
+    /// refuses the mapping. Pages are only backed as they are first written.
     pub fn new(capacity: usize) -> Option<Arena> {
-        let layout = Layout::from_size_align(capacity, ARENA_ALIGN).ok()?;
-        if layout.size() == 0 {
+        if capacity == 0 {
             return None;
         }
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        let Some(base) = NonNull::new(ptr) else {
-            handle_alloc_error(layout)
-        };
-        advise_huge_pages(base, capacity);
-        Some(Arena { base, layout })
+        let mut map = MmapMut::map_anon(capacity).ok()?;
+        advise_huge_pages(&map);
+        let base = NonNull::new(map.as_mut_ptr())?;
+        Some(Arena {
+            base,
+            capacity,
+            _map: map,
+        })
     }
 
     pub fn capacity(&self) -> usize {
-        self.layout.size()
+        self.capacity
     }
 
     /// Hint the CPU to load the cache line holding byte `at` (`at` within
@@ -116,38 +120,20 @@ impl Arena {
     }
 }
 
-/// Ask the kernel to back the 2 MiB-aligned interior of a large arena with
-/// transparent huge pages. Inserts walk the skiplist through random offsets
-/// of the whole arena; with 4 KiB pages nearly every step beyond the cached
-/// top levels also misses the TLB. Pages are still only faulted in as the
-/// arena fills (2 MiB at a time), so resident memory grows with use as
-/// before. Advice only: a kernel without THP (or with it disabled) ignores
-/// it, and its failure changes nothing but speed.
-fn advise_huge_pages(base: NonNull<u8>, capacity: usize) {
+/// Ask the kernel to back the arena with transparent huge pages. Inserts
+/// walk the skiplist through random offsets of the whole arena; with 4 KiB
+/// pages nearly every step beyond the cached top levels also misses the TLB.
+/// Pages are still only faulted in as the arena fills (2 MiB at a time), so
+/// resident memory grows with use as before. Advice only: a kernel without
+/// THP (or with it disabled) ignores it, and its failure changes nothing but
+/// speed.
+fn advise_huge_pages(map: &MmapMut) {
     #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = (base.as_ptr() as usize).next_multiple_of(HUGE);
-        let end = (base.as_ptr() as usize + capacity) / HUGE * HUGE;
-        if end >= start + HUGE {
-            // SAFETY: `[start, end)` lies inside the allocation, which this
-            // arena owns; MADV_HUGEPAGE changes no contents and no mapping
-            // that the allocator relies on.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
+    if let Err(e) = map.advise(memmap2::Advice::HugePage) {
+        tracing::debug!("memtable arena: no transparent huge pages: {e}");
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (base, capacity);
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: `base` was returned by `alloc_zeroed` with `layout`, and
-        // `&mut self` proves no slice or link borrowed from it is alive.
-        unsafe { dealloc(self.base.as_ptr(), self.layout) }
-    }
+    let _ = map;
 }
 
 #[cfg(test)]
