@@ -37,6 +37,9 @@ fn key_prefix(user_key: &[u8]) -> u64 {
     }
 }
 
+/// Entries per summary slot of [`TableIndex`]: 16 prefixes, two cache lines.
+const GROUP: usize = 16;
+
 /// Where data block `i` is and where its separator ends; one record so that
 /// a lookup's handle costs one cache line.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +59,9 @@ pub struct TableIndex {
     /// [`key_prefix`] of each separator's user key, alone in its array so a
     /// binary search touches as few cache lines as possible.
     prefixes: Vec<u64>,
+    /// Every [`GROUP`]-th prefix: a summary small enough to stay in cache, so
+    /// a search touches only one group (two cache lines) of `prefixes`.
+    summary: Vec<u64>,
     blocks: Vec<BlockEntry>,
     /// Separators (internal keys) back to back.
     keys: Vec<u8>,
@@ -104,6 +110,7 @@ impl TableIndex {
             it.next()?;
         }
         index.prefixes.shrink_to_fit();
+        index.summary = index.prefixes.iter().step_by(GROUP).copied().collect();
         index.blocks.shrink_to_fit();
         index.keys.shrink_to_fit();
         Ok(index)
@@ -145,17 +152,33 @@ impl TableIndex {
     /// The first block whose separator is at or after the internal key
     /// `target`: the only block that can hold the first entry `>= target`.
     /// `len()` when every separator sorts before it.
+    ///
+    /// Separators before the target are those whose prefix is smaller, then
+    /// those with an equal prefix that compare smaller in full. The first
+    /// prefix not below the target's is found through the summary and one
+    /// group; full separators are compared only inside a run of equal
+    /// prefixes.
     pub(crate) fn seek(&self, target: &[u8]) -> usize {
         let want = key_prefix(user_key(target));
-        let (mut lo, mut hi) = (0, self.len());
+        // Groups whose first prefix is below `want`: the answer lies in the
+        // last of them, or is the start of the next.
+        let groups_below = self.summary.partition_point(|&p| p < want);
+        let from = groups_below.saturating_sub(1) * GROUP;
+        let to = (groups_below * GROUP).min(self.len());
+        let first = from + self.prefixes[from..to].partition_point(|&p| p < want);
+        // Entries from `first` on with an equal prefix form a run; those of
+        // it that sort before the target in full come first.
+        let tied_before = |i: usize| {
+            self.prefixes[i] == want
+                && compare_internal(self.separator(i), target) == Ordering::Less
+        };
+        if first == self.len() || !tied_before(first) {
+            return first;
+        }
+        let (mut lo, mut hi) = (first + 1, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let before = match self.prefixes[mid].cmp(&want) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => compare_internal(self.separator(mid), target) == Ordering::Less,
-            };
-            if before {
+            if tied_before(mid) {
                 lo = mid + 1;
             } else {
                 hi = mid;
