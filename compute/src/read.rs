@@ -16,6 +16,7 @@ use o3_storage::version::FileMeta;
 
 use crate::db::DbInner;
 use crate::level_iter::LevelIterator;
+use crate::state::SuperVersion;
 
 /// Options for [`crate::Db::iter`].
 #[derive(Debug, Clone, Default)]
@@ -58,19 +59,19 @@ pub(crate) fn get(
         let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
         let levels = &sv.version.levels;
         // L0: every file of this shard that covers the key, newest first.
-        for f in levels.first().into_iter().flatten() {
+        for (i, f) in levels.first().into_iter().flatten().enumerate() {
             if f.shard as usize == shard
                 && in_range(f)
-                && let Some(found) = table_get(db, f, &probe)?
+                && let Some(found) = table_get(db, &sv, (0, i), &probe)?
             {
                 return Ok(found);
             }
         }
         // Deeper levels: at most one file each (fence pointers).
-        for files in levels.iter().skip(1) {
+        for (level, files) in levels.iter().enumerate().skip(1) {
             let i = files.partition_point(|f| f.largest_user_key() < key);
-            if let Some(f) = files.get(i).filter(|f| in_range(f))
-                && let Some(found) = table_get(db, f, &probe)?
+            if files.get(i).is_some_and(|f| in_range(f))
+                && let Some(found) = table_get(db, &sv, (level, i), &probe)?
             {
                 return Ok(found);
             }
@@ -86,9 +87,22 @@ struct Probe<'a> {
     hash: u64,
 }
 
-/// Look the key up in one table: `Some(answer)` when the table decides it.
-fn table_get(db: &DbInner, f: &FileMeta, p: &Probe<'_>) -> Result<Option<Option<Vec<u8>>>> {
-    let table = db.table_cache.get(f.number)?;
+/// Look the key up in the table at `(level, index)` of the super version:
+/// `Some(answer)` when the table decides it.
+fn table_get(
+    db: &DbInner,
+    sv: &SuperVersion,
+    (level, index): (usize, usize),
+    p: &Probe<'_>,
+) -> Result<Option<Option<Vec<u8>>>> {
+    let slot = &sv.tables[level][index];
+    let table = match slot.get() {
+        Some(t) => t,
+        None => {
+            let opened = db.table_cache.get(sv.version.levels[level][index].number)?;
+            slot.get_or_init(|| opened)
+        }
+    };
     Ok(table
         .get_hashed(p.key, p.lookup, p.hash)?
         .map(|(kind, _seq, value)| match kind {

@@ -2,9 +2,10 @@
 //! [`SuperVersion`] that readers take without locking.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use o3_storage::memtable::Memtable;
+use o3_storage::sst::Table;
 use o3_storage::version::{FileMeta, Version};
 
 /// A memtable that no longer takes writes and waits for its flush.
@@ -34,6 +35,11 @@ pub(crate) struct ShardState {
 pub(crate) struct SuperVersion {
     pub shards: Vec<ShardView>,
     pub version: Arc<Version>,
+    /// Open tables of `version`, by level and position, filled on first use
+    /// from the table cache: a point lookup then borrows its tables from the
+    /// super version it already holds instead of taking the cache's lock
+    /// and a reference count for each table it probes.
+    pub tables: Vec<Vec<OnceLock<Arc<Table>>>>,
     /// What write stalls look at, computed once per super version rather
     /// than on every write.
     pub pressure: Pressure,
@@ -135,6 +141,11 @@ impl DbState {
                     active: s.active.clone(),
                     sealed: s.sealed.iter().rev().map(|x| x.mem.clone()).collect(),
                 })
+                .collect(),
+            tables: version
+                .levels
+                .iter()
+                .map(|files| files.iter().map(|_| OnceLock::new()).collect())
                 .collect(),
             version,
         })
