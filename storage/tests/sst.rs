@@ -322,6 +322,17 @@ fn tables_sharing_a_cache_never_see_each_others_blocks() {
     assert!(cache.hits() > 0);
 }
 
+/// Iterate `table` from its start and check it yields exactly `entries`.
+fn assert_scans_exactly(table: &Arc<Table>, entries: &[Entry]) {
+    let mut it = table.iter(false);
+    it.seek_to_first().unwrap();
+    for (k, v) in entries {
+        assert_eq!((it.key(), it.value()), (&k[..], &v[..]));
+        it.next().unwrap();
+    }
+    assert!(!it.valid());
+}
+
 #[test]
 fn a_scan_open_can_reuse_the_index_of_the_same_file_only() {
     let options = TableOptions {
@@ -341,13 +352,7 @@ fn a_scan_open_can_reuse_the_index_of_the_same_file_only() {
         .map(Arc::new)
     };
     let table = scan(bytes).unwrap();
-    let mut it = table.iter(false);
-    it.seek_to_first().unwrap();
-    for (k, v) in &entries {
-        assert_eq!((it.key(), it.value()), (&k[..], &v[..]));
-        it.next().unwrap();
-    }
-    assert!(!it.valid());
+    assert_scans_exactly(&table, &entries);
     // An index whose blocks run past a smaller file is refused.
     let err = scan(small).unwrap_err();
     assert!(err.to_string().contains("past its end"), "{err}");
@@ -436,13 +441,7 @@ fn table_on_local_files_round_trips() {
         Arc::new(Table::open(fs.open(&path).unwrap(), path.display().to_string(), None).unwrap());
     assert_eq!(table.properties(), &props);
     assert_eq!(props.created_ms, 42);
-    let mut it = table.iter(false);
-    it.seek_to_first().unwrap();
-    for (k, v) in &entries {
-        assert_eq!((it.key(), it.value()), (&k[..], &v[..]));
-        it.next().unwrap();
-    }
-    assert!(!it.valid());
+    assert_scans_exactly(&table, &entries);
 }
 
 /// A file that accepts `budget` bytes and then fails every append.

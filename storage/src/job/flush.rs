@@ -51,14 +51,7 @@ impl FlushJob {
     /// Run the flush over `images` (one byte slice per entry of `self.images`).
     pub fn execute(&self, storage: &dyn Storage, images: &[&[u8]]) -> Result<JobResult> {
         let start = Instant::now();
-        if images.len() != self.images.len() {
-            return Err(Error::InvalidArgument(format!(
-                "flush job {} names {} images, {} supplied",
-                self.token.job_id,
-                self.images.len(),
-                images.len()
-            )));
-        }
+        self.check_supplied(images.len(), "images")?;
         let mut children: Vec<Box<dyn InternalIterator + '_>> = Vec::with_capacity(images.len());
         let mut bytes_read = 0;
         for (i, (bytes, &(entries, largest_seq))) in images.iter().zip(&self.images).enumerate() {
@@ -96,14 +89,7 @@ impl FlushJob {
         memtables: &[Arc<Memtable>],
     ) -> Result<JobResult> {
         let start = Instant::now();
-        if memtables.len() != self.images.len() {
-            return Err(Error::InvalidArgument(format!(
-                "flush job {} names {} images, {} memtables supplied",
-                self.token.job_id,
-                self.images.len(),
-                memtables.len()
-            )));
-        }
+        self.check_supplied(memtables.len(), "memtables")?;
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::with_capacity(memtables.len());
         let mut bytes_read = 0;
         for (i, (m, &(entries, largest_seq))) in memtables.iter().zip(&self.images).enumerate() {
@@ -126,6 +112,18 @@ impl FlushJob {
             children.push(Box::new(m.iter()));
         }
         self.write(storage, children, bytes_read, start)
+    }
+
+    /// The executor must supply one image per entry of `self.images`.
+    fn check_supplied(&self, supplied: usize, what: &str) -> Result<()> {
+        if supplied == self.images.len() {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "flush job {} names {} images, {supplied} {what} supplied",
+            self.token.job_id,
+            self.images.len()
+        )))
     }
 
     /// Merge `children` (the images' iterators) into level-0 tables.
