@@ -197,3 +197,16 @@ pub fn disk_usage(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+/// An engine configuration for unit tests: a database in `dir` with 64 KiB
+/// memtables, so small workloads still flush and compact.
+#[cfg(test)]
+pub(crate) fn small_test_engine(dir: &std::path::Path) -> EngineConfig {
+    EngineArgs {
+        db: Some(dir.join("db")),
+        write_buffer_size: Some(64 << 10),
+        ..Default::default()
+    }
+    .resolve("unused")
+    .expect("test engine configuration")
+}

@@ -51,9 +51,11 @@ pub struct TableOptions {
     /// Target uncompressed size of a data block. The default, 2 KiB, is half
     /// of LevelDB's and RocksDB's 4 KiB: a point lookup that misses the block
     /// cache reads, copies and checksums one whole block, and at 2 KiB that
-    /// is ~25% more lookups per second (2M keys of 116 bytes, uncached) for
-    /// about twice the pinned index memory (~40 bytes per block) and ~1%
-    /// more file bytes. Scans are not slower (`bench/README.md`).
+    /// measured ~25% more lookups per second (2M keys of 116 bytes, 8 MiB
+    /// cache; single runs, noisy machine) and ~1% more file bytes; the
+    /// pinned decoded index grows with the block count (~40 bytes per block,
+    /// estimated from its layout, not measured). Scans were not slower
+    /// (`bench/README.md`).
     pub block_size: usize,
     /// Keys between restart points inside a data block.
     pub restart_interval: usize,

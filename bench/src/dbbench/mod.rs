@@ -440,13 +440,7 @@ mod tests {
     #[test]
     fn each_benchmark_runs_on_a_small_database() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::EngineArgs {
-            db: Some(dir.path().join("db")),
-            write_buffer_size: Some(64 << 10),
-            ..Default::default()
-        }
-        .resolve("unused")
-        .unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
         let cfg = DbBenchArgs {
             benchmarks: Some(
                 "fillseq,readseq,fillrandom,overwrite,readrandom,seekrandom,readwhilewriting,deleterandom".into(),

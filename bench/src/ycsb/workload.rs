@@ -437,13 +437,7 @@ mod tests {
             run: true,
             seed: 1,
         };
-        let engine = crate::engine::EngineArgs {
-            db: Some(dir.path().join("db")),
-            write_buffer_size: Some(64 << 10),
-            ..Default::default()
-        }
-        .resolve("unused")
-        .unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
         run(&cfg, &engine, false).unwrap()
     }
 

@@ -77,8 +77,8 @@ struct Line([u8; LINE_BYTES]);
 /// misses instead of one.
 #[derive(Debug, Clone)]
 pub struct BloomFilter {
+    /// At most `u32::MAX` lines (the count is stored as a u32).
     lines: Box<[Line]>,
-    num_lines: u32,
     num_probes: u8,
 }
 
@@ -115,11 +115,7 @@ impl BloomFilter {
                 line
             })
             .collect();
-        Ok(BloomFilter {
-            lines,
-            num_lines,
-            num_probes,
-        })
+        Ok(BloomFilter { lines, num_probes })
     }
 
     /// False only when `user_key` is certainly not in the table.
@@ -130,7 +126,7 @@ impl BloomFilter {
 
     /// [`BloomFilter::may_contain`] for a precomputed [`bloom_hash`].
     pub fn may_contain_hash(&self, hash: u64) -> bool {
-        let Some(Line(line)) = self.lines.get(line_of(hash, self.num_lines)) else {
+        let Some(Line(line)) = self.lines.get(line_of(hash, self.lines.len() as u32)) else {
             return true;
         };
         let mut x = hash as u32;
@@ -142,15 +138,6 @@ impl BloomFilter {
             }
         }
         true
-    }
-
-    /// Size of the encoded filter.
-    pub fn len(&self) -> usize {
-        self.lines.len() * LINE_BYTES + FILTER_TAIL
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
     }
 }
 
