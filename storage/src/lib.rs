@@ -35,6 +35,7 @@ pub mod job;
 pub mod key;
 pub mod memtable;
 pub mod options;
+mod prefetch;
 pub mod sst;
 pub mod version;
 pub mod wal;

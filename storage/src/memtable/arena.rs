@@ -65,15 +65,7 @@ impl Arena {
     #[inline]
     pub fn prefetch(&self, at: usize) {
         debug_assert!(at < self.capacity());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `at` is inside the allocation, so the pointer is in bounds;
-        // a prefetch reads nothing architecturally and cannot fault.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(self.base.as_ptr().add(at).cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = at;
+        crate::prefetch::prefetch_ptr(self.base.as_ptr().wrapping_add(at));
     }
 
     /// Copy `bytes` into the arena at `at`.

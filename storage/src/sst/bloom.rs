@@ -124,6 +124,15 @@ impl BloomFilter {
         self.may_contain_hash(bloom_hash(user_key))
     }
 
+    /// Start loading the line [`BloomFilter::may_contain_hash`] will read
+    /// for `hash`, so the miss overlaps the caller's other work.
+    #[inline]
+    pub fn prefetch_hash(&self, hash: u64) {
+        if let Some(line) = self.lines.get(line_of(hash, self.lines.len() as u32)) {
+            crate::prefetch::prefetch_ptr(line.0.as_ptr());
+        }
+    }
+
     /// [`BloomFilter::may_contain`] for a precomputed [`bloom_hash`].
     pub fn may_contain_hash(&self, hash: u64) -> bool {
         let Some(Line(line)) = self.lines.get(line_of(hash, self.lines.len() as u32)) else {

@@ -152,19 +152,36 @@ impl TableIndex {
     /// The first block whose separator is at or after the internal key
     /// `target`: the only block that can hold the first entry `>= target`.
     /// `len()` when every separator sorts before it.
-    ///
-    /// Separators before the target are those whose prefix is smaller, then
-    /// those with an equal prefix that compare smaller in full. The first
-    /// prefix not below the target's is found through the summary and one
-    /// group; full separators are compared only inside a run of equal
-    /// prefixes.
     pub(crate) fn seek(&self, target: &[u8]) -> usize {
+        self.finish_seek(&self.start_seek(target), target)
+    }
+
+    /// First half of [`TableIndex::seek`]: narrow the search to one group
+    /// through the summary (which stays in cache) and start loading that
+    /// group's prefixes and block records, so the caller can overlap those
+    /// misses with other work (a bloom probe) before
+    /// [`TableIndex::finish_seek`].
+    #[inline]
+    pub(crate) fn start_seek(&self, target: &[u8]) -> SeekStart {
         let want = key_prefix(user_key(target));
         // Groups whose first prefix is below `want`: the answer lies in the
         // last of them, or is the start of the next.
         let groups_below = self.summary.partition_point(|&p| p < want);
         let from = groups_below.saturating_sub(1) * GROUP;
         let to = (groups_below * GROUP).min(self.len());
+        crate::prefetch::prefetch_slice(&self.prefixes[from..to]);
+        crate::prefetch::prefetch_slice(&self.blocks[from..to]);
+        SeekStart { want, from, to }
+    }
+
+    /// Second half of [`TableIndex::seek`], for the same `target`.
+    ///
+    /// Separators before the target are those whose prefix is smaller, then
+    /// those with an equal prefix that compare smaller in full. The first
+    /// prefix not below the target's is found in the group; full separators
+    /// are compared only inside a run of equal prefixes.
+    pub(crate) fn finish_seek(&self, start: &SeekStart, target: &[u8]) -> usize {
+        let SeekStart { want, from, to } = *start;
         let first = from + self.prefixes[from..to].partition_point(|&p| p < want);
         // Entries from `first` on with an equal prefix form a run; those of
         // it that sort before the target in full come first.
@@ -186,6 +203,15 @@ impl TableIndex {
         }
         lo
     }
+}
+
+/// A search narrowed to one group of a [`TableIndex`]
+/// ([`TableIndex::start_seek`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeekStart {
+    want: u64,
+    from: usize,
+    to: usize,
 }
 
 #[cfg(test)]

@@ -198,6 +198,12 @@ impl Table {
         lookup_key: &[u8],
         hash: u64,
     ) -> Result<Option<(ValueKind, SequenceNumber, Bytes)>> {
+        // The bloom line, the index group and its block records are likely
+        // cache misses each; start all of them before waiting on any.
+        if let Some(f) = &self.filter {
+            f.prefetch_hash(hash);
+        }
+        let seek = self.index.start_seek(lookup_key);
         if self
             .filter
             .as_ref()
@@ -206,7 +212,7 @@ impl Table {
             return Ok(None);
         }
         let mut data: Option<BlockIter> = None;
-        for i in self.index.seek(lookup_key)..self.index.len() {
+        for i in self.index.finish_seek(&seek, lookup_key)..self.index.len() {
             let handle = self.index.handle(i);
             let block = self.data_block(handle, true)?;
             let it = match &mut data {
