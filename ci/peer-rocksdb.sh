@@ -20,6 +20,8 @@
 #   BLOCK_SIZE=        data block bytes for both; empty = each engine's default
 #                      (RocksDB 4096, o3 2048)
 #   SEED=42            key generator seed (both tools)
+#   O3_ARGS=           extra o3-bench flags, e.g. "--cache_admission=always"
+#                      to run o3's block cache without its admission filter
 #   PAIRS=3            A B pairs
 #   WORK_DIR=${TMPDIR:-/tmp}/o3-peer-rocksdb   databases and logs
 # Background jobs and write buffer size (and, unless BLOCK_SIZE is set, block
@@ -48,6 +50,7 @@ CACHE_SIZE="${CACHE_SIZE:-8388608}"
 SEEK_NEXTS="${SEEK_NEXTS:-0}"
 BLOCK_SIZE="${BLOCK_SIZE:-}"
 SEED="${SEED:-42}"
+O3_ARGS="${O3_ARGS:-}"
 PAIRS="${PAIRS:-3}"
 WORK_DIR="${WORK_DIR:-${TMPDIR:-/tmp}/o3-peer-rocksdb}"
 
@@ -132,7 +135,7 @@ run_engine() {
   local engine="$1" pair="$2" bin db log
   case "$engine" in
     rocksdb) bin="$db_bench" ;;
-    o3) bin="$o3_bench dbbench" ;;
+    o3) bin="$o3_bench dbbench $O3_ARGS" ;;
   esac
   db="$WORK_DIR/db-$engine"
   log="$WORK_DIR/$engine-pair$pair"
@@ -180,7 +183,7 @@ else
   defaults="max_background_jobs, write_buffer_size and block_size"
 fi
 echo "parameters: ${common[*]} pairs=$PAIRS; $defaults at each engine's default"
-echo "o3-bench: $o3_bench ($(nproc) CPUs)"
+echo "o3-bench: $o3_bench ($(nproc) CPUs)${O3_ARGS:+; o3 only: $O3_ARGS}"
 echo
 awk -F'\t' -v pairs="$PAIRS" '
   function median(a, n,   i, j, t) {

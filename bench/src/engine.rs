@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use o3_compute::{Db, DbOptions};
 use o3_storage::options::Compression;
+use o3_storage::sst::CacheAdmission;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
@@ -33,6 +34,11 @@ pub struct EngineArgs {
     /// Block cache size in bytes (default: the engine's, 8 MiB).
     #[arg(long)]
     pub cache_size: Option<u64>,
+    /// Which missed blocks enter the block cache: second-miss (a block
+    /// missed twice within a recent window; the engine's default) or always
+    /// (every block read, as an LRU cache such as RocksDB's).
+    #[arg(long)]
+    pub cache_admission: Option<String>,
     /// Bloom filter bits per key, 0 disables filters (default 10).
     #[arg(long)]
     pub bloom_bits: Option<u32>,
@@ -66,6 +72,7 @@ impl EngineArgs {
             db: self.db.or(base.db),
             write_buffer_size: self.write_buffer_size.or(base.write_buffer_size),
             cache_size: self.cache_size.or(base.cache_size),
+            cache_admission: self.cache_admission.or(base.cache_admission),
             bloom_bits: self.bloom_bits.or(base.bloom_bits),
             compression_type: self.compression_type.or(base.compression_type),
             block_size: self.block_size.or(base.block_size),
@@ -84,6 +91,12 @@ impl EngineArgs {
             compression_type.parse().map_err(|e: o3_compute::Error| {
                 BenchError::InvalidArgument(format!("--compression_type: {e}"))
             })?;
+        let cache_admission = match self.cache_admission {
+            Some(s) => s.parse().map_err(|e: o3_compute::Error| {
+                BenchError::InvalidArgument(format!("--cache_admission: {e}"))
+            })?,
+            None => d.block_cache_admission,
+        };
         let compaction_spec = self
             .compaction
             .unwrap_or_else(|| d.compaction.preset.to_string());
@@ -97,6 +110,7 @@ impl EngineArgs {
                 .unwrap_or_else(|| std::env::temp_dir().join(default_dir)),
             write_buffer_size: self.write_buffer_size.unwrap_or(d.write_buffer_size),
             cache_size: self.cache_size.unwrap_or(d.block_cache_size),
+            cache_admission,
             bloom_bits: self.bloom_bits.unwrap_or(d.table.bloom_bits_per_key),
             compression_type,
             compression,
@@ -115,12 +129,22 @@ impl EngineArgs {
     }
 }
 
+/// Serialize a setting as its `Display` form (the spelling its flag takes).
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
 /// Resolved engine settings (reported verbatim).
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineConfig {
     pub db: PathBuf,
     pub write_buffer_size: usize,
     pub cache_size: u64,
+    #[serde(serialize_with = "crate::engine::as_display")]
+    pub cache_admission: CacheAdmission,
     pub bloom_bits: u32,
     pub compression_type: String,
     #[serde(skip)]
@@ -143,6 +167,7 @@ impl EngineConfig {
         let mut o = DbOptions {
             write_buffer_size: self.write_buffer_size,
             block_cache_size: self.cache_size,
+            block_cache_admission: self.cache_admission,
             sync_writes: self.sync,
             disable_wal: self.disable_wal,
             max_background_jobs: self.max_background_jobs,

@@ -43,6 +43,7 @@ pub(crate) mod test_support {
             stall_micros: Vec::new(),
             block_cache_hits: 0,
             block_cache_misses: 0,
+            block_cache_declined: 0,
             block_cache_usage: 0,
             last_sequence: 0,
             unflushed_memtables: 0,

@@ -98,6 +98,8 @@ fn bad_override_and_bad_flags_are_one_line() {
     assert_one_line_error(&out, &["no_such_flag"]);
     let out = o3_bench(&["dbbench", "--compression_type=snappy"]);
     assert_one_line_error(&out, &["snappy"]);
+    let out = o3_bench(&["dbbench", "--cache_admission=lru"]);
+    assert_one_line_error(&out, &["--cache_admission", "lru"]);
 }
 
 #[test]

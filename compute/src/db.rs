@@ -124,7 +124,8 @@ impl Db {
                 options.shard_splits.clone(),
             )?
         };
-        let block_cache = BlockCache::new(options.block_cache_size);
+        let block_cache =
+            BlockCache::with_admission(options.block_cache_size, options.block_cache_admission);
         let table_cache = Arc::new(TableCache::new(dir.clone(), storage.clone(), block_cache));
         let inner = crate::recovery::recover(dir, storage, options, versions, table_cache, lock)?;
         let inner = Arc::new(inner);
@@ -278,6 +279,7 @@ impl Db {
                 .collect(),
             block_cache_hits: cache.hits(),
             block_cache_misses: cache.misses(),
+            block_cache_declined: cache.declined(),
             block_cache_usage: cache.usage(),
             last_sequence: self.inner.visible_seq.load(Ordering::Acquire),
             unflushed_memtables: sv.shards.iter().map(|s| s.sealed.len()).sum(),

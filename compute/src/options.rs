@@ -6,6 +6,7 @@ use std::sync::Arc;
 use o3_storage::compaction::CompactionOptions;
 use o3_storage::env::{LocalFs, Storage};
 use o3_storage::options::TableOptions;
+use o3_storage::sst::CacheAdmission;
 use o3_storage::{Error, Result};
 
 /// Options for [`crate::Db::open`].
@@ -45,6 +46,9 @@ pub struct DbOptions {
     pub hard_pending_compaction_bytes_limit: u64,
     /// Block cache capacity in bytes (shared by all tables).
     pub block_cache_size: u64,
+    /// Which missed blocks enter the block cache: by default only those
+    /// missed twice within a recent window (`o3_storage::sst::CacheAdmission`).
+    pub block_cache_admission: CacheAdmission,
     /// Background threads running flushes and compactions.
     pub max_background_jobs: usize,
     /// Do not start compactions on their own (bulk loads; external
@@ -78,6 +82,7 @@ impl Default for DbOptions {
             soft_pending_compaction_bytes_limit: 64 << 30,
             hard_pending_compaction_bytes_limit: 256 << 30,
             block_cache_size: 8 << 20,
+            block_cache_admission: CacheAdmission::SecondMiss,
             max_background_jobs: 2,
             disable_auto_compactions: false,
             idle_compaction_after: Some(std::time::Duration::from_secs(1)),

@@ -106,7 +106,7 @@ fn table_get(
     Ok(table
         .get_hashed(p.key, p.lookup, p.hash)?
         .map(|(kind, _seq, value)| match kind {
-            ValueKind::Value => Some(value.to_vec()),
+            ValueKind::Value => Some(value),
             ValueKind::Tombstone => None,
         }))
 }

@@ -80,6 +80,8 @@ pub struct DbStats {
     pub stall_micros: Vec<(StallReason, u64)>,
     pub block_cache_hits: u64,
     pub block_cache_misses: u64,
+    /// Missed blocks the cache's admission policy did not take in.
+    pub block_cache_declined: u64,
     pub block_cache_usage: u64,
     pub last_sequence: u64,
     pub unflushed_memtables: usize,

@@ -115,10 +115,11 @@ pub fn describe_db_stats(stats: &DbStats) -> String {
     let lookups = stats.block_cache_hits + stats.block_cache_misses;
     if lookups > 0 {
         s.push_str(&format!(
-            "  block cache: {} hits, {} misses ({:.1}% hit rate), {} bytes used\n",
+            "  block cache: {} hits, {} misses ({:.1}% hit rate; {} missed blocks not admitted), {} bytes used\n",
             stats.block_cache_hits,
             stats.block_cache_misses,
             100.0 * stats.block_cache_hits as f64 / lookups as f64,
+            stats.block_cache_declined,
             stats.block_cache_usage
         ));
     }

@@ -20,23 +20,32 @@ use crate::key::compare_internal;
 
 /// A decoded block: its bytes plus where the restart array starts.
 ///
-/// Cloning is cheap (the bytes are reference-counted and shared with the
-/// block cache).
+/// The bytes are usually `Bytes` (reference-counted, shared with the block
+/// cache, so cloning is cheap); a point lookup that reads a block the cache
+/// does not take searches it in place in a reused buffer (`Block<&[u8]>`).
 #[derive(Debug, Clone)]
-pub struct Block {
-    data: Bytes,
+pub struct Block<D = Bytes> {
+    data: D,
     /// Offset of the restart array, i.e. the end of the entry area.
     restarts: usize,
     num_restarts: u32,
 }
 
 impl Block {
+    /// The whole block, restart array included.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+}
+
+impl<D: AsRef<[u8]>> Block<D> {
     /// Check the block's framing: room for `num_restarts >= 1` restart
     /// offsets before the trailing count. `location` and `offset` (the
     /// block's file offset) go into the error.
-    pub fn new(data: Bytes, location: &str, offset: u64) -> Result<Block> {
-        let len = data.len();
-        let Some(count_bytes) = len.checked_sub(4).and_then(|p| data.get(p..)) else {
+    pub fn new(data: D, location: &str, offset: u64) -> Result<Block<D>> {
+        let bytes = data.as_ref();
+        let len = bytes.len();
+        let Some(count_bytes) = len.checked_sub(4).and_then(|p| bytes.get(p..)) else {
             return Err(Error::corruption(
                 location,
                 offset,
@@ -62,28 +71,36 @@ impl Block {
         }
     }
 
-    /// The whole block, restart array included.
-    pub fn data(&self) -> &Bytes {
-        &self.data
+    /// The block's bytes, restart array included.
+    fn bytes(&self) -> &[u8] {
+        self.data.as_ref()
     }
 
     /// Bytes of the block (what it weighs in the cache).
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.bytes().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.bytes().is_empty()
     }
 
     /// An iterator over this block. Keys are compared with
     /// [`compare_internal`] when seeking; blocks whose keys are plain names
     /// (properties, meta-index) are only scanned.
-    pub fn iter(&self, location: Arc<str>, offset: u64) -> BlockIter {
+    pub fn iter(&self, location: Arc<str>, offset: u64) -> BlockIter<D>
+    where
+        D: Clone,
+    {
+        self.clone().into_iter(location, offset)
+    }
+
+    /// [`Block::iter`], consuming the block.
+    pub fn into_iter(self, location: Arc<str>, offset: u64) -> BlockIter<D> {
         BlockIter {
-            block: self.clone(),
             current: self.restarts,
             next: self.restarts,
+            block: self,
             key: Vec::new(),
             value: (0, 0),
             location,
@@ -98,8 +115,8 @@ impl Block {
 /// `value` is its value's range in the block and `next` is the offset just
 /// past it. When invalid, `current == block.restarts`.
 #[derive(Debug)]
-pub struct BlockIter {
-    block: Block,
+pub struct BlockIter<D = Bytes> {
+    block: Block<D>,
     current: usize,
     next: usize,
     key: Vec<u8>,
@@ -118,19 +135,27 @@ struct EntryHeader {
 }
 
 impl BlockIter {
+    /// Current value as a zero-copy slice of the block.
+    pub fn value_bytes(&self) -> Bytes {
+        self.block.data.slice(self.value.0..self.value.1)
+    }
+}
+
+impl<D: AsRef<[u8]>> BlockIter<D> {
+    /// Whether positioned at an entry ([`InternalIterator::valid`]).
+    #[inline]
+    fn at_entry(&self) -> bool {
+        self.current < self.block.restarts
+    }
+
     /// Point this iterator at another block, reusing its key buffer (so a
     /// table iterator crossing blocks does not allocate).
-    pub fn reset(&mut self, block: Block, offset: u64) {
+    pub fn reset(&mut self, block: Block<D>, offset: u64) {
         self.current = block.restarts;
         self.next = block.restarts;
         self.block = block;
         self.offset = offset;
         self.key.clear();
-    }
-
-    /// Current value as a zero-copy slice of the block.
-    pub fn value_bytes(&self) -> Bytes {
-        self.block.data.slice(self.value.0..self.value.1)
     }
 
     /// The iterator contract: after an error the iterator is invalid.
@@ -144,7 +169,7 @@ impl BlockIter {
     fn seek_to_last_inner(&mut self) -> Result<()> {
         self.seek_to_restart(self.block.num_restarts - 1)?;
         self.parse_next()?;
-        while self.valid() && self.next < self.block.restarts {
+        while self.at_entry() && self.next < self.block.restarts {
             self.parse_next()?;
         }
         Ok(())
@@ -152,7 +177,7 @@ impl BlockIter {
 
     fn seek_for_prev_inner(&mut self, target: &[u8]) -> Result<()> {
         self.seek_inner(target)?;
-        if !self.valid() {
+        if !self.at_entry() {
             return self.seek_to_last_inner();
         }
         if compare_internal(&self.key, target) == Ordering::Greater {
@@ -174,7 +199,7 @@ impl BlockIter {
         self.seek_to_restart(lo)?;
         loop {
             self.parse_next()?;
-            if !self.valid() || compare_internal(&self.key, target) != Ordering::Less {
+            if !self.at_entry() || compare_internal(&self.key, target) != Ordering::Less {
                 return Ok(());
             }
         }
@@ -203,7 +228,7 @@ impl BlockIter {
         self.seek_to_restart(lo - 1)?;
         loop {
             self.parse_next()?;
-            if !self.valid() || self.next >= original {
+            if !self.at_entry() || self.next >= original {
                 return Ok(());
             }
         }
@@ -227,7 +252,7 @@ impl BlockIter {
     /// Offset of restart point `index`; must lie within the entry area.
     fn restart_point(&self, index: u32) -> Result<usize> {
         let at = self.block.restarts + 4 * index as usize;
-        let bytes = self.block.data.get(at..at + 4).ok_or_else(|| {
+        let bytes = self.block.bytes().get(at..at + 4).ok_or_else(|| {
             self.corruption(at, format_args!("restart index {index} out of range"))
         })?;
         let mut b = [0u8; 4];
@@ -258,7 +283,11 @@ impl BlockIter {
     /// in the entry area.
     #[inline]
     fn header(&self, at: usize) -> Result<EntryHeader> {
-        let area = self.block.data.get(at..self.block.restarts).unwrap_or(&[]);
+        let area = self
+            .block
+            .bytes()
+            .get(at..self.block.restarts)
+            .unwrap_or(&[]);
         let (shared, non_shared, value_len, n) =
             if area.len() >= 3 && (area[0] | area[1] | area[2]) < 0x80 {
                 (area[0] as u32, area[1] as u32, area[2] as u32, 3)
@@ -296,7 +325,7 @@ impl BlockIter {
         if h.shared != 0 {
             return Err(self.corruption(at, "restart entry shares a key prefix"));
         }
-        Ok(&self.block.data[h.body..h.body + h.non_shared])
+        Ok(&self.block.bytes()[h.body..h.body + h.non_shared])
     }
 
     /// Decode the entry at `next`, or become invalid at the end of the area.
@@ -328,7 +357,7 @@ impl BlockIter {
         self.key.truncate(h.shared);
         let suffix_end = h.body + h.non_shared;
         self.key
-            .extend_from_slice(&self.block.data[h.body..suffix_end]);
+            .extend_from_slice(&self.block.bytes()[h.body..suffix_end]);
         self.value = (suffix_end, suffix_end + h.value_len);
         self.current = at;
         self.next = suffix_end + h.value_len;
@@ -336,9 +365,9 @@ impl BlockIter {
     }
 }
 
-impl InternalIterator for BlockIter {
+impl<D: AsRef<[u8]> + Send> InternalIterator for BlockIter<D> {
     fn valid(&self) -> bool {
-        self.current < self.block.restarts
+        self.at_entry()
     }
 
     fn seek_to_first(&mut self) -> Result<()> {
@@ -391,7 +420,7 @@ impl InternalIterator for BlockIter {
     /// Empty when invalid.
     fn value(&self) -> &[u8] {
         self.block
-            .data
+            .bytes()
             .get(self.value.0..self.value.1)
             .unwrap_or(&[])
     }

@@ -25,12 +25,12 @@ mod table_iterator;
 
 pub use block::{Block, BlockIter};
 pub use block_builder::BlockBuilder;
-pub use block_cache::BlockCache;
+pub use block_cache::{BlockCache, CacheAdmission};
 pub use bloom::{BloomBuilder, BloomFilter, bloom_hash};
 pub use footer::{BLOCK_TRAILER_LEN, BlockHandle, FOOTER_LEN, FORMAT_VERSION, Footer, TABLE_MAGIC};
 pub use index::TableIndex;
 pub use properties::TableProperties;
 pub use stored_block::{decode_stored_block, read_block};
-pub use table::Table;
+pub use table::{Found, Table};
 pub use table_builder::{MAX_ENTRY_PART, TableBuilder};
 pub use table_iterator::TableIterator;

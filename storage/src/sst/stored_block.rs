@@ -3,6 +3,8 @@
 //! and checksums; reading verifies the checksum before anything else looks at
 //! the bytes, then decompresses with a bounded output size.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::coding::{get_varint64, put_varint64};
@@ -67,6 +69,37 @@ pub fn read_block(
     limit: u64,
     location: &str,
 ) -> Result<Bytes> {
+    let mut buf = vec![0u8; stored_len(handle, limit, location)?];
+    file.read_exact_at(handle.offset, &mut buf)?;
+    decode_stored_block(buf, handle.offset, location)
+}
+
+/// [`read_block`] into `buf`, a buffer the caller reuses across reads (a
+/// point lookup's block that the cache does not keep then costs no
+/// allocation): the contents are borrowed from `buf` when the block is
+/// stored uncompressed, decompressed into a new buffer otherwise.
+pub(crate) fn read_block_into<'b>(
+    file: &dyn RandomAccessFile,
+    handle: BlockHandle,
+    limit: u64,
+    location: &str,
+    buf: &'b mut Vec<u8>,
+) -> Result<Cow<'b, [u8]>> {
+    let len = stored_len(handle, limit, location)?;
+    // Only growth is zeroed; a reused buffer of the usual block size is not
+    // touched before the read overwrites it.
+    buf.resize(len, 0);
+    file.read_exact_at(handle.offset, buf)?;
+    let (contents, kind) = verify_stored_block(buf, handle.offset, location)?;
+    match kind {
+        Compression::None => Ok(Cow::Borrowed(contents)),
+        Compression::Lz4 => decompress_lz4(contents, handle.offset, location).map(Cow::Owned),
+    }
+}
+
+/// Bytes to read for the block at `handle` (contents and trailer), which
+/// must end at or before `limit`.
+fn stored_len(handle: BlockHandle, limit: u64, location: &str) -> Result<usize> {
     let in_bounds = handle.end_with_trailer().is_some_and(|end| end <= limit);
     let len = usize::try_from(handle.size + BLOCK_TRAILER_LEN).ok();
     let (true, Some(len)) = (in_bounds, len) else {
@@ -79,14 +112,30 @@ pub fn read_block(
             ),
         ));
     };
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(handle.offset, &mut buf)?;
-    decode_stored_block(buf, handle.offset, location)
+    Ok(len)
 }
 
 /// Verify and decode stored contents + trailer read from file offset
 /// `offset`. Public so that fuzzing can reach it without a file.
 pub fn decode_stored_block(mut buf: Vec<u8>, offset: u64, location: &str) -> Result<Bytes> {
+    let (contents, kind) = verify_stored_block(&buf, offset, location)?;
+    match kind {
+        Compression::None => {
+            let size = contents.len();
+            buf.truncate(size);
+            Ok(Bytes::from(buf))
+        }
+        Compression::Lz4 => decompress_lz4(contents, offset, location).map(Bytes::from),
+    }
+}
+
+/// Check the trailer of stored contents + trailer: the checksum first, then
+/// the compression type. Returns the stored (maybe compressed) contents.
+fn verify_stored_block<'b>(
+    buf: &'b [u8],
+    offset: u64,
+    location: &str,
+) -> Result<(&'b [u8], Compression)> {
     let Some(size) = buf.len().checked_sub(BLOCK_TRAILER_LEN as usize) else {
         return Err(Error::corruption(
             location,
@@ -103,10 +152,8 @@ pub fn decode_stored_block(mut buf: Vec<u8>, offset: u64, location: &str) -> Res
         u32::from_le_bytes(crc),
         block_crc(&buf[..size], kind),
     )?;
-    buf.truncate(size);
     match Compression::from_byte(kind) {
-        Some(Compression::None) => Ok(Bytes::from(buf)),
-        Some(Compression::Lz4) => decompress_lz4(&buf, offset, location).map(Bytes::from),
+        Some(c) => Ok((&buf[..size], c)),
         None => Err(Error::corruption(
             location,
             offset,

@@ -2,6 +2,7 @@
 //! properties are read and verified once at open and pinned in memory; data
 //! blocks are read on demand through the shared [`BlockCache`].
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,15 +12,28 @@ use crate::error::{Error, Result};
 use crate::iterator::InternalIterator;
 use crate::key::{self, SequenceNumber, ValueKind};
 
-use super::block::{Block, BlockIter};
+use super::block::Block;
 use super::block_cache::{BlockCache, next_cache_id};
 use super::bloom::{BloomFilter, bloom_hash};
 use super::footer::{BlockHandle, FOOTER_LEN, Footer};
 use super::index::TableIndex;
 use super::properties::TableProperties;
-use super::stored_block::read_block;
+use super::stored_block::{read_block, read_block_into};
 use super::table_builder::{FILTER_NAME, PROPERTIES_NAME};
 use super::table_iterator::TableIterator;
+
+/// What a point lookup found: the entry's kind, sequence and value.
+pub type Found = (ValueKind, SequenceNumber, Vec<u8>);
+
+thread_local! {
+    /// The buffer a point lookup reads an uncached block into, reused by
+    /// every lookup of the thread.
+    static LOOKUP_BLOCK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A lookup buffer grown past this (a table with huge blocks) is released
+/// after use rather than kept by the thread.
+const MAX_KEPT_LOOKUP_BLOCK: usize = 256 << 10;
 
 /// An open, immutable table. Shared between readers as `Arc<Table>`.
 pub struct Table {
@@ -179,25 +193,27 @@ impl Table {
     }
 
     /// Point lookup: the first entry at or after `lookup_key` (built with
-    /// [`key::make_lookup_key`]) if its user key is `user_key`. The bloom
-    /// filter is checked before any data block is read; the value is a
-    /// zero-copy slice of the (cached) block.
-    pub fn get(
-        &self,
-        user_key: &[u8],
-        lookup_key: &[u8],
-    ) -> Result<Option<(ValueKind, SequenceNumber, Bytes)>> {
+    /// [`key::make_lookup_key`]) if its user key is `user_key`, with a copy
+    /// of its value. The bloom filter is checked before any data block is
+    /// read.
+    pub fn get(&self, user_key: &[u8], lookup_key: &[u8]) -> Result<Option<Found>> {
         self.get_hashed(user_key, lookup_key, bloom_hash(user_key))
     }
 
     /// [`Table::get`] with the key's [`bloom_hash`] computed by the caller,
     /// once for every table a lookup probes.
+    ///
+    /// A block found in the cache is searched there. A block read from the
+    /// file is searched in a per-thread buffer reused across lookups, and
+    /// copied into the cache only if the cache admits it: with data much
+    /// larger than the cache most reads are one-offs, and this way they cost
+    /// no allocation.
     pub fn get_hashed(
         &self,
         user_key: &[u8],
         lookup_key: &[u8],
         hash: u64,
-    ) -> Result<Option<(ValueKind, SequenceNumber, Bytes)>> {
+    ) -> Result<Option<Found>> {
         // The bloom line, the index group and its block records are likely
         // cache misses each; start all of them before waiting on any.
         if let Some(f) = &self.filter {
@@ -211,35 +227,91 @@ impl Table {
         {
             return Ok(None);
         }
-        let mut data: Option<BlockIter> = None;
         for i in self.index.finish_seek(&seek, lookup_key)..self.index.len() {
             let handle = self.index.handle(i);
-            let block = self.data_block(handle, true)?;
-            let it = match &mut data {
-                Some(it) => {
-                    it.reset(block, handle.offset);
-                    it
-                }
-                None => data.insert(block.iter(self.location.clone(), handle.offset)),
+            let cached = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(self.cache_id, handle.offset));
+            let decided = match cached {
+                Some(bytes) => self.search_block(bytes, handle, user_key, lookup_key)?,
+                None => LOOKUP_BLOCK.with_borrow_mut(|buf| {
+                    let decided = self.read_and_search(buf, handle, user_key, lookup_key);
+                    if buf.capacity() > MAX_KEPT_LOOKUP_BLOCK {
+                        *buf = Vec::new();
+                    }
+                    decided
+                })?,
             };
-            it.seek(lookup_key)?;
-            if it.valid() {
-                let parsed = key::parse_internal_key(it.key()).map_err(|e| {
-                    Error::corruption(
-                        &*self.location,
-                        handle.offset,
-                        format!("bad internal key in data block: {e}"),
-                    )
-                })?;
-                if parsed.user_key != user_key {
-                    return Ok(None);
-                }
-                return Ok(Some((parsed.kind, parsed.sequence, it.value_bytes())));
+            if let Some(answer) = decided {
+                return Ok(answer);
             }
             // The separator may sort after the block's last key: the entry,
             // if any, starts the next block.
         }
         Ok(None)
+    }
+
+    /// Read the block at `handle` into `buf`, offer it to the cache and
+    /// search it ([`Table::search_block`]).
+    fn read_and_search(
+        &self,
+        buf: &mut Vec<u8>,
+        handle: BlockHandle,
+        user_key: &[u8],
+        lookup_key: &[u8],
+    ) -> Result<Option<Option<Found>>> {
+        let contents = read_block_into(
+            self.file.as_ref(),
+            handle,
+            self.block_area_end,
+            &self.location,
+            buf,
+        )?;
+        match &self.cache {
+            Some(cache) if cache.admit(self.cache_id, handle.offset) => {
+                let bytes = Bytes::copy_from_slice(&contents);
+                let decided = self.search_block(bytes.clone(), handle, user_key, lookup_key);
+                if decided.is_ok() {
+                    cache.insert(self.cache_id, handle.offset, bytes);
+                }
+                decided
+            }
+            _ => self.search_block(contents, handle, user_key, lookup_key),
+        }
+    }
+
+    /// Search one data block for the lookup: `Some(answer)` when the block
+    /// decides it, `None` when every entry sorts before `lookup_key` (the
+    /// next block may hold it).
+    fn search_block<D: AsRef<[u8]> + Send>(
+        &self,
+        data: D,
+        handle: BlockHandle,
+        user_key: &[u8],
+        lookup_key: &[u8],
+    ) -> Result<Option<Option<Found>>> {
+        let block = Block::new(data, &self.location, handle.offset)?;
+        let mut it = block.into_iter(self.location.clone(), handle.offset);
+        it.seek(lookup_key)?;
+        if !it.valid() {
+            return Ok(None);
+        }
+        let parsed = key::parse_internal_key(it.key()).map_err(|e| {
+            Error::corruption(
+                &*self.location,
+                handle.offset,
+                format!("bad internal key in data block: {e}"),
+            )
+        })?;
+        if parsed.user_key != user_key {
+            return Ok(Some(None));
+        }
+        Ok(Some(Some((
+            parsed.kind,
+            parsed.sequence,
+            it.value().to_vec(),
+        ))))
     }
 
     /// A two-level iterator (index → data blocks) over all entries.
@@ -264,8 +336,9 @@ impl Table {
         &self.location
     }
 
-    /// The data block at `handle`, from the cache when present; inserted
-    /// into the cache after a read when `fill_cache`.
+    /// The data block at `handle`, from the cache when present; offered to
+    /// the cache after a read when `fill_cache` (its admission policy
+    /// decides).
     pub(crate) fn data_block(&self, handle: BlockHandle, fill_cache: bool) -> Result<Block> {
         if let Some(cache) = &self.cache
             && let Some(bytes) = cache.get(self.cache_id, handle.offset)
@@ -279,7 +352,10 @@ impl Table {
             &self.location,
         )?;
         let block = Block::new(bytes, &self.location, handle.offset)?;
-        if fill_cache && let Some(cache) = &self.cache {
+        if fill_cache
+            && let Some(cache) = &self.cache
+            && cache.admit(self.cache_id, handle.offset)
+        {
             cache.insert(self.cache_id, handle.offset, block.data().clone());
         }
         Ok(block)
