@@ -62,6 +62,16 @@ pub struct TableOptions {
     /// Bloom filter bits per key; 0 disables the filter.
     pub bloom_bits_per_key: u32,
     pub compression: Compression,
+    /// Keep data blocks inside 4 KiB pages of the file: a block is closed
+    /// before an entry that would carry it across a page boundary, and the
+    /// file is zero-padded to the boundary when less than a quarter of a
+    /// block would fit before it. A point lookup that misses the block
+    /// cache then reads one page of the OS page cache instead of two (about
+    /// half of all unaligned 2 KiB blocks straddle a boundary); measured on
+    /// 2M keys of 116 bytes: readrandom +10%, files +1%. Applies to
+    /// uncompressed tables with `block_size` of at most 4 KiB; a single
+    /// entry too large for the room left still crosses.
+    pub page_aligned_blocks: bool,
 }
 
 impl Default for TableOptions {
@@ -71,6 +81,7 @@ impl Default for TableOptions {
             restart_interval: 16,
             bloom_bits_per_key: 10,
             compression: Compression::None,
+            page_aligned_blocks: true,
         }
     }
 }

@@ -11,7 +11,10 @@ use o3_storage::error::Error;
 use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{self, ValueKind, make_internal_key, make_lookup_key};
 use o3_storage::options::{Compression, TableOptions};
-use o3_storage::sst::{BlockCache, CacheAdmission, Table, TableBuilder};
+use o3_storage::sst::{
+    Block, BlockCache, BlockHandle, CacheAdmission, FOOTER_LEN, Footer, Table, TableBuilder,
+    read_block,
+};
 use proptest::prelude::*;
 use sst_support::{
     Entry, MemFile, MemWritable, build_table, expected_get, lower_bound, open_table,
@@ -20,17 +23,19 @@ use sst_support::{
 
 fn options_strategy() -> impl Strategy<Value = TableOptions> {
     (
-        prop_oneof![Just(64usize), Just(200), Just(1024), Just(4096)],
+        prop_oneof![Just(64usize), Just(200), Just(1024), Just(2048), Just(4096)],
         prop_oneof![Just(1usize), Just(2), Just(5), Just(16)],
         prop_oneof![Just(0u32), Just(4), Just(10)],
         prop_oneof![Just(Compression::None), Just(Compression::Lz4)],
+        any::<bool>(),
     )
         .prop_map(
-            |(block_size, restart_interval, bits, compression)| TableOptions {
+            |(block_size, restart_interval, bits, compression, aligned)| TableOptions {
                 block_size,
                 restart_interval,
                 bloom_bits_per_key: bits,
                 compression,
+                page_aligned_blocks: aligned,
             },
         )
 }
@@ -557,4 +562,89 @@ fn builder_refuses_use_after_a_failed_write() {
     let err = b.add(&entries[i + 1].0, &entries[i + 1].1).unwrap_err();
     assert!(err.to_string().contains("earlier write failed"), "{err}");
     assert!(b.finish(0).is_err());
+}
+
+/// The data block handles of a table, read from its index block through
+/// the public format types.
+fn data_block_handles(bytes: &[u8]) -> Vec<BlockHandle> {
+    let footer =
+        Footer::decode(&bytes[bytes.len() - FOOTER_LEN..], bytes.len() as u64, "t").unwrap();
+    let index = read_block(
+        &MemFile(bytes.to_vec()),
+        footer.index,
+        bytes.len() as u64,
+        "t",
+    )
+    .unwrap();
+    let mut it = Block::new(index, "t", footer.index.offset)
+        .unwrap()
+        .into_iter(Arc::from("t"), footer.index.offset);
+    let mut handles = Vec::new();
+    it.seek_to_first().unwrap();
+    while it.valid() {
+        handles.push(BlockHandle::decode(it.value()).unwrap());
+        it.next().unwrap();
+    }
+    handles
+}
+
+#[test]
+fn page_aligned_blocks_stay_inside_pages_and_unaligned_ones_straddle() {
+    // db_bench-like entries: 16-byte user keys, 100-byte values.
+    let entries: Vec<Entry> = (0..20_000u64)
+        .map(|i| {
+            let k = make_internal_key(format!("{i:016}").as_bytes(), 1, ValueKind::Value);
+            (k, vec![b'v'; 100])
+        })
+        .collect();
+    let crossing = |handles: &[BlockHandle]| {
+        handles
+            .iter()
+            .filter(|h| h.offset / 4096 != (h.end_with_trailer().unwrap() - 1) / 4096)
+            .count()
+    };
+    let aligned = TableOptions::default();
+    assert!(aligned.page_aligned_blocks && aligned.block_size == 2048);
+    let (bytes, props) = build_table(&entries, &aligned);
+    let handles = data_block_handles(&bytes);
+    assert_eq!(handles.len() as u64, props.data_blocks);
+    assert_eq!(crossing(&handles), 0, "no aligned block crosses a page");
+    assert!(props.padding_bytes > 0);
+    // Padding is small: under 2% of the data.
+    assert!(props.padding_bytes * 50 < props.data_bytes, "{props:?}");
+    let gaps: u64 = handles
+        .windows(2)
+        .map(|w| w[1].offset - w[0].end_with_trailer().unwrap())
+        .sum();
+    assert_eq!(gaps, props.padding_bytes);
+    assert_scans_exactly(
+        &open_table(bytes.clone(), "aligned.sst", None).unwrap(),
+        &entries,
+    );
+    let table = open_table(bytes, "aligned.sst", None).unwrap();
+    for (k, v) in entries.iter().step_by(97) {
+        let got = table.get(key::user_key(k), k).unwrap().unwrap();
+        assert_eq!(got.2, *v);
+    }
+
+    let unaligned = TableOptions {
+        page_aligned_blocks: false,
+        ..TableOptions::default()
+    };
+    let (bytes, props) = build_table(&entries, &unaligned);
+    let handles = data_block_handles(&bytes);
+    assert_eq!(props.padding_bytes, 0);
+    assert!(
+        crossing(&handles) * 4 > handles.len(),
+        "about half of unaligned 2 KiB blocks straddle a page: {} of {}",
+        crossing(&handles),
+        handles.len()
+    );
+    // Compressed tables are never padded (their stored size is unknown
+    // while a block is built).
+    let lz4 = TableOptions {
+        compression: Compression::Lz4,
+        ..TableOptions::default()
+    };
+    assert_eq!(build_table(&entries, &lz4).1.padding_bytes, 0);
 }

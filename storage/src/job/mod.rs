@@ -50,8 +50,10 @@ pub struct JobResult {
     pub stats: JobStats,
 }
 
-/// Version tag in front of every serialized job or result.
-const ENCODING_MAGIC: &[u8; 4] = b"O3J1";
+/// Version tag in front of every serialized job or result; bumped whenever
+/// a serialized type changes shape (2: `TableOptions::page_aligned_blocks`),
+/// so that a job from another o3 version is refused, not misread.
+const ENCODING_MAGIC: &[u8; 4] = b"O3J2";
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = ENCODING_MAGIC.to_vec();
@@ -63,7 +65,13 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {
     let body = bytes
         .strip_prefix(ENCODING_MAGIC.as_slice())
-        .ok_or_else(|| Error::corruption(what, 0, "missing job encoding tag O3J1"))?;
+        .ok_or_else(|| {
+            Error::corruption(
+                what,
+                0,
+                "missing job encoding tag O3J2 (encoded by another o3 version?)",
+            )
+        })?;
     postcard::from_bytes(body).map_err(|e| Error::corruption(what, 4, format!("undecodable: {e}")))
 }
 

@@ -8,8 +8,9 @@
 //! - [`BlockCache`] holds uncompressed data blocks for any number of tables
 //!   (and databases) in one byte budget.
 //!
-//! Blocks are `bytes::Bytes`, so the cache, iterators and values returned by
-//! [`Table::get`] share block memory without copying.
+//! Cached blocks are `bytes::Bytes`, so the cache and iterators share block
+//! memory without copying; a point lookup copies out only the value it
+//! returns.
 
 mod block;
 mod block_builder;

@@ -37,6 +37,11 @@ pub struct TableProperties {
     pub index_bytes: u64,
     pub filter_bytes: u64,
     pub data_blocks: u64,
+    /// Zero bytes between data blocks that keep blocks inside pages
+    /// ([`crate::options::TableOptions::page_aligned_blocks`]). Optional
+    /// in the block (absent = 0), so tables written before it was added
+    /// still open.
+    pub padding_bytes: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// The compression the writer was asked to use.
@@ -52,6 +57,7 @@ const FILTER_BYTES: &[u8] = b"o3.filter_bytes";
 const INDEX_BYTES: &[u8] = b"o3.index_bytes";
 const LARGEST: &[u8] = b"o3.largest";
 const LARGEST_SEQ: &[u8] = b"o3.largest_seq";
+const PADDING_BYTES: &[u8] = b"o3.padding_bytes";
 const RAW_KEY_BYTES: &[u8] = b"o3.raw_key_bytes";
 const RAW_VALUE_BYTES: &[u8] = b"o3.raw_value_bytes";
 const SMALLEST: &[u8] = b"o3.smallest";
@@ -78,7 +84,7 @@ const REQUIRED: [&[u8]; 14] = [
 impl TableProperties {
     /// The numeric properties by name, in bytewise name order together with
     /// the byte-valued ones (see [`TableProperties::encode_block`]).
-    fn numbers(&self) -> [(&'static [u8], u64); 11] {
+    fn numbers(&self) -> [(&'static [u8], u64); 12] {
         [
             (CREATED_MS, self.created_ms),
             (DATA_BLOCKS, self.data_blocks),
@@ -87,6 +93,7 @@ impl TableProperties {
             (FILTER_BYTES, self.filter_bytes),
             (INDEX_BYTES, self.index_bytes),
             (LARGEST_SEQ, self.largest_seq),
+            (PADDING_BYTES, self.padding_bytes),
             (RAW_KEY_BYTES, self.raw_key_bytes),
             (RAW_VALUE_BYTES, self.raw_value_bytes),
             (SMALLEST_SEQ, self.smallest_seq),
@@ -153,6 +160,7 @@ impl TableProperties {
                 FILTER_BYTES => Some(&mut p.filter_bytes),
                 INDEX_BYTES => Some(&mut p.index_bytes),
                 LARGEST_SEQ => Some(&mut p.largest_seq),
+                PADDING_BYTES => Some(&mut p.padding_bytes),
                 RAW_KEY_BYTES => Some(&mut p.raw_key_bytes),
                 RAW_VALUE_BYTES => Some(&mut p.raw_value_bytes),
                 SMALLEST_SEQ => Some(&mut p.smallest_seq),

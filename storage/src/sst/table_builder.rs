@@ -19,6 +19,11 @@ use super::stored_block::append_block;
 pub(crate) const FILTER_NAME: &[u8] = b"o3.filter.bloom";
 /// Meta-index name of the properties block.
 pub(crate) const PROPERTIES_NAME: &[u8] = b"o3.properties";
+/// The page size data blocks are kept within
+/// ([`TableOptions::page_aligned_blocks`]).
+const PAGE: u64 = 4096;
+static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
+
 /// Largest key or value a table accepts, so that block offsets fit in `u32`.
 pub const MAX_ENTRY_PART: usize = 1 << 30;
 
@@ -107,6 +112,9 @@ impl TableBuilder {
                 self.location, internal_key, self.last_key
             )));
         }
+        if self.aligns_blocks() {
+            self.keep_block_in_page(internal_key.len() + value.len())?;
+        }
         if let Some(handle) = self.pending_handle.take() {
             let separator = shortest_separator(&self.last_key, internal_key);
             let separator = separator.as_deref().unwrap_or(&self.last_key);
@@ -193,6 +201,45 @@ impl TableBuilder {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Whether data blocks are kept inside pages
+    /// ([`TableOptions::page_aligned_blocks`]): only uncompressed blocks
+    /// have a stored size known while they are built, and blocks larger
+    /// than a page cannot fit one.
+    fn aligns_blocks(&self) -> bool {
+        self.options.page_aligned_blocks
+            && self.options.compression == Compression::None
+            && self.options.block_size <= PAGE as usize
+    }
+
+    /// Before an entry of `entry_bytes` (key + value) is added: close the
+    /// current data block if the entry would carry it across a page
+    /// boundary, and before a new block, pad the file to the boundary when
+    /// less than a quarter of a block fits before it.
+    fn keep_block_in_page(&mut self, entry_bytes: usize) -> Result<()> {
+        let page_end = (self.offset / PAGE + 1) * PAGE;
+        if !self.data_block.is_empty() {
+            let trailer = BLOCK_TRAILER_LEN;
+            let now = self.offset + self.data_block.size_estimate() as u64 + trailer;
+            // Three length varints and a restart slot, at most.
+            let with_entry = now + entry_bytes as u64 + 3 * 5 + 4;
+            // A block that already crosses (its first entry did not fit)
+            // is left to close at its normal size.
+            if now <= page_end && with_entry > page_end {
+                self.flush_data_block()?;
+            }
+        }
+        if self.data_block.is_empty() {
+            let room = (self.offset / PAGE + 1) * PAGE - self.offset;
+            if room < PAGE && room < (self.options.block_size / 4) as u64 {
+                let written = self.file.append(&ZERO_PAGE[..room as usize]);
+                self.note_failure(written)?;
+                self.offset += room;
+                self.props.padding_bytes += room;
+            }
+        }
+        Ok(())
     }
 
     fn flush_data_block(&mut self) -> Result<()> {
