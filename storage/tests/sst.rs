@@ -13,7 +13,7 @@ use o3_storage::key::{self, ValueKind, make_internal_key, make_lookup_key};
 use o3_storage::options::{Compression, TableOptions};
 use o3_storage::sst::{
     Block, BlockCache, BlockHandle, CacheAdmission, FOOTER_LEN, Footer, Table, TableBuilder,
-    read_block,
+    TableProperties, read_block,
 };
 use proptest::prelude::*;
 use sst_support::{
@@ -242,17 +242,28 @@ fn bloom_false_positive_rate_below_two_percent() {
     );
 }
 
-#[test]
-fn block_cache_counts_hits_and_misses() {
-    let entries = sample_entries(400);
+/// `sample_entries(n)` in a table of `block_size` blocks, opened over a
+/// 1 MiB cache with `admission`.
+fn cached_sample_table(
+    n: usize,
+    block_size: usize,
+    admission: CacheAdmission,
+) -> (Vec<Entry>, TableProperties, Arc<Table>, Arc<BlockCache>) {
+    let entries = sample_entries(n);
     let options = TableOptions {
-        block_size: 256,
+        block_size,
         ..TableOptions::default()
     };
     let (bytes, props) = build_table(&entries, &options);
     assert!(props.data_blocks > 10);
-    let cache = BlockCache::with_admission(1 << 20, CacheAdmission::Always);
+    let cache = BlockCache::with_admission(1 << 20, admission);
     let table = open_table(bytes, "cache.sst", Some(cache.clone())).unwrap();
+    (entries, props, table, cache)
+}
+
+#[test]
+fn block_cache_counts_hits_and_misses() {
+    let (_, props, table, cache) = cached_sample_table(400, 256, CacheAdmission::Always);
     let uk = b"user0100";
     let lookup = make_lookup_key(uk, u64::MAX >> 8);
     assert!(table.get(uk, &lookup).unwrap().is_some());
@@ -277,14 +288,7 @@ fn block_cache_counts_hits_and_misses() {
 
 #[test]
 fn second_miss_admission_takes_a_block_on_its_second_read() {
-    let entries = sample_entries(400);
-    let options = TableOptions {
-        block_size: 256,
-        ..TableOptions::default()
-    };
-    let (bytes, _) = build_table(&entries, &options);
-    let cache = BlockCache::new(1 << 20);
-    let table = open_table(bytes, "admission.sst", Some(cache.clone())).unwrap();
+    let (entries, _, table, cache) = cached_sample_table(400, 256, CacheAdmission::SecondMiss);
     let uk = b"user0100";
     let lookup = make_lookup_key(uk, u64::MAX >> 8);
     let first = table.get(uk, &lookup).unwrap();
@@ -300,14 +304,7 @@ fn second_miss_admission_takes_a_block_on_its_second_read() {
 
 #[test]
 fn a_one_pass_scan_does_not_fill_a_second_miss_cache_and_a_second_pass_does() {
-    let entries = sample_entries(3000);
-    let options = TableOptions {
-        block_size: 512,
-        ..TableOptions::default()
-    };
-    let (bytes, props) = build_table(&entries, &options);
-    let cache = BlockCache::new(1 << 20);
-    let table = open_table(bytes, "scan.sst", Some(cache.clone())).unwrap();
+    let (_, props, table, cache) = cached_sample_table(3000, 512, CacheAdmission::default());
     let pass = || {
         let mut it = table.iter(true);
         it.seek_to_first().unwrap();
