@@ -2,33 +2,14 @@
 //! non-zero exit. Also small end-to-end runs of both subcommands, the shipped
 //! workload files, the config file and the JSON/SVG outputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-fn o3_bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_o3-bench"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run o3-bench")
-}
+use std::path::{Path, PathBuf};
+
+use support::{assert_one_line_error, o3_bench, o3_bench_ok, read_json};
 
 fn workloads_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads")
-}
-
-/// Assert failure with exactly one stderr line containing every `needle`.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "expected one line, got: {stderr:?}"
-    );
-    for n in needles {
-        assert!(stderr.contains(n), "stderr {stderr:?} lacks {n:?}");
-    }
 }
 
 fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -116,7 +97,7 @@ fn shipped_workloads_parse_and_run_small() {
         let dir = tempfile::tempdir().unwrap();
         let w = workloads_dir().join(format!("workload{name}"));
         let db = dir.path().join("db");
-        let out = o3_bench(&[
+        let stdout = o3_bench_ok(&[
             "ycsb",
             "--workload",
             w.to_str().unwrap(),
@@ -127,12 +108,6 @@ fn shipped_workloads_parse_and_run_small() {
             "-p",
             "operationcount=300",
         ]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "workload{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert!(
             stdout.contains("[OVERALL], Throughput(ops/sec)"),
             "{stdout}"
@@ -156,7 +131,7 @@ fn dbbench_config_flags_json_and_plots() {
     let json = dir.path().join("report.json");
     let plots = dir.path().join("plots");
     // The flag --num overrides the config file's 100000.
-    let out = o3_bench(&[
+    let stdout = o3_bench_ok(&[
         "--config",
         c.to_str().unwrap(),
         "--json",
@@ -169,12 +144,6 @@ fn dbbench_config_flags_json_and_plots() {
         "--seek_nexts=2",
         "--sync=0",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for b in ["fillrandom   :", "readrandom   :", "seekrandom   :"] {
         let line = stdout
             .lines()
@@ -188,8 +157,7 @@ fn dbbench_config_flags_json_and_plots() {
     if cfg!(debug_assertions) {
         assert!(stdout.contains("WARNING: o3-bench was built without --release"));
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_json(&json);
     assert_eq!(report["configuration"]["num"], 500);
     assert_eq!(
         report["configuration"]["engine"]["write_buffer_size"],
@@ -234,7 +202,7 @@ fn compaction_strategy_is_chosen_by_name_from_flags_and_config() {
         ),
     );
     let json = dir.path().join("report.json");
-    let out = o3_bench(&[
+    o3_bench_ok(&[
         "--config",
         c.to_str().unwrap(),
         "--json",
@@ -243,14 +211,9 @@ fn compaction_strategy_is_chosen_by_name_from_flags_and_config() {
         "--num=300",
         "--benchmarks=fillrandom",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = std::fs::read_to_string(&json).unwrap();
-    assert!(
-        report.contains("\"compaction_spec\": \"tiering\""),
-        "{report}"
+    let report = read_json(&json);
+    assert_eq!(
+        report["configuration"]["engine"]["compaction_spec"],
+        "tiering"
     );
 }

@@ -2,24 +2,9 @@
 //! the valid names; a small study writes its table, JSON and plot with one
 //! row per strategy; `--simulate` compares simulator and engine.
 
-use std::process::{Command, Output};
+mod support;
 
-fn o3_bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_o3-bench"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run o3-bench")
-}
-
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
-    for n in needles {
-        assert!(stderr.contains(n), "stderr {stderr:?} lacks {n:?}");
-    }
-}
+use support::{assert_one_line_error, o3_bench, o3_bench_ok, read_json};
 
 #[test]
 fn unknown_strategy_names_fail_listing_the_valid_ones() {
@@ -47,7 +32,7 @@ fn small_study_reports_every_strategy() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("study.json");
     let plots = dir.path().join("plots");
-    let out = o3_bench(&[
+    let stdout = o3_bench_ok(&[
         "--json",
         json.to_str().unwrap(),
         "--plots",
@@ -66,15 +51,8 @@ fn small_study_reports_every_strategy() {
         "--level_base",
         "131072",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("sorted runs"), "{stdout}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let results = doc["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     for r in results {
@@ -104,7 +82,7 @@ fn small_study_reports_every_strategy() {
 fn simulate_compares_simulator_and_engine() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("sim.json");
-    let out = o3_bench(&[
+    let stdout = o3_bench_ok(&[
         "--json",
         json.to_str().unwrap(),
         "study",
@@ -122,15 +100,8 @@ fn simulate_compares_simulator_and_engine() {
         "--level_base",
         "131072",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("engine WA"), "{stdout}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let doc = read_json(&json);
     let rows = doc["agreement"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for a in rows {
