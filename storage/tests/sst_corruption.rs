@@ -190,14 +190,21 @@ fn exercise(bytes: Vec<u8>) {
 
 /// Drive a block iterator through every operation.
 fn exercise_block(bytes: Vec<u8>, target: &[u8]) {
-    let Ok(block) = Block::new(Bytes::from(bytes), LOCATION, 7) else {
+    // Shared blocks (cache, iterators) and borrowed ones (point lookups
+    // searching a block in place) decode alike.
+    exercise_block_over(bytes.as_slice(), target);
+    exercise_block_over(Bytes::from(bytes), target);
+}
+
+fn exercise_block_over<D: AsRef<[u8]> + Clone + Send>(data: D, target: &[u8]) {
+    let Ok(block) = Block::new(data, LOCATION, 7) else {
         return;
     };
     let mut it = block.iter(LOCATION.into(), 7);
     let mut r = it.seek_to_first();
     let mut steps = 0;
     while r.is_ok() && it.valid() && steps < 10_000 {
-        let _ = (it.key(), it.value(), it.value_bytes());
+        let _ = (it.key(), it.value());
         r = it.next();
         steps += 1;
     }

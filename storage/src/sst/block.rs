@@ -134,13 +134,6 @@ struct EntryHeader {
     body: usize,
 }
 
-impl BlockIter {
-    /// Current value as a zero-copy slice of the block.
-    pub fn value_bytes(&self) -> Bytes {
-        self.block.data.slice(self.value.0..self.value.1)
-    }
-}
-
 impl<D: AsRef<[u8]>> BlockIter<D> {
     /// Whether positioned at an entry ([`InternalIterator::valid`]).
     #[inline]
