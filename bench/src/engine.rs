@@ -129,21 +129,12 @@ impl EngineArgs {
     }
 }
 
-/// Serialize a setting as its `Display` form (the spelling its flag takes).
-fn as_display<T: std::fmt::Display, S: serde::Serializer>(
-    value: &T,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_str(value)
-}
-
 /// Resolved engine settings (reported verbatim).
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineConfig {
     pub db: PathBuf,
     pub write_buffer_size: usize,
     pub cache_size: u64,
-    #[serde(serialize_with = "crate::engine::as_display")]
     pub cache_admission: CacheAdmission,
     pub bloom_bits: u32,
     pub compression_type: String,

@@ -163,6 +163,10 @@ fn dbbench_config_flags_json_and_plots() {
         report["configuration"]["engine"]["write_buffer_size"],
         65536
     );
+    assert_eq!(
+        report["configuration"]["engine"]["cache_admission"],
+        "second-miss"
+    );
     assert_eq!(report["phases"][0]["ops"], 500);
     assert!(
         report["phases"][0]["latency"][0]["p99_us"]

@@ -23,13 +23,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use serde::{Deserialize, Serialize};
 
 /// Bytes of capacity per slot of the admission window (see the module
 /// documentation); each slot is a 4-byte fingerprint.
 const CAPACITY_PER_WINDOW_SLOT: u64 = 512;
 
-/// Which missed blocks the cache takes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which missed blocks the cache takes in. Serialized (and parsed, and
+/// displayed) as `always` / `second-miss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CacheAdmission {
     /// Every block read with `fill_cache` is inserted (LRU-style caches
     /// such as RocksDB's default).

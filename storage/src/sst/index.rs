@@ -188,12 +188,7 @@ impl TableIndex {
             } else {
                 self.len()
             };
-            return SeekStart {
-                want: 0,
-                from: answer,
-                to: answer,
-                decided: true,
-            };
+            return SeekStart::Decided(answer);
         };
         let want = key_prefix(rest);
         // Groups whose first prefix is below `want`: the answer lies in the
@@ -203,12 +198,7 @@ impl TableIndex {
         let to = (groups_below * GROUP).min(self.len());
         crate::prefetch::prefetch_slice(&self.prefixes[from..to]);
         crate::prefetch::prefetch_slice(&self.blocks[from..to]);
-        SeekStart {
-            want,
-            from,
-            to,
-            decided: false,
-        }
+        SeekStart::Group { want, from, to }
     }
 
     /// Second half of [`TableIndex::seek`], for the same `target`.
@@ -218,15 +208,10 @@ impl TableIndex {
     /// prefix not below the target's is found in the group; full separators
     /// are compared only inside a run of equal prefixes.
     pub(crate) fn finish_seek(&self, start: &SeekStart, target: &[u8]) -> usize {
-        let SeekStart {
-            want,
-            from,
-            to,
-            decided,
-        } = *start;
-        if decided {
-            return from;
-        }
+        let (want, from, to) = match *start {
+            SeekStart::Decided(answer) => return answer,
+            SeekStart::Group { want, from, to } => (want, from, to),
+        };
         let first = from + self.prefixes[from..to].partition_point(|&p| p < want);
         // Entries from `first` on with an equal prefix form a run; those of
         // it that sort before the target in full come first.
@@ -237,20 +222,19 @@ impl TableIndex {
         if first == self.len() || !tied_before(first) {
             return first;
         }
-        // The run of prefixes equal to `want` ends at `run_end`; runs are
-        // short, so it is found by galloping from `first` (nearby entries,
-        // few cache lines) before a binary search of the last stride.
+        // `tied_before` holds for the start of the entries from `first` on
+        // and for none after (past the run its prefix test fails at once).
+        // Runs are short, so its end is bracketed by galloping from `first`
+        // (nearby entries, few cache lines), then found by binary search.
         let (mut lo, mut step) = (first + 1, 1);
-        let hi = loop {
+        let mut hi = loop {
             let probe = first + step;
-            if probe >= self.len() || self.prefixes[probe] != want {
+            if probe >= self.len() || !tied_before(probe) {
                 break probe.min(self.len());
             }
             lo = probe + 1;
             step *= 2;
         };
-        let run_end = lo + self.prefixes[lo..hi].partition_point(|&p| p == want);
-        let (mut lo, mut hi) = (first + 1, run_end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if tied_before(mid) {
@@ -263,15 +247,14 @@ impl TableIndex {
     }
 }
 
-/// A search narrowed to one group of a [`TableIndex`]
-/// ([`TableIndex::start_seek`]).
+/// The first half of a search ([`TableIndex::start_seek`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SeekStart {
-    want: u64,
-    from: usize,
-    to: usize,
-    /// The common prefix alone decided the answer, `from`.
-    decided: bool,
+pub(crate) enum SeekStart {
+    /// The common prefix alone decided the answer.
+    Decided(usize),
+    /// The answer lies in `from..=to`, found by comparing `want` with the
+    /// prefixes of `from..to`.
+    Group { want: u64, from: usize, to: usize },
 }
 
 #[cfg(test)]

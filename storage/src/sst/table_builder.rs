@@ -24,6 +24,11 @@ pub(crate) const PROPERTIES_NAME: &[u8] = b"o3.properties";
 const PAGE: u64 = 4096;
 static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
 
+/// Bytes from `offset` to the next page boundary (`PAGE` on a boundary).
+fn room_in_page(offset: u64) -> u64 {
+    PAGE - offset % PAGE
+}
+
 /// Largest key or value a table accepts, so that block offsets fit in `u32`.
 pub const MAX_ENTRY_PART: usize = 1 << 30;
 
@@ -218,8 +223,8 @@ impl TableBuilder {
     /// boundary, and before a new block, pad the file to the boundary when
     /// less than a quarter of a block fits before it.
     fn keep_block_in_page(&mut self, entry_bytes: usize) -> Result<()> {
-        let page_end = (self.offset / PAGE + 1) * PAGE;
         if !self.data_block.is_empty() {
+            let page_end = self.offset + room_in_page(self.offset);
             let trailer = BLOCK_TRAILER_LEN;
             let now = self.offset + self.data_block.size_estimate() as u64 + trailer;
             // Three length varints and a restart slot, at most.
@@ -231,7 +236,7 @@ impl TableBuilder {
             }
         }
         if self.data_block.is_empty() {
-            let room = (self.offset / PAGE + 1) * PAGE - self.offset;
+            let room = room_in_page(self.offset);
             if room < PAGE && room < (self.options.block_size / 4) as u64 {
                 let written = self.file.append(&ZERO_PAGE[..room as usize]);
                 self.note_failure(written)?;
