@@ -62,6 +62,9 @@ fn worker(db: &DbInner) {
                     // failed flush poisons the database (reopen recovers the
                     // data from the WAL).
                     tracing::error!("flush of shard {shard} failed: {e}");
+                    db.counters
+                        .background_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     db.poison(&e);
                     let mut st = db.state.lock();
                     st.shards[shard].flushing = false;
@@ -75,6 +78,9 @@ fn worker(db: &DbInner) {
                         // Inputs stay valid, so the compaction is simply
                         // tried again later, backing off while it keeps failing.
                         tracing::error!("compaction job {} failed: {e}", job.token.job_id);
+                        db.counters
+                            .background_errors
+                            .fetch_add(1, Ordering::Relaxed);
                         release_compaction(db, &plan);
                         compaction_failures = compaction_failures.saturating_add(1);
                         let backoff = 50u64 << compaction_failures.min(7);

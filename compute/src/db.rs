@@ -171,6 +171,14 @@ impl Db {
         crate::read::get(&self.inner, key, Some(snapshot.sequence()))
     }
 
+    /// The newest values of several keys, read from one consistent state;
+    /// answers are in the order of `keys`. Cheaper than one `get` per key:
+    /// one sequence and one super version for the whole batch, probes in
+    /// key order.
+    pub fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        crate::read::multi_get(&self.inner, keys, None)
+    }
+
     /// Pin the current state for consistent reads.
     pub fn snapshot(&self) -> Snapshot {
         let seq = self.inner.visible_seq.load(Ordering::Acquire);
@@ -287,6 +295,14 @@ impl Db {
         };
         self.inner.counters.fill(&mut s);
         s
+    }
+
+    /// The error that stopped the database from accepting writes (a failed
+    /// WAL or manifest write, a flush that cannot run, or data found
+    /// unreachable by a background job), if any. Background jobs that fail
+    /// and are retried are counted in [`DbStats::background_errors`].
+    pub fn background_error(&self) -> Option<String> {
+        self.inner.bg_error.get().cloned()
     }
 
     /// Number of key-range shards.

@@ -39,6 +39,35 @@ pub(crate) fn get(
     // version that also holds its SST).
     let seq = snapshot.unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
     let sv = db.super_version.read().clone();
+    get_in(db, &sv, key, seq)
+}
+
+/// Look up every key of `keys` as of one sequence and one super version;
+/// answers come back in the order of `keys`. The probes run in key order,
+/// so lookups that land in the same table and block follow each other.
+pub(crate) fn multi_get(
+    db: &DbInner,
+    keys: &[&[u8]],
+    snapshot: Option<SequenceNumber>,
+) -> Result<Vec<Option<Vec<u8>>>> {
+    let seq = snapshot.unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
+    let sv = db.super_version.read().clone();
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by_key(|&i| keys[i]);
+    let mut out = vec![None; keys.len()];
+    for i in order {
+        out[i] = get_in(db, &sv, keys[i], seq)?;
+    }
+    Ok(out)
+}
+
+/// The point lookup of `key` at `seq` in `sv`.
+fn get_in(
+    db: &DbInner,
+    sv: &SuperVersion,
+    key: &[u8],
+    seq: SequenceNumber,
+) -> Result<Option<Vec<u8>>> {
     let shard = shard_of(&db.shard_splits, key) as usize;
     if let Some(view) = sv.shards.get(shard) {
         for mem in std::iter::once(&view.active).chain(view.sealed.iter()) {
@@ -62,7 +91,7 @@ pub(crate) fn get(
         for (i, f) in levels.first().into_iter().flatten().enumerate() {
             if f.shard as usize == shard
                 && in_range(f)
-                && let Some(found) = table_get(db, &sv, (0, i), &probe)?
+                && let Some(found) = table_get(db, sv, (0, i), &probe)?
             {
                 return Ok(found);
             }
@@ -71,7 +100,7 @@ pub(crate) fn get(
         for (level, files) in levels.iter().enumerate().skip(1) {
             let i = files.partition_point(|f| f.largest_user_key() < key);
             if files.get(i).is_some_and(|f| in_range(f))
-                && let Some(found) = table_get(db, &sv, (level, i), &probe)?
+                && let Some(found) = table_get(db, sv, (level, i), &probe)?
             {
                 return Ok(found);
             }

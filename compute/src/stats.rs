@@ -44,6 +44,7 @@ pub(crate) struct Counters {
     pub compaction_bytes_written: AtomicU64,
     pub compactions: AtomicU64,
     pub trivial_moves: AtomicU64,
+    pub background_errors: AtomicU64,
     pub stall_micros: [AtomicU64; 5],
 }
 
@@ -74,6 +75,9 @@ pub struct DbStats {
     pub compaction_bytes_written: u64,
     pub compactions: u64,
     pub trivial_moves: u64,
+    /// Background jobs (flushes, compactions) that failed, retried or not;
+    /// [`crate::Db::background_error`] says whether one stopped the database.
+    pub background_errors: u64,
     /// (flush + compaction bytes written) / user bytes.
     pub write_amplification: f64,
     /// Microseconds writes were held back, by reason.
@@ -98,6 +102,7 @@ impl Counters {
         s.compaction_bytes_written = self.compaction_bytes_written.load(Relaxed);
         s.compactions = self.compactions.load(Relaxed);
         s.trivial_moves = self.trivial_moves.load(Relaxed);
+        s.background_errors = self.background_errors.load(Relaxed);
         s.write_amplification = if s.user_bytes == 0 {
             0.0
         } else {
@@ -128,8 +133,8 @@ impl std::fmt::Display for DbStats {
         )?;
         writeln!(
             f,
-            "flushes {}  compactions {} (trivial moves {})",
-            self.flushes, self.compactions, self.trivial_moves
+            "flushes {}  compactions {} (trivial moves {})  failed background jobs {}",
+            self.flushes, self.compactions, self.trivial_moves, self.background_errors
         )?;
         let stalls: Vec<String> = self
             .stall_micros
