@@ -75,12 +75,18 @@ fn worker(db: &DbInner) {
                 match run_compaction(db, &plan, &job) {
                     Ok(()) => compaction_failures = 0,
                     Err(e) => {
-                        // Inputs stay valid, so the compaction is simply
-                        // tried again later, backing off while it keeps failing.
                         tracing::error!("compaction job {} failed: {e}", job.token.job_id);
                         db.counters
                             .background_errors
                             .fetch_add(1, Ordering::Relaxed);
+                        if input_unreadable(&e) {
+                            // A live table is missing or damaged: reads of
+                            // its keys fail or would miss data, and retrying
+                            // cannot help. Stop accepting writes and say so.
+                            db.poison(&e);
+                        }
+                        // Otherwise the inputs stay valid and the compaction
+                        // is tried again later, backing off while it fails.
                         release_compaction(db, &plan);
                         compaction_failures = compaction_failures.saturating_add(1);
                         let backoff = 50u64 << compaction_failures.min(7);
@@ -91,6 +97,13 @@ fn worker(db: &DbInner) {
         }
         purge_obsolete_files(db);
     }
+}
+
+/// True when a failed job's error means one of its (live) inputs cannot be
+/// read: the file is gone or its bytes are damaged.
+fn input_unreadable(e: &Error) -> bool {
+    e.is_corruption()
+        || matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Wait for and claim the next piece of work: flushes first (they unblock
@@ -200,20 +213,24 @@ fn make_compaction_job(
 
 fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
     let largest_seq = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
-    let count = mems.iter().map(|m| m.used_bytes() as u64).sum::<u64>()
-        / db.options.compaction.levels.target_file_size_base.max(1)
-        + 4;
-    let (token, numbers) = {
+    // A flush writes one L0 table per shard (not cut at the target file
+    // size), so level 0 holds one sorted run per flush and shard and the L0
+    // write triggers count exactly what reads have to merge.
+    let count = 1;
+    let (token, numbers, smallest_snapshot) = {
         let mut vs = db.versions.lock();
         let numbers = vs.reserve_file_numbers(count);
         let mut st = db.state.lock();
         st.next_job_id += 1;
+        // Read under the state lock, like `Db::snapshot` registers.
+        let smallest_snapshot = db.smallest_snapshot();
         (
             JobToken {
                 job_id: st.next_job_id,
                 epoch: 0,
             },
             numbers,
+            smallest_snapshot,
         )
     };
     let job = FlushJob {
@@ -225,8 +242,8 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
             .map(|m| (m.entries(), m.largest_seq()))
             .collect(),
         table_options: db.options.table.clone(),
-        target_file_size: db.options.compaction.levels.target_file_size_base,
-        smallest_snapshot: db.smallest_snapshot(),
+        target_file_size: u64::MAX,
+        smallest_snapshot,
         file_numbers: numbers,
     };
     let result = job.execute_local(db.storage.as_ref(), mems)?;
@@ -417,11 +434,29 @@ fn release_compaction(db: &DbInner, plan: &CompactionPlan) {
 pub(crate) fn purge_obsolete_files(db: &DbInner) {
     let ready: Vec<Arc<FileMeta>> = {
         let mut st = db.state.lock();
-        let (ready, keep) = std::mem::take(&mut st.obsolete_files)
+        let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.obsolete_files)
             .into_iter()
             .partition(|f| Arc::strong_count(f) == 1);
         st.obsolete_files = keep;
+        // Every version shares one `Arc` per file (the version builder keeps
+        // it across moves), so the count above is the whole truth; a file
+        // the current version lists is never deleted all the same.
+        let current = db.super_version.read().version.clone();
+        let live: std::collections::HashSet<u64> =
+            current.levels.iter().flatten().map(|f| f.number).collect();
         ready
+            .into_iter()
+            .filter(|f| {
+                let listed = live.contains(&f.number);
+                if listed {
+                    tracing::error!(
+                        "table {} was marked obsolete but the current version lists it; kept",
+                        f.number
+                    );
+                }
+                !listed
+            })
+            .collect()
     };
     for f in ready {
         db.table_cache.evict(f.number);
@@ -495,6 +530,12 @@ pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) 
             drop(st);
             drop(vs);
             if let Err(e) = run_compaction(db, &plan, &job) {
+                db.counters
+                    .background_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if input_unreadable(&e) {
+                    db.poison(&e);
+                }
                 release_compaction(db, &plan);
                 return Err(e);
             }

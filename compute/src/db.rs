@@ -1,6 +1,5 @@
 //! The database handle: opening, the public API, and shutdown.
 
-use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +19,7 @@ use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::options::DbOptions;
+use crate::range_iter::{DbRange, KeyRange};
 use crate::read::{DbIterator, ReadOptions};
 use crate::snapshot::{Snapshot, SnapshotList};
 use crate::state::{DbState, SuperVersion};
@@ -166,9 +166,9 @@ impl Db {
         crate::read::get(&self.inner, key, None)
     }
 
-    /// The value of `key` as of `snapshot`.
+    /// The value of `key` as of `snapshot` (one taken from this database).
     pub fn get_at(&self, key: &[u8], snapshot: &Snapshot) -> Result<Option<Vec<u8>>> {
-        crate::read::get(&self.inner, key, Some(snapshot.sequence()))
+        crate::read::get(&self.inner, key, Some(snapshot))
     }
 
     /// The newest values of several keys, read from one consistent state;
@@ -179,65 +179,79 @@ impl Db {
         crate::read::multi_get(&self.inner, keys, None)
     }
 
+    /// Like [`Db::multi_get`], as of `snapshot`.
+    pub fn multi_get_at(
+        &self,
+        keys: &[&[u8]],
+        snapshot: &Snapshot,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        crate::read::multi_get(&self.inner, keys, Some(snapshot))
+    }
+
     /// Pin the current state for consistent reads.
     pub fn snapshot(&self) -> Snapshot {
+        // Every flush and compaction reads the oldest live snapshot under
+        // the state lock when it is built; reading the sequence and
+        // registering it under the same lock makes the two one step, so no
+        // job can start between them and drop a version this snapshot sees.
+        let _st = self.inner.state.lock();
         let seq = self.inner.visible_seq.load(Ordering::Acquire);
         self.inner.snapshots.acquire(seq)
     }
 
-    /// A cursor over the database (both directions, optional bounds).
+    /// A cursor over the database (both directions, seeks, optional bounds
+    /// and snapshot in `opts`).
     pub fn iter(&self, opts: ReadOptions) -> Result<DbIterator> {
         crate::read::iter(&self.inner, opts)
     }
 
-    /// Every `(key, value)` in `range`, ascending (`reverse = false`) or descending.
-    pub fn scan<R: RangeBounds<[u8]>>(
-        &self,
-        range: R,
-        reverse: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// The pairs whose keys lie in `range`, as an iterator (`.rev()` walks
+    /// it backwards). Keys may be anything that is bytes (see [`KeyRange`]):
+    /// `"a".."m"`, `b"a".as_slice()..=b"m".as_slice()`, `key..`, `..`.
+    pub fn range(&self, range: impl KeyRange) -> DbRange {
+        self.range_with(ReadOptions::default().bounded(range))
+    }
+
+    /// Like [`Db::range`], as of `snapshot`.
+    pub fn range_at(&self, range: impl KeyRange, snapshot: &Snapshot) -> DbRange {
+        self.range_with(ReadOptions::at(snapshot).bounded(range))
+    }
+
+    /// The pairs whose keys start with `prefix`, as an iterator.
+    pub fn prefix(&self, prefix: &[u8]) -> DbRange {
+        self.range_with(ReadOptions::default().prefix(prefix))
+    }
+
+    /// The pairs within `opts`' bounds, as of its snapshot, as an iterator.
+    pub fn range_with(&self, opts: ReadOptions) -> DbRange {
+        let view = crate::read::view(&self.inner, opts.snapshot.as_ref());
+        DbRange::new(view, opts.lower, opts.upper)
+    }
+
+    /// Every `(key, value)` in `range` collected into a `Vec`, ascending
+    /// (`reverse = false`) or descending. [`Db::range`] does the same
+    /// without holding the whole result in memory.
+    pub fn scan<R: KeyRange>(&self, range: R, reverse: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.scan_at(range, reverse, None)
     }
 
     /// Like [`Db::scan`], as of `snapshot`.
-    pub fn scan_at<R: RangeBounds<[u8]>>(
+    pub fn scan_at<R: KeyRange>(
         &self,
         range: R,
         reverse: bool,
         snapshot: Option<&Snapshot>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut opts = ReadOptions {
-            snapshot: snapshot.map(|s| s.sequence()),
+        let opts = ReadOptions {
+            snapshot: snapshot.cloned(),
             ..ReadOptions::default()
         };
-        // Bounds are normalised to [lower, upper): the smallest key after `k`
-        // is `k + 0x00`.
-        opts.lower = match range.start_bound() {
-            Bound::Included(k) => Some(k.to_vec()),
-            Bound::Excluded(k) => Some([k, &[0u8]].concat()),
-            Bound::Unbounded => None,
-        };
-        opts.upper = match range.end_bound() {
-            Bound::Included(k) => Some([k, &[0u8]].concat()),
-            Bound::Excluded(k) => Some(k.to_vec()),
-            Bound::Unbounded => None,
-        };
-        let mut it = self.iter(opts)?;
-        let mut out = Vec::new();
+        let range = self.range_with(opts.bounded(range));
         if reverse {
-            it.seek_to_last()?;
-            while it.valid() {
-                out.push((it.key().to_vec(), it.value().to_vec()));
-                it.prev()?;
-            }
+            range.rev().collect()
         } else {
-            it.seek_to_first()?;
-            while it.valid() {
-                out.push((it.key().to_vec(), it.value().to_vec()));
-                it.next()?;
-            }
+            range.collect()
         }
-        Ok(out)
     }
 
     /// Seal every non-empty memtable and wait until all are in SSTs.
@@ -409,7 +423,8 @@ impl DbInner {
         *self.super_version.write() = state.super_version(version, pending);
     }
 
-    /// The oldest sequence any reader may still ask for.
+    /// The oldest sequence any reader may still ask for. Callers building a
+    /// job hold the state lock (see [`Db::snapshot`]).
     pub(crate) fn smallest_snapshot(&self) -> SequenceNumber {
         let visible = self.visible_seq.load(Ordering::Acquire);
         self.snapshots.oldest().unwrap_or(visible).min(visible)

@@ -38,10 +38,15 @@ pub struct DbOptions {
     pub table: TableOptions,
     /// Compaction strategy (preset and primitives) and the tree's numbers.
     pub compaction: CompactionOptions,
-    /// L0 files of one shard at which writes are slowed down.
+    /// L0 files of one shard at which writes are slowed down. A flush writes
+    /// one L0 file per shard, so this counts the sorted runs a read merges.
+    /// Not applied with `disable_auto_compactions` (nothing would lower it).
     pub l0_slowdown_writes_trigger: usize,
-    /// L0 files of one shard at which writes stop until compaction catches up.
+    /// L0 files of one shard at which writes stop until compaction catches
+    /// up; like the slowdown trigger, not applied without auto compactions.
     pub l0_stop_writes_trigger: usize,
+    /// Pending compaction bytes at which writes slow down (and, for the
+    /// hard limit, stop); not applied without auto compactions.
     pub soft_pending_compaction_bytes_limit: u64,
     pub hard_pending_compaction_bytes_limit: u64,
     /// Block cache capacity in bytes (shared by all tables).

@@ -6,38 +6,113 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use o3_storage::Result;
 use o3_storage::iter::{KeyBounds, MergingIterator, UserIterator};
 use o3_storage::iterator::InternalIterator;
 use o3_storage::job::shard_of;
 use o3_storage::key::{SequenceNumber, ValueKind, compare_internal, with_lookup_key};
 use o3_storage::sst::bloom_hash;
 use o3_storage::version::FileMeta;
+use o3_storage::{Error, Result};
 
 use crate::db::DbInner;
 use crate::level_iter::LevelIterator;
+use crate::range_iter::KeyRange;
+use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
+use crate::table_cache::TableCache;
 
-/// Options for [`crate::Db::iter`].
+/// Options for reads through an iterator ([`crate::Db::iter`],
+/// [`crate::Db::range_with`]).
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
-    /// Read as of this sequence (see [`crate::Snapshot::sequence`]); `None` = latest.
-    pub snapshot: Option<SequenceNumber>,
+    /// Read as of this snapshot; `None` reads the latest state (fixed when
+    /// the iterator is created). A clone of the caller's snapshot: the
+    /// options keep the point in time alive on their own.
+    pub snapshot: Option<Snapshot>,
     /// Inclusive lower bound on user keys.
     pub lower: Option<Vec<u8>>,
     /// Exclusive upper bound on user keys.
     pub upper: Option<Vec<u8>>,
 }
 
-pub(crate) fn get(
-    db: &DbInner,
-    key: &[u8],
-    snapshot: Option<SequenceNumber>,
-) -> Result<Option<Vec<u8>>> {
+impl ReadOptions {
+    /// Read as of `snapshot`.
+    pub fn at(snapshot: &Snapshot) -> ReadOptions {
+        ReadOptions {
+            snapshot: Some(snapshot.clone()),
+            ..ReadOptions::default()
+        }
+    }
+
+    /// Restrict to the user keys in `range`.
+    pub fn bounded(mut self, range: impl KeyRange) -> ReadOptions {
+        (self.lower, self.upper) = range.to_bounds();
+        self
+    }
+
+    /// Restrict to the user keys that start with `prefix`.
+    pub fn prefix(mut self, prefix: &[u8]) -> ReadOptions {
+        self.lower = Some(prefix.to_vec());
+        self.upper = prefix_successor(prefix);
+        self
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`:
+/// `prefix` with its last byte below 0xff incremented and the rest cut;
+/// `None` when there is none (empty, or all 0xff).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut upper = prefix[..=last].to_vec();
+    upper[last] += 1;
+    Some(upper)
+}
+
+/// One consistent state to read from: a super version and the sequence the
+/// reads see in it. Holds no reference to the database itself, so an
+/// iterator never keeps a closed database (and its lock) alive.
+pub(crate) struct ReadView {
+    sv: Arc<SuperVersion>,
+    table_cache: Arc<TableCache>,
+    shard_splits: Vec<Vec<u8>>,
+    seq: SequenceNumber,
+}
+
+/// Take the state reads at `snapshot` (or the latest) see. A snapshot of
+/// another database is refused: its sequence means nothing here.
+pub(crate) fn view(db: &DbInner, snapshot: Option<&Snapshot>) -> Result<ReadView> {
     // Read the sequence before the super version: any data at or below it is
     // then in the super version (data leaves a memtable only by a super
     // version that also holds its SST).
-    let seq = snapshot.unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
+    let seq = sequence_for(db, snapshot)?;
+    Ok(ReadView {
+        sv: db.super_version.read().clone(),
+        table_cache: db.table_cache.clone(),
+        shard_splits: db.shard_splits.clone(),
+        seq,
+    })
+}
+
+/// The sequence a read at `snapshot` (or the latest) sees.
+pub(crate) fn sequence_for(db: &DbInner, snapshot: Option<&Snapshot>) -> Result<SequenceNumber> {
+    match snapshot {
+        Some(s) if !db.snapshots.owns(s) => Err(Error::InvalidArgument(format!(
+            "snapshot at sequence {} belongs to another database than {}",
+            s.sequence(),
+            db.dir.display()
+        ))),
+        Some(s) => Ok(s.sequence()),
+        None => Ok(db.visible_seq.load(Ordering::Acquire)),
+    }
+}
+
+pub(crate) fn get(
+    db: &DbInner,
+    key: &[u8],
+    snapshot: Option<&Snapshot>,
+) -> Result<Option<Vec<u8>>> {
+    // The sequence first, then the super version (see `view`).
+    let seq = sequence_for(db, snapshot)?;
     let sv = db.super_version.read().clone();
     get_in(db, &sv, key, seq)
 }
@@ -48,9 +123,9 @@ pub(crate) fn get(
 pub(crate) fn multi_get(
     db: &DbInner,
     keys: &[&[u8]],
-    snapshot: Option<SequenceNumber>,
+    snapshot: Option<&Snapshot>,
 ) -> Result<Vec<Option<Vec<u8>>>> {
-    let seq = snapshot.unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
+    let seq = sequence_for(db, snapshot)?;
     let sv = db.super_version.read().clone();
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_unstable_by_key(|&i| keys[i]);
@@ -189,21 +264,31 @@ impl DbIterator {
 }
 
 pub(crate) fn iter(db: &DbInner, opts: ReadOptions) -> Result<DbIterator> {
-    let seq = opts
-        .snapshot
-        .unwrap_or_else(|| db.visible_seq.load(Ordering::Acquire));
-    let sv = db.super_version.read().clone();
-    let lo = opts.lower.as_deref();
+    let view = view(db, opts.snapshot.as_ref())?;
+    Ok(DbIterator {
+        inner: cursor(&view, opts.lower, opts.upper)?,
+    })
+}
+
+/// An unpositioned cursor over `view`, bounded to `[lower, upper)`.
+pub(crate) fn cursor(
+    view: &ReadView,
+    lower: Option<Vec<u8>>,
+    upper: Option<Vec<u8>>,
+) -> Result<UserIterator<'static>> {
+    let seq = view.seq;
+    let sv = view.sv.clone();
+    let lo = lower.as_deref();
     // `upper` is exclusive; file and shard filters below use inclusive
     // bounds, which only makes them include a little more.
-    let hi = opts.upper.as_deref();
+    let hi = upper.as_deref();
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-    let first_shard = lo.map_or(0, |k| shard_of(&db.shard_splits, k) as usize);
-    let last_shard = hi.map_or(db.shard_splits.len(), |k| {
-        shard_of(&db.shard_splits, k) as usize
+    let first_shard = lo.map_or(0, |k| shard_of(&view.shard_splits, k) as usize);
+    let last_shard = hi.map_or(view.shard_splits.len(), |k| {
+        shard_of(&view.shard_splits, k) as usize
     });
-    for view in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
-        for mem in std::iter::once(&view.active).chain(view.sealed.iter()) {
+    for shard in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
+        for mem in std::iter::once(&shard.active).chain(shard.sealed.iter()) {
             if !mem.is_empty() {
                 children.push(Box::new(mem.iter()));
             }
@@ -220,7 +305,7 @@ pub(crate) fn iter(db: &DbInner, opts: ReadOptions) -> Result<DbIterator> {
         }
         if level == 0 {
             for f in files {
-                let table = db.table_cache.get(f.number)?;
+                let table = view.table_cache.get(f.number)?;
                 children.push(Box::new(table.iter(true)));
             }
         } else {
@@ -229,26 +314,25 @@ pub(crate) fn iter(db: &DbInner, opts: ReadOptions) -> Result<DbIterator> {
                     .windows(2)
                     .all(|w| compare_internal(&w[0].largest, &w[1].smallest).is_lt())
             );
-            children.push(Box::new(LevelIterator::new(files, db.table_cache.clone())));
+            children.push(Box::new(LevelIterator::new(
+                files,
+                view.table_cache.clone(),
+            )));
         }
     }
     // The iterator must keep the super version's memtables and files alive:
     // memtable iterators hold their memtable, and the table cache keeps
     // tables open; file deletion waits for the FileMeta Arcs held here.
     let merged = MergingIterator::new(children);
-    let bounds = KeyBounds {
-        lower: opts.lower,
-        upper: opts.upper,
-    };
-    let inner = UserIterator::new(
+    let bounds = KeyBounds { lower, upper };
+    Ok(UserIterator::new(
         Box::new(KeepAlive {
             inner: merged,
             _sv: sv,
         }),
         seq,
         bounds,
-    );
-    Ok(DbIterator { inner })
+    ))
 }
 
 /// Holds a super version for as long as an iterator over it lives, so the

@@ -23,6 +23,11 @@ impl SnapshotList {
         }
     }
 
+    /// True when `snapshot` was taken from this list's database.
+    pub(crate) fn owns(&self, snapshot: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.live, &snapshot.list.live)
+    }
+
     pub(crate) fn oldest(&self) -> Option<SequenceNumber> {
         self.live.lock().keys().next().copied()
     }
@@ -38,7 +43,9 @@ impl SnapshotList {
     }
 }
 
-/// A consistent point-in-time view; released on drop.
+/// A consistent point-in-time view; released on drop. Cloning registers
+/// the same point once more, so a clone keeps it alive on its own (handy
+/// for putting a snapshot into [`crate::ReadOptions`]).
 #[derive(Debug)]
 pub struct Snapshot {
     seq: SequenceNumber,
@@ -49,6 +56,12 @@ impl Snapshot {
     /// The pinned sequence number.
     pub fn sequence(&self) -> SequenceNumber {
         self.seq
+    }
+}
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Self {
+        self.list.acquire(self.seq)
     }
 }
 

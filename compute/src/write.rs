@@ -320,10 +320,18 @@ fn seal_cold_shard_if_wal_too_large(db: &DbInner) {
 /// Hold the writer back while the engine is behind: stop (wait) when L0,
 /// pending compaction bytes or unflushed memtables pass their hard limits;
 /// slow down (sleep briefly) past the soft ones. Time is recorded by reason.
+///
+/// With automatic compactions off, nothing would ever lower the L0 count or
+/// the pending compaction bytes, so (as in RocksDB) only the memtable limit,
+/// which flushes resolve, holds writes back.
 fn wait_for_room(db: &DbInner) -> Result<()> {
     let o = &db.options;
     loop {
-        let p = db.super_version.read().pressure;
+        let mut p = db.super_version.read().pressure;
+        if o.disable_auto_compactions {
+            p.max_l0_files = 0;
+            p.pending_compaction_bytes = 0;
+        }
         let stop = if p.unflushed_bytes >= o.max_unflushed_bytes {
             Some(StallReason::MemtableLimit)
         } else if p.max_l0_files >= o.l0_stop_writes_trigger {

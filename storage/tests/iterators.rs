@@ -174,15 +174,16 @@ fn check_user_iterator(
 ) -> std::result::Result<(), TestCaseError> {
     let mut cur: Option<Vec<u8>> = None;
     for (i, op) in ops.iter().enumerate() {
-        if matches!(op, Op::Next | Op::Prev) && cur.is_none() {
-            continue;
-        }
+        // A step on an unpositioned cursor (before any seek, or after it ran
+        // off an end) leaves it unpositioned, in both directions.
         cur = model_step(state, &cur, op);
         user_step(it, op).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(it.valid(), cur.is_some(), "step {} {:?}", i, op);
         if let Some(k) = &cur {
             prop_assert_eq!(it.key(), k.as_slice(), "step {} {:?}", i, op);
             prop_assert_eq!(it.value(), state[k].as_slice(), "step {} {:?}", i, op);
+        } else {
+            prop_assert!(it.key().is_empty() && it.value().is_empty());
         }
     }
     Ok(())

@@ -249,12 +249,14 @@ impl InternalIterator for MergingIterator<'_> {
         self.step_current(false)
     }
 
+    /// Empty when unpositioned (never a panic).
     fn key(&self) -> &[u8] {
-        self.children[self.heap[0]].key()
+        self.heap.first().map_or(&[], |&i| self.children[i].key())
     }
 
+    /// Empty when unpositioned (never a panic).
     fn value(&self) -> &[u8] {
-        self.children[self.heap[0]].value()
+        self.heap.first().map_or(&[], |&i| self.children[i].value())
     }
 }
 

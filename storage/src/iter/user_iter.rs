@@ -96,16 +96,22 @@ impl<'a> UserIterator<'a> {
         self.valid
     }
 
-    /// The current user key; requires `valid()`.
+    /// The current user key; empty when not `valid()`.
     pub fn key(&self) -> &[u8] {
+        if !self.valid {
+            return &[];
+        }
         match self.direction {
             Direction::Forward => user_key(self.inner.key()),
             Direction::Reverse => &self.saved_key,
         }
     }
 
-    /// The current value; requires `valid()`.
+    /// The current value; empty when not `valid()`.
     pub fn value(&self) -> &[u8] {
+        if !self.valid {
+            return &[];
+        }
         match self.direction {
             Direction::Forward => self.inner.value(),
             Direction::Reverse => &self.saved_value,
@@ -179,11 +185,16 @@ impl<'a> UserIterator<'a> {
         })
     }
 
-    /// Advance to the next key; requires `valid()`.
+    /// Advance to the next key. On an unpositioned iterator (before any
+    /// seek, or after it ran off either end) this does nothing and it stays
+    /// unpositioned, like [`Self::prev`].
     // Named like `InternalIterator::next`: a cursor step that can fail, not
     // `Iterator::next`.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<()> {
+        if !self.valid {
+            return Ok(());
+        }
         self.guard(|it| {
             match it.direction {
                 Direction::Forward => {
@@ -206,8 +217,11 @@ impl<'a> UserIterator<'a> {
         })
     }
 
-    /// Step back to the previous key; requires `valid()`.
+    /// Step back to the previous key; a no-op on an unpositioned iterator.
     pub fn prev(&mut self) -> Result<()> {
+        if !self.valid {
+            return Ok(());
+        }
         self.guard(|it| {
             if it.direction == Direction::Forward {
                 // `inner` rests on the newest visible entry of the current

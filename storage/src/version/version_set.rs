@@ -11,7 +11,7 @@
 //!   directory, and names a manifest whose snapshot record is already durable;
 //! - an old manifest is deleted only after `CURRENT` no longer names it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -417,14 +417,24 @@ impl VersionBuilder {
             }
             Ok(idx)
         };
+        // A file that the edit deletes and adds again (a trivial move to
+        // another level) keeps its `Arc`: the engine deletes an obsolete file
+        // once it holds the last reference, so every version that lists the
+        // file — old ones pinned by iterators included — must share one.
+        let mut removed: HashMap<u64, Arc<FileMeta>> = HashMap::new();
         for &(level, number) in &e.deleted_files {
             let idx = level_slot(level)?;
-            if self.levels[idx].remove(&number).is_none() {
-                return Err(Error::corruption(
-                    location,
-                    offset,
-                    format!("edit deletes file {number} which is not live at level {level}"),
-                ));
+            match self.levels[idx].remove(&number) {
+                Some(f) => {
+                    removed.insert(number, f);
+                }
+                None => {
+                    return Err(Error::corruption(
+                        location,
+                        offset,
+                        format!("edit deletes file {number} which is not live at level {level}"),
+                    ));
+                }
             }
         }
         for (level, f) in &e.new_files {
@@ -436,7 +446,11 @@ impl VersionBuilder {
                     format!("file {} has smallest key above largest key", f.number),
                 ));
             }
-            self.levels[idx].insert(f.number, Arc::new(f.clone()));
+            let meta = match removed.remove(&f.number) {
+                Some(moved) if *moved == *f => moved,
+                _ => Arc::new(f.clone()),
+            };
+            self.levels[idx].insert(f.number, meta);
         }
         Ok(())
     }
