@@ -11,7 +11,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use common::{KEY_SPACE, key, tiny_options};
-use o3_compute::{Db, Snapshot, WriteBatch};
+use o3_compute::{Db, DbRange, Snapshot, WriteBatch};
 use o3_storage::compaction::Preset;
 use o3_storage::env::{FaultInjectingFs, Storage};
 
@@ -30,6 +30,13 @@ enum Op {
         reverse: bool,
         at_snapshot: Option<usize>,
     },
+    MultiGet(Vec<usize>),
+    /// Open a range over everything and keep it across later operations.
+    OpenRange {
+        reverse: bool,
+    },
+    /// Take up to `n` more pairs from held range `i`.
+    StepRange(usize, usize),
     Flush,
     Compact(Option<usize>, Option<usize>),
     Reopen,
@@ -47,6 +54,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..8usize).prop_map(Op::DropSnapshot),
         4 => (prop::option::of(k.clone()), prop::option::of(k.clone()), any::<bool>(), prop::option::of(0..8usize))
             .prop_map(|(lo, hi, reverse, at_snapshot)| Op::Scan { lo, hi, reverse, at_snapshot }),
+        3 => prop::collection::vec(k.clone(), 0..10).prop_map(Op::MultiGet),
+        2 => any::<bool>().prop_map(|reverse| Op::OpenRange { reverse }),
+        6 => (0..4usize, 1..30usize).prop_map(|(i, n)| Op::StepRange(i, n)),
         2 => Just(Op::Flush),
         1 => (prop::option::of(k.clone()), prop::option::of(k)).prop_map(|(a, b)| Op::Compact(a, b)),
         1 => Just(Op::Reopen),
@@ -100,6 +110,9 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
     let mut db = Some(open());
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
+    // Ranges held across writes, flushes, trivial moves and compactions,
+    // with the pairs they must still yield.
+    let mut held: Vec<(DbRange, std::vec::IntoIter<(Vec<u8>, Vec<u8>)>, bool)> = Vec::new();
     for op in ops {
         let d = db.as_ref().expect("open database");
         match op {
@@ -186,6 +199,40 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
                     reverse
                 );
             }
+            Op::MultiGet(keys) => {
+                let keys: Vec<Vec<u8>> = keys.into_iter().map(key).collect();
+                let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+                let got = d.multi_get(&refs).expect("multi_get");
+                transcript.push(format!("multi_get {got:?}"));
+                let want: Vec<_> = keys.iter().map(|k| model.get(k).cloned()).collect();
+                prop_assert_eq!(got, want, "multi_get");
+            }
+            Op::OpenRange { reverse } => {
+                if held.len() < 4 {
+                    let mut want: Vec<_> =
+                        model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    if reverse {
+                        want.reverse();
+                    }
+                    held.push((d.range(..), want.into_iter(), reverse));
+                }
+            }
+            Op::StepRange(i, n) => {
+                if let Some((range, want, reverse)) = held.get_mut(i) {
+                    for _ in 0..n {
+                        let got = if *reverse {
+                            range.next_back()
+                        } else {
+                            range.next()
+                        };
+                        let got = got
+                            .transpose()
+                            .map_err(|e| TestCaseError::fail(format!("held range: {e}")))?;
+                        transcript.push(format!("step {i} {got:?}"));
+                        prop_assert_eq!(got, want.next(), "held range {}", i);
+                    }
+                }
+            }
             Op::Flush => d.flush().expect("flush"),
             Op::Compact(a, b) => {
                 let (a, b) = (a.map(key), b.map(key));
@@ -193,8 +240,9 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
                     .expect("compact");
             }
             Op::Reopen => {
-                // Snapshots do not survive a restart.
+                // Snapshots and iterators do not survive a restart.
                 snapshots.clear();
+                held.clear();
                 db.take().expect("db").close().expect("close");
                 db = Some(open());
             }
@@ -202,6 +250,16 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
     }
     let d = db.as_ref().expect("open database");
     prop_assert_eq!(common::full_scan(d), model.clone(), "final scan");
+    // Every held range finishes with exactly what it had left.
+    for (i, (range, want, reverse)) in held.drain(..).enumerate() {
+        let rest: Vec<_> = if reverse {
+            range.rev().collect::<Result<_, _>>()
+        } else {
+            range.collect::<Result<_, _>>()
+        }
+        .map_err(|e| TestCaseError::fail(format!("held range {i}: {e}")))?;
+        prop_assert_eq!(rest, want.collect::<Vec<_>>(), "rest of held range {}", i);
+    }
     // And once more after a restart, from disk alone.
     snapshots.clear();
     db.take().expect("db").close().expect("close");
