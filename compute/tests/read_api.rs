@@ -59,7 +59,7 @@ proptest! {
         };
         let mut it = db.range(range);
         let (mut front, mut back) = (Vec::new(), Vec::new());
-        for from_back in steps.iter().copied().chain(std::iter::repeat(false).take(want.len() + 1)) {
+        for from_back in steps.iter().copied().chain(std::iter::repeat_n(false, want.len() + 1)) {
             let item = if from_back { it.next_back() } else { it.next() };
             match item {
                 Some(pair) => {
