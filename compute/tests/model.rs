@@ -95,6 +95,9 @@ fn model_scan(
     v
 }
 
+/// A range held open, the pairs it must still yield, and its direction.
+type HeldRange = (DbRange, std::vec::IntoIter<(Vec<u8>, Vec<u8>)>, bool);
+
 /// Run `ops` under the compaction `preset`, checking every answer against
 /// the model; returns the transcript of answers for cross-preset comparison.
 fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestCaseError> {
@@ -112,7 +115,7 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     // Ranges held across writes, flushes, trivial moves and compactions,
     // with the pairs they must still yield.
-    let mut held: Vec<(DbRange, std::vec::IntoIter<(Vec<u8>, Vec<u8>)>, bool)> = Vec::new();
+    let mut held: Vec<HeldRange> = Vec::new();
     for op in ops {
         let d = db.as_ref().expect("open database");
         match op {
