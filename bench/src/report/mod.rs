@@ -1,6 +1,7 @@
 //! Results and how they leave the tool: a table on stdout, a JSON document
 //! (`--json FILE`) and SVG plots (`--plots DIR`).
 
+pub mod background;
 pub mod environment;
 pub mod recorder;
 pub mod svg;
@@ -12,6 +13,7 @@ use o3_compute::DbStats;
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
+pub use background::BackgroundErrors;
 pub use environment::Environment;
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
@@ -23,6 +25,28 @@ pub struct PhaseReport {
     /// Extra outcome, e.g. `(63212 of 100000 found)`.
     pub message: Option<String>,
     pub db_stats: DbStats,
+    /// Failed background jobs by the end of the phase.
+    pub background_errors: BackgroundErrors,
+}
+
+/// What a runner measured: its phases (it stops after the first one at whose
+/// end background work had failed) and the failed background jobs just
+/// before the database was closed.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub phases: Vec<PhaseReport>,
+    pub background_errors: BackgroundErrors,
+}
+
+impl RunOutcome {
+    /// Fail if background work failed: named after the first phase that saw
+    /// it, else after the run as a whole.
+    pub fn check(&self) -> Result<()> {
+        for p in &self.phases {
+            p.background_errors.check(&p.result.name)?;
+        }
+        self.background_errors.check("the run")
+    }
 }
 
 /// Everything one invocation measured, with its exact configuration.
@@ -33,6 +57,8 @@ pub struct Report {
     /// The effective configuration (defaults, config file and flags merged).
     pub configuration: serde_json::Value,
     pub phases: Vec<PhaseReport>,
+    /// Failed background jobs at the end of the run; any fails the run.
+    pub background_errors: BackgroundErrors,
 }
 
 impl Report {
