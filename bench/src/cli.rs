@@ -145,6 +145,7 @@ pub fn run(cli: Cli) -> Result<()> {
         configuration,
         phases: outcome.phases,
         background_errors: outcome.background_errors,
+        cut_short: outcome.cut_short,
     };
     if let Some(path) = &cli.json {
         report.write_json(path)?;

@@ -125,10 +125,10 @@ impl Storage for HeldLockStorage {
         self.inner.file_size(path)
     }
     fn lock(&self, path: &Path) -> o3_storage::Result<Box<dyn FileLock>> {
-        if path == self.lock_file {
-            if let Some(held) = self.held.lock().take() {
-                return Ok(held);
-            }
+        if path == self.lock_file
+            && let Some(held) = self.held.lock().take()
+        {
+            return Ok(held);
         }
         self.inner.lock(path)
     }

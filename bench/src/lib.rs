@@ -32,4 +32,29 @@ pub(crate) mod test_support {
     pub fn empty_stats() -> DbStats {
         DbStats::default()
     }
+
+    /// An in-memory database whose flush failed: every file mutation fails
+    /// from the flush on, so the flush cannot create its table, which stops
+    /// the database. Deterministic: without a WAL the writes before mutate no
+    /// file, and nothing else runs in the background of a database without
+    /// tables.
+    pub fn db_with_failed_flush() -> o3_compute::Db {
+        use o3_storage::env::{FaultInjectingFs, FaultPlan};
+        let fs = FaultInjectingFs::new();
+        let options = o3_compute::DbOptions {
+            storage: std::sync::Arc::new(fs.clone()),
+            disable_wal: true,
+            ..o3_compute::DbOptions::default()
+        };
+        let db = o3_compute::Db::open("/db", options).unwrap();
+        for i in 0..100u32 {
+            db.put(&i.to_be_bytes(), b"value").unwrap();
+        }
+        fs.set_plan(FaultPlan {
+            fail_after_mutations: Some(0),
+            ..FaultPlan::default()
+        });
+        assert!(db.flush().is_err());
+        db
+    }
 }

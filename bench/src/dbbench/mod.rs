@@ -115,17 +115,21 @@ pub fn run(cfg: &DbBenchConfig, engine: &EngineConfig, show_progress: bool) -> R
     for (i, &b) in cfg.benchmarks.iter().enumerate() {
         if b.fresh_db() && !cfg.use_existing_db && i > 0 {
             // What failed in the replaced database must not be lost with it.
-            let background_errors = close(db)?;
+            let background_errors = BackgroundErrors::before_closing(db)?;
             if background_errors.failed() {
                 return Ok(RunOutcome {
                     phases,
                     background_errors,
+                    cut_short: None,
                 });
             }
             db = engine.open_empty()?;
         }
         tracing::info!(benchmark = b.name(), "starting");
-        let report = run_one(b, cfg, &db, show_progress, next_seed)?;
+        let report = match run_one(b, cfg, &db, show_progress, next_seed) {
+            Ok(r) => r,
+            Err(e) => return RunOutcome::cut_short(db, phases, b.name(), e),
+        };
         let writers = u64::from(b == Benchmark::ReadWhileWriting);
         next_seed = next_seed.wrapping_add(cfg.threads as u64 + writers);
         println!("{}", summary_line(&report));
@@ -138,19 +142,7 @@ pub fn run(cfg: &DbBenchConfig, engine: &EngineConfig, show_progress: bool) -> R
             break;
         }
     }
-    let background_errors = close(db)?;
-    Ok(RunOutcome {
-        phases,
-        background_errors,
-    })
-}
-
-/// Close `db`; returns its failed background jobs just before.
-fn close(db: Db) -> Result<BackgroundErrors> {
-    let background_errors = BackgroundErrors::of(&db, &db.stats());
-    db.close()
-        .map_err(BenchError::engine("closing the database"))?;
-    Ok(background_errors)
+    RunOutcome::close(db, phases)
 }
 
 /// db_bench's summary line for one benchmark.

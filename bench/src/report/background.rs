@@ -28,6 +28,14 @@ impl BackgroundErrors {
         }
     }
 
+    /// Close `db`; returns its failed background jobs just before.
+    pub fn before_closing(db: Db) -> Result<BackgroundErrors> {
+        let errors = BackgroundErrors::of(&db, &db.stats());
+        db.close()
+            .map_err(BenchError::engine("closing the database"))?;
+        Ok(errors)
+    }
+
     /// True when any background job failed.
     pub fn failed(&self) -> bool {
         self.count > 0 || self.message.is_some()
@@ -64,11 +72,6 @@ impl BackgroundErrors {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use o3_compute::DbOptions;
-    use o3_storage::env::{FaultInjectingFs, FaultPlan};
-
     use super::*;
 
     #[test]
@@ -86,32 +89,12 @@ mod tests {
         assert!(retried.describe().contains("3 failed jobs"));
     }
 
-    /// A flush that cannot create its table (every file mutation fails after
-    /// the writes) stops the database; the check sees the count and the
-    /// message and fails with one line naming the phase.
+    /// A flush that cannot create its table stops the database; the check
+    /// sees the count and the message and fails with one line naming the
+    /// phase.
     #[test]
     fn a_failed_flush_fails_the_check_with_count_and_message() {
-        let fs = FaultInjectingFs::new();
-        let options = DbOptions {
-            storage: Arc::new(fs.clone()),
-            // No WAL, so the writes mutate no file and the only mutation
-            // after the plan is installed is the flush's.
-            disable_wal: true,
-            ..DbOptions::default()
-        };
-        let db = Db::open("/db", options).unwrap();
-        assert_eq!(
-            BackgroundErrors::of(&db, &db.stats()),
-            BackgroundErrors::default()
-        );
-        for i in 0..100u32 {
-            db.put(&i.to_be_bytes(), b"value").unwrap();
-        }
-        fs.set_plan(FaultPlan {
-            fail_after_mutations: Some(0),
-            ..FaultPlan::default()
-        });
-        assert!(db.flush().is_err());
+        let db = crate::test_support::db_with_failed_flush();
         let seen = BackgroundErrors::of(&db, &db.stats());
         assert_eq!(seen.count, 1, "{seen:?}");
         let message = seen.message.clone().expect("the database stopped");
@@ -119,5 +102,15 @@ mod tests {
         assert!(e.contains("fillrandom") && e.contains(&message), "{e}");
         assert_eq!(e.lines().count(), 1, "{e}");
         assert!(seen.describe().contains(&message));
+    }
+
+    #[test]
+    fn a_healthy_database_passes_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), o3_compute::DbOptions::default()).unwrap();
+        db.put(b"k", b"v").unwrap();
+        db.flush().unwrap();
+        let seen = BackgroundErrors::before_closing(db).unwrap();
+        assert_eq!(seen, BackgroundErrors::default());
     }
 }

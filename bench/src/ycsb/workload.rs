@@ -171,19 +171,19 @@ pub fn run(cfg: &YcsbConfig, engine: &EngineConfig, show_progress: bool) -> Resu
     };
     let mut phases = Vec::new();
     if cfg.load {
-        phases.push(load(cfg, &db, show_progress)?);
+        match load(cfg, &db, show_progress) {
+            Ok(p) => phases.push(p),
+            Err(e) => return RunOutcome::cut_short(db, phases, "load", e),
+        }
     }
     let load_failed = phases.iter().any(|p| p.background_errors.failed());
     if cfg.run && !load_failed {
-        phases.push(transactions(cfg, &db, show_progress)?);
+        match transactions(cfg, &db, show_progress) {
+            Ok(p) => phases.push(p),
+            Err(e) => return RunOutcome::cut_short(db, phases, "run", e),
+        }
     }
-    let background_errors = BackgroundErrors::of(&db, &db.stats());
-    db.close()
-        .map_err(BenchError::engine("closing the database"))?;
-    Ok(RunOutcome {
-        phases,
-        background_errors,
-    })
+    RunOutcome::close(db, phases)
 }
 
 /// Join the phase's worker threads, keeping the first error.
