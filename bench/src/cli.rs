@@ -107,7 +107,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let show_progress = std::io::stdout().is_terminal();
     let environment = Environment::detect();
-    let (configuration, phases) = match cli.command {
+    let (configuration, outcome) = match cli.command {
         Command::Dbbench { engine, bench } => {
             let engine = engine.over(config.engine).resolve("o3-dbbench")?;
             let bench = bench.over(config.dbbench).resolve()?;
@@ -129,18 +129,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 workload: &workload,
             })?;
             print_header(&environment, &configuration);
-            let phases = ycsb::workload::run(&workload, &engine, show_progress)?;
-            for p in &phases {
+            let outcome = ycsb::workload::run(&workload, &engine, show_progress)?;
+            for p in &outcome.phases {
                 print_ycsb_phase(p);
             }
-            (configuration, phases)
+            (configuration, outcome)
         }
     };
+    // Failed background work fails the run, after the report that records
+    // it is written.
+    let background_check = outcome.check();
     let report = Report {
         command_line: std::env::args().collect(),
         environment,
         configuration,
-        phases,
+        phases: outcome.phases,
+        background_errors: outcome.background_errors,
+        cut_short: outcome.cut_short,
     };
     if let Some(path) = &cli.json {
         report.write_json(path)?;
@@ -151,7 +156,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("plot written to {}", f.display());
         }
     }
-    Ok(())
+    background_check
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
@@ -181,4 +186,5 @@ fn print_ycsb_phase(p: &PhaseReport) {
     }
     print!("{}", r.details());
     print!("{}", crate::report::describe_db_stats(&p.db_stats));
+    print!("{}", p.background_errors.describe());
 }

@@ -172,24 +172,11 @@ impl EngineConfig {
         o
     }
 
-    /// Remove the database at `db` so a load starts empty. Refuses a
-    /// directory that holds files but no o3 database, so a mistyped `--db`
-    /// cannot delete unrelated data.
-    pub fn destroy(&self) -> Result<()> {
-        let dir = &self.db;
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(BenchError::io(dir, e)),
-        };
-        let non_empty = entries.count() > 0;
-        if non_empty && !dir.join("CURRENT").exists() {
-            return Err(BenchError::InvalidArgument(format!(
-                "{} is not empty and holds no o3 database (no CURRENT); refusing to delete it",
-                dir.display()
-            )));
-        }
-        std::fs::remove_dir_all(dir).map_err(|e| BenchError::io(dir, e))
+    /// Open the database emptied first, so a load starts from nothing;
+    /// never deletes a database another process has open
+    /// ([`crate::fresh_db`]).
+    pub fn open_empty(&self) -> Result<Db> {
+        crate::fresh_db::open_empty(&self.db, self.db_options())
     }
 
     /// Open the database.

@@ -36,6 +36,18 @@ pub enum BenchError {
         #[source]
         source: o3_compute::Error,
     },
+    /// Background jobs (flushes, compactions) failed during the run; `when`
+    /// says by the end of what, `message` is the error that stopped the
+    /// database, if one did.
+    #[error(
+        "{count} background job(s) failed by the end of {when}{}",
+        message.as_ref().map(|m| format!("; the database stopped accepting writes: {m}")).unwrap_or_default()
+    )]
+    BackgroundJobs {
+        when: String,
+        count: u64,
+        message: Option<String>,
+    },
 }
 
 impl BenchError {

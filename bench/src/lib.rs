@@ -6,6 +6,7 @@
 //! - [`report`]: latency histograms per operation type, per-second
 //!   timelines, engine statistics, the environment, JSON and SVG output;
 //! - [`engine`]: the engine flags shared by both, and opening the database;
+//! - [`fresh_db`]: emptying a database for a load, under its lock;
 //! - [`cli`]: the command line and the TOML config file.
 #![cfg_attr(
     not(test),
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod dbbench;
 pub mod engine;
 pub mod error;
+pub mod fresh_db;
 pub mod report;
 pub mod study;
 pub mod ycsb;
@@ -28,26 +30,31 @@ pub(crate) mod test_support {
 
     /// Statistics of a database that did nothing.
     pub fn empty_stats() -> DbStats {
-        DbStats {
-            levels: Vec::new(),
-            user_bytes: 0,
-            writes: 0,
-            wal_bytes: 0,
-            flush_bytes: 0,
-            flushes: 0,
-            compaction_bytes_read: 0,
-            compaction_bytes_written: 0,
-            compactions: 0,
-            trivial_moves: 0,
-            background_errors: 0,
-            write_amplification: 0.0,
-            stall_micros: Vec::new(),
-            block_cache_hits: 0,
-            block_cache_misses: 0,
-            block_cache_declined: 0,
-            block_cache_usage: 0,
-            last_sequence: 0,
-            unflushed_memtables: 0,
+        DbStats::default()
+    }
+
+    /// An in-memory database whose flush failed: every file mutation fails
+    /// from the flush on, so the flush cannot create its table, which stops
+    /// the database. Deterministic: without a WAL the writes before mutate no
+    /// file, and nothing else runs in the background of a database without
+    /// tables.
+    pub fn db_with_failed_flush() -> o3_compute::Db {
+        use o3_storage::env::{FaultInjectingFs, FaultPlan};
+        let fs = FaultInjectingFs::new();
+        let options = o3_compute::DbOptions {
+            storage: std::sync::Arc::new(fs.clone()),
+            disable_wal: true,
+            ..o3_compute::DbOptions::default()
+        };
+        let db = o3_compute::Db::open("/db", options).unwrap();
+        for i in 0..100u32 {
+            db.put(&i.to_be_bytes(), b"value").unwrap();
         }
+        fs.set_plan(FaultPlan {
+            fail_after_mutations: Some(0),
+            ..FaultPlan::default()
+        });
+        assert!(db.flush().is_err());
+        db
     }
 }

@@ -175,6 +175,10 @@ fn dbbench_config_flags_json_and_plots() {
             > 0.0
     );
     assert!(report["phases"][0]["db_stats"]["levels"].is_array());
+    // Nothing failed in the background, and the report says so.
+    assert_eq!(report["background_errors"]["count"], 0);
+    assert!(report["background_errors"]["message"].is_null());
+    assert_eq!(report["phases"][2]["background_errors"]["count"], 0);
     assert_eq!(report["environment"]["emulated_conditions"], "none");
     let svgs = std::fs::read_dir(&plots).unwrap().count();
     assert_eq!(svgs, 6, "timeline and CDF per benchmark");

@@ -19,7 +19,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
-use crate::report::{OpKind, PhaseReport, PhaseResult, ThreadRecorder};
+use crate::report::{
+    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder,
+};
 
 mod options;
 
@@ -84,19 +86,27 @@ impl Budget {
             None => rec.ops() >= self.ops,
         }
     }
+
+    /// Whether `n` more operations fit. As db_bench's `Duration::Done(n)`,
+    /// a count budget takes only whole batches: it may end short, never over.
+    fn has_room_for(&self, rec: &ThreadRecorder, n: u64) -> bool {
+        match self.duration {
+            Some(d) => rec.elapsed() < d,
+            None => rec.ops() + n <= self.ops,
+        }
+    }
 }
 
 /// Run the benchmarks in order; prints each one's summary as it finishes.
-pub fn run(
-    cfg: &DbBenchConfig,
-    engine: &EngineConfig,
-    show_progress: bool,
-) -> Result<Vec<PhaseReport>> {
-    if !cfg.use_existing_db {
-        engine.destroy()?;
-    }
-    let mut db = Some(engine.open()?);
-    let mut reports = Vec::new();
+/// Stops after a benchmark at whose end background work had failed: later
+/// numbers would not describe the engine working normally.
+pub fn run(cfg: &DbBenchConfig, engine: &EngineConfig, show_progress: bool) -> Result<RunOutcome> {
+    let mut db = if cfg.use_existing_db {
+        engine.open()?
+    } else {
+        engine.open_empty()?
+    };
+    let mut phases = Vec::new();
     // Like db_bench, every thread of the invocation gets the next seed, so
     // the first benchmark of a process (e.g. readrandom after a separate
     // fillrandom process) replays the key sequence of the fill, and later
@@ -104,30 +114,35 @@ pub fn run(
     let mut next_seed = cfg.seed.wrapping_add(1);
     for (i, &b) in cfg.benchmarks.iter().enumerate() {
         if b.fresh_db() && !cfg.use_existing_db && i > 0 {
-            if let Some(old) = db.take() {
-                old.close()
-                    .map_err(BenchError::engine("closing the database"))?;
+            // What failed in the replaced database must not be lost with it.
+            let background_errors = BackgroundErrors::before_closing(db)?;
+            if background_errors.failed() {
+                return Ok(RunOutcome {
+                    phases,
+                    background_errors,
+                    cut_short: None,
+                });
             }
-            engine.destroy()?;
-            db = Some(engine.open()?);
+            db = engine.open_empty()?;
         }
-        let Some(handle) = db.as_ref() else {
-            return Err(BenchError::InvalidArgument("database is not open".into()));
-        };
         tracing::info!(benchmark = b.name(), "starting");
-        let report = run_one(b, cfg, handle, show_progress, next_seed)?;
+        let report = match run_one(b, cfg, &db, show_progress, next_seed) {
+            Ok(r) => r,
+            Err(e) => return RunOutcome::cut_short(db, phases, b.name(), e),
+        };
         let writers = u64::from(b == Benchmark::ReadWhileWriting);
         next_seed = next_seed.wrapping_add(cfg.threads as u64 + writers);
         println!("{}", summary_line(&report));
         print!("{}", report.result.details());
         print!("{}", crate::report::describe_db_stats(&report.db_stats));
-        reports.push(report);
+        print!("{}", report.background_errors.describe());
+        let failed = report.background_errors.failed();
+        phases.push(report);
+        if failed {
+            break;
+        }
     }
-    if let Some(db) = db {
-        db.close()
-            .map_err(BenchError::engine("closing the database"))?;
-    }
-    Ok(reports)
+    RunOutcome::close(db, phases)
 }
 
 /// db_bench's summary line for one benchmark.
@@ -237,15 +252,21 @@ fn run_one(
         Benchmark::ReadRandom | Benchmark::SeekRandom => {
             Some(format!("({found} of {attempted} found)"))
         }
+        Benchmark::MultiReadRandom => Some(format!(
+            "({found} of {attempted} found; ops are keys, {} per multi_get)",
+            cfg.batch_size
+        )),
         Benchmark::ReadWhileWriting => Some(format!(
             "({found} of {attempted} found; writer wrote {writer_ops})"
         )),
         _ => None,
     };
+    let db_stats = db.stats();
     Ok(PhaseReport {
         result: PhaseResult::merge(b.name(), recorders, elapsed)?,
         message,
-        db_stats: db.stats(),
+        background_errors: BackgroundErrors::of(db, &db_stats),
+        db_stats,
     })
 }
 
@@ -315,6 +336,25 @@ fn worker(
                     rec.add_bytes(key.len() + v.len());
                 }
                 began = rec.record(OpKind::Read, began)?;
+            }
+        }
+        Benchmark::MultiReadRandom => {
+            // Keys are drawn as readrandom draws them, a batch at a time.
+            let mut batch = vec![0u8; cfg.batch_size as usize * cfg.key_size];
+            while budget.has_room_for(&rec, cfg.batch_size) {
+                for k in batch.chunks_exact_mut(cfg.key_size) {
+                    make_key(k, rng.random_range(0..cfg.num));
+                }
+                let keys: Vec<&[u8]> = batch.chunks_exact(cfg.key_size).collect();
+                let values = db
+                    .multi_get(&keys)
+                    .map_err(BenchError::engine_op(b.name(), "multi_get"))?;
+                out.attempted += cfg.batch_size;
+                for v in values.iter().flatten() {
+                    out.found += 1;
+                    rec.add_bytes(cfg.key_size + v.len());
+                }
+                began = rec.record_batch(OpKind::MultiGet, began, cfg.batch_size)?;
             }
         }
         Benchmark::ReadSeq => {
@@ -399,6 +439,7 @@ mod tests {
             result,
             message: Some("(1 of 2 found)".into()),
             db_stats: crate::test_support::empty_stats(),
+            background_errors: BackgroundErrors::default(),
         };
         assert_eq!(
             summary_line(&r),
@@ -430,7 +471,9 @@ mod tests {
             .unwrap()
         };
         run(&args("fillrandom", false), &engine, false).unwrap();
-        let reports = run(&args("readrandom,seekrandom", true), &engine, false).unwrap();
+        let reports = run(&args("readrandom,seekrandom", true), &engine, false)
+            .unwrap()
+            .phases;
         assert_eq!(reports[0].message.as_deref(), Some("(5000 of 5000 found)"));
         let seek = reports[1].message.as_deref().unwrap();
         let found: u64 = seek[1..].split(' ').next().unwrap().parse().unwrap();
@@ -452,7 +495,9 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        let reports = run(&cfg, &engine, false).unwrap();
+        let outcome = run(&cfg, &engine, false).unwrap();
+        outcome.check().unwrap();
+        let reports = outcome.phases;
         assert_eq!(reports.len(), 8);
         // fillseq writes every key once per thread; readseq then sees all.
         assert_eq!(reports[0].result.ops, 4000);
@@ -469,5 +514,63 @@ mod tests {
             "a filled database has keys: {found}"
         );
         assert!(reports[0].db_stats.user_bytes > 0);
+    }
+
+    /// `(found, attempted)` from a `(F of A found...)` message.
+    fn found_of(r: &PhaseReport) -> (u64, u64) {
+        let m = r.message.as_deref().unwrap();
+        let (found, rest) = m.trim_start_matches('(').split_once(" of ").unwrap();
+        let attempted = rest.split(' ').next().unwrap();
+        (found.parse().unwrap(), attempted.parse().unwrap())
+    }
+
+    /// multireadrandom draws the keys readrandom draws with the same seed, so
+    /// point gets are its oracle: it must find exactly as many. A random fill
+    /// holds ~63% of the key range, so the batches mix hits and misses; with
+    /// the fill's own seed every key looked up exists and all are found.
+    #[test]
+    fn multireadrandom_finds_exactly_the_keys_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
+        let args = |benchmarks: &str, reads: i64, batch_size: u64, seed: u64| {
+            DbBenchArgs {
+                benchmarks: Some(benchmarks.into()),
+                num: Some(5000),
+                reads: Some(reads),
+                batch_size: Some(batch_size),
+                use_existing_db: Some(benchmarks != "fillrandom"),
+                seed: Some(seed),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap()
+        };
+        let only = |cfg: &DbBenchConfig| {
+            let outcome = run(cfg, &engine, false).unwrap();
+            outcome.check().unwrap();
+            outcome.phases.into_iter().next().unwrap()
+        };
+        only(&args("fillrandom", -1, 1, 5));
+        let point = only(&args("readrandom", 3003, 1, 77));
+        let multi = only(&args("multireadrandom", 3003, 7, 77));
+        let (found, attempted) = found_of(&multi);
+        assert_eq!((found, attempted), found_of(&point));
+        assert_eq!(attempted, 3003);
+        assert!((1500..2500).contains(&found), "{:?}", multi.message);
+        // Throughput counts keys; latency is per multi_get call.
+        assert_eq!(multi.result.ops, 3003);
+        let calls: Vec<(OpKind, u64)> = multi
+            .result
+            .latency
+            .iter()
+            .map(|l| (l.op, l.count))
+            .collect();
+        assert_eq!(calls, vec![(OpKind::MultiGet, 429)]);
+        // Only whole batches, as db_bench: 3005 reads in batches of 7 are 3003.
+        let short = only(&args("multireadrandom", 3005, 7, 77));
+        assert_eq!(found_of(&short), (found, 3003));
+        // The fill's seed replays its keys: every one exists.
+        let replay = only(&args("multireadrandom", 5000, 10, 5));
+        assert_eq!(found_of(&replay), (5000, 5000));
     }
 }

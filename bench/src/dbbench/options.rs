@@ -20,10 +20,11 @@ pub enum Benchmark {
     SeekRandom,
     ReadWhileWriting,
     DeleteRandom,
+    MultiReadRandom,
 }
 
 impl Benchmark {
-    const ALL: [(&'static str, Benchmark); 8] = [
+    const ALL: [(&'static str, Benchmark); 9] = [
         ("fillseq", Benchmark::FillSeq),
         ("fillrandom", Benchmark::FillRandom),
         ("overwrite", Benchmark::Overwrite),
@@ -32,6 +33,7 @@ impl Benchmark {
         ("seekrandom", Benchmark::SeekRandom),
         ("readwhilewriting", Benchmark::ReadWhileWriting),
         ("deleterandom", Benchmark::DeleteRandom),
+        ("multireadrandom", Benchmark::MultiReadRandom),
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +92,10 @@ pub struct DbBenchArgs {
     /// Next() calls after each seek in seekrandom.
     #[arg(long)]
     pub seek_nexts: Option<u64>,
+    /// Keys per MultiGet in multireadrandom (default 1, as db_bench; the
+    /// fills here write one key per put whatever its value).
+    #[arg(long)]
+    pub batch_size: Option<u64>,
     /// Run each benchmark for this many seconds instead of a count (0 = count).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -113,6 +119,7 @@ impl DbBenchArgs {
             value_size: self.value_size.or(base.value_size),
             threads: self.threads.or(base.threads),
             seek_nexts: self.seek_nexts.or(base.seek_nexts),
+            batch_size: self.batch_size.or(base.batch_size),
             duration: self.duration.or(base.duration),
             use_existing_db: self.use_existing_db.or(base.use_existing_db),
             seed: self.seed.or(base.seed),
@@ -145,6 +152,7 @@ impl DbBenchArgs {
             value_size: self.value_size.unwrap_or(100),
             threads: self.threads.unwrap_or(1),
             seek_nexts: self.seek_nexts.unwrap_or(0),
+            batch_size: self.batch_size.unwrap_or(1),
             duration: self.duration.unwrap_or(0),
             use_existing_db: self.use_existing_db.unwrap_or(false),
             seed: self.seed.unwrap_or(0x5eed),
@@ -165,6 +173,9 @@ impl DbBenchArgs {
         if c.threads == 0 {
             return bad("--threads must be at least 1");
         }
+        if c.batch_size == 0 || c.batch_size > 1 << 20 {
+            return bad("--batch_size must lie in [1, 1048576]");
+        }
         Ok(c)
     }
 }
@@ -179,6 +190,7 @@ pub struct DbBenchConfig {
     pub value_size: usize,
     pub threads: usize,
     pub seek_nexts: u64,
+    pub batch_size: u64,
     pub duration: u64,
     pub use_existing_db: bool,
     pub seed: u64,

@@ -1,6 +1,7 @@
 //! Results and how they leave the tool: a table on stdout, a JSON document
 //! (`--json FILE`) and SVG plots (`--plots DIR`).
 
+pub mod background;
 pub mod environment;
 pub mod recorder;
 pub mod svg;
@@ -8,10 +9,11 @@ pub mod svg;
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use o3_compute::DbStats;
+use o3_compute::{Db, DbStats};
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
+pub use background::BackgroundErrors;
 pub use environment::Environment;
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
@@ -23,6 +25,67 @@ pub struct PhaseReport {
     /// Extra outcome, e.g. `(63212 of 100000 found)`.
     pub message: Option<String>,
     pub db_stats: DbStats,
+    /// Failed background jobs by the end of the phase.
+    pub background_errors: BackgroundErrors,
+}
+
+/// What a runner measured: its phases (it stops after the first one at whose
+/// end background work had failed) and the failed background jobs just
+/// before the database was closed.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub phases: Vec<PhaseReport>,
+    pub background_errors: BackgroundErrors,
+    /// A phase that failed because background work had stopped the
+    /// database (its measurements are lost; it is not in `phases`).
+    pub cut_short: Option<String>,
+}
+
+impl RunOutcome {
+    /// The run ended after `phases`: close `db`, recording its failed
+    /// background jobs just before.
+    pub fn close(db: Db, phases: Vec<PhaseReport>) -> Result<RunOutcome> {
+        Ok(RunOutcome {
+            phases,
+            background_errors: BackgroundErrors::before_closing(db)?,
+            cut_short: None,
+        })
+    }
+
+    /// Phase `phase` failed with `error`. When background work had failed
+    /// too (a failed flush stops the database, so the phase's writes fail),
+    /// the run ends as that failure, with the phases before; otherwise
+    /// `error` stands.
+    pub fn cut_short(
+        db: Db,
+        phases: Vec<PhaseReport>,
+        phase: &str,
+        error: BenchError,
+    ) -> Result<RunOutcome> {
+        let background_errors = BackgroundErrors::of(&db, &db.stats());
+        if !background_errors.failed() {
+            return Err(error);
+        }
+        tracing::error!("{phase} failed: {error}");
+        if let Err(e) = db.close() {
+            tracing::error!("closing the database: {e}");
+        }
+        Ok(RunOutcome {
+            phases,
+            background_errors,
+            cut_short: Some(phase.to_string()),
+        })
+    }
+
+    /// Fail if background work failed: named after the first phase that saw
+    /// it, else the phase it cut short, else the run as a whole.
+    pub fn check(&self) -> Result<()> {
+        for p in &self.phases {
+            p.background_errors.check(&p.result.name)?;
+        }
+        let when = self.cut_short.as_deref().unwrap_or("the run");
+        self.background_errors.check(when)
+    }
 }
 
 /// Everything one invocation measured, with its exact configuration.
@@ -33,6 +96,11 @@ pub struct Report {
     /// The effective configuration (defaults, config file and flags merged).
     pub configuration: serde_json::Value,
     pub phases: Vec<PhaseReport>,
+    /// Failed background jobs at the end of the run; any fails the run.
+    pub background_errors: BackgroundErrors,
+    /// The phase that failed because background work had stopped the
+    /// database, if one did.
+    pub cut_short: Option<String>,
 }
 
 impl Report {
@@ -124,4 +192,109 @@ pub fn describe_db_stats(stats: &DbStats) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(name: &str, background_errors: BackgroundErrors) -> PhaseReport {
+        PhaseReport {
+            result: PhaseResult {
+                name: name.into(),
+                threads: 1,
+                seconds: 1.0,
+                ops: 1,
+                ops_per_sec: 1.0,
+                mb_per_sec: 0.0,
+                latency: vec![],
+                timeline: vec![],
+            },
+            message: None,
+            db_stats: crate::test_support::empty_stats(),
+            background_errors,
+        }
+    }
+
+    /// The run fails naming the first phase that saw failed background
+    /// work, or the run when only its end did; the JSON report records the
+    /// count and the message per phase and for the run.
+    #[test]
+    fn failed_background_work_fails_the_run_and_is_reported() {
+        let retried = BackgroundErrors {
+            count: 2,
+            message: None,
+        };
+        let stopped = BackgroundErrors {
+            count: 3,
+            message: Some("flush failed: disk full".into()),
+        };
+        let clean = RunOutcome {
+            phases: vec![phase("fillrandom", BackgroundErrors::default())],
+            background_errors: BackgroundErrors::default(),
+            cut_short: None,
+        };
+        assert!(clean.check().is_ok());
+        let at_phase = RunOutcome {
+            phases: vec![
+                phase("fillrandom", BackgroundErrors::default()),
+                phase("overwrite", retried.clone()),
+            ],
+            background_errors: stopped.clone(),
+            cut_short: None,
+        };
+        let e = at_phase.check().unwrap_err().to_string();
+        assert!(e.contains("overwrite") && e.contains('2'), "{e}");
+        let at_end = RunOutcome {
+            phases: vec![phase("fillrandom", BackgroundErrors::default())],
+            background_errors: stopped.clone(),
+            cut_short: None,
+        };
+        let e = at_end.check().unwrap_err().to_string();
+        assert!(e.contains("the run") && e.contains("disk full"), "{e}");
+        let cut = RunOutcome {
+            cut_short: Some("overwrite".into()),
+            ..at_end
+        };
+        let e = cut.check().unwrap_err().to_string();
+        assert!(e.contains("overwrite") && e.contains("disk full"), "{e}");
+
+        let report = Report {
+            command_line: vec![],
+            environment: Environment::detect(),
+            configuration: serde_json::Value::Null,
+            phases: at_phase.phases,
+            background_errors: stopped,
+            cut_short: None,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["background_errors"]["count"], 3);
+        assert_eq!(
+            json["background_errors"]["message"],
+            "flush failed: disk full"
+        );
+        assert_eq!(json["phases"][1]["background_errors"]["count"], 2);
+        assert!(json["phases"][1]["background_errors"]["message"].is_null());
+    }
+
+    /// A phase that fails while background work has stopped the database
+    /// ends the run as that failure, so the report is still written; any
+    /// other phase error stands as it is.
+    #[test]
+    fn a_phase_failing_after_a_failed_flush_is_reported_as_that_failure() {
+        let before = vec![phase("fillseq", BackgroundErrors::default())];
+        let put_error = || BenchError::InvalidArgument("fillrandom: put: poisoned".into());
+        let db = crate::test_support::db_with_failed_flush();
+        let outcome = RunOutcome::cut_short(db, before.clone(), "fillrandom", put_error()).unwrap();
+        assert_eq!(outcome.phases.len(), 1);
+        assert_eq!(outcome.cut_short.as_deref(), Some("fillrandom"));
+        assert_eq!(outcome.background_errors.count, 1);
+        let e = outcome.check().unwrap_err().to_string();
+        assert!(e.contains("fillrandom") && e.contains("background"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let healthy = Db::open(dir.path(), o3_compute::DbOptions::default()).unwrap();
+        let e = RunOutcome::cut_short(healthy, before, "fillrandom", put_error()).unwrap_err();
+        assert_eq!(e.to_string(), put_error().to_string());
+    }
 }

@@ -22,10 +22,12 @@ pub enum OpKind {
     Write,
     Delete,
     Seek,
+    /// One `multi_get` call: the latency of a whole batch of keys.
+    MultiGet,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 8] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Read,
         OpKind::Update,
         OpKind::Insert,
@@ -34,6 +36,7 @@ impl OpKind {
         OpKind::Write,
         OpKind::Delete,
         OpKind::Seek,
+        OpKind::MultiGet,
     ];
 
     /// The name YCSB prints (`[READ]`, `[READ-MODIFY-WRITE]`, ...).
@@ -47,6 +50,7 @@ impl OpKind {
             OpKind::Write => "WRITE",
             OpKind::Delete => "DELETE",
             OpKind::Seek => "SEEK",
+            OpKind::MultiGet => "MULTIGET",
         }
     }
 }
@@ -93,6 +97,14 @@ impl ThreadRecorder {
     /// Record one operation of `kind` that began at `began`; returns now,
     /// which the caller can use as the next operation's start.
     pub fn record(&mut self, kind: OpKind, began: Instant) -> Result<Instant> {
+        self.record_batch(kind, began, 1)
+    }
+
+    /// Record one call of `kind` that began at `began` and did `ops`
+    /// operations (e.g. a `multi_get` of `ops` keys): one latency sample for
+    /// the call, `ops` operations for throughput, the timeline and the
+    /// progress bar. Returns now.
+    pub fn record_batch(&mut self, kind: OpKind, began: Instant, ops: u64) -> Result<Instant> {
         let now = Instant::now();
         let nanos = now
             .duration_since(began)
@@ -108,9 +120,9 @@ impl ThreadRecorder {
         if self.timeline.len() <= second {
             self.timeline.resize(second + 1, 0);
         }
-        self.timeline[second] += 1;
-        self.ops += 1;
-        self.unreported += 1;
+        self.timeline[second] += ops;
+        self.ops += ops;
+        self.unreported += ops;
         if self.unreported >= PROGRESS_BATCH {
             self.progress.inc(self.unreported);
             self.unreported = 0;
@@ -287,5 +299,20 @@ mod tests {
         let last = r.latency[0].cdf.last().unwrap();
         assert!((last.1 - 1.0).abs() < 1e-9);
         assert!(r.details().contains("READ"));
+    }
+
+    #[test]
+    fn a_batch_is_one_latency_sample_and_many_operations() {
+        let start = Instant::now();
+        let mut a = ThreadRecorder::new(start, ProgressBar::hidden());
+        for _ in 0..3 {
+            a.record_batch(OpKind::MultiGet, Instant::now(), 16)
+                .unwrap();
+        }
+        let r = PhaseResult::merge("x", vec![a], Duration::from_secs(1)).unwrap();
+        assert_eq!(r.ops, 48);
+        assert_eq!(r.timeline.iter().sum::<u64>(), 48);
+        assert_eq!(r.latency.len(), 1);
+        assert_eq!((r.latency[0].op, r.latency[0].count), (OpKind::MultiGet, 3));
     }
 }

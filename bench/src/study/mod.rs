@@ -225,6 +225,11 @@ pub fn run(args: StudyArgs, json: Option<&Path>, plots: Option<&Path>) -> Result
         std::fs::write(&path, svg).map_err(|e| BenchError::io(&path, e))?;
         println!("plot written to {}", path.display());
     }
+    // Failed background work fails the study, after the report records it.
+    for r in &results {
+        r.background_errors
+            .check(&format!("strategy {}", r.strategy))?;
+    }
     Ok(())
 }
 

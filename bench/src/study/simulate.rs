@@ -120,6 +120,8 @@ fn replay_engine(
         wait_until_settled(spec, &mut watcher)?;
     }
     let s = db.stats();
+    // The comparison is meaningless if the engine's jobs failed.
+    crate::report::BackgroundErrors::of(&db, &s).check(&spec.label)?;
     db.close()
         .map_err(BenchError::engine(format!("closing {}", dir.display())))?;
     Ok((

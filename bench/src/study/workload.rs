@@ -21,7 +21,7 @@ use super::tree_watch::{
     DeletePersistence, IssuedDelete, ManifestWatcher, TreeSnapshot, delete_persistence,
 };
 use crate::error::{BenchError, Result};
-use crate::report::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
+use crate::report::{BackgroundErrors, OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
 /// How often the sampler reads the manifest.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -110,6 +110,8 @@ pub struct StrategyResult {
     #[serde(skip)]
     pub latency: Vec<OpLatency>,
     pub db_stats: DbStats,
+    /// Failed background jobs by the end of the run; any fails the study.
+    pub background_errors: BackgroundErrors,
 }
 
 /// Key bytes of key id `index`: the scrambled 8-byte id, zero padded.
@@ -154,6 +156,7 @@ pub fn run_strategy(
     settle_result?;
     let end = start.elapsed();
     let stats = db.stats();
+    let background_errors = BackgroundErrors::of(&db, &stats);
     db.close()
         .map_err(BenchError::engine(format!("closing {}", dir.display())))?;
 
@@ -181,6 +184,7 @@ pub fn run_strategy(
         compactions: stats.compactions,
         latency: recorder_result.latency,
         db_stats: stats,
+        background_errors,
     })
 }
 

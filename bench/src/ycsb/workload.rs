@@ -22,7 +22,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
-use crate::report::{OpKind, PhaseReport, PhaseResult, ThreadRecorder, progress_bar};
+use crate::report::{
+    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder, progress_bar,
+};
 use crate::ycsb::YcsbConfig;
 use crate::ycsb::generator::{
     AcknowledgedCounter, Hotspot, ScrambledZipfian, SkewedLatest, Uniform, Zipfian, fnv_hash64,
@@ -158,26 +160,30 @@ impl ScanLength {
     }
 }
 
-/// Run the configured phases; prints each phase's report as it finishes.
-pub fn run(
-    cfg: &YcsbConfig,
-    engine: &EngineConfig,
-    show_progress: bool,
-) -> Result<Vec<PhaseReport>> {
+/// Run the configured phases. The run phase is skipped when background
+/// work had failed by the end of the load: its numbers would not describe
+/// the engine working normally.
+pub fn run(cfg: &YcsbConfig, engine: &EngineConfig, show_progress: bool) -> Result<RunOutcome> {
+    let db = if cfg.load {
+        engine.open_empty()?
+    } else {
+        engine.open()?
+    };
+    let mut phases = Vec::new();
     if cfg.load {
-        engine.destroy()?;
+        match load(cfg, &db, show_progress) {
+            Ok(p) => phases.push(p),
+            Err(e) => return RunOutcome::cut_short(db, phases, "load", e),
+        }
     }
-    let db = engine.open()?;
-    let mut reports = Vec::new();
-    if cfg.load {
-        reports.push(load(cfg, &db, show_progress)?);
+    let load_failed = phases.iter().any(|p| p.background_errors.failed());
+    if cfg.run && !load_failed {
+        match transactions(cfg, &db, show_progress) {
+            Ok(p) => phases.push(p),
+            Err(e) => return RunOutcome::cut_short(db, phases, "run", e),
+        }
     }
-    if cfg.run {
-        reports.push(transactions(cfg, &db, show_progress)?);
-    }
-    db.close()
-        .map_err(BenchError::engine("closing the database"))?;
-    Ok(reports)
+    RunOutcome::close(db, phases)
 }
 
 /// Join the phase's worker threads, keeping the first error.
@@ -238,10 +244,12 @@ fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
     })?;
     let elapsed = start.elapsed();
     progress.finish_and_clear();
+    let db_stats = db.stats();
     Ok(PhaseReport {
         result: PhaseResult::merge("load", recorders, elapsed)?,
         message: None,
-        db_stats: db.stats(),
+        background_errors: BackgroundErrors::of(db, &db_stats),
+        db_stats,
     })
 }
 
@@ -280,10 +288,12 @@ fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseR
         found += o.found;
         recorders.push(rec);
     }
+    let db_stats = db.stats();
     Ok(PhaseReport {
         result: PhaseResult::merge("run", recorders, elapsed)?,
         message: Some(format!("({found} of {attempted} reads found)")),
-        db_stats: db.stats(),
+        background_errors: BackgroundErrors::of(db, &db_stats),
+        db_stats,
     })
 }
 
@@ -438,7 +448,9 @@ mod tests {
             seed: 1,
         };
         let engine = crate::engine::small_test_engine(dir.path());
-        run(&cfg, &engine, false).unwrap()
+        let outcome = run(&cfg, &engine, false).unwrap();
+        outcome.check().unwrap();
+        outcome.phases
     }
 
     #[test]

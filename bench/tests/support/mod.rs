@@ -1,7 +1,12 @@
 //! Running the built `o3-bench` binary from integration tests.
 
+// Each test binary uses a subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Run `o3-bench` with `args` (logging off) and collect its output.
 pub fn o3_bench(args: &[&str]) -> Output {
@@ -43,4 +48,60 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read report {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// A child process a test started; killed and reaped when dropped, so a
+/// failed assertion never leaves it running.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An `o3-bench args` command (logging off) with stdout and stderr piped.
+pub fn o3_bench_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_o3-bench"));
+    c.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Read `pipe` to its end on a thread, so the child never blocks on a full
+/// pipe.
+pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Run `o3-bench args` to completion; kill it and fail if it is still
+/// running after `limit`.
+pub fn o3_bench_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = ChildGuard(o3_bench_command(args).spawn().expect("start o3-bench"));
+    let stdout = drain(child.0.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.0.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("poll o3-bench") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "o3-bench {args:?} still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
