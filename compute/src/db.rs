@@ -15,7 +15,7 @@ use o3_storage::filename::{current_path, lock_path};
 use o3_storage::job::{CompactionJob, JobResult};
 use o3_storage::key::SequenceNumber;
 use o3_storage::sst::BlockCache;
-use o3_storage::version::VersionSet;
+use o3_storage::version::{VersionEdit, VersionSet};
 use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
@@ -316,7 +316,11 @@ impl Db {
     }
 
     fn shutdown(&self) -> Result<()> {
-        self.inner.shutting_down.store(true, Ordering::Release);
+        // `close` shuts down and then drops the handle: the second call
+        // finds nothing left to do.
+        if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
         {
             let _st = self.inner.state.lock();
             self.inner.bg_cv.notify_all();
@@ -329,6 +333,16 @@ impl Db {
         let mut wal = self.inner.wal.lock();
         if let Some(w) = wal.writer.as_mut() {
             w.sync()?;
+            // The clean-close marker (`wal_format.md`, "WAL recovery"): with
+            // the segment's synced length in the manifest, recovery takes
+            // any damage before it as corruption instead of a torn tail.
+            if self.inner.bg_error.get().is_none() {
+                let edit = VersionEdit {
+                    closed_wal: Some((w.log_number(), w.len())),
+                    ..VersionEdit::default()
+                };
+                self.inner.versions.lock().log_and_apply(edit)?;
+            }
         }
         Ok(())
     }

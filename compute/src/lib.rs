@@ -32,6 +32,16 @@ pub use db::{Db, WriteOptions};
 pub use o3_storage::batch::WriteBatch;
 pub use o3_storage::{Error, Result};
 pub use options::DbOptions;
+
+// The types that fill in `DbOptions` and read `DbStats`, so an embedded user
+// needs no second dependency on `o3-storage`.
+pub use o3_storage::compaction::{
+    CompactionOptions, FilePicker, Granularity, Layout, LeveledOptions, Preset, Trigger,
+};
+pub use o3_storage::env::{FileLock, LocalFs, RandomAccessFile, Storage, WritableFile};
+pub use o3_storage::options::{Compression, TableOptions};
+pub use o3_storage::sst::CacheAdmission;
+pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
 pub use stats::{DbStats, LevelStats, StallReason};

@@ -21,7 +21,10 @@ fn link_behaves_like_a_second_name(fs: &dyn Storage, dir: &Path) {
     assert_eq!(fs.read_all(&b).expect("read link"), b"immutable table");
     fs.delete(&a).expect("delete first name");
     assert!(!fs.exists(&a));
-    assert_eq!(fs.read_all(&b).expect("read after delete"), b"immutable table");
+    assert_eq!(
+        fs.read_all(&b).expect("read after delete"),
+        b"immutable table"
+    );
     let c = dir.join("000003.sst");
     write(fs, &c, b"other");
     let err = fs.link(&b, &c).expect_err("existing target");
@@ -71,7 +74,9 @@ fn refused_links_fail_and_count_as_nothing() {
         ..FaultPlan::default()
     });
     let before = fs.mutations();
-    let err = fs.link(&dir.join("x"), &dir.join("y")).expect_err("refused");
+    let err = fs
+        .link(&dir.join("x"), &dir.join("y"))
+        .expect_err("refused");
     assert!(err.to_string().contains("refused"), "{err}");
     assert!(!fs.exists(&dir.join("y")));
     assert_eq!(fs.mutations(), before);

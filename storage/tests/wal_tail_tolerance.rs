@@ -45,7 +45,11 @@ fn payload(len: usize, tag: u8) -> Vec<u8> {
 fn logs() -> Vec<WrittenLog> {
     vec![
         write_log(&[payload(30, 1), payload(500, 2), payload(21, 3)]),
-        write_log(&[payload(30, 1), payload(BLOCK_SIZE - 200, 2), payload(900, 3)]),
+        write_log(&[
+            payload(30, 1),
+            payload(BLOCK_SIZE - 200, 2),
+            payload(900, 3),
+        ]),
     ]
 }
 

@@ -360,9 +360,7 @@ impl LogReader {
                 TailTolerance::InterruptedAppend => {
                     Some("an interrupted append cannot cause this".to_string())
                 }
-                TailTolerance::Nothing => {
-                    Some("this log may not end in a torn record".to_string())
-                }
+                TailTolerance::Nothing => Some("this log may not end in a torn record".to_string()),
             }
         };
         let Some(refusal) = refusal else {
