@@ -20,6 +20,7 @@ use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::options::DbOptions;
+use crate::options_file::{self, OptionsFile};
 use crate::read::{DbIterator, ReadOptions};
 use crate::snapshot::{Snapshot, SnapshotList};
 use crate::state::{DbState, SuperVersion};
@@ -87,9 +88,18 @@ pub struct Db {
 impl Db {
     /// Open (or create) the database in `path`.
     pub fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
+        // Everything that can be refused without looking at the directory is
+        // refused before it is created.
         options.validate()?;
+        let options_file = OptionsFile::from_options(&options)?;
         let dir = path.as_ref().to_path_buf();
         let storage = options.storage.clone();
+        if !options.create_if_missing && !storage.exists(&current_path(&dir)) {
+            return Err(Error::InvalidArgument(format!(
+                "database {} does not exist (create_if_missing is off)",
+                dir.display()
+            )));
+        }
         storage.create_dir_all(&dir)?;
         let lock = storage.lock(&lock_path(&dir))?;
         let exists = storage.exists(&current_path(&dir));
@@ -107,8 +117,21 @@ impl Db {
         }
         // Tiered levels own several physical levels (one sorted run each).
         let num_levels = options.compaction.physical_levels()?;
+        let stored_options = if exists {
+            OptionsFile::read(storage.as_ref(), &dir)?
+        } else {
+            None
+        };
+        if let Some(stored) = &stored_options {
+            stored.check_compatible(&options_file, &dir)?;
+        }
         let versions = if exists {
             let (vs, recovered) = VersionSet::recover(storage.clone(), &dir, num_levels)?;
+            // A database from before the options file: the manifest is the
+            // record of its split keys.
+            if stored_options.is_none() {
+                options_file::check_manifest_splits(vs.shard_splits(), &options.shard_splits)?;
+            }
             if let Some((offset, reason)) = recovered.torn_tail {
                 tracing::warn!(
                     "manifest {} ended in a torn record at offset {offset} ({reason}); the unfinished edit was dropped",
@@ -117,6 +140,9 @@ impl Db {
             }
             vs
         } else {
+            // Before CURRENT exists: a database that has a CURRENT has an
+            // OPTIONS file (unless it predates the file).
+            options_file.write(storage.as_ref(), &dir)?;
             VersionSet::create(
                 storage.clone(),
                 &dir,
@@ -128,6 +154,11 @@ impl Db {
             BlockCache::with_admission(options.block_cache_size, options.block_cache_admission);
         let table_cache = Arc::new(TableCache::new(dir.clone(), storage.clone(), block_cache));
         let inner = crate::recovery::recover(dir, storage, options, versions, table_cache, lock)?;
+        if exists && stored_options.as_ref() != Some(&options_file) {
+            // Missing (an older database) or recording another open's
+            // informational options.
+            options_file.write(inner.storage.as_ref(), &inner.dir)?;
+        }
         let inner = Arc::new(inner);
         let db = Db {
             workers: Mutex::new(crate::background::start_workers(&inner)),

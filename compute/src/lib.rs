@@ -20,6 +20,7 @@ mod background;
 mod db;
 mod level_iter;
 mod options;
+mod options_file;
 mod read;
 mod recovery;
 mod snapshot;

@@ -64,9 +64,10 @@ pub struct DbOptions {
     pub create_if_missing: bool,
     /// Fail if the database already exists.
     pub error_if_exists: bool,
-    /// Split keys of the key-range shards, used only when the database is
-    /// created (later opens read them from the manifest). `n` keys make
-    /// `n + 1` shards.
+    /// Split keys of the key-range shards (non-empty, strictly increasing):
+    /// `n` keys make `n + 1` shards. Fixed when the database is created;
+    /// every later open must pass the same keys (checked against the
+    /// `OPTIONS` file).
     pub shard_splits: Vec<Vec<u8>>,
     /// Arena size of one memtable (per shard).
     pub write_buffer_size: usize,
@@ -178,6 +179,22 @@ impl DbOptions {
         }
         if self.max_background_jobs == 0 {
             return bad("max_background_jobs must be at least 1".to_string());
+        }
+        if let Some(i) = self.shard_splits.iter().position(|k| k.is_empty()) {
+            return bad(format!(
+                "shard_splits: split keys must not be empty (key {i} is)"
+            ));
+        }
+        if let Some(i) = self.shard_splits.windows(2).position(|w| w[0] >= w[1]) {
+            return bad(format!(
+                "shard_splits: split keys must be strictly increasing (key {} \"{}\" is not above key {i} \"{}\")",
+                i + 1,
+                self.shard_splits[i + 1].escape_ascii(),
+                self.shard_splits[i].escape_ascii()
+            ));
+        }
+        if self.shard_splits.len() >= u32::MAX as usize {
+            return bad("shard_splits: too many split keys".to_string());
         }
         self.table.validate()?;
         self.compaction.composition()?;
