@@ -192,6 +192,38 @@ impl Db {
         crate::write::write(&self.inner, batch, sync)
     }
 
+    /// Make every write acknowledged so far durable (it survives a machine
+    /// crash) without flushing memtables: sync the current WAL segment
+    /// (RocksDB's `SyncWAL`; earlier segments were synced when they were
+    /// closed). For writes made with `sync: false`.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.flush_wal(true)
+    }
+
+    /// Hand buffered WAL bytes to the operating system, so they survive a
+    /// process crash, and with `sync` also make them durable (RocksDB's
+    /// `FlushWAL`). Every write already hands its record over before it is
+    /// acknowledged, so `flush_wal(false)` matters only after a failure
+    /// left bytes buffered; `flush_wal(true)` is [`Db::sync_wal`]. A failure
+    /// stops the database from accepting writes, like a failed WAL write.
+    pub fn flush_wal(&self, sync: bool) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_poisoned()?;
+        if inner.options.disable_wal {
+            return Err(Error::InvalidArgument(
+                "the WAL is disabled (DbOptions::disable_wal): there is nothing to flush or sync"
+                    .into(),
+            ));
+        }
+        let mut wal = inner.wal.lock();
+        let w = wal.writer.as_mut().ok_or(Error::Closed("WAL"))?;
+        let result = if sync { w.sync() } else { w.flush() };
+        if let Err(e) = &result {
+            inner.poison(e);
+        }
+        result
+    }
+
     /// The newest value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         crate::read::get(&self.inner, key, None)
