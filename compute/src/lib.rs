@@ -46,3 +46,9 @@ pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
 pub use stats::{DbStats, LevelStats, StallReason};
+
+/// The repository README's Rust example, compiled and run as a doctest
+/// (`cargo test -p o3-compute --doc`) so that it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
