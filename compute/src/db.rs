@@ -315,6 +315,20 @@ impl Db {
         crate::background::compact_range(&self.inner, lo, hi)
     }
 
+    /// Write a consistent, openable copy of the database into `dir`, a new
+    /// directory of the same storage (it must not exist yet), while the
+    /// database keeps running: SSTs are hard-linked (copied where linking
+    /// fails), the WAL segments still needed are copied, and a fresh
+    /// manifest, `CURRENT` and `OPTIONS` are written and synced. The copy
+    /// holds every write acknowledged before the call and is the state at
+    /// one instant (never a later write without an earlier one); afterwards
+    /// the two databases evolve independently. With `disable_wal` the
+    /// memtables are flushed first, and writes racing with the call may be
+    /// partly in the copy.
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        crate::checkpoint::checkpoint(&self.inner, dir.as_ref())
+    }
+
     /// Claim the next compaction for execution elsewhere: the returned job is
     /// self-contained (serialize it with `to_bytes`); its inputs stay reserved
     /// until the result is installed with [`Db::install_compaction`] or the

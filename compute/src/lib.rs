@@ -17,6 +17,7 @@
 )]
 
 mod background;
+mod checkpoint;
 mod db;
 mod level_iter;
 mod options;
