@@ -3,14 +3,18 @@
 //!
 //! Main types:
 //! - [`Db`]: open, `put`/`get`/`delete`/`write`, snapshots, scans in both
-//!   directions, `flush`, `compact_range`, `stats`, `close`;
-//! - [`DbOptions`]: every knob, with defaults and validation;
+//!   directions, `flush`, `compact_range`, `sync_wal`/`flush_wal`,
+//!   `checkpoint`, `stats`, `close`;
+//! - [`DbOptions`]: every knob, with defaults and validation
+//!   ([`WalRecoveryMode`] among them), and the option types it uses,
+//!   re-exported from `o3-storage`;
 //! - [`DbIterator`], [`Snapshot`], [`DbStats`].
 //!
 //! Inside: the write path with group commit and key-range shards
 //! (`write`), the read path over a published [`state::SuperVersion`]
 //! (`read`), background flush and compaction with installation (`background`),
-//! and recovery on open (`recovery`).
+//! recovery on open (`recovery`), the `OPTIONS` file that guards the tree's
+//! shape (`options_file`) and checkpoints (`checkpoint`).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
