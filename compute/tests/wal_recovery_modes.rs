@@ -214,17 +214,11 @@ fn damage_in_a_segment_followed_by_a_later_one_is_corruption() {
     let mut before = 0;
     for (wal, records) in &segments[..segments.len() - 1] {
         let (start, end) = *records.last().expect("records");
-        let tests: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 2] = [
-            (
-                "cut",
-                Box::new(move |b: &mut Vec<u8>| b.truncate((start + 5) as usize)),
-            ),
-            (
-                "flip",
-                Box::new(move |b: &mut Vec<u8>| b[(end - 1) as usize] ^= 1),
-            ),
-        ];
-        for (how, damage) in &tests {
+        for how in ["cut", "flip"] {
+            let damage = |b: &mut Vec<u8>| match how {
+                "cut" => b.truncate((start + 5) as usize),
+                _ => b[(end - 1) as usize] ^= 1,
+            };
             for mode in MODES {
                 let what = format!("{mode}, {how} in the last record of {wal}");
                 let fs = fs_with_files(DIR, &files, |name, bytes| {
