@@ -14,11 +14,12 @@ use o3_storage::filename::{current_path, lock_path};
 use o3_storage::job::{CompactionJob, JobResult};
 use o3_storage::key::SequenceNumber;
 use o3_storage::sst::BlockCache;
-use o3_storage::version::VersionSet;
+use o3_storage::version::{VersionEdit, VersionSet};
 use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::options::DbOptions;
+use crate::options_file::{self, OptionsFile};
 use crate::range_iter::{DbRange, KeyRange};
 use crate::read::{DbIterator, ReadOptions};
 use crate::snapshot::{Snapshot, SnapshotList};
@@ -87,9 +88,18 @@ pub struct Db {
 impl Db {
     /// Open (or create) the database in `path`.
     pub fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
+        // Everything that can be refused without looking at the directory is
+        // refused before it is created.
         options.validate()?;
+        let options_file = OptionsFile::from_options(&options)?;
         let dir = path.as_ref().to_path_buf();
         let storage = options.storage.clone();
+        if !options.create_if_missing && !storage.exists(&current_path(&dir)) {
+            return Err(Error::InvalidArgument(format!(
+                "database {} does not exist (create_if_missing is off)",
+                dir.display()
+            )));
+        }
         storage.create_dir_all(&dir)?;
         let lock = storage.lock(&lock_path(&dir))?;
         let exists = storage.exists(&current_path(&dir));
@@ -107,8 +117,21 @@ impl Db {
         }
         // Tiered levels own several physical levels (one sorted run each).
         let num_levels = options.compaction.physical_levels()?;
+        let stored_options = if exists {
+            OptionsFile::read(storage.as_ref(), &dir)?
+        } else {
+            None
+        };
+        if let Some(stored) = &stored_options {
+            stored.check_compatible(&options_file, &dir)?;
+        }
         let versions = if exists {
             let (vs, recovered) = VersionSet::recover(storage.clone(), &dir, num_levels)?;
+            // A database from before the options file: the manifest is the
+            // record of its split keys.
+            if stored_options.is_none() {
+                options_file::check_manifest_splits(vs.shard_splits(), &options.shard_splits)?;
+            }
             if let Some((offset, reason)) = recovered.torn_tail {
                 tracing::warn!(
                     "manifest {} ended in a torn record at offset {offset} ({reason}); the unfinished edit was dropped",
@@ -117,6 +140,9 @@ impl Db {
             }
             vs
         } else {
+            // Before CURRENT exists: a database that has a CURRENT has an
+            // OPTIONS file (unless it predates the file).
+            options_file.write(storage.as_ref(), &dir)?;
             VersionSet::create(
                 storage.clone(),
                 &dir,
@@ -128,6 +154,11 @@ impl Db {
             BlockCache::with_admission(options.block_cache_size, options.block_cache_admission);
         let table_cache = Arc::new(TableCache::new(dir.clone(), storage.clone(), block_cache));
         let inner = crate::recovery::recover(dir, storage, options, versions, table_cache, lock)?;
+        if exists && stored_options.as_ref() != Some(&options_file) {
+            // Missing (an older database) or recording another open's
+            // informational options.
+            options_file.write(inner.storage.as_ref(), &inner.dir)?;
+        }
         let inner = Arc::new(inner);
         let db = Db {
             workers: Mutex::new(crate::background::start_workers(&inner)),
@@ -159,6 +190,38 @@ impl Db {
     pub fn write_opt(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
         let sync = opts.sync.unwrap_or(self.inner.options.sync_writes);
         crate::write::write(&self.inner, batch, sync)
+    }
+
+    /// Make every write acknowledged so far durable (it survives a machine
+    /// crash) without flushing memtables: sync the current WAL segment
+    /// (RocksDB's `SyncWAL`; earlier segments were synced when they were
+    /// closed). For writes made with `sync: false`.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.flush_wal(true)
+    }
+
+    /// Hand buffered WAL bytes to the operating system, so they survive a
+    /// process crash, and with `sync` also make them durable (RocksDB's
+    /// `FlushWAL`). Every write already hands its record over before it is
+    /// acknowledged, so `flush_wal(false)` matters only after a failure
+    /// left bytes buffered; `flush_wal(true)` is [`Db::sync_wal`]. A failure
+    /// stops the database from accepting writes, like a failed WAL write.
+    pub fn flush_wal(&self, sync: bool) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_poisoned()?;
+        if inner.options.disable_wal {
+            return Err(Error::InvalidArgument(
+                "the WAL is disabled (DbOptions::disable_wal): there is nothing to flush or sync"
+                    .into(),
+            ));
+        }
+        let mut wal = inner.wal.lock();
+        let w = wal.writer.as_mut().ok_or(Error::Closed("WAL"))?;
+        let result = if sync { w.sync() } else { w.flush() };
+        if let Err(e) = &result {
+            inner.poison(e);
+        }
+        result
     }
 
     /// The newest value of `key`.
@@ -266,6 +329,20 @@ impl Db {
         crate::background::compact_range(&self.inner, lo, hi)
     }
 
+    /// Write a consistent, openable copy of the database into `dir`, a new
+    /// directory of the same storage (it must not exist yet), while the
+    /// database keeps running: SSTs are hard-linked (copied where linking
+    /// fails), the WAL segments still needed are copied, and a fresh
+    /// manifest, `CURRENT` and `OPTIONS` are written and synced. The copy
+    /// holds every write acknowledged before the call and is the state at
+    /// one instant (never a later write without an earlier one); afterwards
+    /// the two databases evolve independently. With `disable_wal` the
+    /// memtables are flushed first, and writes racing with the call may be
+    /// partly in the copy.
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        crate::checkpoint::checkpoint(&self.inner, dir.as_ref())
+    }
+
     /// Claim the next compaction for execution elsewhere: the returned job is
     /// self-contained (serialize it with `to_bytes`); its inputs stay reserved
     /// until the result is installed with [`Db::install_compaction`] or the
@@ -330,7 +407,11 @@ impl Db {
     }
 
     fn shutdown(&self) -> Result<()> {
-        self.inner.shutting_down.store(true, Ordering::Release);
+        // `close` shuts down and then drops the handle: the second call
+        // finds nothing left to do.
+        if self.inner.shutting_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
         {
             let _st = self.inner.state.lock();
             self.inner.bg_cv.notify_all();
@@ -343,6 +424,16 @@ impl Db {
         let mut wal = self.inner.wal.lock();
         if let Some(w) = wal.writer.as_mut() {
             w.sync()?;
+            // The clean-close marker (`wal_format.md`, "WAL recovery"): with
+            // the segment's synced length in the manifest, recovery takes
+            // any damage before it as corruption instead of a torn tail.
+            if self.inner.bg_error.get().is_none() {
+                let edit = VersionEdit {
+                    closed_wal: Some((w.log_number(), w.len())),
+                    ..VersionEdit::default()
+                };
+                self.inner.versions.lock().log_and_apply(edit)?;
+            }
         }
         Ok(())
     }

@@ -3,23 +3,29 @@
 //!
 //! Main types:
 //! - [`Db`]: open, `put`/`get`/`delete`/`write`, snapshots, scans in both
-//!   directions, `flush`, `compact_range`, `stats`, `close`;
-//! - [`DbOptions`]: every knob, with defaults and validation;
+//!   directions, `flush`, `compact_range`, `sync_wal`/`flush_wal`,
+//!   `checkpoint`, `stats`, `close`;
+//! - [`DbOptions`]: every knob, with defaults and validation
+//!   ([`WalRecoveryMode`] among them), and the option types it uses,
+//!   re-exported from `o3-storage`;
 //! - [`DbIterator`], [`Snapshot`], [`DbStats`].
 //!
 //! Inside: the write path with group commit and key-range shards
 //! (`write`), the read path over a published [`state::SuperVersion`]
 //! (`read`), background flush and compaction with installation (`background`),
-//! and recovery on open (`recovery`).
+//! recovery on open (`recovery`), the `OPTIONS` file that guards the tree's
+//! shape (`options_file`) and checkpoints (`checkpoint`).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 mod background;
+mod checkpoint;
 mod db;
 mod level_iter;
 mod options;
+mod options_file;
 mod range_iter;
 mod read;
 mod recovery;
@@ -34,6 +40,22 @@ pub use o3_storage::batch::WriteBatch;
 pub use o3_storage::{Error, Result};
 pub use options::DbOptions;
 pub use range_iter::{DbRange, KeyRange};
+
+// The types that fill in `DbOptions` and read `DbStats`, so an embedded user
+// needs no second dependency on `o3-storage`.
+pub use o3_storage::compaction::{
+    CompactionOptions, FilePicker, Granularity, Layout, LeveledOptions, Preset, Trigger,
+};
+pub use o3_storage::env::{FileLock, LocalFs, RandomAccessFile, Storage, WritableFile};
+pub use o3_storage::options::{Compression, TableOptions};
+pub use o3_storage::sst::CacheAdmission;
+pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
 pub use stats::{DbStats, LevelStats, StallReason};
+
+/// The repository README's Rust example, compiled and run as a doctest
+/// (`cargo test -p o3-compute --doc`) so that it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -9,6 +9,52 @@ use o3_storage::options::TableOptions;
 use o3_storage::sst::CacheAdmission;
 use o3_storage::{Error, Result};
 
+/// How [`crate::Db::open`] treats damage in the WAL segments it replays
+/// (RocksDB's `WALRecoveryMode`; the rules are in `storage/docs/wal_format.md`,
+/// "WAL recovery").
+///
+/// RocksDB's fourth mode, `SkipAnyCorruptedRecords` (replay around damaged
+/// records), is deliberately not offered: it yields a state that no moment of
+/// the database ever had — later writes without the earlier ones they may
+/// depend on — and hides the damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalRecoveryMode {
+    /// The default. Only a truly torn tail is dropped: the newest segment may
+    /// end in a record cut off by a crash (its bytes stop before its length
+    /// says, or zero fill). Everything else is corruption that fails the open
+    /// with the file and offset: a complete record that fails its checksum,
+    /// any damage in a segment followed by a later segment (segments are
+    /// synced whole before the next one starts), and any damage before the
+    /// length a clean close synced.
+    #[default]
+    TolerateCorruptedTailRecords,
+    /// No damage at all, not even a torn tail: for databases whose every
+    /// write was synced.
+    AbsoluteConsistency,
+    /// Replay stops at the first damage of any kind; the rest of that
+    /// segment and every later segment are dropped (logged as a warning with
+    /// the file, offset and what was dropped) and the database opens with
+    /// the writes before the damage.
+    PointInTime,
+}
+
+impl WalRecoveryMode {
+    /// The option's name in the options file and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            WalRecoveryMode::TolerateCorruptedTailRecords => "tolerate-corrupted-tail-records",
+            WalRecoveryMode::AbsoluteConsistency => "absolute-consistency",
+            WalRecoveryMode::PointInTime => "point-in-time",
+        }
+    }
+}
+
+impl std::fmt::Display for WalRecoveryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Options for [`crate::Db::open`].
 #[derive(Debug, Clone)]
 pub struct DbOptions {
@@ -18,9 +64,10 @@ pub struct DbOptions {
     pub create_if_missing: bool,
     /// Fail if the database already exists.
     pub error_if_exists: bool,
-    /// Split keys of the key-range shards, used only when the database is
-    /// created (later opens read them from the manifest). `n` keys make
-    /// `n + 1` shards.
+    /// Split keys of the key-range shards (non-empty, strictly increasing):
+    /// `n` keys make `n + 1` shards. Fixed when the database is created;
+    /// every later open must pass the same keys (checked against the
+    /// `OPTIONS` file).
     pub shard_splits: Vec<Vec<u8>>,
     /// Arena size of one memtable (per shard).
     pub write_buffer_size: usize,
@@ -35,6 +82,8 @@ pub struct DbOptions {
     pub sync_writes: bool,
     /// Skip the WAL entirely (data since the last flush is lost on any crash).
     pub disable_wal: bool,
+    /// What WAL damage found on open is tolerated (see [`WalRecoveryMode`]).
+    pub wal_recovery_mode: WalRecoveryMode,
     pub table: TableOptions,
     /// Compaction strategy (preset and primitives) and the tree's numbers.
     pub compaction: CompactionOptions,
@@ -80,6 +129,7 @@ impl Default for DbOptions {
             max_total_wal_size: 1 << 30,
             sync_writes: false,
             disable_wal: false,
+            wal_recovery_mode: WalRecoveryMode::default(),
             table: TableOptions::default(),
             compaction: CompactionOptions::default(),
             l0_slowdown_writes_trigger: 20,
@@ -134,6 +184,22 @@ impl DbOptions {
         }
         if self.max_background_jobs == 0 {
             return bad("max_background_jobs must be at least 1".to_string());
+        }
+        if let Some(i) = self.shard_splits.iter().position(|k| k.is_empty()) {
+            return bad(format!(
+                "shard_splits: split keys must not be empty (key {i} is)"
+            ));
+        }
+        if let Some(i) = self.shard_splits.windows(2).position(|w| w[0] >= w[1]) {
+            return bad(format!(
+                "shard_splits: split keys must be strictly increasing (key {} \"{}\" is not above key {i} \"{}\")",
+                i + 1,
+                self.shard_splits[i + 1].escape_ascii(),
+                self.shard_splits[i].escape_ascii()
+            ));
+        }
+        if self.shard_splits.len() >= u32::MAX as usize {
+            return bad("shard_splits: too many split keys".to_string());
         }
         self.table.validate()?;
         self.compaction.composition()?;

@@ -3,10 +3,13 @@
 //! every file that nothing references (partial outputs of interrupted jobs,
 //! old WAL segments and manifests, temporary files).
 //!
-//! Replay follows `docs/wal_format.md`: a torn tail ends the log; corruption
-//! in the middle of a segment fails the open with the file and offset. Replay
-//! stops at the first segment that ended in a torn tail — a later segment
-//! would otherwise add writes after a hole.
+//! Replay follows `docs/wal_format.md`, "WAL recovery": which damage is
+//! tolerated depends on [`WalRecoveryMode`] and on where it is — only the
+//! newest segment may end in a torn tail (older ones were synced whole before
+//! the next one started), and never before the length a clean close synced.
+//! Everything else fails the open with the file and offset, except under
+//! point-in-time recovery, which stops replay at the first damage and drops
+//! the rest (never a later write without an earlier one).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -18,11 +21,11 @@ use o3_storage::filename::{FileKind, manifest_path, parse_file_name, wal_path};
 use o3_storage::job::{FlushJob, JobToken, shard_of};
 use o3_storage::memtable::Memtable;
 use o3_storage::version::{VersionEdit, VersionSet};
-use o3_storage::wal::{LogReader, LogWriter};
+use o3_storage::wal::{LogReader, LogWriter, TailTolerance};
 use o3_storage::{Error, Result};
 
 use crate::db::{DbInner, WalState};
-use crate::options::DbOptions;
+use crate::options::{DbOptions, WalRecoveryMode};
 use crate::state::{DbState, ShardState};
 use crate::table_cache::TableCache;
 
@@ -40,24 +43,56 @@ pub(crate) fn recover(
     let mut last_seq = versions.last_sequence();
 
     // Replay.
-    let mut wals: Vec<u64> = storage
-        .list(&dir)?
-        .iter()
-        .filter_map(|n| match parse_file_name(n) {
-            Some(FileKind::Wal(w)) if w >= versions.log_number() => Some(w),
-            _ => None,
-        })
-        .collect();
+    let names = storage.list(&dir)?;
+    let mut wals: Vec<u64> = Vec::new();
+    for name in &names {
+        match parse_file_name(name) {
+            Some(FileKind::Wal(n)) => {
+                // A segment started after the manifest's last edit has a
+                // number the manifest's counter has not passed yet.
+                versions.mark_file_number_used(n);
+                if n >= versions.log_number() {
+                    wals.push(n);
+                }
+            }
+            Some(FileKind::Table(n)) | Some(FileKind::Manifest(n)) => {
+                versions.mark_file_number_used(n)
+            }
+            _ => {}
+        }
+    }
     wals.sort_unstable();
+    let mode = options.wal_recovery_mode;
+    let closed = versions.closed_wal();
     let mut recovered: Vec<Vec<Arc<Memtable>>> = vec![Vec::new(); shards];
     let mut active: Vec<Arc<Memtable>> = (0..shards)
         .map(|s| Memtable::new(options.write_buffer_size, s as u32).map(Arc::new))
         .collect::<Result<_>>()?;
-    'segments: for &number in &wals {
+    'segments: for (index, &number) in wals.iter().enumerate() {
         let path = wal_path(&dir, number);
-        let mut reader = LogReader::new(storage.open(&path)?, number, path.display().to_string());
-        while let Some((record, offset)) = reader.read_record()? {
-            let batch = WriteBatch::from_encoded(record, &path.display().to_string(), offset)?;
+        let location = path.display().to_string();
+        let later = &wals[index + 1..];
+        let mut reader = LogReader::new(storage.open(&path)?, number, location.clone());
+        reader.set_tail_tolerance(tail_tolerance(mode, later.is_empty()));
+        if let Some((closed_number, synced)) = closed
+            && closed_number == number
+        {
+            reader.set_synced_length(synced);
+        }
+        loop {
+            let damage = match reader.read_record() {
+                Ok(Some((record, offset))) => WriteBatch::from_encoded(record, &location, offset),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            let batch = match damage {
+                Ok(batch) => batch,
+                Err(e) if mode == WalRecoveryMode::PointInTime && e.is_corruption() => {
+                    report_point_in_time_stop(&location, &e.to_string(), later);
+                    break 'segments;
+                }
+                Err(e) => return Err(e),
+            };
             let base = batch.sequence();
             for (i, op) in batch.iter().enumerate() {
                 let seq = base + i as u64;
@@ -69,8 +104,13 @@ pub(crate) fn recover(
                 match active[shard].insert(op.key, seq, op.kind, op.value) {
                     Ok(()) => {}
                     Err(Error::ImageFull { .. }) => {
-                        let fresh =
-                            Arc::new(Memtable::new(options.write_buffer_size, shard as u32)?);
+                        // An entry too large for an ordinary memtable gets
+                        // one sized for it.
+                        let capacity = Memtable::capacity_for_entry(op.key.len(), op.value.len())
+                            .map_or(options.write_buffer_size, |c| {
+                                c.max(options.write_buffer_size)
+                            });
+                        let fresh = Arc::new(Memtable::new(capacity, shard as u32)?);
                         let full = std::mem::replace(&mut active[shard], fresh);
                         full.seal()?;
                         recovered[shard].push(full);
@@ -81,11 +121,19 @@ pub(crate) fn recover(
             }
         }
         if let Some((offset, reason)) = reader.torn_tail() {
+            if !later.is_empty() {
+                // Only point-in-time recovery tolerates a torn segment that
+                // has successors.
+                report_point_in_time_stop(
+                    &location,
+                    &format!("torn at offset {offset}: {reason}"),
+                    later,
+                );
+                break 'segments;
+            }
             tracing::warn!(
-                "WAL {} ended in a torn record at offset {offset} ({reason}); writes after it were never acknowledged as durable",
-                path.display()
+                "WAL {location} ended in a torn record at offset {offset} ({reason}); writes after it were never acknowledged as durable",
             );
-            break 'segments;
         }
     }
     for (shard, mem) in active.into_iter().enumerate() {
@@ -130,7 +178,15 @@ pub(crate) fn recover(
         let max = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
         edit.shard_flushed.push((shard as u32, max));
     }
+    // The new segment is created only once the edit that retires the
+    // replayed ones is durable: a crash in between must not leave a replayed
+    // segment (which may end in a tolerated torn tail) followed by a later
+    // segment, which recovery would take as corruption.
     let wal_number = versions.new_file_number();
+    versions.set_last_sequence(last_seq);
+    edit.log_number = Some(wal_number);
+    edit.last_sequence = Some(last_seq);
+    let version = versions.log_and_apply(edit)?;
     let wal_writer = if options.disable_wal {
         None
     } else {
@@ -138,10 +194,6 @@ pub(crate) fn recover(
         storage.sync_dir(&dir)?;
         Some(LogWriter::new(file, wal_number))
     };
-    versions.set_last_sequence(last_seq);
-    edit.log_number = Some(wal_number);
-    edit.last_sequence = Some(last_seq);
-    let version = versions.log_and_apply(edit)?;
 
     // Everything not referenced now is garbage.
     let mut live: HashSet<u64> = version.levels.iter().flatten().map(|f| f.number).collect();
@@ -152,7 +204,9 @@ pub(crate) fn recover(
             Some(FileKind::Table(n)) | Some(FileKind::Wal(n)) => !live.contains(&n),
             Some(FileKind::Manifest(_)) => dir.join(&name) != manifest,
             Some(FileKind::Temp) => true,
-            Some(FileKind::Current) | Some(FileKind::Lock) | None => false,
+            Some(FileKind::Current) | Some(FileKind::Options) | Some(FileKind::Lock) | None => {
+                false
+            }
         };
         if remove {
             let path = dir.join(&name);
@@ -191,4 +245,26 @@ pub(crate) fn recover(
         table_cache,
         lock,
     )
+}
+
+/// Which damage may end segment replay quietly under `mode`; `newest` is the
+/// last segment (the only one a crash can have cut short).
+fn tail_tolerance(mode: WalRecoveryMode, newest: bool) -> TailTolerance {
+    match mode {
+        WalRecoveryMode::PointInTime => TailTolerance::AnyDamage,
+        WalRecoveryMode::TolerateCorruptedTailRecords if newest => TailTolerance::InterruptedAppend,
+        WalRecoveryMode::TolerateCorruptedTailRecords | WalRecoveryMode::AbsoluteConsistency => {
+            TailTolerance::Nothing
+        }
+    }
+}
+
+/// Log what point-in-time recovery drops: the rest of the segment at
+/// `location` after the damage, and every later segment.
+fn report_point_in_time_stop(location: &str, damage: &str, later: &[u64]) {
+    tracing::warn!(
+        "point-in-time WAL recovery stopped at damage in {location} ({damage}); the rest of that segment \
+         and {} later segment(s) {later:?} are dropped: the database opens with the writes before the damage",
+        later.len()
+    );
 }

@@ -29,9 +29,11 @@ use crate::stats::StallReason;
 /// holds back its followers for long.
 const MAX_GROUP_BYTES: usize = 1 << 20;
 
-/// Space a memtable entry needs besides key and value (node links, lengths,
-/// trailer), as an upper bound used to reject oversized entries up front.
-const ENTRY_OVERHEAD: usize = 128;
+/// More than the bytes a memtable needs for one entry besides its key and
+/// value (header, head node, links, trailer, alignment): a batch whose
+/// encoding is smaller than the image limit by this much holds no entry too
+/// large for a memtable.
+const IMAGE_OVERHEAD_BOUND: usize = 4096;
 
 #[derive(Default)]
 struct QueueState {
@@ -61,18 +63,17 @@ pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
     if db.shutting_down.load(Ordering::Acquire) {
         return Err(Error::Closed("database"));
     }
-    let limit = db.options.write_buffer_size / 2;
-    // A batch whose whole encoding fits holds no oversized entry; only a
-    // large batch is decoded to find the offending one.
-    let oversized = batch.approximate_size() + ENTRY_OVERHEAD > limit;
-    for op in batch.iter().take_while(|_| oversized) {
-        let need = op.key.len() + op.value.len() + ENTRY_OVERHEAD;
-        if need > limit {
+    // An entry larger than the write buffer gets a memtable of its own, but
+    // no memtable image exceeds 4 GiB (32-bit offsets). Only a batch whose
+    // whole encoding comes near that is decoded to look for such an entry,
+    // and it is refused before anything is written.
+    let near_limit = batch.approximate_size() + IMAGE_OVERHEAD_BOUND > u32::MAX as usize;
+    for op in batch.iter().take_while(|_| near_limit) {
+        if Memtable::capacity_for_entry(op.key.len(), op.value.len()).is_none() {
             return Err(Error::InvalidArgument(format!(
-                "entry with a {}-byte key and a {}-byte value exceeds half the write buffer ({} bytes)",
+                "entry with a {}-byte key and a {}-byte value exceeds the 4 GiB limit of a memtable image",
                 op.key.len(),
                 op.value.len(),
-                db.options.write_buffer_size
             )));
         }
     }
@@ -233,12 +234,49 @@ pub(crate) fn insert(
         Err(Error::ImageFull { .. }) => {
             seal_active(db, st, shard)?;
             let s = &mut st.shards[shard];
-            s.active.insert(key, seq, kind, value)?;
-            s.active_first_wal.get_or_insert(wal_number);
-            Ok(())
+            match s.active.insert(key, seq, kind, value) {
+                Ok(()) => {
+                    s.active_first_wal.get_or_insert(wal_number);
+                    Ok(())
+                }
+                Err(Error::ImageFull { .. }) => {
+                    insert_oversized(db, st, shard, wal_number, key, seq, kind, value)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }
+}
+
+/// Insert an entry that does not fit a fresh memtable into a memtable sized
+/// for it, sealed at once (as RocksDB does with large writes), so the next
+/// writes go to an ordinary one. The shard's active memtable is empty here
+/// (it was just sealed), so sequence order across its memtables holds.
+#[allow(clippy::too_many_arguments)]
+fn insert_oversized(
+    db: &DbInner,
+    st: &mut DbState,
+    shard: usize,
+    wal_number: u64,
+    key: &[u8],
+    seq: u64,
+    kind: o3_storage::key::ValueKind,
+    value: &[u8],
+) -> Result<()> {
+    let capacity = Memtable::capacity_for_entry(key.len(), value.len()).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "entry with a {}-byte key and a {}-byte value exceeds the 4 GiB limit of a memtable image",
+            key.len(),
+            value.len()
+        ))
+    })?;
+    let own = Arc::new(Memtable::new(capacity, shard as u32)?);
+    own.insert(key, seq, kind, value)?;
+    let s = &mut st.shards[shard];
+    s.active = own;
+    s.active_first_wal = Some(wal_number);
+    seal_active(db, st, shard)
 }
 
 /// Seal the shard's active memtable (if not empty), start a new one and

@@ -6,6 +6,7 @@
 //! | SST | `000123.sst` |
 //! | manifest | `MANIFEST-000123` |
 //! | pointer to the live manifest | `CURRENT` |
+//! | options the database was created with | `OPTIONS` |
 //! | process lock | `LOCK` |
 //! | temporary (never referenced) | `*.tmp` |
 
@@ -18,6 +19,7 @@ pub enum FileKind {
     Table(u64),
     Manifest(u64),
     Current,
+    Options,
     Lock,
     Temp,
 }
@@ -38,6 +40,10 @@ pub fn current_path(dir: &Path) -> PathBuf {
     dir.join("CURRENT")
 }
 
+pub fn options_path(dir: &Path) -> PathBuf {
+    dir.join("OPTIONS")
+}
+
 pub fn lock_path(dir: &Path) -> PathBuf {
     dir.join("LOCK")
 }
@@ -46,6 +52,9 @@ pub fn lock_path(dir: &Path) -> PathBuf {
 pub fn parse_file_name(name: &str) -> Option<FileKind> {
     if name == "CURRENT" {
         return Some(FileKind::Current);
+    }
+    if name == "OPTIONS" {
+        return Some(FileKind::Options);
     }
     if name == "LOCK" {
         return Some(FileKind::Lock);
@@ -77,6 +86,7 @@ mod tests {
             (table_path(d, 1234567), FileKind::Table(1234567)),
             (manifest_path(d, 3), FileKind::Manifest(3)),
             (current_path(d), FileKind::Current),
+            (options_path(d), FileKind::Options),
         ] {
             let name = p.file_name().unwrap().to_str().unwrap();
             assert_eq!(parse_file_name(name), Some(k));

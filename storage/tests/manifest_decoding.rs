@@ -30,6 +30,7 @@ fn sample_edit(n: u64) -> VersionEdit {
                 created_ms: 77,
             },
         )],
+        ..VersionEdit::default()
     }
 }
 

@@ -62,3 +62,38 @@ pub fn full_scan(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .into_iter()
         .collect()
 }
+
+/// Every file of `dir` on `fs` (but the lock file), by name.
+pub fn files_of(fs: &o3_storage::env::FaultInjectingFs, dir: &str) -> BTreeMap<String, Vec<u8>> {
+    let dir = std::path::Path::new(dir);
+    fs.list(dir)
+        .expect("list")
+        .into_iter()
+        .filter(|n| n != "LOCK")
+        .map(|n| {
+            let bytes = fs.read_all(&dir.join(&n)).expect("read");
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// A fresh file system holding `files` in `dir`, each passed through
+/// `edit` first, all durable.
+pub fn fs_with_files(
+    dir: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    edit: impl Fn(&str, &mut Vec<u8>),
+) -> o3_storage::env::FaultInjectingFs {
+    let fs = o3_storage::env::FaultInjectingFs::new();
+    let dir = std::path::Path::new(dir);
+    fs.create_dir_all(dir).expect("mkdir");
+    for (name, bytes) in files {
+        let mut bytes = bytes.clone();
+        edit(name, &mut bytes);
+        let mut f = fs.create(&dir.join(name)).expect("create");
+        f.append(&bytes).expect("append");
+        f.sync().expect("sync");
+    }
+    fs.sync_dir(dir).expect("sync dir");
+    fs
+}

@@ -6,7 +6,7 @@
 //!   [`WritableFile::sync`] made durable. Appends go straight into the inode,
 //!   so readers see the latest bytes at once, like the OS page cache;
 //! - every directory has two namespaces (name → inode): the *live* one, which
-//!   `create`, `rename`, `delete` and `lock` change, and the *durable* one,
+//!   `create`, `rename`, `link`, `delete` and `lock` change, and the *durable* one,
 //!   a copy of the live one as of the directory's last `sync_dir`;
 //! - directories themselves (`create_dir_all`) are durable at once: the engine
 //!   creates its directory once, before anything that could be lost;
@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 pub struct FaultPlan {
     /// The first `n` mutating operations after `set_plan` succeed and every
     /// later one fails: a crash point. Mutating operations are `create`,
-    /// `append`, `flush`, `sync`, `rename`, `delete` and `sync_dir`.
+    /// `append`, `flush`, `sync`, `rename`, `link`, `delete` and `sync_dir`.
     pub fail_after_mutations: Option<u64>,
     /// Each file `sync` and each `sync_dir` fails with probability 1/n
     /// (nothing becomes durable).
@@ -46,6 +46,9 @@ pub struct FaultPlan {
     pub fail_append_one_in: Option<u64>,
     /// Each positional read fails with probability 1/n.
     pub fail_read_one_in: Option<u64>,
+    /// Every `link` fails, as between two file systems (callers fall back
+    /// to copying).
+    pub refuse_links: bool,
     /// Seed of the generator behind the `*_one_in` faults.
     pub seed: u64,
 }
@@ -459,6 +462,36 @@ impl Storage for FaultInjectingFs {
             ns.remove(&from_name);
         }
         st.live.entry(to_dir).or_default().insert(to_name, inode);
+        st.mutations += 1;
+        Ok(())
+    }
+
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut st = self.state.lock();
+        st.check_mutation(from, "link")?;
+        if st.plan.refuse_links {
+            return Err(injected(
+                from,
+                format!("link to {} refused (another file system)", to.display()),
+            ));
+        }
+        let inode = st.lookup(from)?;
+        let (to_dir, to_name) = split(to)?;
+        st.require_dir(&to_dir)?;
+        let names = st.live.entry(to_dir).or_default();
+        if names.contains_key(&to_name) {
+            return Err(Error::io(
+                from,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "link target {} exists in the simulated file system",
+                        to.display()
+                    ),
+                ),
+            ));
+        }
+        names.insert(to_name, inode);
         st.mutations += 1;
         Ok(())
     }

@@ -202,6 +202,15 @@ impl Storage for LocalFs {
         std::fs::rename(from, to).map_err(|e| Error::io(from, e))
     }
 
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        std::fs::hard_link(from, to).map_err(|e| {
+            Error::io(
+                from,
+                std::io::Error::new(e.kind(), format!("linking to {}: {e}", to.display())),
+            )
+        })
+    }
+
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         File::open(dir)
             .and_then(|d| d.sync_all())

@@ -77,6 +77,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     fn delete(&self, path: &Path) -> Result<()>;
     /// Atomically rename `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Give the file at `from` a second name `to` (a hard link; `to` must not
+    /// exist). Like a created file, the new name survives a machine crash
+    /// once `sync_dir` on its directory returns. Backends that cannot link
+    /// (and links across file systems) fail; callers then copy instead, so
+    /// the default refuses.
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        Err(crate::Error::io(
+            from,
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("this storage backend cannot link to {}", to.display()),
+            ),
+        ))
+    }
     /// Make directory entry changes in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> Result<()>;
     /// Create `dir` and its parents if missing.

@@ -125,6 +125,18 @@ impl Memtable {
         })
     }
 
+    /// The smallest capacity of a memtable that holds one entry with these
+    /// key and value lengths whatever tower height it draws: what the write
+    /// path gives an entry too large for an ordinary memtable. `None` when
+    /// no memtable can hold it (image offsets are 32 bits, so an image is
+    /// below 4 GiB).
+    pub fn capacity_for_entry(key_len: usize, value_len: usize) -> Option<usize> {
+        let node = node_size(MAX_HEIGHT, key_len.checked_add(TRAILER_LEN)?, value_len)?;
+        // A node may be moved to the next cache line (`node_start`).
+        let capacity = reserved_bytes().checked_add(64)?.checked_add(node)?;
+        (capacity <= u32::MAX as usize).then_some(capacity)
+    }
+
     /// Insert one entry. Writers are serialized internally; readers running
     /// concurrently see the memtable before or after the insert.
     /// `Err(ImageFull)` when the arena cannot hold the entry (nothing

@@ -15,6 +15,8 @@ const TAG_LAST_SEQUENCE: u32 = 4;
 const TAG_SHARD_FLUSHED: u32 = 5;
 const TAG_DELETED_FILE: u32 = 6;
 const TAG_NEW_FILE: u32 = 7;
+/// Kept apart from the low tags, which other edit fields take in order.
+const TAG_CLOSED_WAL: u32 = 16;
 
 /// A change to the database's persistent state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +33,10 @@ pub struct VersionEdit {
     pub deleted_files: Vec<(u32, u64)>,
     /// `(level, file)` added.
     pub new_files: Vec<(u32, FileMeta)>,
+    /// `(WAL segment, length)`: the database was closed cleanly with this
+    /// segment synced through `length` bytes, so recovery treats any damage
+    /// before that point as corruption, never as a torn tail.
+    pub closed_wal: Option<(u64, u64)>,
 }
 
 impl VersionEdit {
@@ -77,6 +83,11 @@ impl VersionEdit {
             put_varint64(&mut out, f.tombstones);
             put_varint32(&mut out, f.shard);
             put_varint64(&mut out, f.created_ms);
+        }
+        if let Some((number, length)) = self.closed_wal {
+            put_varint32(&mut out, TAG_CLOSED_WAL);
+            put_varint64(&mut out, number);
+            put_varint64(&mut out, length);
         }
         out
     }
@@ -197,6 +208,15 @@ impl VersionEdit {
                         },
                     ));
                 }
+                TAG_CLOSED_WAL => {
+                    let number = d
+                        .varint64()
+                        .ok_or_else(|| bad(&d, "truncated closed WAL number"))?;
+                    let length = d
+                        .varint64()
+                        .ok_or_else(|| bad(&d, "truncated closed WAL length"))?;
+                    e.closed_wal = Some((number, length));
+                }
                 other => return Err(bad(&d, &format!("unknown tag {other}"))),
             }
         }
@@ -232,6 +252,7 @@ mod tests {
                     created_ms: 123,
                 },
             )],
+            closed_wal: Some((9, 70_000)),
         }
     }
 

@@ -38,6 +38,9 @@ pub struct VersionSet {
     shard_flushed: Vec<SequenceNumber>,
     manifest: LogWriter,
     manifest_number: u64,
+    /// The WAL segment and length synced at the last clean close (see
+    /// [`VersionEdit::closed_wal`]).
+    closed_wal: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for VersionSet {
@@ -84,6 +87,7 @@ impl VersionSet {
             shard_flushed: vec![0; shards],
             manifest,
             manifest_number,
+            closed_wal: None,
         };
         vs.write_snapshot_and_switch()?;
         Ok(vs)
@@ -194,6 +198,7 @@ impl VersionSet {
             shard_flushed,
             manifest,
             manifest_number: new_manifest,
+            closed_wal: state.closed_wal,
         };
         vs.write_snapshot_and_switch()?;
         let old = manifest_path(dir, manifest_number);
@@ -215,8 +220,9 @@ impl VersionSet {
         Ok(LogWriter::new(f, number))
     }
 
-    /// An edit that recreates the whole current state.
-    fn snapshot_edit(&self) -> VersionEdit {
+    /// An edit that recreates the whole current state (the first record of
+    /// every manifest; a checkpoint writes one into its own manifest).
+    pub fn snapshot_edit(&self) -> VersionEdit {
         let mut e = VersionEdit {
             shard_splits: Some(self.shard_splits.clone()),
             log_number: Some(self.log_number),
@@ -228,6 +234,7 @@ impl VersionSet {
                 .enumerate()
                 .map(|(s, &q)| (s as u32, q))
                 .collect(),
+            closed_wal: self.closed_wal(),
             ..VersionEdit::default()
         };
         for (level, files) in self.current.levels.iter().enumerate() {
@@ -283,6 +290,9 @@ impl VersionSet {
                 *slot = (*slot).max(seq);
             }
         }
+        if probe.closed_wal.is_some() {
+            self.closed_wal = probe.closed_wal;
+        }
         self.current = Arc::new(version);
         Ok(self.current.clone())
     }
@@ -301,6 +311,12 @@ impl VersionSet {
 
     pub fn current(&self) -> Arc<Version> {
         self.current.clone()
+    }
+    /// Make sure `number` is never allocated again (a file found on disk
+    /// whose number the manifest does not know, such as a WAL segment
+    /// started after the last edit).
+    pub fn mark_file_number_used(&mut self, number: u64) {
+        self.next_file_number = self.next_file_number.max(number.saturating_add(1));
     }
     /// Allocate one file number.
     pub fn new_file_number(&mut self) -> u64 {
@@ -334,6 +350,12 @@ impl VersionSet {
     pub fn manifest_number(&self) -> u64 {
         self.manifest_number
     }
+    /// The WAL segment still to be replayed that the last clean close synced,
+    /// and its length then; `None` after a crash, or once the segment is no
+    /// longer needed.
+    pub fn closed_wal(&self) -> Option<(u64, u64)> {
+        self.closed_wal.filter(|&(n, _)| n >= self.log_number)
+    }
 }
 
 fn validate_splits(splits: &[Vec<u8>]) -> Result<()> {
@@ -361,6 +383,7 @@ struct ReplayState {
     next_file_number: Option<u64>,
     last_sequence: Option<SequenceNumber>,
     shard_flushed: Vec<(u32, SequenceNumber)>,
+    closed_wal: Option<(u64, u64)>,
 }
 
 impl ReplayState {
@@ -378,6 +401,9 @@ impl ReplayState {
             self.last_sequence = e.last_sequence.max(self.last_sequence);
         }
         self.shard_flushed.extend_from_slice(&e.shard_flushed);
+        if e.closed_wal.is_some() {
+            self.closed_wal = e.closed_wal;
+        }
     }
 }
 

@@ -7,9 +7,10 @@
 //!   fragments that never cross a block boundary, zero-filling a block tail
 //!   too small for a fragment header;
 //! - [`LogReader`] streams the file one block at a time, reassembles records,
-//!   treats a damaged or cut-short *end* of the log as a torn tail (end of
-//!   log, reported by [`LogReader::torn_tail`]) and damage *followed by valid
-//!   fragments* as corruption (an error naming the location and offset).
+//!   treats damage *followed by valid fragments* as corruption (an error
+//!   naming the location and offset) and a damaged or cut-short *end* of the
+//!   log as a torn tail (end of log, reported by [`LogReader::torn_tail`]) as
+//!   far as its [`TailTolerance`] and known synced length allow.
 //!
 //! The layer is payload-agnostic: the WAL stores encoded write batches, the
 //! manifest stores version edits.
@@ -17,7 +18,7 @@
 mod reader;
 mod writer;
 
-pub use reader::LogReader;
+pub use reader::{LogReader, TailTolerance};
 pub use writer::LogWriter;
 
 /// Size of a log block; fragments never cross a multiple of it.

@@ -27,8 +27,30 @@ pub struct LogReader {
     /// File offset of the next block to load.
     next_block: u64,
     state: State,
-    /// Only an interrupted append may end the log (see [`LogReader::set_strict_tail`]).
-    strict_tail: bool,
+    /// Which damage may end the log quietly (see [`TailTolerance`]).
+    tail: TailTolerance,
+    /// The log is known to be durable up to this offset: damage before it,
+    /// and a file shorter than it, are errors whatever `tail` allows.
+    synced_len: u64,
+}
+
+/// Which damage at the end of a log is taken as a torn tail (the end of the
+/// log) rather than an error (`docs/wal_format.md`, "Tail tolerance").
+/// Damage followed by a valid fragment is an error under every tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TailTolerance {
+    /// Any damage with no valid fragment after it: what a crash can leave
+    /// when the file system keeps garbage in unsynced space.
+    #[default]
+    AnyDamage,
+    /// Only what an interrupted append leaves: a record, fragment header or
+    /// payload cut off by the end of the file, or zero fill. A complete
+    /// fragment that fails its checksum (or has a bad type, length or log
+    /// number) is an error.
+    InterruptedAppend,
+    /// None: the log must end at a record boundary (a log that was synced
+    /// whole, or a reader that accepts no loss at all).
+    Nothing,
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +128,8 @@ impl LogReader {
             pos: 0,
             next_block: 0,
             state: State::Reading,
-            strict_tail: false,
+            tail: TailTolerance::AnyDamage,
+            synced_len: 0,
         }
     }
 
@@ -126,7 +149,25 @@ impl LogReader {
     /// its records are synced before they count, so a damaged last record is
     /// media damage, and dropping it could silently forget durable state.
     pub fn set_strict_tail(&mut self, strict: bool) {
-        self.strict_tail = strict;
+        self.tail = if strict {
+            TailTolerance::InterruptedAppend
+        } else {
+            TailTolerance::AnyDamage
+        };
+    }
+
+    /// Choose which damage at the end of the log is a torn tail
+    /// ([`TailTolerance::AnyDamage`] unless set).
+    pub fn set_tail_tolerance(&mut self, tail: TailTolerance) {
+        self.tail = tail;
+    }
+
+    /// Declare that the log was synced through `len` bytes (for example, a
+    /// WAL segment whose length the manifest recorded at a clean close):
+    /// then a file shorter than `len`, or damage in a record that starts
+    /// before `len`, is an error under every tail tolerance.
+    pub fn set_synced_length(&mut self, len: u64) {
+        self.synced_len = len;
     }
 
     /// The next whole record and the file offset of its first fragment;
@@ -223,15 +264,18 @@ impl LogReader {
                     }
                 }
                 Scan::End => {
-                    let torn = record_start.map(|start| {
-                        (
+                    return match record_start {
+                        None => self.end_cleanly(),
+                        Some(start) => self.end_in_damage(
                             start,
-                            "the log ends inside a record (its Last fragment is missing)"
-                                .to_string(),
-                        )
-                    });
-                    self.state = State::Ended(torn);
-                    return Ok(None);
+                            start,
+                            None,
+                            format!(
+                                "the record at offset {start} is cut off by the end of the file \
+                                 (its Last fragment is missing)"
+                            ),
+                        ),
+                    };
                 }
                 Scan::Bad { offset, damage } => {
                     return match self.find_valid_fragment(offset)? {
@@ -253,39 +297,85 @@ impl LogReader {
                                 )
                             }
                         }),
-                        None if self.strict_tail && !matches!(damage, Damage::Incomplete(_)) => {
-                            // A complete fragment that does not verify is damage,
-                            // not an interrupted append.
-                            Err(match damage {
-                                Damage::Checksum { expected, actual } => Error::ChecksumMismatch {
-                                    location: self.location.clone(),
-                                    offset,
-                                    expected,
-                                    actual,
-                                },
-                                other => Error::corruption(
-                                    &self.location,
-                                    offset,
-                                    format!(
-                                        "{} in the last record, which an interrupted append cannot cause",
-                                        other.describe()
-                                    ),
-                                ),
-                            })
-                        }
                         None => {
                             let reason = format!(
                                 "{} at offset {offset}, and no valid fragment follows",
                                 damage.describe()
                             );
-                            self.state =
-                                State::Ended(Some((record_start.unwrap_or(offset), reason)));
-                            Ok(None)
+                            self.end_in_damage(
+                                record_start.unwrap_or(offset),
+                                offset,
+                                Some(damage),
+                                reason,
+                            )
                         }
                     };
                 }
             }
         }
+    }
+
+    /// The file ends at a record boundary: the end of the log, unless the
+    /// log is known to be durable past the end of the file.
+    fn end_cleanly(&mut self) -> Result<Option<(Vec<u8>, u64)>> {
+        if self.file_size < self.synced_len {
+            return Err(Error::corruption(
+                &self.location,
+                self.file_size,
+                format!(
+                    "the file ends after {} bytes, but it was synced through offset {}: \
+                     it was truncated",
+                    self.file_size, self.synced_len
+                ),
+            ));
+        }
+        self.state = State::Ended(None);
+        Ok(None)
+    }
+
+    /// The log ends in damage with nothing valid after it. The record that
+    /// starts at `valid_end` is dropped as a torn tail when the tail rules
+    /// (`wal_format.md`, "Tail tolerance") allow it; otherwise it is an error
+    /// at `offset` (the bad fragment, or the cut-off record).
+    fn end_in_damage(
+        &mut self,
+        valid_end: u64,
+        offset: u64,
+        damage: Option<Damage>,
+        reason: String,
+    ) -> Result<Option<(Vec<u8>, u64)>> {
+        // A record cut off by the end of the file, a header cut off, and
+        // zero fill are what an interrupted append leaves; a complete
+        // fragment that fails its checks is not.
+        let interrupted = matches!(damage, None | Some(Damage::Incomplete(_)));
+        let refusal = if valid_end < self.synced_len {
+            Some(format!(
+                "the log was synced through offset {}, so this is damage, not an unfinished append",
+                self.synced_len
+            ))
+        } else {
+            match self.tail {
+                TailTolerance::AnyDamage => None,
+                TailTolerance::InterruptedAppend if interrupted => None,
+                TailTolerance::InterruptedAppend => {
+                    Some("an interrupted append cannot cause this".to_string())
+                }
+                TailTolerance::Nothing => Some("this log may not end in a torn record".to_string()),
+            }
+        };
+        let Some(refusal) = refusal else {
+            self.state = State::Ended(Some((valid_end, reason)));
+            return Ok(None);
+        };
+        Err(match damage {
+            Some(Damage::Checksum { expected, actual }) => Error::ChecksumMismatch {
+                location: self.location.clone(),
+                offset,
+                expected,
+                actual,
+            },
+            _ => Error::corruption(&self.location, offset, format!("{reason}; {refusal}")),
+        })
     }
 
     /// Advance past the next fragment (or padding) and classify it.
