@@ -59,3 +59,8 @@ pub use stats::{DbStats, LevelStats, StallReason};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The user guide's examples (`docs/embedded.md`) run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/embedded.md")]
+pub struct EmbeddedGuideDoctests;
