@@ -39,6 +39,7 @@ pub(crate) mod test_support {
             compaction_bytes_written: 0,
             compactions: 0,
             trivial_moves: 0,
+            background_errors: 0,
             write_amplification: 0.0,
             stall_micros: Vec::new(),
             block_cache_hits: 0,
@@ -47,6 +48,7 @@ pub(crate) mod test_support {
             block_cache_usage: 0,
             last_sequence: 0,
             unflushed_memtables: 0,
+            range_tombstones: 0,
         }
     }
 }

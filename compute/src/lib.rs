@@ -2,7 +2,7 @@
 //! runs, while `o3-storage` says *what* is done to data.
 //!
 //! Main types:
-//! - [`Db`]: open, `put`/`get`/`delete`/`write`, snapshots, scans in both
+//! - [`Db`]: open, `put`/`get`/`delete`/`delete_range`/`write`, snapshots, scans in both
 //!   directions, `flush`, `compact_range`, `stats`, `close`;
 //! - [`DbOptions`]: every knob, with defaults and validation;
 //! - [`DbIterator`], [`Snapshot`], [`DbStats`].

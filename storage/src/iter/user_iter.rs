@@ -1,5 +1,9 @@
 //! The user-facing view of a merged source: one entry per user key as of a
-//! snapshot, tombstoned keys hidden, optional user-key bounds.
+//! snapshot, tombstoned keys hidden, optional user-key bounds. Range
+//! tombstones ([`UserIterator::with_range_tombstones`]) hide every entry
+//! older than a covering tombstone the snapshot sees: an entry so covered is
+//! treated exactly like a point tombstone at its place (the older versions
+//! of its key are covered too, having smaller sequences).
 //!
 //! Internal order puts the versions of a user key newest first. Moving
 //! forward, the first visible version met is the one to return, and the
@@ -8,11 +12,14 @@
 //! copy of the newest visible one (`saved_key`, `saved_value`; the buffers are
 //! reused, so no step allocates once they have grown).
 
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::iterator::InternalIterator;
 use crate::key::{
     MAX_SEQUENCE, SequenceNumber, ValueKind, append_internal_key, parse_internal_key, user_key,
 };
+use crate::range_del::RangeTombstoneSet;
 
 /// User-key bounds of a scan: `lower` inclusive, `upper` exclusive; `None` is
 /// unbounded.
@@ -52,6 +59,8 @@ pub struct UserIterator<'a> {
     inner: Box<dyn InternalIterator + 'a>,
     snapshot: SequenceNumber,
     bounds: KeyBounds,
+    /// Range tombstones to apply; `None` when there are none.
+    range_tombstones: Option<Arc<RangeTombstoneSet>>,
     direction: Direction,
     valid: bool,
     saved_key: Vec<u8>,
@@ -83,12 +92,20 @@ impl<'a> UserIterator<'a> {
             inner,
             snapshot,
             bounds,
+            range_tombstones: None,
             direction: Direction::Forward,
             valid: false,
             saved_key: Vec::new(),
             saved_value: Vec::new(),
             seek_key: Vec::new(),
         }
+    }
+
+    /// Also hide the entries these range tombstones delete at the
+    /// iterator's snapshot.
+    pub fn with_range_tombstones(mut self, set: Arc<RangeTombstoneSet>) -> Self {
+        self.range_tombstones = (!set.is_empty()).then_some(set);
+        self
     }
 
     /// True when positioned at a key.
@@ -241,7 +258,7 @@ impl<'a> UserIterator<'a> {
                 }
                 let shadowed = skipping && parsed.user_key <= self.saved_key.as_slice();
                 if !shadowed {
-                    match parsed.kind {
+                    match self.effective_kind(parsed.kind, parsed.user_key, parsed.sequence) {
                         ValueKind::Value => {
                             self.valid = true;
                             return Ok(());
@@ -261,6 +278,18 @@ impl<'a> UserIterator<'a> {
         Ok(())
     }
 
+    /// What a visible entry means at the snapshot: a value covered by a
+    /// range tombstone reads as a point tombstone.
+    #[inline]
+    fn effective_kind(&self, kind: ValueKind, user_key: &[u8], seq: SequenceNumber) -> ValueKind {
+        match &self.range_tombstones {
+            Some(set) if kind == ValueKind::Value && set.hides(user_key, seq, self.snapshot) => {
+                ValueKind::Tombstone
+            }
+            _ => kind,
+        }
+    }
+
     /// Backwards from the current inner position to the previous user key
     /// that is not deleted, saving its newest visible entry.
     fn find_prev_user_entry(&mut self) -> Result<()> {
@@ -275,7 +304,7 @@ impl<'a> UserIterator<'a> {
                     // Walked past every version of the saved key.
                     break;
                 }
-                match parsed.kind {
+                match self.effective_kind(parsed.kind, parsed.user_key, parsed.sequence) {
                     ValueKind::Value => {
                         self.saved_key.clear();
                         self.saved_key.extend_from_slice(parsed.user_key);

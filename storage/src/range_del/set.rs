@@ -1,0 +1,233 @@
+//! [`RangeTombstoneSet`]: range tombstones fragmented for queries.
+//!
+//! The tombstones' boundaries cut the key space into elementary intervals;
+//! every interval some tombstone covers becomes a fragment `[start, end)`
+//! holding the sequences of all tombstones covering it, newest first.
+//! Fragments are sorted and disjoint (neighbours with equal sequence lists
+//! are merged), so a query is a binary search for the key's fragment and
+//! one for the newest sequence at or below the snapshot. Nested or
+//! overlapping tombstones can make the fragments hold up to n² sequences in
+//! total; ranges written as independent deletions rarely nest deeply.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use crate::key::SequenceNumber;
+
+use super::RangeTombstone;
+
+/// One interval of the key space and the tombstones covering all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fragment {
+    start: Vec<u8>,
+    end: Vec<u8>,
+    /// Range of `RangeTombstoneSet::seqs` holding this fragment's sequences.
+    seqs: std::ops::Range<usize>,
+}
+
+/// An immutable, query-optimised set of range tombstones. An empty set
+/// answers every query without touching memory beyond its own header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeTombstoneSet {
+    fragments: Vec<Fragment>,
+    /// Each fragment's sequences, newest first, back to back.
+    seqs: Vec<SequenceNumber>,
+    /// Number of tombstones the set was built from.
+    tombstones: usize,
+}
+
+impl RangeTombstoneSet {
+    /// Fragment `tombstones` (any order; empty ranges are ignored).
+    pub fn new<'a>(tombstones: impl IntoIterator<Item = &'a RangeTombstone>) -> Self {
+        let mut by_start: Vec<&RangeTombstone> =
+            tombstones.into_iter().filter(|t| t.start < t.end).collect();
+        if by_start.is_empty() {
+            return RangeTombstoneSet::default();
+        }
+        by_start.sort_by(|a, b| a.start.cmp(&b.start));
+        let mut points: Vec<&[u8]> = by_start
+            .iter()
+            .flat_map(|t| [t.start.as_slice(), t.end.as_slice()])
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+
+        let mut set = RangeTombstoneSet {
+            tombstones: by_start.len(),
+            ..RangeTombstoneSet::default()
+        };
+        // Sweep the elementary intervals, keeping the covering sequences
+        // (with multiplicity: pieces of one write may meet at a boundary
+        // only, but nothing forbids duplicates) and a heap of their ends.
+        let mut covering: BTreeMap<Reverse<SequenceNumber>, usize> = BTreeMap::new();
+        let mut ends: BinaryHeap<Reverse<(&[u8], SequenceNumber)>> = BinaryHeap::new();
+        let mut next = 0;
+        for w in points.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            while let Some(t) = by_start.get(next).filter(|t| t.start.as_slice() <= lo) {
+                *covering.entry(Reverse(t.seq)).or_insert(0) += 1;
+                ends.push(Reverse((t.end.as_slice(), t.seq)));
+                next += 1;
+            }
+            while let Some(Reverse((end, seq))) = ends.peek().copied() {
+                if end > lo {
+                    break;
+                }
+                ends.pop();
+                if let Some(n) = covering.get_mut(&Reverse(seq)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        covering.remove(&Reverse(seq));
+                    }
+                }
+            }
+            if covering.is_empty() {
+                continue;
+            }
+            set.push_fragment(lo, hi, covering.keys().map(|r| r.0));
+        }
+        set
+    }
+
+    /// Append `[lo, hi)` covered by `seqs` (newest first), merging it into
+    /// the previous fragment when that one ends at `lo` with the same list.
+    fn push_fragment(&mut self, lo: &[u8], hi: &[u8], seqs: impl Iterator<Item = SequenceNumber>) {
+        let first = self.seqs.len();
+        self.seqs.extend(seqs);
+        if let Some(prev) = self.fragments.last_mut()
+            && prev.end.as_slice() == lo
+            && self.seqs[prev.seqs.clone()] == self.seqs[first..]
+        {
+            self.seqs.truncate(first);
+            prev.end = hi.to_vec();
+            return;
+        }
+        self.fragments.push(Fragment {
+            start: lo.to_vec(),
+            end: hi.to_vec(),
+            seqs: first..self.seqs.len(),
+        });
+    }
+
+    /// True when the set holds no tombstone.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.fragments.is_empty()
+    }
+
+    /// Number of tombstones the set was built from.
+    pub fn len(&self) -> usize {
+        self.tombstones
+    }
+
+    /// The newest tombstone sequence `t` with `start <= user_key < end` and
+    /// `t <= snapshot`, if any.
+    #[inline]
+    pub fn max_covering_seq(
+        &self,
+        user_key: &[u8],
+        snapshot: SequenceNumber,
+    ) -> Option<SequenceNumber> {
+        if self.fragments.is_empty() {
+            return None;
+        }
+        let i = self
+            .fragments
+            .partition_point(|f| f.end.as_slice() <= user_key);
+        let f = self.fragments.get(i)?;
+        if f.start.as_slice() > user_key {
+            return None;
+        }
+        let seqs = &self.seqs[f.seqs.clone()];
+        seqs.get(seqs.partition_point(|&s| s > snapshot)).copied()
+    }
+
+    /// True when a reader at `snapshot` sees the entry of `user_key` with
+    /// sequence `seq` deleted by a range tombstone.
+    #[inline]
+    pub fn hides(&self, user_key: &[u8], seq: SequenceNumber, snapshot: SequenceNumber) -> bool {
+        self.max_covering_seq(user_key, snapshot)
+            .is_some_and(|t| t > seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(start: &str, end: &str, seq: u64) -> RangeTombstone {
+        RangeTombstone {
+            start: start.as_bytes().to_vec(),
+            end: end.as_bytes().to_vec(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn overlapping_tombstones_answer_with_the_newest_visible() {
+        let ts = [t("b", "f", 5), t("d", "k", 9), t("a", "c", 2)];
+        let set = RangeTombstoneSet::new(&ts);
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.max_covering_seq(b"a", 100), Some(2));
+        assert_eq!(set.max_covering_seq(b"b", 100), Some(5));
+        assert_eq!(set.max_covering_seq(b"d", 100), Some(9));
+        assert_eq!(set.max_covering_seq(b"d", 8), Some(5));
+        assert_eq!(set.max_covering_seq(b"d", 4), None);
+        assert_eq!(set.max_covering_seq(b"f", 100), Some(9));
+        assert_eq!(set.max_covering_seq(b"k", 100), None);
+        assert_eq!(set.max_covering_seq(b"", 100), None);
+        assert!(set.hides(b"e", 8, 100) && !set.hides(b"e", 9, 100));
+        assert!(!set.hides(b"e", 3, 4));
+    }
+
+    #[test]
+    fn empty_ranges_and_empty_sets_cover_nothing() {
+        let set = RangeTombstoneSet::new(&[t("c", "c", 5), t("d", "a", 6)]);
+        assert!(set.is_empty());
+        assert_eq!(set.max_covering_seq(b"c", 100), None);
+        assert!(RangeTombstoneSet::default().is_empty());
+    }
+
+    #[test]
+    fn touching_tombstones_with_one_sequence_merge_into_one_fragment() {
+        let set = RangeTombstoneSet::new(&[t("a", "g", 7), t("g", "p", 7), t("p", "z", 7)]);
+        assert_eq!(set.fragments.len(), 1);
+        assert_eq!(set.max_covering_seq(b"p", 7), Some(7));
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(b'a'..b'e', 0..3)
+    }
+
+    proptest! {
+        /// Against brute force over the tombstones: every key and snapshot.
+        #[test]
+        fn matches_brute_force(
+            raw in prop::collection::vec((key(), key(), 1u64..40), 0..25),
+            probes in prop::collection::vec((key(), 0u64..45), 1..60),
+        ) {
+            let ts: Vec<RangeTombstone> = raw
+                .into_iter()
+                .map(|(start, end, seq)| RangeTombstone { start, end, seq })
+                .collect();
+            let set = RangeTombstoneSet::new(&ts);
+            for w in set.fragments.windows(2) {
+                prop_assert!(w[0].end <= w[1].start, "fragments overlap or are unsorted");
+            }
+            for f in &set.fragments {
+                prop_assert!(f.start < f.end);
+                let s = &set.seqs[f.seqs.clone()];
+                prop_assert!(!s.is_empty() && s.windows(2).all(|w| w[0] > w[1]));
+            }
+            for (k, snapshot) in probes {
+                let want = ts
+                    .iter()
+                    .filter(|t| t.contains(&k) && t.seq <= snapshot)
+                    .map(|t| t.seq)
+                    .max();
+                prop_assert_eq!(set.max_covering_seq(&k, snapshot), want, "key {:?} at {}", k, snapshot);
+            }
+        }
+    }
+}
