@@ -184,9 +184,13 @@ fn make_compaction_job(
         None => Vec::new(),
     };
     let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
-    // Outputs are cut at the target size and at shard boundaries: reserve
-    // enough numbers for both, with slack for files that end early.
-    let count = input_bytes / plan.target_file_size.max(1) + db.shard_splits.len() as u64 + 16;
+    // Outputs are cut at the target size, at shard boundaries and at the
+    // range tombstones' bounds: reserve enough numbers for all of them, with
+    // slack for files that end early.
+    let count = input_bytes / plan.target_file_size.max(1)
+        + db.shard_splits.len() as u64
+        + 2 * range_tombstones.len() as u64
+        + 16;
     CompactionJob {
         token: JobToken {
             job_id: st.next_job_id,

@@ -198,14 +198,10 @@ impl DbState {
         if sources.memtables.is_empty() {
             return (version.range_tombstone_set().clone(), sources);
         }
+        // Layered on the version's set, so a range deletion costs a build of
+        // the unflushed tombstones only.
         let unflushed: Vec<_> = memtables().flat_map(|m| m.range_tombstones()).collect();
-        let set = RangeTombstoneSet::new(
-            version
-                .range_tombstones()
-                .iter()
-                .map(|(_, t)| t)
-                .chain(&unflushed),
-        );
+        let set = RangeTombstoneSet::with_base(version.range_tombstone_set().clone(), &unflushed);
         (Arc::new(set), sources)
     }
 }

@@ -5,12 +5,16 @@
 //! holding the sequences of all tombstones covering it, newest first.
 //! Fragments are sorted and disjoint (neighbours with equal sequence lists
 //! are merged), so a query is a binary search for the key's fragment and
-//! one for the newest sequence at or below the snapshot. Nested or
+//! one for the newest sequence at or below the snapshot. A set may be built
+//! on top of a base set ([`RangeTombstoneSet::with_base`]) and then answers
+//! for both: adding a few tombstones to many costs a build of the few.
+//! Nested or
 //! overlapping tombstones can make the fragments hold up to n² sequences in
 //! total; ranges written as independent deletions rarely nest deeply.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 use crate::key::SequenceNumber;
 
@@ -34,6 +38,9 @@ pub struct RangeTombstoneSet {
     seqs: Vec<SequenceNumber>,
     /// Number of tombstones the set was built from.
     tombstones: usize,
+    /// A non-empty set every query also consults (see
+    /// [`RangeTombstoneSet::with_base`]).
+    base: Option<Arc<RangeTombstoneSet>>,
 }
 
 impl RangeTombstoneSet {
@@ -89,6 +96,18 @@ impl RangeTombstoneSet {
         set
     }
 
+    /// The set of `base` and `tombstones` together, built by fragmenting
+    /// `tombstones` alone: queries consult both (one more binary search when
+    /// both hold tombstones).
+    pub fn with_base<'a>(
+        base: Arc<RangeTombstoneSet>,
+        tombstones: impl IntoIterator<Item = &'a RangeTombstone>,
+    ) -> Self {
+        let mut set = RangeTombstoneSet::new(tombstones);
+        set.base = (!base.is_empty()).then_some(base);
+        set
+    }
+
     /// Append `[lo, hi)` covered by `seqs` (newest first), merging it into
     /// the previous fragment when that one ends at `lo` with the same list.
     fn push_fragment(&mut self, lo: &[u8], hi: &[u8], seqs: impl Iterator<Item = SequenceNumber>) {
@@ -112,18 +131,32 @@ impl RangeTombstoneSet {
     /// True when the set holds no tombstone.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.fragments.is_empty()
+        self.fragments.is_empty() && self.base.is_none()
     }
 
-    /// Number of tombstones the set was built from.
+    /// Number of tombstones the set was built from (its base's included).
     pub fn len(&self) -> usize {
-        self.tombstones
+        self.tombstones + self.base.as_ref().map_or(0, |b| b.len())
     }
 
     /// The newest tombstone sequence `t` with `start <= user_key < end` and
     /// `t <= snapshot`, if any.
     #[inline]
     pub fn max_covering_seq(
+        &self,
+        user_key: &[u8],
+        snapshot: SequenceNumber,
+    ) -> Option<SequenceNumber> {
+        let own = self.own_max_covering_seq(user_key, snapshot);
+        match &self.base {
+            None => own,
+            Some(base) => own.max(base.max_covering_seq(user_key, snapshot)),
+        }
+    }
+
+    /// [`Self::max_covering_seq`] over this set's own fragments.
+    #[inline]
+    fn own_max_covering_seq(
         &self,
         user_key: &[u8],
         snapshot: SequenceNumber,
@@ -196,6 +229,22 @@ mod tests {
         assert_eq!(set.max_covering_seq(b"p", 7), Some(7));
     }
 
+    #[test]
+    fn a_set_on_a_base_answers_for_both() {
+        let base = Arc::new(RangeTombstoneSet::new(&[t("a", "m", 5), t("p", "r", 20)]));
+        let set = RangeTombstoneSet::with_base(base.clone(), &[t("c", "e", 9)]);
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.max_covering_seq(b"d", 100), Some(9));
+        assert_eq!(set.max_covering_seq(b"d", 8), Some(5));
+        assert_eq!(set.max_covering_seq(b"q", 100), Some(20));
+        assert_eq!(set.max_covering_seq(b"n", 100), None);
+        let only_base = RangeTombstoneSet::with_base(base, &[]);
+        assert!(!only_base.is_empty());
+        assert_eq!(only_base.max_covering_seq(b"b", 100), Some(5));
+        let nothing = RangeTombstoneSet::with_base(Arc::default(), &[]);
+        assert!(nothing.is_empty());
+    }
+
     fn key() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(b'a'..b'e', 0..3)
     }
@@ -206,12 +255,15 @@ mod tests {
         fn matches_brute_force(
             raw in prop::collection::vec((key(), key(), 1u64..40), 0..25),
             probes in prop::collection::vec((key(), 0u64..45), 1..60),
+            split in 0usize..25,
         ) {
             let ts: Vec<RangeTombstone> = raw
                 .into_iter()
                 .map(|(start, end, seq)| RangeTombstone { start, end, seq })
                 .collect();
             let set = RangeTombstoneSet::new(&ts);
+            let (below, above) = ts.split_at(split.min(ts.len()));
+            let layered = RangeTombstoneSet::with_base(Arc::new(RangeTombstoneSet::new(below)), above);
             for w in set.fragments.windows(2) {
                 prop_assert!(w[0].end <= w[1].start, "fragments overlap or are unsorted");
             }
@@ -227,6 +279,7 @@ mod tests {
                     .map(|t| t.seq)
                     .max();
                 prop_assert_eq!(set.max_covering_seq(&k, snapshot), want, "key {:?} at {}", k, snapshot);
+                prop_assert_eq!(layered.max_covering_seq(&k, snapshot), want, "layered: key {:?} at {}", k, snapshot);
             }
         }
     }
