@@ -368,31 +368,16 @@ fn trivial_move(job: &CompactionJob) -> Option<JobResult> {
     })
 }
 
-/// Add to `edit` the drops of the range tombstones that the version it
-/// produces makes obsolete (a tombstone the edit itself installs is left
-/// out of it instead). Costs nothing while there are no range tombstones.
+/// Add to `edit` the drops of the range tombstones that its version makes
+/// obsolete; a failure (the edit does not apply) poisons the database like
+/// a failed [`apply_edit`] would.
 fn drop_obsolete_range_tombstones(
     db: &DbInner,
     vs: &VersionSet,
     edit: &mut VersionEdit,
 ) -> Result<()> {
-    if vs.current().range_tombstones().is_empty() && edit.new_range_tombstones.is_empty() {
-        return Ok(());
-    }
-    let next = vs.preview(edit).inspect_err(|e| db.poison(e))?;
-    for (shard, seq) in next.obsolete_range_tombstones() {
-        let installed_now = edit
-            .new_range_tombstones
-            .iter()
-            .position(|(s, t)| *s == shard && t.seq == seq);
-        match installed_now {
-            Some(i) => {
-                edit.new_range_tombstones.swap_remove(i);
-            }
-            None => edit.deleted_range_tombstones.push((shard, seq)),
-        }
-    }
-    Ok(())
+    vs.drop_obsolete_range_tombstones(edit)
+        .inspect_err(|e| db.poison(e))
 }
 
 /// Make `edit` durable and return the new version; a failure poisons the
@@ -523,10 +508,10 @@ pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
 
 /// Compact `[lo, hi]` level by level into the deepest level that holds data
 /// (at least L1), running the jobs on the calling thread; a level whose
-/// inputs are busy with an automatic compaction waits for it. Then the
-/// files of that level holding entries that range tombstones delete for
-/// every reader are rewritten once, so the deleted data leaves the disk and
-/// the tombstones become garbage.
+/// inputs are busy with an automatic compaction waits for it. Then, level
+/// by level, the files holding entries that range tombstones delete for
+/// every reader are compacted once more, so the deleted data leaves the
+/// disk and the tombstones become garbage.
 pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
     let levels = db.versions.lock().current().num_levels();
     let bottom = {
@@ -541,8 +526,12 @@ pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) 
     for level in 0..bottom {
         compact_level(db, level, lo, hi, true)?;
     }
-    for (a, b) in range_deleted_spans(db, bottom, lo, hi) {
-        compact_level(db, bottom, Some(&a), Some(&b), false)?;
+    // Every level, not only `bottom`: automatic compactions running
+    // meanwhile may have written below it.
+    for level in 0..levels {
+        for (a, b) in range_deleted_spans(db, level, lo, hi) {
+            compact_level(db, level, Some(&a), Some(&b), false)?;
+        }
     }
     Ok(())
 }

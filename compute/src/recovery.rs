@@ -164,6 +164,7 @@ pub(crate) fn recover(
     versions.set_last_sequence(last_seq);
     edit.log_number = Some(wal_number);
     edit.last_sequence = Some(last_seq);
+    versions.drop_obsolete_range_tombstones(&mut edit)?;
     let version = versions.log_and_apply(edit)?;
 
     // Everything not referenced now is garbage.

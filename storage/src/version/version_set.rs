@@ -267,6 +267,29 @@ impl VersionSet {
         builder.build(&location)
     }
 
+    /// Add to `edit` the drops of the range tombstones that the version it
+    /// produces makes obsolete ([`Version::obsolete_range_tombstones`]); a
+    /// tombstone the edit itself installs is taken out of it instead. Costs
+    /// nothing while there are no range tombstones.
+    pub fn drop_obsolete_range_tombstones(&self, edit: &mut VersionEdit) -> Result<()> {
+        if self.current.range_tombstones().is_empty() && edit.new_range_tombstones.is_empty() {
+            return Ok(());
+        }
+        for (shard, seq) in self.preview(edit)?.obsolete_range_tombstones() {
+            let installed_now = edit
+                .new_range_tombstones
+                .iter()
+                .position(|(s, t)| *s == shard && t.seq == seq);
+            match installed_now {
+                Some(i) => {
+                    edit.new_range_tombstones.swap_remove(i);
+                }
+                None => edit.deleted_range_tombstones.push((shard, seq)),
+            }
+        }
+        Ok(())
+    }
+
     /// Make `edit` durable in the manifest, then install the resulting version.
     /// The edit gets the current counters (next file number, last sequence).
     pub fn log_and_apply(&mut self, mut edit: VersionEdit) -> Result<Arc<Version>> {
