@@ -173,35 +173,78 @@ impl DbState {
         })
     }
 
-    /// The combined range tombstone set of every memtable and `version`.
+    /// The combined range tombstone set of every memtable and `version`:
+    /// the previous super version's when nothing changed, that set extended
+    /// by the tombstones written since when only memtables grew (the write
+    /// path's case), else built anew on top of the version's set.
     fn range_tombstones(
         &self,
         version: &Version,
         previous: Option<&SuperVersion>,
     ) -> (Arc<RangeTombstoneSet>, RangeTombstoneSources) {
-        let memtables = || {
-            self.shards.iter().flat_map(|s| {
-                std::iter::once(&s.active)
-                    .chain(s.sealed.iter().map(|x| &x.mem))
-                    .filter(|m| m.range_tombstone_count() > 0)
-            })
-        };
+        let memtables: Vec<&Arc<Memtable>> = self
+            .shards
+            .iter()
+            .flat_map(|s| std::iter::once(&s.active).chain(s.sealed.iter().map(|x| &x.mem)))
+            .filter(|m| m.range_tombstone_count() > 0)
+            .collect();
         let sources = RangeTombstoneSources {
             version_set: Arc::as_ptr(version.range_tombstone_set()) as usize,
-            memtables: memtables()
+            memtables: memtables
+                .iter()
                 .map(|m| (Arc::as_ptr(m) as usize, m.range_tombstone_count()))
                 .collect(),
         };
-        if let Some(prev) = previous.filter(|p| p.range_tombstone_sources == sources) {
-            return (prev.range_tombstones.clone(), sources);
+        if let Some(prev) = previous
+            && let Some(seen) = prev.range_tombstone_sources.grown_into(&sources)
+        {
+            let added: Vec<_> = memtables
+                .iter()
+                .zip(seen)
+                .flat_map(|(m, skip)| m.range_tombstones_after(skip))
+                .collect();
+            let set = if added.is_empty() {
+                prev.range_tombstones.clone()
+            } else {
+                Arc::new(prev.range_tombstones.extended(&added))
+            };
+            return (set, sources);
         }
-        if sources.memtables.is_empty() {
+        if memtables.is_empty() {
             return (version.range_tombstone_set().clone(), sources);
         }
-        // Layered on the version's set, so a range deletion costs a build of
-        // the unflushed tombstones only.
-        let unflushed: Vec<_> = memtables().flat_map(|m| m.range_tombstones()).collect();
+        let unflushed: Vec<_> = memtables
+            .iter()
+            .flat_map(|m| m.range_tombstones())
+            .collect();
         let set = RangeTombstoneSet::with_base(version.range_tombstone_set().clone(), &unflushed);
         (Arc::new(set), sources)
+    }
+}
+
+impl RangeTombstoneSources {
+    /// When `next` holds everything `self` does and more only in memtables
+    /// (same version set; every memtable of `self` still there with at
+    /// least as many tombstones), how many tombstones of each memtable of
+    /// `next` `self` already holds; `None` otherwise.
+    fn grown_into(&self, next: &RangeTombstoneSources) -> Option<Vec<usize>> {
+        if self.version_set != next.version_set {
+            return None;
+        }
+        let seen: Vec<usize> = next
+            .memtables
+            .iter()
+            .map(|(ptr, _)| {
+                self.memtables
+                    .iter()
+                    .find(|(p, _)| p == ptr)
+                    .map_or(0, |(_, n)| *n)
+            })
+            .collect();
+        let all_kept = self
+            .memtables
+            .iter()
+            .all(|(ptr, n)| next.memtables.iter().any(|(p, m)| p == ptr && m >= n));
+        all_kept.then_some(seen)
     }
 }

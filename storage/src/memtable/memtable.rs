@@ -199,6 +199,14 @@ impl Memtable {
         self.range_tombstones.lock().clone()
     }
 
+    /// The range tombstones written after the first `skip`, oldest first.
+    pub fn range_tombstones_after(&self, skip: usize) -> Vec<RangeTombstone> {
+        self.range_tombstones
+            .lock()
+            .get(skip..)
+            .map_or_else(Vec::new, <[RangeTombstone]>::to_vec)
+    }
+
     /// Number of range tombstones written to this memtable.
     pub fn range_tombstone_count(&self) -> usize {
         self.range_tombstone_count.load(Ordering::Acquire)

@@ -5,12 +5,17 @@
 //! holding the sequences of all tombstones covering it, newest first.
 //! Fragments are sorted and disjoint (neighbours with equal sequence lists
 //! are merged), so a query is a binary search for the key's fragment and
-//! one for the newest sequence at or below the snapshot. A set may be built
-//! on top of a base set ([`RangeTombstoneSet::with_base`]) and then answers
-//! for both: adding a few tombstones to many costs a build of the few.
-//! Nested or
+//! one for the newest sequence at or below the snapshot. Nested or
 //! overlapping tombstones can make the fragments hold up to n² sequences in
 //! total; ranges written as independent deletions rarely nest deeply.
+//!
+//! A set may be built on top of a base set ([`RangeTombstoneSet::with_base`])
+//! and then answers for both. [`RangeTombstoneSet::extended`] adds
+//! tombstones that way with the logarithmic method: a new layer absorbs
+//! every layer below it that is not larger, so layers at least double in
+//! size downwards — n additions one at a time cost O(n log n) fragmenting
+//! work in all and leave O(log n) layers for a query to search, where
+//! rebuilding the whole set per addition would cost O(n²).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -36,8 +41,8 @@ pub struct RangeTombstoneSet {
     fragments: Vec<Fragment>,
     /// Each fragment's sequences, newest first, back to back.
     seqs: Vec<SequenceNumber>,
-    /// Number of tombstones the set was built from.
-    tombstones: usize,
+    /// The tombstones this layer was built from (kept for merges).
+    tombstones: Vec<RangeTombstone>,
     /// A non-empty set every query also consults (see
     /// [`RangeTombstoneSet::with_base`]).
     base: Option<Arc<RangeTombstoneSet>>,
@@ -46,23 +51,35 @@ pub struct RangeTombstoneSet {
 impl RangeTombstoneSet {
     /// Fragment `tombstones` (any order; empty ranges are ignored).
     pub fn new<'a>(tombstones: impl IntoIterator<Item = &'a RangeTombstone>) -> Self {
-        let mut by_start: Vec<&RangeTombstone> =
-            tombstones.into_iter().filter(|t| t.start < t.end).collect();
-        if by_start.is_empty() {
+        Self::from_owned(
+            tombstones
+                .into_iter()
+                .filter(|t| t.start < t.end)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Fragment `tombstones`, all non-empty, into one layer.
+    fn from_owned(mut tombstones: Vec<RangeTombstone>) -> Self {
+        if tombstones.is_empty() {
             return RangeTombstoneSet::default();
         }
-        by_start.sort_by(|a, b| a.start.cmp(&b.start));
+        tombstones.sort_by(|a, b| a.start.cmp(&b.start));
+        let mut set = RangeTombstoneSet::default();
+        set.fragment(&tombstones);
+        set.tombstones = tombstones;
+        set
+    }
+
+    /// Fill `fragments` and `seqs` from `by_start` (sorted by start).
+    fn fragment(&mut self, by_start: &[RangeTombstone]) {
         let mut points: Vec<&[u8]> = by_start
             .iter()
             .flat_map(|t| [t.start.as_slice(), t.end.as_slice()])
             .collect();
         points.sort_unstable();
         points.dedup();
-
-        let mut set = RangeTombstoneSet {
-            tombstones: by_start.len(),
-            ..RangeTombstoneSet::default()
-        };
         // Sweep the elementary intervals, keeping the covering sequences
         // (with multiplicity: pieces of one write may meet at a boundary
         // only, but nothing forbids duplicates) and a heap of their ends.
@@ -91,9 +108,8 @@ impl RangeTombstoneSet {
             if covering.is_empty() {
                 continue;
             }
-            set.push_fragment(lo, hi, covering.keys().map(|r| r.0));
+            self.push_fragment(lo, hi, covering.keys().map(|r| r.0));
         }
-        set
     }
 
     /// The set of `base` and `tombstones` together, built by fragmenting
@@ -105,6 +121,23 @@ impl RangeTombstoneSet {
     ) -> Self {
         let mut set = RangeTombstoneSet::new(tombstones);
         set.base = (!base.is_empty()).then_some(base);
+        set
+    }
+
+    /// This set with `added` (see the module docs for the cost).
+    pub fn extended(self: &Arc<Self>, added: &[RangeTombstone]) -> RangeTombstoneSet {
+        let mut own: Vec<RangeTombstone> =
+            added.iter().filter(|t| t.start < t.end).cloned().collect();
+        if own.is_empty() {
+            return RangeTombstoneSet::clone(self);
+        }
+        let mut below = (!self.is_empty()).then(|| self.clone());
+        while let Some(layer) = below.take_if(|l| l.tombstones.len() <= own.len()) {
+            own.extend_from_slice(&layer.tombstones);
+            below = layer.base.clone();
+        }
+        let mut set = RangeTombstoneSet::from_owned(own);
+        set.base = below;
         set
     }
 
@@ -136,7 +169,12 @@ impl RangeTombstoneSet {
 
     /// Number of tombstones the set was built from (its base's included).
     pub fn len(&self) -> usize {
-        self.tombstones + self.base.as_ref().map_or(0, |b| b.len())
+        self.tombstones.len() + self.base.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Layers a query searches (0 for an empty set).
+    pub fn layers(&self) -> usize {
+        usize::from(!self.fragments.is_empty()) + self.base.as_ref().map_or(0, |b| b.layers())
     }
 
     /// The newest tombstone sequence `t` with `start <= user_key < end` and
@@ -245,6 +283,38 @@ mod tests {
         assert!(nothing.is_empty());
     }
 
+    #[test]
+    fn one_at_a_time_extension_keeps_logarithmically_many_layers() {
+        let mut set = Arc::new(RangeTombstoneSet::default());
+        let all: Vec<RangeTombstone> = (0..1000u64)
+            .map(|i| RangeTombstone {
+                start: format!("{:04}", (i * 37) % 1000).into_bytes(),
+                end: format!("{:04}", (i * 37) % 1000 + 3).into_bytes(),
+                seq: i + 1,
+            })
+            .collect();
+        for t in &all {
+            set = Arc::new(set.extended(std::slice::from_ref(t)));
+            assert!(
+                set.layers() <= 11,
+                "{} layers after {}",
+                set.layers(),
+                t.seq
+            );
+        }
+        assert_eq!(set.len(), 1000);
+        let whole = RangeTombstoneSet::new(&all);
+        for k in 0..1003u64 {
+            let key = format!("{k:04}").into_bytes();
+            for snapshot in [0, 500, 2000] {
+                assert_eq!(
+                    set.max_covering_seq(&key, snapshot),
+                    whole.max_covering_seq(&key, snapshot)
+                );
+            }
+        }
+    }
+
     fn key() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(b'a'..b'e', 0..3)
     }
@@ -264,6 +334,11 @@ mod tests {
             let set = RangeTombstoneSet::new(&ts);
             let (below, above) = ts.split_at(split.min(ts.len()));
             let layered = RangeTombstoneSet::with_base(Arc::new(RangeTombstoneSet::new(below)), above);
+            let mut grown = Arc::new(RangeTombstoneSet::default());
+            for chunk in ts.chunks(split.max(1)) {
+                grown = Arc::new(grown.extended(chunk));
+            }
+            prop_assert_eq!(grown.len(), ts.iter().filter(|t| t.start < t.end).count());
             for w in set.fragments.windows(2) {
                 prop_assert!(w[0].end <= w[1].start, "fragments overlap or are unsorted");
             }
@@ -280,6 +355,7 @@ mod tests {
                     .max();
                 prop_assert_eq!(set.max_covering_seq(&k, snapshot), want, "key {:?} at {}", k, snapshot);
                 prop_assert_eq!(layered.max_covering_seq(&k, snapshot), want, "layered: key {:?} at {}", k, snapshot);
+                prop_assert_eq!(grown.max_covering_seq(&k, snapshot), want, "extended: key {:?} at {}", k, snapshot);
             }
         }
     }
