@@ -20,10 +20,11 @@ pub enum Benchmark {
     SeekRandom,
     ReadWhileWriting,
     DeleteRandom,
+    DeleteRange,
 }
 
 impl Benchmark {
-    const ALL: [(&'static str, Benchmark); 8] = [
+    const ALL: [(&'static str, Benchmark); 9] = [
         ("fillseq", Benchmark::FillSeq),
         ("fillrandom", Benchmark::FillRandom),
         ("overwrite", Benchmark::Overwrite),
@@ -32,6 +33,7 @@ impl Benchmark {
         ("seekrandom", Benchmark::SeekRandom),
         ("readwhilewriting", Benchmark::ReadWhileWriting),
         ("deleterandom", Benchmark::DeleteRandom),
+        ("deleterange", Benchmark::DeleteRange),
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +95,14 @@ pub struct DbBenchArgs {
     /// Run each benchmark for this many seconds instead of a count (0 = count).
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Keys each deleterange deletion covers (default 100).
+    #[arg(long)]
+    pub range_tombstone_width: Option<u64>,
+    /// Range deletions per deleterange thread; 0 means --num /
+    /// --range_tombstone_width, which deletes about as much as deleterandom
+    /// (default 0).
+    #[arg(long)]
+    pub max_num_range_tombstones: Option<u64>,
     /// Keep the existing database instead of starting empty.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
     pub use_existing_db: Option<bool>,
@@ -114,6 +124,10 @@ impl DbBenchArgs {
             threads: self.threads.or(base.threads),
             seek_nexts: self.seek_nexts.or(base.seek_nexts),
             duration: self.duration.or(base.duration),
+            range_tombstone_width: self.range_tombstone_width.or(base.range_tombstone_width),
+            max_num_range_tombstones: self
+                .max_num_range_tombstones
+                .or(base.max_num_range_tombstones),
             use_existing_db: self.use_existing_db.or(base.use_existing_db),
             seed: self.seed.or(base.seed),
         }
@@ -146,6 +160,8 @@ impl DbBenchArgs {
             threads: self.threads.unwrap_or(1),
             seek_nexts: self.seek_nexts.unwrap_or(0),
             duration: self.duration.unwrap_or(0),
+            range_tombstone_width: self.range_tombstone_width.unwrap_or(100),
+            max_num_range_tombstones: self.max_num_range_tombstones.unwrap_or(0),
             use_existing_db: self.use_existing_db.unwrap_or(false),
             seed: self.seed.unwrap_or(0x5eed),
         };
@@ -165,6 +181,9 @@ impl DbBenchArgs {
         if c.threads == 0 {
             return bad("--threads must be at least 1");
         }
+        if c.range_tombstone_width == 0 {
+            return bad("--range_tombstone_width must be at least 1");
+        }
         Ok(c)
     }
 }
@@ -180,8 +199,20 @@ pub struct DbBenchConfig {
     pub threads: usize,
     pub seek_nexts: u64,
     pub duration: u64,
+    pub range_tombstone_width: u64,
+    pub max_num_range_tombstones: u64,
     pub use_existing_db: bool,
     pub seed: u64,
+}
+
+impl DbBenchConfig {
+    /// Range deletions each deleterange thread issues.
+    pub fn range_deletions_per_thread(&self) -> u64 {
+        match self.max_num_range_tombstones {
+            0 => (self.num / self.range_tombstone_width).max(1),
+            n => n,
+        }
+    }
 }
 
 #[cfg(test)]

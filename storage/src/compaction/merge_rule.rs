@@ -30,7 +30,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::iterator::InternalIterator;
 use crate::key::{SequenceNumber, ValueKind, parse_internal_key};
-use crate::range_del::RangeTombstoneSet;
+use crate::range_del::{CoverageCache, RangeTombstoneSet};
 
 /// What a [`CompactionStream`] has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub struct CompactionStream<'a> {
     drop_tombstones: bool,
     /// Range tombstones to apply; `None` when there are none.
     range_tombstones: Option<Arc<RangeTombstoneSet>>,
+    /// Their last answer, reused while keys stay in its interval.
+    coverage: CoverageCache,
     /// The user key of the entries being walked (buffer reused).
     current_user_key: Vec<u8>,
     /// Sequence of the previous entry of `current_user_key`; `None` before
@@ -87,6 +89,7 @@ impl<'a> CompactionStream<'a> {
             smallest_snapshot,
             drop_tombstones,
             range_tombstones: None,
+            coverage: CoverageCache::default(),
             current_user_key: Vec::new(),
             last_sequence: None,
             started: false,
@@ -165,7 +168,12 @@ impl<'a> CompactionStream<'a> {
         // A range deletion every reader sees covers this entry.
         if !drop
             && let Some(set) = &self.range_tombstones
-            && set.hides(parsed.user_key, parsed.sequence, self.smallest_snapshot)
+            && self.coverage.hides(
+                set,
+                parsed.user_key,
+                parsed.sequence,
+                self.smallest_snapshot,
+            )
         {
             drop = true;
             self.counters.range_deleted += 1;

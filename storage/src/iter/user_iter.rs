@@ -19,7 +19,7 @@ use crate::iterator::InternalIterator;
 use crate::key::{
     MAX_SEQUENCE, SequenceNumber, ValueKind, append_internal_key, parse_internal_key, user_key,
 };
-use crate::range_del::RangeTombstoneSet;
+use crate::range_del::{CoverageCache, RangeTombstoneSet};
 
 /// User-key bounds of a scan: `lower` inclusive, `upper` exclusive; `None` is
 /// unbounded.
@@ -61,6 +61,8 @@ pub struct UserIterator<'a> {
     bounds: KeyBounds,
     /// Range tombstones to apply; `None` when there are none.
     range_tombstones: Option<Arc<RangeTombstoneSet>>,
+    /// Their last answer, reused while keys stay in its interval.
+    coverage: CoverageCache,
     direction: Direction,
     valid: bool,
     saved_key: Vec<u8>,
@@ -93,6 +95,7 @@ impl<'a> UserIterator<'a> {
             snapshot,
             bounds,
             range_tombstones: None,
+            coverage: CoverageCache::default(),
             direction: Direction::Forward,
             valid: false,
             saved_key: Vec::new(),
@@ -258,7 +261,13 @@ impl<'a> UserIterator<'a> {
                 }
                 let shadowed = skipping && parsed.user_key <= self.saved_key.as_slice();
                 if !shadowed {
-                    match self.effective_kind(parsed.kind, parsed.user_key, parsed.sequence) {
+                    let kind = effective_kind(
+                        self.range_tombstones.as_deref(),
+                        &mut self.coverage,
+                        self.snapshot,
+                        (parsed.kind, parsed.user_key, parsed.sequence),
+                    );
+                    match kind {
                         ValueKind::Value => {
                             self.valid = true;
                             return Ok(());
@@ -278,18 +287,6 @@ impl<'a> UserIterator<'a> {
         Ok(())
     }
 
-    /// What a visible entry means at the snapshot: a value covered by a
-    /// range tombstone reads as a point tombstone.
-    #[inline]
-    fn effective_kind(&self, kind: ValueKind, user_key: &[u8], seq: SequenceNumber) -> ValueKind {
-        match &self.range_tombstones {
-            Some(set) if kind == ValueKind::Value && set.hides(user_key, seq, self.snapshot) => {
-                ValueKind::Tombstone
-            }
-            _ => kind,
-        }
-    }
-
     /// Backwards from the current inner position to the previous user key
     /// that is not deleted, saving its newest visible entry.
     fn find_prev_user_entry(&mut self) -> Result<()> {
@@ -304,7 +301,13 @@ impl<'a> UserIterator<'a> {
                     // Walked past every version of the saved key.
                     break;
                 }
-                match self.effective_kind(parsed.kind, parsed.user_key, parsed.sequence) {
+                let kind = effective_kind(
+                    self.range_tombstones.as_deref(),
+                    &mut self.coverage,
+                    self.snapshot,
+                    (parsed.kind, parsed.user_key, parsed.sequence),
+                );
+                match kind {
                     ValueKind::Value => {
                         self.saved_key.clear();
                         self.saved_key.extend_from_slice(parsed.user_key);
@@ -323,6 +326,23 @@ impl<'a> UserIterator<'a> {
             self.saved_value.clear();
         }
         Ok(())
+    }
+}
+
+/// What a visible entry `(kind, user key, sequence)` means at `snapshot`:
+/// a value covered by a range tombstone reads as a point tombstone.
+#[inline]
+fn effective_kind(
+    tombstones: Option<&RangeTombstoneSet>,
+    coverage: &mut CoverageCache,
+    snapshot: SequenceNumber,
+    (kind, user_key, seq): (ValueKind, &[u8], SequenceNumber),
+) -> ValueKind {
+    match tombstones {
+        Some(set) if kind == ValueKind::Value && coverage.hides(set, user_key, seq, snapshot) => {
+            ValueKind::Tombstone
+        }
+        _ => kind,
     }
 }
 

@@ -26,7 +26,7 @@
 
 mod set;
 
-pub use set::RangeTombstoneSet;
+pub use set::{Coverage, CoverageCache, RangeTombstoneSet};
 
 use serde::{Deserialize, Serialize};
 

@@ -213,12 +213,108 @@ impl RangeTombstoneSet {
         seqs.get(seqs.partition_point(|&s| s > snapshot)).copied()
     }
 
+    /// [`Self::max_covering_seq`] together with the key interval around
+    /// `user_key` over which the answer stays the same.
+    pub fn coverage(&self, user_key: &[u8], snapshot: SequenceNumber) -> Coverage<'_> {
+        let i = self
+            .fragments
+            .partition_point(|f| f.end.as_slice() <= user_key);
+        let own = match self.fragments.get(i) {
+            Some(f) if f.start.as_slice() <= user_key => {
+                let seqs = &self.seqs[f.seqs.clone()];
+                Coverage {
+                    seq: seqs.get(seqs.partition_point(|&s| s > snapshot)).copied(),
+                    lo: Some(&f.start),
+                    hi: Some(&f.end),
+                }
+            }
+            // In the gap before fragment `i`.
+            next => Coverage {
+                seq: None,
+                lo: i.checked_sub(1).map(|p| self.fragments[p].end.as_slice()),
+                hi: next.map(|f| f.start.as_slice()),
+            },
+        };
+        match &self.base {
+            None => own,
+            Some(base) => {
+                let below = base.coverage(user_key, snapshot);
+                Coverage {
+                    seq: own.seq.max(below.seq),
+                    lo: own.lo.max(below.lo),
+                    hi: match (own.hi, below.hi) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    },
+                }
+            }
+        }
+    }
+
     /// True when a reader at `snapshot` sees the entry of `user_key` with
     /// sequence `seq` deleted by a range tombstone.
     #[inline]
     pub fn hides(&self, user_key: &[u8], seq: SequenceNumber, snapshot: SequenceNumber) -> bool {
         self.max_covering_seq(user_key, snapshot)
             .is_some_and(|t| t > seq)
+    }
+}
+
+/// The answer of [`RangeTombstoneSet::coverage`]: the newest covering
+/// tombstone sequence visible at the snapshot, the same for every key in
+/// `[lo, hi)` (`None` bounds are unbounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage<'a> {
+    pub seq: Option<SequenceNumber>,
+    pub lo: Option<&'a [u8]>,
+    pub hi: Option<&'a [u8]>,
+}
+
+/// The last [`Coverage`] of one set at one snapshot, kept so that a walk
+/// over keys in order (a scan, a compaction) queries the set once per
+/// interval rather than once per entry. Use one cache per set and snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct CoverageCache {
+    valid: bool,
+    seq: Option<SequenceNumber>,
+    lo: Option<Vec<u8>>,
+    hi: Option<Vec<u8>>,
+}
+
+impl CoverageCache {
+    /// [`RangeTombstoneSet::hides`], answered from the cache when `user_key`
+    /// lies in the interval of the last answer.
+    #[inline]
+    pub fn hides(
+        &mut self,
+        set: &RangeTombstoneSet,
+        user_key: &[u8],
+        seq: SequenceNumber,
+        snapshot: SequenceNumber,
+    ) -> bool {
+        let inside = self.valid
+            && self.lo.as_deref().is_none_or(|lo| lo <= user_key)
+            && self.hi.as_deref().is_none_or(|hi| user_key < hi);
+        if !inside {
+            let c = set.coverage(user_key, snapshot);
+            self.seq = c.seq;
+            Self::store(&mut self.lo, c.lo);
+            Self::store(&mut self.hi, c.hi);
+            self.valid = true;
+        }
+        self.seq.is_some_and(|t| t > seq)
+    }
+
+    /// Copy `bound` into `slot`, reusing its buffer.
+    fn store(slot: &mut Option<Vec<u8>>, bound: Option<&[u8]>) {
+        match bound {
+            None => *slot = None,
+            Some(b) => {
+                let buf = slot.get_or_insert_with(Vec::new);
+                buf.clear();
+                buf.extend_from_slice(b);
+            }
+        }
     }
 }
 
@@ -320,6 +416,29 @@ mod tests {
     }
 
     proptest! {
+        /// A cache answers like the set, over keys in any order.
+        #[test]
+        fn coverage_cache_answers_like_the_set(
+            raw in prop::collection::vec((key(), key(), 1u64..40), 0..25),
+            mut probes in prop::collection::vec((key(), 0u64..45), 1..80),
+            sorted in any::<bool>(),
+            snapshot in 0u64..45,
+        ) {
+            let ts: Vec<RangeTombstone> = raw
+                .into_iter()
+                .map(|(start, end, seq)| RangeTombstone { start, end, seq })
+                .collect();
+            let (below, above) = ts.split_at(ts.len() / 2);
+            let set = RangeTombstoneSet::with_base(Arc::new(RangeTombstoneSet::new(below)), above);
+            if sorted {
+                probes.sort();
+            }
+            let mut cache = CoverageCache::default();
+            for (k, seq) in probes {
+                prop_assert_eq!(cache.hides(&set, &k, seq, snapshot), set.hides(&k, seq, snapshot), "key {:?} seq {}", k, seq);
+            }
+        }
+
         /// Against brute force over the tombstones: every key and snapshot.
         #[test]
         fn matches_brute_force(
@@ -356,6 +475,21 @@ mod tests {
                 prop_assert_eq!(set.max_covering_seq(&k, snapshot), want, "key {:?} at {}", k, snapshot);
                 prop_assert_eq!(layered.max_covering_seq(&k, snapshot), want, "layered: key {:?} at {}", k, snapshot);
                 prop_assert_eq!(grown.max_covering_seq(&k, snapshot), want, "extended: key {:?} at {}", k, snapshot);
+                let c = grown.coverage(&k, snapshot);
+                prop_assert_eq!(c.seq, want);
+                prop_assert!(c.lo.is_none_or(|lo| lo <= k.as_slice()) && c.hi.is_none_or(|hi| k.as_slice() < hi));
+                // The answer holds over the whole interval: at both ends
+                // of it (as far as the probe keys go).
+                if let Some(lo) = c.lo {
+                    prop_assert_eq!(set.max_covering_seq(lo, snapshot), want, "at lo {:?}", lo);
+                }
+                if let Some(hi) = c.hi {
+                    let mut before = hi.to_vec();
+                    before.pop();
+                    if before.as_slice() >= c.lo.unwrap_or(&[]) && before.as_slice() >= k.as_slice() {
+                        prop_assert_eq!(set.max_covering_seq(&before, snapshot), want, "below hi {:?}", hi);
+                    }
+                }
             }
         }
     }
