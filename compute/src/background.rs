@@ -554,10 +554,9 @@ fn compact_level(
             .strategy
             .pick_manual(&version, level, lo, hi, &st.busy_files)
         else {
-            let busy = version
-                .overlapping(level, lo, hi)
-                .iter()
-                .any(|f| st.busy_files.contains(&f.number));
+            // Files to compact but no plan: some of them, or of the level
+            // they would merge into, are busy with another compaction.
+            let busy = !st.busy_files.is_empty() && !version.overlapping(level, lo, hi).is_empty();
             if busy {
                 drop(vs);
                 db.bg_cv.wait_for(&mut st, Duration::from_millis(20));
