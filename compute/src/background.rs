@@ -10,7 +10,11 @@
 //! - files are referenced by an edit only after they and their directory
 //!   entry are durable (the job syncs both);
 //! - inputs and WAL segments are deleted only after the edit that drops them
-//!   is durable, and SSTs only once no reader's version holds them.
+//!   is durable, and SSTs only once no reader's version holds them;
+//! - a flush installs the range tombstones of the memtables it flushed in
+//!   the edit that adds their L0 files, and every install drops the range
+//!   tombstones its new version makes obsolete
+//!   (`Version::obsolete_range_tombstones`) in the same edit.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,6 +25,7 @@ use o3_storage::compaction::CompactionPlan;
 use o3_storage::filename::{table_path, wal_path};
 use o3_storage::job::{CompactionJob, FlushJob, JobResult, JobStats, JobToken};
 use o3_storage::memtable::Memtable;
+use o3_storage::range_del::RangeTombstone;
 use o3_storage::version::{FileMeta, Version, VersionEdit, VersionSet};
 use o3_storage::{Error, Result};
 
@@ -181,10 +186,24 @@ fn make_compaction_job(
         }
     }
     st.next_job_id += 1;
+    let smallest_snapshot = db.smallest_snapshot();
+    // Tombstones over the inputs that every reader sees: the job drops what
+    // they cover. Any later tombstone is newer than the job's view.
+    let range_tombstones = match plan.user_key_range() {
+        Some((lo, hi)) => {
+            vs.current()
+                .range_tombstones_overlapping(Some(lo), Some(hi), smallest_snapshot)
+        }
+        None => Vec::new(),
+    };
     let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
-    // Outputs are cut at the target size and at shard boundaries: reserve
-    // enough numbers for both, with slack for files that end early.
-    let count = input_bytes / plan.target_file_size.max(1) + db.shard_splits.len() as u64 + 16;
+    // Outputs are cut at the target size, at shard boundaries and at the
+    // range tombstones' bounds: reserve enough numbers for all of them, with
+    // slack for files that end early.
+    let count = input_bytes / plan.target_file_size.max(1)
+        + db.shard_splits.len() as u64
+        + 2 * range_tombstones.len() as u64
+        + 16;
     CompactionJob {
         token: JobToken {
             job_id: st.next_job_id,
@@ -204,10 +223,11 @@ fn make_compaction_job(
         output_level: plan.output_level as u32,
         target_file_size: plan.target_file_size,
         table_options: db.options.table.clone(),
-        smallest_snapshot: db.smallest_snapshot(),
+        smallest_snapshot,
         drop_tombstones: plan.bottommost,
         shard_splits: db.shard_splits.clone(),
         file_numbers: vs.reserve_file_numbers(count),
+        range_tombstones,
     }
 }
 
@@ -239,7 +259,7 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
         shard: shard as u32,
         images: mems
             .iter()
-            .map(|m| (m.entries(), m.largest_seq()))
+            .map(|m| (m.entries(), m.entries_largest_seq()))
             .collect(),
         table_options: db.options.table.clone(),
         target_file_size: u64::MAX,
@@ -264,7 +284,12 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
             return Err(e);
         }
     }
-    install_flush(db, shard, mems.len(), largest_seq, result)
+    let range_tombstones = mems
+        .iter()
+        .flat_map(|m| m.range_tombstones())
+        .map(|t| (shard as u32, t))
+        .collect();
+    install_flush(db, shard, mems.len(), largest_seq, result, range_tombstones)
 }
 
 fn install_flush(
@@ -273,17 +298,20 @@ fn install_flush(
     flushed: usize,
     largest_seq: u64,
     result: JobResult,
+    range_tombstones: Vec<(u32, RangeTombstone)>,
 ) -> Result<()> {
     let mut vs = db.versions.lock();
     let log_number = db.state.lock().min_live_wal(Some((shard, flushed)));
     let bytes: u64 = result.outputs.iter().map(|f| f.size).sum();
-    let edit = VersionEdit {
+    let mut edit = VersionEdit {
         log_number: Some(log_number),
         last_sequence: Some(db.visible_seq.load(Ordering::Acquire)),
         shard_flushed: vec![(shard as u32, largest_seq)],
         new_files: result.outputs.into_iter().map(|f| (0, f)).collect(),
+        new_range_tombstones: range_tombstones,
         ..VersionEdit::default()
     };
+    drop_obsolete_range_tombstones(db, &vs, &mut edit)?;
     let version = apply_edit(db, &mut vs, edit)?;
     let mut st = db.state.lock();
     st.shards[shard].sealed.drain(..flushed);
@@ -327,17 +355,26 @@ fn run_compaction(db: &DbInner, plan: &CompactionPlan, job: &CompactionJob) -> R
 
 /// A compaction with a single input file and nothing to merge it with moves
 /// the file down instead of rewriting it — unless it holds tombstones that
-/// this (bottommost) compaction would drop. The result names the input file
-/// itself as the output.
+/// this (bottommost) compaction would drop, or entries that one of the job's
+/// range tombstones may delete. The result names the input file itself as
+/// the output.
 fn trivial_move(job: &CompactionJob) -> Option<JobResult> {
     let mut files = job
         .inputs
         .iter()
         .flat_map(|(level, files)| files.iter().map(move |f| (*level, f)));
     let (level, only) = files.next()?;
+    let range_deleted = job.range_tombstones.iter().any(|t| {
+        t.seq > only.smallest_seq
+            && t.overlaps(
+                Some(only.smallest_user_key()),
+                Some(only.largest_user_key()),
+            )
+    });
     if files.next().is_some()
         || level == job.output_level
         || (job.drop_tombstones && only.tombstones > 0)
+        || range_deleted
     {
         return None;
     }
@@ -346,6 +383,18 @@ fn trivial_move(job: &CompactionJob) -> Option<JobResult> {
         outputs: vec![only.clone()],
         stats: JobStats::default(),
     })
+}
+
+/// Add to `edit` the drops of the range tombstones that its version makes
+/// obsolete; a failure (the edit does not apply) poisons the database like
+/// a failed [`apply_edit`] would.
+fn drop_obsolete_range_tombstones(
+    db: &DbInner,
+    vs: &VersionSet,
+    edit: &mut VersionEdit,
+) -> Result<()> {
+    vs.drop_obsolete_range_tombstones(edit)
+        .inspect_err(|e| db.poison(e))
 }
 
 /// Make `edit` durable and return the new version; a failure poisons the
@@ -392,6 +441,7 @@ fn install_compaction(
         .into_iter()
         .map(|f| (job.output_level, f))
         .collect();
+    drop_obsolete_range_tombstones(db, &vs, &mut edit)?;
     let version = apply_edit(db, &mut vs, edit)?;
     let mut st = db.state.lock();
     for files in &plan.inputs {
@@ -493,7 +543,10 @@ pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
 
 /// Compact `[lo, hi]` level by level into the deepest level that holds data
 /// (at least L1), running the jobs on the calling thread; a level whose
-/// inputs are busy with an automatic compaction waits for it.
+/// inputs are busy with an automatic compaction waits for it. Then, level
+/// by level, the files holding entries that range tombstones delete for
+/// every reader are compacted once more, so the deleted data leaves the
+/// disk and the tombstones become garbage.
 pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
     let levels = db.versions.lock().current().num_levels();
     let bottom = {
@@ -506,43 +559,103 @@ pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) 
             .min(levels - 1)
     };
     for level in 0..bottom {
-        loop {
-            db.check_poisoned()?;
-            let mut vs = db.versions.lock();
-            let version = vs.current();
-            let mut st = db.state.lock();
-            let Some(plan) = db
-                .strategy
-                .pick_manual(&version, level, lo, hi, &st.busy_files)
-            else {
-                let busy = version
-                    .overlapping(level, lo, hi)
-                    .iter()
-                    .any(|f| st.busy_files.contains(&f.number));
-                if busy {
-                    drop(vs);
-                    db.bg_cv.wait_for(&mut st, Duration::from_millis(20));
-                    continue;
-                }
-                break;
-            };
-            let job = make_compaction_job(db, &mut vs, &mut st, &plan);
-            drop(st);
-            drop(vs);
-            if let Err(e) = run_compaction(db, &plan, &job) {
-                db.counters
-                    .background_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                if input_unreadable(&e) {
-                    db.poison(&e);
-                }
-                release_compaction(db, &plan);
-                return Err(e);
-            }
-            purge_obsolete_files(db);
+        compact_level(db, level, lo, hi, true)?;
+    }
+    // Every level, not only `bottom`: automatic compactions running
+    // meanwhile may have written below it.
+    for level in 0..levels {
+        for (a, b) in range_deleted_spans(db, level, lo, hi) {
+            compact_level(db, level, Some(&a), Some(&b), false)?;
         }
     }
     Ok(())
+}
+
+/// Compact the files of `level` overlapping `[lo, hi]`: until none is left
+/// there (`until_empty`), or once.
+fn compact_level(
+    db: &DbInner,
+    level: usize,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+    until_empty: bool,
+) -> Result<()> {
+    loop {
+        db.check_poisoned()?;
+        let mut vs = db.versions.lock();
+        let version = vs.current();
+        let mut st = db.state.lock();
+        let Some(plan) = db
+            .strategy
+            .pick_manual(&version, level, lo, hi, &st.busy_files)
+        else {
+            // Files to compact but no plan: some of them, or of the level
+            // they would merge into, are busy with another compaction.
+            let busy = !st.busy_files.is_empty() && !version.overlapping(level, lo, hi).is_empty();
+            if busy {
+                drop(vs);
+                db.bg_cv.wait_for(&mut st, Duration::from_millis(20));
+                continue;
+            }
+            return Ok(());
+        };
+        let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+        drop(st);
+        drop(vs);
+        if let Err(e) = run_compaction(db, &plan, &job) {
+            db.counters
+                .background_errors
+                .fetch_add(1, Ordering::Relaxed);
+            if input_unreadable(&e) {
+                db.poison(&e);
+            }
+            release_compaction(db, &plan);
+            return Err(e);
+        }
+        purge_obsolete_files(db);
+        if !until_empty {
+            return Ok(());
+        }
+    }
+}
+
+/// The user-key spans (inclusive, within `[lo, hi]`, merged where they
+/// overlap) of the installed range tombstones that every reader sees and
+/// that cover a file of `level` holding older entries.
+fn range_deleted_spans(
+    db: &DbInner,
+    level: usize,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let version = db.versions.lock().current();
+    let files = version.levels.get(level).map_or(&[][..], |l| l.as_slice());
+    let mut spans: Vec<(Vec<u8>, Vec<u8>)> = version
+        .range_tombstones_overlapping(lo, hi, db.smallest_snapshot())
+        .into_iter()
+        .filter(|t| {
+            files.iter().any(|f| {
+                t.seq > f.smallest_seq
+                    && t.overlaps(Some(f.smallest_user_key()), Some(f.largest_user_key()))
+            })
+        })
+        .map(|t| {
+            // `end` is exclusive; as an inclusive bound it may take in one
+            // more file, which is harmless.
+            let a = lo.map_or(t.start.clone(), |l| t.start.clone().max(l.to_vec()));
+            let b = hi.map_or(t.end.clone(), |h| t.end.clone().min(h.to_vec()));
+            (a, b)
+        })
+        .collect();
+    spans.sort();
+    let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.clone().max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
 }
 
 /// Claim the compaction the strategy would run next, for execution outside

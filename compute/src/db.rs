@@ -181,6 +181,38 @@ impl Db {
         self.write(b)
     }
 
+    /// Delete every key in `[start, end)` (RocksDB's `DeleteRange`): one
+    /// range tombstone, written in O(1) however many keys the range holds.
+    /// Reads, scans and snapshots taken afterwards no longer see those keys;
+    /// compactions remove them from disk, and the tombstone itself once
+    /// nothing it deletes is left. `start == end` deletes nothing;
+    /// `start > end` is an invalid argument. For deletions in a batch use
+    /// [`WriteBatch::delete_range`].
+    ///
+    /// ```
+    /// # fn main() -> o3_compute::Result<()> {
+    /// # let dir = tempfile::tempdir().map_err(|e| o3_compute::Error::io("tempdir", e))?;
+    /// use o3_compute::{Db, DbOptions};
+    ///
+    /// let db = Db::open(dir.path(), DbOptions::default())?;
+    /// for k in [&b"apple"[..], b"banana", b"cherry", b"date"] {
+    ///     db.put(k, b"fruit")?;
+    /// }
+    /// db.delete_range(b"banana", b"date")?; // banana and cherry
+    /// assert_eq!(db.get(b"banana")?, None);
+    /// assert_eq!(db.get(b"date")?, Some(b"fruit".to_vec()));
+    /// let keys: Vec<Vec<u8>> = db.scan(.., false)?.into_iter().map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [b"apple".to_vec(), b"date".to_vec()]);
+    /// assert!(db.delete_range(b"z", b"a").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::with_capacity(WriteBatch::encoded_op_len(start.len(), end.len()));
+        b.delete_range(start, end);
+        self.write(b)
+    }
+
     /// Apply a batch atomically with the default write options.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         self.write_opt(batch, WriteOptions::default())
@@ -382,6 +414,7 @@ impl Db {
             block_cache_usage: cache.usage(),
             last_sequence: self.inner.visible_seq.load(Ordering::Acquire),
             unflushed_memtables: sv.shards.iter().map(|s| s.sealed.len()).sum(),
+            range_tombstones: live_range_tombstones(&sv),
             ..DbStats::default()
         };
         self.inner.counters.fill(&mut s);
@@ -439,6 +472,18 @@ impl Db {
     }
 }
 
+/// Range tombstones readers of `sv` apply: in memtables and installed (a
+/// deletion spanning several shards counts once per shard).
+fn live_range_tombstones(sv: &SuperVersion) -> u64 {
+    let unflushed: usize = sv
+        .shards
+        .iter()
+        .flat_map(|s| std::iter::once(&s.active).chain(&s.sealed))
+        .map(|m| m.range_tombstone_count())
+        .sum();
+    (unflushed + sv.version.range_tombstones().len()) as u64
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
@@ -463,7 +508,11 @@ impl DbInner {
     ) -> Result<DbInner> {
         let strategy: Box<dyn CompactionStrategy> = options.compaction.build()?;
         let version = versions.current();
-        let sv = state.super_version(version.clone(), strategy.pending_compaction_bytes(&version));
+        let sv = state.super_version(
+            version.clone(),
+            strategy.pending_compaction_bytes(&version),
+            None,
+        );
         Ok(DbInner {
             shard_splits: versions.shard_splits().to_vec(),
             strategy,
@@ -511,7 +560,8 @@ impl DbInner {
         version: Arc<o3_storage::version::Version>,
     ) {
         let pending = self.strategy.pending_compaction_bytes(&version);
-        *self.super_version.write() = state.super_version(version, pending);
+        let previous = self.super_version.read().clone();
+        *self.super_version.write() = state.super_version(version, pending, Some(&previous));
     }
 
     /// The oldest sequence any reader may still ask for. Callers building a

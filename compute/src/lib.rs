@@ -2,9 +2,10 @@
 //! runs, while `o3-storage` says *what* is done to data.
 //!
 //! Main types:
-//! - [`Db`]: open, `put`/`get`/`delete`/`write`, snapshots, scans in both
-//!   directions, `flush`, `compact_range`, `sync_wal`/`flush_wal`,
-//!   `checkpoint`, `stats`, `close`;
+//! - [`Db`]: open, `put`/`get`/`delete`/`delete_range`/`write`, snapshots,
+//!   `multi_get`, ranges and prefixes as Rust iterators in both directions,
+//!   `flush`, `compact_range`, `sync_wal`/`flush_wal`, `checkpoint`,
+//!   `stats`, `close`;
 //! - [`DbOptions`]: every knob, with defaults and validation
 //!   ([`WalRecoveryMode`] among them), and the option types it uses,
 //!   re-exported from `o3-storage`;

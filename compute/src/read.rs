@@ -1,7 +1,9 @@
 //! The read path. `get`: the key's shard's active and sealed memtables
 //! (newest first), then that shard's L0 files (newest first), then at most
-//! one file per deeper level; the first entry found decides. Scans merge the
-//! same sources, restricted to the shards and files that overlap the bounds.
+//! one file per deeper level; the first entry found decides, unless a range
+//! tombstone of the super version that covers the key is newer. Scans merge
+//! the same sources, restricted to the shards and files that overlap the
+//! bounds, and hide what the range tombstones delete.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -143,14 +145,48 @@ fn get_in(
     key: &[u8],
     seq: SequenceNumber,
 ) -> Result<Option<Vec<u8>>> {
+    let found = newest_entry(db, sv, key, seq)?;
+    if sv.range_tombstones.is_empty() {
+        return Ok(found.and_then(|(_, value)| value));
+    }
+    Ok(unless_range_deleted(sv, key, seq, found))
+}
+
+/// The answer of a lookup that found `found` (`(sequence, value or None
+/// for a tombstone)`): `None` when a range tombstone visible at `snapshot`
+/// covers `key` and is newer than the entry.
+fn unless_range_deleted(
+    sv: &SuperVersion,
+    key: &[u8],
+    snapshot: SequenceNumber,
+    found: Option<(SequenceNumber, Option<Vec<u8>>)>,
+) -> Option<Vec<u8>> {
+    let (entry_seq, value) = found?;
+    if sv.range_tombstones.hides(key, entry_seq, snapshot) {
+        return None;
+    }
+    value
+}
+
+/// The newest entry of `key` visible at `seq`, as `(sequence, value or
+/// None for a tombstone)`; `None` when no source holds one.
+fn newest_entry(
+    db: &DbInner,
+    sv: &SuperVersion,
+    key: &[u8],
+    seq: SequenceNumber,
+) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
     let shard = shard_of(&db.shard_splits, key) as usize;
     if let Some(view) = sv.shards.get(shard) {
         for mem in std::iter::once(&view.active).chain(view.sealed.iter()) {
             if let Some(e) = mem.get(key, seq) {
-                return Ok(match e.kind {
-                    ValueKind::Value => Some(e.value.to_vec()),
-                    ValueKind::Tombstone => None,
-                });
+                return Ok(Some((
+                    e.sequence,
+                    match e.kind {
+                        ValueKind::Value => Some(e.value.to_vec()),
+                        ValueKind::Tombstone => None,
+                    },
+                )));
             }
         }
     }
@@ -168,7 +204,7 @@ fn get_in(
                 && in_range(f)
                 && let Some(found) = table_get(db, sv, (0, i), &probe)?
             {
-                return Ok(found);
+                return Ok(Some(found));
             }
         }
         // Deeper levels: at most one file each (fence pointers).
@@ -177,7 +213,7 @@ fn get_in(
             if files.get(i).is_some_and(|f| in_range(f))
                 && let Some(found) = table_get(db, sv, (level, i), &probe)?
             {
-                return Ok(found);
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -192,13 +228,13 @@ struct Probe<'a> {
 }
 
 /// Look the key up in the table at `(level, index)` of the super version:
-/// `Some(answer)` when the table decides it.
+/// `Some((sequence, answer))` when the table decides it.
 fn table_get(
     db: &DbInner,
     sv: &SuperVersion,
     (level, index): (usize, usize),
     p: &Probe<'_>,
-) -> Result<Option<Option<Vec<u8>>>> {
+) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
     let slot = &sv.tables[level][index];
     let table = match slot.get() {
         Some(t) => t,
@@ -209,9 +245,14 @@ fn table_get(
     };
     Ok(table
         .get_hashed(p.key, p.lookup, p.hash)?
-        .map(|(kind, _seq, value)| match kind {
-            ValueKind::Value => Some(value),
-            ValueKind::Tombstone => None,
+        .map(|(kind, seq, value)| {
+            (
+                seq,
+                match kind {
+                    ValueKind::Value => Some(value),
+                    ValueKind::Tombstone => None,
+                },
+            )
         }))
 }
 
@@ -325,6 +366,7 @@ pub(crate) fn cursor(
     // tables open; file deletion waits for the FileMeta Arcs held here.
     let merged = MergingIterator::new(children);
     let bounds = KeyBounds { lower, upper };
+    let range_tombstones = sv.range_tombstones.clone();
     Ok(UserIterator::new(
         Box::new(KeepAlive {
             inner: merged,
@@ -332,7 +374,8 @@ pub(crate) fn cursor(
         }),
         seq,
         bounds,
-    ))
+    )
+    .with_range_tombstones(range_tombstones))
 }
 
 /// Holds a super version for as long as an iterator over it lives, so the

@@ -3,6 +3,10 @@
 //! every file that nothing references (partial outputs of interrupted jobs,
 //! old WAL segments and manifests, temporary files).
 //!
+//! Range deletions are replayed into the memtables' side lists (split at the
+//! shard boundaries, each piece only if its shard has not flushed past it)
+//! and installed by the replay flush in the same edit as its files.
+//!
 //! Replay follows `docs/wal_format.md`, "WAL recovery": which damage is
 //! tolerated depends on [`WalRecoveryMode`] and on where it is — only the
 //! newest segment may end in a torn tail (older ones were synced whole before
@@ -15,11 +19,12 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use o3_storage::batch::WriteBatch;
+use o3_storage::batch::{BatchOp, WriteBatch};
 use o3_storage::env::{FileLock, Storage};
 use o3_storage::filename::{FileKind, manifest_path, parse_file_name, wal_path};
 use o3_storage::job::{FlushJob, JobToken, shard_of};
 use o3_storage::memtable::Memtable;
+use o3_storage::range_del::RangeTombstone;
 use o3_storage::version::{VersionEdit, VersionSet};
 use o3_storage::wal::{LogReader, LogWriter, TailTolerance};
 use o3_storage::{Error, Result};
@@ -96,12 +101,25 @@ pub(crate) fn recover(
             let base = batch.sequence();
             for (i, op) in batch.iter().enumerate() {
                 let seq = base + i as u64;
-                let shard = shard_of(&splits, op.key) as usize;
                 last_seq = last_seq.max(seq);
+                let Some(kind) = op.kind.entry_kind() else {
+                    let capacity = options.write_buffer_size;
+                    replay_range_deletion(
+                        &splits,
+                        &flushed,
+                        &mut active,
+                        &mut recovered,
+                        capacity,
+                        op,
+                        seq,
+                    )?;
+                    continue;
+                };
+                let shard = shard_of(&splits, op.key) as usize;
                 if seq <= flushed[shard] {
                     continue;
                 }
-                match active[shard].insert(op.key, seq, op.kind, op.value) {
+                match active[shard].insert(op.key, seq, kind, op.value) {
                     Ok(()) => {}
                     Err(Error::ImageFull { .. }) => {
                         // An entry too large for an ordinary memtable gets
@@ -114,7 +132,7 @@ pub(crate) fn recover(
                         let full = std::mem::replace(&mut active[shard], fresh);
                         full.seal()?;
                         recovered[shard].push(full);
-                        active[shard].insert(op.key, seq, op.kind, op.value)?;
+                        active[shard].insert(op.key, seq, kind, op.value)?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -149,8 +167,7 @@ pub(crate) fn recover(
         if mems.is_empty() {
             continue;
         }
-        let bytes: u64 = mems.iter().map(|m| m.used_bytes() as u64).sum();
-        let count = bytes / options.compaction.levels.target_file_size_base.max(1) + 4;
+        // One L0 table per shard, as every flush writes (see `run_flush`).
         let job = FlushJob {
             token: JobToken {
                 job_id: 0,
@@ -160,13 +177,13 @@ pub(crate) fn recover(
             shard: shard as u32,
             images: mems
                 .iter()
-                .map(|m| (m.entries(), m.largest_seq()))
+                .map(|m| (m.entries(), m.entries_largest_seq()))
                 .collect(),
             table_options: options.table.clone(),
-            target_file_size: options.compaction.levels.target_file_size_base,
+            target_file_size: u64::MAX,
             // No snapshot survives a restart: keep only the newest versions.
             smallest_snapshot: last_seq,
-            file_numbers: versions.reserve_file_numbers(count),
+            file_numbers: versions.reserve_file_numbers(1),
         };
         let images = mems
             .iter()
@@ -175,6 +192,11 @@ pub(crate) fn recover(
         let result = job.execute(storage.as_ref(), &images)?;
         edit.new_files
             .extend(result.outputs.into_iter().map(|f| (0, f)));
+        edit.new_range_tombstones.extend(
+            mems.iter()
+                .flat_map(|m| m.range_tombstones())
+                .map(|t| (shard as u32, t)),
+        );
         let max = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
         edit.shard_flushed.push((shard as u32, max));
     }
@@ -186,6 +208,7 @@ pub(crate) fn recover(
     versions.set_last_sequence(last_seq);
     edit.log_number = Some(wal_number);
     edit.last_sequence = Some(last_seq);
+    versions.drop_obsolete_range_tombstones(&mut edit)?;
     let version = versions.log_and_apply(edit)?;
     let wal_writer = if options.disable_wal {
         None
@@ -267,4 +290,45 @@ fn report_point_in_time_stop(location: &str, damage: &str, later: &[u64]) {
          and {} later segment(s) {later:?} are dropped: the database opens with the writes before the damage",
         later.len()
     );
+}
+
+/// Replay the range deletion `op` (`[key, value)`) at `seq`: each shard
+/// piece goes into that shard's replay memtable (of `capacity` bytes)
+/// unless the shard has flushed past `seq` (then the piece is already
+/// installed, or was collected as garbage). An empty range deletes nothing.
+fn replay_range_deletion(
+    splits: &[Vec<u8>],
+    flushed: &[u64],
+    active: &mut [Arc<Memtable>],
+    recovered: &mut [Vec<Arc<Memtable>>],
+    capacity: usize,
+    op: BatchOp<'_>,
+    seq: u64,
+) -> Result<()> {
+    if op.key >= op.value {
+        return Ok(());
+    }
+    let whole = RangeTombstone {
+        start: op.key.to_vec(),
+        end: op.value.to_vec(),
+        seq,
+    };
+    for (shard, piece) in whole.split_at_shards(splits) {
+        let shard = shard as usize;
+        if seq <= flushed[shard] {
+            continue;
+        }
+        match active[shard].add_range_tombstone(piece.clone()) {
+            Ok(()) => {}
+            Err(Error::ImageFull { .. }) => {
+                let fresh = Arc::new(Memtable::new(capacity, shard as u32)?);
+                let full = std::mem::replace(&mut active[shard], fresh);
+                full.seal()?;
+                recovered[shard].push(full);
+                active[shard].add_range_tombstone(piece)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use o3_storage::memtable::Memtable;
+use o3_storage::range_del::RangeTombstoneSet;
 use o3_storage::sst::Table;
 use o3_storage::version::{FileMeta, Version};
 
@@ -43,6 +44,21 @@ pub(crate) struct SuperVersion {
     /// What write stalls look at, computed once per super version rather
     /// than on every write.
     pub pressure: Pressure,
+    /// Every range tombstone readers must apply: those of all memtables
+    /// and of `version`. Empty (and free to test) when there are none.
+    pub range_tombstones: Arc<RangeTombstoneSet>,
+    /// What `range_tombstones` was built from, so that the next super
+    /// version reuses it when nothing changed.
+    range_tombstone_sources: RangeTombstoneSources,
+}
+
+/// Identifies the range tombstones of a super version: the version's set
+/// (shared by versions with the same tombstones) and, for each memtable
+/// holding some, its address and count (its list only grows).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct RangeTombstoneSources {
+    version_set: usize,
+    memtables: Vec<(usize, usize)>,
 }
 
 /// The engine's backlog as of one super version.
@@ -117,10 +133,13 @@ impl DbState {
         min
     }
 
+    /// The super version of this state and `version`; its range tombstone
+    /// set is taken from `previous` when the tombstones did not change.
     pub fn super_version(
         &self,
         version: Arc<Version>,
         pending_compaction_bytes: u64,
+        previous: Option<&SuperVersion>,
     ) -> Arc<SuperVersion> {
         let mut l0_per_shard = vec![0usize; self.shards.len()];
         for f in version.levels.first().map(|l| l.as_slice()).unwrap_or(&[]) {
@@ -128,7 +147,10 @@ impl DbState {
                 *n += 1;
             }
         }
+        let (range_tombstones, range_tombstone_sources) = self.range_tombstones(&version, previous);
         Arc::new(SuperVersion {
+            range_tombstones,
+            range_tombstone_sources,
             pressure: Pressure {
                 max_l0_files: l0_per_shard.into_iter().max().unwrap_or(0),
                 pending_compaction_bytes,
@@ -149,5 +171,80 @@ impl DbState {
                 .collect(),
             version,
         })
+    }
+
+    /// The combined range tombstone set of every memtable and `version`:
+    /// the previous super version's when nothing changed, that set extended
+    /// by the tombstones written since when only memtables grew (the write
+    /// path's case), else built anew on top of the version's set.
+    fn range_tombstones(
+        &self,
+        version: &Version,
+        previous: Option<&SuperVersion>,
+    ) -> (Arc<RangeTombstoneSet>, RangeTombstoneSources) {
+        let memtables: Vec<&Arc<Memtable>> = self
+            .shards
+            .iter()
+            .flat_map(|s| std::iter::once(&s.active).chain(s.sealed.iter().map(|x| &x.mem)))
+            .filter(|m| m.range_tombstone_count() > 0)
+            .collect();
+        let sources = RangeTombstoneSources {
+            version_set: Arc::as_ptr(version.range_tombstone_set()) as usize,
+            memtables: memtables
+                .iter()
+                .map(|m| (Arc::as_ptr(m) as usize, m.range_tombstone_count()))
+                .collect(),
+        };
+        if let Some(prev) = previous
+            && let Some(seen) = prev.range_tombstone_sources.grown_into(&sources)
+        {
+            let added: Vec<_> = memtables
+                .iter()
+                .zip(seen)
+                .flat_map(|(m, skip)| m.range_tombstones_after(skip))
+                .collect();
+            let set = if added.is_empty() {
+                prev.range_tombstones.clone()
+            } else {
+                Arc::new(prev.range_tombstones.extended(&added))
+            };
+            return (set, sources);
+        }
+        if memtables.is_empty() {
+            return (version.range_tombstone_set().clone(), sources);
+        }
+        let unflushed: Vec<_> = memtables
+            .iter()
+            .flat_map(|m| m.range_tombstones())
+            .collect();
+        let set = RangeTombstoneSet::with_base(version.range_tombstone_set().clone(), &unflushed);
+        (Arc::new(set), sources)
+    }
+}
+
+impl RangeTombstoneSources {
+    /// When `next` holds everything `self` does and more only in memtables
+    /// (same version set; every memtable of `self` still there with at
+    /// least as many tombstones), how many tombstones of each memtable of
+    /// `next` `self` already holds; `None` otherwise.
+    fn grown_into(&self, next: &RangeTombstoneSources) -> Option<Vec<usize>> {
+        if self.version_set != next.version_set {
+            return None;
+        }
+        let seen: Vec<usize> = next
+            .memtables
+            .iter()
+            .map(|(ptr, _)| {
+                self.memtables
+                    .iter()
+                    .find(|(p, _)| p == ptr)
+                    .map_or(0, |(_, n)| *n)
+            })
+            .collect();
+        let all_kept = self
+            .memtables
+            .iter()
+            .all(|(ptr, n)| next.memtables.iter().any(|(p, m)| p == ptr && m >= n));
+        all_kept.then_some(seen)
     }
 }

@@ -89,6 +89,10 @@ pub struct DbStats {
     pub block_cache_usage: u64,
     pub last_sequence: u64,
     pub unflushed_memtables: usize,
+    /// Live range tombstones, unflushed and installed (a deletion spanning
+    /// several shards counts once per shard); they go once nothing they
+    /// delete is left on disk.
+    pub range_tombstones: u64,
 }
 
 impl Counters {
@@ -136,6 +140,9 @@ impl std::fmt::Display for DbStats {
             "flushes {}  compactions {} (trivial moves {})  failed background jobs {}",
             self.flushes, self.compactions, self.trivial_moves, self.background_errors
         )?;
+        if self.range_tombstones > 0 {
+            writeln!(f, "range tombstones {}", self.range_tombstones)?;
+        }
         let stalls: Vec<String> = self
             .stall_micros
             .iter()

@@ -6,6 +6,12 @@
 //! batch, flushes (and syncs if any of them asked), applies them to the
 //! memtables and publishes the new visible sequence, then wakes the group.
 //! Only the leader inserts into memtables, so inserts never contend.
+//!
+//! A range deletion goes, split at the shard boundaries, into the side list
+//! of each touched shard's active memtable. Readers take range tombstones
+//! from the super version rather than from memtables, so a group holding
+//! range deletions publishes a new super version before its writes become
+//! visible.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use o3_storage::batch::WriteBatch;
+use o3_storage::batch::{BatchOpKind, WriteBatch};
 use o3_storage::filename::wal_path;
 use o3_storage::job::shard_of;
 use o3_storage::memtable::Memtable;
+use o3_storage::range_del::RangeTombstone;
 use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
@@ -63,6 +70,7 @@ pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
     if db.shutting_down.load(Ordering::Acquire) {
         return Err(Error::Closed("database"));
     }
+    batch.check_ranges()?;
     // An entry larger than the write buffer gets a memtable of its own, but
     // no memtable image exceeds 4 GiB (32-bit offsets). Only a batch whose
     // whole encoding comes near that is decoded to look for such an entry,
@@ -193,24 +201,61 @@ fn apply_to_memtables(
         *st.wal_segments.entry(wal_number).or_insert(0) += wal_added;
     }
     let mut user_bytes = 0u64;
+    let mut range_deletions = false;
     for (_, batch, _) in group {
         let base = batch.sequence();
+        range_deletions |= batch.range_deletions() > 0;
         for (i, op) in batch.iter().enumerate() {
             user_bytes += (op.key.len() + op.value.len()) as u64;
+            let seq = base + i as u64;
+            let Some(kind) = op.kind.entry_kind() else {
+                debug_assert_eq!(op.kind, BatchOpKind::DeleteRange);
+                add_range_deletion(db, &mut st, wal_number, op.key, op.value, seq)?;
+                continue;
+            };
             let shard = shard_of(&db.shard_splits, op.key) as usize;
-            insert(
-                db,
-                &mut st,
-                shard,
-                wal_number,
-                op.key,
-                base + i as u64,
-                op.kind,
-                op.value,
-            )?;
+            insert(db, &mut st, shard, wal_number, op.key, seq, kind, op.value)?;
         }
     }
+    if range_deletions {
+        let version = db.super_version.read().version.clone();
+        db.install_super_version(&st, version);
+    }
     Ok(user_bytes)
+}
+
+/// Record the deletion of `[start, end)` at `seq` in the active memtable of
+/// every shard the range touches (sealing a full one first). An empty range
+/// deletes nothing, as in RocksDB.
+fn add_range_deletion(
+    db: &DbInner,
+    st: &mut DbState,
+    wal_number: u64,
+    start: &[u8],
+    end: &[u8],
+    seq: u64,
+) -> Result<()> {
+    if start >= end {
+        return Ok(());
+    }
+    let whole = RangeTombstone {
+        start: start.to_vec(),
+        end: end.to_vec(),
+        seq,
+    };
+    for (shard, piece) in whole.split_at_shards(&db.shard_splits) {
+        let shard = shard as usize;
+        match st.shards[shard].active.add_range_tombstone(piece.clone()) {
+            Ok(()) => {}
+            Err(Error::ImageFull { .. }) => {
+                seal_active(db, st, shard)?;
+                st.shards[shard].active.add_range_tombstone(piece)?;
+            }
+            Err(e) => return Err(e),
+        }
+        st.shards[shard].active_first_wal.get_or_insert(wal_number);
+    }
+    Ok(())
 }
 
 /// Insert into the shard's active memtable, sealing it first if it is full.

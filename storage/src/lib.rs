@@ -3,6 +3,8 @@
 //!
 //! Main types, by concept:
 //! - keys and batches: [`key`] (internal keys, ordering), [`batch::WriteBatch`];
+//! - range deletions: [`range_del::RangeTombstone`] and the query-optimised
+//!   [`range_del::RangeTombstoneSet`];
 //! - the write-ahead log: [`wal::LogWriter`], [`wal::LogReader`] (`docs/wal_format.md`);
 //! - memtables: [`memtable::Memtable`] (the owner's writable arena) and
 //!   [`memtable::MemtableImage`], which searches a sealed image in any byte
@@ -36,6 +38,7 @@ pub mod key;
 pub mod memtable;
 pub mod options;
 mod prefetch;
+pub mod range_del;
 pub mod sst;
 pub mod version;
 pub mod wal;

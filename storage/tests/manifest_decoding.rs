@@ -3,6 +3,7 @@
 //! decodes to the edit that was written (never a different edit).
 
 use o3_storage::key::{ValueKind, make_internal_key};
+use o3_storage::range_del::RangeTombstone;
 use o3_storage::version::{FileMeta, VersionEdit};
 use o3_storage::wal::LogReader;
 use proptest::prelude::*;
@@ -30,6 +31,15 @@ fn sample_edit(n: u64) -> VersionEdit {
                 created_ms: 77,
             },
         )],
+        new_range_tombstones: vec![(
+            0,
+            RangeTombstone {
+                start: b"c".to_vec(),
+                end: b"f".to_vec(),
+                seq: n * 100 - 1,
+            },
+        )],
+        deleted_range_tombstones: vec![(0, n * 10)],
         ..VersionEdit::default()
     }
 }

@@ -187,6 +187,7 @@ fn run_one(
         | Benchmark::FillRandom
         | Benchmark::Overwrite
         | Benchmark::DeleteRandom => cfg.num,
+        Benchmark::DeleteRange => cfg.range_deletions_per_thread(),
         _ => cfg.reads,
     };
     let budget = Budget {
@@ -259,6 +260,10 @@ fn run_one(
         Benchmark::ReadWhileWriting => Some(format!(
             "({found} of {attempted} found; writer wrote {writer_ops})"
         )),
+        Benchmark::DeleteRange => Some(format!(
+            "({attempted} ranges of {} keys)",
+            cfg.range_tombstone_width
+        )),
         _ => None,
     };
     let db_stats = db.stats();
@@ -321,6 +326,20 @@ fn worker(
                 make_key(&mut key, rng.random_range(0..cfg.num));
                 db.delete(&key)
                     .map_err(BenchError::engine("deleterandom: delete"))?;
+                began = rec.record(OpKind::Delete, began)?;
+            }
+        }
+        Benchmark::DeleteRange => {
+            // Random starts over the key range, like deleterandom's keys;
+            // a range may run past the last key.
+            let mut end = vec![0u8; cfg.key_size];
+            while !budget.done(&rec) {
+                let first = rng.random_range(0..cfg.num);
+                make_key(&mut key, first);
+                make_key(&mut end, first.saturating_add(cfg.range_tombstone_width));
+                db.delete_range(&key, &end)
+                    .map_err(BenchError::engine("deleterange: delete_range"))?;
+                out.attempted += 1;
                 began = rec.record(OpKind::Delete, began)?;
             }
         }
@@ -478,6 +497,48 @@ mod tests {
         let seek = reports[1].message.as_deref().unwrap();
         let found: u64 = seek[1..].split(' ').next().unwrap().parse().unwrap();
         assert!((2800..3500).contains(&found), "{seek}");
+    }
+
+    /// deleterange issues --num / --range_tombstone_width deletions per
+    /// thread by default (or --max_num_range_tombstones), and the reads
+    /// after it see the keys gone.
+    #[test]
+    fn deleterange_deletes_ranges_that_later_reads_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
+        let args = |benchmarks: &str, max: Option<u64>| {
+            DbBenchArgs {
+                benchmarks: Some(benchmarks.into()),
+                num: Some(3000),
+                range_tombstone_width: Some(30),
+                max_num_range_tombstones: max,
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap()
+        };
+        let reports = run(
+            &args("fillseq,deleterange,readrandom", None),
+            &engine,
+            false,
+        )
+        .unwrap()
+        .phases;
+        assert_eq!(reports[1].result.ops, 100, "3000 keys / 30 per range");
+        assert_eq!(
+            reports[1].message.as_deref(),
+            Some("(100 ranges of 30 keys)")
+        );
+        assert!(reports[1].db_stats.range_tombstones > 0);
+        let found = reports[2].message.as_deref().unwrap();
+        let found: u64 = found[1..].split(' ').next().unwrap().parse().unwrap();
+        // ~63% of the keys are deleted; far from all and far from none.
+        assert!((600..1800).contains(&found), "{found} of 3000 found");
+
+        let reports = run(&args("fillseq,deleterange", Some(7)), &engine, false)
+            .unwrap()
+            .phases;
+        assert_eq!(reports[1].result.ops, 7);
     }
 
     #[test]

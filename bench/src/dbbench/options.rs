@@ -21,10 +21,11 @@ pub enum Benchmark {
     ReadWhileWriting,
     DeleteRandom,
     MultiReadRandom,
+    DeleteRange,
 }
 
 impl Benchmark {
-    const ALL: [(&'static str, Benchmark); 9] = [
+    const ALL: [(&'static str, Benchmark); 10] = [
         ("fillseq", Benchmark::FillSeq),
         ("fillrandom", Benchmark::FillRandom),
         ("overwrite", Benchmark::Overwrite),
@@ -34,6 +35,7 @@ impl Benchmark {
         ("readwhilewriting", Benchmark::ReadWhileWriting),
         ("deleterandom", Benchmark::DeleteRandom),
         ("multireadrandom", Benchmark::MultiReadRandom),
+        ("deleterange", Benchmark::DeleteRange),
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +101,14 @@ pub struct DbBenchArgs {
     /// Run each benchmark for this many seconds instead of a count (0 = count).
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Keys each deleterange deletion covers (default 100).
+    #[arg(long)]
+    pub range_tombstone_width: Option<u64>,
+    /// Range deletions per deleterange thread; 0 means --num /
+    /// --range_tombstone_width, which deletes about as much as deleterandom
+    /// (default 0).
+    #[arg(long)]
+    pub max_num_range_tombstones: Option<u64>,
     /// Keep the existing database instead of starting empty.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
     pub use_existing_db: Option<bool>,
@@ -121,6 +131,10 @@ impl DbBenchArgs {
             seek_nexts: self.seek_nexts.or(base.seek_nexts),
             batch_size: self.batch_size.or(base.batch_size),
             duration: self.duration.or(base.duration),
+            range_tombstone_width: self.range_tombstone_width.or(base.range_tombstone_width),
+            max_num_range_tombstones: self
+                .max_num_range_tombstones
+                .or(base.max_num_range_tombstones),
             use_existing_db: self.use_existing_db.or(base.use_existing_db),
             seed: self.seed.or(base.seed),
         }
@@ -154,6 +168,8 @@ impl DbBenchArgs {
             seek_nexts: self.seek_nexts.unwrap_or(0),
             batch_size: self.batch_size.unwrap_or(1),
             duration: self.duration.unwrap_or(0),
+            range_tombstone_width: self.range_tombstone_width.unwrap_or(100),
+            max_num_range_tombstones: self.max_num_range_tombstones.unwrap_or(0),
             use_existing_db: self.use_existing_db.unwrap_or(false),
             seed: self.seed.unwrap_or(0x5eed),
         };
@@ -176,6 +192,9 @@ impl DbBenchArgs {
         if c.batch_size == 0 || c.batch_size > 1 << 20 {
             return bad("--batch_size must lie in [1, 1048576]");
         }
+        if c.range_tombstone_width == 0 {
+            return bad("--range_tombstone_width must be at least 1");
+        }
         Ok(c)
     }
 }
@@ -192,8 +211,20 @@ pub struct DbBenchConfig {
     pub seek_nexts: u64,
     pub batch_size: u64,
     pub duration: u64,
+    pub range_tombstone_width: u64,
+    pub max_num_range_tombstones: u64,
     pub use_existing_db: bool,
     pub seed: u64,
+}
+
+impl DbBenchConfig {
+    /// Range deletions each deleterange thread issues.
+    pub fn range_deletions_per_thread(&self) -> u64 {
+        match self.max_num_range_tombstones {
+            0 => (self.num / self.range_tombstone_width).max(1),
+            n => n,
+        }
+    }
 }
 
 #[cfg(test)]

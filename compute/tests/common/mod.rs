@@ -97,3 +97,71 @@ pub fn fs_with_files(
     fs.sync_dir(dir).expect("sync dir");
     fs
 }
+
+/// Run the ignored test `child_test` of this test binary as a child process
+/// with `env` set: wait until it prints a line ending in "ready", let it run
+/// for `run_for`, kill it with SIGKILL, and return the largest `n` it
+/// printed as "acked n" (`None` if it printed none). The child must print
+/// "ready" after opening its database and "acked n" after each
+/// acknowledged operation.
+pub fn run_child_until_killed(
+    child_test: &str,
+    env: &[(&str, String)],
+    run_for: std::time::Duration,
+) -> Option<u64> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        child_test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest prints "test <name> ... " before the child's first
+            // line, so match the ends of lines.
+            if let Some((_, n)) = line.rsplit_once("acked ") {
+                let _ = tx.send(Some(n.parse::<u64>().expect("acked count")));
+            } else if line.ends_with("ready") {
+                let _ = tx.send(None);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut acked = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(None) => break,
+            Ok(Some(n)) => acked = Some(n),
+            Err(_) => {}
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child {child_test} did not report ready");
+        }
+    }
+    std::thread::sleep(run_for);
+    child.kill().expect("SIGKILL child");
+    child.wait().expect("reap child");
+    reader.join().expect("reader thread");
+    while let Ok(m) = rx.try_recv() {
+        if let Some(n) = m {
+            acked = Some(n);
+        }
+    }
+    acked
+}

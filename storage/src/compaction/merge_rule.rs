@@ -10,13 +10,27 @@
 //!   output is bottommost and nothing older of the key can exist below it:
 //!   every reader that would see it sees "absent" without it too.
 //!
+//! - an entry is dropped when a range tombstone `t` covers its key with
+//!   `entry.seq < t.seq <= smallest_snapshot` (the tombstones come with the
+//!   job, [`CompactionStream::with_range_tombstones`]). This is the first
+//!   rule with a range deletion as the newer write: every reader at
+//!   `smallest_snapshot` or later sees `t` (it stays installed until no
+//!   file can hold an entry it covers, see
+//!   `crate::version::Version::obsolete_range_tombstones`) and therefore
+//!   sees the key deleted as of `t`, whether the entry is there or not;
+//!   older entries of the key have smaller sequences and are covered too.
+//!   Readers below `smallest_snapshot` do not exist.
+//!
 //! Entries newer than `smallest_snapshot` are always kept, so every snapshot
 //! `>= smallest_snapshot` reads the same state from the output as from the
 //! input.
 
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::iterator::InternalIterator;
 use crate::key::{SequenceNumber, ValueKind, parse_internal_key};
+use crate::range_del::{CoverageCache, RangeTombstoneSet};
 
 /// What a [`CompactionStream`] has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,6 +41,8 @@ pub struct MergeCounters {
     pub entries_dropped: u64,
     /// Dropped entries that were tombstones (shadowed or bottommost).
     pub tombstones_dropped: u64,
+    /// Dropped entries (of any kind) that a range tombstone covered.
+    pub range_deleted: u64,
 }
 
 /// The entries of `input` to keep, in order, borrowed from the input.
@@ -34,6 +50,10 @@ pub struct CompactionStream<'a> {
     input: Box<dyn InternalIterator + 'a>,
     smallest_snapshot: SequenceNumber,
     drop_tombstones: bool,
+    /// Range tombstones to apply; `None` when there are none.
+    range_tombstones: Option<Arc<RangeTombstoneSet>>,
+    /// Their last answer, reused while keys stay in its interval.
+    coverage: CoverageCache,
     /// The user key of the entries being walked (buffer reused).
     current_user_key: Vec<u8>,
     /// Sequence of the previous entry of `current_user_key`; `None` before
@@ -68,12 +88,21 @@ impl<'a> CompactionStream<'a> {
             input,
             smallest_snapshot,
             drop_tombstones,
+            range_tombstones: None,
+            coverage: CoverageCache::default(),
             current_user_key: Vec::new(),
             last_sequence: None,
             started: false,
             returned: false,
             counters: MergeCounters::default(),
         }
+    }
+
+    /// Also drop the entries that these range tombstones delete for every
+    /// reader (see the module docs).
+    pub fn with_range_tombstones(mut self, set: Arc<RangeTombstoneSet>) -> Self {
+        self.range_tombstones = (!set.is_empty()).then_some(set);
+        self
     }
 
     /// Position at the start of the input and reset the counters.
@@ -129,13 +158,26 @@ impl<'a> CompactionStream<'a> {
             self.last_sequence = None;
         }
         let visible_to_all = parsed.sequence <= self.smallest_snapshot;
-        let drop = match self.last_sequence {
+        let mut drop = match self.last_sequence {
             // A newer entry every reader sees shadows this one.
             Some(newer) if newer <= self.smallest_snapshot => true,
             // The newest entry every reader sees, and it is a deletion of
             // nothing that can exist below the output.
             _ => visible_to_all && parsed.kind == ValueKind::Tombstone && self.drop_tombstones,
         };
+        // A range deletion every reader sees covers this entry.
+        if !drop
+            && let Some(set) = &self.range_tombstones
+            && self.coverage.hides(
+                set,
+                parsed.user_key,
+                parsed.sequence,
+                self.smallest_snapshot,
+            )
+        {
+            drop = true;
+            self.counters.range_deleted += 1;
+        }
         self.last_sequence = Some(parsed.sequence);
         if drop {
             self.counters.entries_dropped += 1;
@@ -193,7 +235,8 @@ mod tests {
             MergeCounters {
                 entries_in: 4,
                 entries_dropped: 1,
-                tombstones_dropped: 0
+                tombstones_dropped: 0,
+                range_deleted: 0,
             }
         );
         let mut s = CompactionStream::new(input(&src), 6, true);
@@ -201,6 +244,44 @@ mod tests {
         assert_eq!(s.counters().tombstones_dropped, 1);
         let mut s = CompactionStream::new(input(&src), 100, true);
         assert_eq!(kept(&mut s), [9]);
+    }
+
+    #[test]
+    fn range_tombstone_visible_to_all_drops_exactly_the_older_entries() {
+        use crate::range_del::RangeTombstone;
+        // a: 9, 4 ; b: 12, 8 (tombstone), 2 ; c: 3 ; d: 1 (outside).
+        let src = [
+            ("a", 9, true),
+            ("a", 4, true),
+            ("b", 12, true),
+            ("b", 8, false),
+            ("b", 2, true),
+            ("c", 3, true),
+            ("d", 1, true),
+        ];
+        let tombstones = Arc::new(RangeTombstoneSet::new(&[RangeTombstone {
+            start: b"a".to_vec(),
+            end: b"d".to_vec(),
+            seq: 10,
+        }]));
+        // Every reader sees the tombstone: entries below 10 in [a, d) go.
+        let mut s =
+            CompactionStream::new(input(&src), 20, false).with_range_tombstones(tombstones.clone());
+        assert_eq!(kept(&mut s), [12, 1]);
+        let c = s.counters();
+        assert_eq!(
+            (c.entries_in, c.entries_dropped, c.range_deleted),
+            (7, 5, 2)
+        );
+        assert_eq!(c.tombstones_dropped, 1);
+        // A snapshot at 9 does not see it: only shadowing applies.
+        let mut s =
+            CompactionStream::new(input(&src), 9, false).with_range_tombstones(tombstones.clone());
+        assert_eq!(kept(&mut s), [9, 12, 8, 3, 1]);
+        assert_eq!(s.counters().range_deleted, 0);
+        // At exactly the tombstone's sequence it is visible to all.
+        let mut s = CompactionStream::new(input(&src), 10, false).with_range_tombstones(tombstones);
+        assert_eq!(kept(&mut s), [12, 1]);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The user-facing view of a merged source: one entry per user key as of a
-//! snapshot, tombstoned keys hidden, optional user-key bounds.
+//! snapshot, tombstoned keys hidden, optional user-key bounds. Range
+//! tombstones ([`UserIterator::with_range_tombstones`]) hide every entry
+//! older than a covering tombstone the snapshot sees: an entry so covered is
+//! treated exactly like a point tombstone at its place (the older versions
+//! of its key are covered too, having smaller sequences).
 //!
 //! Internal order puts the versions of a user key newest first. Moving
 //! forward, the first visible version met is the one to return, and the
@@ -8,11 +12,14 @@
 //! copy of the newest visible one (`saved_key`, `saved_value`; the buffers are
 //! reused, so no step allocates once they have grown).
 
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::iterator::InternalIterator;
 use crate::key::{
     MAX_SEQUENCE, SequenceNumber, ValueKind, append_internal_key, parse_internal_key, user_key,
 };
+use crate::range_del::{CoverageCache, RangeTombstoneSet};
 
 /// User-key bounds of a scan: `lower` inclusive, `upper` exclusive; `None` is
 /// unbounded.
@@ -52,6 +59,10 @@ pub struct UserIterator<'a> {
     inner: Box<dyn InternalIterator + 'a>,
     snapshot: SequenceNumber,
     bounds: KeyBounds,
+    /// Range tombstones to apply; `None` when there are none.
+    range_tombstones: Option<Arc<RangeTombstoneSet>>,
+    /// Their last answer, reused while keys stay in its interval.
+    coverage: CoverageCache,
     direction: Direction,
     valid: bool,
     saved_key: Vec<u8>,
@@ -83,12 +94,21 @@ impl<'a> UserIterator<'a> {
             inner,
             snapshot,
             bounds,
+            range_tombstones: None,
+            coverage: CoverageCache::default(),
             direction: Direction::Forward,
             valid: false,
             saved_key: Vec::new(),
             saved_value: Vec::new(),
             seek_key: Vec::new(),
         }
+    }
+
+    /// Also hide the entries these range tombstones delete at the
+    /// iterator's snapshot.
+    pub fn with_range_tombstones(mut self, set: Arc<RangeTombstoneSet>) -> Self {
+        self.range_tombstones = (!set.is_empty()).then_some(set);
+        self
     }
 
     /// True when positioned at a key.
@@ -255,7 +275,13 @@ impl<'a> UserIterator<'a> {
                 }
                 let shadowed = skipping && parsed.user_key <= self.saved_key.as_slice();
                 if !shadowed {
-                    match parsed.kind {
+                    let kind = effective_kind(
+                        self.range_tombstones.as_deref(),
+                        &mut self.coverage,
+                        self.snapshot,
+                        (parsed.kind, parsed.user_key, parsed.sequence),
+                    );
+                    match kind {
                         ValueKind::Value => {
                             self.valid = true;
                             return Ok(());
@@ -289,7 +315,13 @@ impl<'a> UserIterator<'a> {
                     // Walked past every version of the saved key.
                     break;
                 }
-                match parsed.kind {
+                let kind = effective_kind(
+                    self.range_tombstones.as_deref(),
+                    &mut self.coverage,
+                    self.snapshot,
+                    (parsed.kind, parsed.user_key, parsed.sequence),
+                );
+                match kind {
                     ValueKind::Value => {
                         self.saved_key.clear();
                         self.saved_key.extend_from_slice(parsed.user_key);
@@ -308,6 +340,23 @@ impl<'a> UserIterator<'a> {
             self.saved_value.clear();
         }
         Ok(())
+    }
+}
+
+/// What a visible entry `(kind, user key, sequence)` means at `snapshot`:
+/// a value covered by a range tombstone reads as a point tombstone.
+#[inline]
+fn effective_kind(
+    tombstones: Option<&RangeTombstoneSet>,
+    coverage: &mut CoverageCache,
+    snapshot: SequenceNumber,
+    (kind, user_key, seq): (ValueKind, &[u8], SequenceNumber),
+) -> ValueKind {
+    match tombstones {
+        Some(set) if kind == ValueKind::Value && coverage.hides(set, user_key, seq, snapshot) => {
+            ValueKind::Tombstone
+        }
+        _ => kind,
     }
 }
 

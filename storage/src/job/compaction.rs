@@ -15,6 +15,7 @@ use crate::iter::MergingIterator;
 use crate::iterator::InternalIterator;
 use crate::key::SequenceNumber;
 use crate::options::TableOptions;
+use crate::range_del::{RangeTombstone, RangeTombstoneSet};
 use crate::sst::{Table, TableIndex};
 use crate::version::FileMeta;
 
@@ -39,6 +40,13 @@ pub struct CompactionJob {
     /// Shard split keys: outputs never span two shards.
     pub shard_splits: Vec<Vec<u8>>,
     pub file_numbers: Range<u64>,
+    /// Installed range tombstones that overlap the inputs' key range and
+    /// that every reader sees (`seq <= smallest_snapshot`). The merge drops
+    /// the entries they cover, and outputs are cut at their bounds so that
+    /// no output spans one of them: once every file over a tombstone's
+    /// range is newer than it, the tombstone is garbage
+    /// (`Version::obsolete_range_tombstones`).
+    pub range_tombstones: Vec<RangeTombstone>,
 }
 
 impl CompactionJob {
@@ -94,11 +102,19 @@ impl CompactionJob {
             }
         }
         let merged = MergingIterator::new(children);
+        // Only tombstones every reader sees drop anything (and only those
+        // can become garbage through this job).
+        let applied: Vec<&RangeTombstone> = self
+            .range_tombstones
+            .iter()
+            .filter(|t| t.seq <= self.smallest_snapshot)
+            .collect();
         let stream = CompactionStream::new(
             Box::new(merged),
             self.smallest_snapshot,
             self.drop_tombstones,
-        );
+        )
+        .with_range_tombstones(Arc::new(RangeTombstoneSet::new(applied.iter().copied())));
         let out = OutputFiles::new(
             storage,
             &self.dir,
@@ -107,6 +123,12 @@ impl CompactionJob {
             self.file_numbers.clone(),
             &self.shard_splits,
             None,
+        )
+        .with_cuts(
+            applied
+                .iter()
+                .flat_map(|t| [t.start.clone(), t.end.clone()])
+                .collect(),
         );
         write_outputs(self.token, stream, out, self.input_bytes(), start)
     }

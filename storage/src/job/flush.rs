@@ -30,7 +30,10 @@ pub struct FlushJob {
     /// Database directory the outputs are written to.
     pub dir: PathBuf,
     pub shard: u32,
-    /// `(entries, largest sequence)` of each image, checked against its header.
+    /// `(entries, largest sequence of the entries)` of each image, checked
+    /// against its header. An image may hold no entries (a memtable that
+    /// only received range deletions, which are installed beside the
+    /// outputs, not written into them).
     pub images: Vec<(u64, SequenceNumber)>,
     pub table_options: TableOptions,
     pub target_file_size: u64,
@@ -95,7 +98,7 @@ impl FlushJob {
         for (i, (m, &(entries, largest_seq))) in memtables.iter().zip(&self.images).enumerate() {
             if !m.is_sealed()
                 || m.entries() != entries
-                || m.largest_seq() != largest_seq
+                || m.entries_largest_seq() != largest_seq
                 || m.shard() != self.shard
             {
                 return Err(Error::InvalidArgument(format!(
@@ -104,7 +107,7 @@ impl FlushJob {
                     m.is_sealed(),
                     m.shard(),
                     m.entries(),
-                    m.largest_seq(),
+                    m.entries_largest_seq(),
                     self.shard
                 )));
             }

@@ -38,6 +38,8 @@ pub struct JobStats {
     /// Entries shadowed by newer versions and dropped.
     pub entries_dropped: u64,
     pub tombstones_dropped: u64,
+    /// Entries dropped because a range tombstone deleted them.
+    pub entries_range_deleted: u64,
     pub micros: u64,
 }
 
@@ -51,9 +53,10 @@ pub struct JobResult {
 }
 
 /// Version tag in front of every serialized job or result; bumped whenever
-/// a serialized type changes shape (2: `TableOptions::page_aligned_blocks`),
+/// a serialized type changes shape (2: `TableOptions::page_aligned_blocks`;
+/// 3: `CompactionJob::range_tombstones`, `JobStats::entries_range_deleted`),
 /// so that a job from another o3 version is refused, not misread.
-const ENCODING_MAGIC: &[u8; 4] = b"O3J2";
+const ENCODING_MAGIC: &[u8; 4] = b"O3J3";
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = ENCODING_MAGIC.to_vec();
@@ -69,7 +72,7 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> 
             Error::corruption(
                 what,
                 0,
-                "missing job encoding tag O3J2 (encoded by another o3 version?)",
+                "missing job encoding tag O3J3 (encoded by another o3 version?)",
             )
         })?;
     postcard::from_bytes(body).map_err(|e| Error::corruption(what, 4, format!("undecodable: {e}")))

@@ -1,6 +1,7 @@
 //! Writing a job's sorted output stream into SSTs: a new file starts when the
-//! current one reaches the target size or the stream crosses a shard
-//! boundary, and only between two different user keys (so files of a level
+//! current one reaches the target size, the stream crosses a shard boundary
+//! or one of the job's cut keys (the bounds of the range tombstones it
+//! applies), and only between two different user keys (so files of a level
 //! never share a user key).
 
 use std::ops::Range;
@@ -36,6 +37,10 @@ pub(crate) struct OutputFiles<'a> {
     /// Shard forced for every output (flushes), or `None` to derive it.
     fixed_shard: Option<u32>,
     current: Option<OpenOutput>,
+    /// Sorted user keys at which a new file starts (when the current one is
+    /// not empty); `next_cut` indexes the first one above the last key added.
+    cuts: Vec<Vec<u8>>,
+    next_cut: usize,
     last_user_key: Vec<u8>,
     outputs: Vec<FileMeta>,
     created: Vec<PathBuf>,
@@ -60,10 +65,21 @@ impl<'a> OutputFiles<'a> {
             splits,
             fixed_shard,
             current: None,
+            cuts: Vec::new(),
+            next_cut: 0,
             last_user_key: Vec::new(),
             outputs: Vec::new(),
             created: Vec::new(),
         }
+    }
+
+    /// Also start a new file at each of `cuts` (user keys, any order): the
+    /// first key at or after a cut never shares a file with the key before it.
+    pub(crate) fn with_cuts(mut self, mut cuts: Vec<Vec<u8>>) -> Self {
+        cuts.sort_unstable();
+        cuts.dedup();
+        self.cuts = cuts;
+        self
     }
 
     pub(crate) fn add(&mut self, ikey: &[u8], value: &[u8]) -> Result<()> {
@@ -71,10 +87,21 @@ impl<'a> OutputFiles<'a> {
         let shard = self
             .fixed_shard
             .unwrap_or_else(|| shard_of(self.splits, ukey));
+        let mut crossed_cut = false;
+        while self
+            .cuts
+            .get(self.next_cut)
+            .is_some_and(|c| c.as_slice() <= ukey)
+        {
+            crossed_cut = true;
+            self.next_cut += 1;
+        }
         if let Some(cur) = &self.current {
             let new_user_key = self.last_user_key.as_slice() != ukey;
             if new_user_key
-                && (cur.builder.estimated_size() >= self.target_file_size || cur.shard != shard)
+                && (cur.builder.estimated_size() >= self.target_file_size
+                    || cur.shard != shard
+                    || crossed_cut)
             {
                 self.finish_current()?;
             }
@@ -165,6 +192,7 @@ pub(crate) fn write_outputs(
             entries_out: outputs.iter().map(|f| f.entries).sum(),
             entries_dropped: counts.entries_dropped,
             tombstones_dropped: counts.tombstones_dropped,
+            entries_range_deleted: counts.range_deleted,
             micros: start.elapsed().as_micros() as u64,
         },
         outputs,

@@ -2,6 +2,11 @@
 //! image format so that sealing it is writing a 64-byte header, and shipping
 //! it is copying `[0, used)`.
 //!
+//! Range tombstones written while the memtable is active are kept in a side
+//! list beside the arena ([`Memtable::add_range_tombstone`]), so the image
+//! format holds point entries only; readers take them from the published
+//! super version, not from here.
+//!
 //! One writer at a time (a short mutex around each insert) and any number of
 //! lock-free readers. A node is fully written before it is linked, and it is
 //! linked level by level from the bottom with Release stores; readers follow
@@ -15,6 +20,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::key::{MAX_SEQUENCE, TRAILER_LEN, ValueKind, pack_trailer};
+use crate::range_del::RangeTombstone;
 
 use super::EntryRef;
 use super::arena::Arena;
@@ -84,9 +90,18 @@ pub struct Memtable {
     /// Bytes allocated so far; only the writer advances it.
     used: AtomicUsize,
     entries: AtomicU64,
-    /// `u64::MAX` / 0 while empty.
+    /// Of the arena's entries (what the image header records); `u64::MAX`
+    /// / 0 while there are none.
     smallest_seq: AtomicU64,
     largest_seq: AtomicU64,
+    /// Range tombstones written to this memtable, in sequence order. Only the
+    /// writer appends; the count and bytes are mirrored for lock-free checks.
+    range_tombstones: Mutex<Vec<RangeTombstone>>,
+    range_tombstone_count: AtomicUsize,
+    range_tombstone_bytes: AtomicUsize,
+    /// Sequence range of the range tombstones (`u64::MAX` / 0 while none).
+    range_smallest_seq: AtomicU64,
+    range_largest_seq: AtomicU64,
     /// Set (Release) after the header is written; no insert follows it.
     sealed: AtomicBool,
 }
@@ -121,6 +136,11 @@ impl Memtable {
             entries: AtomicU64::new(0),
             smallest_seq: AtomicU64::new(u64::MAX),
             largest_seq: AtomicU64::new(0),
+            range_tombstones: Mutex::new(Vec::new()),
+            range_tombstone_count: AtomicUsize::new(0),
+            range_tombstone_bytes: AtomicUsize::new(0),
+            range_smallest_seq: AtomicU64::new(u64::MAX),
+            range_largest_seq: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
         })
     }
@@ -135,6 +155,73 @@ impl Memtable {
         // A node may be moved to the next cache line (`node_start`).
         let capacity = reserved_bytes().checked_add(64)?.checked_add(node)?;
         (capacity <= u32::MAX as usize).then_some(capacity)
+    }
+
+    /// Record a range tombstone written while this memtable is active. Its
+    /// keys are charged against the memtable's capacity together with the
+    /// arena (`Err(ImageFull)` when they do not fit in what the arena left;
+    /// nothing changes), so a stream of range deletions fills and seals a
+    /// memtable like any other write. `Err(InvalidArgument)` after
+    /// [`Memtable::seal`], for an empty range, or for a sequence above
+    /// [`MAX_SEQUENCE`].
+    pub fn add_range_tombstone(&self, tombstone: RangeTombstone) -> Result<()> {
+        let _writer = self.writer.lock();
+        if self.sealed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(format!(
+                "range tombstone added to sealed memtable of shard {}",
+                self.shard
+            )));
+        }
+        if tombstone.seq > MAX_SEQUENCE {
+            return Err(Error::InvalidArgument(format!(
+                "sequence {} exceeds the maximum {MAX_SEQUENCE}",
+                tombstone.seq
+            )));
+        }
+        if tombstone.start >= tombstone.end {
+            return Err(Error::InvalidArgument(format!(
+                "empty range tombstone at sequence {} in shard {}",
+                tombstone.seq, self.shard
+            )));
+        }
+        let size = tombstone.memory_bytes();
+        let held = self.range_tombstone_bytes.load(Ordering::Relaxed);
+        let available = self
+            .capacity()
+            .saturating_sub(self.used.load(Ordering::Relaxed))
+            .saturating_sub(held);
+        if size > available {
+            return Err(Error::ImageFull {
+                needed: size,
+                available,
+            });
+        }
+        let seq = tombstone.seq;
+        self.range_tombstones.lock().push(tombstone);
+        self.range_tombstone_bytes
+            .store(held + size, Ordering::Relaxed);
+        self.range_smallest_seq.fetch_min(seq, Ordering::Relaxed);
+        self.range_largest_seq.fetch_max(seq, Ordering::Relaxed);
+        self.range_tombstone_count.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The range tombstones written to this memtable, oldest first.
+    pub fn range_tombstones(&self) -> Vec<RangeTombstone> {
+        self.range_tombstones.lock().clone()
+    }
+
+    /// The range tombstones written after the first `skip`, oldest first.
+    pub fn range_tombstones_after(&self, skip: usize) -> Vec<RangeTombstone> {
+        self.range_tombstones
+            .lock()
+            .get(skip..)
+            .map_or_else(Vec::new, <[RangeTombstone]>::to_vec)
+    }
+
+    /// Number of range tombstones written to this memtable.
+    pub fn range_tombstone_count(&self) -> usize {
+        self.range_tombstone_count.load(Ordering::Acquire)
     }
 
     /// Insert one entry. Writers are serialized internally; readers running
@@ -244,8 +331,8 @@ impl Memtable {
             used: used as u32,
             head: HEAD,
             entries: self.entries(),
-            smallest_seq: self.smallest_seq(),
-            largest_seq: self.largest_seq(),
+            smallest_seq: none_as_zero(self.smallest_seq.load(Ordering::Relaxed)),
+            largest_seq: self.entries_largest_seq(),
             shard: self.shard,
             first_entry: self.next(HEAD, 0),
             last_entry: skiplist::last(self),
@@ -290,21 +377,31 @@ impl Memtable {
     pub fn entries(&self) -> u64 {
         self.entries.load(Ordering::Acquire)
     }
+    /// True when the memtable holds neither entries nor range tombstones.
     pub fn is_empty(&self) -> bool {
-        self.entries() == 0
+        self.entries() == 0 && self.range_tombstone_count() == 0
     }
     pub fn shard(&self) -> u32 {
         self.shard
     }
-    /// Smallest sequence number inserted; 0 when empty.
+    /// Smallest sequence number written (entries and range tombstones); 0
+    /// when empty.
     pub fn smallest_seq(&self) -> u64 {
-        match self.smallest_seq.load(Ordering::Relaxed) {
-            u64::MAX => 0,
-            s => s,
-        }
+        none_as_zero(
+            self.smallest_seq
+                .load(Ordering::Relaxed)
+                .min(self.range_smallest_seq.load(Ordering::Relaxed)),
+        )
     }
-    /// Largest sequence number inserted; 0 when empty.
+    /// Largest sequence number written (entries and range tombstones); 0
+    /// when empty.
     pub fn largest_seq(&self) -> u64 {
+        self.entries_largest_seq()
+            .max(self.range_largest_seq.load(Ordering::Relaxed))
+    }
+    /// Largest sequence number of the arena's entries, which the image
+    /// header records (range tombstones excluded); 0 when there are none.
+    pub fn entries_largest_seq(&self) -> u64 {
         self.largest_seq.load(Ordering::Relaxed)
     }
 
@@ -327,6 +424,11 @@ impl Memtable {
         let value_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize;
         (link_pos(node, height), key_len, value_len)
     }
+}
+
+/// A sequence counter's "nothing written yet" value reported as 0.
+fn none_as_zero(seq: u64) -> u64 {
+    if seq == u64::MAX { 0 } else { seq }
 }
 
 impl NodeSource for Memtable {

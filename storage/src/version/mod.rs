@@ -3,6 +3,7 @@
 
 mod edit;
 mod file_meta;
+mod tombstone_gc;
 mod version_set;
 
 pub use edit::VersionEdit;
@@ -11,14 +12,23 @@ pub use version_set::{RecoveredState, VersionSet};
 
 use std::sync::Arc;
 
-/// An immutable snapshot of the live SSTs.
+use crate::range_del::{RangeTombstone, RangeTombstoneSet};
+
+/// An immutable snapshot of the live SSTs and of the installed (flushed)
+/// range tombstones.
 ///
 /// Invariants: `levels[0]` is ordered newest first (by `largest_seq`
 /// descending) and its files of different shards never overlap; every deeper
-/// level is ordered by smallest key and its files never overlap.
+/// level is ordered by smallest key and its files never overlap. Range
+/// tombstones are ordered by shard, then sequence, and `(shard, seq)` names
+/// one; each lies inside its shard's key range.
 #[derive(Debug, Clone, Default)]
 pub struct Version {
     pub levels: Vec<Vec<Arc<FileMeta>>>,
+    range_tombstones: Arc<Vec<(u32, RangeTombstone)>>,
+    /// The query form of `range_tombstones`; shared by every version with
+    /// the same tombstones, so its address identifies them.
+    range_tombstone_set: Arc<RangeTombstoneSet>,
 }
 
 impl Version {
@@ -26,7 +36,31 @@ impl Version {
     pub fn new(num_levels: usize) -> Self {
         Version {
             levels: vec![Vec::new(); num_levels],
+            ..Version::default()
         }
+    }
+    /// Installed range tombstones as `(shard, tombstone)`.
+    pub fn range_tombstones(&self) -> &[(u32, RangeTombstone)] {
+        &self.range_tombstones
+    }
+    /// Installed range tombstones, fragmented for queries.
+    pub fn range_tombstone_set(&self) -> &Arc<RangeTombstoneSet> {
+        &self.range_tombstone_set
+    }
+    /// Installed range tombstones that intersect the inclusive user-key
+    /// range `[lo, hi]` with a sequence `<= max_seq`.
+    pub fn range_tombstones_overlapping(
+        &self,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+        max_seq: crate::key::SequenceNumber,
+    ) -> Vec<RangeTombstone> {
+        self.range_tombstones
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.seq <= max_seq && t.overlaps(lo, hi))
+            .cloned()
+            .collect()
     }
     pub fn num_levels(&self) -> usize {
         self.levels.len()

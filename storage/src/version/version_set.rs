@@ -19,6 +19,7 @@ use crate::env::{Storage, write_file_atomically};
 use crate::error::{Error, Result};
 use crate::filename::{current_path, manifest_path, table_path};
 use crate::key::{SequenceNumber, compare_internal};
+use crate::range_del::{RangeTombstone, RangeTombstoneSet};
 use crate::wal::{LogReader, LogWriter};
 
 use super::{FileMeta, Version, VersionEdit};
@@ -242,6 +243,7 @@ impl VersionSet {
                 e.new_files.push((level as u32, FileMeta::clone(f)));
             }
         }
+        e.new_range_tombstones = self.current.range_tombstones().to_vec();
         e
     }
 
@@ -258,6 +260,41 @@ impl VersionSet {
             &current_path(&self.dir),
             name.as_bytes(),
         )
+    }
+
+    /// The version `edit` would produce, without logging or installing it
+    /// (for decisions that go into the same edit, such as which range
+    /// tombstones it drops).
+    pub fn preview(&self, edit: &VersionEdit) -> Result<Version> {
+        let location = manifest_path(&self.dir, self.manifest_number)
+            .display()
+            .to_string();
+        let mut builder = VersionBuilder::from_version(&self.current);
+        builder.apply(edit, &location, self.manifest.len())?;
+        builder.build(&location)
+    }
+
+    /// Add to `edit` the drops of the range tombstones that the version it
+    /// produces makes obsolete ([`Version::obsolete_range_tombstones`]); a
+    /// tombstone the edit itself installs is taken out of it instead. Costs
+    /// nothing while there are no range tombstones.
+    pub fn drop_obsolete_range_tombstones(&self, edit: &mut VersionEdit) -> Result<()> {
+        if self.current.range_tombstones().is_empty() && edit.new_range_tombstones.is_empty() {
+            return Ok(());
+        }
+        for (shard, seq) in self.preview(edit)?.obsolete_range_tombstones() {
+            let installed_now = edit
+                .new_range_tombstones
+                .iter()
+                .position(|(s, t)| *s == shard && t.seq == seq);
+            match installed_now {
+                Some(i) => {
+                    edit.new_range_tombstones.swap_remove(i);
+                }
+                None => edit.deleted_range_tombstones.push((shard, seq)),
+            }
+        }
+        Ok(())
     }
 
     /// Make `edit` durable in the manifest, then install the resulting version.
@@ -408,15 +445,23 @@ impl ReplayState {
 }
 
 /// Accumulates edits into a new [`Version`], checking that deletions name live
-/// files and that deeper levels stay non-overlapping.
+/// files (and range tombstones) and that deeper levels stay non-overlapping.
 struct VersionBuilder {
     levels: Vec<BTreeMap<u64, Arc<FileMeta>>>,
+    /// The base version's range tombstones, carried over as they are (with
+    /// their fragmented set) unless an edit adds or drops one.
+    base_tombstones: (Arc<Vec<(u32, RangeTombstone)>>, Arc<RangeTombstoneSet>),
+    /// By `(shard, seq)`; filled from the base on the first edit that
+    /// changes range tombstones.
+    tombstones: Option<BTreeMap<(u32, SequenceNumber), RangeTombstone>>,
 }
 
 impl VersionBuilder {
     fn new(num_levels: usize) -> Self {
         VersionBuilder {
             levels: vec![BTreeMap::new(); num_levels],
+            base_tombstones: Default::default(),
+            tombstones: None,
         }
     }
 
@@ -427,7 +472,41 @@ impl VersionBuilder {
                 .iter()
                 .map(|files| files.iter().map(|f| (f.number, f.clone())).collect())
                 .collect(),
+            base_tombstones: (v.range_tombstones.clone(), v.range_tombstone_set.clone()),
+            tombstones: None,
         }
+    }
+
+    /// Apply the edit's range tombstone changes: drops first (each must name
+    /// a live tombstone), then additions.
+    fn apply_range_tombstones(
+        &mut self,
+        e: &VersionEdit,
+        location: &str,
+        offset: u64,
+    ) -> Result<()> {
+        if e.new_range_tombstones.is_empty() && e.deleted_range_tombstones.is_empty() {
+            return Ok(());
+        }
+        let base = &self.base_tombstones.0;
+        let live = self.tombstones.get_or_insert_with(|| {
+            base.iter()
+                .map(|(shard, t)| ((*shard, t.seq), t.clone()))
+                .collect()
+        });
+        for &(shard, seq) in &e.deleted_range_tombstones {
+            if live.remove(&(shard, seq)).is_none() {
+                return Err(Error::corruption(
+                    location,
+                    offset,
+                    format!("edit drops range tombstone {seq} of shard {shard}, which is not live"),
+                ));
+            }
+        }
+        for (shard, t) in &e.new_range_tombstones {
+            live.insert((*shard, t.seq), t.clone());
+        }
+        Ok(())
     }
 
     fn apply(&mut self, e: &VersionEdit, location: &str, offset: u64) -> Result<()> {
@@ -478,7 +557,7 @@ impl VersionBuilder {
             };
             self.levels[idx].insert(f.number, meta);
         }
-        Ok(())
+        self.apply_range_tombstones(e, location, offset)
     }
 
     fn build(self, location: &str) -> Result<Version> {
@@ -508,7 +587,20 @@ impl VersionBuilder {
             }
             levels.push(files);
         }
-        Ok(Version { levels })
+        let (range_tombstones, range_tombstone_set) = match self.tombstones {
+            None => self.base_tombstones,
+            Some(live) => {
+                let list: Vec<(u32, RangeTombstone)> =
+                    live.into_iter().map(|((shard, _), t)| (shard, t)).collect();
+                let set = RangeTombstoneSet::new(list.iter().map(|(_, t)| t));
+                (Arc::new(list), Arc::new(set))
+            }
+        };
+        Ok(Version {
+            levels,
+            range_tombstones,
+            range_tombstone_set,
+        })
     }
 }
 
