@@ -19,6 +19,7 @@ use o3_storage::env::{FaultInjectingFs, Storage};
 enum Op {
     Put(usize, usize),
     Delete(usize),
+    DeleteRange(usize, usize),
     Batch(Vec<(usize, Option<usize>)>),
     Get(usize),
     TakeSnapshot,
@@ -47,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => (k.clone(), 0..200usize).prop_map(|(k, v)| Op::Put(k, v)),
         8 => k.clone().prop_map(Op::Delete),
+        2 => (k.clone(), 0..40usize).prop_map(|(a, w)| Op::DeleteRange(a, a + w)),
         6 => prop::collection::vec((k.clone(), prop::option::of(0..200usize)), 1..12).prop_map(Op::Batch),
         12 => k.clone().prop_map(Op::Get),
         2 => Just(Op::TakeSnapshot),
@@ -126,6 +128,16 @@ fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestC
             Op::Delete(k) => {
                 d.delete(&key(k)).expect("delete");
                 model.remove(&key(k));
+            }
+            Op::DeleteRange(a, b) => {
+                d.delete_range(&key(a), &key(b)).expect("delete_range");
+                let doomed: Vec<_> = model
+                    .range(key(a)..key(b))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    model.remove(&k);
+                }
             }
             Op::Batch(items) => {
                 let mut b = WriteBatch::new();
