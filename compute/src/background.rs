@@ -81,18 +81,10 @@ fn worker(db: &DbInner) {
                     Ok(()) => compaction_failures = 0,
                     Err(e) => {
                         tracing::error!("compaction job {} failed: {e}", job.token.job_id);
-                        db.counters
-                            .background_errors
-                            .fetch_add(1, Ordering::Relaxed);
-                        if input_unreadable(&e) {
-                            // A live table is missing or damaged: reads of
-                            // its keys fail or would miss data, and retrying
-                            // cannot help. Stop accepting writes and say so.
-                            db.poison(&e);
-                        }
-                        // Otherwise the inputs stay valid and the compaction
-                        // is tried again later, backing off while it fails.
-                        release_compaction(db, &plan);
+                        // Unless the database stopped, the inputs stay valid
+                        // and the compaction is tried again later, backing
+                        // off while it keeps failing.
+                        compaction_failed(db, &plan, &e);
                         compaction_failures = compaction_failures.saturating_add(1);
                         let backoff = 50u64 << compaction_failures.min(7);
                         std::thread::sleep(Duration::from_millis(backoff));
@@ -102,6 +94,20 @@ fn worker(db: &DbInner) {
         }
         purge_obsolete_files(db);
     }
+}
+
+/// Account for a failed compaction and release its inputs. A live table
+/// that is missing or damaged makes reads of its keys fail or miss data, and
+/// retrying cannot help: then the database stops accepting writes and says
+/// why.
+fn compaction_failed(db: &DbInner, plan: &CompactionPlan, e: &Error) {
+    db.counters
+        .background_errors
+        .fetch_add(1, Ordering::Relaxed);
+    if input_unreadable(e) {
+        db.poison(e);
+    }
+    release_compaction(db, plan);
 }
 
 /// True when a failed job's error means one of its (live) inputs cannot be
@@ -603,13 +609,7 @@ fn compact_level(
         drop(st);
         drop(vs);
         if let Err(e) = run_compaction(db, &plan, &job) {
-            db.counters
-                .background_errors
-                .fetch_add(1, Ordering::Relaxed);
-            if input_unreadable(&e) {
-                db.poison(&e);
-            }
-            release_compaction(db, &plan);
+            compaction_failed(db, &plan, &e);
             return Err(e);
         }
         purge_obsolete_files(db);

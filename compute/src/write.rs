@@ -270,28 +270,20 @@ pub(crate) fn insert(
     kind: o3_storage::key::ValueKind,
     value: &[u8],
 ) -> Result<()> {
-    let s = &mut st.shards[shard];
-    match s.active.insert(key, seq, kind, value) {
-        Ok(()) => {
-            s.active_first_wal.get_or_insert(wal_number);
-            Ok(())
-        }
+    match st.shards[shard].active.insert(key, seq, kind, value) {
         Err(Error::ImageFull { .. }) => {
             seal_active(db, st, shard)?;
-            let s = &mut st.shards[shard];
-            match s.active.insert(key, seq, kind, value) {
-                Ok(()) => {
-                    s.active_first_wal.get_or_insert(wal_number);
-                    Ok(())
-                }
+            match st.shards[shard].active.insert(key, seq, kind, value) {
                 Err(Error::ImageFull { .. }) => {
-                    insert_oversized(db, st, shard, wal_number, key, seq, kind, value)
+                    return insert_oversized(db, st, shard, wal_number, key, seq, kind, value);
                 }
-                Err(e) => Err(e),
+                other => other?,
             }
         }
-        Err(e) => Err(e),
+        other => other?,
     }
+    st.shards[shard].active_first_wal.get_or_insert(wal_number);
+    Ok(())
 }
 
 /// Insert an entry that does not fit a fresh memtable into a memtable sized
