@@ -100,7 +100,7 @@ fn worker(db: &DbInner) {
 /// that is missing or damaged makes reads of its keys fail or miss data, and
 /// retrying cannot help: then the database stops accepting writes and says
 /// why.
-fn compaction_failed(db: &DbInner, plan: &CompactionPlan, e: &Error) {
+pub(crate) fn compaction_failed(db: &DbInner, plan: &CompactionPlan, e: &Error) {
     db.counters
         .background_errors
         .fetch_add(1, Ordering::Relaxed);
@@ -180,7 +180,7 @@ fn idle_compaction(db: &DbInner, st: &mut DbState, version: &Version) -> Option<
         .filter(|plan| plan.output_level > 0)
 }
 
-fn make_compaction_job(
+pub(crate) fn make_compaction_job(
     db: &DbInner,
     vs: &mut o3_storage::version::VersionSet,
     st: &mut DbState,
@@ -348,7 +348,11 @@ fn install_flush(
     Ok(())
 }
 
-fn run_compaction(db: &DbInner, plan: &CompactionPlan, job: &CompactionJob) -> Result<()> {
+pub(crate) fn run_compaction(
+    db: &DbInner,
+    plan: &CompactionPlan,
+    job: &CompactionJob,
+) -> Result<()> {
     let result = match trivial_move(job) {
         Some(moved) => moved,
         // Inputs that readers have open lend their decoded index.
@@ -410,7 +414,7 @@ fn apply_edit(db: &DbInner, vs: &mut VersionSet, edit: VersionEdit) -> Result<Ar
     vs.log_and_apply(edit).inspect_err(|e| db.poison(e))
 }
 
-fn install_compaction(
+pub(crate) fn install_compaction(
     db: &DbInner,
     plan: &CompactionPlan,
     job: &CompactionJob,
@@ -476,7 +480,7 @@ fn install_compaction(
     Ok(())
 }
 
-fn release_compaction(db: &DbInner, plan: &CompactionPlan) {
+pub(crate) fn release_compaction(db: &DbInner, plan: &CompactionPlan) {
     let mut st = db.state.lock();
     for files in &plan.inputs {
         for f in files {
@@ -520,198 +524,5 @@ pub(crate) fn purge_obsolete_files(db: &DbInner) {
         if let Err(e) = db.storage.delete(&path) {
             tracing::warn!("could not delete obsolete table {}: {e}", path.display());
         }
-    }
-}
-
-/// Seal every shard's memtable and wait until nothing is left unflushed.
-pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
-    db.check_poisoned()?;
-    {
-        // The write leader inserts under the state lock, so sealing here
-        // never splits a batch between two memtables of a shard.
-        let mut st = db.state.lock();
-        for shard in 0..st.shards.len() {
-            crate::write::seal_active(db, &mut st, shard)?;
-        }
-    }
-    let mut st = db.state.lock();
-    while st.shards.iter().any(|s| !s.sealed.is_empty() || s.flushing) {
-        drop(st);
-        db.check_poisoned()?;
-        if db.shutting_down.load(Ordering::Acquire) {
-            return Err(Error::Closed("database"));
-        }
-        st = db.state.lock();
-        db.bg_cv.wait_for(&mut st, Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// Compact `[lo, hi]` level by level into the deepest level that holds data
-/// (at least L1), running the jobs on the calling thread; a level whose
-/// inputs are busy with an automatic compaction waits for it. Then, level
-/// by level, the files holding entries that range tombstones delete for
-/// every reader are compacted once more, so the deleted data leaves the
-/// disk and the tombstones become garbage.
-pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
-    let levels = db.versions.lock().current().num_levels();
-    let bottom = {
-        let v = db.versions.lock().current();
-        v.levels
-            .iter()
-            .rposition(|l| !l.is_empty())
-            .unwrap_or(0)
-            .max(1)
-            .min(levels - 1)
-    };
-    for level in 0..bottom {
-        compact_level(db, level, lo, hi, true)?;
-    }
-    // Every level, not only `bottom`: automatic compactions running
-    // meanwhile may have written below it.
-    for level in 0..levels {
-        for (a, b) in range_deleted_spans(db, level, lo, hi) {
-            compact_level(db, level, Some(&a), Some(&b), false)?;
-        }
-    }
-    Ok(())
-}
-
-/// Compact the files of `level` overlapping `[lo, hi]`: until none is left
-/// there (`until_empty`), or once.
-fn compact_level(
-    db: &DbInner,
-    level: usize,
-    lo: Option<&[u8]>,
-    hi: Option<&[u8]>,
-    until_empty: bool,
-) -> Result<()> {
-    loop {
-        db.check_poisoned()?;
-        let mut vs = db.versions.lock();
-        let version = vs.current();
-        let mut st = db.state.lock();
-        let Some(plan) = db
-            .strategy
-            .pick_manual(&version, level, lo, hi, &st.busy_files)
-        else {
-            // Files to compact but no plan: some of them, or of the level
-            // they would merge into, are busy with another compaction.
-            let busy = !st.busy_files.is_empty() && !version.overlapping(level, lo, hi).is_empty();
-            if busy {
-                drop(vs);
-                db.bg_cv.wait_for(&mut st, Duration::from_millis(20));
-                continue;
-            }
-            return Ok(());
-        };
-        let job = make_compaction_job(db, &mut vs, &mut st, &plan);
-        drop(st);
-        drop(vs);
-        if let Err(e) = run_compaction(db, &plan, &job) {
-            compaction_failed(db, &plan, &e);
-            return Err(e);
-        }
-        purge_obsolete_files(db);
-        if !until_empty {
-            return Ok(());
-        }
-    }
-}
-
-/// The user-key spans (inclusive, within `[lo, hi]`, merged where they
-/// overlap) of the installed range tombstones that every reader sees and
-/// that cover a file of `level` holding older entries.
-fn range_deleted_spans(
-    db: &DbInner,
-    level: usize,
-    lo: Option<&[u8]>,
-    hi: Option<&[u8]>,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let version = db.versions.lock().current();
-    let files = version.levels.get(level).map_or(&[][..], |l| l.as_slice());
-    let mut spans: Vec<(Vec<u8>, Vec<u8>)> = version
-        .range_tombstones_overlapping(lo, hi, db.smallest_snapshot())
-        .into_iter()
-        .filter(|t| {
-            files.iter().any(|f| {
-                t.seq > f.smallest_seq
-                    && t.overlaps(Some(f.smallest_user_key()), Some(f.largest_user_key()))
-            })
-        })
-        .map(|t| {
-            // `end` is exclusive; as an inclusive bound it may take in one
-            // more file, which is harmless.
-            let a = lo.map_or(t.start.clone(), |l| t.start.clone().max(l.to_vec()));
-            let b = hi.map_or(t.end.clone(), |h| t.end.clone().min(h.to_vec()));
-            (a, b)
-        })
-        .collect();
-    spans.sort();
-    let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(spans.len());
-    for (a, b) in spans {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.clone().max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    merged
-}
-
-/// Claim the compaction the strategy would run next, for execution outside
-/// this process (a compaction agent, or a test). Its inputs stay busy until
-/// [`install_external`] or [`abandon_external`].
-pub(crate) fn claim_external(db: &DbInner) -> Result<Option<CompactionJob>> {
-    db.check_poisoned()?;
-    let mut vs = db.versions.lock();
-    let version = vs.current();
-    let mut st = db.state.lock();
-    let Some(plan) = db.strategy.pick(&version, &st.busy_files) else {
-        return Ok(None);
-    };
-    let job = make_compaction_job(db, &mut vs, &mut st, &plan);
-    st.external_jobs
-        .insert(job.token.job_id, (plan, job.clone()));
-    Ok(Some(job))
-}
-
-/// Install the result of a claimed job. A result whose token matches no
-/// claimed job (an old attempt, another database) is rejected and its output
-/// files removed.
-pub(crate) fn install_external(db: &DbInner, result: JobResult) -> Result<()> {
-    let claimed = db.state.lock().external_jobs.remove(&result.token.job_id);
-    match claimed {
-        Some((plan, job)) if job.token == result.token => {
-            let r = install_compaction(db, &plan, &job, result);
-            if r.is_err() {
-                release_compaction(db, &plan);
-            }
-            purge_obsolete_files(db);
-            r
-        }
-        other => {
-            if let Some(entry) = other {
-                db.state
-                    .lock()
-                    .external_jobs
-                    .insert(result.token.job_id, entry);
-            }
-            for f in &result.outputs {
-                let _ = db.storage.delete(&table_path(&db.dir, f.number));
-            }
-            Err(Error::InvalidArgument(format!(
-                "no claimed job matches result token {:?}; its {} output files were removed",
-                result.token,
-                result.outputs.len()
-            )))
-        }
-    }
-}
-
-/// Give up a claimed job: its inputs become available again.
-pub(crate) fn abandon_external(db: &DbInner, job_id: u64) {
-    let claimed = db.state.lock().external_jobs.remove(&job_id);
-    if let Some((plan, _)) = claimed {
-        release_compaction(db, &plan);
     }
 }

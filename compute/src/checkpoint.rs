@@ -71,7 +71,7 @@ pub(crate) fn checkpoint(db: &DbInner, target: &Path) -> Result<()> {
         )));
     }
     if db.options.disable_wal {
-        crate::background::flush_all(db)?;
+        crate::manual::flush_all(db)?;
     }
     let capture = capture(db)?;
     storage.create_dir_all(target)?;

@@ -351,14 +351,14 @@ impl Db {
 
     /// Seal every non-empty memtable and wait until all are in SSTs.
     pub fn flush(&self) -> Result<()> {
-        crate::background::flush_all(&self.inner)
+        crate::manual::flush_all(&self.inner)
     }
 
     /// Flush, then compact every level's files overlapping `[lo, hi]`
     /// (user keys, inclusive; `None` = unbounded) down to the last level.
     pub fn compact_range(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
         self.flush()?;
-        crate::background::compact_range(&self.inner, lo, hi)
+        crate::manual::compact_range(&self.inner, lo, hi)
     }
 
     /// Write a consistent, openable copy of the database into `dir`, a new
@@ -381,17 +381,17 @@ impl Db {
     /// job is given up with [`Db::abandon_compaction`]. `None` when no level
     /// needs compaction.
     pub fn claim_compaction(&self) -> Result<Option<CompactionJob>> {
-        crate::background::claim_external(&self.inner)
+        crate::manual::claim_external(&self.inner)
     }
 
     /// Install the result of a claimed compaction (fenced by its token).
     pub fn install_compaction(&self, result: JobResult) -> Result<()> {
-        crate::background::install_external(&self.inner, result)
+        crate::manual::install_external(&self.inner, result)
     }
 
     /// Release a claimed compaction without installing anything.
     pub fn abandon_compaction(&self, job_id: u64) {
-        crate::background::abandon_external(&self.inner, job_id)
+        crate::manual::abandon_external(&self.inner, job_id)
     }
 
     /// Current shape and counters.

@@ -9,13 +9,16 @@
 //! - [`DbOptions`]: every knob, with defaults and validation
 //!   ([`WalRecoveryMode`] among them), and the option types it uses,
 //!   re-exported from `o3-storage`;
-//! - [`DbIterator`], [`Snapshot`], [`DbStats`].
+//! - [`DbRange`] (a key range as a double-ended Rust iterator),
+//!   [`DbIterator`] (a cursor), [`ReadOptions`], [`Snapshot`], [`DbStats`].
 //!
 //! Inside: the write path with group commit and key-range shards
-//! (`write`), the read path over a published [`state::SuperVersion`]
-//! (`read`), background flush and compaction with installation (`background`),
-//! recovery on open (`recovery`), the `OPTIONS` file that guards the tree's
-//! shape (`options_file`) and checkpoints (`checkpoint`).
+//! (`write`), the read path over a published super version (`state`,
+//! `read`, `range_iter`), background flush and compaction with installation
+//! (`background`), the work callers ask for and wait on — `flush`,
+//! `compact_range`, externally executed compactions (`manual`) — recovery
+//! on open (`recovery`), the `OPTIONS` file that guards the tree's shape
+//! (`options_file`) and checkpoints (`checkpoint`).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -25,6 +28,7 @@ mod background;
 mod checkpoint;
 mod db;
 mod level_iter;
+mod manual;
 mod options;
 mod options_file;
 mod range_iter;
