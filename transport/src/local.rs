@@ -1,26 +1,32 @@
 //! The `local` backend: every node lives in this process, inside one
-//! [`LocalNetwork`]. One-sided operations are copies under the owner's key
-//! and bounds checks; requests run on a worker thread per connection (so a
+//! [`LocalNetwork`]. One-sided operations are copies under the owner's key,
+//! access and bounds checks; requests go to a receiving thread per
+//! connection that serves them through the owner's [`Dispatcher`] (so a
 //! call honours the operation timeout and the owner's handler never runs on
-//! the caller's stack, as with the other backends). This is the embedded
-//! default: zero setup.
+//! the caller's stack, as with the other backends). Connections run the
+//! same handshake as the other backends ([`crate::handshake`]), through
+//! function calls. This is the embedded default: zero setup.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select};
 use parking_lot::Mutex;
 
 use crate::accept::AcceptQueue;
+use crate::access::RegionAccess;
 use crate::batch_codec::post_validated;
+use crate::dispatch::{Answer, Dispatcher};
 use crate::error::{Error, Result};
+use crate::handshake;
+use crate::identity::PeerIdentity;
 use crate::region::{LocalRegion, RegionMemory};
 use crate::registry::RegionTable;
 use crate::verbs::{
-    CallWait, Completion, ConnectOptions, Connection, Fabric, InboundConnection, NodeId,
-    PendingCall, RegionDesc, SharedHandler, WorkRequest,
+    CallWait, Completion, ConnectOptions, Connection, Fabric, FabricOptions, InboundConnection,
+    NodeId, PendingCall, RegionDesc, SharedHandler, WorkRequest,
 };
 
 /// One-way messages buffered per direction before `send` blocks.
@@ -35,8 +41,9 @@ pub struct LocalNetwork {
 #[derive(Debug)]
 struct LocalNode {
     id: NodeId,
+    options: FabricOptions,
     regions: RegionTable,
-    handler: SharedHandler,
+    dispatcher: Arc<Dispatcher>,
     accept: AcceptQueue,
     down: AtomicBool,
     /// Dropped when the node goes down, which wakes every waiting caller.
@@ -66,7 +73,12 @@ impl LocalNetwork {
     }
 
     /// Create node `name`, answering requests with `handler`.
-    pub fn node(self: &Arc<Self>, name: &str, handler: SharedHandler) -> Result<LocalFabric> {
+    pub fn node(
+        self: &Arc<Self>,
+        name: &str,
+        handler: SharedHandler,
+        options: FabricOptions,
+    ) -> Result<LocalFabric> {
         let id = NodeId(format!("local:{name}"));
         let mut nodes = self.nodes.lock();
         if nodes.get(&id).is_some_and(|w| w.strong_count() > 0) {
@@ -75,8 +87,9 @@ impl LocalNetwork {
         let (alive, down_signal) = crossbeam_channel::bounded(0);
         let node = Arc::new(LocalNode {
             regions: RegionTable::new(id.clone()),
+            dispatcher: Dispatcher::new(id.0.clone(), handler, options.request_workers),
+            options,
             id: id.clone(),
-            handler,
             accept: AcceptQueue::default(),
             down: AtomicBool::new(false),
             alive: Mutex::new(Some(alive)),
@@ -106,9 +119,12 @@ impl Fabric for LocalFabric {
         &self.node.id
     }
 
-    fn register(&self, len: u64) -> Result<LocalRegion> {
+    fn register(&self, len: u64, access: RegionAccess) -> Result<LocalRegion> {
         self.node.check_up()?;
-        Ok(self.node.regions.insert(Arc::new(RegionMemory::heap(len)?)))
+        Ok(self
+            .node
+            .regions
+            .insert(Arc::new(RegionMemory::heap(len)?), access))
     }
 
     fn deregister(&self, region: &RegionDesc) -> Result<()> {
@@ -124,28 +140,23 @@ impl Fabric for LocalFabric {
             .and_then(Weak::upgrade)
             .ok_or_else(|| Error::peer_gone(peer, "no such node in this process"))?;
         target.check_up()?;
+        let identity = Arc::new(handshake::in_process(
+            (&self.node.id, &self.node.options.credentials),
+            (&target.id, &target.options.credentials),
+        )?);
         let (to_owner, owner_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
         let (to_requester, requester_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
-        let (requests, worker_queue) = crossbeam_channel::unbounded::<Job>();
-        let worker_node = Arc::clone(&target);
-        let from = self.node.id.clone();
+        let (requests, receiving) = crossbeam_channel::unbounded::<Job>();
+        let owner = Arc::clone(&target);
+        let from = Arc::clone(&identity);
         std::thread::Builder::new()
             .name(format!("o3-local {peer}"))
-            .spawn(move || {
-                for job in worker_queue {
-                    if worker_node.down.load(Ordering::Acquire) {
-                        break;
-                    }
-                    let _ = job
-                        .reply
-                        .send(worker_node.handler.handle(&from, &job.request));
-                }
-            })
-            .map_err(|e| Error::io("spawn local connection worker", e))?;
+            .spawn(move || receive_requests(&owner, &from, &receiving))
+            .map_err(|e| Error::io("spawn local connection thread", e))?;
         let closed = Arc::new(AtomicBool::new(false));
         target.accept.push(
             Box::new(LocalInbound {
-                peer: self.node.id.clone(),
+                peer: PeerIdentity::clone(&identity),
                 to_requester,
                 inbox: owner_inbox,
             }),
@@ -168,9 +179,35 @@ impl Fabric for LocalFabric {
     }
 }
 
+/// The owner's receiving thread of one connection: takes requests in order
+/// and hands each to the owner's dispatcher, until the requester drops the
+/// connection or the owner goes down.
+fn receive_requests(owner: &LocalNode, from: &Arc<PeerIdentity>, requests: &Receiver<Job>) {
+    let poll = owner.options.poll;
+    loop {
+        let next = poll
+            .spin_until(Instant::now() + poll.spin(), || match requests.try_recv() {
+                Err(TryRecvError::Empty) => None,
+                other => Some(other.map_err(|_| ())),
+            })
+            .unwrap_or_else(|| requests.recv().map_err(|_| ()));
+        let Ok(job) = next else { return };
+        if owner.down.load(Ordering::Acquire) {
+            return;
+        }
+        let reply = job.reply;
+        let dispatched = owner.dispatcher.dispatch(from, job.request, move |answer| {
+            let _ = reply.send(answer);
+        });
+        if let Err(e) = dispatched {
+            tracing::error!(node = %owner.id, error = %e, "cannot serve a request");
+        }
+    }
+}
+
 struct Job {
     request: Vec<u8>,
-    reply: Sender<std::result::Result<Vec<u8>, String>>,
+    reply: Sender<Answer>,
 }
 
 /// A connection to a node of the same [`LocalNetwork`].
@@ -211,7 +248,24 @@ impl LocalConnection {
     }
 
     /// Wait on `rx` until `deadline`, failing early when the owner goes down.
+    /// Busy-polls first when the connection's poll mode says so.
     fn wait_on<T>(&self, rx: &Receiver<T>, deadline: Instant, op: &'static str) -> Result<T> {
+        let polled = self.options.poll.spin_until(deadline, || {
+            match rx.try_recv() {
+                Ok(value) => return Some(Ok(value)),
+                Err(TryRecvError::Disconnected) => {
+                    return Some(Err(Error::peer_gone(&self.peer, "connection closed")));
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            self.down_signal
+                .try_recv()
+                .is_err_and(|e| e.is_disconnected())
+                .then(|| Err(Error::peer_gone(&self.peer, "node is down")))
+        });
+        if let Some(outcome) = polled {
+            return outcome;
+        }
         let timeout = Error::Timeout {
             op,
             after: self.options.op_timeout,
@@ -245,7 +299,7 @@ impl Connection for LocalConnection {
                     }
                     let desc = request.remote().clone();
                     let result = self.owner().and_then(|node| {
-                        let memory = node.regions.lookup(desc.region, desc.rkey)?;
+                        let memory = node.regions.lookup(desc.region, desc.rkey, request.op())?;
                         memory.execute(&desc, request)
                     });
                     failed = result.is_err();
@@ -278,7 +332,7 @@ impl Connection for LocalConnection {
                 request: request.to_vec(),
                 reply,
             })
-            .map_err(|_| Error::peer_gone(&self.peer, "connection worker stopped"))?;
+            .map_err(|_| Error::peer_gone(&self.peer, "connection thread stopped"))?;
         Ok(PendingCall::new(Box::new(LocalCall {
             connection: self,
             response,
@@ -289,7 +343,7 @@ impl Connection for LocalConnection {
 
 struct LocalCall<'c> {
     connection: &'c LocalConnection,
-    response: Receiver<std::result::Result<Vec<u8>, String>>,
+    response: Receiver<Answer>,
     deadline: Instant,
 }
 
@@ -307,20 +361,20 @@ impl CallWait for LocalCall<'_> {
 /// The owner's end of a local connection.
 #[derive(Debug)]
 struct LocalInbound {
-    peer: NodeId,
+    peer: PeerIdentity,
     to_requester: Sender<Vec<u8>>,
     inbox: Receiver<Vec<u8>>,
 }
 
 impl InboundConnection for LocalInbound {
-    fn peer(&self) -> &NodeId {
+    fn peer(&self) -> &PeerIdentity {
         &self.peer
     }
 
     fn send(&self, message: &[u8]) -> Result<()> {
         self.to_requester
             .send(message.to_vec())
-            .map_err(|_| Error::peer_gone(&self.peer, "connection closed"))
+            .map_err(|_| Error::peer_gone(&self.peer.node, "connection closed"))
     }
 
     fn recv(&self, timeout: Duration) -> Result<Vec<u8>> {
@@ -329,7 +383,9 @@ impl InboundConnection for LocalInbound {
                 op: "recv",
                 after: timeout,
             },
-            RecvTimeoutError::Disconnected => Error::peer_gone(&self.peer, "connection closed"),
+            RecvTimeoutError::Disconnected => {
+                Error::peer_gone(&self.peer.node, "connection closed")
+            }
         })
     }
 }

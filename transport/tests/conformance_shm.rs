@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use o3_transport::conformance::{Backend, Owner, ProcessOwner};
+use o3_transport::conformance::{Backend, Owner, ProcessOwner, suite_credentials};
 use o3_transport::shm::ShmFabric;
 use o3_transport::verbs::no_requests;
-use o3_transport::{Fabric, Result};
+use o3_transport::{Credentials, Fabric, FabricOptions, Result};
 
 struct Shm {
     // Declared before `root` so the requester's files go before the directory.
@@ -27,7 +27,14 @@ fn shm() -> Shm {
         .prefix("o3-shm-test")
         .tempdir_in(base)
         .expect("temp dir");
-    let requester = Arc::new(ShmFabric::create_in(root.path(), no_requests()).expect("requester"));
+    let requester = Arc::new(
+        ShmFabric::create_in(
+            root.path(),
+            no_requests(),
+            FabricOptions::new(suite_credentials()),
+        )
+        .expect("requester"),
+    );
     Shm { requester, root }
 }
 
@@ -37,6 +44,13 @@ impl Backend for Shm {
     }
     fn requester(&self) -> Arc<dyn Fabric> {
         self.requester.clone()
+    }
+    fn requester_with(&self, credentials: Credentials) -> Result<Arc<dyn Fabric>> {
+        Ok(Arc::new(ShmFabric::create_in(
+            self.root.path(),
+            no_requests(),
+            FabricOptions::new(credentials),
+        )?))
     }
     fn start_owner(&self) -> Result<Box<dyn Owner>> {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_o3-transport-node"));

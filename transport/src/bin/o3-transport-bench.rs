@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use o3_transport::conformance::{Backend, LocalBackend, Owner, ProcessOwner};
+use o3_transport::conformance::{Backend, LocalBackend, Owner, ProcessOwner, suite_credentials};
 use o3_transport::host::{ECHO, host_register};
 use o3_transport::shm::ShmFabric;
 use o3_transport::tcp::TcpFabric;
 use o3_transport::verbs::no_requests;
-use o3_transport::{ConnectOptions, Connection, Error, Fabric, RegionDesc, Result};
+use o3_transport::{
+    ConnectOptions, Connection, Credentials, Error, Fabric, FabricOptions, RegionDesc, Result,
+};
 use serde::Serialize;
 
 #[derive(Debug, Parser)]
@@ -86,6 +88,11 @@ impl Backend for ProcessBackend {
     fn requester(&self) -> Arc<dyn Fabric> {
         Arc::clone(&self.requester)
     }
+    fn requester_with(&self, _credentials: Credentials) -> Result<Arc<dyn Fabric>> {
+        Err(Error::InvalidArgument(
+            "the benchmark uses one requester".into(),
+        ))
+    }
     fn start_owner(&self) -> Result<Box<dyn Owner>> {
         Ok(Box::new(ProcessOwner::spawn(&self.bin, &self.args)?))
     }
@@ -102,13 +109,22 @@ fn backend(name: &str, args: &Args) -> Result<Box<dyn Backend>> {
         "local" => Box::new(LocalBackend::new()?),
         "tcp" => Box::new(ProcessBackend {
             name: "tcp",
-            requester: Arc::new(TcpFabric::bind("127.0.0.1:0", None, no_requests())?),
+            requester: Arc::new(TcpFabric::bind(
+                "127.0.0.1:0",
+                None,
+                no_requests(),
+                FabricOptions::new(suite_credentials()),
+            )?),
             bin,
             args: vec!["--backend".into(), "tcp".into()],
         }),
         "shm" => Box::new(ProcessBackend {
             name: "shm",
-            requester: Arc::new(ShmFabric::create_in(&args.shm_dir, no_requests())?),
+            requester: Arc::new(ShmFabric::create_in(
+                &args.shm_dir,
+                no_requests(),
+                FabricOptions::new(suite_credentials()),
+            )?),
             bin,
             args: vec![
                 "--backend".into(),

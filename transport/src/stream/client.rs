@@ -7,7 +7,9 @@
 //! been filed or the reader role is free. A lone caller therefore sends and
 //! receives on its own thread with no hand-off, which keeps a round trip as
 //! close to a raw socket ping-pong as possible, while many threads can still
-//! have many requests in flight on one connection.
+//! have many requests in flight on one connection. The reading thread
+//! busy-polls the socket for the connection's poll budget before it sleeps
+//! in `poll(2)`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +20,9 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, Result};
 use std::io::IoSlice;
 
+use crate::handshake::{Challenge, Connecting};
+use crate::identity::Credentials;
+use crate::poll::PollMode;
 use crate::socket::{Socket, is_timeout};
 use crate::verbs::{CallWait, ConnectOptions, NodeId};
 use crate::wire::{FrameKind, HEADER_LEN, Header};
@@ -43,10 +48,12 @@ struct Shared {
 /// Buffered read side; only the current reader locks it.
 #[derive(Debug)]
 struct ReadSide<S> {
+    /// Reads block for at most the connection's stall limit (set once).
     socket: S,
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    poll: PollMode,
 }
 
 const READ_BUF: usize = 64 << 10;
@@ -63,25 +70,38 @@ enum ReadOutcome {
 }
 
 impl<S: Socket> ReadSide<S> {
-    /// Read one frame. Waits for its first byte until `deadline`; once a
-    /// frame has started, the rest must follow within `stall` or the
+    /// Read one frame. Waits for its first byte until `deadline`
+    /// (busy-polling first, then sleeping in `poll(2)`); once a frame has
+    /// started, the rest must follow within the socket's stall limit or the
     /// connection is broken (it cannot be resynchronised).
     fn read_frame(
         &mut self,
         deadline: Instant,
-        stall: Duration,
         peer: &NodeId,
         max_payload: impl Fn(&Header) -> Result<u64>,
     ) -> Result<ReadOutcome> {
         if self.start == self.end {
-            let now = Instant::now();
-            let wait = deadline
-                .saturating_duration_since(now)
-                .max(Duration::from_micros(1));
-            self.socket
-                .set_read_timeout(Some(wait))
-                .map_err(|e| Error::io("set read timeout", e))?;
-            match self.socket.read(&mut self.buf) {
+            let socket = &self.socket;
+            let buf = &mut self.buf;
+            let polled = self
+                .poll
+                .spin_until(deadline, || match socket.read_now(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+                    other => Some(other),
+                });
+            let got = match polled {
+                Some(got) => got,
+                None => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match self.socket.wait_readable(wait) {
+                        Ok(false) => return Ok(ReadOutcome::Idle),
+                        Ok(true) => self.socket.read_now(&mut self.buf),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match got {
                 Ok(0) => return Err(Error::peer_gone(peer, "connection closed")),
                 Ok(n) => {
                     self.start = 0;
@@ -94,9 +114,6 @@ impl<S: Socket> ReadSide<S> {
                 Err(e) => return Err(Error::peer_gone(peer, e.to_string())),
             }
         }
-        self.socket
-            .set_read_timeout(Some(stall))
-            .map_err(|e| Error::io("set read timeout", e))?;
         let mut raw = [0u8; HEADER_LEN];
         self.fill(&mut raw, peer)?;
         let header = Header::decode(&raw, peer)?;
@@ -168,11 +185,12 @@ pub struct StreamClient<S> {
 }
 
 impl<S: Socket> StreamClient<S> {
-    /// Introduce `me` to the owner at the other end of `socket` and wait for
-    /// its greeting.
+    /// Prove `me` to the owner at the other end of `socket` with
+    /// `credentials` ([`crate::handshake`]) and check its proof in turn.
     pub fn handshake(
         socket: S,
         me: &NodeId,
+        credentials: &Credentials,
         peer: NodeId,
         options: ConnectOptions,
     ) -> Result<Self> {
@@ -182,6 +200,9 @@ impl<S: Socket> StreamClient<S> {
         writer
             .set_write_timeout(Some(WRITE_STALL))
             .map_err(|e| Error::io(format!("write timeout to {peer}"), e))?;
+        socket
+            .set_read_timeout(Some(options.op_timeout))
+            .map_err(|e| Error::io(format!("read timeout from {peer}"), e))?;
         let client = StreamClient {
             writer: Mutex::new(writer),
             read_side: Mutex::new(ReadSide {
@@ -189,6 +210,7 @@ impl<S: Socket> StreamClient<S> {
                 buf: vec![0u8; READ_BUF],
                 start: 0,
                 end: 0,
+                poll: options.poll,
             }),
             shared: Mutex::new(Shared::default()),
             cond: Condvar::new(),
@@ -197,33 +219,52 @@ impl<S: Socket> StreamClient<S> {
             peer,
             options,
         };
-        client.send_frame(FrameKind::Hello, 0, &[me.0.as_bytes()])?;
+        let (connecting, hello) = Connecting::start(me, &client.peer)?;
+        client.send_frame(FrameKind::Hello, 0, &[&hello.encode()])?;
         let deadline = Instant::now() + client.options.op_timeout;
-        let mut side = client.read_side.lock();
+        let (kind, payload) = client.handshake_frame(deadline)?;
+        if kind != FrameKind::Challenge {
+            return Err(Error::protocol(
+                &client.peer,
+                format!("expected a Challenge, got {kind:?}"),
+            ));
+        }
+        let challenge = Challenge::decode(&payload, &client.peer)?;
+        let proof = connecting.answer(credentials, &challenge)?;
+        client.send_frame(FrameKind::Proof, 0, &[&proof.0])?;
+        match client.handshake_frame(deadline)? {
+            (FrameKind::Welcome, _) => Ok(client),
+            (FrameKind::Refused, reason) => Err(Error::Unauthenticated {
+                peer: client.peer.clone(),
+                reason: format!("the peer refused us: {}", String::from_utf8_lossy(&reason)),
+            }),
+            (other, _) => Err(Error::protocol(
+                &client.peer,
+                format!("expected Welcome or Refused, got {other:?}"),
+            )),
+        }
+    }
+
+    /// The next handshake frame, by `deadline`. A peer that closes instead
+    /// of answering is gone (an old owner may close on a proof it cannot
+    /// check).
+    fn handshake_frame(&self, deadline: Instant) -> Result<(FrameKind, Vec<u8>)> {
+        let mut side = self.read_side.lock();
         loop {
-            let outcome =
-                side.read_frame(deadline, client.options.op_timeout, &client.peer, |_| {
-                    Ok(4096)
-                })?;
+            let outcome = side.read_frame(deadline, &self.peer, |_| {
+                Ok(crate::wire::MAX_HANDSHAKE_FRAME)
+            })?;
             match outcome {
-                ReadOutcome::Frame(h, _) if h.kind == FrameKind::Hello => break,
-                ReadOutcome::Frame(h, _) => {
-                    return Err(Error::protocol(
-                        &client.peer,
-                        format!("expected Hello, got {:?}", h.kind),
-                    ));
-                }
+                ReadOutcome::Frame(h, payload) => return Ok((h.kind, payload)),
                 ReadOutcome::Idle if Instant::now() >= deadline => {
                     return Err(Error::Timeout {
                         op: "connect handshake",
-                        after: client.options.op_timeout,
+                        after: self.options.op_timeout,
                     });
                 }
                 ReadOutcome::Idle => {}
             }
         }
-        drop(side);
-        Ok(client)
     }
 
     pub fn peer(&self) -> &NodeId {
@@ -384,7 +425,7 @@ impl<S: Socket> StreamClient<S> {
 
     fn read_one(&self, deadline: Instant) -> Result<ReadOutcome> {
         let mut side = self.read_side.lock();
-        side.read_frame(deadline, self.options.op_timeout, &self.peer, |h| {
+        side.read_frame(deadline, &self.peer, |h| {
             match h.kind {
                 FrameKind::Message => Ok(self.options.max_message as u64),
                 FrameKind::Response | FrameKind::BatchResult => {

@@ -1,7 +1,10 @@
 //! The owner's end of a framed stream connection: one thread per connection
-//! reads frames in order and answers them in order. For the `tcp` backend it
-//! also emulates the NIC: `Batch` frames are executed against the node's
-//! [`RegionTable`] without involving the application.
+//! runs the handshake ([`crate::handshake`]), then reads frames in order.
+//! Requests go to the node's [`Dispatcher`] (quick ones are answered inline,
+//! others on a worker, so several run at once; responses carry the request
+//! id). For the `tcp` backend the thread also emulates the NIC: `Batch`
+//! frames are executed in order against the node's [`RegionTable`] without
+//! involving the application.
 
 use std::io::{BufReader, Read};
 use std::sync::Arc;
@@ -12,11 +15,18 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::accept::AcceptQueue;
+use crate::access::RemoteOp;
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
+use crate::handshake::{Accepting, Hello, Proof};
+use crate::identity::{Credentials, PeerIdentity};
+use crate::poll::PollMode;
 use crate::registry::RegionTable;
-use crate::socket::{Socket, write_all_parts};
-use crate::verbs::{InboundConnection, NodeId, SharedHandler};
-use crate::wire::{Cursor, FrameKind, HEADER_LEN, Header, OP_PREFIX_LEN, OpStatus, op};
+use crate::socket::{PolledReader, Socket, write_all_parts};
+use crate::verbs::{InboundConnection, NodeId};
+use crate::wire::{
+    Cursor, FrameKind, HEADER_LEN, Header, MAX_HANDSHAKE_FRAME, OP_PREFIX_LEN, OpStatus, op,
+};
 
 /// One-way messages a connection buffers before its reader applies
 /// back-pressure to the peer (like an RDMA receiver that is not ready).
@@ -26,11 +36,18 @@ const INBOX_DEPTH: usize = 4096;
 /// buffer of this size, so a huge write never allocates its full length.
 const BOUNCE: usize = 256 << 10;
 
+/// How long a connecting peer may take over its handshake before the
+/// connection is dropped (an unauthenticated peer must not hold a thread).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every connection thread of a node shares.
 #[derive(Debug)]
 pub struct ServerContext {
     pub node: NodeId,
-    pub handler: SharedHandler,
+    pub credentials: Credentials,
+    pub dispatcher: Arc<Dispatcher>,
+    /// How connection threads wait for the next frame.
+    pub poll: PollMode,
     pub accept: Arc<AcceptQueue>,
     /// Regions served to one-sided `Batch` frames (tcp); `None` rejects them.
     pub regions: Option<Arc<RegionTable>>,
@@ -40,19 +57,19 @@ pub struct ServerContext {
 /// The owner's end of a connection as handed out by `accept`.
 #[derive(Debug)]
 struct StreamInbound<S> {
-    peer: NodeId,
+    peer: PeerIdentity,
     writer: Arc<Mutex<S>>,
     inbox: Receiver<Vec<u8>>,
 }
 
 impl<S: Socket + std::fmt::Debug> InboundConnection for StreamInbound<S> {
-    fn peer(&self) -> &NodeId {
+    fn peer(&self) -> &PeerIdentity {
         &self.peer
     }
 
     fn send(&self, message: &[u8]) -> Result<()> {
         write_frame(&self.writer, FrameKind::Message, 0, 0, &[message])
-            .map_err(|e| Error::peer_gone(&self.peer, e.to_string()))
+            .map_err(|e| Error::peer_gone(&self.peer.node, e.to_string()))
     }
 
     fn recv(&self, timeout: Duration) -> Result<Vec<u8>> {
@@ -61,7 +78,9 @@ impl<S: Socket + std::fmt::Debug> InboundConnection for StreamInbound<S> {
                 op: "recv",
                 after: timeout,
             },
-            RecvTimeoutError::Disconnected => Error::peer_gone(&self.peer, "connection closed"),
+            RecvTimeoutError::Disconnected => {
+                Error::peer_gone(&self.peer.node, "connection closed")
+            }
         })
     }
 }
@@ -86,6 +105,58 @@ fn write_frame<S: Socket>(
     write_all_parts(&mut *writer.lock(), &all)
 }
 
+/// Read one handshake frame of `kind`.
+fn read_handshake<R: Read>(
+    reader: &mut BufReader<R>,
+    kind: FrameKind,
+    peer: &NodeId,
+) -> Result<Vec<u8>> {
+    let header = read_header(reader, peer)?;
+    if header.kind != kind || header.len > MAX_HANDSHAKE_FRAME {
+        return Err(Error::protocol(
+            peer,
+            format!(
+                "expected a {kind:?} handshake frame, got {:?} of {} bytes",
+                header.kind, header.len
+            ),
+        ));
+    }
+    read_payload(reader, header.len, peer)
+}
+
+/// Run the acceptor's side of the handshake: the connector's proven
+/// identity, or an error after telling a connector whose proof failed why.
+fn handshake<S: Socket>(
+    reader: &mut BufReader<PolledReader<S>>,
+    writer: &Mutex<S>,
+    ctx: &ServerContext,
+) -> Result<PeerIdentity> {
+    let unknown = NodeId::from("<unidentified peer>");
+    let hello = Hello::decode(
+        &read_handshake(reader, FrameKind::Hello, &unknown)?,
+        &unknown,
+    )?;
+    let (accepting, challenge) = Accepting::start(&ctx.credentials, &ctx.node, hello)?;
+    let claimed = accepting.claimed().clone();
+    let gone = |e: std::io::Error| Error::peer_gone(&claimed, e.to_string());
+    write_frame(writer, FrameKind::Challenge, 0, 0, &[&challenge.encode()]).map_err(gone)?;
+    let proof = Proof::decode(
+        &read_handshake(reader, FrameKind::Proof, &claimed)?,
+        &claimed,
+    )?;
+    match accepting.finish(&ctx.credentials, &proof) {
+        Ok(identity) => {
+            write_frame(writer, FrameKind::Welcome, 0, 0, &[]).map_err(gone)?;
+            Ok(identity)
+        }
+        Err(e) => {
+            let reason = "proof of the cluster token refused";
+            let _ = write_frame(writer, FrameKind::Refused, 0, 0, &[reason.as_bytes()]);
+            Err(e)
+        }
+    }
+}
+
 /// Serve one connection until the peer closes it or breaks the protocol.
 pub fn serve<S: Socket + std::fmt::Debug>(socket: S, ctx: &ServerContext) -> Result<()> {
     let writer = Arc::new(Mutex::new(
@@ -93,32 +164,28 @@ pub fn serve<S: Socket + std::fmt::Debug>(socket: S, ctx: &ServerContext) -> Res
             .try_clone()
             .map_err(|e| Error::io("clone accepted socket", e))?,
     ));
-    let mut reader = BufReader::with_capacity(64 << 10, socket);
-    let unknown = NodeId::from("<unidentified peer>");
-    let hello = read_header(&mut reader, &unknown)?;
-    if hello.kind != FrameKind::Hello || hello.len > 4096 {
-        return Err(Error::protocol(
-            &unknown,
-            "connection did not start with Hello",
-        ));
-    }
-    let peer = NodeId(
-        String::from_utf8_lossy(&read_payload(&mut reader, hello.len, &unknown)?).into_owned(),
-    );
-    write_frame(&writer, FrameKind::Hello, 0, 0, &[ctx.node.0.as_bytes()])
-        .map_err(|e| Error::peer_gone(&peer, e.to_string()))?;
+    socket
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| Error::io("set the handshake timeout", e))?;
+    let mut reader = BufReader::with_capacity(64 << 10, PolledReader::new(socket, ctx.poll));
+    let identity = Arc::new(handshake(&mut reader, &writer, ctx)?);
+    reader
+        .get_ref()
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|e| Error::io("clear the handshake timeout", e))?;
 
     let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(INBOX_DEPTH);
     let closed = Arc::new(AtomicBool::new(false));
     ctx.accept.push(
         Box::new(StreamInbound {
-            peer: peer.clone(),
+            peer: PeerIdentity::clone(&identity),
             writer: Arc::clone(&writer),
             inbox: inbox_rx,
         }),
         Arc::clone(&closed),
     );
-    let result = frame_loop(&mut reader, &writer, &peer, ctx, &inbox_tx);
+    let result = frame_loop(&mut reader, &writer, &identity, ctx, &inbox_tx);
     closed.store(true, Ordering::Release);
     match result {
         Err(Error::PeerGone { .. }) => Ok(()),
@@ -126,13 +193,14 @@ pub fn serve<S: Socket + std::fmt::Debug>(socket: S, ctx: &ServerContext) -> Res
     }
 }
 
-fn frame_loop<S: Socket>(
-    reader: &mut BufReader<S>,
-    writer: &Mutex<S>,
-    peer: &NodeId,
+fn frame_loop<S: Socket + std::fmt::Debug>(
+    reader: &mut BufReader<PolledReader<S>>,
+    writer: &Arc<Mutex<S>>,
+    identity: &Arc<PeerIdentity>,
     ctx: &ServerContext,
     inbox: &Sender<Vec<u8>>,
 ) -> Result<()> {
+    let peer = &identity.node;
     let mut bounce = Vec::new();
     loop {
         let header = read_header(reader, peer)?;
@@ -145,12 +213,21 @@ fn frame_loop<S: Socket>(
             }
             FrameKind::Request => {
                 let request = read_bounded(reader, header.len, ctx.max_message, peer)?;
-                let (status, response) = match ctx.handler.handle(peer, &request) {
-                    Ok(response) => (0, response),
-                    Err(message) => (1, message.into_bytes()),
-                };
-                write_frame(writer, FrameKind::Response, header.id, status, &[&response])
-                    .map_err(|e| Error::peer_gone(peer, e.to_string()))?;
+                let writer = Arc::clone(writer);
+                let id = header.id;
+                ctx.dispatcher.dispatch(identity, request, move |answer| {
+                    let (status, response) = match answer {
+                        Ok(response) => (0, response),
+                        Err(message) => (1, message.into_bytes()),
+                    };
+                    // A failed write means the connection broke; its reader
+                    // notices and ends it.
+                    if let Err(e) =
+                        write_frame(&writer, FrameKind::Response, id, status, &[&response])
+                    {
+                        tracing::debug!(request = id, error = %e, "response not delivered");
+                    }
+                })?;
             }
             FrameKind::Batch => {
                 let Some(regions) = &ctx.regions else {
@@ -170,7 +247,7 @@ fn frame_loop<S: Socket>(
     }
 }
 
-fn read_header<S: Socket>(reader: &mut BufReader<S>, peer: &NodeId) -> Result<Header> {
+fn read_header<R: Read>(reader: &mut BufReader<R>, peer: &NodeId) -> Result<Header> {
     let mut raw = [0u8; HEADER_LEN];
     reader
         .read_exact(&mut raw)
@@ -178,7 +255,7 @@ fn read_header<S: Socket>(reader: &mut BufReader<S>, peer: &NodeId) -> Result<He
     Header::decode(&raw, peer)
 }
 
-fn read_payload<S: Socket>(reader: &mut BufReader<S>, len: u64, peer: &NodeId) -> Result<Vec<u8>> {
+fn read_payload<R: Read>(reader: &mut BufReader<R>, len: u64, peer: &NodeId) -> Result<Vec<u8>> {
     let mut payload = vec![0u8; len as usize];
     reader
         .read_exact(&mut payload)
@@ -186,8 +263,8 @@ fn read_payload<S: Socket>(reader: &mut BufReader<S>, len: u64, peer: &NodeId) -
     Ok(payload)
 }
 
-fn read_bounded<S: Socket>(
-    reader: &mut BufReader<S>,
+fn read_bounded<R: Read>(
+    reader: &mut BufReader<R>,
     len: u64,
     max: usize,
     peer: &NodeId,
@@ -205,15 +282,15 @@ fn read_bounded<S: Socket>(
 /// socket into region memory; returns the `BatchResult` payload. Operations
 /// after the first failure are flushed (their write data is consumed and
 /// discarded).
-fn execute_batch<S: Socket>(
-    reader: &mut BufReader<S>,
+fn execute_batch<R: Read>(
+    reader: &mut BufReader<R>,
     len: u64,
     regions: &RegionTable,
     peer: &NodeId,
     bounce: &mut Vec<u8>,
 ) -> Result<Vec<u8>> {
     let mut remaining = len;
-    let mut take = |reader: &mut BufReader<S>, out: &mut [u8]| -> Result<()> {
+    let mut take = |reader: &mut BufReader<R>, out: &mut [u8]| -> Result<()> {
         if (out.len() as u64) > remaining {
             return Err(Error::protocol(
                 peer,
@@ -239,10 +316,15 @@ fn execute_batch<S: Socket>(
         let mut c = Cursor::new(&prefix, peer, "batch operation");
         let (code, region, rkey, offset, arg) = (c.u8()?, c.u64()?, c.u64()?, c.u64()?, c.u64()?);
         let arg2 = c.u64()?;
+        let needs = match code {
+            op::READ => RemoteOp::Read,
+            op::WRITE => RemoteOp::Write,
+            _ => RemoteOp::Atomic,
+        };
         let target = if failed {
             Err(Error::Flushed { index: 0 })
         } else {
-            regions.lookup(region, rkey)
+            regions.lookup(region, rkey, needs)
         };
         let outcome: Result<()> = match code {
             op::READ => target.and_then(|memory| {
@@ -308,8 +390,12 @@ fn execute_batch<S: Socket>(
         if let Err(e) = outcome {
             failed = true;
             result.push(OpStatus::of(&e) as u8);
-            if let Error::OutOfBounds { region_len, .. } = e {
-                result.extend_from_slice(&region_len.to_le_bytes());
+            match e {
+                Error::OutOfBounds { region_len, .. } => {
+                    result.extend_from_slice(&region_len.to_le_bytes());
+                }
+                Error::AccessDenied { access, .. } => result.push(access.bits() as u8),
+                _ => {}
             }
         }
     }
