@@ -33,6 +33,7 @@ mod accept;
 mod batch_codec;
 pub mod dispatch;
 pub mod handshake;
+mod mailbox;
 pub mod link;
 pub mod local;
 mod registry;

@@ -36,6 +36,14 @@ pub trait Socket: Read + Write + AsRawFd + Send + Sync + Sized + 'static {
         Ok(n as usize)
     }
 
+    /// End the connection in both directions, even while other handles
+    /// to the socket (an accepted connection's writer) are still open.
+    fn shut_down(&self) {
+        // SAFETY: shutting down a descriptor `self` owns; failure (already
+        // closed by the peer) needs no handling.
+        unsafe { libc::shutdown(self.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
     /// Wait until the socket is readable (data, end of stream or an error)
     /// or `timeout` passes; `false` on timeout.
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {

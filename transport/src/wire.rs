@@ -17,7 +17,11 @@
 //! and the owner answers `Welcome` (empty) or `Refused` (payload = the
 //! reason, UTF-8) and closes. Handshake frames carry at most 4096 bytes and
 //! any of them after the handshake is a protocol error. Only then do
-//! `Message`, `Request` and `Batch` frames flow. A `Batch` payload is a u32
+//! `Message`, `Request` and `Batch` frames flow. An `shm` owner's `Welcome`
+//! names a mailbox file in its directory ([`crate::mailbox`]) through which
+//! small requests and responses may travel instead of frames; an empty
+//! payload means none. `Doorbell` (empty, either direction) wakes a peer
+//! that sleeps on the socket after a message was put in its mailbox. A `Batch` payload is a u32
 //! count followed by that many operations:
 //! `op u8 (1 read, 2 write, 3 cas, 4 fetch-add) | region u64 | rkey u64 |
 //! offset u64`, then for read `len u64`, for write `len u64` and the data,
@@ -53,6 +57,7 @@ pub enum FrameKind {
     Proof = 8,
     Welcome = 9,
     Refused = 10,
+    Doorbell = 11,
 }
 
 impl FrameKind {
@@ -68,6 +73,7 @@ impl FrameKind {
             8 => FrameKind::Proof,
             9 => FrameKind::Welcome,
             10 => FrameKind::Refused,
+            11 => FrameKind::Doorbell,
             _ => return None,
         })
     }

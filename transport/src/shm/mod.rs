@@ -79,6 +79,7 @@ impl ShmFabric {
             accept: Arc::clone(&accept),
             regions: None,
             max_message: ConnectOptions::default().max_message,
+            mailbox_dir: Some(dir.to_path_buf()),
         });
         std::thread::Builder::new()
             .name("o3-shm-listen".into())
@@ -181,6 +182,15 @@ impl ShmFabric {
         for (region, file) in self.regions.lock().drain() {
             file.mark_gone();
             let _ = std::fs::remove_file(region_path(&self.dir, region));
+        }
+        // Mailboxes of connections still open (each is removed when its
+        // connection ends).
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("mbox-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
         }
         let _ = std::fs::remove_file(self.dir.join("sock"));
         let _ = std::fs::remove_dir(&self.dir);

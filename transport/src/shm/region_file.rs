@@ -209,3 +209,33 @@ fn file_len(file: &File, path: &Path) -> Result<u64> {
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
         .len())
 }
+
+/// Map `len` bytes of the file at `path` as plain shared memory (no
+/// header): a new file when `create` (it must not exist), else an existing
+/// one that must be at least `len` long. Used for connection mailboxes.
+pub fn map_shared(path: &Path, len: u64, create: bool) -> Result<RegionMemory> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(create)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    if create {
+        file.set_len(len)
+            .map_err(|e| Error::io(format!("size {}", path.display()), e))?;
+    } else if file_len(&file, path)? < len {
+        return Err(Error::InvalidArgument(format!(
+            "{} is shorter than {len} bytes",
+            path.display()
+        )));
+    }
+    let map = MmapOptions::new()
+        .len(len as usize)
+        .map_raw(&file)
+        .map_err(|e| Error::io(format!("map {}", path.display()), e))?;
+    let ptr = NonNull::new(map.as_mut_ptr())
+        .ok_or_else(|| Error::InvalidArgument("null mapping".into()))?;
+    // SAFETY: the mapping is `len` bytes, page-aligned, lives as long as the
+    // keepalive, and is only accessed through copies and atomics.
+    Ok(unsafe { RegionMemory::from_raw(ptr, len as usize, Box::new(Arc::new(map))) })
+}

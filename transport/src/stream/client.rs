@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -22,6 +23,7 @@ use std::io::IoSlice;
 
 use crate::handshake::{Challenge, Connecting};
 use crate::identity::Credentials;
+use crate::mailbox::{Mailbox, Slotted};
 use crate::poll::PollMode;
 use crate::socket::{Socket, is_timeout};
 use crate::verbs::{CallWait, ConnectOptions, NodeId};
@@ -65,36 +67,63 @@ const WRITE_STALL: Duration = Duration::from_millis(2);
 
 enum ReadOutcome {
     Frame(Header, Vec<u8>),
+    /// Responses taken from the mailbox.
+    Mail(Vec<Slotted>),
     /// No byte arrived before the deadline; the stream is still in sync.
     Idle,
 }
 
 impl<S: Socket> ReadSide<S> {
     /// Read one frame. Waits for its first byte until `deadline`
-    /// (busy-polling first, then sleeping in `poll(2)`); once a frame has
-    /// started, the rest must follow within the socket's stall limit or the
+    /// (busy-polling first, then sleeping in `poll(2)`), or until
+    /// `mailbox` holds a message (then `Idle`); once a frame has started,
+    /// the rest must follow within the socket's stall limit or the
     /// connection is broken (it cannot be resynchronised).
     fn read_frame(
         &mut self,
         deadline: Instant,
         peer: &NodeId,
+        mailbox: Option<&Mailbox>,
         max_payload: impl Fn(&Header) -> Result<u64>,
     ) -> Result<ReadOutcome> {
         if self.start == self.end {
+            // With a mailbox, look at the socket (a system call) only every
+            // so many turns.
+            const SOCKET_CHECK_EVERY: u32 = 64;
             let socket = &self.socket;
             let buf = &mut self.buf;
-            let polled = self
-                .poll
-                .spin_until(deadline, || match socket.read_now(buf) {
+            let mut turn = 0u32;
+            let polled = self.poll.spin_until(deadline, || {
+                if let Some(mailbox) = mailbox {
+                    if mailbox.ready() {
+                        return Some(None);
+                    }
+                    turn = turn.wrapping_add(1);
+                    if turn % SOCKET_CHECK_EVERY != 0 {
+                        return None;
+                    }
+                }
+                match socket.read_now(buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
-                    other => Some(other),
-                });
+                    other => Some(Some(other)),
+                }
+            });
             let got = match polled {
-                Some(got) => got,
+                Some(None) => return Ok(ReadOutcome::Idle),
+                Some(Some(got)) => got,
                 None => {
+                    if let Some(mailbox) = mailbox
+                        && mailbox.prepare_to_sleep()?
+                    {
+                        return Ok(ReadOutcome::Idle);
+                    }
                     let wait = deadline.saturating_duration_since(Instant::now());
-                    match self.socket.wait_readable(wait) {
+                    let readable = self.socket.wait_readable(wait);
+                    if let Some(mailbox) = mailbox {
+                        mailbox.awake();
+                    }
+                    match readable {
                         Ok(false) => return Ok(ReadOutcome::Idle),
                         Ok(true) => self.socket.read_now(&mut self.buf),
                         Err(e) => Err(e),
@@ -182,18 +211,23 @@ pub struct StreamClient<S> {
     cond: Condvar,
     next_id: AtomicU64,
     gone_flag: AtomicBool,
+    /// The shared-memory fast path for small calls, when the owner offers
+    /// one ([`crate::mailbox`]).
+    mailbox: OnceLock<Arc<Mailbox>>,
 }
 
 impl<S: Socket> StreamClient<S> {
     /// Prove `me` to the owner at the other end of `socket` with
-    /// `credentials` ([`crate::handshake`]) and check its proof in turn.
+    /// `credentials` ([`crate::handshake`]) and check its proof in turn;
+    /// returns the client and the owner's `Welcome` payload (the name of a
+    /// mailbox it offers, or empty).
     pub fn handshake(
         socket: S,
         me: &NodeId,
         credentials: &Credentials,
         peer: NodeId,
         options: ConnectOptions,
-    ) -> Result<Self> {
+    ) -> Result<(Self, Vec<u8>)> {
         let writer = socket
             .try_clone()
             .map_err(|e| Error::io(format!("clone socket to {peer}"), e))?;
@@ -216,6 +250,7 @@ impl<S: Socket> StreamClient<S> {
             cond: Condvar::new(),
             next_id: AtomicU64::new(1),
             gone_flag: AtomicBool::new(false),
+            mailbox: OnceLock::new(),
             peer,
             options,
         };
@@ -233,7 +268,7 @@ impl<S: Socket> StreamClient<S> {
         let proof = connecting.answer(credentials, &challenge)?;
         client.send_frame(FrameKind::Proof, 0, &[&proof.0])?;
         match client.handshake_frame(deadline)? {
-            (FrameKind::Welcome, _) => Ok(client),
+            (FrameKind::Welcome, mailbox) => Ok((client, mailbox)),
             (FrameKind::Refused, reason) => Err(Error::Unauthenticated {
                 peer: client.peer.clone(),
                 reason: format!("the peer refused us: {}", String::from_utf8_lossy(&reason)),
@@ -251,11 +286,14 @@ impl<S: Socket> StreamClient<S> {
     fn handshake_frame(&self, deadline: Instant) -> Result<(FrameKind, Vec<u8>)> {
         let mut side = self.read_side.lock();
         loop {
-            let outcome = side.read_frame(deadline, &self.peer, |_| {
+            let outcome = side.read_frame(deadline, &self.peer, None, |_| {
                 Ok(crate::wire::MAX_HANDSHAKE_FRAME)
             })?;
             match outcome {
                 ReadOutcome::Frame(h, payload) => return Ok((h.kind, payload)),
+                ReadOutcome::Mail(_) => {
+                    return Err(Error::protocol(&self.peer, "mail before the handshake ended"));
+                }
                 ReadOutcome::Idle if Instant::now() >= deadline => {
                     return Err(Error::Timeout {
                         op: "connect handshake",
@@ -269,6 +307,13 @@ impl<S: Socket> StreamClient<S> {
 
     pub fn peer(&self) -> &NodeId {
         &self.peer
+    }
+
+    /// Send small calls through `mailbox` from now on.
+    pub fn attach_mailbox(&self, mailbox: Mailbox) -> Result<()> {
+        self.mailbox
+            .set(Arc::new(mailbox))
+            .map_err(|_| Error::InvalidArgument("a mailbox is already attached".into()))
     }
 
     pub fn options(&self) -> &ConnectOptions {
@@ -346,6 +391,7 @@ impl<S: Socket> StreamClient<S> {
         match outcome {
             Ok(ReadOutcome::Idle) => {}
             Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
+            Ok(ReadOutcome::Mail(mail)) => self.file_mail(&mut shared, mail),
             Err(e) => {
                 self.set_gone(&mut shared, e.to_string());
             }
@@ -358,6 +404,27 @@ impl<S: Socket> StreamClient<S> {
     pub fn start(&self, kind: FrameKind, parts: &[&[u8]], max_reply: u64) -> Result<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.lock().waiting.insert(id, max_reply);
+        if let (FrameKind::Request, Some(mailbox), [request]) = (kind, self.mailbox.get(), parts) {
+            if let Some(reason) = self.gone() {
+                self.cancel(id);
+                return Err(Error::peer_gone(&self.peer, reason));
+            }
+            match mailbox.push(id, 0, request) {
+                Ok(Some(wake)) => {
+                    if wake && let Err(e) = self.send_frame(FrameKind::Doorbell, 0, &[]) {
+                        self.cancel(id);
+                        return Err(e);
+                    }
+                    return Ok(id);
+                }
+                // Too large or the ring is full: a frame it is.
+                Ok(None) => {}
+                Err(e) => {
+                    self.cancel(id);
+                    return Err(e);
+                }
+            }
+        }
         if let Err(e) = self.send_frame(kind, id, parts) {
             self.cancel(id);
             return Err(e);
@@ -415,6 +482,7 @@ impl<S: Socket> StreamClient<S> {
             match outcome {
                 Ok(ReadOutcome::Idle) => {}
                 Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
+                Ok(ReadOutcome::Mail(mail)) => self.file_mail(&mut shared, mail),
                 Err(e) => {
                     self.set_gone(&mut shared, e.to_string());
                 }
@@ -423,10 +491,43 @@ impl<S: Socket> StreamClient<S> {
         }
     }
 
+    /// Read what the owner sent next: mail if the mailbox holds some, else
+    /// a frame. Only the thread holding the reader role calls it (the
+    /// mailbox's single consumer).
     fn read_one(&self, deadline: Instant) -> Result<ReadOutcome> {
+        let mailbox = self.mailbox.get().map(|m| &**m);
+        let drain = |mailbox: &Mailbox| -> Result<Vec<Slotted>> {
+            let mut mail = Vec::new();
+            while let Some(slotted) = mailbox.pop()? {
+                mail.push(slotted);
+            }
+            Ok(mail)
+        };
+        if let Some(mailbox) = mailbox {
+            let mail = drain(mailbox)?;
+            if !mail.is_empty() {
+                return Ok(ReadOutcome::Mail(mail));
+            }
+        }
+        let outcome = self.read_frame_from_socket(deadline, mailbox)?;
+        if let (ReadOutcome::Idle, Some(mailbox)) = (&outcome, mailbox) {
+            let mail = drain(mailbox)?;
+            if !mail.is_empty() {
+                return Ok(ReadOutcome::Mail(mail));
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn read_frame_from_socket(
+        &self,
+        deadline: Instant,
+        mailbox: Option<&Mailbox>,
+    ) -> Result<ReadOutcome> {
         let mut side = self.read_side.lock();
-        side.read_frame(deadline, &self.peer, |h| {
+        side.read_frame(deadline, &self.peer, mailbox, |h| {
             match h.kind {
+                FrameKind::Doorbell => Ok(0),
                 FrameKind::Message => Ok(self.options.max_message as u64),
                 FrameKind::Response | FrameKind::BatchResult => {
                     // A reply nobody waits for any more is read and dropped;
@@ -447,8 +548,23 @@ impl<S: Socket> StreamClient<S> {
         })
     }
 
+    fn file_mail(&self, shared: &mut Shared, mail: Vec<Slotted>) {
+        for slotted in mail {
+            if shared.waiting.remove(&slotted.id).is_some() {
+                shared.done.insert(
+                    slotted.id,
+                    Reply {
+                        status: slotted.status,
+                        payload: slotted.payload,
+                    },
+                );
+            }
+        }
+    }
+
     fn file(&self, shared: &mut Shared, header: Header, payload: Vec<u8>) {
         match header.kind {
+            FrameKind::Doorbell => {}
             FrameKind::Message => shared.inbox.push_back(payload),
             _ => {
                 if shared.waiting.remove(&header.id).is_some() {

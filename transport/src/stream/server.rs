@@ -7,9 +7,10 @@
 //! involving the application.
 
 use std::io::{BufReader, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -20,7 +21,9 @@ use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
 use crate::handshake::{Accepting, Hello, Proof};
 use crate::identity::{Credentials, PeerIdentity};
+use crate::mailbox::{MAILBOX_LEN, Mailbox};
 use crate::poll::PollMode;
+use crate::shm::region_file::map_shared;
 use crate::registry::RegionTable;
 use crate::socket::{PolledReader, Socket, write_all_parts};
 use crate::verbs::{InboundConnection, NodeId};
@@ -51,6 +54,9 @@ pub struct ServerContext {
     pub accept: Arc<AcceptQueue>,
     /// Regions served to one-sided `Batch` frames (tcp); `None` rejects them.
     pub regions: Option<Arc<RegionTable>>,
+    /// Where to create each connection's shared-memory mailbox (shm, whose
+    /// peers share the host); `None`: requests travel as frames only.
+    pub mailbox_dir: Option<PathBuf>,
     pub max_message: usize,
 }
 
@@ -124,13 +130,38 @@ fn read_handshake<R: Read>(
     read_payload(reader, header.len, peer)
 }
 
+/// A connection's mailbox and its file, removed when the connection ends.
+struct MailboxFile {
+    mailbox: Arc<Mailbox>,
+    path: PathBuf,
+}
+
+impl Drop for MailboxFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn create_mailbox(dir: &std::path::Path, peer: &NodeId) -> Result<MailboxFile> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("mbox-{}-{n}", std::process::id()));
+    let memory = map_shared(&path, MAILBOX_LEN, true)?;
+    let file = MailboxFile {
+        mailbox: Arc::new(Mailbox::create(memory, peer.clone())?),
+        path,
+    };
+    Ok(file)
+}
+
 /// Run the acceptor's side of the handshake: the connector's proven
-/// identity, or an error after telling a connector whose proof failed why.
+/// identity (and the connection's mailbox, if the node offers them), or an
+/// error after telling a connector whose proof failed why.
 fn handshake<S: Socket>(
     reader: &mut BufReader<PolledReader<S>>,
     writer: &Mutex<S>,
     ctx: &ServerContext,
-) -> Result<PeerIdentity> {
+) -> Result<(PeerIdentity, Option<MailboxFile>)> {
     let unknown = NodeId::from("<unidentified peer>");
     let hello = Hello::decode(
         &read_handshake(reader, FrameKind::Hello, &unknown)?,
@@ -146,8 +177,17 @@ fn handshake<S: Socket>(
     )?;
     match accepting.finish(&ctx.credentials, &proof) {
         Ok(identity) => {
-            write_frame(writer, FrameKind::Welcome, 0, 0, &[]).map_err(gone)?;
-            Ok(identity)
+            let mailbox = match &ctx.mailbox_dir {
+                Some(dir) => Some(create_mailbox(dir, &identity.node)?),
+                None => None,
+            };
+            let name = mailbox
+                .as_ref()
+                .and_then(|m| m.path.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            write_frame(writer, FrameKind::Welcome, 0, 0, &[name.as_bytes()]).map_err(gone)?;
+            Ok((identity, mailbox))
         }
         Err(e) => {
             let reason = "proof of the cluster token refused";
@@ -168,7 +208,8 @@ pub fn serve<S: Socket + std::fmt::Debug>(socket: S, ctx: &ServerContext) -> Res
         .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| Error::io("set the handshake timeout", e))?;
     let mut reader = BufReader::with_capacity(64 << 10, PolledReader::new(socket, ctx.poll));
-    let identity = Arc::new(handshake(&mut reader, &writer, ctx)?);
+    let (identity, mailbox) = handshake(&mut reader, &writer, ctx)?;
+    let identity = Arc::new(identity);
     reader
         .get_ref()
         .get_ref()
@@ -185,26 +226,141 @@ pub fn serve<S: Socket + std::fmt::Debug>(socket: S, ctx: &ServerContext) -> Res
         }),
         Arc::clone(&closed),
     );
-    let result = frame_loop(&mut reader, &writer, &identity, ctx, &inbox_tx);
+    let connection = Served {
+        writer: &writer,
+        identity: &identity,
+        ctx,
+        mailbox: mailbox.as_ref().map(|m| &m.mailbox),
+    };
+    let result = frame_loop(&mut reader, &connection, &inbox_tx);
     closed.store(true, Ordering::Release);
+    // The accepted connection's handle keeps the socket open; end it so the
+    // peer learns that the connection is over.
+    reader.get_ref().get_ref().shut_down();
     match result {
         Err(Error::PeerGone { .. }) => Ok(()),
         other => other,
     }
 }
 
+/// One served connection: where its answers go.
+struct Served<'a, S> {
+    writer: &'a Arc<Mutex<S>>,
+    identity: &'a Arc<PeerIdentity>,
+    ctx: &'a ServerContext,
+    mailbox: Option<&'a Arc<Mailbox>>,
+}
+
+impl<S: Socket + std::fmt::Debug> Served<'_, S> {
+    /// Hand a request to the dispatcher. Its answer goes back the way the
+    /// request came: a request from the mailbox is answered through the
+    /// mailbox when the answer fits (else by frame), one that came as a
+    /// frame by frame (its peer need not use the mailbox at all).
+    fn dispatch(&self, id: u64, request: Vec<u8>, by_mailbox: bool) -> Result<()> {
+        let writer = Arc::clone(self.writer);
+        let mailbox = self.mailbox.filter(|_| by_mailbox).cloned();
+        self.ctx
+            .dispatcher
+            .dispatch(self.identity, request, move |answer| {
+                let (status, response) = match answer {
+                    Ok(response) => (0, response),
+                    Err(message) => (1, message.into_bytes()),
+                };
+                // A failed write means the connection broke; its reader
+                // notices and ends it.
+                if let Err(e) = respond(&writer, mailbox.as_deref(), id, status, &response) {
+                    tracing::debug!(request = id, error = %e, "response not delivered");
+                }
+            })
+    }
+}
+
+fn respond<S: Socket>(
+    writer: &Mutex<S>,
+    mailbox: Option<&Mailbox>,
+    id: u64,
+    status: u8,
+    response: &[u8],
+) -> std::io::Result<()> {
+    if let Some(mailbox) = mailbox {
+        match mailbox.push(id, status, response) {
+            Ok(Some(wake)) => {
+                if wake {
+                    write_frame(writer, FrameKind::Doorbell, 0, 0, &[])?;
+                }
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "mailbox unusable, answering by frame"),
+        }
+    }
+    write_frame(writer, FrameKind::Response, id, status, &[response])
+}
+
+/// Wait until the socket has bytes (`true`) or the mailbox holds a request
+/// (`false`): busy-poll for the poll budget (the mailbox on every turn, the
+/// socket every [`SOCKET_CHECK_EVERY`] turns: each check is a system call),
+/// then sleep on the socket with the mailbox's sleeping word raised.
+fn wait_for_input<S: Socket>(socket: &S, mailbox: &Mailbox, poll: PollMode) -> Result<bool> {
+    const SOCKET_CHECK_EVERY: u32 = 64;
+    let readable_now = || socket.wait_readable(Duration::ZERO);
+    let mut turn = 0u32;
+    let spun = poll.spin_until(Instant::now() + poll.spin(), || {
+        if mailbox.ready() {
+            return Some(Ok(false));
+        }
+        turn = turn.wrapping_add(1);
+        if turn % SOCKET_CHECK_EVERY == 0 {
+            return match readable_now() {
+                Ok(false) => None,
+                Ok(true) => Some(Ok(true)),
+                Err(e) => Some(Err(e)),
+            };
+        }
+        None
+    });
+    let io = |e| Error::io("wait for a request", e);
+    if let Some(outcome) = spun {
+        return outcome.map_err(io);
+    }
+    if mailbox.prepare_to_sleep()? {
+        return Ok(false);
+    }
+    // The doorbell arrives on the socket; the periodic look at the mailbox
+    // only bounds the damage of a lost wake-up.
+    let readable = loop {
+        match socket.wait_readable(Duration::from_secs(1)) {
+            Ok(true) => break Ok(true),
+            Ok(false) if mailbox.ready() => break Ok(false),
+            Ok(false) => {}
+            Err(e) => break Err(io(e)),
+        }
+    };
+    mailbox.awake();
+    readable
+}
+
 fn frame_loop<S: Socket + std::fmt::Debug>(
     reader: &mut BufReader<PolledReader<S>>,
-    writer: &Arc<Mutex<S>>,
-    identity: &Arc<PeerIdentity>,
-    ctx: &ServerContext,
+    connection: &Served<'_, S>,
     inbox: &Sender<Vec<u8>>,
 ) -> Result<()> {
-    let peer = &identity.node;
+    let (writer, ctx) = (connection.writer, connection.ctx);
+    let peer = &connection.identity.node;
     let mut bounce = Vec::new();
     loop {
+        if let Some(mailbox) = connection.mailbox {
+            while let Some(slotted) = mailbox.pop()? {
+                connection.dispatch(slotted.id, slotted.payload, true)?;
+            }
+            let socket = reader.get_ref().get_ref();
+            if reader.buffer().is_empty() && !wait_for_input(socket, mailbox, ctx.poll)? {
+                continue;
+            }
+        }
         let header = read_header(reader, peer)?;
         match header.kind {
+            FrameKind::Doorbell if header.len == 0 => {}
             FrameKind::Message => {
                 let payload = read_bounded(reader, header.len, ctx.max_message, peer)?;
                 if inbox.send(payload).is_err() {
@@ -213,21 +369,7 @@ fn frame_loop<S: Socket + std::fmt::Debug>(
             }
             FrameKind::Request => {
                 let request = read_bounded(reader, header.len, ctx.max_message, peer)?;
-                let writer = Arc::clone(writer);
-                let id = header.id;
-                ctx.dispatcher.dispatch(identity, request, move |answer| {
-                    let (status, response) = match answer {
-                        Ok(response) => (0, response),
-                        Err(message) => (1, message.into_bytes()),
-                    };
-                    // A failed write means the connection broke; its reader
-                    // notices and ends it.
-                    if let Err(e) =
-                        write_frame(&writer, FrameKind::Response, id, status, &[&response])
-                    {
-                        tracing::debug!(request = id, error = %e, "response not delivered");
-                    }
-                })?;
+                connection.dispatch(header.id, request, false)?;
             }
             FrameKind::Batch => {
                 let Some(regions) = &ctx.regions else {

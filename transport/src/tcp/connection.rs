@@ -26,7 +26,8 @@ impl TcpConnection {
         options: ConnectOptions,
     ) -> Result<Self> {
         Ok(TcpConnection {
-            client: StreamClient::handshake(stream, me, credentials, peer, options)?,
+            // A tcp owner offers no mailbox (its peers share no memory).
+            client: StreamClient::handshake(stream, me, credentials, peer, options)?.0,
         })
     }
 

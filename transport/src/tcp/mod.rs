@@ -72,6 +72,7 @@ impl TcpFabric {
             accept: Arc::clone(&accept),
             regions: Some(Arc::clone(&regions)),
             max_message: ConnectOptions::default().max_message,
+            mailbox_dir: None,
         });
         std::thread::Builder::new()
             .name(format!("o3-tcp-listen {bound}"))
