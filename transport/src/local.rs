@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::accept::AcceptQueue;
 use crate::access::RegionAccess;
@@ -45,7 +45,7 @@ struct LocalNode {
     regions: RegionTable,
     dispatcher: Arc<Dispatcher>,
     accept: AcceptQueue,
-    down: AtomicBool,
+    down: Arc<AtomicBool>,
     /// Dropped when the node goes down, which wakes every waiting caller.
     alive: Mutex<Option<Sender<()>>>,
     down_signal: Receiver<()>,
@@ -91,7 +91,7 @@ impl LocalNetwork {
             options,
             id: id.clone(),
             accept: AcceptQueue::default(),
-            down: AtomicBool::new(false),
+            down: Arc::new(AtomicBool::new(false)),
             alive: Mutex::new(Some(alive)),
             down_signal,
         });
@@ -164,6 +164,7 @@ impl Fabric for LocalFabric {
         );
         Ok(Arc::new(LocalConnection {
             peer: peer.clone(),
+            down: Arc::clone(&target.down),
             node: Arc::downgrade(&target),
             down_signal: target.down_signal.clone(),
             options: options.clone(),
@@ -196,9 +197,9 @@ fn receive_requests(owner: &LocalNode, from: &Arc<PeerIdentity>, requests: &Rece
             return;
         }
         let reply = job.reply;
-        let dispatched = owner.dispatcher.dispatch(from, job.request, move |answer| {
-            let _ = reply.send(answer);
-        });
+        let dispatched = owner
+            .dispatcher
+            .dispatch(from, job.request, move |answer| reply.fill(answer));
         if let Err(e) = dispatched {
             tracing::error!(node = %owner.id, error = %e, "cannot serve a request");
         }
@@ -207,13 +208,36 @@ fn receive_requests(owner: &LocalNode, from: &Arc<PeerIdentity>, requests: &Rece
 
 struct Job {
     request: Vec<u8>,
-    reply: Sender<Answer>,
+    reply: Arc<ReplySlot>,
+}
+
+/// Where the owner leaves one call's answer. The caller busy-polls `filled`
+/// for its poll budget, then sleeps on the condition variable in short
+/// slices, each of which also checks whether the owner went down.
+#[derive(Default)]
+struct ReplySlot {
+    filled: AtomicBool,
+    answer: Mutex<Option<Answer>>,
+    cond: Condvar,
+}
+
+/// How often a sleeping caller looks whether the owner went down.
+const DOWN_CHECK: Duration = Duration::from_millis(10);
+
+impl ReplySlot {
+    fn fill(&self, answer: Answer) {
+        *self.answer.lock() = Some(answer);
+        self.filled.store(true, Ordering::Release);
+        self.cond.notify_one();
+    }
 }
 
 /// A connection to a node of the same [`LocalNetwork`].
 #[derive(Debug)]
 pub struct LocalConnection {
     peer: NodeId,
+    /// The owner's down flag (cheap to poll, unlike its down signal).
+    down: Arc<AtomicBool>,
     node: Weak<LocalNode>,
     down_signal: Receiver<()>,
     options: ConnectOptions,
@@ -258,9 +282,8 @@ impl LocalConnection {
                 }
                 Err(TryRecvError::Empty) => {}
             }
-            self.down_signal
-                .try_recv()
-                .is_err_and(|e| e.is_disconnected())
+            self.down
+                .load(Ordering::Acquire)
                 .then(|| Err(Error::peer_gone(&self.peer, "node is down")))
         });
         if let Some(outcome) = polled {
@@ -326,16 +349,16 @@ impl Connection for LocalConnection {
 
     fn start_call(&self, request: &[u8]) -> Result<PendingCall<'_>> {
         self.owner()?;
-        let (reply, response) = crossbeam_channel::bounded(1);
+        let reply = Arc::new(ReplySlot::default());
         self.requests
             .send(Job {
                 request: request.to_vec(),
-                reply,
+                reply: Arc::clone(&reply),
             })
             .map_err(|_| Error::peer_gone(&self.peer, "connection thread stopped"))?;
         Ok(PendingCall::new(Box::new(LocalCall {
             connection: self,
-            response,
+            reply,
             deadline: Instant::now() + self.options.op_timeout,
         })))
     }
@@ -343,18 +366,45 @@ impl Connection for LocalConnection {
 
 struct LocalCall<'c> {
     connection: &'c LocalConnection,
-    response: Receiver<Answer>,
+    reply: Arc<ReplySlot>,
     deadline: Instant,
+}
+
+impl LocalCall<'_> {
+    fn answer(&self) -> Result<Answer> {
+        let c = self.connection;
+        let slot = &self.reply;
+        c.options.poll.spin_until(self.deadline, || {
+            (slot.filled.load(Ordering::Acquire) || c.down.load(Ordering::Acquire)).then_some(())
+        });
+        let mut answer = slot.answer.lock();
+        loop {
+            if let Some(answer) = answer.take() {
+                return Ok(answer);
+            }
+            if c.down.load(Ordering::Acquire) {
+                return Err(Error::peer_gone(&c.peer, "node is down"));
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Err(Error::Timeout {
+                    op: "call",
+                    after: c.options.op_timeout,
+                });
+            }
+            slot.cond
+                .wait_until(&mut answer, self.deadline.min(now + DOWN_CHECK));
+        }
+    }
 }
 
 impl CallWait for LocalCall<'_> {
     fn wait(self: Box<Self>) -> Result<Vec<u8>> {
         let c = self.connection;
-        c.wait_on(&self.response, self.deadline, "call")?
-            .map_err(|message| Error::Remote {
-                peer: c.peer.clone(),
-                message,
-            })
+        self.answer()?.map_err(|message| Error::Remote {
+            peer: c.peer.clone(),
+            message,
+        })
     }
 }
 

@@ -88,9 +88,11 @@ pub struct Mailbox {
     peer: NodeId,
     /// Next position this end produces at, in its outgoing ring.
     tail: Mutex<u64>,
-    /// Next position this end consumes at, in its incoming ring; only its
-    /// single consumer thread touches it (the lock is uncontended).
-    head: Mutex<u64>,
+    /// Next position this end consumes at, in its incoming ring. Only the
+    /// end's single consumer touches it, and a hand-over of that role
+    /// between threads goes through the caller's lock, so relaxed access
+    /// suffices (no lock on the polling path).
+    head: AtomicU64,
 }
 
 impl Mailbox {
@@ -108,7 +110,7 @@ impl Mailbox {
             end: End::Owner,
             peer,
             tail: Mutex::new(0),
-            head: Mutex::new(0),
+            head: AtomicU64::new(0),
         };
         for ring in [End::Owner, End::Requester] {
             for slot in 0..SLOTS {
@@ -130,7 +132,7 @@ impl Mailbox {
             end: End::Requester,
             peer,
             tail: Mutex::new(0),
-            head: Mutex::new(0),
+            head: AtomicU64::new(0),
         };
         if (mailbox.memory.len() as u64) < MAILBOX_LEN
             || mailbox.word(0)?.load(Ordering::Acquire) != MAGIC
@@ -201,12 +203,14 @@ impl Mailbox {
         // Pairs with the fence in `prepare_to_sleep`: the receiver either
         // sees this message on its re-check or we see its word raised.
         fence(Ordering::SeqCst);
-        Ok(Some(self.sleeping_word(ring)?.swap(0, Ordering::SeqCst) == 1))
+        Ok(Some(
+            self.sleeping_word(ring)?.swap(0, Ordering::SeqCst) == 1,
+        ))
     }
 
     /// Whether a message waits in this end's incoming ring.
     pub fn ready(&self) -> bool {
-        let head = *self.head.lock();
+        let head = self.head.load(Ordering::Relaxed);
         let at = self.slot_at(self.end, head % SLOTS);
         self.word(at)
             .is_ok_and(|seq| seq.load(Ordering::Acquire) == head + 1)
@@ -215,10 +219,10 @@ impl Mailbox {
     /// Take the next message from this end's incoming ring. Only one
     /// thread of this end consumes at a time.
     pub fn pop(&self) -> Result<Option<Slotted>> {
-        let mut head = self.head.lock();
-        let at = self.slot_at(self.end, *head % SLOTS);
+        let head = self.head.load(Ordering::Relaxed);
+        let at = self.slot_at(self.end, head % SLOTS);
         let seq = self.word(at)?;
-        if seq.load(Ordering::Acquire) != *head + 1 {
+        if seq.load(Ordering::Acquire) != head + 1 {
             return Ok(None);
         }
         let id = self.word(at + 8)?.load(Ordering::Relaxed);
@@ -232,8 +236,8 @@ impl Mailbox {
         }
         let mut payload = vec![0u8; len as usize];
         self.memory.copy_out(at + SLOT_HEADER, &mut payload);
-        seq.store(*head + SLOTS, Ordering::Release);
-        *head += 1;
+        seq.store(head + SLOTS, Ordering::Release);
+        self.head.store(head + 1, Ordering::Relaxed);
         Ok(Some(Slotted {
             id,
             status: status as u8,
@@ -274,13 +278,10 @@ mod tests {
         let shared = std::sync::Arc::new(memory);
         // SAFETY: the second view aliases memory kept alive by `shared`,
         // accessed only through copies and atomics.
-        let alias = unsafe {
-            RegionMemory::from_raw(ptr, MAILBOX_LEN as usize, Box::new(shared.clone()))
-        };
+        let alias =
+            unsafe { RegionMemory::from_raw(ptr, MAILBOX_LEN as usize, Box::new(shared.clone())) };
         // SAFETY: as above.
-        let own = unsafe {
-            RegionMemory::from_raw(ptr, MAILBOX_LEN as usize, Box::new(shared))
-        };
+        let own = unsafe { RegionMemory::from_raw(ptr, MAILBOX_LEN as usize, Box::new(shared)) };
         let owner = Mailbox::create(own, NodeId::from("requester")).unwrap();
         let requester = Mailbox::open(alias, NodeId::from("owner")).unwrap();
         (owner, requester)
@@ -334,7 +335,10 @@ mod tests {
         let (owner, requester) = pair();
         requester.push(1, 0, b"x").unwrap();
         let at = owner.slot_at(End::Owner, 0);
-        owner.word(at + 16).unwrap().store(1 << 40, Ordering::Relaxed);
+        owner
+            .word(at + 16)
+            .unwrap()
+            .store(1 << 40, Ordering::Relaxed);
         assert!(matches!(owner.pop(), Err(Error::Protocol { .. })));
     }
 }

@@ -145,7 +145,10 @@ fn a_peer_without_a_proof_is_served_nothing() {
 
         let mut bare = Raw::dial(kind, &node);
         bare.send(FrameKind::Request, 1, b"no hello at all");
-        assert!(bare.recv().is_none(), "{kind:?}: answered a peer that never said hello");
+        assert!(
+            bare.recv().is_none(),
+            "{kind:?}: answered a peer that never said hello"
+        );
 
         let mut old = Raw::dial(kind, &node);
         old.send(FrameKind::Hello, 0, b"compute-7");
@@ -158,7 +161,10 @@ fn a_peer_without_a_proof_is_served_nothing() {
         skipper.send(FrameKind::Hello, 0, &hello.encode());
         assert_eq!(skipper.recv().map(|f| f.0), Some(FrameKind::Challenge));
         skipper.send(FrameKind::Request, 1, b"skip the proof");
-        assert!(skipper.recv().is_none(), "{kind:?}: served before the proof");
+        assert!(
+            skipper.recv().is_none(),
+            "{kind:?}: served before the proof"
+        );
 
         assert_eq!(owner.seen.requests.load(Ordering::SeqCst), 0, "{kind:?}");
     });
@@ -179,14 +185,24 @@ fn a_replayed_proof_is_refused() {
         replay.send(FrameKind::Hello, 0, &hello);
         assert_eq!(replay.recv().map(|f| f.0), Some(FrameKind::Challenge));
         replay.send(FrameKind::Proof, 0, &proof);
-        assert_eq!(replay.recv().map(|f| f.0), Some(FrameKind::Refused), "{kind:?}");
+        assert_eq!(
+            replay.recv().map(|f| f.0),
+            Some(FrameKind::Refused),
+            "{kind:?}"
+        );
         replay.send(FrameKind::Request, 1, b"as alice");
-        assert!(replay.recv().is_none(), "{kind:?}: a refused connection stayed open");
+        assert!(
+            replay.recv().is_none(),
+            "{kind:?}: a refused connection stayed open"
+        );
         assert_eq!(owner.seen.requests.load(Ordering::SeqCst), 0, "{kind:?}");
 
         // The genuine connection is served, under the proven name.
         genuine.send(FrameKind::Request, 9, b"ping");
-        assert_eq!(genuine.recv(), Some((FrameKind::Response, b"ping".to_vec())));
+        assert_eq!(
+            genuine.recv(),
+            Some((FrameKind::Response, b"ping".to_vec()))
+        );
         assert_eq!(owner.seen.from.lock()[0].node, alice);
     });
 }
@@ -209,7 +225,10 @@ fn the_identity_cannot_change_after_the_handshake() {
         };
         conn.send(FrameKind::Hello, 0, &again.encode());
         conn.send(FrameKind::Request, 2, b"as bob");
-        assert!(conn.recv().is_none(), "{kind:?}: served after a second hello");
+        assert!(
+            conn.recv().is_none(),
+            "{kind:?}: served after a second hello"
+        );
         let from = owner.seen.from.lock();
         assert_eq!(from.len(), 1, "{kind:?}: {from:?}");
         assert_eq!(from[0].node, alice);

@@ -41,16 +41,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use o3_transport::conformance::{
-    Backend, LocalBackend, Owner, ProcessOwner, suite_credentials,
-};
+use o3_transport::conformance::{Backend, LocalBackend, Owner, ProcessOwner, suite_credentials};
 use o3_transport::host::{ECHO, host_register};
 use o3_transport::shm::ShmFabric;
 use o3_transport::tcp::TcpFabric;
 use o3_transport::verbs::no_requests;
 use o3_transport::{
-    ConnectOptions, Connection, Credentials, Error, Fabric, FabricOptions, LocalRegion,
-    PollMode, RegionAccess, RegionDesc, Result,
+    ConnectOptions, Connection, Credentials, Error, Fabric, FabricOptions, LocalRegion, PollMode,
+    RegionAccess, RegionDesc, Result,
 };
 use serde::Serialize;
 
@@ -109,8 +107,8 @@ const PING_BODY: usize = 16;
 /// Region size: large enough that transfers cycle through more memory than
 /// the caches hold.
 const REGION: usize = 64 << 20;
-/// Alternating rounds of a throughput comparison; the best of each side
-/// counts.
+/// Alternating rounds of a comparison with its baseline (for throughput,
+/// the best round of each side counts; latencies are merged).
 const ROUNDS: usize = 3;
 
 #[derive(Debug, Serialize)]
@@ -323,8 +321,7 @@ fn latency(
     owner: Option<&dyn Owner>,
     mut once: impl FnMut() -> Result<()>,
 ) -> Result<(Histogram<u64>, Duration)> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .map_err(|e| Error::InvalidArgument(format!("histogram: {e}")))?;
+    let mut hist = empty_histogram()?;
     for _ in 0..round_trips / 10 {
         once()?;
     }
@@ -337,6 +334,16 @@ fn latency(
     let cpu_after = process_cpu()? + owner.and_then(|o| o.cpu_time()).unwrap_or_default();
     let per_call = cpu_after.saturating_sub(cpu_before) / round_trips.max(1) as u32;
     Ok((hist, per_call))
+}
+
+fn empty_histogram() -> Result<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| Error::InvalidArgument(format!("histogram: {e}")))
+}
+
+fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<()> {
+    into.add(from)
+        .map_err(|e| Error::InvalidArgument(format!("histogram: {e}")))
 }
 
 /// User plus system CPU time of this process so far.
@@ -469,16 +476,28 @@ fn measure(name: &str, args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     }
     let mut ping = vec![ECHO];
     ping.extend_from_slice(&[3u8; PING_BODY]);
-    let (ours, ours_cpu) = latency(args.round_trips, Some(&*owner), || {
-        conn.call(&ping).map(|_| ())
-    })?;
-    let (base, base_cpu, base_name) = if name == "tcp" {
-        let (hist, cpu) = raw_ping_pong(args.round_trips)?;
-        (hist, cpu, "raw TCP ping-pong")
+    let base_name = if name == "tcp" {
+        "raw TCP ping-pong"
     } else {
-        let (hist, cpu) = atomic_ping_pong(args.round_trips)?;
-        (hist, cpu, "atomic ping-pong")
+        "atomic ping-pong"
     };
+    // Alternate rounds of ours and of the baseline, so both see the same
+    // conditions on a machine shared with other work.
+    let per_round = (args.round_trips / ROUNDS).max(1);
+    let (mut ours, mut base) = (empty_histogram()?, empty_histogram()?);
+    let (mut ours_cpu, mut base_cpu) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        let (hist, cpu) = latency(per_round, Some(&*owner), || conn.call(&ping).map(|_| ()))?;
+        add(&mut ours, &hist)?;
+        ours_cpu += cpu / ROUNDS as u32;
+        let (hist, cpu) = if name == "tcp" {
+            raw_ping_pong(per_round)?
+        } else {
+            atomic_ping_pong(per_round)?
+        };
+        add(&mut base, &hist)?;
+        base_cpu += cpu / ROUNDS as u32;
+    }
     for (metric, q) in [("round trip p50", 0.5), ("round trip p99", 0.99)] {
         rows.push(Row {
             backend: name.into(),
@@ -524,7 +543,11 @@ fn targets(rows: &[Row], args: &Args) -> Vec<String> {
             continue;
         };
         let ratio = r.value / r.baseline;
-        let mode = if polling { "polling" } else { "parking (targets need --poll-spin-us)" };
+        let mode = if polling {
+            "polling"
+        } else {
+            "parking (targets need --poll-spin-us)"
+        };
         out.push(format!(
             "{backend} round trip p50 <= {limit} µs, {mode}: {:.2} µs {}",
             r.value,

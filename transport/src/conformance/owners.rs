@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::host::RegionHost;
 use crate::identity::Credentials;
 use crate::local::{LocalFabric, LocalNetwork};
-use crate::verbs::{Fabric, FabricOptions, NodeId, no_requests};
+use crate::verbs::{ConnectOptions, Fabric, FabricOptions, NodeId, no_requests};
 
 /// The `local` backend: owners are nodes of the requester's network.
 #[derive(Debug)]
@@ -28,7 +28,8 @@ impl LocalBackend {
         Self::with_options(FabricOptions::new(suite_credentials()))
     }
 
-    /// Nodes (requester and owners) with `options`.
+    /// Nodes (requester and owners) with `options`; the suite's connections
+    /// wait as `options.poll` says too.
     pub fn with_options(options: FabricOptions) -> Result<Self> {
         let network = LocalNetwork::new();
         let requester = Arc::new(network.node("requester", no_requests(), options.clone())?);
@@ -63,6 +64,13 @@ impl Backend for LocalBackend {
     }
     fn requester(&self) -> Arc<dyn Fabric> {
         Arc::clone(&self.requester) as Arc<dyn Fabric>
+    }
+    fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            op_timeout: Duration::from_secs(5),
+            poll: self.options.poll,
+            ..ConnectOptions::default()
+        }
     }
     fn requester_with(&self, credentials: Credentials) -> Result<Arc<dyn Fabric>> {
         let options = FabricOptions {
