@@ -108,6 +108,11 @@ impl RegionHost {
         Ok(())
     }
 
+    /// A region this host registered and has not deregistered.
+    pub fn region(&self, region: u64) -> Option<LocalRegion> {
+        self.regions.lock().get(&region).cloned()
+    }
+
     fn command(&self, from: &PeerIdentity, command: HostCommand) -> Result<HostReply, String> {
         let fabric = self.fabric.get().ok_or("region host not attached")?;
         match command {

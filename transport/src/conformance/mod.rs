@@ -74,6 +74,11 @@ pub trait Owner: Send {
     fn node(&self) -> NodeId;
     /// Make the owner die abruptly (kill the process, take the node down).
     fn kill(&mut self);
+    /// The owner's own handle on one of its regions, when the owner lives
+    /// in this process.
+    fn region(&self, _region: u64) -> Option<crate::region::LocalRegion> {
+        None
+    }
     /// CPU time the owner has used, when it runs in another process
     /// (an in-process owner's time is the caller's own).
     fn cpu_time(&self) -> Option<Duration> {

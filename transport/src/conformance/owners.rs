@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::host::RegionHost;
 use crate::identity::Credentials;
 use crate::local::{LocalFabric, LocalNetwork};
+use crate::region::LocalRegion;
 use crate::verbs::{ConnectOptions, Fabric, FabricOptions, NodeId, no_requests};
 
 /// The `local` backend: owners are nodes of the requester's network.
@@ -47,14 +48,20 @@ fn next_local_name(prefix: &str) -> String {
     format!("{prefix}-{n}")
 }
 
-struct LocalOwner(LocalFabric);
+struct LocalOwner {
+    fabric: LocalFabric,
+    host: Arc<RegionHost>,
+}
 
 impl Owner for LocalOwner {
     fn node(&self) -> NodeId {
-        self.0.node().clone()
+        self.fabric.node().clone()
     }
     fn kill(&mut self) {
-        self.0.shut_down();
+        self.fabric.shut_down();
+    }
+    fn region(&self, region: u64) -> Option<LocalRegion> {
+        self.host.region(region)
     }
 }
 
@@ -91,7 +98,7 @@ impl Backend for LocalBackend {
             self.options.clone(),
         )?;
         host.attach(Arc::new(fabric.clone()))?;
-        Ok(Box::new(LocalOwner(fabric)))
+        Ok(Box::new(LocalOwner { fabric, host }))
     }
 }
 

@@ -50,7 +50,7 @@ pub struct ShmFabric {
 }
 
 /// The path of region `region`'s file in node directory `dir`.
-fn region_path(dir: &Path, region: u64) -> PathBuf {
+pub fn region_path(dir: &Path, region: u64) -> PathBuf {
     dir.join(format!("region-{region}"))
 }
 
