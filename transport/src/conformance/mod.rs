@@ -10,18 +10,24 @@
 //! Checks use `assert!` so that a failure names the backend, the case and
 //! the values; transport errors that should not happen are returned.
 
+mod access;
+mod authentication;
+mod concurrency;
 mod owners;
 
+pub use access::access_flags;
+pub use authentication::{identity_is_proven, wrong_token_refused};
+pub use concurrency::concurrent_requests;
 pub use owners::{LocalBackend, ProcessOwner};
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::access::{RegionAccess, RemoteOp};
+use crate::access::RegionAccess;
 use crate::control::ClusterToken;
 use crate::error::{Error, Result};
-use crate::host::{HostCommand, HostReply, host_command, host_register, host_register_with};
-use crate::identity::{AuthMethod, Credentials, PeerIdentity};
+use crate::host::{HostCommand, host_command, host_register};
+use crate::identity::Credentials;
 use crate::verbs::{
     Completion, ConnectOptions, Connection, Fabric, NodeId, RegionDesc, WorkRequest,
 };
@@ -586,218 +592,6 @@ pub fn peer_death(backend: &dyn Backend) -> Result<()> {
     );
     let after = s.conn.write(&desc, 0, b"after death");
     assert!(after.is_err(), "one-sided write to a dead owner succeeded");
-    Ok(())
-}
-
-fn visitors(conn: &dyn Connection) -> Result<(Vec<PeerIdentity>, Vec<PeerIdentity>)> {
-    match host_command(conn, &HostCommand::Visitors)? {
-        HostReply::Visitors { served, accepted } => Ok((served, accepted)),
-        other => Err(Error::protocol(
-            conn.peer(),
-            format!("expected Visitors, got {other:?}"),
-        )),
-    }
-}
-
-fn who_am_i(conn: &dyn Connection) -> Result<PeerIdentity> {
-    match host_command(conn, &HostCommand::WhoAmI)? {
-        HostReply::Identity(identity) => Ok(identity),
-        other => Err(Error::protocol(
-            conn.peer(),
-            format!("expected Identity, got {other:?}"),
-        )),
-    }
-}
-
-/// A connector whose token differs from the owner's is refused with
-/// [`Error::Unauthenticated`] on its side; the owner never accepts the
-/// connection nor serves a request for it, and other connections go on.
-pub fn wrong_token_refused(backend: &dyn Backend) -> Result<()> {
-    let s = open(backend)?;
-    for wrong in [
-        format!("{}x", crate::conformance::suite_token()),
-        "another-cluster".to_string(),
-    ] {
-        let token = ClusterToken::new(&wrong)
-            .map_err(|e| Error::InvalidArgument(format!("test token: {e}")))?;
-        let intruder = backend.requester_with(Credentials::ClusterToken(token))?;
-        let refused = intruder.connect(&s.owner.node(), &backend.options());
-        assert!(
-            matches!(&refused, Err(Error::Unauthenticated { peer, .. }) if *peer == s.owner.node()),
-            "connecting with a wrong token: {refused:?}"
-        );
-        // A legitimate call after the refusal, so that the host has seen
-        // whatever it was going to see.
-        assert_eq!(s.conn.call(&[crate::host::ECHO, 1])?, [1]);
-        let (served, accepted) = visitors(&*s.conn)?;
-        for (what, list) in [("served", &served), ("accepted", &accepted)] {
-            assert!(
-                !list.iter().any(|p| &p.node == intruder.node()),
-                "the owner {what} the refused intruder {}: {list:?}",
-                intruder.node()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The owner's handler sees, for every request, the identity the
-/// connection's requester proved — distinct requesters on distinct
-/// connections, each under its own node id, never one another's.
-pub fn identity_is_proven(backend: &dyn Backend) -> Result<()> {
-    let s = open(backend)?;
-    let other = backend.requester_with(suite_credentials())?;
-    let other_conn = other.connect(&s.owner.node(), &backend.options())?;
-    let expected = |node: &NodeId| PeerIdentity {
-        node: node.clone(),
-        method: AuthMethod::ClusterToken,
-    };
-    let requester = backend.requester();
-    assert_ne!(requester.node(), other.node());
-    for _ in 0..3 {
-        assert_eq!(who_am_i(&*s.conn)?, expected(requester.node()));
-        assert_eq!(who_am_i(&*other_conn)?, expected(other.node()));
-    }
-    let (served, _) = visitors(&*s.conn)?;
-    for node in [requester.node(), other.node()] {
-        assert!(served.contains(&expected(node)), "{node} not in {served:?}");
-    }
-    Ok(())
-}
-
-/// Registration access flags are enforced by the owner on every one-sided
-/// operation, whatever the descriptor claims: refused operations are
-/// [`Error::AccessDenied`] and change no byte.
-pub fn access_flags(backend: &dyn Backend) -> Result<()> {
-    let s = open(backend)?;
-    let c = &*s.conn;
-    let staging = host_register(c, 64)?;
-    let read_only = host_register_with(c, 64, RegionAccess::READ_ONLY)?;
-    assert_eq!(read_only.access, RegionAccess::READ_ONLY);
-    // The owner can fill a read-only region; peers only read it. Fill it
-    // here through a forged writable descriptor only if the owner allowed
-    // it — it must not.
-    let forged = RegionDesc {
-        access: RegionAccess::READ_WRITE,
-        ..read_only.clone()
-    };
-    let mut before = vec![0u8; 64];
-    c.read(&read_only, 0, &mut before)?;
-    let denied = |r: &Result<()>, op: RemoteOp, what: &str| {
-        assert!(
-            matches!(r, Err(Error::AccessDenied { op: o, .. }) if *o == op),
-            "{what}: {r:?}"
-        );
-    };
-    for desc in [&read_only, &forged] {
-        let label = if desc.access == read_only.access {
-            "read-only descriptor"
-        } else {
-            "forged writable descriptor"
-        };
-        denied(&c.write(desc, 0, &[0xEE; 16]), RemoteOp::Write, label);
-        denied(
-            &c.fetch_add(desc, 8, 1).map(|_| ()),
-            RemoteOp::Atomic,
-            label,
-        );
-        denied(
-            &c.compare_and_swap(desc, 16, 0, 7).map(|_| ()),
-            RemoteOp::Atomic,
-            label,
-        );
-        let results = c.post(&mut [
-            WorkRequest::Write {
-                remote: &staging,
-                offset: 0,
-                data: b"allowed",
-            },
-            WorkRequest::Write {
-                remote: desc,
-                offset: 0,
-                data: b"refused",
-            },
-        ]);
-        assert!(
-            matches!(results[0], Ok(Completion::Write { len: 7 })),
-            "{results:?}"
-        );
-        assert!(
-            matches!(
-                results[1],
-                Err(Error::AccessDenied {
-                    op: RemoteOp::Write,
-                    ..
-                })
-            ),
-            "{label} in a batch: {results:?}"
-        );
-    }
-    let mut after = vec![0u8; 64];
-    c.read(&forged, 0, &mut after)?;
-    assert_eq!(after, before, "a refused write changed a read-only region");
-
-    let write_only = host_register_with(c, 64, RegionAccess::WRITE_ONLY)?;
-    c.write(&write_only, 0, b"drop box")?;
-    let forged = RegionDesc {
-        access: RegionAccess::READ_WRITE,
-        ..write_only.clone()
-    };
-    for desc in [&write_only, &forged] {
-        denied(
-            &c.read(desc, 0, &mut [0u8; 8]),
-            RemoteOp::Read,
-            "write-only",
-        );
-        denied(
-            &c.fetch_add(desc, 8, 1).map(|_| ()),
-            RemoteOp::Atomic,
-            "write-only",
-        );
-    }
-    let sealed = host_register_with(c, 64, RegionAccess::NONE)?;
-    let forged = RegionDesc {
-        access: RegionAccess::READ_WRITE,
-        ..sealed
-    };
-    denied(
-        &c.read(&forged, 0, &mut [0u8; 8]),
-        RemoteOp::Read,
-        "no access",
-    );
-    denied(&c.write(&forged, 0, &[1; 8]), RemoteOp::Write, "no access");
-    Ok(())
-}
-
-/// Two requests on one connection where the first one's handler waits for
-/// the second to arrive: both are answered only if the owner serves them
-/// concurrently. A serialising owner fails the first after a bounded wait
-/// instead of hanging the test.
-pub fn concurrent_requests(backend: &dyn Backend) -> Result<()> {
-    let s = open(backend)?;
-    let patience = backend.options().op_timeout.as_millis() as u64 * 3 / 5;
-    for round in 0..3u64 {
-        let key = crate::registry::random_key() ^ round;
-        let encode = |command: &HostCommand| -> Result<Vec<u8>> {
-            let mut request = vec![crate::host::COMMAND];
-            serde_json::to_writer(&mut request, command)
-                .map_err(|e| Error::InvalidArgument(format!("encode: {e}")))?;
-            Ok(request)
-        };
-        let waiting = encode(&HostCommand::AwaitMeeting {
-            key,
-            millis: patience,
-        })?;
-        let arriving = encode(&HostCommand::Meet { key })?;
-        let first = s.conn.start_call(&waiting)?;
-        let second = s.conn.start_call(&arriving)?;
-        let (first, second) = (first.wait(), second.wait());
-        assert!(second.is_ok(), "the arriving request: {second:?}");
-        assert!(
-            first.is_ok(),
-            "the waiting request (round {round}): {first:?}"
-        );
-    }
     Ok(())
 }
 
