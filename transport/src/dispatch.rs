@@ -81,6 +81,14 @@ impl Dispatcher {
         })
     }
 
+    /// The answer to `request` when the handler calls it quick (served here
+    /// and now), else `None`: then [`Dispatcher::dispatch`] it.
+    pub fn quick(&self, from: &PeerIdentity, request: &[u8]) -> Option<Answer> {
+        self.handler
+            .is_quick(request)
+            .then(|| answer(&*self.handler, from, request))
+    }
+
     /// Serve `request` from `from`; `respond` receives the answer exactly
     /// once, inline for a quick request, else on a pool worker. Fails only
     /// when no worker thread can be started (the request is then answered

@@ -69,7 +69,7 @@ pub enum HostReply {
     Done,
     Identity(PeerIdentity),
     Visitors {
-        /// Every identity a request was served for.
+        /// Every identity a command was served for.
         served: Vec<PeerIdentity>,
         /// The identity of every connection accepted.
         accepted: Vec<PeerIdentity>,
@@ -171,10 +171,11 @@ impl RegionHost {
 
 impl RequestHandler for RegionHost {
     fn handle(&self, from: &PeerIdentity, request: &[u8]) -> Result<Vec<u8>, String> {
-        self.record(from);
         match request.split_first() {
+            // The round-trip probe stays free of bookkeeping.
             Some((&ECHO, body)) => Ok(body.to_vec()),
             Some((&COMMAND, body)) => {
+                self.record(from);
                 let command: HostCommand =
                     serde_json::from_slice(body).map_err(|e| format!("bad command: {e}"))?;
                 let reply = self.command(from, command)?;

@@ -6,6 +6,16 @@
 //! the caller's stack, as with the other backends). Connections run the
 //! same handshake as the other backends ([`crate::handshake`]), through
 //! function calls. This is the embedded default: zero setup.
+//!
+//! A small request travels in the request ring of an in-process
+//! [`Mailbox`], its slot carrying the caller's reply slot as the request id
+//! (a pointer from [`Arc::into_raw`]: only this module's callers push into
+//! the ring, and the receiving thread turns each id back into the `Arc`
+//! exactly once, when it takes the request or when it stops); a large one,
+//! or one that finds the ring full, goes through a channel. The answer is
+//! left in the caller's reply slot. A receiving thread that stops polling
+//! parks; callers unpark it when the ring says it sleeps (or after using
+//! the channel).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +32,7 @@ use crate::dispatch::{Answer, Dispatcher};
 use crate::error::{Error, Result};
 use crate::handshake;
 use crate::identity::PeerIdentity;
+use crate::mailbox::{self, Mailbox};
 use crate::region::{LocalRegion, RegionMemory};
 use crate::registry::RegionTable;
 use crate::verbs::{
@@ -147,12 +158,15 @@ impl Fabric for LocalFabric {
         let (to_owner, owner_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
         let (to_requester, requester_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
         let (requests, receiving) = crossbeam_channel::unbounded::<Job>();
+        let (owner_end, requester_end) = mailbox::in_process(peer.clone(), self.node.id.clone())?;
         let owner = Arc::clone(&target);
         let from = Arc::clone(&identity);
-        std::thread::Builder::new()
+        let receiver = std::thread::Builder::new()
             .name(format!("o3-local {peer}"))
-            .spawn(move || receive_requests(&owner, &from, &receiving))
-            .map_err(|e| Error::io("spawn local connection thread", e))?;
+            .spawn(move || receive_requests(&owner, &from, &owner_end, &receiving))
+            .map_err(|e| Error::io("spawn local connection thread", e))?
+            .thread()
+            .clone();
         let closed = Arc::new(AtomicBool::new(false));
         target.accept.push(
             Box::new(LocalInbound {
@@ -171,6 +185,8 @@ impl Fabric for LocalFabric {
             to_owner,
             inbox: requester_inbox,
             requests,
+            mailbox: requester_end,
+            receiver,
             closed,
         }))
     }
@@ -180,31 +196,86 @@ impl Fabric for LocalFabric {
     }
 }
 
-/// The owner's receiving thread of one connection: takes requests in order
-/// and hands each to the owner's dispatcher, until the requester drops the
-/// connection or the owner goes down.
-fn receive_requests(owner: &LocalNode, from: &Arc<PeerIdentity>, requests: &Receiver<Job>) {
-    let poll = owner.options.poll;
-    loop {
-        let next = poll
-            .spin_until(Instant::now() + poll.spin(), || match requests.try_recv() {
-                Err(TryRecvError::Empty) => None,
-                other => Some(other.map_err(|_| ())),
-            })
-            .unwrap_or_else(|| requests.recv().map_err(|_| ()));
-        let Ok(job) = next else { return };
-        if owner.down.load(Ordering::Acquire) {
+/// The reply slot a ring request's id stands for.
+///
+/// # Safety
+/// `id` must come from [`Arc::into_raw`] in [`LocalConnection::start_call`]
+/// and be turned back only once (each published request is popped once).
+unsafe fn reply_slot(id: u64) -> Arc<ReplySlot> {
+    // SAFETY: per the contract, `id` is a pointer from `Arc::into_raw` whose
+    // reference has not been reclaimed yet.
+    unsafe { Arc::from_raw(id as usize as *const ReplySlot) }
+}
+
+/// The owner's receiving thread of one connection: takes requests from the
+/// mailbox ring and the channel and hands each to the owner's dispatcher,
+/// until the requester drops the connection or the owner goes down.
+fn receive_requests(
+    owner: &LocalNode,
+    from: &Arc<PeerIdentity>,
+    mailbox: &Mailbox,
+    requests: &Receiver<Job>,
+) {
+    let serve = |request: Vec<u8>, reply: Arc<ReplySlot>| {
+        if let Some(answer) = owner.dispatcher.quick(from, &request) {
+            reply.fill(answer);
             return;
         }
-        let reply = job.reply;
         let dispatched = owner
             .dispatcher
-            .dispatch(from, job.request, move |answer| reply.fill(answer));
+            .dispatch(from, request, move |answer| reply.fill(answer));
         if let Err(e) = dispatched {
             tracing::error!(node = %owner.id, error = %e, "cannot serve a request");
         }
+    };
+    let poll = owner.options.poll;
+    while !owner.down.load(Ordering::Acquire) {
+        match mailbox.pop() {
+            Ok(Some(slotted)) => {
+                // SAFETY: ring ids are reply-slot pointers published once by
+                // `start_call`, and this is their only consumer.
+                serve(slotted.payload, unsafe { reply_slot(slotted.id) });
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(node = %owner.id, error = %e, "local mailbox broken");
+                break;
+            }
+        }
+        match requests.try_recv() {
+            Ok(job) => {
+                serve(job.request, job.reply);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {}
+        }
+        let waiting = || mailbox.ready() || !requests.is_empty();
+        if poll
+            .spin_until(Instant::now() + poll.spin(), || waiting().then_some(()))
+            .is_some()
+        {
+            continue;
+        }
+        match mailbox.prepare_to_sleep() {
+            Ok(false) if requests.is_empty() => std::thread::park_timeout(PARK_LIMIT),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        mailbox.awake();
+    }
+    // Release the reply slots of requests nobody will serve (their callers
+    // see the owner down or time out).
+    while let Ok(Some(slotted)) = mailbox.pop() {
+        // SAFETY: as above; the thread stops consuming after this.
+        drop(unsafe { reply_slot(slotted.id) });
     }
 }
+
+/// Longest park of an idle receiving thread between looks at its queues
+/// (it is unparked when work arrives; this only bounds a missed wake-up).
+const PARK_LIMIT: Duration = Duration::from_secs(1);
 
 struct Job {
     request: Vec<u8>,
@@ -244,6 +315,10 @@ pub struct LocalConnection {
     to_owner: Sender<Vec<u8>>,
     inbox: Receiver<Vec<u8>>,
     requests: Sender<Job>,
+    /// The requester's end of the connection's request ring.
+    mailbox: Mailbox,
+    /// The owner's receiving thread, to unpark.
+    receiver: std::thread::Thread,
     closed: Arc<AtomicBool>,
 }
 
@@ -258,6 +333,8 @@ impl std::fmt::Debug for Job {
 impl Drop for LocalConnection {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
+        // The channel closes with us; let a parked receiving thread see it.
+        self.receiver.unpark();
     }
 }
 
@@ -348,14 +425,33 @@ impl Connection for LocalConnection {
     }
 
     fn start_call(&self, request: &[u8]) -> Result<PendingCall<'_>> {
-        self.owner()?;
+        // The down flag rather than `owner()`: no reference count to touch
+        // on the hot path (a dropped owner shows as a closed queue).
+        if self.down.load(Ordering::Acquire) {
+            return Err(Error::peer_gone(&self.peer, "node is down"));
+        }
         let reply = Arc::new(ReplySlot::default());
-        self.requests
-            .send(Job {
-                request: request.to_vec(),
-                reply: Arc::clone(&reply),
-            })
-            .map_err(|_| Error::peer_gone(&self.peer, "connection thread stopped"))?;
+        let id = Arc::into_raw(Arc::clone(&reply)) as usize as u64;
+        match self.mailbox.push(id, 0, request) {
+            Ok(Some(asleep)) => {
+                if asleep {
+                    self.receiver.unpark();
+                }
+            }
+            unpublished => {
+                // SAFETY: `id` was not published, so this is the only use
+                // of the reference `into_raw` kept.
+                drop(unsafe { reply_slot(id) });
+                unpublished?;
+                self.requests
+                    .send(Job {
+                        request: request.to_vec(),
+                        reply: Arc::clone(&reply),
+                    })
+                    .map_err(|_| Error::peer_gone(&self.peer, "connection thread stopped"))?;
+                self.receiver.unpark();
+            }
+        }
         Ok(PendingCall::new(Box::new(LocalCall {
             connection: self,
             reply,

@@ -1,5 +1,6 @@
 //! A shared-memory mailbox: the fast path for small requests and responses
-//! between two processes on one host (the `shm` backend), modelled on RDMA
+//! between two processes on one host (the `shm` backend; `local` uses its
+//! request ring between threads), modelled on RDMA
 //! SEND into pre-posted receive buffers. Two rings of fixed-size slots live
 //! in one memory block mapped by both ends: requests (requester → owner)
 //! and responses (owner → requester). A message is copied into a slot and
@@ -267,24 +268,36 @@ impl Mailbox {
     }
 }
 
+/// Both ends of a mailbox in one process's heap (the `local` backend):
+/// `(owner end, requester end)`.
+pub fn in_process(owner: NodeId, requester: NodeId) -> Result<(Mailbox, Mailbox)> {
+    let memory = std::sync::Arc::new(RegionMemory::heap(MAILBOX_LEN)?);
+    let ptr = std::ptr::NonNull::new(memory.as_ptr())
+        .ok_or_else(|| Error::InvalidArgument("null mailbox memory".into()))?;
+    let len = memory.len();
+    // SAFETY: both views alias memory kept alive by the `Arc` each holds as
+    // its keepalive, valid and 8-byte aligned for `len` bytes, and accessed
+    // only through copies and atomics (as a mapping shared by two
+    // processes would be).
+    let (owner_view, requester_view) = unsafe {
+        (
+            RegionMemory::from_raw(ptr, len, Box::new(std::sync::Arc::clone(&memory))),
+            RegionMemory::from_raw(ptr, len, Box::new(memory)),
+        )
+    };
+    Ok((
+        Mailbox::create(owner_view, requester)?,
+        Mailbox::open(requester_view, owner)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Two ends over the same memory, as two processes would map it.
     fn pair() -> (Mailbox, Mailbox) {
-        let memory = RegionMemory::heap(MAILBOX_LEN).unwrap();
-        let ptr = std::ptr::NonNull::new(memory.as_ptr()).unwrap();
-        let shared = std::sync::Arc::new(memory);
-        // SAFETY: the second view aliases memory kept alive by `shared`,
-        // accessed only through copies and atomics.
-        let alias =
-            unsafe { RegionMemory::from_raw(ptr, MAILBOX_LEN as usize, Box::new(shared.clone())) };
-        // SAFETY: as above.
-        let own = unsafe { RegionMemory::from_raw(ptr, MAILBOX_LEN as usize, Box::new(shared)) };
-        let owner = Mailbox::create(own, NodeId::from("requester")).unwrap();
-        let requester = Mailbox::open(alias, NodeId::from("owner")).unwrap();
-        (owner, requester)
+        in_process(NodeId::from("owner"), NodeId::from("requester")).unwrap()
     }
 
     #[test]

@@ -5,13 +5,22 @@
 //! A wake-up through the kernel costs tens of microseconds on a loaded
 //! virtual machine — more than an RDMA round trip — so a transport that
 //! parks cannot emulate a fast fabric. Busy-polling removes it at the price
-//! of a core per waiting thread while it spins. The default is [`PollMode::Park`]:
+//! of a core per waiting thread while it spins. A spinner also yields its
+//! core every [`YIELD_EVERY`]: when the thread it waits for shares that core
+//! (more runnable threads than cores), spinning through a whole budget
+//! would only delay that thread — yielding hands the core over, and costs a
+//! cheap system call when nobody else wants it.
+//!
+//! The default is [`PollMode::Park`]:
 //! o3 nodes run background work (flushes, compactions) that needs those
 //! cores, and on small machines spinning waiters would starve it; runs that
 //! emulate RDMA turn polling on explicitly (`o3-transport-bench
 //! --poll-spin-us`).
 
 use std::time::{Duration, Instant};
+
+/// How long a spinner polls before it yields its core once.
+pub const YIELD_EVERY: Duration = Duration::from_micros(2);
 
 /// How a waiting thread waits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +63,7 @@ impl PollMode {
         }
         let started = Instant::now();
         let end = (started + budget).min(deadline);
+        let mut next_yield = started + YIELD_EVERY;
         loop {
             for _ in 0..16 {
                 if let Some(value) = ready() {
@@ -61,8 +71,13 @@ impl PollMode {
                 }
                 std::hint::spin_loop();
             }
-            if Instant::now() >= end {
+            let now = Instant::now();
+            if now >= end {
                 return None;
+            }
+            if now >= next_yield {
+                std::thread::yield_now();
+                next_yield = Instant::now() + YIELD_EVERY;
             }
         }
     }

@@ -257,8 +257,17 @@ impl<S: Socket + std::fmt::Debug> Served<'_, S> {
     /// mailbox when the answer fits (else by frame), one that came as a
     /// frame by frame (its peer need not use the mailbox at all).
     fn dispatch(&self, id: u64, request: Vec<u8>, by_mailbox: bool) -> Result<()> {
+        let mailbox = self.mailbox.filter(|_| by_mailbox);
+        if let Some(answer) = self.ctx.dispatcher.quick(self.identity, &request) {
+            let (status, response) = match answer {
+                Ok(response) => (0, response),
+                Err(message) => (1, message.into_bytes()),
+            };
+            return respond(self.writer, mailbox.map(|m| &**m), id, status, &response)
+                .map_err(|e| Error::peer_gone(&self.identity.node, e.to_string()));
+        }
         let writer = Arc::clone(self.writer);
-        let mailbox = self.mailbox.filter(|_| by_mailbox).cloned();
+        let mailbox = mailbox.cloned();
         self.ctx
             .dispatcher
             .dispatch(self.identity, request, move |answer| {
