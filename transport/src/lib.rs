@@ -6,7 +6,10 @@
 //! one-sided reads, writes and atomics on it and exchange two-sided messages
 //! over a [`verbs::Connection`]. Every connection is bound to an identity
 //! proven with the cluster token ([`identity`], [`handshake`]); requests are
-//! served concurrently ([`dispatch`]); waits park or busy-poll ([`poll`]).
+//! served concurrently ([`dispatch`]); waits park or busy-poll ([`poll`]);
+//! small calls between processes of one host travel through a
+//! shared-memory mailbox (`mailbox`, used by [`shm`] and, in-process, by
+//! [`local`]).
 //! Backends: [`local`] (in-process, the embedded default), [`shm`] (shared
 //! memory files mapped by every process on a host), [`tcp`] (any host; a
 //! server thread emulates the NIC) and `rdma` (feature `rdma`). [`link`]
