@@ -1,6 +1,7 @@
 //! Serving two-sided requests: a request the handler calls quick
-//! ([`RequestHandler::is_quick`]) runs inline on the connection's receiving
-//! thread (no hand-off, the fastest round trip); any other runs on a worker
+//! ([`crate::verbs::RequestHandler::is_quick`]) runs inline on the
+//! connection's receiving thread (no hand-off, the fastest round trip); any
+//! other runs on a worker
 //! of a bounded pool shared by the fabric's connections, so the handlers of
 //! one connection run concurrently and a handler that waits for a later
 //! request of its own connection does not deadlock it. Responses are

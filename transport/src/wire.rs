@@ -18,7 +18,7 @@
 //! reason, UTF-8) and closes. Handshake frames carry at most 4096 bytes and
 //! any of them after the handshake is a protocol error. Only then do
 //! `Message`, `Request` and `Batch` frames flow. An `shm` owner's `Welcome`
-//! names a mailbox file in its directory ([`crate::mailbox`]) through which
+//! names a mailbox file in its directory (`crate::mailbox`) through which
 //! small requests and responses may travel instead of frames; an empty
 //! payload means none. `Doorbell` (empty, either direction) wakes a peer
 //! that sleeps on the socket after a message was put in its mailbox. A `Batch` payload is a u32
