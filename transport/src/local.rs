@@ -7,9 +7,10 @@
 //! same handshake as the other backends ([`crate::handshake`]), through
 //! function calls. This is the embedded default: zero setup.
 //!
-//! A small request travels in the request ring of an in-process
-//! mailbox (`crate::mailbox`), its slot carrying the caller's reply slot as the request id
-//! (a pointer from [`Arc::into_raw`]: only this module's callers push into
+//! A small request travels in the request ring of an in-process mailbox
+//! (`crate::mailbox`), its slot carrying the caller's reply slot as the
+//! request id (a pointer from [`Arc::into_raw`]: only this module's callers
+//! push into
 //! the ring, and the receiving thread turns each id back into the `Arc`
 //! exactly once, when it takes the request or when it stops); a large one,
 //! or one that finds the ring full, goes through a channel. The answer is
