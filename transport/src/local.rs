@@ -286,10 +286,7 @@ struct Job {
 /// Where the owner leaves one call's answer. The caller busy-polls `filled`
 /// for its poll budget, then sleeps on the condition variable in short
 /// slices, each of which also checks whether the owner went down.
-/// One cache line: the owner's writes and the caller's polling move a single
-/// line between their cores.
 #[derive(Default)]
-#[repr(align(64))]
 struct ReplySlot {
     filled: AtomicBool,
     answer: Mutex<Option<Answer>>,
