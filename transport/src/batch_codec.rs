@@ -2,6 +2,7 @@
 //! decoding of their `BatchResult` (format in [`crate::wire`]); used by the
 //! `tcp` backend, whose server thread executes the batch.
 
+use crate::access::RegionAccess;
 use crate::error::{Error, Result};
 use crate::verbs::{Completion, NodeId, WorkRequest};
 use crate::wire::{Cursor, OpStatus, op};
@@ -120,6 +121,17 @@ pub fn decode_result(
                     offset,
                     len,
                     region_len,
+                })
+            }
+            (OpStatus::AccessDenied, request) => {
+                let bits = cursor.u8()?;
+                let access = RegionAccess::from_bits(u64::from(bits)).ok_or_else(|| {
+                    Error::protocol(peer, format!("unknown access flags {bits} at {index}"))
+                })?;
+                Err(Error::AccessDenied {
+                    region,
+                    op: request.op(),
+                    access,
                 })
             }
             (OpStatus::BadKey, _) => Err(Error::BadKey { region }),

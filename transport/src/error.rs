@@ -3,10 +3,12 @@
 //!
 //! Invariant shared by all backends: an operation rejected with
 //! [`Error::OutOfBounds`], [`Error::Misaligned`], [`Error::BadKey`],
-//! [`Error::RegionGone`] or [`Error::WrongNode`] had no effect on memory.
+//! [`Error::RegionGone`], [`Error::WrongNode`] or [`Error::AccessDenied`] had
+//! no effect on memory.
 
 use std::time::Duration;
 
+use crate::access::{RegionAccess, RemoteOp};
 use crate::verbs::NodeId;
 
 /// Result alias used throughout `o3-transport`.
@@ -31,6 +33,17 @@ pub enum Error {
     /// The access key in the descriptor does not match the region's key.
     #[error("bad access key for region {region}")]
     BadKey { region: u64 },
+    /// The region's access flags do not permit the operation.
+    #[error("region {region} does not permit a remote {op} ({access})")]
+    AccessDenied {
+        region: u64,
+        op: RemoteOp,
+        access: RegionAccess,
+    },
+    /// The data-plane handshake failed: the peer (or we) could not prove to
+    /// hold the cluster token, so the connection was refused.
+    #[error("connection with {peer} refused: {reason}")]
+    Unauthenticated { peer: NodeId, reason: String },
     /// The region was deregistered (or never existed on that node).
     #[error("region {region} is gone (deregistered)")]
     RegionGone { region: u64 },

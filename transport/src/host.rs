@@ -1,23 +1,27 @@
 //! A region host: a node that registers and deregisters regions when a peer
-//! asks, echoes requests and one-way messages, and can be told to stall.
+//! asks, echoes requests and one-way messages, can be told to stall, tells a
+//! peer the identity it proved, and records who it served.
 //! `o3-transport-node` runs one as a separate process so that the
 //! conformance suite and the benchmark exercise a real region owner in
 //! another address space; the `local` suite runs one in-process.
 //!
 //! Requests are a tag byte and a body: [`ECHO`] answers the body unchanged
-//! (the round-trip probe, no parsing on the hot path); [`COMMAND`] carries a
-//! JSON [`HostCommand`] and is answered with a JSON [`HostReply`].
+//! (the round-trip probe, no parsing on the hot path, so it is a quick
+//! request served inline); [`COMMAND`] carries a JSON [`HostCommand`] and is
+//! answered with a JSON [`HostReply`] (on a worker: commands may wait).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+use crate::access::RegionAccess;
 use crate::error::{Error, Result};
+use crate::identity::PeerIdentity;
 use crate::region::LocalRegion;
-use crate::verbs::{Connection, Fabric, NodeId, RegionDesc, RequestHandler};
+use crate::verbs::{Connection, Fabric, RegionDesc, RequestHandler};
 
 /// Tag of a request answered with its own body.
 pub const ECHO: u8 = 0;
@@ -29,6 +33,7 @@ pub const COMMAND: u8 = 1;
 pub enum HostCommand {
     Register {
         len: u64,
+        access: RegionAccess,
     },
     Deregister {
         desc: RegionDesc,
@@ -38,13 +43,37 @@ pub enum HostCommand {
     Stall {
         millis: u64,
     },
+    /// Answer the identity this request arrived under.
+    WhoAmI,
+    /// Wait (at most `millis`) until a [`HostCommand::Meet`] with the same
+    /// key has arrived: answered only if requests are served concurrently
+    /// when both travel on one connection.
+    AwaitMeeting {
+        key: u64,
+        millis: u64,
+    },
+    /// Arrive at meeting `key`.
+    Meet {
+        key: u64,
+    },
+    /// Who the host has served and which connections it accepted.
+    Visitors,
 }
 
 /// The host's answer to a [`HostCommand`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum HostReply {
-    Registered { desc: RegionDesc },
+    Registered {
+        desc: RegionDesc,
+    },
     Done,
+    Identity(PeerIdentity),
+    Visitors {
+        /// Every identity a command was served for.
+        served: Vec<PeerIdentity>,
+        /// The identity of every connection accepted.
+        accepted: Vec<PeerIdentity>,
+    },
 }
 
 /// The request handler of a region host; [`RegionHost::attach`] gives it the
@@ -54,6 +83,10 @@ pub enum HostReply {
 pub struct RegionHost {
     fabric: OnceLock<Arc<dyn Fabric>>,
     regions: Mutex<HashMap<u64, LocalRegion>>,
+    served: RwLock<Vec<PeerIdentity>>,
+    accepted: Arc<Mutex<Vec<PeerIdentity>>>,
+    meetings: Mutex<HashSet<u64>>,
+    met: Condvar,
 }
 
 impl RegionHost {
@@ -67,18 +100,24 @@ impl RegionHost {
         self.fabric
             .set(Arc::clone(&fabric))
             .map_err(|_| Error::InvalidArgument("region host already attached".into()))?;
+        let accepted = Arc::clone(&self.accepted);
         std::thread::Builder::new()
             .name("o3-host-accept".into())
-            .spawn(move || echo_messages(fabric))
+            .spawn(move || echo_messages(fabric, &accepted))
             .map_err(|e| Error::io("spawn host accept thread", e))?;
         Ok(())
     }
 
-    fn command(&self, command: HostCommand) -> Result<HostReply, String> {
+    /// A region this host registered and has not deregistered.
+    pub fn region(&self, region: u64) -> Option<LocalRegion> {
+        self.regions.lock().get(&region).cloned()
+    }
+
+    fn command(&self, from: &PeerIdentity, command: HostCommand) -> Result<HostReply, String> {
         let fabric = self.fabric.get().ok_or("region host not attached")?;
         match command {
-            HostCommand::Register { len } => {
-                let region = fabric.register(len).map_err(|e| e.to_string())?;
+            HostCommand::Register { len, access } => {
+                let region = fabric.register(len, access).map_err(|e| e.to_string())?;
                 let desc = region.desc().clone();
                 self.regions.lock().insert(desc.region, region);
                 Ok(HostReply::Registered { desc })
@@ -92,32 +131,73 @@ impl RegionHost {
                 std::thread::sleep(Duration::from_millis(millis));
                 Ok(HostReply::Done)
             }
+            HostCommand::WhoAmI => Ok(HostReply::Identity(from.clone())),
+            HostCommand::AwaitMeeting { key, millis } => {
+                let deadline = Instant::now() + Duration::from_millis(millis);
+                let mut meetings = self.meetings.lock();
+                while !meetings.remove(&key) {
+                    if self.met.wait_until(&mut meetings, deadline).timed_out()
+                        && !meetings.contains(&key)
+                    {
+                        return Err(format!(
+                            "nobody met at {key} within {millis} ms: the later request \
+                             was not served while this one waited"
+                        ));
+                    }
+                }
+                Ok(HostReply::Done)
+            }
+            HostCommand::Meet { key } => {
+                self.meetings.lock().insert(key);
+                self.met.notify_all();
+                Ok(HostReply::Done)
+            }
+            HostCommand::Visitors => Ok(HostReply::Visitors {
+                served: self.served.read().clone(),
+                accepted: self.accepted.lock().clone(),
+            }),
+        }
+    }
+
+    fn record(&self, from: &PeerIdentity) {
+        if !self.served.read().contains(from) {
+            let mut served = self.served.write();
+            if !served.contains(from) {
+                served.push(from.clone());
+            }
         }
     }
 }
 
 impl RequestHandler for RegionHost {
-    fn handle(&self, _from: &NodeId, request: &[u8]) -> Result<Vec<u8>, String> {
+    fn handle(&self, from: &PeerIdentity, request: &[u8]) -> Result<Vec<u8>, String> {
         match request.split_first() {
+            // The round-trip probe stays free of bookkeeping.
             Some((&ECHO, body)) => Ok(body.to_vec()),
             Some((&COMMAND, body)) => {
+                self.record(from);
                 let command: HostCommand =
                     serde_json::from_slice(body).map_err(|e| format!("bad command: {e}"))?;
-                let reply = self.command(command)?;
+                let reply = self.command(from, command)?;
                 serde_json::to_vec(&reply).map_err(|e| e.to_string())
             }
             _ => Err("unknown request tag".into()),
         }
     }
+
+    fn is_quick(&self, request: &[u8]) -> bool {
+        request.first() == Some(&ECHO)
+    }
 }
 
-fn echo_messages(fabric: Arc<dyn Fabric>) {
+fn echo_messages(fabric: Arc<dyn Fabric>, accepted: &Mutex<Vec<PeerIdentity>>) {
     loop {
         let inbound = match fabric.accept(Duration::from_secs(3600)) {
             Ok(inbound) => inbound,
             Err(Error::Timeout { .. }) => continue,
             Err(_) => return,
         };
+        accepted.lock().push(inbound.peer().clone());
         let spawned = std::thread::Builder::new()
             .name("o3-host-echo".into())
             .spawn(move || {
@@ -149,9 +229,19 @@ pub fn host_command(connection: &dyn Connection, command: &HostCommand) -> Resul
         .map_err(|e| Error::protocol(connection.peer(), format!("bad host reply: {e}")))
 }
 
-/// Ask the host behind `connection` to register `len` bytes.
+/// Ask the host behind `connection` to register `len` bytes peers may read
+/// and write.
 pub fn host_register(connection: &dyn Connection, len: u64) -> Result<RegionDesc> {
-    match host_command(connection, &HostCommand::Register { len })? {
+    host_register_with(connection, len, RegionAccess::READ_WRITE)
+}
+
+/// Ask the host behind `connection` to register `len` bytes with `access`.
+pub fn host_register_with(
+    connection: &dyn Connection,
+    len: u64,
+    access: RegionAccess,
+) -> Result<RegionDesc> {
+    match host_command(connection, &HostCommand::Register { len, access })? {
         HostReply::Registered { desc } => Ok(desc),
         other => Err(Error::protocol(
             connection.peer(),

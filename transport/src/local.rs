@@ -1,26 +1,44 @@
 //! The `local` backend: every node lives in this process, inside one
-//! [`LocalNetwork`]. One-sided operations are copies under the owner's key
-//! and bounds checks; requests run on a worker thread per connection (so a
+//! [`LocalNetwork`]. One-sided operations are copies under the owner's key,
+//! access and bounds checks; requests go to a receiving thread per
+//! connection that serves them through the owner's [`Dispatcher`] (so a
 //! call honours the operation timeout and the owner's handler never runs on
-//! the caller's stack, as with the other backends). This is the embedded
-//! default: zero setup.
+//! the caller's stack, as with the other backends). Connections run the
+//! same handshake as the other backends ([`crate::handshake`]), through
+//! function calls. This is the embedded default: zero setup.
+//!
+//! A small request travels in the request ring of an in-process mailbox
+//! (`crate::mailbox`), its slot carrying the caller's reply slot as the
+//! request id (a pointer from [`Arc::into_raw`]: only this module's callers
+//! push into
+//! the ring, and the receiving thread turns each id back into the `Arc`
+//! exactly once, when it takes the request or when it stops); a large one,
+//! or one that finds the ring full, goes through a channel. The answer is
+//! left in the caller's reply slot. A receiving thread that stops polling
+//! parks; callers unpark it when the ring says it sleeps (or after using
+//! the channel).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
-use parking_lot::Mutex;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select};
+use parking_lot::{Condvar, Mutex};
 
 use crate::accept::AcceptQueue;
+use crate::access::RegionAccess;
 use crate::batch_codec::post_validated;
+use crate::dispatch::{Answer, Dispatcher};
 use crate::error::{Error, Result};
+use crate::handshake;
+use crate::identity::PeerIdentity;
+use crate::mailbox::{self, Mailbox};
 use crate::region::{LocalRegion, RegionMemory};
 use crate::registry::RegionTable;
 use crate::verbs::{
-    CallWait, Completion, ConnectOptions, Connection, Fabric, InboundConnection, NodeId,
-    PendingCall, RegionDesc, SharedHandler, WorkRequest,
+    CallWait, Completion, ConnectOptions, Connection, Fabric, FabricOptions, InboundConnection,
+    NodeId, PendingCall, RegionDesc, SharedHandler, WorkRequest,
 };
 
 /// One-way messages buffered per direction before `send` blocks.
@@ -35,10 +53,11 @@ pub struct LocalNetwork {
 #[derive(Debug)]
 struct LocalNode {
     id: NodeId,
+    options: FabricOptions,
     regions: RegionTable,
-    handler: SharedHandler,
+    dispatcher: Arc<Dispatcher>,
     accept: AcceptQueue,
-    down: AtomicBool,
+    down: Arc<AtomicBool>,
     /// Dropped when the node goes down, which wakes every waiting caller.
     alive: Mutex<Option<Sender<()>>>,
     down_signal: Receiver<()>,
@@ -66,7 +85,12 @@ impl LocalNetwork {
     }
 
     /// Create node `name`, answering requests with `handler`.
-    pub fn node(self: &Arc<Self>, name: &str, handler: SharedHandler) -> Result<LocalFabric> {
+    pub fn node(
+        self: &Arc<Self>,
+        name: &str,
+        handler: SharedHandler,
+        options: FabricOptions,
+    ) -> Result<LocalFabric> {
         let id = NodeId(format!("local:{name}"));
         let mut nodes = self.nodes.lock();
         if nodes.get(&id).is_some_and(|w| w.strong_count() > 0) {
@@ -75,10 +99,11 @@ impl LocalNetwork {
         let (alive, down_signal) = crossbeam_channel::bounded(0);
         let node = Arc::new(LocalNode {
             regions: RegionTable::new(id.clone()),
+            dispatcher: Dispatcher::new(id.0.clone(), handler, options.request_workers),
+            options,
             id: id.clone(),
-            handler,
             accept: AcceptQueue::default(),
-            down: AtomicBool::new(false),
+            down: Arc::new(AtomicBool::new(false)),
             alive: Mutex::new(Some(alive)),
             down_signal,
         });
@@ -106,9 +131,12 @@ impl Fabric for LocalFabric {
         &self.node.id
     }
 
-    fn register(&self, len: u64) -> Result<LocalRegion> {
+    fn register(&self, len: u64, access: RegionAccess) -> Result<LocalRegion> {
         self.node.check_up()?;
-        Ok(self.node.regions.insert(Arc::new(RegionMemory::heap(len)?)))
+        Ok(self
+            .node
+            .regions
+            .insert(Arc::new(RegionMemory::heap(len)?), access))
     }
 
     fn deregister(&self, region: &RegionDesc) -> Result<()> {
@@ -124,28 +152,26 @@ impl Fabric for LocalFabric {
             .and_then(Weak::upgrade)
             .ok_or_else(|| Error::peer_gone(peer, "no such node in this process"))?;
         target.check_up()?;
+        let identity = Arc::new(handshake::in_process(
+            (&self.node.id, &self.node.options.credentials),
+            (&target.id, &target.options.credentials),
+        )?);
         let (to_owner, owner_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
         let (to_requester, requester_inbox) = crossbeam_channel::bounded(CHANNEL_DEPTH);
-        let (requests, worker_queue) = crossbeam_channel::unbounded::<Job>();
-        let worker_node = Arc::clone(&target);
-        let from = self.node.id.clone();
-        std::thread::Builder::new()
+        let (requests, receiving) = crossbeam_channel::unbounded::<Job>();
+        let (owner_end, requester_end) = mailbox::in_process(peer.clone(), self.node.id.clone())?;
+        let owner = Arc::clone(&target);
+        let from = Arc::clone(&identity);
+        let receiver = std::thread::Builder::new()
             .name(format!("o3-local {peer}"))
-            .spawn(move || {
-                for job in worker_queue {
-                    if worker_node.down.load(Ordering::Acquire) {
-                        break;
-                    }
-                    let _ = job
-                        .reply
-                        .send(worker_node.handler.handle(&from, &job.request));
-                }
-            })
-            .map_err(|e| Error::io("spawn local connection worker", e))?;
+            .spawn(move || receive_requests(&owner, &from, &owner_end, &receiving))
+            .map_err(|e| Error::io("spawn local connection thread", e))?
+            .thread()
+            .clone();
         let closed = Arc::new(AtomicBool::new(false));
         target.accept.push(
             Box::new(LocalInbound {
-                peer: self.node.id.clone(),
+                peer: PeerIdentity::clone(&identity),
                 to_requester,
                 inbox: owner_inbox,
             }),
@@ -153,12 +179,15 @@ impl Fabric for LocalFabric {
         );
         Ok(Arc::new(LocalConnection {
             peer: peer.clone(),
+            down: Arc::clone(&target.down),
             node: Arc::downgrade(&target),
             down_signal: target.down_signal.clone(),
             options: options.clone(),
             to_owner,
             inbox: requester_inbox,
             requests,
+            mailbox: requester_end,
+            receiver,
             closed,
         }))
     }
@@ -168,21 +197,129 @@ impl Fabric for LocalFabric {
     }
 }
 
+/// The reply slot a ring request's id stands for.
+///
+/// # Safety
+/// `id` must come from [`Arc::into_raw`] in [`LocalConnection::start_call`]
+/// and be turned back only once (each published request is popped once).
+unsafe fn reply_slot(id: u64) -> Arc<ReplySlot> {
+    // SAFETY: per the contract, `id` is a pointer from `Arc::into_raw` whose
+    // reference has not been reclaimed yet.
+    unsafe { Arc::from_raw(id as usize as *const ReplySlot) }
+}
+
+/// The owner's receiving thread of one connection: takes requests from the
+/// mailbox ring and the channel and hands each to the owner's dispatcher,
+/// until the requester drops the connection or the owner goes down.
+fn receive_requests(
+    owner: &LocalNode,
+    from: &Arc<PeerIdentity>,
+    mailbox: &Mailbox,
+    requests: &Receiver<Job>,
+) {
+    let serve = |request: Vec<u8>, reply: Arc<ReplySlot>| {
+        if let Some(answer) = owner.dispatcher.quick(from, &request) {
+            reply.fill(answer);
+            return;
+        }
+        let dispatched = owner
+            .dispatcher
+            .dispatch(from, request, move |answer| reply.fill(answer));
+        if let Err(e) = dispatched {
+            tracing::error!(node = %owner.id, error = %e, "cannot serve a request");
+        }
+    };
+    let poll = owner.options.poll;
+    while !owner.down.load(Ordering::Acquire) {
+        match mailbox.pop() {
+            Ok(Some(slotted)) => {
+                // SAFETY: ring ids are reply-slot pointers published once by
+                // `start_call`, and this is their only consumer.
+                serve(slotted.payload, unsafe { reply_slot(slotted.id) });
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(node = %owner.id, error = %e, "local mailbox broken");
+                break;
+            }
+        }
+        match requests.try_recv() {
+            Ok(job) => {
+                serve(job.request, job.reply);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {}
+        }
+        let waiting = || mailbox.ready() || !requests.is_empty();
+        if poll
+            .spin_until(Instant::now() + poll.spin(), || waiting().then_some(()))
+            .is_some()
+        {
+            continue;
+        }
+        match mailbox.prepare_to_sleep() {
+            Ok(false) if requests.is_empty() => std::thread::park_timeout(PARK_LIMIT),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        mailbox.awake();
+    }
+    // Release the reply slots of requests nobody will serve (their callers
+    // see the owner down or time out).
+    while let Ok(Some(slotted)) = mailbox.pop() {
+        // SAFETY: as above; the thread stops consuming after this.
+        drop(unsafe { reply_slot(slotted.id) });
+    }
+}
+
+/// Longest park of an idle receiving thread between looks at its queues
+/// (it is unparked when work arrives; this only bounds a missed wake-up).
+const PARK_LIMIT: Duration = Duration::from_secs(1);
+
 struct Job {
     request: Vec<u8>,
-    reply: Sender<std::result::Result<Vec<u8>, String>>,
+    reply: Arc<ReplySlot>,
+}
+
+/// Where the owner leaves one call's answer. The caller busy-polls `filled`
+/// for its poll budget, then sleeps on the condition variable in short
+/// slices, each of which also checks whether the owner went down.
+#[derive(Default)]
+struct ReplySlot {
+    filled: AtomicBool,
+    answer: Mutex<Option<Answer>>,
+    cond: Condvar,
+}
+
+/// How often a sleeping caller looks whether the owner went down.
+const DOWN_CHECK: Duration = Duration::from_millis(10);
+
+impl ReplySlot {
+    fn fill(&self, answer: Answer) {
+        *self.answer.lock() = Some(answer);
+        self.filled.store(true, Ordering::Release);
+        self.cond.notify_one();
+    }
 }
 
 /// A connection to a node of the same [`LocalNetwork`].
 #[derive(Debug)]
 pub struct LocalConnection {
     peer: NodeId,
+    /// The owner's down flag (cheap to poll, unlike its down signal).
+    down: Arc<AtomicBool>,
     node: Weak<LocalNode>,
     down_signal: Receiver<()>,
     options: ConnectOptions,
     to_owner: Sender<Vec<u8>>,
     inbox: Receiver<Vec<u8>>,
     requests: Sender<Job>,
+    /// The requester's end of the connection's request ring.
+    mailbox: Mailbox,
+    /// The owner's receiving thread, to unpark.
+    receiver: std::thread::Thread,
     closed: Arc<AtomicBool>,
 }
 
@@ -197,6 +334,8 @@ impl std::fmt::Debug for Job {
 impl Drop for LocalConnection {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
+        // The channel closes with us; let a parked receiving thread see it.
+        self.receiver.unpark();
     }
 }
 
@@ -211,7 +350,23 @@ impl LocalConnection {
     }
 
     /// Wait on `rx` until `deadline`, failing early when the owner goes down.
+    /// Busy-polls first when the connection's poll mode says so.
     fn wait_on<T>(&self, rx: &Receiver<T>, deadline: Instant, op: &'static str) -> Result<T> {
+        let polled = self.options.poll.spin_until(deadline, || {
+            match rx.try_recv() {
+                Ok(value) => return Some(Ok(value)),
+                Err(TryRecvError::Disconnected) => {
+                    return Some(Err(Error::peer_gone(&self.peer, "connection closed")));
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            self.down
+                .load(Ordering::Acquire)
+                .then(|| Err(Error::peer_gone(&self.peer, "node is down")))
+        });
+        if let Some(outcome) = polled {
+            return outcome;
+        }
         let timeout = Error::Timeout {
             op,
             after: self.options.op_timeout,
@@ -245,7 +400,7 @@ impl Connection for LocalConnection {
                     }
                     let desc = request.remote().clone();
                     let result = self.owner().and_then(|node| {
-                        let memory = node.regions.lookup(desc.region, desc.rkey)?;
+                        let memory = node.regions.lookup(desc.region, desc.rkey, request.op())?;
                         memory.execute(&desc, request)
                     });
                     failed = result.is_err();
@@ -271,17 +426,36 @@ impl Connection for LocalConnection {
     }
 
     fn start_call(&self, request: &[u8]) -> Result<PendingCall<'_>> {
-        self.owner()?;
-        let (reply, response) = crossbeam_channel::bounded(1);
-        self.requests
-            .send(Job {
-                request: request.to_vec(),
-                reply,
-            })
-            .map_err(|_| Error::peer_gone(&self.peer, "connection worker stopped"))?;
+        // The down flag rather than `owner()`: no reference count to touch
+        // on the hot path (a dropped owner shows as a closed queue).
+        if self.down.load(Ordering::Acquire) {
+            return Err(Error::peer_gone(&self.peer, "node is down"));
+        }
+        let reply = Arc::new(ReplySlot::default());
+        let id = Arc::into_raw(Arc::clone(&reply)) as usize as u64;
+        match self.mailbox.push(id, 0, request) {
+            Ok(Some(asleep)) => {
+                if asleep {
+                    self.receiver.unpark();
+                }
+            }
+            unpublished => {
+                // SAFETY: `id` was not published, so this is the only use
+                // of the reference `into_raw` kept.
+                drop(unsafe { reply_slot(id) });
+                unpublished?;
+                self.requests
+                    .send(Job {
+                        request: request.to_vec(),
+                        reply: Arc::clone(&reply),
+                    })
+                    .map_err(|_| Error::peer_gone(&self.peer, "connection thread stopped"))?;
+                self.receiver.unpark();
+            }
+        }
         Ok(PendingCall::new(Box::new(LocalCall {
             connection: self,
-            response,
+            reply,
             deadline: Instant::now() + self.options.op_timeout,
         })))
     }
@@ -289,38 +463,65 @@ impl Connection for LocalConnection {
 
 struct LocalCall<'c> {
     connection: &'c LocalConnection,
-    response: Receiver<std::result::Result<Vec<u8>, String>>,
+    reply: Arc<ReplySlot>,
     deadline: Instant,
+}
+
+impl LocalCall<'_> {
+    fn answer(&self) -> Result<Answer> {
+        let c = self.connection;
+        let slot = &self.reply;
+        c.options.poll.spin_until(self.deadline, || {
+            (slot.filled.load(Ordering::Acquire) || c.down.load(Ordering::Acquire)).then_some(())
+        });
+        let mut answer = slot.answer.lock();
+        loop {
+            if let Some(answer) = answer.take() {
+                return Ok(answer);
+            }
+            if c.down.load(Ordering::Acquire) {
+                return Err(Error::peer_gone(&c.peer, "node is down"));
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Err(Error::Timeout {
+                    op: "call",
+                    after: c.options.op_timeout,
+                });
+            }
+            slot.cond
+                .wait_until(&mut answer, self.deadline.min(now + DOWN_CHECK));
+        }
+    }
 }
 
 impl CallWait for LocalCall<'_> {
     fn wait(self: Box<Self>) -> Result<Vec<u8>> {
         let c = self.connection;
-        c.wait_on(&self.response, self.deadline, "call")?
-            .map_err(|message| Error::Remote {
-                peer: c.peer.clone(),
-                message,
-            })
+        self.answer()?.map_err(|message| Error::Remote {
+            peer: c.peer.clone(),
+            message,
+        })
     }
 }
 
 /// The owner's end of a local connection.
 #[derive(Debug)]
 struct LocalInbound {
-    peer: NodeId,
+    peer: PeerIdentity,
     to_requester: Sender<Vec<u8>>,
     inbox: Receiver<Vec<u8>>,
 }
 
 impl InboundConnection for LocalInbound {
-    fn peer(&self) -> &NodeId {
+    fn peer(&self) -> &PeerIdentity {
         &self.peer
     }
 
     fn send(&self, message: &[u8]) -> Result<()> {
         self.to_requester
             .send(message.to_vec())
-            .map_err(|_| Error::peer_gone(&self.peer, "connection closed"))
+            .map_err(|_| Error::peer_gone(&self.peer.node, "connection closed"))
     }
 
     fn recv(&self, timeout: Duration) -> Result<Vec<u8>> {
@@ -329,7 +530,9 @@ impl InboundConnection for LocalInbound {
                 op: "recv",
                 after: timeout,
             },
-            RecvTimeoutError::Disconnected => Error::peer_gone(&self.peer, "connection closed"),
+            RecvTimeoutError::Disconnected => {
+                Error::peer_gone(&self.peer.node, "connection closed")
+            }
         })
     }
 }

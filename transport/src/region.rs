@@ -300,6 +300,7 @@ mod tests {
             base: memory.as_ptr() as u64,
             len,
             rkey: 7,
+            access: crate::access::RegionAccess::READ_WRITE,
         };
         LocalRegion::new(desc, memory)
     }

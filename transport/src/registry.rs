@@ -1,6 +1,9 @@
 //! The regions a node has registered, and the checks every software-emulated
 //! NIC applies before touching one: the region exists (else
-//! [`Error::RegionGone`]) and the key matches (else [`Error::BadKey`]).
+//! [`Error::RegionGone`]), the key matches (else [`Error::BadKey`]) and the
+//! region's access flags permit the operation (else
+//! [`Error::AccessDenied`]) — the owner's record, not the requester's
+//! descriptor, decides.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -9,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
+use crate::access::{RegionAccess, RemoteOp};
 use crate::error::{Error, Result};
 use crate::region::{LocalRegion, RegionMemory};
 use crate::verbs::{NodeId, RegionDesc};
@@ -16,6 +20,7 @@ use crate::verbs::{NodeId, RegionDesc};
 #[derive(Debug)]
 struct Entry {
     rkey: u64,
+    access: RegionAccess,
     memory: Arc<RegionMemory>,
 }
 
@@ -41,26 +46,24 @@ impl RegionTable {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Register `memory` under a fresh id and an unguessable key.
-    pub fn insert(&self, memory: Arc<RegionMemory>) -> LocalRegion {
+    /// Register `memory` with `access` under a fresh id and an unguessable
+    /// key.
+    pub fn insert(&self, memory: Arc<RegionMemory>, access: RegionAccess) -> LocalRegion {
         let region = self.next_id();
-        self.insert_with(region, random_key(), memory)
-    }
-
-    /// Register `memory` under a given id and key (the id from
-    /// [`RegionTable::next_id`]).
-    pub fn insert_with(&self, region: u64, rkey: u64, memory: Arc<RegionMemory>) -> LocalRegion {
+        let rkey = random_key();
         let desc = RegionDesc {
             node: self.node.clone(),
             region,
             base: memory.as_ptr() as u64,
             len: memory.len() as u64,
             rkey,
+            access,
         };
         self.regions.write().insert(
             region,
             Entry {
                 rkey,
+                access,
                 memory: Arc::clone(&memory),
             },
         );
@@ -84,11 +87,17 @@ impl RegionTable {
         }
     }
 
-    /// The memory of `region` if `rkey` grants access to it.
-    pub fn lookup(&self, region: u64, rkey: u64) -> Result<Arc<RegionMemory>> {
+    /// The memory of `region` if `rkey` grants access to it and its access
+    /// flags permit `op`.
+    pub fn lookup(&self, region: u64, rkey: u64, op: RemoteOp) -> Result<Arc<RegionMemory>> {
         match self.regions.read().get(&region) {
             None => Err(Error::RegionGone { region }),
             Some(entry) if entry.rkey != rkey => Err(Error::BadKey { region }),
+            Some(entry) if !entry.access.permits(op) => Err(Error::AccessDenied {
+                region,
+                op,
+                access: entry.access,
+            }),
             Some(entry) => Ok(Arc::clone(&entry.memory)),
         }
     }
@@ -113,19 +122,41 @@ mod tests {
     #[test]
     fn lookup_checks_key_and_presence() {
         let table = RegionTable::new(NodeId::from("n"));
-        let region = table.insert(Arc::new(RegionMemory::heap(64).unwrap()));
+        let rw = RegionAccess::READ_WRITE;
+        let region = table.insert(Arc::new(RegionMemory::heap(64).unwrap()), rw);
         let desc = region.desc().clone();
-        assert!(table.lookup(desc.region, desc.rkey).is_ok());
+        assert!(
+            table
+                .lookup(desc.region, desc.rkey, RemoteOp::Atomic)
+                .is_ok()
+        );
         assert!(matches!(
-            table.lookup(desc.region, desc.rkey ^ 1),
+            table.lookup(desc.region, desc.rkey ^ 1, RemoteOp::Read),
             Err(Error::BadKey { .. })
         ));
         table.remove(&desc).unwrap();
         assert!(matches!(
-            table.lookup(desc.region, desc.rkey),
+            table.lookup(desc.region, desc.rkey, RemoteOp::Read),
             Err(Error::RegionGone { .. })
         ));
-        let next = table.insert(Arc::new(RegionMemory::heap(8).unwrap()));
+        let next = table.insert(Arc::new(RegionMemory::heap(8).unwrap()), rw);
         assert_ne!(next.desc().region, desc.region, "ids are never reused");
+    }
+
+    #[test]
+    fn lookup_checks_the_recorded_access_not_the_descriptor() {
+        let table = RegionTable::new(NodeId::from("n"));
+        let region = table.insert(
+            Arc::new(RegionMemory::heap(64).unwrap()),
+            RegionAccess::READ_ONLY,
+        );
+        let (id, rkey) = (region.desc().region, region.desc().rkey);
+        assert!(table.lookup(id, rkey, RemoteOp::Read).is_ok());
+        for op in [RemoteOp::Write, RemoteOp::Atomic] {
+            assert!(matches!(
+                table.lookup(id, rkey, op),
+                Err(Error::AccessDenied { op: denied, .. }) if denied == op
+            ));
+        }
     }
 }

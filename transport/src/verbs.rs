@@ -2,8 +2,9 @@
 //!
 //! It mirrors RDMA verbs so that the `rdma` backend is a thin layer and the
 //! other backends are faithful emulations:
-//! - a node **registers** memory ([`Fabric::register`]) and hands out a
-//!   [`RegionDesc`] (node, region id, base, length, access key);
+//! - a node **registers** memory ([`Fabric::register`]) with access flags
+//!   ([`RegionAccess`]) and hands out a [`RegionDesc`] (node, region id,
+//!   base, length, access key, access flags);
 //! - a peer that holds a descriptor performs **one-sided** operations on it
 //!   through a [`Connection`] ([`WorkRequest`]s posted in batches, one
 //!   [`Completion`] each) that never run code of the owner's application;
@@ -11,7 +12,11 @@
 //!   [`Connection::recv`] and request/response [`Connection::call`], served
 //!   by the owner's [`RequestHandler`]; many requests may be in flight on one
 //!   connection ([`Connection::start_call`]), each matched to its response by
-//!   a request id, and messages are delivered in order per connection.
+//!   a request id, and served concurrently ([`crate::dispatch`]); one-way
+//!   messages are delivered in order per connection.
+//! - every connection starts with a handshake ([`crate::handshake`]) that
+//!   proves the connector's identity with the fabric's [`Credentials`]; the
+//!   owner's handler receives that [`PeerIdentity`] with every request.
 //!
 //! The API is blocking. Its callers (the compute node's foreground and
 //! background threads, memory-node workers) are synchronous threads, and a
@@ -30,7 +35,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{RegionAccess, RemoteOp};
 use crate::error::{Error, Result};
+use crate::identity::{Credentials, PeerIdentity};
+use crate::poll::PollMode;
 use crate::region::LocalRegion;
 
 /// The address of a node's endpoint; peers pass it to [`Fabric::connect`].
@@ -58,6 +66,8 @@ impl From<&str> for NodeId {
 /// answered with [`Error::BadKey`]. Offsets in operations are relative to the
 /// region start; `base` is the address of byte 0 in the owner's address space
 /// (what RDMA puts in a work request), informational for other backends.
+/// `access` lets a requester refuse a forbidden operation before sending it;
+/// the owner's NIC enforces its own record of it, whatever a descriptor says.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RegionDesc {
     pub node: NodeId,
@@ -65,6 +75,7 @@ pub struct RegionDesc {
     pub base: u64,
     pub len: u64,
     pub rkey: u64,
+    pub access: RegionAccess,
 }
 
 impl RegionDesc {
@@ -91,6 +102,19 @@ impl RegionDesc {
         }
         self.check_range(offset, 8)
     }
+
+    /// Check that the region's access flags permit `op`.
+    pub fn check_access(&self, op: RemoteOp) -> Result<()> {
+        if self.access.permits(op) {
+            Ok(())
+        } else {
+            Err(Error::AccessDenied {
+                region: self.region,
+                op,
+                access: self.access,
+            })
+        }
+    }
 }
 
 /// Per-connection settings.
@@ -103,6 +127,8 @@ pub struct ConnectOptions {
     /// The largest two-sided message accepted from the peer; a longer one is a
     /// [`Error::Protocol`] error (bounds memory use on a bad length).
     pub max_message: usize,
+    /// How a caller waits for a response or a message.
+    pub poll: PollMode,
 }
 
 impl Default for ConnectOptions {
@@ -110,8 +136,38 @@ impl Default for ConnectOptions {
         ConnectOptions {
             op_timeout: Duration::from_secs(10),
             max_message: 64 << 20,
+            poll: PollMode::Park,
         }
     }
+}
+
+/// Per-node settings shared by every backend.
+#[derive(Clone, Debug)]
+pub struct FabricOptions {
+    /// What this node proves its identity with, and checks peers against.
+    pub credentials: Credentials,
+    /// How the node's receiving threads wait for the next request.
+    pub poll: PollMode,
+    /// Request handlers that may run at once across the node's connections
+    /// (quick requests run inline and do not count); see
+    /// [`crate::dispatch`].
+    pub request_workers: usize,
+}
+
+impl FabricOptions {
+    /// Parking waits and [`FabricOptions::DEFAULT_REQUEST_WORKERS`]
+    /// workers.
+    pub fn new(credentials: impl Into<Credentials>) -> Self {
+        FabricOptions {
+            credentials: credentials.into(),
+            poll: PollMode::Park,
+            request_workers: Self::DEFAULT_REQUEST_WORKERS,
+        }
+    }
+
+    /// Enough for a memory node's handful of concurrent compute peers
+    /// without letting a flood of slow requests spawn a thread each.
+    pub const DEFAULT_REQUEST_WORKERS: usize = 16;
 }
 
 /// One one-sided operation on a remote region.
@@ -157,8 +213,18 @@ impl WorkRequest<'_> {
         }
     }
 
-    /// Check bounds, alignment and target node on the requester side, before
-    /// anything is sent (a rejected request never reaches the owner).
+    /// The access right this request needs.
+    pub fn op(&self) -> RemoteOp {
+        match self {
+            WorkRequest::Read { .. } => RemoteOp::Read,
+            WorkRequest::Write { .. } => RemoteOp::Write,
+            WorkRequest::CompareAndSwap { .. } | WorkRequest::FetchAdd { .. } => RemoteOp::Atomic,
+        }
+    }
+
+    /// Check bounds, alignment, access flags and target node on the
+    /// requester side, before anything is sent (a rejected request never
+    /// reaches the owner).
     pub fn validate(&self, peer: &NodeId) -> Result<()> {
         let remote = self.remote();
         if &remote.node != peer {
@@ -168,6 +234,7 @@ impl WorkRequest<'_> {
                 peer: peer.clone(),
             });
         }
+        remote.check_access(self.op())?;
         match self {
             WorkRequest::Read { offset, buf, .. } => remote.check_range(*offset, buf.len() as u64),
             WorkRequest::Write { offset, data, .. } => {
@@ -195,20 +262,29 @@ pub enum Completion {
     },
 }
 
-/// Serves two-sided requests on the node that owns it. Runs on a backend
-/// thread, one request at a time per connection, so responses on a
-/// connection come back in request order.
+/// Serves two-sided requests on the node that owns it. Runs on backend
+/// threads; requests of one connection may be served concurrently
+/// ([`crate::dispatch`]), and each response is matched to its request by id.
 pub trait RequestHandler: Send + Sync {
-    /// Answer `request` from `from`. An `Err` reaches the caller as
-    /// [`Error::Remote`].
-    fn handle(&self, from: &NodeId, request: &[u8]) -> Result<Vec<u8>, String>;
+    /// Answer `request` from `from`, the identity the peer proved when it
+    /// connected. An `Err` reaches the caller as [`Error::Remote`].
+    fn handle(&self, from: &PeerIdentity, request: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// True when `request` is answered at once without blocking (an echo,
+    /// a table lookup): it then runs inline on the connection's receiving
+    /// thread, saving a thread hand-off, and holds up later requests of its
+    /// connection while it runs. Anything that may wait must say `false`
+    /// (the default) and runs on a worker.
+    fn is_quick(&self, _request: &[u8]) -> bool {
+        false
+    }
 }
 
 impl<F> RequestHandler for F
 where
-    F: Fn(&NodeId, &[u8]) -> Result<Vec<u8>, String> + Send + Sync,
+    F: Fn(&PeerIdentity, &[u8]) -> Result<Vec<u8>, String> + Send + Sync,
 {
-    fn handle(&self, from: &NodeId, request: &[u8]) -> Result<Vec<u8>, String> {
+    fn handle(&self, from: &PeerIdentity, request: &[u8]) -> Result<Vec<u8>, String> {
         self(from, request)
     }
 }
@@ -224,7 +300,7 @@ pub type SharedHandler = Arc<dyn RequestHandler>;
 
 /// A handler that rejects every request; for nodes that only host regions.
 pub fn no_requests() -> SharedHandler {
-    Arc::new(|_: &NodeId, _: &[u8]| -> Result<Vec<u8>, String> {
+    Arc::new(|_: &PeerIdentity, _: &[u8]| -> Result<Vec<u8>, String> {
         Err("this node serves no requests".to_string())
     })
 }
@@ -344,8 +420,8 @@ pub trait Connection: Send + Sync + fmt::Debug {
 /// The owner's end of a connection a peer opened: one-way messages in both
 /// directions (the peer's requests go to the fabric's [`RequestHandler`]).
 pub trait InboundConnection: Send + Sync + fmt::Debug {
-    /// The node that opened the connection.
-    fn peer(&self) -> &NodeId;
+    /// The identity the node that opened the connection proved.
+    fn peer(&self) -> &PeerIdentity;
     /// Send a one-way message to the peer (its [`Connection::recv`]).
     fn send(&self, message: &[u8]) -> Result<()>;
     /// Receive the next one-way message the peer sent, waiting at most
@@ -359,14 +435,17 @@ pub trait Fabric: Send + Sync + fmt::Debug {
     /// This node's address.
     fn node(&self) -> &NodeId;
 
-    /// Register `len` bytes of zeroed memory for remote access.
-    fn register(&self, len: u64) -> Result<LocalRegion>;
+    /// Register `len` bytes of zeroed memory that peers may access as
+    /// `access` allows.
+    fn register(&self, len: u64, access: RegionAccess) -> Result<LocalRegion>;
 
     /// Revoke remote access to a region: later accesses through its
     /// descriptor fail with [`Error::RegionGone`]. Local handles stay usable.
     fn deregister(&self, region: &RegionDesc) -> Result<()>;
 
-    /// Open a connection to `peer`.
+    /// Open a connection to `peer`, proving this node's identity with its
+    /// credentials; a peer that does not accept the proof (or cannot prove
+    /// to hold the same token) is [`Error::Unauthenticated`].
     fn connect(&self, peer: &NodeId, options: &ConnectOptions) -> Result<Arc<dyn Connection>>;
 
     /// Wait at most `timeout` for the next connection a peer opened.

@@ -11,18 +11,31 @@
 //! | 17    | status | 0 = ok; for `Response`, 1 = the handler failed (payload = message) |
 //! | 18..24| —      | zero |
 //!
-//! A connection opens with `Hello` (payload = the requester's node id); the
-//! owner answers `Hello` with its own node id. A `Batch` payload is a u32
+//! A connection opens with the handshake of [`crate::handshake`]: the
+//! requester sends `Hello` (its nonce and node id), the owner answers
+//! `Challenge` (its nonce, proof and node id), the requester sends `Proof`,
+//! and the owner answers `Welcome` (empty) or `Refused` (payload = the
+//! reason, UTF-8) and closes. Handshake frames carry at most 4096 bytes and
+//! any of them after the handshake is a protocol error. Only then do
+//! `Message`, `Request` and `Batch` frames flow. An `shm` owner's `Welcome`
+//! names a mailbox file in its directory (`crate::mailbox`) through which
+//! small requests and responses may travel instead of frames; an empty
+//! payload means none. `Doorbell` (empty, either direction) wakes a peer
+//! that sleeps on the socket after a message was put in its mailbox. A `Batch` payload is a u32
 //! count followed by that many operations:
 //! `op u8 (1 read, 2 write, 3 cas, 4 fetch-add) | region u64 | rkey u64 |
 //! offset u64`, then for read `len u64`, for write `len u64` and the data,
 //! for cas `expected u64 | new u64`, for fetch-add `add u64`.
 //! The `BatchResult` payload has one entry per operation: a status byte
 //! ([`OpStatus`]), then for a successful read the data, for an atomic the old
-//! value, for `OutOfBounds` the region length.
+//! value, for `OutOfBounds` the region length, for `AccessDenied` the
+//! region's access flags (u8: bit 0 remote read, bit 1 remote write).
 
 use crate::error::{Error, Result};
 use crate::verbs::NodeId;
+
+/// Largest payload of a handshake frame.
+pub const MAX_HANDSHAKE_FRAME: u64 = 4096;
 
 /// Length of every frame header.
 pub const HEADER_LEN: usize = 24;
@@ -40,6 +53,11 @@ pub enum FrameKind {
     Response = 4,
     Batch = 5,
     BatchResult = 6,
+    Challenge = 7,
+    Proof = 8,
+    Welcome = 9,
+    Refused = 10,
+    Doorbell = 11,
 }
 
 impl FrameKind {
@@ -51,6 +69,11 @@ impl FrameKind {
             4 => FrameKind::Response,
             5 => FrameKind::Batch,
             6 => FrameKind::BatchResult,
+            7 => FrameKind::Challenge,
+            8 => FrameKind::Proof,
+            9 => FrameKind::Welcome,
+            10 => FrameKind::Refused,
+            11 => FrameKind::Doorbell,
             _ => return None,
         })
     }
@@ -107,6 +130,7 @@ pub enum OpStatus {
     RegionGone = 3,
     Misaligned = 4,
     Flushed = 5,
+    AccessDenied = 6,
 }
 
 impl OpStatus {
@@ -118,6 +142,7 @@ impl OpStatus {
             3 => OpStatus::RegionGone,
             4 => OpStatus::Misaligned,
             5 => OpStatus::Flushed,
+            6 => OpStatus::AccessDenied,
             _ => return None,
         })
     }
@@ -130,6 +155,7 @@ impl OpStatus {
             Error::BadKey { .. } => OpStatus::BadKey,
             Error::Misaligned { .. } => OpStatus::Misaligned,
             Error::Flushed { .. } => OpStatus::Flushed,
+            Error::AccessDenied { .. } => OpStatus::AccessDenied,
             _ => OpStatus::RegionGone,
         }
     }

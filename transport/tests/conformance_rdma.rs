@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use o3_transport::conformance::{Backend, Owner, run_all};
+use o3_transport::conformance::{Backend, Owner, run_all, suite_credentials};
 use o3_transport::host::RegionHost;
 use o3_transport::rdma::{DeviceChoice, RdmaFabric, RdmaOptions};
 use o3_transport::verbs::no_requests;
-use o3_transport::{Error, Fabric, NodeId, Result};
+use o3_transport::{Credentials, Error, Fabric, FabricOptions, NodeId, Result};
 
 fn options() -> RdmaOptions {
     RdmaOptions {
@@ -50,12 +50,22 @@ impl Backend for Rdma {
     fn requester(&self) -> Arc<dyn Fabric> {
         self.requester.clone()
     }
+    fn requester_with(&self, credentials: Credentials) -> Result<Arc<dyn Fabric>> {
+        Ok(Arc::new(RdmaFabric::bind(
+            "127.0.0.1:0",
+            None,
+            no_requests(),
+            FabricOptions::new(credentials),
+            options(),
+        )?))
+    }
     fn start_owner(&self) -> Result<Box<dyn Owner>> {
         let host = RegionHost::new();
         let fabric = Arc::new(RdmaFabric::bind(
             "127.0.0.1:0",
             None,
             host.clone(),
+            FabricOptions::new(suite_credentials()),
             options(),
         )?);
         host.attach(fabric.clone())?;
@@ -65,7 +75,13 @@ impl Backend for Rdma {
 
 #[test]
 fn conformance_rdma() {
-    let requester = match RdmaFabric::bind("127.0.0.1:0", None, no_requests(), options()) {
+    let requester = match RdmaFabric::bind(
+        "127.0.0.1:0",
+        None,
+        no_requests(),
+        FabricOptions::new(suite_credentials()),
+        options(),
+    ) {
         Err(Error::NoDevice { reason }) => {
             println!("rdma: skipped — no RDMA device ({reason})");
             return;
@@ -84,7 +100,13 @@ fn an_unknown_device_is_a_typed_error() {
         },
         ..RdmaOptions::default()
     };
-    match RdmaFabric::bind("127.0.0.1:0", None, no_requests(), options) {
+    match RdmaFabric::bind(
+        "127.0.0.1:0",
+        None,
+        no_requests(),
+        FabricOptions::new(suite_credentials()),
+        options,
+    ) {
         Err(Error::NoDevice { reason }) => assert!(!reason.is_empty()),
         other => panic!("expected NoDevice, got {other:?}"),
     }

@@ -3,20 +3,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use o3_transport::conformance::suite_credentials;
 use o3_transport::host::{ECHO, RegionHost, host_register};
 use o3_transport::link::LinkModel;
 use o3_transport::local::{LocalFabric, LocalNetwork};
 use o3_transport::verbs::no_requests;
-use o3_transport::{ConnectOptions, Connection, Fabric};
+use o3_transport::{ConnectOptions, Connection, Fabric, FabricOptions};
 
 /// A modeled connection to a region host, and the host's node (the
 /// connection fails once the node is dropped).
 fn connection(model: LinkModel) -> (Arc<dyn Connection>, LocalFabric) {
     let network = LocalNetwork::new();
     let host = RegionHost::new();
-    let owner = network.node("owner", host.clone()).unwrap();
+    let options = FabricOptions::new(suite_credentials());
+    let owner = network
+        .node("owner", host.clone(), options.clone())
+        .unwrap();
     host.attach(Arc::new(owner.clone())).unwrap();
-    let requester = network.node("requester", no_requests()).unwrap();
+    let requester = network.node("requester", no_requests(), options).unwrap();
     let conn = requester
         .connect(owner.node(), &ConnectOptions::default())
         .unwrap();

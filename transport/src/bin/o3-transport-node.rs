@@ -1,17 +1,22 @@
 //! `o3-transport-node`: a region host in its own process, for the
 //! multi-process conformance tests and the benchmark. It prints
 //! `node <id>` once it is ready, then serves until its stdin closes (so it
-//! never outlives the process that started it) or it is killed.
+//! never outlives the process that started it) or it is killed. The cluster
+//! token comes from `$O3_CLUSTER_TOKEN` (never the command line, which
+//! other users of the host can read).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use o3_transport::conformance::TOKEN_ENV;
+use o3_transport::control::ClusterToken;
 use o3_transport::host::RegionHost;
 use o3_transport::shm::ShmFabric;
 use o3_transport::tcp::TcpFabric;
-use o3_transport::{Fabric, Result};
+use o3_transport::{Error, Fabric, FabricOptions, PollMode, Result};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Backend {
@@ -31,17 +36,33 @@ struct Args {
     /// shm: the directory under which this node's directory is created.
     #[arg(long, default_value = "/dev/shm")]
     dir: PathBuf,
+    /// Busy-poll for the next request this many microseconds before
+    /// sleeping (0 = sleep at once).
+    #[arg(long, default_value_t = 0)]
+    poll_spin_us: u64,
+    /// Request handlers that may run at once.
+    #[arg(long, default_value_t = FabricOptions::DEFAULT_REQUEST_WORKERS)]
+    request_workers: usize,
 }
 
 fn run(args: Args) -> Result<()> {
+    let token = std::env::var(TOKEN_ENV)
+        .map_err(|_| Error::InvalidArgument(format!("set the cluster token in ${TOKEN_ENV}")))?;
+    let token = ClusterToken::new(&token)
+        .map_err(|e| Error::InvalidArgument(format!("${TOKEN_ENV}: {e}")))?;
+    let options = FabricOptions {
+        poll: PollMode::spinning(Duration::from_micros(args.poll_spin_us)),
+        request_workers: args.request_workers,
+        ..FabricOptions::new(token)
+    };
     let host = RegionHost::new();
     match args.backend {
         Backend::Tcp => {
-            let fabric = Arc::new(TcpFabric::bind(&args.listen, None, host.clone())?);
+            let fabric = Arc::new(TcpFabric::bind(&args.listen, None, host.clone(), options)?);
             serve(&host, fabric)
         }
         Backend::Shm => {
-            let fabric = Arc::new(ShmFabric::create_in(&args.dir, host.clone())?);
+            let fabric = Arc::new(ShmFabric::create_in(&args.dir, host.clone(), options)?);
             let served = serve(&host, fabric.clone());
             // The host keeps the fabric alive, so remove its files here.
             fabric.close();
@@ -56,7 +77,7 @@ fn serve(host: &Arc<RegionHost>, fabric: Arc<dyn Fabric>) -> Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "node {}", fabric.node())
         .and_then(|()| stdout.flush())
-        .map_err(|e| o3_transport::Error::io("print node id", e))?;
+        .map_err(|e| Error::io("print node id", e))?;
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     Ok(())

@@ -2,30 +2,68 @@
 //! once and instantiated per backend (`tests/conformance_*.rs`) through
 //! [`crate::conformance_tests!`] or [`run_all`].
 //!
-//! A backend supplies a requester fabric and a way to start a region owner
-//! (a [`RegionHost`](crate::host::RegionHost), in-process for `local`, an
+//! A backend supplies a requester fabric, a way to make more requesters with
+//! given credentials, and a way to start a region owner (a
+//! [`RegionHost`](crate::host::RegionHost), in-process for `local`, an
 //! `o3-transport-node` child process for `shm` and `tcp`) and to kill it.
+//! Every node of a suite run proves itself with [`suite_credentials`].
 //! Checks use `assert!` so that a failure names the backend, the case and
 //! the values; transport errors that should not happen are returned.
 
+mod access;
+mod authentication;
+mod concurrency;
 mod owners;
 
+pub use access::access_flags;
+pub use authentication::{identity_is_proven, wrong_token_refused};
+pub use concurrency::concurrent_requests;
 pub use owners::{LocalBackend, ProcessOwner};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::access::RegionAccess;
+use crate::control::ClusterToken;
 use crate::error::{Error, Result};
 use crate::host::{HostCommand, host_command, host_register};
+use crate::identity::Credentials;
 use crate::verbs::{
     Completion, ConnectOptions, Connection, Fabric, NodeId, RegionDesc, WorkRequest,
 };
+
+/// The cluster token of this process's suite runs: random per process (it
+/// guards test nodes only), handed to child owners in [`TOKEN_ENV`].
+pub fn suite_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nonce = crate::handshake::fresh_nonce()
+            .unwrap_or_else(|_| [crate::registry::random_key() as u8; 32]);
+        let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        format!("o3-suite-{hex}")
+    })
+}
+
+/// The environment variable that carries the cluster token to
+/// `o3-transport-node` (not its command line, which other users can read).
+pub const TOKEN_ENV: &str = "O3_CLUSTER_TOKEN";
+
+/// The credentials every node of a suite run proves itself with.
+pub fn suite_credentials() -> Credentials {
+    match ClusterToken::new(suite_token()) {
+        Ok(token) => Credentials::ClusterToken(token),
+        // The generated token is visible ASCII by construction.
+        Err(e) => unreachable!("generated suite token rejected: {e}"),
+    }
+}
 
 /// A backend under test.
 pub trait Backend: Send + Sync {
     fn name(&self) -> String;
     /// The fabric the suite's requests start from.
     fn requester(&self) -> Arc<dyn Fabric>;
+    /// A new requester node (its own id) proving itself with `credentials`.
+    fn requester_with(&self, credentials: Credentials) -> Result<Arc<dyn Fabric>>;
     /// Start a fresh region owner.
     fn start_owner(&self) -> Result<Box<dyn Owner>>;
     /// Options for the suite's connections.
@@ -42,6 +80,16 @@ pub trait Owner: Send {
     fn node(&self) -> NodeId;
     /// Make the owner die abruptly (kill the process, take the node down).
     fn kill(&mut self);
+    /// The owner's own handle on one of its regions, when the owner lives
+    /// in this process.
+    fn region(&self, _region: u64) -> Option<crate::region::LocalRegion> {
+        None
+    }
+    /// CPU time the owner has used, when it runs in another process
+    /// (an in-process owner's time is the caller's own).
+    fn cpu_time(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A conformance case.
@@ -60,6 +108,10 @@ pub const CASES: &[(&str, Case)] = &[
     ("large_transfer", large_transfer),
     ("timeout", timeout),
     ("peer_death", peer_death),
+    ("wrong_token_refused", wrong_token_refused),
+    ("identity_is_proven", identity_is_proven),
+    ("access_flags", access_flags),
+    ("concurrent_requests", concurrent_requests),
 ];
 
 /// Run every case, printing one line per case.
@@ -78,7 +130,8 @@ macro_rules! conformance_tests {
     ($backend:expr) => {
         $crate::conformance_tests!(@cases $backend; registration, write_read, boundaries,
             rejected_accesses, batches, concurrent_atomics, two_sided_ordering,
-            pipelined_calls, large_transfer, timeout, peer_death);
+            pipelined_calls, large_transfer, timeout, peer_death, wrong_token_refused,
+            identity_is_proven, access_flags, concurrent_requests);
     };
     (@cases $backend:expr; $($case:ident),*) => {
         $(
@@ -145,7 +198,7 @@ pub fn registration(backend: &dyn Backend) -> Result<()> {
     s.conn.write(&b, 0, b"still here")?;
 
     let requester = backend.requester();
-    let local = requester.register(64)?;
+    let local = requester.register(64, RegionAccess::READ_WRITE)?;
     local.write(8, b"local")?;
     let mut out = [0u8; 5];
     local.read(8, &mut out)?;

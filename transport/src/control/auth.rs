@@ -59,6 +59,11 @@ impl ClusterToken {
         })
     }
 
+    /// The secret's bytes (the data plane's HMAC key).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
     /// Whether `presented` is this token, in time independent of where the
     /// first differing byte is.
     fn matches(&self, presented: &[u8]) -> bool {

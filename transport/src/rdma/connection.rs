@@ -10,11 +10,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::FabricCore;
-use super::messages::MessageChannel;
+use super::messages::{MessageChannel, Serving};
 use super::one_sided::{DataPath, Failure, completion_error};
-use super::queue_pair::{QpDepth, QueuePair};
+use super::queue_pair::{Pacer, QpDepth, QueuePair};
 use super::side_channel::{self, SideMessage, Verdict};
 use crate::error::{Error, Result};
+use crate::handshake::{Accepting, Challenge, Connecting, Hello, Proof};
+use crate::identity::PeerIdentity;
 use crate::verbs::{
     Completion, ConnectOptions, Connection, InboundConnection, NodeId, PendingCall, WorkRequest,
 };
@@ -61,22 +63,35 @@ impl RdmaConnection {
             core.options.message_buffers(),
             options.max_message,
             options.op_timeout,
+            options.poll,
             None,
         )?);
+        let (connecting, hello) = Connecting::start(&core.node, peer)?;
         let hello = SideMessage::Hello {
-            node: core.node.clone(),
+            node: hello.node,
+            nonce: hello.nonce,
             data: data_qp.endpoint(),
             messages: messages.queue_pair().endpoint(),
         };
         side_channel::send(&mut side, &hello, peer)?;
+        let challenge = match side_channel::receive(&mut side, peer)? {
+            SideMessage::Challenge { node, nonce, proof } => Challenge { node, nonce, proof },
+            other => {
+                return Err(Error::protocol(
+                    peer,
+                    format!("expected Challenge, got {other:?}"),
+                ));
+            }
+        };
+        let proof = connecting.answer(&core.credentials, &challenge)?;
+        side_channel::send(&mut side, &SideMessage::Proof(proof.0), peer)?;
         let (remote_data, remote_messages) = match side_channel::receive(&mut side, peer)? {
-            SideMessage::Welcome {
-                node,
-                data,
-                messages,
-            } if &node == peer => (data, messages),
-            SideMessage::Welcome { node, .. } => {
-                return Err(Error::protocol(peer, format!("answered as node {node}")));
+            SideMessage::Welcome { data, messages } => (data, messages),
+            SideMessage::Refused(reason) => {
+                return Err(Error::Unauthenticated {
+                    peer: peer.clone(),
+                    reason: format!("the peer refused us: {reason}"),
+                });
             }
             other => {
                 return Err(Error::protocol(
@@ -134,6 +149,7 @@ impl DataSide {
             rkey: remote.rkey,
             offset,
             len,
+            op: wr.op(),
         };
         let answer = side_channel::send(&mut self.side, &question, peer)
             .and_then(|()| side_channel::receive(&mut self.side, peer));
@@ -143,6 +159,11 @@ impl DataSide {
             },
             Ok(SideMessage::Diagnosis(Verdict::Gone)) => Error::RegionGone {
                 region: remote.region,
+            },
+            Ok(SideMessage::Diagnosis(Verdict::AccessDenied { access })) => Error::AccessDenied {
+                region: remote.region,
+                op: wr.op(),
+                access,
             },
             Ok(SideMessage::Diagnosis(Verdict::OutOfBounds { region_len })) => Error::OutOfBounds {
                 region: remote.region,
@@ -196,7 +217,7 @@ impl Connection for RdmaConnection {
                     let outcome = data.path.run(
                         &mut batch[..valid],
                         0,
-                        self.options.op_timeout,
+                        Pacer::new(self.options.op_timeout, self.options.poll),
                         &mut results,
                     );
                     failure = match outcome {
@@ -247,12 +268,12 @@ impl Drop for RdmaConnection {
 /// The owner's handle on a connection a peer opened.
 #[derive(Debug)]
 pub struct RdmaInbound {
-    peer: NodeId,
+    peer: PeerIdentity,
     messages: Arc<MessageChannel>,
 }
 
 impl InboundConnection for RdmaInbound {
-    fn peer(&self) -> &NodeId {
+    fn peer(&self) -> &PeerIdentity {
         &self.peer
     }
 
@@ -272,12 +293,13 @@ pub(super) fn serve_session(core: &Arc<FabricCore>, mut side: TcpStream) -> Resu
     side.set_nodelay(true)
         .and_then(|()| side.set_read_timeout(Some(core.options.handshake_timeout)))
         .map_err(|e| Error::io("rdma side channel setup", e))?;
-    let (peer, remote_data, remote_messages) = match side_channel::receive(&mut side, &unknown)? {
+    let (hello, remote_data, remote_messages) = match side_channel::receive(&mut side, &unknown)? {
         SideMessage::Hello {
             node,
+            nonce,
             data,
             messages,
-        } => (node, data, messages),
+        } => (Hello { node, nonce }, data, messages),
         other => {
             return Err(Error::protocol(
                 &unknown,
@@ -285,6 +307,33 @@ pub(super) fn serve_session(core: &Arc<FabricCore>, mut side: TcpStream) -> Resu
             ));
         }
     };
+    let (accepting, challenge) = Accepting::start(&core.credentials, &core.node, hello)?;
+    let claimed = accepting.claimed().clone();
+    let challenge = SideMessage::Challenge {
+        node: challenge.node,
+        nonce: challenge.nonce,
+        proof: challenge.proof,
+    };
+    side_channel::send(&mut side, &challenge, &claimed)?;
+    let proof = match side_channel::receive(&mut side, &claimed)? {
+        SideMessage::Proof(proof) => Proof(proof),
+        other => {
+            return Err(Error::protocol(
+                &claimed,
+                format!("expected Proof, got {other:?}"),
+            ));
+        }
+    };
+    // No queue pair of ours is connected before the peer is proven.
+    let identity = match accepting.finish(&core.credentials, &proof) {
+        Ok(identity) => Arc::new(identity),
+        Err(e) => {
+            let refusal = SideMessage::Refused("proof of the cluster token refused".into());
+            let _ = side_channel::send(&mut side, &refusal, &claimed);
+            return Err(e);
+        }
+    };
+    let peer = identity.node.clone();
     let responder_depth = QpDepth { send: 1, recv: 1 };
     let mut data_qp = QueuePair::create(&core.device, responder_depth)?;
     data_qp.connect(&remote_data)?;
@@ -295,11 +344,14 @@ pub(super) fn serve_session(core: &Arc<FabricCore>, mut side: TcpStream) -> Resu
         core.options.message_buffers(),
         defaults.max_message,
         defaults.op_timeout,
-        Some(Arc::clone(&core.handler)),
+        core.poll,
+        Some(Serving {
+            dispatcher: Arc::clone(&core.dispatcher),
+            from: Arc::clone(&identity),
+        }),
     )?);
     channel.queue_pair().connect(&remote_messages)?;
     let welcome = SideMessage::Welcome {
-        node: core.node.clone(),
         data: data_qp.endpoint(),
         messages: channel.queue_pair().endpoint(),
     };
@@ -318,7 +370,7 @@ pub(super) fn serve_session(core: &Arc<FabricCore>, mut side: TcpStream) -> Resu
     core.track_session(&side, &channel)?;
     core.accept.push(
         Box::new(RdmaInbound {
-            peer: peer.clone(),
+            peer: PeerIdentity::clone(&identity),
             messages: Arc::clone(&channel),
         }),
         Arc::clone(&closed),
@@ -339,7 +391,8 @@ pub(super) fn serve_session(core: &Arc<FabricCore>, mut side: TcpStream) -> Resu
                 rkey,
                 offset,
                 len,
-            } => SideMessage::Diagnosis(core.verdict(region, base, rkey, offset, len)),
+                op,
+            } => SideMessage::Diagnosis(core.verdict(region, base, rkey, offset, len, op)),
             SideMessage::RenewData(remote) => {
                 let fresh = QueuePair::create(&core.device, responder_depth)?;
                 fresh.connect(&remote)?;

@@ -6,10 +6,29 @@ use std::sync::Arc;
 use rdma_sys::{ibv_access_flags, ibv_dereg_mr, ibv_mr, ibv_reg_mr};
 
 use super::device::Device;
+use crate::access::{RegionAccess, RemoteOp};
 use crate::error::{Error, Result};
 use crate::region::RegionMemory;
 
-/// Access rights of regions peers may use: everything one-sided verbs do.
+/// The verbs access flags of a region registered with `access`, so that the
+/// NIC enforces it. An atomic both reads and writes, so remote atomics are
+/// granted only with both rights (matching [`RegionAccess::permits`]).
+pub fn region_access(access: RegionAccess) -> ibv_access_flags {
+    let mut flags = ibv_access_flags::IBV_ACCESS_LOCAL_WRITE;
+    if access.remote_read {
+        flags |= ibv_access_flags::IBV_ACCESS_REMOTE_READ;
+    }
+    if access.remote_write {
+        flags |= ibv_access_flags::IBV_ACCESS_REMOTE_WRITE;
+    }
+    if access.permits(RemoteOp::Atomic) {
+        flags |= ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC;
+    }
+    flags
+}
+
+/// Access rights a queue pair accepts: everything one-sided verbs do (each
+/// memory registration then narrows them).
 pub fn remote_access() -> ibv_access_flags {
     ibv_access_flags::IBV_ACCESS_LOCAL_WRITE
         | ibv_access_flags::IBV_ACCESS_REMOTE_READ

@@ -11,8 +11,12 @@
 //! time. A sender whose peer has no buffer posted is held back by the NIC
 //! (receiver-not-ready retries), which is the flow control.
 //!
-//! Requests are served on the receiver thread, one at a time, so responses
-//! leave in request order; responses are matched to waiting callers by id.
+//! Requests go to the node's [`Dispatcher`]: quick ones are answered on the
+//! receiver thread, others on a worker, so several requests of one
+//! connection run at once and responses may leave out of request order;
+//! they are matched to waiting callers by id. The receiver thread polls its
+//! completion queue, busy for the poll mode's budget after the last
+//! completion, then with short sleeps.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,8 +31,11 @@ use rdma_sys::{
 use super::device::Device;
 use super::memory::{RegisteredBuffer, local_access};
 use super::queue_pair::{Pacer, QpDepth, QueuePair};
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
-use crate::verbs::{CallWait, NodeId, SharedHandler};
+use crate::identity::PeerIdentity;
+use crate::poll::PollMode;
+use crate::verbs::{CallWait, NodeId};
 
 const HEADER_LEN: usize = 24;
 const KIND_MESSAGE: u8 = 1;
@@ -46,6 +53,14 @@ pub struct MessageBuffers {
 }
 
 type Reply = std::result::Result<Vec<u8>, String>;
+
+/// How the owner's end of a channel serves requests: the node's dispatcher
+/// and the identity the peer proved in the handshake.
+#[derive(Debug)]
+pub struct Serving {
+    pub dispatcher: Arc<Dispatcher>,
+    pub from: Arc<PeerIdentity>,
+}
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -68,7 +83,8 @@ pub struct MessageChannel {
     peer: NodeId,
     max_message: usize,
     op_timeout: Duration,
-    handler: Option<SharedHandler>,
+    poll: PollMode,
+    serving: Option<Serving>,
     state: Mutex<Shared>,
     cond: Condvar,
     next_id: AtomicU64,
@@ -76,7 +92,7 @@ pub struct MessageChannel {
 }
 
 impl MessageChannel {
-    /// Create the queue pair and buffers; `handler` serves the peer's
+    /// Create the queue pair and buffers; `serving` serves the peer's
     /// requests (the owner side) or is `None` (requests are refused).
     pub fn new(
         device: &Arc<Device>,
@@ -84,7 +100,8 @@ impl MessageChannel {
         buffers: MessageBuffers,
         max_message: usize,
         op_timeout: Duration,
-        handler: Option<SharedHandler>,
+        poll: PollMode,
+        serving: Option<Serving>,
     ) -> Result<Self> {
         if buffers.chunk <= HEADER_LEN || buffers.slots == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -111,7 +128,8 @@ impl MessageChannel {
             peer,
             max_message,
             op_timeout,
-            handler,
+            poll,
+            serving,
             state: Mutex::new(Shared::default()),
             cond: Condvar::new(),
             next_id: AtomicU64::new(1),
@@ -235,7 +253,7 @@ impl MessageChannel {
         unsafe { self.qp.post_send(&mut wr)? };
         // SAFETY: all-zero is a valid value of this plain C struct.
         let mut wc: [ibv_wc; 1] = [unsafe { std::mem::zeroed() }];
-        let mut pacer = Pacer::new(self.op_timeout);
+        let mut pacer = Pacer::new(self.op_timeout, self.poll);
         loop {
             if self.qp.poll_send(&mut wc)? == 1 {
                 if wc[0].status == ibv_wc_status::IBV_WC_SUCCESS {
@@ -280,16 +298,18 @@ impl MessageChannel {
         }
     }
 
-    fn receive_messages(&self) -> Result<()> {
+    fn receive_messages(self: &Arc<Self>) -> Result<()> {
         // SAFETY: all-zero is a valid value of this plain C struct.
         let mut wcs: [ibv_wc; 16] = std::array::from_fn(|_| unsafe { std::mem::zeroed() });
         let mut assembly: Option<(u8, u64, Vec<u8>)> = None;
         let mut idle = 0u32;
+        let mut last_completion = Instant::now();
+        let spin = self.poll.spin();
         while !self.stop.load(Ordering::Acquire) {
             let n = self.qp.poll_recv(&mut wcs)?;
             if n == 0 {
                 idle = idle.saturating_add(1);
-                if idle > 2000 {
+                if idle > 2000 && last_completion.elapsed() >= spin {
                     std::thread::sleep(Duration::from_micros(50));
                 } else {
                     std::hint::spin_loop();
@@ -297,6 +317,7 @@ impl MessageChannel {
                 continue;
             }
             idle = 0;
+            last_completion = Instant::now();
             for wc in &wcs[..n] {
                 if wc.status != ibv_wc_status::IBV_WC_SUCCESS {
                     return Err(Error::peer_gone(
@@ -386,23 +407,33 @@ impl MessageChannel {
         Ok(assembly.take())
     }
 
-    fn dispatch(&self, kind: u8, id: u64, payload: Vec<u8>) -> Result<()> {
+    fn dispatch(self: &Arc<Self>, kind: u8, id: u64, payload: Vec<u8>) -> Result<()> {
         match kind {
             KIND_MESSAGE => {
                 self.state.lock().inbox.push_back(payload);
                 self.cond.notify_all();
             }
             KIND_REQUEST => {
-                let reply = match &self.handler {
-                    Some(handler) => handler.handle(&self.peer, &payload),
-                    None => Err("this endpoint serves no requests".to_string()),
+                let Some(serving) = &self.serving else {
+                    let refusal = "this endpoint serves no requests";
+                    return self.send_frames(KIND_RESPONSE_ERROR, id, refusal.as_bytes());
                 };
-                match reply {
-                    Ok(response) => self.send_frames(KIND_RESPONSE, id, &response)?,
-                    Err(message) => {
-                        self.send_frames(KIND_RESPONSE_ERROR, id, message.as_bytes())?
-                    }
-                }
+                let channel = Arc::clone(self);
+                serving
+                    .dispatcher
+                    .dispatch(&serving.from, payload, move |answer| {
+                        let sent = match answer {
+                            Ok(response) => channel.send_frames(KIND_RESPONSE, id, &response),
+                            Err(message) => {
+                                channel.send_frames(KIND_RESPONSE_ERROR, id, message.as_bytes())
+                            }
+                        };
+                        // A failed send closes the channel; its waiters
+                        // see why.
+                        if let Err(e) = sent {
+                            tracing::debug!(request = id, error = %e, "response not delivered");
+                        }
+                    })?;
             }
             _ => {
                 let reply = if kind == KIND_RESPONSE {
@@ -439,6 +470,13 @@ pub struct CallWaiter {
 impl CallWait for CallWaiter {
     fn wait(self: Box<Self>) -> Result<Vec<u8>> {
         let channel = &self.channel;
+        // Busy-poll for the response first when the connection says so (the
+        // receiver thread files it without a wake-up reaching us).
+        channel.poll.spin_until(self.deadline, || {
+            let state = channel.state.lock();
+            (matches!(state.replies.get(&self.id), Some(Some(_))) || state.gone.is_some())
+                .then_some(())
+        });
         let mut state = channel.state.lock();
         loop {
             if let Some(Some(_)) = state.replies.get(&self.id) {

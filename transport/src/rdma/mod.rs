@@ -4,9 +4,14 @@
 //! - Discovery ([`device_names`], [`RdmaOptions::device`]): no device is
 //!   [`Error::NoDevice`] with the reason, never a panic.
 //! - Registration: each region is heap memory registered in the node's
-//!   protection domain with local-write and remote read, write and atomic
-//!   access; its descriptor carries the NIC's `rkey` and the memory's
-//!   address as `base`.
+//!   protection domain with the verbs access flags of its
+//!   [`RegionAccess`] (remote read → `IBV_ACCESS_REMOTE_READ`, remote write
+//!   → `IBV_ACCESS_REMOTE_WRITE`, both → also `IBV_ACCESS_REMOTE_ATOMIC`),
+//!   so the NIC itself refuses what the flags forbid; its descriptor carries
+//!   the NIC's `rkey` and the memory's address as `base`.
+//! - Identity: the side channel runs the handshake of
+//!   [`crate::handshake`] before any queue pair of the owner is connected;
+//!   requests reach the handler with the requester's proven identity.
 //! - Connections: per peer, two reliable-connected queue pairs (one-sided
 //!   operations; two-sided messages) set up over a TCP side channel that
 //!   exchanges queue-pair number, packet sequence number, LID and GID
@@ -40,13 +45,18 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::accept::AcceptQueue;
+use crate::access::{RegionAccess, RemoteOp};
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
+use crate::identity::Credentials;
+use crate::poll::PollMode;
 use crate::region::{LocalRegion, RegionMemory};
 use crate::verbs::{
-    ConnectOptions, Connection, Fabric, InboundConnection, NodeId, RegionDesc, SharedHandler,
+    ConnectOptions, Connection, Fabric, FabricOptions, InboundConnection, NodeId, RegionDesc,
+    SharedHandler,
 };
 use device::Device;
-use memory::{MemoryRegion, remote_access};
+use memory::{MemoryRegion, region_access};
 use messages::{MessageBuffers, MessageChannel};
 use side_channel::Verdict;
 
@@ -105,7 +115,10 @@ struct FabricCore {
     node: NodeId,
     device: Arc<Device>,
     options: RdmaOptions,
-    handler: SharedHandler,
+    credentials: Credentials,
+    dispatcher: Arc<Dispatcher>,
+    /// How the receiver threads of the node's sessions wait.
+    poll: PollMode,
     regions: RwLock<HashMap<u64, OwnedRegion>>,
     next_region: AtomicU64,
     accept: Arc<AcceptQueue>,
@@ -126,13 +139,26 @@ impl FabricCore {
     }
 
     /// Why an access to `region` would be refused.
-    fn verdict(&self, region: u64, base: u64, rkey: u64, offset: u64, len: u64) -> Verdict {
+    fn verdict(
+        &self,
+        region: u64,
+        base: u64,
+        rkey: u64,
+        offset: u64,
+        len: u64,
+        op: RemoteOp,
+    ) -> Verdict {
         let regions = self.regions.read();
         let Some(owned) = regions.get(&region) else {
             return Verdict::Gone;
         };
         if owned.desc.rkey != rkey || owned.desc.base != base {
             return Verdict::BadKey;
+        }
+        if !owned.desc.access.permits(op) {
+            return Verdict::AccessDenied {
+                access: owned.desc.access,
+            };
         }
         match offset.checked_add(len) {
             Some(end) if end <= owned.desc.len => Verdict::Valid,
@@ -158,6 +184,7 @@ impl RdmaFabric {
         listen: &str,
         advertise: Option<&str>,
         handler: SharedHandler,
+        fabric: FabricOptions,
         options: RdmaOptions,
     ) -> Result<Self> {
         let device = Arc::new(Device::open(&options.device)?);
@@ -176,10 +203,12 @@ impl RdmaFabric {
             None => NodeId(bound.to_string()),
         };
         let core = Arc::new(FabricCore {
+            dispatcher: Dispatcher::new(node.0.clone(), handler, fabric.request_workers),
             node,
             device,
             options,
-            handler,
+            credentials: fabric.credentials,
+            poll: fabric.poll,
             regions: RwLock::new(HashMap::new()),
             next_region: AtomicU64::new(1),
             accept: Arc::new(AcceptQueue::default()),
@@ -237,7 +266,7 @@ impl Fabric for RdmaFabric {
         &self.core.node
     }
 
-    fn register(&self, len: u64) -> Result<LocalRegion> {
+    fn register(&self, len: u64, access: RegionAccess) -> Result<LocalRegion> {
         // Providers refuse empty registrations: back an empty region with a
         // word of memory that no valid access can reach.
         let memory = Arc::new(RegionMemory::heap(len.max(8))?);
@@ -248,7 +277,7 @@ impl Fabric for RdmaFabric {
                 &self.core.device,
                 memory.as_ptr(),
                 memory.len(),
-                remote_access(),
+                region_access(access),
             )?
         };
         let desc = RegionDesc {
@@ -257,6 +286,7 @@ impl Fabric for RdmaFabric {
             base: memory.as_ptr() as u64,
             len,
             rkey: u64::from(mr.rkey()),
+            access,
         };
         self.core.regions.write().insert(
             desc.region,

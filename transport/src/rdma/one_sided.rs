@@ -11,7 +11,6 @@
 //! still in order.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdma_sys::{ibv_send_flags, ibv_send_wr, ibv_sge, ibv_wc, ibv_wc_status, ibv_wr_opcode};
 
@@ -95,17 +94,18 @@ impl DataPath {
     /// Run `batch[start..]` (already validated) in rounds, pushing one
     /// completion per executed request. Stops at the first failure, which it
     /// returns; the queue pair is then destroyed.
+    /// `pacer` paces the completion polling and holds the batch's deadline.
     pub fn run(
         &mut self,
         batch: &mut [WorkRequest<'_>],
         start: usize,
-        timeout: Duration,
+        mut pacer: Pacer,
         results: &mut Vec<Result<Completion>>,
     ) -> std::result::Result<(), Failure> {
         let mut next = start;
         while next < batch.len() {
             let end = self.round_end(batch, next);
-            if let Err(failure) = self.run_round(&mut batch[..end], next, timeout, results) {
+            if let Err(failure) = self.run_round(&mut batch[..end], next, &mut pacer, results) {
                 // Destroying the queue pair guarantees the NIC no longer
                 // touches buffers of this round before they are released.
                 self.qp = None;
@@ -138,7 +138,7 @@ impl DataPath {
         &mut self,
         batch: &mut [WorkRequest<'_>],
         start: usize,
-        timeout: Duration,
+        pacer: &mut Pacer,
         results: &mut Vec<Result<Completion>>,
     ) -> std::result::Result<(), Failure> {
         let local_error = |error: Error| Failure::Local {
@@ -248,7 +248,7 @@ impl DataPath {
         // registrations stay alive until the signaled completion is polled,
         // or until `run` destroys the queue pair on any failure.
         unsafe { qp.post_send(wrs.as_mut_ptr()).map_err(local_error)? };
-        let outcome = wait_round(qp, start, start + last, timeout);
+        let outcome = wait_round(qp, start, start + last, pacer);
         // Requests before a failed one completed (a reliable-connected queue
         // pair executes in order); after a local failure nothing is known.
         let completed = match &outcome {
@@ -290,16 +290,15 @@ impl DataPath {
 }
 
 /// Wait until the request with id `last` (signaled) completes, or any
-/// request fails, or the timeout passes.
+/// request fails, or the pacer's deadline passes.
 fn wait_round(
     qp: &QueuePair,
     first: usize,
     last: usize,
-    timeout: Duration,
+    pacer: &mut Pacer,
 ) -> std::result::Result<(), Failure> {
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut wcs: [ibv_wc; 8] = std::array::from_fn(|_| unsafe { std::mem::zeroed() });
-    let mut pacer = Pacer::new(timeout);
     loop {
         let n = qp.poll_send(&mut wcs).map_err(|error| Failure::Local {
             index: first,
@@ -322,7 +321,7 @@ fn wait_round(
                 index: first,
                 error: Error::Timeout {
                     op: "rdma one-sided batch",
-                    after: timeout,
+                    after: pacer.timeout(),
                 },
             });
         }

@@ -15,6 +15,7 @@ use rdma_sys::{
 use super::device::Device;
 use super::memory::remote_access;
 use crate::error::{Error, Result};
+use crate::poll::PollMode;
 
 /// What a peer needs to connect its queue pair to ours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,35 +294,47 @@ fn poll(cq: NonNull<ibv_cq>, out: &mut [ibv_wc]) -> Result<usize> {
     })
 }
 
-/// Wait strategy for completion polling: spin briefly (completions of small
-/// operations arrive within microseconds), then yield, then sleep, so an idle
-/// waiter does not burn a core.
+/// Wait strategy for completion polling: spin (for the poll mode's budget,
+/// and at least a short burst since completions of small operations arrive
+/// within microseconds), then yield, then sleep, so an idle waiter does not
+/// burn a core for long.
 #[derive(Debug)]
 pub struct Pacer {
     started: Instant,
+    timeout: Duration,
     deadline: Instant,
+    spin: Duration,
     spins: u32,
 }
 
 impl Pacer {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, poll: PollMode) -> Self {
         let started = Instant::now();
         Pacer {
             started,
+            timeout,
             deadline: started + timeout,
+            spin: poll.spin(),
             spins: 0,
         }
     }
 
+    /// The time this pacer allows in all.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Pause before the next poll; `false` once the deadline has passed.
     pub fn pause(&mut self) -> bool {
-        if Instant::now() >= self.deadline {
+        let now = Instant::now();
+        if now >= self.deadline {
             return false;
         }
-        self.spins += 1;
-        if self.spins < 1000 {
+        self.spins = self.spins.saturating_add(1);
+        let elapsed = now - self.started;
+        if self.spins < 1000 || elapsed < self.spin {
             std::hint::spin_loop();
-        } else if self.started.elapsed() < Duration::from_millis(2) {
+        } else if elapsed < self.spin + Duration::from_millis(2) {
             std::thread::yield_now();
         } else {
             std::thread::sleep(Duration::from_micros(100));

@@ -1,9 +1,14 @@
 //! The TCP side channel of an RDMA connection.
 //!
 //! Queue pairs cannot find each other on their own: the requester opens a
-//! TCP connection to the owner's listener and both exchange node ids and
-//! queue-pair endpoints (`Hello` / `Welcome`), bring their queue pairs to RTS,
-//! and the requester confirms with `Ready`. The socket then stays open for
+//! TCP connection to the owner's listener and the two run the handshake of
+//! [`crate::handshake`] on it: `Hello` (node id, nonce and the requester's
+//! queue-pair endpoints), `Challenge` (the owner's node id, nonce and
+//! proof), `Proof`; the owner then either creates its queue pairs and
+//! answers `Welcome` with their endpoints, or answers `Refused` with a
+//! reason and closes (no queue pair is ever connected for an unproven
+//! peer). Both bring their queue pairs to RTS and the requester confirms
+//! with `Ready`. The socket then stays open for
 //! what the NIC cannot say: why a one-sided access failed (`Diagnose`: an
 //! RDMA NIC reports the same remote-access error for a bad key, a
 //! deregistered region and an out-of-bounds access) and replacing the
@@ -14,18 +19,26 @@
 //! Every message is `kind u8 | body length u32 LE | body` with a body of at
 //! most 4096 bytes; integers are little-endian; an endpoint is
 //! `qpn u32 | psn u32 | lid u16 | gid [16]`; a node id is
-//! `length u16 | UTF-8 bytes`.
+//! `length u16 | UTF-8 bytes`; nonces and proofs are 32 bytes. `Hello` is
+//! `magic "O3RD" | version u8 (2) | node id | nonce | data endpoint |
+//! message endpoint`; `Challenge` is `node id | nonce | proof`; `Welcome`
+//! is `data endpoint | message endpoint`; `Refused` is a reason (`length u16 | UTF-8`);
+//! `Diagnose` ends with the operation's [`RemoteOp::code`], and an
+//! access-denied `Diagnosis` carries the region's access bits.
 
 use std::io::{Read, Write};
 
 use super::queue_pair::QpEndpoint;
+use crate::access::{RegionAccess, RemoteOp};
 use crate::error::{Error, Result};
+use crate::handshake::{NONCE_LEN, PROOF_LEN};
 use crate::verbs::NodeId;
 
 /// Longest message body; bounds what a bad length can make us allocate.
 const MAX_BODY: usize = 4096;
 const MAGIC: &[u8; 4] = b"O3RD";
-const VERSION: u8 = 1;
+/// Version 2 added the handshake's proofs and access flags.
+const VERSION: u8 = 2;
 const ENDPOINT_LEN: usize = 4 + 4 + 2 + 16;
 
 /// Why a one-sided access failed, as the region's owner sees it.
@@ -38,6 +51,9 @@ pub enum Verdict {
     OutOfBounds {
         region_len: u64,
     },
+    AccessDenied {
+        access: RegionAccess,
+    },
 }
 
 /// One side-channel message.
@@ -45,14 +61,21 @@ pub enum Verdict {
 pub enum SideMessage {
     Hello {
         node: NodeId,
+        nonce: [u8; NONCE_LEN],
         data: QpEndpoint,
         messages: QpEndpoint,
     },
-    Welcome {
+    Challenge {
         node: NodeId,
+        nonce: [u8; NONCE_LEN],
+        proof: [u8; PROOF_LEN],
+    },
+    Proof([u8; PROOF_LEN]),
+    Welcome {
         data: QpEndpoint,
         messages: QpEndpoint,
     },
+    Refused(String),
     Ready,
     Diagnose {
         region: u64,
@@ -60,6 +83,7 @@ pub enum SideMessage {
         rkey: u64,
         offset: u64,
         len: u64,
+        op: RemoteOp,
     },
     Diagnosis(Verdict),
     RenewData(QpEndpoint),
@@ -76,6 +100,9 @@ impl SideMessage {
             SideMessage::Diagnosis(_) => 5,
             SideMessage::RenewData(_) => 6,
             SideMessage::Renewed(_) => 7,
+            SideMessage::Challenge { .. } => 8,
+            SideMessage::Proof(_) => 9,
+            SideMessage::Refused(_) => 10,
         }
     }
 
@@ -85,22 +112,36 @@ impl SideMessage {
         match self {
             SideMessage::Hello {
                 node,
-                data,
-                messages,
-            }
-            | SideMessage::Welcome {
-                node,
+                nonce,
                 data,
                 messages,
             } => {
                 body.extend_from_slice(MAGIC);
                 body.push(VERSION);
-                let name = node.0.as_bytes();
-                let len = name.len().min(MAX_BODY / 2);
-                body.extend_from_slice(&(len as u16).to_le_bytes());
-                body.extend_from_slice(&name[..len]);
+                put_node(&mut body, node);
+                body.extend_from_slice(nonce);
                 put_endpoint(&mut body, data);
                 put_endpoint(&mut body, messages);
+            }
+            SideMessage::Challenge { node, nonce, proof } => {
+                put_node(&mut body, node);
+                body.extend_from_slice(nonce);
+                body.extend_from_slice(proof);
+            }
+            SideMessage::Proof(proof) => body.extend_from_slice(proof),
+            SideMessage::Welcome { data, messages } => {
+                put_endpoint(&mut body, data);
+                put_endpoint(&mut body, messages);
+            }
+            SideMessage::Refused(reason) => {
+                let reason = reason.as_bytes();
+                // Cut at a character boundary so the body stays UTF-8.
+                let mut end = reason.len().min(MAX_BODY / 2);
+                while std::str::from_utf8(&reason[..end]).is_err() {
+                    end -= 1;
+                }
+                body.extend_from_slice(&(end as u16).to_le_bytes());
+                body.extend_from_slice(&reason[..end]);
             }
             SideMessage::Ready => {}
             SideMessage::Diagnose {
@@ -109,20 +150,23 @@ impl SideMessage {
                 rkey,
                 offset,
                 len,
+                op,
             } => {
                 for v in [region, base, rkey, offset, len] {
                     body.extend_from_slice(&v.to_le_bytes());
                 }
+                body.push(op.code());
             }
             SideMessage::Diagnosis(verdict) => {
-                let (code, region_len) = match verdict {
+                let (code, detail) = match verdict {
                     Verdict::Valid => (0u8, 0u64),
                     Verdict::BadKey => (1, 0),
                     Verdict::Gone => (2, 0),
                     Verdict::OutOfBounds { region_len } => (3, *region_len),
+                    Verdict::AccessDenied { access } => (4, access.bits()),
                 };
                 body.push(code);
-                body.extend_from_slice(&region_len.to_le_bytes());
+                body.extend_from_slice(&detail.to_le_bytes());
             }
             SideMessage::RenewData(e) | SideMessage::Renewed(e) => put_endpoint(&mut body, e),
         }
@@ -141,7 +185,7 @@ impl SideMessage {
             peer,
         };
         let message = match kind {
-            1 | 2 => {
+            1 => {
                 if r.take(4)? != MAGIC {
                     return Err(r.error("bad magic in handshake"));
                 }
@@ -151,26 +195,17 @@ impl SideMessage {
                         r.error(&format!("handshake version {version}, expected {VERSION}"))
                     );
                 }
-                let len = usize::from(r.u16()?);
-                let node = std::str::from_utf8(r.take(len)?)
-                    .map_err(|_| r.error("node id is not UTF-8"))?;
-                let node = NodeId(node.to_owned());
-                let data = r.endpoint()?;
-                let messages = r.endpoint()?;
-                if kind == 1 {
-                    SideMessage::Hello {
-                        node,
-                        data,
-                        messages,
-                    }
-                } else {
-                    SideMessage::Welcome {
-                        node,
-                        data,
-                        messages,
-                    }
+                SideMessage::Hello {
+                    node: r.node()?,
+                    nonce: r.array()?,
+                    data: r.endpoint()?,
+                    messages: r.endpoint()?,
                 }
             }
+            2 => SideMessage::Welcome {
+                data: r.endpoint()?,
+                messages: r.endpoint()?,
+            },
             3 => SideMessage::Ready,
             4 => SideMessage::Diagnose {
                 region: r.u64()?,
@@ -178,25 +213,39 @@ impl SideMessage {
                 rkey: r.u64()?,
                 offset: r.u64()?,
                 len: r.u64()?,
+                op: {
+                    let code = r.u8()?;
+                    RemoteOp::from_code(code)
+                        .ok_or_else(|| r.error(&format!("unknown operation {code}")))?
+                },
             },
             5 => {
                 let code = r.u8()?;
-                let region_len = r.u64()?;
-                if code != 3 && region_len != 0 {
-                    return Err(
-                        r.error("region length given for a verdict other than out of bounds")
-                    );
+                let detail = r.u64()?;
+                if !matches!(code, 3 | 4) && detail != 0 {
+                    return Err(r.error("detail given for a verdict that has none"));
                 }
                 SideMessage::Diagnosis(match code {
                     0 => Verdict::Valid,
                     1 => Verdict::BadKey,
                     2 => Verdict::Gone,
-                    3 => Verdict::OutOfBounds { region_len },
+                    3 => Verdict::OutOfBounds { region_len: detail },
+                    4 => Verdict::AccessDenied {
+                        access: RegionAccess::from_bits(detail)
+                            .ok_or_else(|| r.error(&format!("access flags {detail:#x}")))?,
+                    },
                     other => return Err(r.error(&format!("unknown verdict {other}"))),
                 })
             }
             6 => SideMessage::RenewData(r.endpoint()?),
             7 => SideMessage::Renewed(r.endpoint()?),
+            8 => SideMessage::Challenge {
+                node: r.node()?,
+                nonce: r.array()?,
+                proof: r.array()?,
+            },
+            9 => SideMessage::Proof(r.array()?),
+            10 => SideMessage::Refused(r.node()?.0),
             other => return Err(r.error(&format!("unknown side-channel message kind {other}"))),
         };
         if r.pos != body.len() {
@@ -232,6 +281,13 @@ pub fn receive(stream: &mut impl Read, peer: &NodeId) -> Result<SideMessage> {
         .read_exact(&mut body[..len])
         .map_err(|e| Error::peer_gone(peer, format!("side channel read: {e}")))?;
     SideMessage::decode(header[0], &body[..len], peer)
+}
+
+fn put_node(out: &mut Vec<u8>, node: &NodeId) {
+    let name = node.0.as_bytes();
+    let len = name.len().min(MAX_BODY / 2);
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&name[..len]);
 }
 
 fn put_endpoint(out: &mut Vec<u8>, e: &QpEndpoint) {
@@ -285,6 +341,13 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    fn node(&mut self) -> Result<NodeId> {
+        let len = usize::from(self.u16()?);
+        let node =
+            std::str::from_utf8(self.take(len)?).map_err(|_| self.error("node id is not UTF-8"))?;
+        Ok(NodeId(node.to_owned()))
+    }
+
     fn endpoint(&mut self) -> Result<QpEndpoint> {
         debug_assert_eq!(ENDPOINT_LEN, 26);
         Ok(QpEndpoint {
@@ -314,14 +377,21 @@ mod tests {
         vec![
             SideMessage::Hello {
                 node: NodeId::from("10.0.0.1:7000"),
+                nonce: [9; NONCE_LEN],
                 data: endpoint(1),
                 messages: endpoint(2),
             },
-            SideMessage::Welcome {
+            SideMessage::Challenge {
                 node: NodeId::from("ünïcode-node"),
+                nonce: [3; NONCE_LEN],
+                proof: [4; PROOF_LEN],
+            },
+            SideMessage::Proof([5; PROOF_LEN]),
+            SideMessage::Welcome {
                 data: endpoint(3),
                 messages: endpoint(4),
             },
+            SideMessage::Refused("proof refused".into()),
             SideMessage::Ready,
             SideMessage::Diagnose {
                 region: 9,
@@ -329,7 +399,11 @@ mod tests {
                 rkey: 0x1234,
                 offset: 4096,
                 len: 64,
+                op: RemoteOp::Atomic,
             },
+            SideMessage::Diagnosis(Verdict::AccessDenied {
+                access: RegionAccess::READ_ONLY,
+            }),
             SideMessage::Diagnosis(Verdict::Valid),
             SideMessage::Diagnosis(Verdict::BadKey),
             SideMessage::Diagnosis(Verdict::Gone),

@@ -14,9 +14,11 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 
-use super::region_file::RegionFile;
+use super::region_file::{RegionFile, map_shared};
 use crate::batch_codec::post_validated;
 use crate::error::{Error, Result};
+use crate::identity::Credentials;
+use crate::mailbox::{MAILBOX_LEN, Mailbox};
 use crate::region::RegionMemory;
 use crate::stream::client::{StreamCall, StreamClient};
 use crate::verbs::{
@@ -45,6 +47,7 @@ impl ShmConnection {
     pub(crate) fn open(
         stream: UnixStream,
         me: &NodeId,
+        credentials: &Credentials,
         peer: NodeId,
         dir: PathBuf,
         options: ConnectOptions,
@@ -52,7 +55,15 @@ impl ShmConnection {
         let watched = stream
             .try_clone()
             .map_err(|e| Error::io(format!("clone socket to {peer}"), e))?;
-        let client = StreamClient::handshake(stream, me, peer, options)?;
+        let (client, mailbox) = StreamClient::handshake(stream, me, credentials, peer, options)?;
+        if !mailbox.is_empty() {
+            let name = String::from_utf8(mailbox)
+                .ok()
+                .filter(|n| n.starts_with("mbox-") && !n.contains('/'))
+                .ok_or_else(|| Error::protocol(client.peer(), "bad mailbox name"))?;
+            let memory = map_shared(&dir.join(name), MAILBOX_LEN, false)?;
+            client.attach_mailbox(Mailbox::open(memory, client.peer().clone())?)?;
+        }
         let owner_gone = Arc::new(AtomicBool::new(false));
         let alive = Arc::new(());
         let (flag, token) = (Arc::clone(&owner_gone), Arc::downgrade(&alive));
@@ -101,6 +112,16 @@ impl ShmConnection {
         if !mapping.file.is_live() {
             return Err(Error::RegionGone {
                 region: desc.region,
+            });
+        }
+        // The owner's record in the file header decides, not the
+        // descriptor.
+        let op = request.op();
+        if !mapping.file.access.permits(op) {
+            return Err(Error::AccessDenied {
+                region: desc.region,
+                op,
+                access: mapping.file.access,
             });
         }
         mapping.memory.execute(&desc, request)

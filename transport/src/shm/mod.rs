@@ -25,12 +25,16 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::accept::AcceptQueue;
+use crate::access::RegionAccess;
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
+use crate::identity::Credentials;
 use crate::region::LocalRegion;
 use crate::registry::{RegionTable, random_key};
 use crate::stream::server::{ServerContext, serve};
 use crate::verbs::{
-    ConnectOptions, Connection, Fabric, InboundConnection, NodeId, RegionDesc, SharedHandler,
+    ConnectOptions, Connection, Fabric, FabricOptions, InboundConnection, NodeId, RegionDesc,
+    SharedHandler,
 };
 use region_file::RegionFile;
 
@@ -38,6 +42,7 @@ use region_file::RegionFile;
 #[derive(Debug)]
 pub struct ShmFabric {
     node: NodeId,
+    credentials: Credentials,
     dir: PathBuf,
     ids: RegionTable,
     regions: Mutex<HashMap<u64, RegionFile>>,
@@ -45,21 +50,21 @@ pub struct ShmFabric {
 }
 
 /// The path of region `region`'s file in node directory `dir`.
-fn region_path(dir: &Path, region: u64) -> PathBuf {
+pub fn region_path(dir: &Path, region: u64) -> PathBuf {
     dir.join(format!("region-{region}"))
 }
 
 impl ShmFabric {
     /// Create a node with a fresh directory under `root`.
-    pub fn create_in(root: &Path, handler: SharedHandler) -> Result<Self> {
+    pub fn create_in(root: &Path, handler: SharedHandler, options: FabricOptions) -> Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = root.join(format!("o3-node-{}-{n}", std::process::id()));
-        Self::open(&dir, handler)
+        Self::open(&dir, handler, options)
     }
 
     /// Create a node in directory `dir`, which must not exist yet.
-    pub fn open(dir: &Path, handler: SharedHandler) -> Result<Self> {
+    pub fn open(dir: &Path, handler: SharedHandler, options: FabricOptions) -> Result<Self> {
         std::fs::create_dir(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let node = NodeId(dir.to_string_lossy().into_owned());
         let socket_path = dir.join("sock");
@@ -68,10 +73,13 @@ impl ShmFabric {
         let accept = Arc::new(AcceptQueue::default());
         let ctx = Arc::new(ServerContext {
             node: node.clone(),
-            handler,
+            credentials: options.credentials.clone(),
+            dispatcher: Dispatcher::new(node.0.clone(), handler, options.request_workers),
+            poll: options.poll,
             accept: Arc::clone(&accept),
             regions: None,
             max_message: ConnectOptions::default().max_message,
+            mailbox_dir: Some(dir.to_path_buf()),
         });
         std::thread::Builder::new()
             .name("o3-shm-listen".into())
@@ -79,6 +87,7 @@ impl ShmFabric {
             .map_err(|e| Error::io("spawn shm listener thread", e))?;
         Ok(ShmFabric {
             ids: RegionTable::new(node.clone()),
+            credentials: options.credentials,
             node,
             dir: dir.to_path_buf(),
             regions: Mutex::new(HashMap::new()),
@@ -109,10 +118,10 @@ impl Fabric for ShmFabric {
         &self.node
     }
 
-    fn register(&self, len: u64) -> Result<LocalRegion> {
+    fn register(&self, len: u64, access: RegionAccess) -> Result<LocalRegion> {
         let region = self.ids.next_id();
         let rkey = random_key();
-        let file = RegionFile::create(&region_path(&self.dir, region), region, len, rkey)?;
+        let file = RegionFile::create(&region_path(&self.dir, region), region, len, rkey, access)?;
         let memory = Arc::new(file.memory()?);
         let desc = RegionDesc {
             node: self.node.clone(),
@@ -120,6 +129,7 @@ impl Fabric for ShmFabric {
             base: memory.as_ptr() as u64,
             len,
             rkey,
+            access,
         };
         self.regions.lock().insert(region, file);
         Ok(LocalRegion::new(desc, memory))
@@ -152,6 +162,7 @@ impl Fabric for ShmFabric {
         Ok(Arc::new(ShmConnection::open(
             stream,
             &self.node,
+            &self.credentials,
             peer.clone(),
             dir,
             options.clone(),
@@ -171,6 +182,15 @@ impl ShmFabric {
         for (region, file) in self.regions.lock().drain() {
             file.mark_gone();
             let _ = std::fs::remove_file(region_path(&self.dir, region));
+        }
+        // Mailboxes of connections still open (each is removed when its
+        // connection ends).
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("mbox-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
         }
         let _ = std::fs::remove_file(self.dir.join("sock"));
         let _ = std::fs::remove_dir(&self.dir);

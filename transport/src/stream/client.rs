@@ -7,10 +7,13 @@
 //! been filed or the reader role is free. A lone caller therefore sends and
 //! receives on its own thread with no hand-off, which keeps a round trip as
 //! close to a raw socket ping-pong as possible, while many threads can still
-//! have many requests in flight on one connection.
+//! have many requests in flight on one connection. The reading thread
+//! busy-polls the socket for the connection's poll budget before it sleeps
+//! in `poll(2)`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -18,6 +21,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Error, Result};
 use std::io::IoSlice;
 
+use crate::handshake::{Challenge, Connecting};
+use crate::identity::Credentials;
+use crate::mailbox::{Mailbox, Slotted};
+use crate::poll::PollMode;
 use crate::socket::{Socket, is_timeout};
 use crate::verbs::{CallWait, ConnectOptions, NodeId};
 use crate::wire::{FrameKind, HEADER_LEN, Header};
@@ -29,13 +36,36 @@ pub struct Reply {
     pub payload: Vec<u8>,
 }
 
+/// Hashes request ids, which this client hands out itself (so no peer can
+/// pick colliding keys): one multiplication spreads the sequential ids over
+/// the table, where the default SipHash would cost more than the rest of a
+/// shared-memory round trip's bookkeeping.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct Shared {
     /// A thread currently owns the socket's read side.
     reading: bool,
     /// Requests still wanted, with the largest reply payload each accepts.
-    waiting: HashMap<u64, u64>,
-    done: HashMap<u64, Reply>,
+    waiting: IdMap<u64>,
+    done: IdMap<Reply>,
     inbox: VecDeque<Vec<u8>>,
     gone: Option<String>,
 }
@@ -43,10 +73,12 @@ struct Shared {
 /// Buffered read side; only the current reader locks it.
 #[derive(Debug)]
 struct ReadSide<S> {
+    /// Reads block for at most the connection's stall limit (set once).
     socket: S,
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    poll: PollMode,
 }
 
 const READ_BUF: usize = 64 << 10;
@@ -58,30 +90,70 @@ const WRITE_STALL: Duration = Duration::from_millis(2);
 
 enum ReadOutcome {
     Frame(Header, Vec<u8>),
+    /// Responses taken from the mailbox.
+    Mail(Vec<Slotted>),
     /// No byte arrived before the deadline; the stream is still in sync.
     Idle,
 }
 
 impl<S: Socket> ReadSide<S> {
-    /// Read one frame. Waits for its first byte until `deadline`; once a
-    /// frame has started, the rest must follow within `stall` or the
+    /// Read one frame. Waits for its first byte until `deadline`
+    /// (busy-polling first, then sleeping in `poll(2)`), or until
+    /// `mailbox` holds a message (then `Idle`); once a frame has started,
+    /// the rest must follow within the socket's stall limit or the
     /// connection is broken (it cannot be resynchronised).
     fn read_frame(
         &mut self,
         deadline: Instant,
-        stall: Duration,
         peer: &NodeId,
+        mailbox: Option<&Mailbox>,
         max_payload: impl Fn(&Header) -> Result<u64>,
     ) -> Result<ReadOutcome> {
         if self.start == self.end {
-            let now = Instant::now();
-            let wait = deadline
-                .saturating_duration_since(now)
-                .max(Duration::from_micros(1));
-            self.socket
-                .set_read_timeout(Some(wait))
-                .map_err(|e| Error::io("set read timeout", e))?;
-            match self.socket.read(&mut self.buf) {
+            // With a mailbox, look at the socket (a system call) only every
+            // so many turns.
+            const SOCKET_CHECK_EVERY: u32 = 1024;
+            let socket = &self.socket;
+            let buf = &mut self.buf;
+            let mut turn = 0u32;
+            let polled = self.poll.spin_until(deadline, || {
+                if let Some(mailbox) = mailbox {
+                    if mailbox.ready() {
+                        return Some(None);
+                    }
+                    turn = turn.wrapping_add(1);
+                    if !turn.is_multiple_of(SOCKET_CHECK_EVERY) {
+                        return None;
+                    }
+                }
+                match socket.read_now(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
+                    other => Some(Some(other)),
+                }
+            });
+            let got = match polled {
+                Some(None) => return Ok(ReadOutcome::Idle),
+                Some(Some(got)) => got,
+                None => {
+                    if let Some(mailbox) = mailbox
+                        && mailbox.prepare_to_sleep()?
+                    {
+                        return Ok(ReadOutcome::Idle);
+                    }
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    let readable = self.socket.wait_readable(wait);
+                    if let Some(mailbox) = mailbox {
+                        mailbox.awake();
+                    }
+                    match readable {
+                        Ok(false) => return Ok(ReadOutcome::Idle),
+                        Ok(true) => self.socket.read_now(&mut self.buf),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match got {
                 Ok(0) => return Err(Error::peer_gone(peer, "connection closed")),
                 Ok(n) => {
                     self.start = 0;
@@ -94,9 +166,6 @@ impl<S: Socket> ReadSide<S> {
                 Err(e) => return Err(Error::peer_gone(peer, e.to_string())),
             }
         }
-        self.socket
-            .set_read_timeout(Some(stall))
-            .map_err(|e| Error::io("set read timeout", e))?;
         let mut raw = [0u8; HEADER_LEN];
         self.fill(&mut raw, peer)?;
         let header = Header::decode(&raw, peer)?;
@@ -165,23 +234,32 @@ pub struct StreamClient<S> {
     cond: Condvar,
     next_id: AtomicU64,
     gone_flag: AtomicBool,
+    /// The shared-memory fast path for small calls, when the owner offers
+    /// one ([`crate::mailbox`]).
+    mailbox: OnceLock<Arc<Mailbox>>,
 }
 
 impl<S: Socket> StreamClient<S> {
-    /// Introduce `me` to the owner at the other end of `socket` and wait for
-    /// its greeting.
+    /// Prove `me` to the owner at the other end of `socket` with
+    /// `credentials` ([`crate::handshake`]) and check its proof in turn;
+    /// returns the client and the owner's `Welcome` payload (the name of a
+    /// mailbox it offers, or empty).
     pub fn handshake(
         socket: S,
         me: &NodeId,
+        credentials: &Credentials,
         peer: NodeId,
         options: ConnectOptions,
-    ) -> Result<Self> {
+    ) -> Result<(Self, Vec<u8>)> {
         let writer = socket
             .try_clone()
             .map_err(|e| Error::io(format!("clone socket to {peer}"), e))?;
         writer
             .set_write_timeout(Some(WRITE_STALL))
             .map_err(|e| Error::io(format!("write timeout to {peer}"), e))?;
+        socket
+            .set_read_timeout(Some(options.op_timeout))
+            .map_err(|e| Error::io(format!("read timeout from {peer}"), e))?;
         let client = StreamClient {
             writer: Mutex::new(writer),
             read_side: Mutex::new(ReadSide {
@@ -189,45 +267,79 @@ impl<S: Socket> StreamClient<S> {
                 buf: vec![0u8; READ_BUF],
                 start: 0,
                 end: 0,
+                poll: options.poll,
             }),
             shared: Mutex::new(Shared::default()),
             cond: Condvar::new(),
             next_id: AtomicU64::new(1),
             gone_flag: AtomicBool::new(false),
+            mailbox: OnceLock::new(),
             peer,
             options,
         };
-        client.send_frame(FrameKind::Hello, 0, &[me.0.as_bytes()])?;
+        let (connecting, hello) = Connecting::start(me, &client.peer)?;
+        client.send_frame(FrameKind::Hello, 0, &[&hello.encode()])?;
         let deadline = Instant::now() + client.options.op_timeout;
-        let mut side = client.read_side.lock();
+        let (kind, payload) = client.handshake_frame(deadline)?;
+        if kind != FrameKind::Challenge {
+            return Err(Error::protocol(
+                &client.peer,
+                format!("expected a Challenge, got {kind:?}"),
+            ));
+        }
+        let challenge = Challenge::decode(&payload, &client.peer)?;
+        let proof = connecting.answer(credentials, &challenge)?;
+        client.send_frame(FrameKind::Proof, 0, &[&proof.0])?;
+        match client.handshake_frame(deadline)? {
+            (FrameKind::Welcome, mailbox) => Ok((client, mailbox)),
+            (FrameKind::Refused, reason) => Err(Error::Unauthenticated {
+                peer: client.peer.clone(),
+                reason: format!("the peer refused us: {}", String::from_utf8_lossy(&reason)),
+            }),
+            (other, _) => Err(Error::protocol(
+                &client.peer,
+                format!("expected Welcome or Refused, got {other:?}"),
+            )),
+        }
+    }
+
+    /// The next handshake frame, by `deadline`. A peer that closes instead
+    /// of answering is gone (an old owner may close on a proof it cannot
+    /// check).
+    fn handshake_frame(&self, deadline: Instant) -> Result<(FrameKind, Vec<u8>)> {
+        let mut side = self.read_side.lock();
         loop {
-            let outcome =
-                side.read_frame(deadline, client.options.op_timeout, &client.peer, |_| {
-                    Ok(4096)
-                })?;
+            let outcome = side.read_frame(deadline, &self.peer, None, |_| {
+                Ok(crate::wire::MAX_HANDSHAKE_FRAME)
+            })?;
             match outcome {
-                ReadOutcome::Frame(h, _) if h.kind == FrameKind::Hello => break,
-                ReadOutcome::Frame(h, _) => {
+                ReadOutcome::Frame(h, payload) => return Ok((h.kind, payload)),
+                ReadOutcome::Mail(_) => {
                     return Err(Error::protocol(
-                        &client.peer,
-                        format!("expected Hello, got {:?}", h.kind),
+                        &self.peer,
+                        "mail before the handshake ended",
                     ));
                 }
                 ReadOutcome::Idle if Instant::now() >= deadline => {
                     return Err(Error::Timeout {
                         op: "connect handshake",
-                        after: client.options.op_timeout,
+                        after: self.options.op_timeout,
                     });
                 }
                 ReadOutcome::Idle => {}
             }
         }
-        drop(side);
-        Ok(client)
     }
 
     pub fn peer(&self) -> &NodeId {
         &self.peer
+    }
+
+    /// Send small calls through `mailbox` from now on.
+    pub fn attach_mailbox(&self, mailbox: Mailbox) -> Result<()> {
+        self.mailbox
+            .set(Arc::new(mailbox))
+            .map_err(|_| Error::InvalidArgument("a mailbox is already attached".into()))
     }
 
     pub fn options(&self) -> &ConnectOptions {
@@ -305,6 +417,7 @@ impl<S: Socket> StreamClient<S> {
         match outcome {
             Ok(ReadOutcome::Idle) => {}
             Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
+            Ok(ReadOutcome::Mail(mail)) => self.file_mail(&mut shared, mail),
             Err(e) => {
                 self.set_gone(&mut shared, e.to_string());
             }
@@ -317,6 +430,27 @@ impl<S: Socket> StreamClient<S> {
     pub fn start(&self, kind: FrameKind, parts: &[&[u8]], max_reply: u64) -> Result<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.lock().waiting.insert(id, max_reply);
+        if let (FrameKind::Request, Some(mailbox), [request]) = (kind, self.mailbox.get(), parts) {
+            if let Some(reason) = self.gone() {
+                self.cancel(id);
+                return Err(Error::peer_gone(&self.peer, reason));
+            }
+            match mailbox.push(id, 0, request) {
+                Ok(Some(wake)) => {
+                    if wake && let Err(e) = self.send_frame(FrameKind::Doorbell, 0, &[]) {
+                        self.cancel(id);
+                        return Err(e);
+                    }
+                    return Ok(id);
+                }
+                // Too large or the ring is full: a frame it is.
+                Ok(None) => {}
+                Err(e) => {
+                    self.cancel(id);
+                    return Err(e);
+                }
+            }
+        }
         if let Err(e) = self.send_frame(kind, id, parts) {
             self.cancel(id);
             return Err(e);
@@ -374,6 +508,7 @@ impl<S: Socket> StreamClient<S> {
             match outcome {
                 Ok(ReadOutcome::Idle) => {}
                 Ok(ReadOutcome::Frame(header, payload)) => self.file(&mut shared, header, payload),
+                Ok(ReadOutcome::Mail(mail)) => self.file_mail(&mut shared, mail),
                 Err(e) => {
                     self.set_gone(&mut shared, e.to_string());
                 }
@@ -382,10 +517,43 @@ impl<S: Socket> StreamClient<S> {
         }
     }
 
+    /// Read what the owner sent next: mail if the mailbox holds some, else
+    /// a frame. Only the thread holding the reader role calls it (the
+    /// mailbox's single consumer).
     fn read_one(&self, deadline: Instant) -> Result<ReadOutcome> {
+        let mailbox = self.mailbox.get().map(|m| &**m);
+        let drain = |mailbox: &Mailbox| -> Result<Vec<Slotted>> {
+            let mut mail = Vec::new();
+            while let Some(slotted) = mailbox.pop()? {
+                mail.push(slotted);
+            }
+            Ok(mail)
+        };
+        if let Some(mailbox) = mailbox {
+            let mail = drain(mailbox)?;
+            if !mail.is_empty() {
+                return Ok(ReadOutcome::Mail(mail));
+            }
+        }
+        let outcome = self.read_frame_from_socket(deadline, mailbox)?;
+        if let (ReadOutcome::Idle, Some(mailbox)) = (&outcome, mailbox) {
+            let mail = drain(mailbox)?;
+            if !mail.is_empty() {
+                return Ok(ReadOutcome::Mail(mail));
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn read_frame_from_socket(
+        &self,
+        deadline: Instant,
+        mailbox: Option<&Mailbox>,
+    ) -> Result<ReadOutcome> {
         let mut side = self.read_side.lock();
-        side.read_frame(deadline, self.options.op_timeout, &self.peer, |h| {
+        side.read_frame(deadline, &self.peer, mailbox, |h| {
             match h.kind {
+                FrameKind::Doorbell => Ok(0),
                 FrameKind::Message => Ok(self.options.max_message as u64),
                 FrameKind::Response | FrameKind::BatchResult => {
                     // A reply nobody waits for any more is read and dropped;
@@ -406,8 +574,23 @@ impl<S: Socket> StreamClient<S> {
         })
     }
 
+    fn file_mail(&self, shared: &mut Shared, mail: Vec<Slotted>) {
+        for slotted in mail {
+            if shared.waiting.remove(&slotted.id).is_some() {
+                shared.done.insert(
+                    slotted.id,
+                    Reply {
+                        status: slotted.status,
+                        payload: slotted.payload,
+                    },
+                );
+            }
+        }
+    }
+
     fn file(&self, shared: &mut Shared, header: Header, payload: Vec<u8>) {
         match header.kind {
+            FrameKind::Doorbell => {}
             FrameKind::Message => shared.inbox.push_back(payload),
             _ => {
                 if shared.waiting.remove(&header.id).is_some() {

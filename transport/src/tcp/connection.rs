@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::batch_codec::{EncodedBatch, decode_result, post_validated, replicate};
 use crate::error::Result;
+use crate::identity::Credentials;
 use crate::stream::client::{StreamCall, StreamClient};
 use crate::verbs::{Completion, ConnectOptions, Connection, NodeId, PendingCall, WorkRequest};
 use crate::wire::FrameKind;
@@ -20,11 +21,13 @@ impl TcpConnection {
     pub(crate) fn handshake(
         stream: TcpStream,
         me: &NodeId,
+        credentials: &Credentials,
         peer: NodeId,
         options: ConnectOptions,
     ) -> Result<Self> {
         Ok(TcpConnection {
-            client: StreamClient::handshake(stream, me, peer, options)?,
+            // A tcp owner offers no mailbox (its peers share no memory).
+            client: StreamClient::handshake(stream, me, credentials, peer, options)?.0,
         })
     }
 

@@ -17,18 +17,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accept::AcceptQueue;
+use crate::access::RegionAccess;
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
+use crate::identity::Credentials;
 use crate::region::{LocalRegion, RegionMemory};
 use crate::registry::RegionTable;
 use crate::stream::server::{ServerContext, serve};
 use crate::verbs::{
-    ConnectOptions, Connection, Fabric, InboundConnection, NodeId, RegionDesc, SharedHandler,
+    ConnectOptions, Connection, Fabric, FabricOptions, InboundConnection, NodeId, RegionDesc,
+    SharedHandler,
 };
 
 /// A node's tcp endpoint.
 #[derive(Debug)]
 pub struct TcpFabric {
     node: NodeId,
+    credentials: Credentials,
     regions: Arc<RegionTable>,
     accept: Arc<AcceptQueue>,
 }
@@ -37,7 +42,12 @@ impl TcpFabric {
     /// Listen on `listen` (e.g. `127.0.0.1:0`). Peers reach this node at
     /// `advertise`, or at the bound address when none is given (then the
     /// listen address must not be a wildcard).
-    pub fn bind(listen: &str, advertise: Option<&str>, handler: SharedHandler) -> Result<Self> {
+    pub fn bind(
+        listen: &str,
+        advertise: Option<&str>,
+        handler: SharedHandler,
+        options: FabricOptions,
+    ) -> Result<Self> {
         let listener =
             TcpListener::bind(listen).map_err(|e| Error::io(format!("bind {listen}"), e))?;
         let bound = listener
@@ -56,10 +66,13 @@ impl TcpFabric {
         let accept = Arc::new(AcceptQueue::default());
         let ctx = Arc::new(ServerContext {
             node: node.clone(),
-            handler,
+            credentials: options.credentials.clone(),
+            dispatcher: Dispatcher::new(node.0.clone(), handler, options.request_workers),
+            poll: options.poll,
             accept: Arc::clone(&accept),
             regions: Some(Arc::clone(&regions)),
             max_message: ConnectOptions::default().max_message,
+            mailbox_dir: None,
         });
         std::thread::Builder::new()
             .name(format!("o3-tcp-listen {bound}"))
@@ -67,6 +80,7 @@ impl TcpFabric {
             .map_err(|e| Error::io("spawn tcp listener thread", e))?;
         Ok(TcpFabric {
             node,
+            credentials: options.credentials,
             regions,
             accept,
         })
@@ -97,8 +111,10 @@ impl Fabric for TcpFabric {
         &self.node
     }
 
-    fn register(&self, len: u64) -> Result<LocalRegion> {
-        Ok(self.regions.insert(Arc::new(RegionMemory::heap(len)?)))
+    fn register(&self, len: u64, access: RegionAccess) -> Result<LocalRegion> {
+        Ok(self
+            .regions
+            .insert(Arc::new(RegionMemory::heap(len)?), access))
     }
 
     fn deregister(&self, region: &RegionDesc) -> Result<()> {
@@ -118,6 +134,7 @@ impl Fabric for TcpFabric {
         Ok(Arc::new(TcpConnection::handshake(
             stream,
             &self.node,
+            &self.credentials,
             peer.clone(),
             options.clone(),
         )?))
