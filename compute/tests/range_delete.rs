@@ -18,16 +18,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::Duration;
 
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
-use rand::{Rng, SeedableRng};
-
+use common::crash::{child_writes, kill_and_recover};
 use common::{KEY_SPACE, full_scan, key, tiny_options};
 use o3_compute::{Db, DbOptions, Error, Snapshot, WriteBatch};
 use o3_storage::compaction::Preset;
 use o3_storage::env::{FaultInjectingFs, LocalFs, Storage};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -344,9 +342,6 @@ fn range_deletions_match_the_model_under_every_preset() {
     }
 }
 
-const CHILD_ENV: &str = "O3_RANGE_CRASH_CHILD_DIR";
-const START_ENV: &str = "O3_RANGE_CRASH_CHILD_START";
-
 /// Operation `i` of the crash test's write stream: every 7th a range
 /// deletion of up to 30 keys (often across shards), every 5th a delete.
 fn apply_op(db: Option<&Db>, i: u64, m: &mut Model) {
@@ -379,75 +374,31 @@ fn model_after(n: u64) -> Model {
     m
 }
 
-fn crash_options() -> DbOptions {
-    DbOptions {
-        sync_writes: true,
-        write_buffer_size: 16 * 1024,
-        ..tiny_options(Arc::new(LocalFs::new()), 4)
-    }
-}
-
 /// The child of `sigkill_mid_workload_keeps_exactly_the_acknowledged_prefix`
 /// (ignored, so a normal run never counts it as passing).
 #[test]
 #[ignore = "child process of sigkill_mid_workload_keeps_exactly_the_acknowledged_prefix"]
 fn range_crash_child_writer() {
-    let dir = std::env::var(CHILD_ENV).expect("run only as the crash test's child");
-    let start: u64 = std::env::var(START_ENV)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let db = Db::open(&dir, crash_options()).expect("child open");
-    println!("ready");
     let mut scratch = Model::new();
-    for i in start.. {
-        apply_op(Some(&db), i, &mut scratch);
-        println!("acked {}", i + 1);
-    }
-}
-
-fn kills() -> usize {
-    std::env::var("O3_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30)
+    child_writes(|db, i| apply_op(Some(db), i, &mut scratch));
 }
 
 #[test]
 fn sigkill_mid_workload_keeps_exactly_the_acknowledged_prefix() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("db");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x4a9e);
-    let mut recovered = 0u64;
-    for round in 0..kills() {
-        let env = [
-            (CHILD_ENV, dir.display().to_string()),
-            (START_ENV, recovered.to_string()),
-        ];
-        let run_for = Duration::from_millis(rng.random_range(5..150));
-        let acked = common::run_child_until_killed("range_crash_child_writer", &env, run_for)
-            .unwrap_or(recovered);
-        let db = Db::open(&dir, crash_options()).expect("reopen after kill");
-        let state = full_scan(&db);
-        // Acknowledged ops must all be there; the one in flight may be too.
-        recovered = [acked, acked + 1]
-            .into_iter()
-            .find(|&n| model_after(n) == state)
-            .unwrap_or_else(|| {
-                panic!(
-                    "round {round}: recovered state is not the state after {acked} or {} ops",
-                    acked + 1
-                )
-            });
-        for k in 0..KEY_SPACE {
-            assert_eq!(
-                db.get(&key(k)).expect("get"),
-                state.get(&key(k)).cloned(),
-                "round {round} key {k}"
-            );
-        }
-        db.close().expect("close");
-    }
+    let recovered = kill_and_recover(
+        "range_crash_child_writer",
+        0x4a9e,
+        model_after,
+        |db, state, round| {
+            for k in 0..KEY_SPACE {
+                assert_eq!(
+                    db.get(&key(k)).expect("get"),
+                    state.get(&key(k)).cloned(),
+                    "round {round} key {k}"
+                );
+            }
+        },
+    );
     assert!(
         recovered > 7,
         "the children never acknowledged a range deletion"
