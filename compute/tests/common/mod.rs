@@ -10,6 +10,7 @@ use o3_storage::env::Storage;
 use o3_storage::options::TableOptions;
 
 pub mod crash;
+pub mod model;
 
 /// The expected content of a database: key → value.
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
