@@ -152,20 +152,33 @@ mod tests {
         }
     }
 
+    /// A database at `dir/db` holding `rows` rows flushed into tables, left
+    /// open; and its path.
+    fn written_db(dir: &Path, rows: u32) -> (PathBuf, Db) {
+        let path = dir.join("db");
+        let db = Db::open(&path, options()).unwrap();
+        fill(&db, rows);
+        db.flush().unwrap();
+        (path, db)
+    }
+
+    fn is_empty(db: &Db) -> bool {
+        db.scan::<std::ops::RangeFull>(.., false)
+            .unwrap()
+            .is_empty()
+    }
+
+    fn entries_of(path: &Path) -> usize {
+        std::fs::read_dir(path).unwrap().count()
+    }
+
     #[test]
     fn an_existing_database_is_emptied_and_reopened() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, options()).unwrap();
-        fill(&db, 3000);
-        db.flush().unwrap();
+        let (path, db) = written_db(dir.path(), 3000);
         db.close().unwrap();
         let db = open_empty(&path, options()).unwrap();
-        assert!(
-            db.scan::<std::ops::RangeFull>(.., false)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(is_empty(&db));
         assert_eq!(db.get(b"key00001").unwrap(), None);
         // The handed-over lock is really held: nobody else can open it.
         let e = Db::open(&path, options()).unwrap_err().to_string();
@@ -190,15 +203,12 @@ mod tests {
     #[test]
     fn a_database_open_elsewhere_is_not_touched() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, options()).unwrap();
-        fill(&db, 3000);
-        db.flush().unwrap();
-        let before = std::fs::read_dir(&path).unwrap().count();
+        let (path, db) = written_db(dir.path(), 3000);
+        let before = entries_of(&path);
         let e = open_empty(&path, options()).unwrap_err().to_string();
         assert!(e.contains("locked by another process"), "{e}");
         assert!(!e.contains('\n'), "{e}");
-        assert_eq!(std::fs::read_dir(&path).unwrap().count(), before);
+        assert_eq!(entries_of(&path), before);
         for i in [0u32, 1500, 2999] {
             let k = format!("key{i:05}");
             assert_eq!(db.get(k.as_bytes()).unwrap(), Some(vec![7u8; 100]), "{k}");
@@ -210,15 +220,13 @@ mod tests {
     #[test]
     fn a_directory_with_foreign_files_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, options()).unwrap();
-        fill(&db, 10);
+        let (path, db) = written_db(dir.path(), 10);
         db.close().unwrap();
         std::fs::write(path.join("notes.txt"), "mine").unwrap();
-        let before = std::fs::read_dir(&path).unwrap().count();
+        let before = entries_of(&path);
         let e = open_empty(&path, options()).unwrap_err().to_string();
         assert!(e.contains("notes.txt") && e.contains("refusing"), "{e}");
-        assert_eq!(std::fs::read_dir(&path).unwrap().count(), before);
+        assert_eq!(entries_of(&path), before);
         assert!(path.join("CURRENT").exists());
     }
 
@@ -227,18 +235,11 @@ mod tests {
     #[test]
     fn leftovers_of_an_interrupted_cleanup_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, options()).unwrap();
-        fill(&db, 3000);
-        db.flush().unwrap();
+        let (path, db) = written_db(dir.path(), 3000);
         db.close().unwrap();
         std::fs::remove_file(path.join("CURRENT")).unwrap();
         let db = open_empty(&path, options()).unwrap();
-        assert!(
-            db.scan::<std::ops::RangeFull>(.., false)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(is_empty(&db));
         db.close().unwrap();
         let ssts = std::fs::read_dir(&path)
             .unwrap()

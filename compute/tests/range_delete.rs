@@ -15,21 +15,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
-use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rand::{Rng, SeedableRng};
 
-use common::{KEY_SPACE, full_scan, key, tiny_options};
-use o3_compute::{Db, DbOptions, Error, Snapshot, WriteBatch};
+use common::crash::{child_writes, kill_and_recover};
+use common::model::{ModelDb, READ_WEIGHT, ReadOp, read_op, value};
+use common::{KEY_SPACE, Model, full_scan, key, tiny_options};
+use o3_compute::{Db, DbOptions, Error, WriteBatch};
 use o3_storage::compaction::Preset;
-use o3_storage::env::{FaultInjectingFs, LocalFs, Storage};
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+use o3_storage::env::LocalFs;
 
 /// A range bound: key `i`, or (with `between`) a key just after it that no
 /// write uses.
@@ -58,17 +54,7 @@ enum Op {
     DeleteRange(RangeKey, RangeKey),
     /// Puts (`Some`), deletes (`None`) and range deletions, atomically.
     Batch(Vec<BatchItem>),
-    Get(usize),
-    MultiGet(Vec<usize>),
-    TakeSnapshot,
-    GetAtSnapshot(usize, usize),
-    DropSnapshot(usize),
-    Scan {
-        lo: Option<usize>,
-        hi: Option<usize>,
-        reverse: bool,
-        at_snapshot: Option<usize>,
-    },
+    Read(ReadOp),
     Flush,
     Compact(Option<usize>, Option<usize>),
     Reopen,
@@ -106,21 +92,11 @@ fn op() -> impl Strategy<Value = Op> {
         5 => k.clone().prop_map(Op::Delete),
         6 => range().prop_map(|(a, b)| Op::DeleteRange(a, b)),
         4 => prop::collection::vec(item, 1..10).prop_map(Op::Batch),
-        10 => k.clone().prop_map(Op::Get),
-        3 => prop::collection::vec(k.clone(), 1..12).prop_map(Op::MultiGet),
-        2 => Just(Op::TakeSnapshot),
-        4 => (k.clone(), 0..8usize).prop_map(|(k, s)| Op::GetAtSnapshot(k, s)),
-        1 => (0..8usize).prop_map(Op::DropSnapshot),
-        4 => (prop::option::of(k.clone()), prop::option::of(k.clone()), any::<bool>(), prop::option::of(0..8usize))
-            .prop_map(|(lo, hi, reverse, at_snapshot)| Op::Scan { lo, hi, reverse, at_snapshot }),
+        READ_WEIGHT => read_op().prop_map(Op::Read),
         2 => Just(Op::Flush),
         1 => (prop::option::of(k.clone()), prop::option::of(k)).prop_map(|(a, b)| Op::Compact(a, b)),
         1 => Just(Op::Reopen),
     ]
-}
-
-fn value(k: usize, v: usize) -> Vec<u8> {
-    format!("value-{k}-{v}-{}", "x".repeat(v % 40)).into_bytes()
 }
 
 fn model_delete_range(m: &mut Model, start: &[u8], end: &[u8]) {
@@ -129,39 +105,12 @@ fn model_delete_range(m: &mut Model, start: &[u8], end: &[u8]) {
     }
 }
 
-fn model_scan(
-    m: &Model,
-    lo: Option<usize>,
-    hi: Option<usize>,
-    reverse: bool,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let lo_b = lo.map_or(Bound::Unbounded, |l| Bound::Included(key(l)));
-    let hi_b = hi.map_or(Bound::Unbounded, |h| Bound::Excluded(key(h)));
-    let mut v: Vec<_> = m
-        .range((lo_b, hi_b))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if reverse {
-        v.reverse();
-    }
-    v
-}
-
 /// Run `ops` on `shards` shards under `preset`, checking every answer.
 fn run(ops: &[Op], shards: usize, preset: Preset) -> Result<(), TestCaseError> {
-    let fs = FaultInjectingFs::new();
-    let storage: Arc<dyn Storage> = Arc::new(fs);
-    let dir = std::path::Path::new("/db");
-    let open = || {
-        let mut o = tiny_options(storage.clone(), shards);
-        o.compaction.preset = preset;
-        Db::open(dir, o).expect("open")
-    };
-    let mut db = Some(open());
+    let mut db = ModelDb::open(shards, preset);
     let mut model = Model::new();
-    let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     for op in ops {
-        let d = db.as_ref().expect("open database");
+        let d = db.db();
         match op {
             Op::Put(k, v) => {
                 d.put(&key(*k), &value(*k, *v)).expect("put");
@@ -213,104 +162,20 @@ fn run(ops: &[Op], shards: usize, preset: Preset) -> Result<(), TestCaseError> {
                     model = after;
                 }
             }
-            Op::Get(k) => {
-                prop_assert_eq!(
-                    d.get(&key(*k)).expect("get"),
-                    model.get(&key(*k)).cloned(),
-                    "get {}",
-                    k
-                );
-            }
-            Op::MultiGet(ks) => {
-                let keys: Vec<Vec<u8>> = ks.iter().map(|&k| key(k)).collect();
-                let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-                let want: Vec<Option<Vec<u8>>> =
-                    keys.iter().map(|k| model.get(k).cloned()).collect();
-                prop_assert_eq!(d.multi_get(&refs).expect("multi_get"), want);
-            }
-            Op::TakeSnapshot => {
-                if snapshots.len() < 8 {
-                    snapshots.push((d.snapshot(), model.clone()));
-                }
-            }
-            Op::GetAtSnapshot(k, s) => {
-                if let Some((snap, m)) = snapshots.get(*s) {
-                    let got = d.get_at(&key(*k), snap).expect("get_at");
-                    prop_assert_eq!(got, m.get(&key(*k)).cloned(), "get_at {} {}", k, s);
-                }
-            }
-            Op::DropSnapshot(s) => {
-                if *s < snapshots.len() {
-                    snapshots.remove(*s);
-                }
-            }
-            Op::Scan {
-                lo,
-                hi,
-                reverse,
-                at_snapshot,
-            } => {
-                if let (Some(l), Some(h)) = (lo, hi)
-                    && l >= h
-                {
-                    continue;
-                }
-                let (lo_k, hi_k) = (lo.map(key), hi.map(key));
-                let range = (
-                    lo_k.as_deref().map_or(Bound::Unbounded, Bound::Included),
-                    hi_k.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
-                );
-                let (got, want) = match at_snapshot.and_then(|s| snapshots.get(s)) {
-                    Some((snap, m)) => (
-                        d.scan_at(range, *reverse, Some(snap)).expect("scan"),
-                        model_scan(m, *lo, *hi, *reverse),
-                    ),
-                    None => (
-                        d.scan(range, *reverse).expect("scan"),
-                        model_scan(&model, *lo, *hi, *reverse),
-                    ),
-                };
-                prop_assert_eq!(
-                    got,
-                    want,
-                    "scan lo={:?} hi={:?} reverse={}",
-                    lo,
-                    hi,
-                    reverse
-                );
+            Op::Read(r) => {
+                db.read(r, &model)?;
             }
             Op::Flush => d.flush().expect("flush"),
-            Op::Compact(a, b) => {
-                let (a, b) = (a.map(key), b.map(key));
-                d.compact_range(a.as_deref(), b.as_deref())
-                    .expect("compact");
-            }
-            Op::Reopen => {
-                snapshots.clear();
-                db.take().expect("db").close().expect("close");
-                db = Some(open());
-            }
+            Op::Compact(a, b) => db.compact(*a, *b),
+            Op::Reopen => db.reopen(),
         }
     }
-    let d = db.as_ref().expect("open database");
-    prop_assert_eq!(full_scan(d), model.clone(), "final scan");
-    let mut back = d
-        .scan::<std::ops::RangeFull>(.., true)
-        .expect("reverse scan");
-    back.reverse();
-    prop_assert_eq!(
-        back.into_iter().collect::<Model>(),
-        model.clone(),
-        "final reverse scan"
-    );
-    snapshots.clear();
-    db.take().expect("db").close().expect("close");
-    let d = open();
-    prop_assert_eq!(full_scan(&d), model.clone(), "scan after reopen");
+    db.check_final(&model)?;
+    let d = db.db();
     // Everything compacted: the answers stay, and no tombstone outlives
     // the data it deleted.
     d.compact_range(None, None).expect("final compaction");
-    prop_assert_eq!(full_scan(&d), model, "scan after full compaction");
+    prop_assert_eq!(full_scan(d), model, "scan after full compaction");
     prop_assert_eq!(
         d.stats().range_tombstones,
         0,
@@ -344,9 +209,6 @@ fn range_deletions_match_the_model_under_every_preset() {
     }
 }
 
-const CHILD_ENV: &str = "O3_RANGE_CRASH_CHILD_DIR";
-const START_ENV: &str = "O3_RANGE_CRASH_CHILD_START";
-
 /// Operation `i` of the crash test's write stream: every 7th a range
 /// deletion of up to 30 keys (often across shards), every 5th a delete.
 fn apply_op(db: Option<&Db>, i: u64, m: &mut Model) {
@@ -379,75 +241,31 @@ fn model_after(n: u64) -> Model {
     m
 }
 
-fn crash_options() -> DbOptions {
-    DbOptions {
-        sync_writes: true,
-        write_buffer_size: 16 * 1024,
-        ..tiny_options(Arc::new(LocalFs::new()), 4)
-    }
-}
-
 /// The child of `sigkill_mid_workload_keeps_exactly_the_acknowledged_prefix`
 /// (ignored, so a normal run never counts it as passing).
 #[test]
 #[ignore = "child process of sigkill_mid_workload_keeps_exactly_the_acknowledged_prefix"]
 fn range_crash_child_writer() {
-    let dir = std::env::var(CHILD_ENV).expect("run only as the crash test's child");
-    let start: u64 = std::env::var(START_ENV)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let db = Db::open(&dir, crash_options()).expect("child open");
-    println!("ready");
     let mut scratch = Model::new();
-    for i in start.. {
-        apply_op(Some(&db), i, &mut scratch);
-        println!("acked {}", i + 1);
-    }
-}
-
-fn kills() -> usize {
-    std::env::var("O3_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30)
+    child_writes(|db, i| apply_op(Some(db), i, &mut scratch));
 }
 
 #[test]
 fn sigkill_mid_workload_keeps_exactly_the_acknowledged_prefix() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("db");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x4a9e);
-    let mut recovered = 0u64;
-    for round in 0..kills() {
-        let env = [
-            (CHILD_ENV, dir.display().to_string()),
-            (START_ENV, recovered.to_string()),
-        ];
-        let run_for = Duration::from_millis(rng.random_range(5..150));
-        let acked = common::run_child_until_killed("range_crash_child_writer", &env, run_for)
-            .unwrap_or(recovered);
-        let db = Db::open(&dir, crash_options()).expect("reopen after kill");
-        let state = full_scan(&db);
-        // Acknowledged ops must all be there; the one in flight may be too.
-        recovered = [acked, acked + 1]
-            .into_iter()
-            .find(|&n| model_after(n) == state)
-            .unwrap_or_else(|| {
-                panic!(
-                    "round {round}: recovered state is not the state after {acked} or {} ops",
-                    acked + 1
-                )
-            });
-        for k in 0..KEY_SPACE {
-            assert_eq!(
-                db.get(&key(k)).expect("get"),
-                state.get(&key(k)).cloned(),
-                "round {round} key {k}"
-            );
-        }
-        db.close().expect("close");
-    }
+    let recovered = kill_and_recover(
+        "range_crash_child_writer",
+        0x4a9e,
+        model_after,
+        |db, state, round| {
+            for k in 0..KEY_SPACE {
+                assert_eq!(
+                    db.get(&key(k)).expect("get"),
+                    state.get(&key(k)).cloned(),
+                    "round {round} key {k}"
+                );
+            }
+        },
+    );
     assert!(
         recovered > 7,
         "the children never acknowledged a range deletion"

@@ -2,8 +2,9 @@
 //! merge rule: random multi-version data split over several in-memory
 //! sources, compared step by step with a BTreeMap model.
 
+mod iter_model;
+
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use o3_storage::compaction::CompactionStream;
 use o3_storage::error::{Error, Result};
@@ -12,6 +13,11 @@ use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{ValueKind, compare_internal, make_internal_key};
 use proptest::prelude::*;
 
+use iter_model::{
+    Op, Visible, bounds_strategy, check_user_iterator, in_bounds, merge, op_strategy, target_key,
+    user_key, user_step,
+};
+
 /// One write: user key index, and a value or a tombstone. Its sequence is
 /// its position in the history plus one.
 #[derive(Debug, Clone)]
@@ -19,19 +25,6 @@ struct Write {
     key: u8,
     tombstone: bool,
     source: usize,
-}
-
-fn user_key(k: u8) -> Vec<u8> {
-    format!("k{k:02}").into_bytes()
-}
-
-/// A seek target: a user key, or (odd `t`) a key between two user keys.
-fn target_key(t: u8) -> Vec<u8> {
-    let mut k = user_key(t / 2);
-    if t % 2 == 1 {
-        k.push(b'~');
-    }
-    k
 }
 
 fn entries(history: &[Write]) -> Vec<(Vec<u8>, Vec<u8>, usize)> {
@@ -60,16 +53,11 @@ fn merged(history: &[Write], sources: usize) -> MergingIterator<'_> {
     for (k, v, s) in entries(history) {
         parts[s % sources].push((k, v));
     }
-    MergingIterator::new(
-        parts
-            .into_iter()
-            .map(|p| Box::new(VecIterator::new(p)) as Box<dyn InternalIterator>)
-            .collect(),
-    )
+    merge(parts)
 }
 
 /// What a reader at `snapshot` sees within `bounds`.
-fn visible(history: &[Write], snapshot: u64, bounds: &KeyBounds) -> BTreeMap<Vec<u8>, Vec<u8>> {
+fn visible(history: &[Write], snapshot: u64, bounds: &KeyBounds) -> Visible {
     let mut state = BTreeMap::new();
     for (i, w) in history.iter().enumerate() {
         let seq = i as u64 + 1;
@@ -81,30 +69,8 @@ fn visible(history: &[Write], snapshot: u64, bounds: &KeyBounds) -> BTreeMap<Vec
     state
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
-        .filter(|(k, _)| bounds.lower.as_ref().is_none_or(|l| k >= l))
-        .filter(|(k, _)| bounds.upper.as_ref().is_none_or(|u| k < u))
+        .filter(|(k, _)| in_bounds(bounds, k))
         .collect()
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    First,
-    Last,
-    Seek(u8),
-    SeekForPrev(u8),
-    Next,
-    Prev,
-}
-
-fn op_strategy() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        1 => Just(Op::First),
-        1 => Just(Op::Last),
-        2 => (0u8..30).prop_map(Op::Seek),
-        2 => (0u8..30).prop_map(Op::SeekForPrev),
-        4 => Just(Op::Next),
-        4 => Just(Op::Prev),
-    ]
 }
 
 fn history_strategy() -> impl Strategy<Value = Vec<Write>> {
@@ -120,75 +86,6 @@ fn history_strategy() -> impl Strategy<Value = Vec<Write>> {
     )
 }
 
-fn bounds_strategy() -> impl Strategy<Value = KeyBounds> {
-    (prop::option::of(0u8..30), prop::option::of(0u8..30)).prop_map(|(l, u)| KeyBounds {
-        lower: l.map(target_key),
-        upper: u.map(target_key),
-    })
-}
-
-/// Apply `op` to the model cursor over `state`.
-fn model_step(
-    state: &BTreeMap<Vec<u8>, Vec<u8>>,
-    cur: &Option<Vec<u8>>,
-    op: &Op,
-) -> Option<Vec<u8>> {
-    let first_in = |lo: Bound<Vec<u8>>| {
-        state
-            .range((lo, Bound::Unbounded))
-            .next()
-            .map(|(k, _)| k.clone())
-    };
-    let last_in = |hi: Bound<Vec<u8>>| {
-        state
-            .range((Bound::Unbounded, hi))
-            .next_back()
-            .map(|(k, _)| k.clone())
-    };
-    match op {
-        Op::First => first_in(Bound::Unbounded),
-        Op::Last => last_in(Bound::Unbounded),
-        Op::Seek(t) => first_in(Bound::Included(target_key(*t))),
-        Op::SeekForPrev(t) => last_in(Bound::Included(target_key(*t))),
-        Op::Next => first_in(Bound::Excluded(cur.clone()?)),
-        Op::Prev => last_in(Bound::Excluded(cur.clone()?)),
-    }
-}
-
-fn user_step(it: &mut UserIterator, op: &Op) -> Result<()> {
-    match op {
-        Op::First => it.seek_to_first(),
-        Op::Last => it.seek_to_last(),
-        Op::Seek(t) => it.seek(&target_key(*t)),
-        Op::SeekForPrev(t) => it.seek_for_prev(&target_key(*t)),
-        Op::Next => it.next(),
-        Op::Prev => it.prev(),
-    }
-}
-
-/// Run `ops` on `it` and on the model; they must agree after every step.
-fn check_user_iterator(
-    it: &mut UserIterator,
-    state: &BTreeMap<Vec<u8>, Vec<u8>>,
-    ops: &[Op],
-) -> std::result::Result<(), TestCaseError> {
-    let mut cur: Option<Vec<u8>> = None;
-    for (i, op) in ops.iter().enumerate() {
-        // A step on an unpositioned cursor (before any seek, or after it ran
-        // off an end) leaves it unpositioned, in both directions.
-        cur = model_step(state, &cur, op);
-        user_step(it, op).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(it.valid(), cur.is_some(), "step {} {:?}", i, op);
-        if let Some(k) = &cur {
-            prop_assert_eq!(it.key(), k.as_slice(), "step {} {:?}", i, op);
-            prop_assert_eq!(it.value(), state[k].as_slice(), "step {} {:?}", i, op);
-        } else {
-            prop_assert!(it.key().is_empty() && it.value().is_empty());
-        }
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
@@ -197,8 +94,8 @@ proptest! {
         history in history_strategy(),
         sources in 1usize..=5,
         snapshot_frac in 0.0f64..1.2,
-        bounds in bounds_strategy(),
-        ops in prop::collection::vec(op_strategy(), 1..40),
+        bounds in bounds_strategy(30),
+        ops in prop::collection::vec(op_strategy(30), 1..40),
     ) {
         let snapshot = (history.len() as f64 * snapshot_frac) as u64;
         let state = visible(&history, snapshot, &bounds);
@@ -453,7 +350,7 @@ proptest! {
             (prop::collection::vec(any::<u8>(), 0..12), prop::collection::vec(any::<u8>(), 0..4)),
             0..20,
         ),
-        ops in prop::collection::vec(op_strategy(), 1..20),
+        ops in prop::collection::vec(op_strategy(30), 1..20),
         snapshot in any::<u64>(),
     ) {
         let mut it = UserIterator::new(

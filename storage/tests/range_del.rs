@@ -3,8 +3,9 @@
 //! of puts, deletes and range deletions, and memtables and flush jobs that
 //! hold range tombstones.
 
+mod iter_model;
+
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use o3_storage::compaction::CompactionStream;
@@ -17,6 +18,10 @@ use o3_storage::memtable::{Memtable, MemtableImage};
 use o3_storage::options::TableOptions;
 use o3_storage::range_del::{RangeTombstone, RangeTombstoneSet};
 use proptest::prelude::*;
+
+use iter_model::{
+    Visible, bounds_strategy, check_user_iterator, in_bounds, merge, op_strategy, user_key,
+};
 
 /// One write; its sequence is its position in the history plus one.
 #[derive(Debug, Clone)]
@@ -34,19 +39,6 @@ enum Write {
         start: u8,
         end: u8,
     },
-}
-
-fn user_key(k: u8) -> Vec<u8> {
-    format!("k{k:02}").into_bytes()
-}
-
-/// A seek target: a user key, or (odd `t`) a key between two user keys.
-fn target_key(t: u8) -> Vec<u8> {
-    let mut k = user_key(t / 2);
-    if t % 2 == 1 {
-        k.push(b'~');
-    }
-    k
 }
 
 fn write_strategy() -> impl Strategy<Value = Write> {
@@ -84,15 +76,11 @@ fn sources(history: &[Write], sources: usize) -> (MergingIterator<'static>, Vec<
             }),
         }
     }
-    let children = parts
-        .into_iter()
-        .map(|p| Box::new(VecIterator::new(p)) as Box<dyn InternalIterator>)
-        .collect();
-    (MergingIterator::new(children), tombstones)
+    (merge(parts), tombstones)
 }
 
 /// What a reader at `snapshot` sees within `bounds`.
-fn visible(history: &[Write], snapshot: u64, bounds: &KeyBounds) -> BTreeMap<Vec<u8>, Vec<u8>> {
+fn visible(history: &[Write], snapshot: u64, bounds: &KeyBounds) -> Visible {
     let mut state = BTreeMap::new();
     for (i, w) in history
         .iter()
@@ -114,58 +102,8 @@ fn visible(history: &[Write], snapshot: u64, bounds: &KeyBounds) -> BTreeMap<Vec
     }
     state
         .into_iter()
-        .filter(|(k, _)| bounds.lower.as_ref().is_none_or(|l| k >= l))
-        .filter(|(k, _)| bounds.upper.as_ref().is_none_or(|u| k < u))
+        .filter(|(k, _)| in_bounds(bounds, k))
         .collect()
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    First,
-    Last,
-    Seek(u8),
-    SeekForPrev(u8),
-    Next,
-    Prev,
-}
-
-fn op_strategy() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        1 => Just(Op::First),
-        1 => Just(Op::Last),
-        2 => (0u8..32).prop_map(Op::Seek),
-        2 => (0u8..32).prop_map(Op::SeekForPrev),
-        4 => Just(Op::Next),
-        4 => Just(Op::Prev),
-    ]
-}
-
-/// Where the model cursor over `state` goes on `op`.
-fn model_step(
-    state: &BTreeMap<Vec<u8>, Vec<u8>>,
-    cur: &Option<Vec<u8>>,
-    op: &Op,
-) -> Option<Vec<u8>> {
-    let first_in = |lo: Bound<Vec<u8>>| {
-        state
-            .range((lo, Bound::Unbounded))
-            .next()
-            .map(|(k, _)| k.clone())
-    };
-    let last_in = |hi: Bound<Vec<u8>>| {
-        state
-            .range((Bound::Unbounded, hi))
-            .next_back()
-            .map(|(k, _)| k.clone())
-    };
-    match op {
-        Op::First => first_in(Bound::Unbounded),
-        Op::Last => last_in(Bound::Unbounded),
-        Op::Seek(t) => first_in(Bound::Included(target_key(*t))),
-        Op::SeekForPrev(t) => last_in(Bound::Included(target_key(*t))),
-        Op::Next => first_in(Bound::Excluded(cur.clone()?)),
-        Op::Prev => last_in(Bound::Excluded(cur.clone()?)),
-    }
 }
 
 fn scan(it: &mut UserIterator<'_>, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -195,11 +133,8 @@ proptest! {
         history in history_strategy(),
         n_sources in 1usize..=4,
         snapshot_frac in 0.0f64..1.2,
-        bounds in (prop::option::of(0u8..32), prop::option::of(0u8..32)).prop_map(|(l, u)| KeyBounds {
-            lower: l.map(target_key),
-            upper: u.map(target_key),
-        }),
-        ops in prop::collection::vec(op_strategy(), 1..40),
+        bounds in bounds_strategy(32),
+        ops in prop::collection::vec(op_strategy(32), 1..40),
     ) {
         let snapshot = (history.len() as f64 * snapshot_frac) as u64;
         let state = visible(&history, snapshot, &bounds);
@@ -207,27 +142,7 @@ proptest! {
         let set = Arc::new(RangeTombstoneSet::new(&tombstones));
         let mut it = UserIterator::new(Box::new(merged), snapshot, bounds.clone())
             .with_range_tombstones(set.clone());
-        let mut cur: Option<Vec<u8>> = None;
-        for (i, op) in ops.iter().enumerate() {
-            if matches!(op, Op::Next | Op::Prev) && cur.is_none() {
-                continue;
-            }
-            cur = model_step(&state, &cur, op);
-            let r = match op {
-                Op::First => it.seek_to_first(),
-                Op::Last => it.seek_to_last(),
-                Op::Seek(t) => it.seek(&target_key(*t)),
-                Op::SeekForPrev(t) => it.seek_for_prev(&target_key(*t)),
-                Op::Next => it.next(),
-                Op::Prev => it.prev(),
-            };
-            prop_assert!(r.is_ok());
-            prop_assert_eq!(it.valid(), cur.is_some(), "step {} {:?}", i, op);
-            if let Some(k) = &cur {
-                prop_assert_eq!(it.key(), k.as_slice(), "step {} {:?}", i, op);
-                prop_assert_eq!(it.value(), state[k].as_slice(), "step {} {:?}", i, op);
-            }
-        }
+        check_user_iterator(&mut it, &state, &ops)?;
         let want: Vec<_> = state.into_iter().collect();
         let (merged, _) = sources(&history, n_sources);
         let mut it = UserIterator::new(Box::new(merged), snapshot, bounds).with_range_tombstones(set);

@@ -9,6 +9,12 @@ use o3_storage::compaction::{CompactionOptions, LeveledOptions};
 use o3_storage::env::Storage;
 use o3_storage::options::TableOptions;
 
+pub mod crash;
+pub mod model;
+
+/// The expected content of a database: key → value.
+pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// Options that make every mechanism (memtable rotation, flush, L0→L1 and
 /// deeper compactions, WAL rotation) run many times on a few hundred writes.
 pub fn tiny_options(storage: Arc<dyn Storage>, shards: usize) -> DbOptions {
@@ -56,7 +62,7 @@ pub fn key(i: usize) -> Vec<u8> {
 }
 
 /// Every `(key, value)` of the database, ascending.
-pub fn full_scan(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
+pub fn full_scan(db: &Db) -> Model {
     db.scan::<std::ops::RangeFull>(.., false)
         .expect("scan")
         .into_iter()

@@ -97,17 +97,20 @@ impl RangeTombstone {
     }
 }
 
+/// `[start, end)` deleted at `seq`, from string keys: the unit tests'
+/// shorthand, shared by every module that tests range tombstones.
+#[cfg(test)]
+pub(crate) fn tombstone(start: &str, end: &str, seq: SequenceNumber) -> RangeTombstone {
+    RangeTombstone {
+        start: start.as_bytes().to_vec(),
+        end: end.as_bytes().to_vec(),
+        seq,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn t(start: &str, end: &str, seq: u64) -> RangeTombstone {
-        RangeTombstone {
-            start: start.as_bytes().to_vec(),
-            end: end.as_bytes().to_vec(),
-            seq,
-        }
-    }
+    use super::tombstone as t;
 
     #[test]
     fn split_cuts_at_every_shard_boundary_inside_the_range() {

@@ -321,15 +321,8 @@ impl CoverageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::range_del::tombstone as t;
     use proptest::prelude::*;
-
-    fn t(start: &str, end: &str, seq: u64) -> RangeTombstone {
-        RangeTombstone {
-            start: start.as_bytes().to_vec(),
-            end: end.as_bytes().to_vec(),
-            seq,
-        }
-    }
 
     #[test]
     fn overlapping_tombstones_answer_with_the_newest_visible() {

@@ -57,7 +57,7 @@ mod tests {
 
     use super::*;
     use crate::key::{ValueKind, make_internal_key};
-    use crate::range_del::RangeTombstoneSet;
+    use crate::range_del::{RangeTombstoneSet, tombstone};
     use crate::version::FileMeta;
 
     fn file(number: u64, lo: &str, hi: &str, seqs: (u64, u64)) -> Arc<FileMeta> {
@@ -76,14 +76,7 @@ mod tests {
     }
 
     fn t(start: &str, end: &str, seq: u64) -> (u32, RangeTombstone) {
-        (
-            0,
-            RangeTombstone {
-                start: start.as_bytes().to_vec(),
-                end: end.as_bytes().to_vec(),
-                seq,
-            },
-        )
+        (0, tombstone(start, end, seq))
     }
 
     fn version(levels: Vec<Vec<Arc<FileMeta>>>, tombs: Vec<(u32, RangeTombstone)>) -> Version {
