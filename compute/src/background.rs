@@ -422,11 +422,9 @@ pub(crate) fn install_compaction(
 ) -> Result<()> {
     if result.token != job.token {
         // A result for another attempt (fencing): its files are garbage.
-        for f in &result.outputs {
-            let _ = db.storage.delete(&table_path(&db.dir, f.number));
-        }
+        let (removed, kept) = remove_rejected_outputs(db, &result.outputs);
         return Err(Error::InvalidArgument(format!(
-            "result token {:?} does not match job {:?}",
+            "result token {:?} does not match job {:?}; {removed} of its output files removed, {kept} kept because a version lists them",
             result.token, job.token
         )));
     }
@@ -478,6 +476,38 @@ pub(crate) fn install_compaction(
         db.counters.trivial_moves.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Delete the output files of a rejected result, except those a version
+/// still lists: a duplicate delivery of a result that was installed names
+/// live tables, and so may a result whose tables were installed and then
+/// compacted away while an iterator still reads them. Returns how many
+/// were removed and how many kept.
+pub(crate) fn remove_rejected_outputs(db: &DbInner, outputs: &[FileMeta]) -> (usize, usize) {
+    let listed: std::collections::HashSet<u64> = {
+        let st = db.state.lock();
+        let current = db.super_version.read().version.clone();
+        current
+            .levels
+            .iter()
+            .flatten()
+            .chain(st.obsolete_files.iter())
+            .map(|f| f.number)
+            .collect()
+    };
+    let (mut removed, mut kept) = (0, 0);
+    for f in outputs {
+        if listed.contains(&f.number) {
+            kept += 1;
+            continue;
+        }
+        let path = table_path(&db.dir, f.number);
+        match db.storage.delete(&path) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::debug!("rejected output {} not removed: {e}", path.display()),
+        }
+    }
+    (removed, kept)
 }
 
 pub(crate) fn release_compaction(db: &DbInner, plan: &CompactionPlan) {

@@ -8,13 +8,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use o3_storage::filename::table_path;
 use o3_storage::job::{CompactionJob, JobResult};
 use o3_storage::{Error, Result};
 
 use crate::background::{
     compaction_failed, install_compaction, make_compaction_job, purge_obsolete_files,
-    release_compaction, run_compaction,
+    release_compaction, remove_rejected_outputs, run_compaction,
 };
 use crate::db::DbInner;
 
@@ -191,13 +190,10 @@ pub(crate) fn install_external(db: &DbInner, result: JobResult) -> Result<()> {
                     .external_jobs
                     .insert(result.token.job_id, entry);
             }
-            for f in &result.outputs {
-                let _ = db.storage.delete(&table_path(&db.dir, f.number));
-            }
+            let (removed, kept) = remove_rejected_outputs(db, &result.outputs);
             Err(Error::InvalidArgument(format!(
-                "no claimed job matches result token {:?}; its {} output files were removed",
-                result.token,
-                result.outputs.len()
+                "no claimed job matches result token {:?}; {removed} of its output files removed, {kept} kept because a version lists them",
+                result.token
             )))
         }
     }

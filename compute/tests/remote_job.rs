@@ -110,3 +110,41 @@ fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
         .expect("install the real attempt");
     assert_eq!(full_scan(&db), before);
 }
+
+/// An RPC retry delivers a result twice. The second delivery matches no
+/// claimed job and is refused, but its files are the live tables the first
+/// delivery installed: nothing may be deleted, now or at the next open.
+#[test]
+fn a_result_delivered_twice_leaves_the_installed_tables_alone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts()).expect("open");
+    for round in 0..3 {
+        for i in 0..200 {
+            db.put(&key(i), format!("r{round}-{i}").as_bytes())
+                .expect("put");
+        }
+        db.flush().expect("flush");
+    }
+    let before = full_scan(&db);
+    let job = db.claim_compaction().expect("claim").expect("a job");
+    let bytes = run_elsewhere(&job.to_bytes().expect("encode"));
+    let first = JobResult::from_bytes(&bytes).expect("decode");
+    let outputs: Vec<_> = first.outputs.iter().map(|f| f.number).collect();
+    db.install_compaction(first)
+        .expect("first delivery installs");
+    let again = JobResult::from_bytes(&bytes).expect("decode");
+    let err = db
+        .install_compaction(again)
+        .expect_err("a second delivery matches no claimed job");
+    assert!(err.to_string().contains("kept"), "{err}");
+    for n in &outputs {
+        assert!(
+            tmp.path().join(format!("{n:06}.sst")).exists(),
+            "installed table {n} was deleted by the duplicate"
+        );
+    }
+    assert_eq!(full_scan(&db), before);
+    db.close().expect("close");
+    let db = Db::open(tmp.path(), opts()).expect("reopen after a duplicate delivery");
+    assert_eq!(full_scan(&db), before);
+}
