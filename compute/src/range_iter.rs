@@ -12,7 +12,7 @@ use std::ops::{Bound, Range, RangeFrom, RangeFull, RangeInclusive, RangeTo, Rang
 use o3_storage::Result;
 use o3_storage::iter::UserIterator;
 
-use crate::read::{ReadView, cursor};
+use crate::read::ReadView;
 
 /// A range of user keys, as the std range types write it over anything that
 /// is bytes (`"a".."m"`, `b"a".as_slice()..=b"m".as_slice()`, `key..`,
@@ -190,7 +190,7 @@ impl DbRange {
                 let Some(view) = &self.view else {
                     return Ok(None);
                 };
-                let mut it = cursor(view, self.lower.clone(), self.upper.clone())?;
+                let mut it = view.cursor(self.lower.clone(), self.upper.clone())?;
                 match end {
                     End::Front => it.seek_to_first()?,
                     End::Back => it.seek_to_last()?,

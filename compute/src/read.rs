@@ -305,28 +305,57 @@ impl DbIterator {
 }
 
 pub(crate) fn iter(db: &DbInner, opts: ReadOptions) -> Result<DbIterator> {
-    let view = view(db, opts.snapshot.as_ref())?;
+    // No `ReadView` here: a cursor per seek is common (db_bench's
+    // seekrandom), and every reference count taken and dropped shows.
+    let seq = sequence_for(db, opts.snapshot.as_ref())?;
+    let sv = db.super_version.read().clone();
+    let sources = CursorSources {
+        table_cache: &db.table_cache,
+        shard_splits: &db.shard_splits,
+    };
     Ok(DbIterator {
-        inner: cursor(&view, opts.lower, opts.upper)?,
+        inner: cursor(sources, sv, seq, opts.lower, opts.upper)?,
     })
 }
 
-/// An unpositioned cursor over `view`, bounded to `[lower, upper)`.
-pub(crate) fn cursor(
-    view: &ReadView,
+/// What a cursor needs besides the super version it reads.
+#[derive(Clone, Copy)]
+pub(crate) struct CursorSources<'a> {
+    pub table_cache: &'a Arc<TableCache>,
+    pub shard_splits: &'a [Vec<u8>],
+}
+
+impl ReadView {
+    /// An unpositioned cursor over this view, bounded to `[lower, upper)`.
+    pub(crate) fn cursor(
+        &self,
+        lower: Option<Vec<u8>>,
+        upper: Option<Vec<u8>>,
+    ) -> Result<UserIterator<'static>> {
+        let sources = CursorSources {
+            table_cache: &self.table_cache,
+            shard_splits: &self.shard_splits,
+        };
+        cursor(sources, self.sv.clone(), self.seq, lower, upper)
+    }
+}
+
+/// An unpositioned cursor over `sv` at `seq`, bounded to `[lower, upper)`.
+fn cursor(
+    sources: CursorSources<'_>,
+    sv: Arc<SuperVersion>,
+    seq: SequenceNumber,
     lower: Option<Vec<u8>>,
     upper: Option<Vec<u8>>,
 ) -> Result<UserIterator<'static>> {
-    let seq = view.seq;
-    let sv = view.sv.clone();
     let lo = lower.as_deref();
     // `upper` is exclusive; file and shard filters below use inclusive
     // bounds, which only makes them include a little more.
     let hi = upper.as_deref();
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-    let first_shard = lo.map_or(0, |k| shard_of(&view.shard_splits, k) as usize);
-    let last_shard = hi.map_or(view.shard_splits.len(), |k| {
-        shard_of(&view.shard_splits, k) as usize
+    let first_shard = lo.map_or(0, |k| shard_of(sources.shard_splits, k) as usize);
+    let last_shard = hi.map_or(sources.shard_splits.len(), |k| {
+        shard_of(sources.shard_splits, k) as usize
     });
     for shard in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
         for mem in std::iter::once(&shard.active).chain(shard.sealed.iter()) {
@@ -346,7 +375,7 @@ pub(crate) fn cursor(
         }
         if level == 0 {
             for f in files {
-                let table = view.table_cache.get(f.number)?;
+                let table = sources.table_cache.get(f.number)?;
                 children.push(Box::new(table.iter(true)));
             }
         } else {
@@ -357,7 +386,7 @@ pub(crate) fn cursor(
             );
             children.push(Box::new(LevelIterator::new(
                 files,
-                view.table_cache.clone(),
+                sources.table_cache.clone(),
             )));
         }
     }
@@ -366,16 +395,19 @@ pub(crate) fn cursor(
     // tables open; file deletion waits for the FileMeta Arcs held here.
     let merged = MergingIterator::new(children);
     let bounds = KeyBounds { lower, upper };
-    let range_tombstones = sv.range_tombstones.clone();
-    Ok(UserIterator::new(
+    let range_tombstones = (!sv.range_tombstones.is_empty()).then(|| sv.range_tombstones.clone());
+    let it = UserIterator::new(
         Box::new(KeepAlive {
             inner: merged,
             _sv: sv,
         }),
         seq,
         bounds,
-    )
-    .with_range_tombstones(range_tombstones))
+    );
+    Ok(match range_tombstones {
+        Some(set) => it.with_range_tombstones(set),
+        None => it,
+    })
 }
 
 /// Holds a super version for as long as an iterator over it lives, so the
