@@ -74,8 +74,9 @@ fn serialized_compaction_runs_elsewhere_and_installs() {
     assert_eq!(full_scan(&db), before, "content changed after restart");
 }
 
-#[test]
-fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
+/// A database with three flushed rounds over the same 200 keys: a
+/// compaction is due.
+fn three_flushed_rounds() -> (tempfile::TempDir, Db) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let db = Db::open(tmp.path(), opts()).expect("open");
     for round in 0..3 {
@@ -85,6 +86,12 @@ fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
         }
         db.flush().expect("flush");
     }
+    (tmp, db)
+}
+
+#[test]
+fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
+    let (tmp, db) = three_flushed_rounds();
     let before = full_scan(&db);
     let job = db.claim_compaction().expect("claim").expect("a job");
     let mut stale = job.clone();
@@ -116,15 +123,7 @@ fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
 /// delivery installed: nothing may be deleted, now or at the next open.
 #[test]
 fn a_result_delivered_twice_leaves_the_installed_tables_alone() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let db = Db::open(tmp.path(), opts()).expect("open");
-    for round in 0..3 {
-        for i in 0..200 {
-            db.put(&key(i), format!("r{round}-{i}").as_bytes())
-                .expect("put");
-        }
-        db.flush().expect("flush");
-    }
+    let (tmp, db) = three_flushed_rounds();
     let before = full_scan(&db);
     let job = db.claim_compaction().expect("claim").expect("a job");
     let bytes = run_elsewhere(&job.to_bytes().expect("encode"));
