@@ -78,7 +78,12 @@ pub struct DbStats {
     /// Background jobs (flushes, compactions) that failed, retried or not;
     /// [`crate::Db::background_error`] says whether one stopped the database.
     pub background_errors: u64,
-    /// (flush + compaction bytes written) / user bytes.
+    /// (flush + compaction bytes written) / flush bytes, as RocksDB's
+    /// compaction statistics define it (the "Sum" row's W-Amp): bytes that
+    /// reached level 0 count once, each rewrite by a compaction once more,
+    /// so it is at least 1 once anything was flushed and 0 before. Dividing
+    /// by user bytes instead would count the overwrites and deletions that
+    /// the memtable absorbed as savings and fall below 1 after a load.
     pub write_amplification: f64,
     /// Microseconds writes were held back, by reason.
     pub stall_micros: Vec<(StallReason, u64)>,
@@ -107,10 +112,10 @@ impl Counters {
         s.compactions = self.compactions.load(Relaxed);
         s.trivial_moves = self.trivial_moves.load(Relaxed);
         s.background_errors = self.background_errors.load(Relaxed);
-        s.write_amplification = if s.user_bytes == 0 {
+        s.write_amplification = if s.flush_bytes == 0 {
             0.0
         } else {
-            (s.flush_bytes + s.compaction_bytes_written) as f64 / s.user_bytes as f64
+            (s.flush_bytes + s.compaction_bytes_written) as f64 / s.flush_bytes as f64
         };
         s.stall_micros = StallReason::ALL
             .iter()
