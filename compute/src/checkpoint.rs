@@ -34,7 +34,7 @@ use o3_storage::version::{Version, VersionEdit};
 use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
-use crate::db::DbInner;
+use crate::engine::Engine;
 use crate::options_file::OptionsFile;
 
 /// Bytes copied per read when a file cannot be linked.
@@ -61,7 +61,7 @@ struct Capture {
 }
 
 /// Write a checkpoint of `db` into `target`, which must not exist.
-pub(crate) fn checkpoint(db: &DbInner, target: &Path) -> Result<()> {
+pub(crate) fn checkpoint(db: &Engine, target: &Path) -> Result<()> {
     db.check_poisoned()?;
     let storage = db.storage.as_ref();
     if storage.exists(target) {
@@ -94,7 +94,7 @@ pub(crate) fn checkpoint(db: &DbInner, target: &Path) -> Result<()> {
     result
 }
 
-fn capture(db: &DbInner) -> Result<Capture> {
+fn capture(db: &Engine) -> Result<Capture> {
     let mut wal = db.wal.lock();
     let live = match wal.writer.as_mut() {
         Some(w) => {
@@ -148,7 +148,7 @@ fn capture(db: &DbInner) -> Result<Capture> {
 }
 
 fn write_copy(
-    db: &DbInner,
+    db: &Engine,
     target: &Path,
     capture: &Capture,
     written: &mut Vec<PathBuf>,

@@ -1,32 +1,29 @@
 //! The database handle: opening, the public API, and shutdown.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::Mutex;
 
 use o3_storage::batch::WriteBatch;
-use o3_storage::compaction::CompactionStrategy;
-use o3_storage::env::{FileLock, Storage};
 use o3_storage::filename::{current_path, lock_path};
-use o3_storage::job::{CompactionJob, JobResult};
-use o3_storage::key::SequenceNumber;
+use o3_storage::job::{CompactionJob, JobError, JobResult};
 use o3_storage::sst::BlockCache;
 use o3_storage::version::{VersionEdit, VersionSet};
-use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::options::DbOptions;
 use crate::options_file::{self, OptionsFile};
-use crate::range_iter::{DbRange, KeyRange};
+use crate::engine::Engine;
+use crate::key_range::KeyRange;
+use crate::range_iter::DbRange;
 use crate::read::{DbIterator, ReadOptions};
-use crate::snapshot::{Snapshot, SnapshotList};
-use crate::state::{DbState, SuperVersion};
-use crate::stats::{Counters, DbStats, LevelStats};
+use crate::snapshot::Snapshot;
+use crate::state::SuperVersion;
+use crate::stats::{DbStats, LevelStats};
 use crate::table_cache::TableCache;
-use crate::write::WriteQueue;
 
 /// Options for one write.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,52 +33,10 @@ pub struct WriteOptions {
     pub sync: Option<bool>,
 }
 
-/// The current WAL segment.
-pub(crate) struct WalState {
-    pub writer: Option<LogWriter>,
-}
-
-/// Shared by the handle and the background threads.
-pub(crate) struct DbInner {
-    pub dir: PathBuf,
-    pub storage: Arc<dyn Storage>,
-    pub options: DbOptions,
-    pub shard_splits: Vec<Vec<u8>>,
-    pub strategy: Box<dyn CompactionStrategy>,
-    pub state: Mutex<DbState>,
-    /// Signalled whenever background work may be available or has finished.
-    pub bg_cv: Condvar,
-    /// Lock order: `wal` → `versions` → `state` (any suffix of it; never
-    /// backwards).
-    pub versions: Mutex<VersionSet>,
-    pub wal: Mutex<WalState>,
-    pub super_version: RwLock<Arc<SuperVersion>>,
-    pub write_queue: WriteQueue,
-    /// Highest sequence whose batch is fully applied (readers see up to it).
-    pub visible_seq: AtomicU64,
-    /// Highest sequence assigned (only the write leader changes it).
-    pub last_seq: AtomicU64,
-    pub table_cache: Arc<TableCache>,
-    pub snapshots: SnapshotList,
-    pub counters: Counters,
-    pub shutting_down: AtomicBool,
-    /// Set by a failed WAL or manifest write: the database refuses writes and
-    /// must be reopened. The first error stays; every write checks it, so it
-    /// is read without a lock.
-    pub bg_error: std::sync::OnceLock<String>,
-    _lock: Box<dyn FileLock>,
-}
-
-impl std::fmt::Debug for DbInner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("dir", &self.dir).finish()
-    }
-}
-
 /// An o3 database in embedded mode.
 #[derive(Debug)]
 pub struct Db {
-    pub(crate) inner: Arc<DbInner>,
+    pub(crate) inner: Arc<Engine>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -161,7 +116,7 @@ impl Db {
         }
         let inner = Arc::new(inner);
         let db = Db {
-            workers: Mutex::new(crate::background::start_workers(&inner)),
+            workers: Mutex::new(crate::scheduler::start_workers(&inner)),
             inner,
         };
         Ok(db)
@@ -377,16 +332,32 @@ impl Db {
 
     /// Claim the next compaction for execution elsewhere: the returned job is
     /// self-contained (serialize it with `to_bytes`); its inputs stay reserved
-    /// until the result is installed with [`Db::install_compaction`] or the
-    /// job is given up with [`Db::abandon_compaction`]. `None` when no level
-    /// needs compaction.
+    /// until the result is installed with [`Db::install_compaction`], the
+    /// job is given up with [`Db::abandon_compaction`], or its lease
+    /// ([`DbOptions::job_lease`]) runs out. Its output file numbers are
+    /// durably reserved before it is returned: no later job, in this or any
+    /// later open, writes to them. `None` when no level needs compaction.
     pub fn claim_compaction(&self) -> Result<Option<CompactionJob>> {
         crate::manual::claim_external(&self.inner)
     }
 
-    /// Install the result of a claimed compaction (fenced by its token).
+    /// Install the result of a claimed compaction, fenced by its token. A
+    /// result delivered again after it was installed is acknowledged and
+    /// changes nothing. A result that cannot be installed is rejected with
+    /// [`Error::Job`] saying why ([`JobError`]): a token of another database
+    /// or an earlier open, an attempt that was retried, a job abandoned or
+    /// whose lease ran out, an output outside the attempt's reserved file
+    /// numbers, an input no longer live. Rejection never deletes a table a
+    /// version lists or a number a live attempt owns.
     pub fn install_compaction(&self, result: JobResult) -> Result<()> {
         crate::manual::install_external(&self.inner, result)
+    }
+
+    /// Start a new attempt of a claimed compaction (its executor died, say):
+    /// the returned job has a new token and fresh output file numbers, and
+    /// results of earlier attempts are rejected from now on.
+    pub fn retry_compaction(&self, job_id: u64) -> Result<CompactionJob> {
+        crate::manual::retry_external(&self.inner, job_id)
     }
 
     /// Release a claimed compaction without installing anything.
@@ -446,8 +417,16 @@ impl Db {
             return Ok(());
         }
         {
-            let _st = self.inner.state.lock();
+            // Jobs running elsewhere report back before the WAL is closed;
+            // one that does not within the bound is left to the next open.
+            let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
+            let mut st = self.inner.state.lock();
             self.inner.bg_cv.notify_all();
+            while st.jobs.in_flight() > 0 && std::time::Instant::now() < deadline {
+                self.inner
+                    .bg_cv
+                    .wait_for(&mut st, std::time::Duration::from_millis(10));
+            }
         }
         for h in self.workers.lock().drain(..) {
             if h.join().is_err() {
@@ -472,6 +451,9 @@ impl Db {
     }
 }
 
+/// How long closing waits for jobs running elsewhere to report.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Range tombstones readers of `sv` apply: in memtables and installed (a
 /// deletion spanning several shards counts once per shard).
 fn live_range_tombstones(sv: &SuperVersion) -> u64 {
@@ -489,85 +471,5 @@ impl Drop for Db {
         if let Err(e) = self.shutdown() {
             tracing::error!("closing database {}: {e}", self.inner.dir.display());
         }
-    }
-}
-
-impl DbInner {
-    /// Assemble the shared state (called by recovery once the WAL is replayed).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        dir: PathBuf,
-        storage: Arc<dyn Storage>,
-        options: DbOptions,
-        versions: VersionSet,
-        state: DbState,
-        wal: WalState,
-        last_seq: SequenceNumber,
-        table_cache: Arc<TableCache>,
-        lock: Box<dyn FileLock>,
-    ) -> Result<DbInner> {
-        let strategy: Box<dyn CompactionStrategy> = options.compaction.build()?;
-        let version = versions.current();
-        let sv = state.super_version(
-            version.clone(),
-            strategy.pending_compaction_bytes(&version),
-            None,
-        );
-        Ok(DbInner {
-            shard_splits: versions.shard_splits().to_vec(),
-            strategy,
-            dir,
-            storage,
-            options,
-            state: Mutex::new(state),
-            bg_cv: Condvar::new(),
-            versions: Mutex::new(versions),
-            wal: Mutex::new(wal),
-            super_version: RwLock::new(sv),
-            write_queue: WriteQueue::default(),
-            visible_seq: AtomicU64::new(last_seq),
-            last_seq: AtomicU64::new(last_seq),
-            table_cache,
-            snapshots: SnapshotList::default(),
-            counters: Counters::default(),
-            shutting_down: AtomicBool::new(false),
-            bg_error: std::sync::OnceLock::new(),
-            _lock: lock,
-        })
-    }
-
-    /// Fail with [`Error::Poisoned`] if an earlier background error poisoned the database.
-    pub(crate) fn check_poisoned(&self) -> Result<()> {
-        match self.bg_error.get() {
-            Some(msg) => Err(Error::Poisoned(msg.clone())),
-            None => Ok(()),
-        }
-    }
-
-    /// Record an error after which the database must not accept writes.
-    pub(crate) fn poison(&self, e: &Error) {
-        if self.bg_error.set(e.to_string()).is_ok() {
-            tracing::error!("database {} poisoned: {e}", self.dir.display());
-        }
-        let _st = self.state.lock();
-        self.bg_cv.notify_all();
-    }
-
-    /// Publish a new super version built from `state` and `version`.
-    pub(crate) fn install_super_version(
-        &self,
-        state: &DbState,
-        version: Arc<o3_storage::version::Version>,
-    ) {
-        let pending = self.strategy.pending_compaction_bytes(&version);
-        let previous = self.super_version.read().clone();
-        *self.super_version.write() = state.super_version(version, pending, Some(&previous));
-    }
-
-    /// The oldest sequence any reader may still ask for. Callers building a
-    /// job hold the state lock (see [`Db::snapshot`]).
-    pub(crate) fn smallest_snapshot(&self) -> SequenceNumber {
-        let visible = self.visible_seq.load(Ordering::Acquire);
-        self.snapshots.oldest().unwrap_or(visible).min(visible)
     }
 }

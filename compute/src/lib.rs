@@ -24,9 +24,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-mod background;
 mod checkpoint;
 mod db;
+mod engine;
+mod jobs;
+mod key_range;
 mod level_iter;
 mod manual;
 mod options;
@@ -34,17 +36,23 @@ mod options_file;
 mod range_iter;
 mod read;
 mod recovery;
+mod scheduler;
 mod snapshot;
 mod state;
 mod stats;
 mod table_cache;
 mod write;
+mod write_queue;
 
 pub use db::{Db, WriteOptions};
 pub use o3_storage::batch::WriteBatch;
+pub use jobs::executor::{Completion, Executor, FlushWork, ImageId, Job, RoundTripExecutor, SealedImage};
+pub use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
+pub use o3_storage::version::DbId;
 pub use o3_storage::{Error, Result};
 pub use options::DbOptions;
-pub use range_iter::{DbRange, KeyRange};
+pub use key_range::KeyRange;
+pub use range_iter::DbRange;
 
 // The types that fill in `DbOptions` and read `DbStats`, so an embedded user
 // needs no second dependency on `o3-storage`.

@@ -3,22 +3,21 @@
 //! key range level by level, then rewrite files that range deletions
 //! emptied), and compactions claimed for execution outside this process
 //! (`Db::claim_compaction` / `install_compaction` / `abandon_compaction`).
-//! The jobs themselves are built, run and installed by `background`.
+//! The jobs themselves are built, run and installed by `jobs`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use o3_storage::job::{CompactionJob, JobResult};
+use o3_storage::job::{CompactionJob, JobError, JobResult};
 use o3_storage::{Error, Result};
 
-use crate::background::{
-    compaction_failed, install_compaction, make_compaction_job, purge_obsolete_files,
-    release_compaction, remove_rejected_outputs, run_compaction,
-};
-use crate::db::DbInner;
+use crate::engine::Engine;
+use crate::jobs::registry::{ClaimedWork, Outcome};
+use crate::jobs::{self, build, install};
 
 /// Seal every shard's memtable and wait until nothing is left unflushed.
-pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
+pub(crate) fn flush_all(db: &Engine) -> Result<()> {
     db.check_poisoned()?;
     {
         // The write leader inserts under the state lock, so sealing here
@@ -47,7 +46,7 @@ pub(crate) fn flush_all(db: &DbInner) -> Result<()> {
 /// by level, the files holding entries that range tombstones delete for
 /// every reader are compacted once more, so the deleted data leaves the
 /// disk and the tombstones become garbage.
-pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+pub(crate) fn compact_range(db: &Arc<Engine>, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
     let levels = db.versions.lock().current().num_levels();
     let bottom = {
         let v = db.versions.lock().current();
@@ -74,7 +73,7 @@ pub(crate) fn compact_range(db: &DbInner, lo: Option<&[u8]>, hi: Option<&[u8]>) 
 /// Compact the files of `level` overlapping `[lo, hi]`: until none is left
 /// there (`until_empty`), or once.
 fn compact_level(
-    db: &DbInner,
+    db: &Arc<Engine>,
     level: usize,
     lo: Option<&[u8]>,
     hi: Option<&[u8]>,
@@ -99,14 +98,12 @@ fn compact_level(
             }
             return Ok(());
         };
-        let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+        let job = build::claim_compaction(db, &mut vs, &mut st, plan, false)?;
         drop(st);
         drop(vs);
-        if let Err(e) = run_compaction(db, &plan, &job) {
-            compaction_failed(db, &plan, &e);
-            return Err(e);
-        }
-        purge_obsolete_files(db);
+        jobs::dispatch(db, job.token.job_id);
+        jobs::wait_for(db, job.token.job_id)?;
+        install::purge_obsolete_files(db);
         if !until_empty {
             return Ok(());
         }
@@ -117,7 +114,7 @@ fn compact_level(
 /// overlap) of the installed range tombstones that every reader sees and
 /// that cover a file of `level` holding older entries.
 fn range_deleted_spans(
-    db: &DbInner,
+    db: &Engine,
     level: usize,
     lo: Option<&[u8]>,
     hi: Option<&[u8]>,
@@ -154,8 +151,9 @@ fn range_deleted_spans(
 
 /// Claim the compaction the strategy would run next, for execution outside
 /// this process (a compaction agent, or a test). Its inputs stay busy until
-/// [`install_external`] or [`abandon_external`].
-pub(crate) fn claim_external(db: &DbInner) -> Result<Option<CompactionJob>> {
+/// its result is installed, it is abandoned, or its lease
+/// ([`crate::DbOptions::job_lease`]) runs out.
+pub(crate) fn claim_external(db: &Engine) -> Result<Option<CompactionJob>> {
     db.check_poisoned()?;
     let mut vs = db.versions.lock();
     let version = vs.current();
@@ -163,46 +161,50 @@ pub(crate) fn claim_external(db: &DbInner) -> Result<Option<CompactionJob>> {
     let Some(plan) = db.strategy.pick(&version, &st.busy_files) else {
         return Ok(None);
     };
-    let job = make_compaction_job(db, &mut vs, &mut st, &plan);
-    st.external_jobs
-        .insert(job.token.job_id, (plan, job.clone()));
-    Ok(Some(job))
+    build::claim_compaction(db, &mut vs, &mut st, plan, true).map(Some)
 }
 
-/// Install the result of a claimed job. A result whose token matches no
-/// claimed job (an old attempt, another database) is rejected and its output
-/// files removed.
-pub(crate) fn install_external(db: &DbInner, result: JobResult) -> Result<()> {
-    let claimed = db.state.lock().external_jobs.remove(&result.token.job_id);
-    match claimed {
-        Some((plan, job)) if job.token == result.token => {
-            let r = install_compaction(db, &plan, &job, result);
-            if r.is_err() {
-                release_compaction(db, &plan);
-            }
-            purge_obsolete_files(db);
-            r
-        }
-        other => {
-            if let Some(entry) = other {
-                db.state
-                    .lock()
-                    .external_jobs
-                    .insert(result.token.job_id, entry);
-            }
-            let (removed, kept) = remove_rejected_outputs(db, &result.outputs);
-            Err(Error::InvalidArgument(format!(
-                "no claimed job matches result token {:?}; {removed} of its output files removed, {kept} kept because a version lists them",
-                result.token
-            )))
-        }
+/// Install the result of a claimed job, fenced by its token (see
+/// `jobs::registry`): a duplicate of an installed result is acknowledged,
+/// anything else that does not fit is rejected with a typed error.
+pub(crate) fn install_external(db: &Engine, result: JobResult) -> Result<()> {
+    db.check_poisoned()?;
+    let r = install::install_result(db, result);
+    install::purge_obsolete_files(db);
+    r
+}
+
+/// A new attempt of a claimed job, with a new token and fresh file numbers
+/// (the executor of the previous attempt may still be writing); results of
+/// earlier attempts are rejected from now on.
+pub(crate) fn retry_external(db: &Engine, job_id: u64) -> Result<CompactionJob> {
+    db.check_poisoned()?;
+    let mut vs = db.versions.lock();
+    let mut st = db.state.lock();
+    let unknown = || {
+        Error::Job(JobError::UnknownJob {
+            token: build::token(&vs, job_id, 0),
+        })
+    };
+    match st.jobs.get(job_id) {
+        Some(c) if c.external => {}
+        _ => return Err(unknown()),
+    }
+    build::next_attempt(db, &mut vs, &mut st, job_id)?;
+    match st.jobs.get(job_id).map(|c| &c.work) {
+        Some(ClaimedWork::Compaction { job, .. }) => Ok(CompactionJob::clone(job)),
+        _ => Err(unknown()),
     }
 }
 
-/// Give up a claimed job: its inputs become available again.
-pub(crate) fn abandon_external(db: &DbInner, job_id: u64) {
-    let claimed = db.state.lock().external_jobs.remove(&job_id);
-    if let Some((plan, _)) = claimed {
-        release_compaction(db, &plan);
+/// Give up a claimed job: its inputs become available again, and a result
+/// delivered later is rejected.
+pub(crate) fn abandon_external(db: &Engine, job_id: u64) {
+    let mut st = db.state.lock();
+    if st.jobs.get(job_id).is_some_and(|c| c.external)
+        && let Some(claim) = st.jobs.finish(job_id, Outcome::Abandoned)
+    {
+        install::release_claim(&mut st, &claim);
+        db.bg_cv.notify_all();
     }
 }

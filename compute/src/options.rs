@@ -9,6 +9,8 @@ use o3_storage::options::TableOptions;
 use o3_storage::sst::CacheAdmission;
 use o3_storage::{Error, Result};
 
+use crate::jobs::executor::Executor;
+
 /// How [`crate::Db::open`] treats damage in the WAL segments it replays
 /// (RocksDB's `WALRecoveryMode`; the rules are in `storage/docs/wal_format.md`,
 /// "WAL recovery").
@@ -114,6 +116,17 @@ pub struct DbOptions {
     /// file left over a large level costs every seek a second block read.
     /// `None` disables it. Needs automatic compactions.
     pub idle_compaction_after: Option<std::time::Duration>,
+    /// Where flushes and compactions run (`None`: on the background
+    /// threads of this process). Whatever runs them, results are installed
+    /// here, fenced by their tokens; a job the executor fails or loses is
+    /// tried again with fresh file numbers, on this process when the
+    /// executor could not be reached.
+    pub executor: Option<Arc<dyn Executor>>,
+    /// How long a job running outside this process (claimed with
+    /// `Db::claim_compaction`, or handed to a non-local executor) may take
+    /// before it is given up: its inputs are released and its late result
+    /// is rejected ([`crate::JobError::LeaseExpired`]).
+    pub job_lease: std::time::Duration,
 }
 
 impl Default for DbOptions {
@@ -141,6 +154,8 @@ impl Default for DbOptions {
             max_background_jobs: 2,
             disable_auto_compactions: false,
             idle_compaction_after: Some(std::time::Duration::from_secs(1)),
+            executor: None,
+            job_lease: std::time::Duration::from_secs(600),
         }
     }
 }

@@ -16,9 +16,9 @@ use o3_storage::sst::bloom_hash;
 use o3_storage::version::FileMeta;
 use o3_storage::{Error, Result};
 
-use crate::db::DbInner;
+use crate::engine::Engine;
 use crate::level_iter::LevelIterator;
-use crate::range_iter::KeyRange;
+use crate::key_range::KeyRange;
 use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
 use crate::table_cache::TableCache;
@@ -82,7 +82,7 @@ pub(crate) struct ReadView {
 
 /// Take the state reads at `snapshot` (or the latest) see. A snapshot of
 /// another database is refused: its sequence means nothing here.
-pub(crate) fn view(db: &DbInner, snapshot: Option<&Snapshot>) -> Result<ReadView> {
+pub(crate) fn view(db: &Engine, snapshot: Option<&Snapshot>) -> Result<ReadView> {
     // Read the sequence before the super version: any data at or below it is
     // then in the super version (data leaves a memtable only by a super
     // version that also holds its SST).
@@ -96,7 +96,7 @@ pub(crate) fn view(db: &DbInner, snapshot: Option<&Snapshot>) -> Result<ReadView
 }
 
 /// The sequence a read at `snapshot` (or the latest) sees.
-pub(crate) fn sequence_for(db: &DbInner, snapshot: Option<&Snapshot>) -> Result<SequenceNumber> {
+pub(crate) fn sequence_for(db: &Engine, snapshot: Option<&Snapshot>) -> Result<SequenceNumber> {
     match snapshot {
         Some(s) if !db.snapshots.owns(s) => Err(Error::InvalidArgument(format!(
             "snapshot at sequence {} belongs to another database than {}",
@@ -109,7 +109,7 @@ pub(crate) fn sequence_for(db: &DbInner, snapshot: Option<&Snapshot>) -> Result<
 }
 
 pub(crate) fn get(
-    db: &DbInner,
+    db: &Engine,
     key: &[u8],
     snapshot: Option<&Snapshot>,
 ) -> Result<Option<Vec<u8>>> {
@@ -123,7 +123,7 @@ pub(crate) fn get(
 /// answers come back in the order of `keys`. The probes run in key order,
 /// so lookups that land in the same table and block follow each other.
 pub(crate) fn multi_get(
-    db: &DbInner,
+    db: &Engine,
     keys: &[&[u8]],
     snapshot: Option<&Snapshot>,
 ) -> Result<Vec<Option<Vec<u8>>>> {
@@ -140,7 +140,7 @@ pub(crate) fn multi_get(
 
 /// The point lookup of `key` at `seq` in `sv`.
 fn get_in(
-    db: &DbInner,
+    db: &Engine,
     sv: &SuperVersion,
     key: &[u8],
     seq: SequenceNumber,
@@ -171,7 +171,7 @@ fn unless_range_deleted(
 /// The newest entry of `key` visible at `seq`, as `(sequence, value or
 /// None for a tombstone)`; `None` when no source holds one.
 fn newest_entry(
-    db: &DbInner,
+    db: &Engine,
     sv: &SuperVersion,
     key: &[u8],
     seq: SequenceNumber,
@@ -230,7 +230,7 @@ struct Probe<'a> {
 /// Look the key up in the table at `(level, index)` of the super version:
 /// `Some((sequence, answer))` when the table decides it.
 fn table_get(
-    db: &DbInner,
+    db: &Engine,
     sv: &SuperVersion,
     (level, index): (usize, usize),
     p: &Probe<'_>,
@@ -304,7 +304,7 @@ impl DbIterator {
     }
 }
 
-pub(crate) fn iter(db: &DbInner, opts: ReadOptions) -> Result<DbIterator> {
+pub(crate) fn iter(db: &Engine, opts: ReadOptions) -> Result<DbIterator> {
     // No `ReadView` here: a cursor per seek is common (db_bench's
     // seekrandom), and every reference count taken and dropped shows.
     let seq = sequence_for(db, opts.snapshot.as_ref())?;

@@ -16,21 +16,23 @@
 //! the rest (never a later write without an earlier one).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use o3_storage::batch::{BatchOp, WriteBatch};
 use o3_storage::env::{FileLock, Storage};
 use o3_storage::filename::{FileKind, manifest_path, parse_file_name, wal_path};
-use o3_storage::job::{FlushJob, JobToken, shard_of};
+use o3_storage::job::shard_of;
 use o3_storage::memtable::Memtable;
 use o3_storage::range_del::RangeTombstone;
-use o3_storage::version::{VersionEdit, VersionSet};
+use o3_storage::version::{Version, VersionEdit, VersionSet};
 use o3_storage::wal::{LogReader, LogWriter, TailTolerance};
 use o3_storage::{Error, Result};
 
-use crate::db::{DbInner, WalState};
+use crate::engine::{Engine, WalState};
 use crate::options::{DbOptions, WalRecoveryMode};
+use crate::jobs::build;
+use crate::jobs::registry::Registry;
 use crate::state::{DbState, ShardState};
 use crate::table_cache::TableCache;
 
@@ -41,20 +43,39 @@ pub(crate) fn recover(
     mut versions: VersionSet,
     table_cache: Arc<TableCache>,
     lock: Box<dyn FileLock>,
-) -> Result<DbInner> {
-    let splits = versions.shard_splits().to_vec();
-    let shards = splits.len() + 1;
-    let flushed = versions.shard_flushed().to_vec();
-    let mut last_seq = versions.last_sequence();
+) -> Result<Engine> {
+    let wals = find_wal_segments(storage.as_ref(), &dir, &mut versions)?;
+    let replayed = replay(storage.as_ref(), &dir, &options, &versions, &wals)?;
+    let (version, wal_number, wal_writer) =
+        flush_replayed(storage.as_ref(), &dir, &options, &mut versions, replayed)?;
+    remove_unreferenced(storage.as_ref(), &dir, &versions, &version, wal_number)?;
+    let state = fresh_state(&options, versions.shard_splits().len() + 1, wal_number)?;
+    let last_seq = versions.last_sequence();
+    Engine::new(
+        dir,
+        storage,
+        options,
+        versions,
+        state,
+        WalState { writer: wal_writer },
+        last_seq,
+        table_cache,
+        lock,
+    )
+}
 
-    // Replay.
-    let names = storage.list(&dir)?;
+/// Phase 1: the WAL segments the manifest still needs, oldest first. Every
+/// file number found on disk is marked used (a segment started after the
+/// manifest's last edit has a number its counter has not passed yet).
+fn find_wal_segments(
+    storage: &dyn Storage,
+    dir: &Path,
+    versions: &mut VersionSet,
+) -> Result<Vec<u64>> {
     let mut wals: Vec<u64> = Vec::new();
-    for name in &names {
+    for name in &storage.list(dir)? {
         match parse_file_name(name) {
             Some(FileKind::Wal(n)) => {
-                // A segment started after the manifest's last edit has a
-                // number the manifest's counter has not passed yet.
                 versions.mark_file_number_used(n);
                 if n >= versions.log_number() {
                     wals.push(n);
@@ -67,6 +88,29 @@ pub(crate) fn recover(
         }
     }
     wals.sort_unstable();
+    Ok(wals)
+}
+
+/// What replaying the WAL produced: sealed memtables per shard, oldest
+/// first, and the last sequence seen.
+struct Replayed {
+    memtables: Vec<Vec<Arc<Memtable>>>,
+    last_seq: u64,
+}
+
+/// Phase 2: replay `wals` into memtables, skipping what each shard has
+/// already flushed.
+fn replay(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &DbOptions,
+    versions: &VersionSet,
+    wals: &[u64],
+) -> Result<Replayed> {
+    let splits = versions.shard_splits().to_vec();
+    let shards = splits.len() + 1;
+    let flushed = versions.shard_flushed().to_vec();
+    let mut last_seq = versions.last_sequence();
     let mode = options.wal_recovery_mode;
     let closed = versions.closed_wal();
     let mut recovered: Vec<Vec<Arc<Memtable>>> = vec![Vec::new(); shards];
@@ -74,7 +118,7 @@ pub(crate) fn recover(
         .map(|s| Memtable::new(options.write_buffer_size, s as u32).map(Arc::new))
         .collect::<Result<_>>()?;
     'segments: for (index, &number) in wals.iter().enumerate() {
-        let path = wal_path(&dir, number);
+        let path = wal_path(dir, number);
         let location = path.display().to_string();
         let later = &wals[index + 1..];
         let mut reader = LogReader::new(storage.open(&path)?, number, location.clone());
@@ -161,35 +205,34 @@ pub(crate) fn recover(
         }
     }
 
-    // Write what was replayed to L0 and start a fresh WAL in one edit.
+    Ok(Replayed {
+        memtables: recovered,
+        last_seq,
+    })
+}
+
+/// Phase 3: write what was replayed to L0 (one table per shard, the flush
+/// job every flush runs) and start a fresh WAL, in one edit. Returns the
+/// new version and the new WAL segment.
+fn flush_replayed(
+    storage: &dyn Storage,
+    dir: &Path,
+    options: &DbOptions,
+    versions: &mut VersionSet,
+    replayed: Replayed,
+) -> Result<(Arc<Version>, u64, Option<LogWriter>)> {
+    let last_seq = replayed.last_seq;
     let mut edit = VersionEdit::default();
-    for (shard, mems) in recovered.iter().enumerate() {
+    for (shard, mems) in replayed.memtables.iter().enumerate() {
         if mems.is_empty() {
             continue;
         }
-        // One L0 table per shard, as every flush writes (see `run_flush`).
-        let job = FlushJob {
-            token: JobToken {
-                job_id: 0,
-                epoch: 0,
-            },
-            dir: dir.clone(),
-            shard: shard as u32,
-            images: mems
-                .iter()
-                .map(|m| (m.entries(), m.entries_largest_seq()))
-                .collect(),
-            table_options: options.table.clone(),
-            target_file_size: u64::MAX,
-            // No snapshot survives a restart: keep only the newest versions.
-            smallest_snapshot: last_seq,
-            file_numbers: versions.reserve_file_numbers(1),
-        };
-        let images = mems
-            .iter()
-            .map(|m| m.image_bytes())
-            .collect::<Result<Vec<&[u8]>>>()?;
-        let result = job.execute(storage.as_ref(), &images)?;
+        // Job id 0 is recovery's: no other job exists yet.
+        let token = build::token(versions, 0, 1);
+        let numbers = versions.reserve_file_numbers(build::FLUSH_OUTPUTS)?;
+        // No snapshot survives a restart: keep only the newest versions.
+        let job = build::flush_job(token, dir, shard, mems, &options.table, last_seq, numbers);
+        let result = job.execute_local(storage, mems)?;
         edit.new_files
             .extend(result.outputs.into_iter().map(|f| (0, f)));
         edit.new_range_tombstones.extend(
@@ -213,16 +256,27 @@ pub(crate) fn recover(
     let wal_writer = if options.disable_wal {
         None
     } else {
-        let file = storage.create(&wal_path(&dir, wal_number))?;
-        storage.sync_dir(&dir)?;
+        let file = storage.create(&wal_path(dir, wal_number))?;
+        storage.sync_dir(dir)?;
         Some(LogWriter::new(file, wal_number))
     };
+    Ok((version, wal_number, wal_writer))
+}
 
-    // Everything not referenced now is garbage.
+/// Phase 4: everything not referenced now is garbage (outputs of jobs
+/// interrupted by the crash, replayed WAL segments, old manifests,
+/// temporary files).
+fn remove_unreferenced(
+    storage: &dyn Storage,
+    dir: &Path,
+    versions: &VersionSet,
+    version: &Version,
+    wal_number: u64,
+) -> Result<()> {
     let mut live: HashSet<u64> = version.levels.iter().flatten().map(|f| f.number).collect();
     live.insert(wal_number);
-    let manifest = manifest_path(&dir, versions.manifest_number());
-    for name in storage.list(&dir)? {
+    let manifest = manifest_path(dir, versions.manifest_number());
+    for name in storage.list(dir)? {
         let remove = match parse_file_name(&name) {
             Some(FileKind::Table(n)) | Some(FileKind::Wal(n)) => !live.contains(&n),
             Some(FileKind::Manifest(_)) => dir.join(&name) != manifest,
@@ -237,8 +291,13 @@ pub(crate) fn recover(
             storage.delete(&path)?;
         }
     }
+    Ok(())
+}
 
-    let state = DbState {
+/// Phase 5: the state of a freshly opened database: empty memtables, one
+/// live WAL segment, no jobs.
+fn fresh_state(options: &DbOptions, shards: usize, wal_number: u64) -> Result<DbState> {
+    Ok(DbState {
         shards: (0..shards)
             .map(|s| {
                 Ok(ShardState {
@@ -250,24 +309,13 @@ pub(crate) fn recover(
             })
             .collect::<Result<_>>()?,
         busy_files: HashSet::new(),
-        next_job_id: 0,
+        jobs: Registry::default(),
+        next_image_serial: 0,
         idle_probe: (0, std::time::Instant::now()),
         obsolete_files: Vec::new(),
         wal_segments: BTreeMap::from([(wal_number, 0)]),
         wal_number,
-        external_jobs: Default::default(),
-    };
-    DbInner::new(
-        dir,
-        storage,
-        options,
-        versions,
-        state,
-        WalState { writer: wal_writer },
-        last_seq,
-        table_cache,
-        lock,
-    )
+    })
 }
 
 /// Which damage may end segment replay quietly under `mode`; `newest` is the

@@ -9,9 +9,14 @@ use o3_storage::range_del::RangeTombstoneSet;
 use o3_storage::sst::Table;
 use o3_storage::version::{FileMeta, Version};
 
+use crate::jobs::executor::ImageId;
+use crate::jobs::registry::Registry;
+
 /// A memtable that no longer takes writes and waits for its flush.
 #[derive(Debug, Clone)]
 pub(crate) struct Sealed {
+    /// Its identity: a flush installs by it.
+    pub id: ImageId,
     pub mem: Arc<Memtable>,
     /// The WAL segment that held its first record: that segment and every
     /// later one must be kept until this memtable is in an installed SST.
@@ -83,7 +88,10 @@ pub(crate) struct DbState {
     pub shards: Vec<ShardState>,
     /// Files that running compactions read.
     pub busy_files: HashSet<u64>,
-    pub next_job_id: u64,
+    /// Jobs handed out and not finished, and how recent ones ended.
+    pub jobs: Registry,
+    /// Serial of the next memtable sealed.
+    pub next_image_serial: u64,
     /// Files dropped from the current version; deleted once no reader's
     /// version holds them (their `Arc` is the last one).
     pub obsolete_files: Vec<Arc<FileMeta>>,
@@ -93,14 +101,6 @@ pub(crate) struct DbState {
     pub wal_number: u64,
     /// Write count last seen by the idle check and when it last changed.
     pub idle_probe: (u64, std::time::Instant),
-    /// Compactions claimed for execution elsewhere, by job id.
-    pub external_jobs: std::collections::HashMap<
-        u64,
-        (
-            o3_storage::compaction::CompactionPlan,
-            o3_storage::job::CompactionJob,
-        ),
-    >,
 }
 
 impl DbState {
@@ -114,16 +114,12 @@ impl DbState {
     }
 
     /// The oldest WAL segment that still holds records of an unflushed
-    /// memtable, ignoring the first `skip` sealed memtables of `skip_shard`
-    /// (those being installed).
-    pub fn min_live_wal(&self, skip_shard: Option<(usize, usize)>) -> u64 {
+    /// memtable, ignoring the sealed memtables `installing` (those a flush
+    /// being installed retires).
+    pub fn min_live_wal(&self, installing: &[ImageId]) -> u64 {
         let mut min = self.wal_number;
-        for (i, s) in self.shards.iter().enumerate() {
-            let skip = match skip_shard {
-                Some((shard, n)) if shard == i => n,
-                _ => 0,
-            };
-            for sealed in s.sealed.iter().skip(skip) {
+        for s in &self.shards {
+            for sealed in s.sealed.iter().filter(|x| !installing.contains(&x.id)) {
                 min = min.min(sealed.first_wal);
             }
             if let Some(w) = s.active_first_wal {

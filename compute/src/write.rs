@@ -13,12 +13,9 @@
 //! range deletions publishes a new super version before its writes become
 //! visible.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
 
 use o3_storage::batch::{BatchOpKind, WriteBatch};
 use o3_storage::filename::wal_path;
@@ -28,7 +25,8 @@ use o3_storage::range_del::RangeTombstone;
 use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
-use crate::db::DbInner;
+use crate::engine::Engine;
+use crate::jobs::executor::ImageId;
 use crate::state::{DbState, Sealed};
 use crate::stats::StallReason;
 
@@ -42,27 +40,9 @@ const MAX_GROUP_BYTES: usize = 1 << 20;
 /// large for a memtable.
 const IMAGE_OVERHEAD_BOUND: usize = 4096;
 
-#[derive(Default)]
-struct QueueState {
-    waiting: VecDeque<(u64, WriteBatch, bool)>,
-    results: HashMap<u64, Result<(), String>>,
-    /// The last group's vector, kept for the next leader's group so that a
-    /// lone writer does not allocate one per write.
-    spare: Vec<(u64, WriteBatch, bool)>,
-    leader_active: bool,
-    next_id: u64,
-}
-
-/// Writers waiting for a leader.
-#[derive(Default)]
-pub(crate) struct WriteQueue {
-    state: Mutex<QueueState>,
-    cv: Condvar,
-}
-
 /// Apply `batch` atomically; returns once it is in the WAL (synced if `sync`)
 /// and visible to readers.
-pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
+pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -140,7 +120,7 @@ pub(crate) fn write(db: &DbInner, batch: WriteBatch, sync: bool) -> Result<()> {
     own
 }
 
-fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<()> {
+fn commit_group(db: &Engine, group: &mut [(u64, WriteBatch, bool)]) -> Result<()> {
     db.check_poisoned()?;
     wait_for_room(db)?;
     let sync = group.iter().any(|g| g.2);
@@ -191,7 +171,7 @@ fn commit_group(db: &DbInner, group: &mut [(u64, WriteBatch, bool)]) -> Result<(
 /// written (for statistics), counted in the same pass. `wal_added` bytes
 /// were appended to the current WAL segment for the group.
 fn apply_to_memtables(
-    db: &DbInner,
+    db: &Engine,
     group: &[(u64, WriteBatch, bool)],
     wal_added: u64,
 ) -> Result<u64> {
@@ -228,7 +208,7 @@ fn apply_to_memtables(
 /// every shard the range touches (sealing a full one first). An empty range
 /// deletes nothing, as in RocksDB.
 fn add_range_deletion(
-    db: &DbInner,
+    db: &Engine,
     st: &mut DbState,
     wal_number: u64,
     start: &[u8],
@@ -261,7 +241,7 @@ fn add_range_deletion(
 /// Insert into the shard's active memtable, sealing it first if it is full.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn insert(
-    db: &DbInner,
+    db: &Engine,
     st: &mut DbState,
     shard: usize,
     wal_number: u64,
@@ -292,7 +272,7 @@ pub(crate) fn insert(
 /// (it was just sealed), so sequence order across its memtables holds.
 #[allow(clippy::too_many_arguments)]
 fn insert_oversized(
-    db: &DbInner,
+    db: &Engine,
     st: &mut DbState,
     shard: usize,
     wal_number: u64,
@@ -318,7 +298,7 @@ fn insert_oversized(
 
 /// Seal the shard's active memtable (if not empty), start a new one and
 /// publish a super version with both; wakes the flush workers.
-pub(crate) fn seal_active(db: &DbInner, st: &mut DbState, shard: usize) -> Result<()> {
+pub(crate) fn seal_active(db: &Engine, st: &mut DbState, shard: usize) -> Result<()> {
     let s = &mut st.shards[shard];
     if s.active.is_empty() {
         return Ok(());
@@ -327,7 +307,13 @@ pub(crate) fn seal_active(db: &DbInner, st: &mut DbState, shard: usize) -> Resul
     let old = std::mem::replace(&mut s.active, fresh);
     old.seal()?;
     let first_wal = s.active_first_wal.take().unwrap_or(st.wal_number);
+    let id = ImageId {
+        shard: shard as u32,
+        serial: st.next_image_serial,
+    };
+    st.next_image_serial += 1;
     st.shards[shard].sealed.push_back(Sealed {
+        id,
         mem: old,
         first_wal,
     });
@@ -342,7 +328,7 @@ pub(crate) fn seal_active(db: &DbInner, st: &mut DbState, shard: usize) -> Resul
 /// lost tail (recovery then yields a prefix of the writes, never a hole); the
 /// new segment's directory entry is synced before any write in it is
 /// acknowledged.
-fn maybe_roll_wal(db: &DbInner, wal: &mut crate::db::WalState) -> Result<()> {
+fn maybe_roll_wal(db: &Engine, wal: &mut crate::engine::WalState) -> Result<()> {
     let full = wal
         .writer
         .as_ref()
@@ -373,7 +359,7 @@ fn maybe_roll_wal(db: &DbInner, wal: &mut crate::db::WalState) -> Result<()> {
 
 /// When live WAL segments exceed the limit, seal the memtable that pins the
 /// oldest segment so its flush lets the segment go.
-fn seal_cold_shard_if_wal_too_large(db: &DbInner) {
+fn seal_cold_shard_if_wal_too_large(db: &Engine) {
     let mut st = db.state.lock();
     let total: u64 = st.wal_segments.values().sum();
     if total <= db.options.max_total_wal_size {
@@ -399,7 +385,7 @@ fn seal_cold_shard_if_wal_too_large(db: &DbInner) {
 /// With automatic compactions off, nothing would ever lower the L0 count or
 /// the pending compaction bytes, so (as in RocksDB) only the memtable limit,
 /// which flushes resolve, holds writes back.
-fn wait_for_room(db: &DbInner) -> Result<()> {
+fn wait_for_room(db: &Engine) -> Result<()> {
     let o = &db.options;
     loop {
         let mut p = db.super_version.read().pressure;

@@ -1,0 +1,232 @@
+//! Building jobs: a flush of a shard's sealed memtables, a compaction from
+//! the strategy's plan, and the next attempt of either. Building claims: it
+//! reserves the outputs' file numbers (durably, before the job can leave
+//! the process) and registers the job under its token.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use o3_storage::Result;
+use o3_storage::compaction::CompactionPlan;
+use o3_storage::job::{CompactionJob, FlushJob, JobToken};
+use o3_storage::key::SequenceNumber;
+use o3_storage::memtable::Memtable;
+use o3_storage::options::TableOptions;
+use o3_storage::version::{FileMeta, VersionSet};
+
+use super::executor::SealedImage;
+use super::registry::{Claim, ClaimedWork};
+use crate::engine::Engine;
+use crate::state::DbState;
+
+/// The token of attempt `attempt` of job `job_id` in this incarnation.
+pub(crate) fn token(vs: &VersionSet, job_id: u64, attempt: u32) -> JobToken {
+    JobToken {
+        db_id: vs.db_id(),
+        incarnation: vs.incarnation(),
+        job_id,
+        attempt,
+    }
+}
+
+/// Reserve `count` output file numbers, durably; a failed manifest write
+/// stops the database like every failed manifest write.
+pub(crate) fn reserve(engine: &Engine, vs: &mut VersionSet, count: u64) -> Result<Range<u64>> {
+    vs.reserve_file_numbers(count)
+        .inspect_err(|e| engine.poison(e))
+}
+
+/// The flush of `mems` (one shard's sealed memtables, oldest first) into
+/// one level-0 table: the job the scheduler hands out and recovery runs.
+/// One table per flush and shard (not cut at the target file size), so
+/// level 0 holds one sorted run per flush and shard and the L0 write
+/// triggers count exactly what reads have to merge.
+pub(crate) fn flush_job(
+    token: JobToken,
+    dir: &Path,
+    shard: usize,
+    mems: &[Arc<Memtable>],
+    table_options: &TableOptions,
+    smallest_snapshot: SequenceNumber,
+    file_numbers: Range<u64>,
+) -> FlushJob {
+    FlushJob {
+        token,
+        dir: dir.to_path_buf(),
+        shard: shard as u32,
+        images: mems
+            .iter()
+            .map(|m| (m.entries(), m.entries_largest_seq()))
+            .collect(),
+        table_options: table_options.clone(),
+        target_file_size: u64::MAX,
+        smallest_snapshot,
+        file_numbers,
+    }
+}
+
+/// File numbers one flush job needs.
+pub(crate) const FLUSH_OUTPUTS: u64 = 1;
+
+/// Claim the flush of every sealed memtable of `shard`; returns its job id.
+pub(crate) fn claim_flush(
+    engine: &Engine,
+    vs: &mut VersionSet,
+    st: &mut DbState,
+    shard: usize,
+) -> Result<u64> {
+    let numbers = reserve(engine, vs, FLUSH_OUTPUTS)?;
+    let job_id = st.jobs.next_job_id();
+    let token = token(vs, job_id, 1);
+    // Read under the state lock, like `Db::snapshot` registers.
+    let smallest_snapshot = engine.smallest_snapshot();
+    let s = &mut st.shards[shard];
+    s.flushing = true;
+    let images: Vec<SealedImage> = s
+        .sealed
+        .iter()
+        .map(|x| SealedImage::new(x.id, x.mem.clone()))
+        .collect();
+    let mems: Vec<Arc<Memtable>> = s.sealed.iter().map(|x| x.mem.clone()).collect();
+    let job = flush_job(
+        token,
+        &engine.dir,
+        shard,
+        &mems,
+        &engine.options.table,
+        smallest_snapshot,
+        numbers.clone(),
+    );
+    let largest_seq = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
+    let range_tombstones = mems
+        .iter()
+        .flat_map(|m| m.range_tombstones())
+        .map(|t| (shard as u32, t))
+        .collect();
+    st.jobs.register(Claim {
+        token,
+        reservation: numbers,
+        earlier: Vec::new(),
+        work: ClaimedWork::Flush {
+            job,
+            shard,
+            images,
+            largest_seq,
+            range_tombstones,
+        },
+        external: false,
+        since: Instant::now(),
+        lease: None,
+        failures: 0,
+        in_flight: false,
+        place_locally: false,
+    });
+    Ok(job_id)
+}
+
+/// Claim the compaction `plan` (its inputs become busy); returns its job.
+/// `external` claims are run by the caller of `Db::claim_compaction` and
+/// hold a lease.
+pub(crate) fn claim_compaction(
+    engine: &Engine,
+    vs: &mut VersionSet,
+    st: &mut DbState,
+    plan: CompactionPlan,
+    external: bool,
+) -> Result<CompactionJob> {
+    let smallest_snapshot = engine.smallest_snapshot();
+    // Tombstones over the inputs that every reader sees: the job drops what
+    // they cover. Any later tombstone is newer than the job's view.
+    let range_tombstones = match plan.user_key_range() {
+        Some((lo, hi)) => {
+            vs.current()
+                .range_tombstones_overlapping(Some(lo), Some(hi), smallest_snapshot)
+        }
+        None => Vec::new(),
+    };
+    let numbers = reserve(engine, vs, compaction_outputs(engine, &plan, range_tombstones.len()))?;
+    for files in &plan.inputs {
+        for f in files {
+            st.busy_files.insert(f.number);
+        }
+    }
+    let job_id = st.jobs.next_job_id();
+    let token = token(vs, job_id, 1);
+    let job = CompactionJob {
+        token,
+        dir: engine.dir.clone(),
+        // Merges of a tiered level's runs and full merges read several levels.
+        inputs: plan
+            .inputs_by_level()
+            .map(|(level, files)| {
+                (
+                    level as u32,
+                    files.iter().map(|f| FileMeta::clone(f)).collect(),
+                )
+            })
+            .collect(),
+        output_level: plan.output_level as u32,
+        target_file_size: plan.target_file_size,
+        table_options: engine.options.table.clone(),
+        smallest_snapshot,
+        drop_tombstones: plan.bottommost,
+        shard_splits: engine.shard_splits.clone(),
+        file_numbers: numbers.clone(),
+        range_tombstones,
+    };
+    st.jobs.register(Claim {
+        token,
+        reservation: numbers,
+        earlier: Vec::new(),
+        work: ClaimedWork::Compaction {
+            plan,
+            job: Box::new(job.clone()),
+        },
+        external,
+        since: Instant::now(),
+        lease: external.then_some(engine.options.job_lease),
+        failures: 0,
+        in_flight: false,
+        place_locally: false,
+    });
+    Ok(job)
+}
+
+/// Outputs are cut at the target size, at shard boundaries and at the
+/// range tombstones' bounds: reserve enough numbers for all of them, with
+/// slack for files that end early.
+fn compaction_outputs(engine: &Engine, plan: &CompactionPlan, range_tombstones: usize) -> u64 {
+    let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
+    input_bytes / plan.target_file_size.max(1)
+        + engine.shard_splits.len() as u64
+        + 2 * range_tombstones as u64
+        + 16
+}
+
+/// Start the next attempt of a claimed job: a new token and fresh file
+/// numbers (the previous attempt's may still be written by an executor
+/// that has not given up). Returns the new token, or `None` when the job
+/// is no longer claimed.
+pub(crate) fn next_attempt(
+    engine: &Engine,
+    vs: &mut VersionSet,
+    st: &mut DbState,
+    job_id: u64,
+) -> Result<Option<JobToken>> {
+    let Some(claim) = st.jobs.get(job_id) else {
+        return Ok(None);
+    };
+    let count = match &claim.work {
+        ClaimedWork::Flush { .. } => FLUSH_OUTPUTS,
+        ClaimedWork::Compaction { job, .. } => job.file_numbers.end - job.file_numbers.start,
+    };
+    let (attempt, lease) = (claim.token.attempt + 1, claim.lease);
+    let numbers = reserve(engine, vs, count)?;
+    let token = token(vs, job_id, attempt);
+    Ok(st
+        .jobs
+        .new_attempt(job_id, token, numbers, lease)
+        .map(|c| c.token))
+}

@@ -1,0 +1,258 @@
+//! The executor seam: where a flush or compaction job runs.
+//!
+//! Every job goes claim → execute → install. The engine claims a job
+//! (builds it, reserves its output file numbers, registers it with its
+//! token), hands it to an [`Executor`], and installs whatever result comes
+//! back through the job's [`Completion`], on whichever thread and however
+//! late it arrives: installation checks the token, the reservation and the
+//! inputs (see `jobs::registry`). The executor only computes; it never
+//! changes the database's version.
+//!
+//! Two executors live here: the built-in local one (runs the job on the
+//! worker thread that claimed it, lending open tables' indexes to the
+//! compaction) and [`RoundTripExecutor`], which sends every job and result
+//! through its byte encoding and runs it on a thread of its own: what a
+//! remote executor does, minus the network, so the model tests can check
+//! that placement does not change answers. Memory nodes and compaction
+//! agents implement the same trait.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use o3_storage::Result;
+use o3_storage::env::Storage;
+use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
+use o3_storage::memtable::Memtable;
+
+use crate::table_cache::TableCache;
+
+/// Runs jobs. Implementations must call [`Completion::complete`] once per
+/// submitted job (dropping the completion reports the job lost, and the
+/// engine retries it).
+pub trait Executor: Send + Sync + std::fmt::Debug {
+    /// A short name for logs ("local", "round-trip", a node's address).
+    fn name(&self) -> &str;
+    /// Start `job`; report its outcome through `done`, now or later, from
+    /// any thread.
+    fn submit(&self, job: Job, done: Completion);
+}
+
+/// A job as an executor receives it.
+#[derive(Debug)]
+pub enum Job {
+    Flush(FlushWork),
+    Compaction(CompactionJob),
+}
+
+impl Job {
+    pub fn token(&self) -> JobToken {
+        match self {
+            Job::Flush(f) => f.job.token,
+            Job::Compaction(c) => c.token,
+        }
+    }
+}
+
+/// A flush job and the sealed images it flushes, in the job's order.
+#[derive(Debug)]
+pub struct FlushWork {
+    pub job: FlushJob,
+    pub images: Vec<SealedImage>,
+}
+
+/// Identifies a sealed memtable image for as long as the database is open:
+/// a flush installs by these, not by counting memtables, so a result can
+/// only ever retire the images it was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageId {
+    pub shard: u32,
+    /// Increases with every memtable sealed in the database.
+    pub serial: u64,
+}
+
+impl std::fmt::Display for ImageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "image {} of shard {}", self.serial, self.shard)
+    }
+}
+
+/// A sealed memtable image handed to an executor.
+#[derive(Debug, Clone)]
+pub struct SealedImage {
+    id: ImageId,
+    mem: Arc<Memtable>,
+}
+
+impl SealedImage {
+    pub(crate) fn new(id: ImageId, mem: Arc<Memtable>) -> SealedImage {
+        SealedImage { id, mem }
+    }
+    pub fn id(&self) -> ImageId {
+        self.id
+    }
+    /// The image's bytes (position independent: they can be shipped as they are).
+    pub fn bytes(&self) -> Result<&[u8]> {
+        self.mem.image_bytes()
+    }
+    pub(crate) fn memtable(&self) -> &Arc<Memtable> {
+        &self.mem
+    }
+}
+
+type CompletionFn = Box<dyn FnOnce(Result<JobResult>) + Send>;
+
+/// Where an executor reports a job's outcome. Reporting twice is impossible
+/// (it is consumed); never reporting is reported for it when it is dropped.
+pub struct Completion {
+    token: JobToken,
+    executor: String,
+    report: Option<CompletionFn>,
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion")
+            .field("token", &self.token)
+            .field("executor", &self.executor)
+            .finish()
+    }
+}
+
+impl Completion {
+    pub(crate) fn new(
+        token: JobToken,
+        executor: &str,
+        report: impl FnOnce(Result<JobResult>) + Send + 'static,
+    ) -> Completion {
+        Completion {
+            token,
+            executor: executor.to_string(),
+            report: Some(Box::new(report)),
+        }
+    }
+    /// The token of the job this completes.
+    pub fn token(&self) -> JobToken {
+        self.token
+    }
+    /// Report the job's outcome.
+    pub fn complete(mut self, outcome: Result<JobResult>) {
+        if let Some(report) = self.report.take() {
+            report(outcome);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            report(Err(JobError::NodeUnavailable {
+                node: self.executor.clone(),
+                reason: format!("job {} was dropped without a result", self.token),
+            }
+            .into()));
+        }
+    }
+}
+
+/// Runs each job on the thread that submits it (the worker that claimed
+/// it), with the database's own storage; compactions borrow the decoded
+/// indexes of tables that readers have open.
+#[derive(Debug)]
+pub(crate) struct LocalExecutor {
+    storage: Arc<dyn Storage>,
+    table_cache: Arc<TableCache>,
+}
+
+impl LocalExecutor {
+    pub(crate) fn new(storage: Arc<dyn Storage>, table_cache: Arc<TableCache>) -> LocalExecutor {
+        LocalExecutor {
+            storage,
+            table_cache,
+        }
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> &str {
+        "local"
+    }
+    fn submit(&self, job: Job, done: Completion) {
+        let outcome = match &job {
+            Job::Flush(work) => {
+                let mems: Vec<Arc<Memtable>> =
+                    work.images.iter().map(|i| i.memtable().clone()).collect();
+                work.job.execute_local(self.storage.as_ref(), &mems)
+            }
+            Job::Compaction(c) => c.execute_with_indexes(self.storage.as_ref(), &|number| {
+                self.table_cache
+                    .get_if_open(number)
+                    .map(|t| t.shared_index())
+            }),
+        };
+        done.complete(outcome);
+    }
+}
+
+/// An executor that treats every job as a remote one would: the job is
+/// encoded to bytes, decoded on a thread of its own, executed from the
+/// decoded copy (flush images copied out of the memtables), and the result
+/// encoded and decoded again before it is reported. Completion is therefore
+/// asynchronous, and anything the encodings lose would show as a wrong
+/// answer. Meant for tests and for measuring the seam's cost.
+#[derive(Debug)]
+pub struct RoundTripExecutor {
+    queue: Sender<(Job, Completion)>,
+}
+
+impl RoundTripExecutor {
+    /// An executor writing outputs to `storage` from `threads` threads of its
+    /// own (at least one). The threads end when the executor is dropped.
+    pub fn new(storage: Arc<dyn Storage>, threads: usize) -> Result<Arc<RoundTripExecutor>> {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Job, Completion)>();
+        for i in 0..threads.max(1) {
+            let (rx, storage) = (rx.clone(), storage.clone());
+            std::thread::Builder::new()
+                .name(format!("o3-round-trip-{i}"))
+                .spawn(move || round_trip_worker(&rx, storage.as_ref()))
+                .map_err(|e| o3_storage::Error::io("round-trip executor thread", e))?;
+        }
+        Ok(Arc::new(RoundTripExecutor { queue: tx }))
+    }
+}
+
+impl Executor for RoundTripExecutor {
+    fn name(&self) -> &str {
+        "round-trip"
+    }
+    fn submit(&self, job: Job, done: Completion) {
+        // A send fails only once every thread is gone; the completion is
+        // then dropped with the message, which reports the job lost.
+        let _ = self.queue.send((job, done));
+    }
+}
+
+fn round_trip_worker(rx: &Receiver<(Job, Completion)>, storage: &dyn Storage) {
+    while let Ok((job, done)) = rx.recv() {
+        let outcome = run_from_bytes(&job, storage)
+            .and_then(|r| r.to_bytes())
+            .and_then(|bytes| JobResult::from_bytes(&bytes));
+        done.complete(outcome);
+    }
+}
+
+fn run_from_bytes(job: &Job, storage: &dyn Storage) -> Result<JobResult> {
+    match job {
+        Job::Flush(work) => {
+            let decoded = FlushJob::from_bytes(&work.job.to_bytes()?)?;
+            let copies: Vec<Vec<u8>> = work
+                .images
+                .iter()
+                .map(|i| i.bytes().map(<[u8]>::to_vec))
+                .collect::<Result<_>>()?;
+            let images: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
+            decoded.execute(storage, &images)
+        }
+        Job::Compaction(c) => CompactionJob::from_bytes(&c.to_bytes()?)?.execute(storage),
+    }
+}

@@ -1,0 +1,140 @@
+//! Scheduling background work: worker threads pick the next job — a due
+//! retry, then flushes (they unblock writers), then the highest-scoring
+//! compaction, or the idle compaction of level 0 — claim it and dispatch it
+//! to its executor (`jobs`). Leases of jobs running elsewhere are checked
+//! here too: an expired claim is given up (its late result is rejected)
+//! and its work becomes available again.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use o3_storage::compaction::CompactionPlan;
+use o3_storage::version::Version;
+
+use crate::engine::Engine;
+use crate::jobs::{self, build, install};
+use crate::state::DbState;
+
+/// Start the background worker threads.
+pub(crate) fn start_workers(engine: &Arc<Engine>) -> Vec<JoinHandle<()>> {
+    (0..engine.options.max_background_jobs)
+        .filter_map(|i| {
+            let engine = engine.clone();
+            std::thread::Builder::new()
+                .name(format!("o3-bg-{i}"))
+                .spawn(move || worker(&engine))
+                .map_err(|e| tracing::error!("cannot start background thread: {e}"))
+                .ok()
+        })
+        .collect()
+}
+
+fn worker(engine: &Arc<Engine>) {
+    while let Some(job_id) = next_job(engine) {
+        jobs::dispatch(engine, job_id);
+        install::purge_obsolete_files(engine);
+    }
+}
+
+/// Wait for and claim the next job; `None` on shutdown. At most
+/// `max_background_jobs` jobs run at once, wherever they run.
+fn next_job(engine: &Engine) -> Option<u64> {
+    loop {
+        if engine.shutting_down.load(Ordering::Acquire) {
+            return None;
+        }
+        let poisoned = engine.bg_error.get().is_some();
+        let mut vs = engine.versions.lock();
+        let mut st = engine.state.lock();
+        expire_leases(engine, &mut st);
+        let now = Instant::now();
+        let room = st.jobs.in_flight() < engine.options.max_background_jobs;
+        if !poisoned && room {
+            match claim_next(engine, &mut vs, &mut st, now) {
+                Ok(Some(job_id)) => return Some(job_id),
+                Ok(None) => {}
+                // Reserving file numbers failed: the database is stopped.
+                Err(e) => tracing::error!("claiming a background job failed: {e}"),
+            }
+        }
+        drop(vs);
+        let wait = st
+            .jobs
+            .next_retry()
+            .map_or(Duration::from_millis(500), |due| {
+                due.saturating_duration_since(now)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(500))
+            });
+        engine.bg_cv.wait_for(&mut st, wait);
+    }
+}
+
+fn claim_next(
+    engine: &Engine,
+    vs: &mut o3_storage::version::VersionSet,
+    st: &mut DbState,
+    now: Instant,
+) -> o3_storage::Result<Option<u64>> {
+    if let Some(job_id) = st.jobs.due_retry(now) {
+        return Ok(build::next_attempt(engine, vs, st, job_id)?.map(|t| t.job_id));
+    }
+    if let Some(shard) = (0..st.shards.len())
+        .find(|&i| !st.shards[i].flushing && !st.shards[i].sealed.is_empty())
+    {
+        return build::claim_flush(engine, vs, st, shard).map(Some);
+    }
+    let version = vs.current();
+    let plan = if engine.options.disable_auto_compactions {
+        None
+    } else {
+        engine
+            .strategy
+            .pick(&version, &st.busy_files)
+            .or_else(|| idle_compaction(engine, st, &version))
+    };
+    match plan {
+        Some(plan) => build::claim_compaction(engine, vs, st, plan, false)
+            .map(|job| Some(job.token.job_id)),
+        None => Ok(None),
+    }
+}
+
+/// Give up claims whose lease ran out: their work becomes available again
+/// and a late result is rejected.
+fn expire_leases(engine: &Engine, st: &mut DbState) {
+    for claim in st.jobs.expire(Instant::now()) {
+        tracing::warn!(
+            "{} did not report within its lease of {:?}; given up",
+            claim.token,
+            claim.lease.unwrap_or_default()
+        );
+        install::release_claim(st, &claim);
+        engine.bg_cv.notify_all();
+    }
+}
+
+/// The compaction of every level-0 file into the level below once the
+/// database has been idle for `idle_compaction_after`: no write since, no
+/// memtable waiting for a flush. `None` otherwise (or when level 0 is empty).
+fn idle_compaction(engine: &Engine, st: &mut DbState, version: &Version) -> Option<CompactionPlan> {
+    let after = engine.options.idle_compaction_after?;
+    let writes = engine.counters.writes.load(Ordering::Relaxed);
+    let now = std::time::Instant::now();
+    if st.idle_probe.0 != writes {
+        st.idle_probe = (writes, now);
+        return None;
+    }
+    let idle = now.duration_since(st.idle_probe.1) >= after
+        && st.shards.iter().all(|s| s.sealed.is_empty() && !s.flushing);
+    if !idle || version.levels.first().is_none_or(|l0| l0.is_empty()) {
+        return None;
+    }
+    // A strategy that merges level 0 into itself would leave it non-empty
+    // and be picked again at every check.
+    engine.strategy
+        .pick_manual(version, 0, None, None, &st.busy_files)
+        .filter(|plan| plan.output_level > 0)
+}
+
