@@ -145,7 +145,16 @@ fn next_work(db: &DbInner) -> Option<Work> {
                     .or_else(|| idle_compaction(db, &mut st, &version))
             };
             if let Some(plan) = plan {
-                let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+                let job = match make_compaction_job(db, &mut vs, &mut st, &plan) {
+                    Ok(job) => job,
+                    Err(e) => {
+                        // A failed manifest write; `poison` takes the state lock.
+                        drop(st);
+                        drop(vs);
+                        db.poison(&e);
+                        continue;
+                    }
+                };
                 return Some(Work::Compaction {
                     plan,
                     job: Box::new(job),
@@ -185,13 +194,7 @@ pub(crate) fn make_compaction_job(
     vs: &mut o3_storage::version::VersionSet,
     st: &mut DbState,
     plan: &CompactionPlan,
-) -> CompactionJob {
-    for files in &plan.inputs {
-        for f in files {
-            st.busy_files.insert(f.number);
-        }
-    }
-    st.next_job_id += 1;
+) -> Result<CompactionJob> {
     let smallest_snapshot = db.smallest_snapshot();
     // Tombstones over the inputs that every reader sees: the job drops what
     // they cover. Any later tombstone is newer than the job's view.
@@ -210,10 +213,21 @@ pub(crate) fn make_compaction_job(
         + db.shard_splits.len() as u64
         + 2 * range_tombstones.len() as u64
         + 16;
-    CompactionJob {
+    // Reserved before the inputs are marked busy: a failed manifest write
+    // leaves no trace.
+    let file_numbers = vs.reserve_file_numbers(count)?;
+    for files in &plan.inputs {
+        for f in files {
+            st.busy_files.insert(f.number);
+        }
+    }
+    st.next_job_id += 1;
+    Ok(CompactionJob {
         token: JobToken {
+            db_id: vs.db_id(),
+            incarnation: vs.incarnation(),
             job_id: st.next_job_id,
-            epoch: 0,
+            attempt: 1,
         },
         dir: db.dir.clone(),
         // Merges of a tiered level's runs and full merges read several levels.
@@ -232,9 +246,9 @@ pub(crate) fn make_compaction_job(
         smallest_snapshot,
         drop_tombstones: plan.bottommost,
         shard_splits: db.shard_splits.clone(),
-        file_numbers: vs.reserve_file_numbers(count),
+        file_numbers,
         range_tombstones,
-    }
+    })
 }
 
 fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
@@ -245,15 +259,19 @@ fn run_flush(db: &DbInner, shard: usize, mems: &[Arc<Memtable>]) -> Result<()> {
     let count = 1;
     let (token, numbers, smallest_snapshot) = {
         let mut vs = db.versions.lock();
-        let numbers = vs.reserve_file_numbers(count);
+        let numbers = vs
+            .reserve_file_numbers(count)
+            .inspect_err(|e| db.poison(e))?;
         let mut st = db.state.lock();
         st.next_job_id += 1;
         // Read under the state lock, like `Db::snapshot` registers.
         let smallest_snapshot = db.smallest_snapshot();
         (
             JobToken {
+                db_id: vs.db_id(),
+                incarnation: vs.incarnation(),
                 job_id: st.next_job_id,
-                epoch: 0,
+                attempt: 1,
             },
             numbers,
             smallest_snapshot,

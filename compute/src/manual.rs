@@ -102,6 +102,7 @@ fn compact_level(
         let job = make_compaction_job(db, &mut vs, &mut st, &plan);
         drop(st);
         drop(vs);
+        let job = job.inspect_err(|e| db.poison(e))?;
         if let Err(e) = run_compaction(db, &plan, &job) {
             compaction_failed(db, &plan, &e);
             return Err(e);
@@ -163,7 +164,16 @@ pub(crate) fn claim_external(db: &DbInner) -> Result<Option<CompactionJob>> {
     let Some(plan) = db.strategy.pick(&version, &st.busy_files) else {
         return Ok(None);
     };
-    let job = make_compaction_job(db, &mut vs, &mut st, &plan);
+    let job = match make_compaction_job(db, &mut vs, &mut st, &plan) {
+        Ok(job) => job,
+        Err(e) => {
+            // A failed manifest write; `poison` takes the state lock.
+            drop(st);
+            drop(vs);
+            db.poison(&e);
+            return Err(e);
+        }
+    };
     st.external_jobs
         .insert(job.token.job_id, (plan, job.clone()));
     Ok(Some(job))

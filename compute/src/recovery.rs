@@ -170,8 +170,10 @@ pub(crate) fn recover(
         // One L0 table per shard, as every flush writes (see `run_flush`).
         let job = FlushJob {
             token: JobToken {
+                db_id: versions.db_id(),
+                incarnation: versions.incarnation(),
                 job_id: 0,
-                epoch: 0,
+                attempt: 1,
             },
             dir: dir.clone(),
             shard: shard as u32,
@@ -183,7 +185,7 @@ pub(crate) fn recover(
             target_file_size: u64::MAX,
             // No snapshot survives a restart: keep only the newest versions.
             smallest_snapshot: last_seq,
-            file_numbers: versions.reserve_file_numbers(1),
+            file_numbers: versions.reserve_file_numbers(1)?,
         };
         let images = mems
             .iter()

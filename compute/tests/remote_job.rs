@@ -95,7 +95,7 @@ fn a_result_with_a_stale_token_is_rejected_and_its_files_removed() {
     let before = full_scan(&db);
     let job = db.claim_compaction().expect("claim").expect("a job");
     let mut stale = job.clone();
-    stale.token.epoch += 1;
+    stale.token.incarnation += 1;
     let result =
         JobResult::from_bytes(&run_elsewhere(&stale.to_bytes().expect("encode"))).expect("decode");
     let outputs: Vec<_> = result.outputs.iter().map(|f| f.number).collect();
