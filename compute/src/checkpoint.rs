@@ -112,7 +112,7 @@ fn capture(db: &Engine) -> Result<Capture> {
     drop(wal);
     let version = vs.current();
     let manifest_number = vs.new_file_number();
-    let snapshot = vs.snapshot_edit();
+    let snapshot = vs.checkpoint_edit();
     let log_number = vs.log_number();
     let numbers: Vec<u64> = if live.is_some() {
         let st = db.state.lock();

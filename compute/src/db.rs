@@ -9,15 +9,15 @@ use parking_lot::Mutex;
 
 use o3_storage::batch::WriteBatch;
 use o3_storage::filename::{current_path, lock_path};
-use o3_storage::job::{CompactionJob, JobError, JobResult};
+use o3_storage::job::{CompactionJob, JobResult};
 use o3_storage::sst::BlockCache;
 use o3_storage::version::{VersionEdit, VersionSet};
 use o3_storage::{Error, Result};
 
-use crate::options::DbOptions;
-use crate::options_file::{self, OptionsFile};
 use crate::engine::Engine;
 use crate::key_range::KeyRange;
+use crate::options::DbOptions;
+use crate::options_file::{self, OptionsFile};
 use crate::range_iter::DbRange;
 use crate::read::{DbIterator, ReadOptions};
 use crate::snapshot::Snapshot;
@@ -344,7 +344,7 @@ impl Db {
     /// Install the result of a claimed compaction, fenced by its token. A
     /// result delivered again after it was installed is acknowledged and
     /// changes nothing. A result that cannot be installed is rejected with
-    /// [`Error::Job`] saying why ([`JobError`]): a token of another database
+    /// [`Error::Job`] saying why ([`crate::JobError`]): a token of another database
     /// or an earlier open, an attempt that was retried, a job abandoned or
     /// whose lease ran out, an output outside the attempt's reserved file
     /// numbers, an input no longer live. Rejection never deletes a table a

@@ -143,10 +143,16 @@ impl Engine {
 
     /// Record an error after which the database must not accept writes.
     pub(crate) fn poison(&self, e: &Error) {
+        let _st = self.state.lock();
+        self.poison_locked(e);
+    }
+
+    /// [`Engine::poison`] for a caller that holds the state lock (waiters
+    /// check the error under it, so none misses the wake-up).
+    pub(crate) fn poison_locked(&self, e: &Error) {
         if self.bg_error.set(e.to_string()).is_ok() {
             tracing::error!("database {} poisoned: {e}", self.dir.display());
         }
-        let _st = self.state.lock();
         self.bg_cv.notify_all();
     }
 

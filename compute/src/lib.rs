@@ -45,13 +45,15 @@ mod write;
 mod write_queue;
 
 pub use db::{Db, WriteOptions};
+pub use jobs::executor::{
+    Completion, Executor, FlushWork, ImageId, Job, RoundTripExecutor, SealedImage,
+};
+pub use key_range::KeyRange;
 pub use o3_storage::batch::WriteBatch;
-pub use jobs::executor::{Completion, Executor, FlushWork, ImageId, Job, RoundTripExecutor, SealedImage};
 pub use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
 pub use o3_storage::version::DbId;
 pub use o3_storage::{Error, Result};
 pub use options::DbOptions;
-pub use key_range::KeyRange;
 pub use range_iter::DbRange;
 
 // The types that fill in `DbOptions` and read `DbStats`, so an embedded user

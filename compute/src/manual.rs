@@ -181,11 +181,8 @@ pub(crate) fn retry_external(db: &Engine, job_id: u64) -> Result<CompactionJob> 
     db.check_poisoned()?;
     let mut vs = db.versions.lock();
     let mut st = db.state.lock();
-    let unknown = || {
-        Error::Job(JobError::UnknownJob {
-            token: build::token(&vs, job_id, 0),
-        })
-    };
+    let token = build::token(&vs, job_id, 0);
+    let unknown = || Error::Job(JobError::UnknownJob { token });
     match st.jobs.get(job_id) {
         Some(c) if c.external => {}
         _ => return Err(unknown()),

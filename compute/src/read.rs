@@ -17,8 +17,8 @@ use o3_storage::version::FileMeta;
 use o3_storage::{Error, Result};
 
 use crate::engine::Engine;
-use crate::level_iter::LevelIterator;
 use crate::key_range::KeyRange;
+use crate::level_iter::LevelIterator;
 use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
 use crate::table_cache::TableCache;
@@ -108,11 +108,7 @@ pub(crate) fn sequence_for(db: &Engine, snapshot: Option<&Snapshot>) -> Result<S
     }
 }
 
-pub(crate) fn get(
-    db: &Engine,
-    key: &[u8],
-    snapshot: Option<&Snapshot>,
-) -> Result<Option<Vec<u8>>> {
+pub(crate) fn get(db: &Engine, key: &[u8], snapshot: Option<&Snapshot>) -> Result<Option<Vec<u8>>> {
     // The sequence first, then the super version (see `view`).
     let seq = sequence_for(db, snapshot)?;
     let sv = db.super_version.read().clone();

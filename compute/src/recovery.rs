@@ -30,9 +30,9 @@ use o3_storage::wal::{LogReader, LogWriter, TailTolerance};
 use o3_storage::{Error, Result};
 
 use crate::engine::{Engine, WalState};
-use crate::options::{DbOptions, WalRecoveryMode};
 use crate::jobs::build;
 use crate::jobs::registry::Registry;
+use crate::options::{DbOptions, WalRecoveryMode};
 use crate::state::{DbState, ShardState};
 use crate::table_cache::TableCache;
 

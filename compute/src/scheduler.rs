@@ -80,8 +80,8 @@ fn claim_next(
     if let Some(job_id) = st.jobs.due_retry(now) {
         return Ok(build::next_attempt(engine, vs, st, job_id)?.map(|t| t.job_id));
     }
-    if let Some(shard) = (0..st.shards.len())
-        .find(|&i| !st.shards[i].flushing && !st.shards[i].sealed.is_empty())
+    if let Some(shard) =
+        (0..st.shards.len()).find(|&i| !st.shards[i].flushing && !st.shards[i].sealed.is_empty())
     {
         return build::claim_flush(engine, vs, st, shard).map(Some);
     }
@@ -95,8 +95,9 @@ fn claim_next(
             .or_else(|| idle_compaction(engine, st, &version))
     };
     match plan {
-        Some(plan) => build::claim_compaction(engine, vs, st, plan, false)
-            .map(|job| Some(job.token.job_id)),
+        Some(plan) => {
+            build::claim_compaction(engine, vs, st, plan, false).map(|job| Some(job.token.job_id))
+        }
         None => Ok(None),
     }
 }
@@ -133,8 +134,8 @@ fn idle_compaction(engine: &Engine, st: &mut DbState, version: &Version) -> Opti
     }
     // A strategy that merges level 0 into itself would leave it non-empty
     // and be picked again at every check.
-    engine.strategy
+    engine
+        .strategy
         .pick_manual(version, 0, None, None, &st.busy_files)
         .filter(|plan| plan.output_level > 0)
 }
-

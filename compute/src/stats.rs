@@ -55,7 +55,7 @@ impl Counters {
 }
 
 /// Files and bytes at one level.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct LevelStats {
     pub files: usize,
     pub bytes: u64,

@@ -24,4 +24,3 @@ pub(crate) struct WriteQueue {
     pub state: Mutex<QueueState>,
     pub cv: Condvar,
 }
-

@@ -52,6 +52,9 @@ pub enum Error {
     /// The database or a component was closed.
     #[error("{0} is closed")]
     Closed(&'static str),
+    /// A job result was refused (fencing) or a job could not be placed.
+    #[error(transparent)]
+    Job(#[from] crate::job::JobError),
 }
 
 impl Error {

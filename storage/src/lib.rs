@@ -12,10 +12,14 @@
 //! - sorted tables: [`sst::TableBuilder`], [`sst::Table`], [`sst::BlockCache`]
 //!   (`docs/sst_format.md`);
 //! - versions: [`version::FileMeta`], [`version::VersionEdit`],
-//!   [`version::VersionSet`] and the manifest (`docs/manifest_format.md`);
+//!   [`version::VersionSet`] and the manifest (`docs/manifest_format.md`),
+//!   which records the database's identity ([`version::DbId`], incarnation)
+//!   and the durable file-number mark;
 //! - compaction picking: [`compaction`];
 //! - jobs: [`job::FlushJob`], [`job::CompactionJob`] — self-contained,
-//!   serializable work that runs with nothing but storage access;
+//!   serializable work that runs with nothing but storage access, fenced by
+//!   a [`job::JobToken`]; refusals are [`job::JobError`]
+//!   (`docs/job_format.md`);
 //! - iterators: [`iterator::InternalIterator`], [`iter::MergingIterator`],
 //!   [`iter::UserIterator`];
 //! - storage backends: [`env::Storage`], [`env::LocalFs`],

@@ -17,6 +17,7 @@ use o3_storage::key::{ValueKind, make_internal_key, parse_internal_key};
 use o3_storage::memtable::{Memtable, MemtableImage};
 use o3_storage::options::TableOptions;
 use o3_storage::range_del::{RangeTombstone, RangeTombstoneSet};
+use o3_storage::version::DbId;
 use proptest::prelude::*;
 
 use iter_model::{
@@ -271,8 +272,10 @@ fn flush_of_a_tombstone_only_memtable_writes_nothing() {
     m.seal().unwrap();
     let job = FlushJob {
         token: JobToken {
+            db_id: DbId::random(),
+            incarnation: 1,
             job_id: 1,
-            epoch: 0,
+            attempt: 1,
         },
         dir: "/db".into(),
         shard: 1,

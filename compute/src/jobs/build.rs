@@ -32,10 +32,11 @@ pub(crate) fn token(vs: &VersionSet, job_id: u64, attempt: u32) -> JobToken {
 }
 
 /// Reserve `count` output file numbers, durably; a failed manifest write
-/// stops the database like every failed manifest write.
+/// stops the database like every failed manifest write. Called with the
+/// state lock held.
 pub(crate) fn reserve(engine: &Engine, vs: &mut VersionSet, count: u64) -> Result<Range<u64>> {
     vs.reserve_file_numbers(count)
-        .inspect_err(|e| engine.poison(e))
+        .inspect_err(|e| engine.poison_locked(e))
 }
 
 /// The flush of `mems` (one shard's sealed memtables, oldest first) into
@@ -146,7 +147,11 @@ pub(crate) fn claim_compaction(
         }
         None => Vec::new(),
     };
-    let numbers = reserve(engine, vs, compaction_outputs(engine, &plan, range_tombstones.len()))?;
+    let numbers = reserve(
+        engine,
+        vs,
+        compaction_outputs(engine, &plan, range_tombstones.len()),
+    )?;
     for files in &plan.inputs {
         for f in files {
             st.busy_files.insert(f.number);

@@ -42,6 +42,10 @@ pub(crate) fn install_result(engine: &Engine, result: JobResult) -> Result<()> {
         let verdict = {
             let vs = engine.versions.lock();
             let mut st = engine.state.lock();
+            // A lease that ran out since the scheduler last looked ends here.
+            for claim in st.jobs.expire(std::time::Instant::now()) {
+                release_claim(&mut st, &claim);
+            }
             let waiting: HashSet<ImageId> = st
                 .shards
                 .iter()

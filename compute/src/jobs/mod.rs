@@ -150,7 +150,7 @@ fn failed(engine: &Engine, token: JobToken, e: &Error) {
         drop(st);
     } else {
         claim.place_locally |= matches!(e, Error::Job(JobError::NodeUnavailable { .. }));
-        let backoff = Duration::from_millis(50u64 << failures.min(7));
+        let backoff = Duration::from_millis(10u64 << failures.min(9));
         st.jobs.retry_at(token.job_id, Instant::now() + backoff);
         engine.bg_cv.notify_all();
         drop(st);
@@ -207,7 +207,9 @@ pub(crate) fn wait_for(engine: &Engine, job_id: u64) -> Result<()> {
                 let error = error.clone();
                 drop(st);
                 engine.check_poisoned()?;
-                return Err(Error::InvalidArgument(format!("job {job_id} failed: {error}")));
+                return Err(Error::InvalidArgument(format!(
+                    "job {job_id} failed: {error}"
+                )));
             }
             Some(Outcome::Abandoned) | Some(Outcome::Expired { .. }) => {
                 return Err(Error::InvalidArgument(format!("job {job_id} was given up")));

@@ -230,7 +230,8 @@ impl Registry {
             .values()
             .filter_map(|c| {
                 let lease = c.lease?;
-                (now.duration_since(c.since) > lease).then_some((c.token.job_id, lease.as_millis() as u64))
+                (now.duration_since(c.since) > lease)
+                    .then_some((c.token.job_id, lease.as_millis() as u64))
             })
             .collect();
         expired
@@ -306,7 +307,13 @@ impl Registry {
                 .earlier
                 .iter()
                 .find(|(attempt, _)| *attempt == token.attempt)
-                .map(|(_, range)| outputs.iter().copied().filter(|n| range.contains(n)).collect())
+                .map(|(_, range)| {
+                    outputs
+                        .iter()
+                        .copied()
+                        .filter(|n| range.contains(n))
+                        .collect()
+                })
                 .unwrap_or_default();
             return Verdict::Reject {
                 error: JobError::SupersededAttempt {
@@ -362,12 +369,6 @@ impl Registry {
         };
         self.installing.insert(token.job_id);
         Verdict::Install(Box::new(claim))
-    }
-
-    /// Put back a claim taken out for installation (the install failed).
-    pub(crate) fn put_back(&mut self, claim: Claim) {
-        self.installing.remove(&claim.token.job_id);
-        self.running.insert(claim.token.job_id, claim);
     }
 }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::key::SequenceNumber;
 use crate::range_del::RangeTombstone;
 
-use super::FileMeta;
+use super::{DbId, FileMeta};
 
 const TAG_SHARD_SPLITS: u32 = 1;
 const TAG_LOG_NUMBER: u32 = 2;
@@ -18,6 +18,8 @@ const TAG_DELETED_FILE: u32 = 6;
 const TAG_NEW_FILE: u32 = 7;
 const TAG_NEW_RANGE_TOMBSTONE: u32 = 8;
 const TAG_DELETED_RANGE_TOMBSTONE: u32 = 9;
+const TAG_DB_ID: u32 = 10;
+const TAG_INCARNATION: u32 = 11;
 /// Kept apart from the low tags, which other edit fields take in order.
 const TAG_CLOSED_WAL: u32 = 16;
 
@@ -45,6 +47,12 @@ pub struct VersionEdit {
     /// `(shard, seq)` of installed range tombstones removed (garbage
     /// collected: nothing they could delete is left).
     pub deleted_range_tombstones: Vec<(u32, SequenceNumber)>,
+    /// The database's identity; only a manifest's snapshot record (its
+    /// first) carries it.
+    pub db_id: Option<DbId>,
+    /// How many times the database has been opened, counting its creation
+    /// as the first; recorded with the id.
+    pub incarnation: Option<u64>,
 }
 
 impl VersionEdit {
@@ -58,7 +66,12 @@ impl VersionEdit {
                 put_length_prefixed(&mut out, s);
             }
         }
+        if let Some(id) = &self.db_id {
+            put_varint32(&mut out, TAG_DB_ID);
+            put_length_prefixed(&mut out, id.as_bytes());
+        }
         for (tag, v) in [
+            (TAG_INCARNATION, self.incarnation),
             (TAG_LOG_NUMBER, self.log_number),
             (TAG_NEXT_FILE, self.next_file_number),
             (TAG_LAST_SEQUENCE, self.last_sequence),
@@ -263,6 +276,31 @@ impl VersionEdit {
                     e.new_range_tombstones
                         .push((shard, RangeTombstone { start, end, seq }));
                 }
+                TAG_DB_ID => {
+                    let bytes = d
+                        .length_prefixed()
+                        .ok_or_else(|| bad(&d, "truncated database id"))?;
+                    let bytes: [u8; DbId::LEN] = bytes.try_into().map_err(|_| {
+                        bad(
+                            &d,
+                            &format!(
+                                "database id of {} bytes, expected {}",
+                                bytes.len(),
+                                DbId::LEN
+                            ),
+                        )
+                    })?;
+                    if e.db_id.is_some() {
+                        return Err(bad(&d, "second database id"));
+                    }
+                    e.db_id = Some(DbId::from_bytes(bytes));
+                }
+                TAG_INCARNATION => {
+                    e.incarnation = Some(
+                        d.varint64()
+                            .ok_or_else(|| bad(&d, "truncated incarnation"))?,
+                    )
+                }
                 other => return Err(bad(&d, &format!("unknown tag {other}"))),
             }
         }
@@ -308,6 +346,8 @@ mod tests {
                 },
             )],
             deleted_range_tombstones: vec![(2, 600)],
+            db_id: Some(DbId::from_bytes([7; DbId::LEN])),
+            incarnation: Some(3),
         }
     }
 
@@ -350,6 +390,33 @@ mod tests {
             err.is_corruption() && err.to_string().contains("MANIFEST-000009"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_database_id_of_the_wrong_length_is_corruption() {
+        let mut bytes = Vec::new();
+        put_varint32(&mut bytes, TAG_DB_ID);
+        put_length_prefixed(&mut bytes, &[1; 15]);
+        let err = VersionEdit::decode(&bytes, "MANIFEST-000004", 0).unwrap_err();
+        assert!(
+            err.is_corruption() && err.to_string().contains("database id of 15 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_database_ids_in_one_edit_are_corruption() {
+        let id = sample().encode();
+        let mut bytes = Vec::new();
+        put_varint32(&mut bytes, TAG_DB_ID);
+        put_length_prefixed(&mut bytes, &[1; DbId::LEN]);
+        bytes.extend_from_slice(&id);
+        let err = VersionEdit::decode(&bytes, "MANIFEST-000004", 128).unwrap_err();
+        assert!(
+            err.is_corruption() && err.to_string().contains("second database id"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("MANIFEST-000004"), "{err}");
     }
 
     #[test]

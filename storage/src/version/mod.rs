@@ -1,11 +1,13 @@
 //! Versions: which SSTs are live at each level, the edits that change them,
 //! the manifest that logs the edits, and the version set that applies them.
 
+mod db_id;
 mod edit;
 mod file_meta;
 mod tombstone_gc;
 mod version_set;
 
+pub use db_id::DbId;
 pub use edit::VersionEdit;
 pub use file_meta::FileMeta;
 pub use version_set::{RecoveredState, VersionSet};

@@ -9,7 +9,10 @@
 //!   then unknown);
 //! - `CURRENT` is only ever replaced by write-temp → fsync → rename → fsync
 //!   directory, and names a manifest whose snapshot record is already durable;
-//! - an old manifest is deleted only after `CURRENT` no longer names it.
+//! - an old manifest is deleted only after `CURRENT` no longer names it;
+//! - every file number a job reservation handed out is below the
+//!   next-file-number the manifest records (the durable mark), so no later
+//!   reservation, in this or any later incarnation, repeats it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,10 +25,17 @@ use crate::key::{SequenceNumber, compare_internal};
 use crate::range_del::{RangeTombstone, RangeTombstoneSet};
 use crate::wal::{LogReader, LogWriter};
 
-use super::{FileMeta, Version, VersionEdit};
+use super::{DbId, FileMeta, Version, VersionEdit};
 
 /// A manifest larger than this is replaced by a fresh snapshot on the next edit.
 const MANIFEST_ROLL_BYTES: u64 = 64 << 20;
+
+/// How far past a reservation's end the durable file-number mark is raised
+/// when the reservation passes it: the next reservations up to that point
+/// need no manifest write. A flush reserves one number and a compaction a few
+/// dozen, so one synced record covers hundreds of jobs; a crash forfeits at
+/// most this many numbers.
+const FILE_NUMBER_HEADROOM: u64 = 4096;
 
 /// The persistent state of a database's file set.
 pub struct VersionSet {
@@ -39,6 +49,12 @@ pub struct VersionSet {
     shard_flushed: Vec<SequenceNumber>,
     manifest: LogWriter,
     manifest_number: u64,
+    /// The next-file-number the manifest records: every number handed out by
+    /// [`VersionSet::reserve_file_numbers`] is below it.
+    file_number_limit: u64,
+    db_id: DbId,
+    /// Bumped (durably) by every recovery; creation is incarnation 1.
+    incarnation: u64,
     /// The WAL segment and length synced at the last clean close (see
     /// [`VersionEdit::closed_wal`]).
     closed_wal: Option<(u64, u64)>,
@@ -48,8 +64,11 @@ impl std::fmt::Debug for VersionSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VersionSet")
             .field("dir", &self.dir)
+            .field("db_id", &self.db_id)
+            .field("incarnation", &self.incarnation)
             .field("manifest_number", &self.manifest_number)
             .field("next_file_number", &self.next_file_number)
+            .field("file_number_limit", &self.file_number_limit)
             .field("last_sequence", &self.last_sequence)
             .field("log_number", &self.log_number)
             .finish()
@@ -66,7 +85,8 @@ pub struct RecoveredState {
 }
 
 impl VersionSet {
-    /// Create the state of a brand-new database in `dir` (which must exist).
+    /// Create the state of a brand-new database in `dir` (which must exist),
+    /// with a fresh [`DbId`], at incarnation 1.
     pub fn create(
         storage: Arc<dyn Storage>,
         dir: &Path,
@@ -88,6 +108,9 @@ impl VersionSet {
             shard_flushed: vec![0; shards],
             manifest,
             manifest_number,
+            file_number_limit: 2,
+            db_id: DbId::random(),
+            incarnation: 1,
             closed_wal: None,
         };
         vs.write_snapshot_and_switch()?;
@@ -97,6 +120,11 @@ impl VersionSet {
     /// Read `CURRENT` and the manifest it names, verify that every referenced
     /// file exists with its recorded size, then start a fresh manifest holding
     /// one snapshot record and point `CURRENT` at it.
+    ///
+    /// The new incarnation is the recorded one plus 1, durable (in the
+    /// snapshot record) before this returns; a manifest written before
+    /// database ids existed gets a fresh id at incarnation 1. File numbers
+    /// continue from the recorded mark, past every number reserved before.
     pub fn recover(
         storage: Arc<dyn Storage>,
         dir: &Path,
@@ -130,6 +158,16 @@ impl VersionSet {
         let mut state = ReplayState::default();
         while let Some((record, offset)) = reader.read_record()? {
             let edit = VersionEdit::decode(&record, &location, offset)?;
+            if let Some(id) = edit.db_id {
+                if state.db_id.is_some() {
+                    return Err(Error::corruption(
+                        &location,
+                        offset,
+                        "second database id record",
+                    ));
+                }
+                state.db_id = Some(id);
+            }
             state.apply_counters(&edit);
             builder.apply(&edit, &location, offset)?;
         }
@@ -139,6 +177,35 @@ impl VersionSet {
         let next_file_number = state.next_file_number.ok_or_else(|| {
             Error::corruption(&location, 0, "manifest has no next-file-number record")
         })?;
+        let (db_id, incarnation) = match (state.db_id, state.incarnation) {
+            (Some(id), Some(recorded)) => {
+                let next = recorded.checked_add(1).ok_or_else(|| {
+                    Error::corruption(&location, 0, format!("incarnation {recorded} overflows"))
+                })?;
+                (id, next)
+            }
+            (None, None) => {
+                let id = DbId::random();
+                tracing::info!(
+                    "manifest {location} predates database ids: database gets id {id}, incarnation 1"
+                );
+                (id, 1)
+            }
+            (Some(_), None) => {
+                return Err(Error::corruption(
+                    &location,
+                    0,
+                    "manifest has a database id but no incarnation record",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::corruption(
+                    &location,
+                    0,
+                    "manifest has an incarnation but no database id record",
+                ));
+            }
+        };
         let version = builder.build(&location)?;
         for level in &version.levels {
             for f in level {
@@ -199,6 +266,10 @@ impl VersionSet {
             shard_flushed,
             manifest,
             manifest_number: new_manifest,
+            // What the manifest records; the snapshot raises it.
+            file_number_limit: next_file_number,
+            db_id,
+            incarnation,
             closed_wal: state.closed_wal,
         };
         vs.write_snapshot_and_switch()?;
@@ -221,13 +292,15 @@ impl VersionSet {
         Ok(LogWriter::new(f, number))
     }
 
-    /// An edit that recreates the whole current state (the first record of
-    /// every manifest; a checkpoint writes one into its own manifest).
+    /// An edit that recreates the whole current state, identity included
+    /// (the first record of every manifest).
     pub fn snapshot_edit(&self) -> VersionEdit {
         let mut e = VersionEdit {
+            db_id: Some(self.db_id),
+            incarnation: Some(self.incarnation),
             shard_splits: Some(self.shard_splits.clone()),
             log_number: Some(self.log_number),
-            next_file_number: Some(self.next_file_number),
+            next_file_number: Some(self.next_file_number.max(self.file_number_limit)),
             last_sequence: Some(self.last_sequence),
             shard_flushed: self
                 .shard_flushed
@@ -247,11 +320,24 @@ impl VersionSet {
         e
     }
 
+    /// The snapshot edit for a checkpoint's manifest. A checkpoint is a new
+    /// database: it gets a fresh id and starts at incarnation 1 (its first
+    /// open makes it 2, as for a created database), so no job token of this
+    /// database is valid there. Everything else — files, counters, the
+    /// file-number mark — is this database's.
+    pub fn checkpoint_edit(&self) -> VersionEdit {
+        VersionEdit {
+            db_id: Some(DbId::random()),
+            incarnation: Some(1),
+            ..self.snapshot_edit()
+        }
+    }
+
     /// Write the snapshot record to the (new, empty) manifest, make it and its
     /// directory entry durable, then switch `CURRENT` to it.
     fn write_snapshot_and_switch(&mut self) -> Result<()> {
-        let snap = self.snapshot_edit().encode();
-        self.manifest.add_record(&snap)?;
+        let snap = self.snapshot_edit();
+        self.manifest.add_record(&snap.encode())?;
         self.manifest.sync()?;
         self.storage.sync_dir(&self.dir)?;
         let name = format!("MANIFEST-{:06}\n", self.manifest_number);
@@ -259,7 +345,11 @@ impl VersionSet {
             self.storage.as_ref(),
             &current_path(&self.dir),
             name.as_bytes(),
-        )
+        )?;
+        if let Some(mark) = snap.next_file_number {
+            self.file_number_limit = self.file_number_limit.max(mark);
+        }
+        Ok(())
     }
 
     /// The version `edit` would produce, without logging or installing it
@@ -306,13 +396,8 @@ impl VersionSet {
         let mut builder = VersionBuilder::from_version(&self.current);
         builder.apply(&edit, &location, self.manifest.len())?;
         let version = builder.build(&location)?;
-        edit.next_file_number = Some(self.next_file_number);
         edit.last_sequence = Some(self.last_sequence.max(edit.last_sequence.unwrap_or(0)));
-        if self.manifest.len() > MANIFEST_ROLL_BYTES {
-            self.roll_manifest()?;
-        }
-        self.manifest.add_record(&edit.encode())?;
-        self.manifest.sync()?;
+        self.append_durably(&mut edit)?;
         // Durable: now apply in memory.
         let mut probe = ReplayState::default();
         probe.apply_counters(&edit);
@@ -332,6 +417,25 @@ impl VersionSet {
         }
         self.current = Arc::new(version);
         Ok(self.current.clone())
+    }
+
+    /// Append `edit` to the manifest (rolling it first if it is large) and
+    /// sync it. The edit records the file-number mark: the larger of the
+    /// current mark, the next file number and what the edit asks for — never
+    /// less, so no edit lowers the mark. On success the mark is durable.
+    fn append_durably(&mut self, edit: &mut VersionEdit) -> Result<()> {
+        if self.manifest.len() > MANIFEST_ROLL_BYTES {
+            self.roll_manifest()?;
+        }
+        let mark = self
+            .next_file_number
+            .max(self.file_number_limit)
+            .max(edit.next_file_number.unwrap_or(0));
+        edit.next_file_number = Some(mark);
+        self.manifest.add_record(&edit.encode())?;
+        self.manifest.sync()?;
+        self.file_number_limit = mark;
+        Ok(())
     }
 
     fn roll_manifest(&mut self) -> Result<()> {
@@ -355,17 +459,55 @@ impl VersionSet {
     pub fn mark_file_number_used(&mut self, number: u64) {
         self.next_file_number = self.next_file_number.max(number.saturating_add(1));
     }
-    /// Allocate one file number.
+    /// Allocate one file number, in memory only: for WAL segments and
+    /// manifests, which recovery finds on disk
+    /// ([`VersionSet::mark_file_number_used`]).
     pub fn new_file_number(&mut self) -> u64 {
         let n = self.next_file_number;
         self.next_file_number += 1;
         n
     }
-    /// Allocate `count` consecutive file numbers (for a job's outputs).
-    pub fn reserve_file_numbers(&mut self, count: u64) -> std::ops::Range<u64> {
+    /// Allocate `count` consecutive file numbers for a job's outputs. They
+    /// are never handed out again, by this or any later incarnation, even
+    /// after a crash: before this returns, the manifest records a mark at or
+    /// past the range's end. The mark is raised with headroom, so most calls
+    /// need no I/O. A failed
+    /// manifest write returns the error and hands out nothing (the caller
+    /// poisons the database, as for every manifest write).
+    pub fn reserve_file_numbers(&mut self, count: u64) -> Result<std::ops::Range<u64>> {
         let start = self.next_file_number;
-        self.next_file_number += count;
-        start..self.next_file_number
+        let end = start.checked_add(count).ok_or_else(|| {
+            Error::InvalidArgument(format!("cannot reserve {count} file numbers from {start}"))
+        })?;
+        if end > self.file_number_limit {
+            let mut edit = VersionEdit {
+                next_file_number: Some(end.saturating_add(FILE_NUMBER_HEADROOM)),
+                ..VersionEdit::default()
+            };
+            self.append_durably(&mut edit)?;
+        }
+        self.next_file_number = end;
+        Ok(start..end)
+    }
+    /// The file-number mark the manifest records (durably): every reserved
+    /// number is below it.
+    /// The next number [`VersionSet::new_file_number`] hands out: every
+    /// number below it was handed out already (read at open, it separates
+    /// this incarnation's numbers from earlier ones').
+    pub fn next_file_number(&self) -> u64 {
+        self.next_file_number
+    }
+    pub fn durable_file_number_limit(&self) -> u64 {
+        self.file_number_limit
+    }
+    /// This database's identity (recorded in its manifest).
+    pub fn db_id(&self) -> DbId {
+        self.db_id
+    }
+    /// How many times the database has been opened, creation counting as
+    /// the first; recorded durably before this incarnation does anything.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
     pub fn last_sequence(&self) -> SequenceNumber {
         self.last_sequence
@@ -415,6 +557,9 @@ fn validate_splits(splits: &[Vec<u8>]) -> Result<()> {
 /// Counters accumulated while replaying edits.
 #[derive(Default)]
 struct ReplayState {
+    /// Checked for uniqueness by the caller (it needs the record offset).
+    db_id: Option<DbId>,
+    incarnation: Option<u64>,
     shard_splits: Option<Vec<Vec<u8>>>,
     log_number: Option<u64>,
     next_file_number: Option<u64>,
@@ -430,6 +575,9 @@ impl ReplayState {
         }
         if e.log_number.is_some() {
             self.log_number = e.log_number.max(self.log_number);
+        }
+        if e.incarnation.is_some() {
+            self.incarnation = e.incarnation.max(self.incarnation);
         }
         if e.next_file_number.is_some() {
             self.next_file_number = e.next_file_number.max(self.next_file_number);
