@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Install every system package the build and the tests need. Idempotent:
-# packages already present are left alone, so a second run does nothing.
-# Works as root or through sudo.
+# Install every system package the build and the tests need, and the cargo
+# tools ci/test.sh runs. Idempotent: what is already present is left alone, so
+# a second run does nothing. Works as root or through sudo.
 set -euo pipefail
+
+# cargo-machete (unused dependencies). Pinned so that CI does not change under
+# us; --locked builds it with the lock file its authors tested.
+machete_version=0.9.2
+if cargo machete --version >/dev/null 2>&1; then
+  echo "setup: cargo-machete present"
+else
+  echo "setup: installing cargo-machete $machete_version"
+  cargo install --locked --version "$machete_version" cargo-machete
+fi
 
 packages=(
   pkg-config        # rdma-sys finds libibverbs/librdmacm with it

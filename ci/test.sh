@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test entry point: the README's test command and what CI runs.
 # Installs system packages, checks formatting and lints (default features and
-# the rdma feature), then runs every test of the workspace with the rdma
-# feature built in (the RDMA conformance run prints why it is skipped where no
-# device exists).
+# the rdma feature) and that no crate declares a dependency it does not use,
+# then runs every test of the workspace with the rdma feature built in (the
+# RDMA conformance run prints why it is skipped where no device exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo clippy (rdma feature)"
 cargo clippy --workspace --all-targets --features o3-transport/rdma -- -D warnings
+
+echo "== cargo machete (no unused dependencies)"
+cargo machete
 
 echo "== fuzz targets compile (run them with cargo-fuzz on nightly)"
 cargo check --manifest-path storage/fuzz/Cargo.toml
