@@ -422,7 +422,10 @@ impl Db {
             let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
             let mut st = self.inner.state.lock();
             self.inner.bg_cv.notify_all();
-            while st.jobs.in_flight() > 0 && std::time::Instant::now() < deadline {
+            while (st.jobs.in_flight() > 0
+                || self.inner.pending_reports.load(Ordering::Acquire) > 0)
+                && std::time::Instant::now() < deadline
+            {
                 self.inner
                     .bg_cv
                     .wait_for(&mut st, std::time::Duration::from_millis(10));

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -66,6 +66,11 @@ pub(crate) struct Engine {
     pub local_executor: Arc<dyn Executor>,
     /// Which open of which database this is (the fencing of job results).
     pub incarnation: Incarnation,
+    /// Jobs handed to an executor whose report has not finished yet
+    /// (outside the engine: a report may outlive it). Closing waits for
+    /// them, so no executor thread still holds the engine — and the
+    /// database lock — after `Db::close` returns.
+    pub pending_reports: Arc<AtomicUsize>,
     _lock: Box<dyn FileLock>,
 }
 
@@ -129,6 +134,7 @@ impl Engine {
             executor,
             local_executor,
             incarnation,
+            pending_reports: Arc::new(AtomicUsize::new(0)),
             _lock: lock,
         })
     }

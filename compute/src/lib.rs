@@ -12,13 +12,46 @@
 //! - [`DbRange`] (a key range as a double-ended Rust iterator),
 //!   [`DbIterator`] (a cursor), [`ReadOptions`], [`Snapshot`], [`DbStats`].
 //!
-//! Inside: the write path with group commit and key-range shards
-//! (`write`), the read path over a published super version (`state`,
-//! `read`, `range_iter`), background flush and compaction with installation
-//! (`background`), the work callers ask for and wait on — `flush`,
-//! `compact_range`, externally executed compactions (`manual`) — recovery
-//! on open (`recovery`), the `OPTIONS` file that guards the tree's shape
-//! (`options_file`) and checkpoints (`checkpoint`).
+//! - [`Executor`]: where flushes and compactions run (the seam memory
+//!   nodes and compaction agents implement), with [`RoundTripExecutor`]
+//!   (every job and result through bytes, asynchronously); results are
+//!   fenced by [`JobToken`] and refused with a typed [`JobError`].
+//!
+//! Inside, every module in one line, and what it uses (an arrow points to
+//! the modules a module uses; there is no cycle, which
+//! `tests/module_graph.rs` checks on the sources):
+//!
+//! - leaves: `key_range` (the ranges the read API takes), `snapshot`,
+//!   `stats`, `table_cache`, `write_queue` (writers waiting for a
+//!   group-commit leader); `level_iter` → `table_cache`;
+//! - `jobs::executor` (the [`Executor`] seam, the local and round-trip
+//!   executors) → `table_cache`; `jobs::registry` (claims, attempts,
+//!   leases and the fencing verdict on a result) → `jobs::executor`;
+//! - `options` → `jobs::executor`; `options_file` (the `OPTIONS` file that
+//!   guards the tree's shape) → `options`;
+//! - `state` (the mutable state behind the database mutex, and the
+//!   published super version) → `jobs::executor`, `jobs::registry`;
+//! - `engine` (what every part of a running database shares) → `options`,
+//!   `snapshot`, `state`, `stats`, `table_cache`, `write_queue`,
+//!   `jobs::executor`, `jobs::registry`;
+//! - `jobs::build` (claiming: building a job, reserving its file numbers)
+//!   and `jobs::install` (fenced installation, cleanup) → `engine`,
+//!   `state`, `jobs::executor`, `jobs::registry`; `jobs` (dispatch to an
+//!   executor, outcomes, retries) → `engine`, `jobs::install`,
+//!   `jobs::executor`, `jobs::registry`;
+//! - `write` (group commit, WAL, memtables, stalls) → `engine`, `state`,
+//!   `stats`, `jobs::executor`; `read` (point lookups and cursors) →
+//!   `engine`, `key_range`, `level_iter`, `snapshot`, `state`,
+//!   `table_cache`; `range_iter` → `read`;
+//! - `scheduler` (background workers: what runs next, leases) → `engine`,
+//!   `state`, `jobs`, `jobs::build`, `jobs::install`;
+//! - `manual` (`flush`, `compact_range`, externally claimed compactions)
+//!   → `engine`, `write`, `jobs`, `jobs::build`, `jobs::install`,
+//!   `jobs::registry`; `checkpoint` → `engine`, `manual`, `options_file`;
+//! - `recovery` (opening: find the WAL, replay, flush what was replayed,
+//!   remove unreferenced files, fresh state) → `engine`, `options`,
+//!   `state`, `table_cache`, `jobs::build`, `jobs::registry`;
+//! - `db` (the public handle) → the modules behind its methods.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

@@ -6,7 +6,7 @@ mod common;
 
 use proptest::prelude::*;
 
-use common::model::{ModelDb, READ_WEIGHT, ReadOp, read_op, value};
+use common::model::{ModelDb, Placement, READ_WEIGHT, ReadOp, read_op, value};
 use common::{KEY_SPACE, Model, key};
 use o3_compute::{DbRange, WriteBatch};
 use o3_storage::compaction::Preset;
@@ -50,9 +50,14 @@ type HeldRange = (DbRange, std::vec::IntoIter<(Vec<u8>, Vec<u8>)>, bool);
 
 /// Run `ops` under the compaction `preset`, checking every answer against
 /// the model; returns the transcript of answers for cross-preset comparison.
-fn run(ops: Vec<Op>, shards: usize, preset: Preset) -> Result<Vec<String>, TestCaseError> {
+fn run(
+    ops: Vec<Op>,
+    shards: usize,
+    preset: Preset,
+    placement: Placement,
+) -> Result<Vec<String>, TestCaseError> {
     let mut transcript = Vec::new();
-    let mut db = ModelDb::open(shards, preset);
+    let mut db = ModelDb::open(shards, preset, placement);
     let mut model = Model::new();
     // Ranges held across writes, flushes, trivial moves and compactions,
     // with the pairs they must still yield.
@@ -155,8 +160,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7) {
-        run(ops, shards, Preset::OneLeveling)?;
+    fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7, round_trip in any::<bool>()) {
+        let placement = if round_trip { Placement::RoundTrip } else { Placement::Local };
+        run(ops, shards, Preset::OneLeveling, placement)?;
     }
 }
 
@@ -170,16 +176,22 @@ fn metamorphic_cases() -> u32 {
 proptest! {
     #![proptest_config(ProptestConfig { cases: metamorphic_cases(), max_shrink_iters: 500, ..ProptestConfig::default() })]
 
-    /// The same operations under every compaction preset give the same
+    /// The same operations under every compaction preset, and with jobs run
+    /// locally or through the bytes-round-tripping executor, give the same
     /// answers (and each matches the model).
     #[test]
-    fn every_compaction_preset_gives_identical_answers(ops in prop::collection::vec(op(), 1..300), shards in 4usize..6) {
-        let mut first: Option<(Preset, Vec<String>)> = None;
-        for &preset in Preset::ALL {
-            let transcript = run(ops.clone(), shards, preset)?;
+    fn every_compaction_preset_and_placement_gives_identical_answers(ops in prop::collection::vec(op(), 1..300), shards in 4usize..6) {
+        let mut first: Option<(String, Vec<String>)> = None;
+        let runs = Preset::ALL
+            .iter()
+            .map(|&p| (p, Placement::Local))
+            .chain([(Preset::Leveling, Placement::RoundTrip), (Preset::Tiering, Placement::RoundTrip)]);
+        for (preset, placement) in runs {
+            let transcript = run(ops.clone(), shards, preset, placement)?;
+            let name = format!("{preset} ({placement:?})");
             match &first {
-                None => first = Some((preset, transcript)),
-                Some((p0, t0)) => prop_assert_eq!(t0, &transcript, "{} and {} disagree", p0, preset),
+                None => first = Some((name, transcript)),
+                Some((n0, t0)) => prop_assert_eq!(t0, &transcript, "{} and {} disagree", n0, name),
             }
         }
     }

@@ -64,12 +64,15 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
     }
     let token = job.token();
     let weak = Arc::downgrade(engine);
+    let pending = engine.pending_reports.clone();
+    pending.fetch_add(1, Ordering::AcqRel);
     let done = Completion::new(token, executor.name(), move |outcome| {
         // A database closed meanwhile ignores the report: the next open
         // removes whatever the job wrote.
         if let Some(engine) = weak.upgrade() {
             finish(&engine, token, outcome);
         }
+        pending.fetch_sub(1, Ordering::AcqRel);
     });
     executor.submit(job, done);
 }

@@ -114,7 +114,7 @@ pub(crate) enum Verdict {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Registry {
     next_job_id: u64,
     running: HashMap<u64, Claim>,
@@ -125,19 +125,6 @@ pub(crate) struct Registry {
     order: VecDeque<u64>,
     /// Failed jobs waiting to be tried again, and when.
     retries: Vec<(u64, Instant)>,
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Registry {
-            next_job_id: 0,
-            running: HashMap::new(),
-            installing: HashSet::new(),
-            outcomes: HashMap::new(),
-            order: VecDeque::new(),
-            retries: Vec::new(),
-        }
-    }
 }
 
 impl Registry {

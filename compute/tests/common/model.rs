@@ -87,16 +87,28 @@ pub struct ModelDb {
     storage: Arc<dyn Storage>,
     shards: usize,
     preset: Preset,
+    placement: Placement,
+}
+
+/// Where the database under test runs its flushes and compactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On its own background threads.
+    Local,
+    /// Behind `RoundTripExecutor`: every job and result through bytes, on
+    /// the executor's threads, completing asynchronously.
+    RoundTrip,
 }
 
 impl ModelDb {
-    pub fn open(shards: usize, preset: Preset) -> Self {
+    pub fn open(shards: usize, preset: Preset, placement: Placement) -> Self {
         let mut m = ModelDb {
             snapshots: Vec::new(),
             db: None,
             storage: Arc::new(FaultInjectingFs::new()),
             shards,
             preset,
+            placement,
         };
         m.db = Some(m.open_db());
         m
@@ -105,6 +117,11 @@ impl ModelDb {
     fn open_db(&self) -> Db {
         let mut o = tiny_options(self.storage.clone(), self.shards);
         o.compaction.preset = self.preset;
+        if self.placement == Placement::RoundTrip {
+            let executor = o3_compute::RoundTripExecutor::new(self.storage.clone(), 2)
+                .expect("round-trip executor");
+            o.executor = Some(executor);
+        }
         Db::open(Path::new("/db"), o).expect("open")
     }
 
