@@ -12,9 +12,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{full_scan, key, tiny_options};
+use common::{for_each_crash_point, full_scan, key, tiny_options};
 use o3_compute::{Db, DbOptions, WriteOptions};
-use o3_storage::env::{FaultInjectingFs, FaultPlan, Storage};
+use o3_storage::env::Storage;
 
 fn opts(storage: Arc<dyn Storage>) -> DbOptions {
     DbOptions {
@@ -78,28 +78,14 @@ fn state_after(ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> BTreeMap<Vec<u8>, Vec<u8>>
 
 #[test]
 fn no_crash_point_loses_synced_data_or_breaks_the_manifest() {
-    // Count the mutations of a clean run to know the crash points.
-    let clean = FaultInjectingFs::new();
-    let mut all = Vec::new();
-    workload(Arc::new(clean.clone()), &mut all);
-    let total = clean.mutations();
-    assert!(total > 100, "workload too small: {total} mutations");
-    let step = std::env::var("O3_CRASH_POINT_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1u64);
-    let mut k = 0;
-    while k < total {
-        let fs = FaultInjectingFs::new();
-        fs.set_plan(FaultPlan {
-            fail_after_mutations: Some(k),
-            ..FaultPlan::default()
-        });
+    let run = |storage: Arc<dyn Storage>| {
         let mut acked = Vec::new();
-        workload(Arc::new(fs.clone()), &mut acked);
-        fs.crash();
+        workload(storage, &mut acked);
+        acked
+    };
+    for_each_crash_point(1, run, |point, all, acked, fs| {
         let db = Db::open("/db", opts(Arc::new(fs.clone())))
-            .unwrap_or_else(|e| panic!("crash point {k}/{total}: reopen failed: {e}"));
+            .unwrap_or_else(|e| panic!("{point}: reopen failed: {e}"));
         let state = full_scan(&db);
         // Every acknowledged (synced) op is in; the one in flight may be too.
         let with_acked = state_after(&acked);
@@ -110,10 +96,9 @@ fn no_crash_point_loses_synced_data_or_breaks_the_manifest() {
         });
         assert!(
             state == with_acked || with_next.as_ref() == Some(&state),
-            "crash point {k}/{total}: recovered state is not the acknowledged prefix ({} ops)",
+            "{point}: recovered state is not the acknowledged prefix ({} ops)",
             acked.len()
         );
         db.close().expect("close");
-        k += step;
-    }
+    });
 }

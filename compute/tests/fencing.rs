@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{full_scan, key, tiny_options};
+use common::{for_each_crash_point, full_scan, key, tiny_options};
 use o3_compute::{CompactionJob, Db, DbOptions, Error, JobError, JobResult, WriteOptions};
-use o3_storage::env::{FaultInjectingFs, FaultPlan, LocalFs, Storage};
+use o3_storage::env::{LocalFs, Storage};
 
 fn opts(storage: Arc<dyn Storage>) -> DbOptions {
     DbOptions {
@@ -55,6 +55,23 @@ fn one_put(k: &[u8], v: &[u8]) -> o3_compute::WriteBatch {
     b
 }
 
+/// A database in a temporary directory with three flushed rounds: a
+/// compaction is due. Returns the directory, the storage and the database.
+fn loaded(options: DbOptions) -> (tempfile::TempDir, Arc<dyn Storage>, Db) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fs = options.storage.clone();
+    let db = Db::open(tmp.path(), options).expect("open");
+    flushed_rounds(&db, 0, 3).expect("load");
+    (tmp, fs, db)
+}
+
+/// Close `db`, open it again and check that it holds `expected`.
+fn assert_reopens_with(db: Db, dir: &Path, fs: Arc<dyn Storage>, expected: &common::Model) {
+    db.close().expect("close");
+    let db = Db::open(dir, opts(fs)).expect("reopen");
+    assert_eq!(&full_scan(&db), expected);
+}
+
 fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -72,10 +89,7 @@ fn job_error(e: Error) -> JobError {
 
 #[test]
 fn a_result_installed_twice_is_acknowledged_and_changes_nothing() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let fs: Arc<dyn Storage> = Arc::new(LocalFs::new());
-    let db = Db::open(tmp.path(), opts(fs.clone())).expect("open");
-    flushed_rounds(&db, 0, 3).expect("load");
+    let (tmp, fs, db) = loaded(opts(Arc::new(LocalFs::new())));
     let before = full_scan(&db);
     let job = db.claim_compaction().expect("claim").expect("a job");
     let result = run_elsewhere(&job, fs.as_ref()).expect("run");
@@ -90,17 +104,12 @@ fn a_result_installed_twice_is_acknowledged_and_changes_nothing() {
         assert!(table(tmp.path(), f.number).exists(), "{} deleted", f.number);
     }
     assert_eq!(full_scan(&db), before);
-    db.close().expect("close");
-    let db = Db::open(tmp.path(), opts(fs)).expect("reopen");
-    assert_eq!(full_scan(&db), before);
+    assert_reopens_with(db, tmp.path(), fs, &before);
 }
 
 #[test]
 fn a_result_from_before_a_restart_is_stale_and_jobs_around_it_share_no_number() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let fs: Arc<dyn Storage> = Arc::new(LocalFs::new());
-    let db = Db::open(tmp.path(), opts(fs.clone())).expect("open");
-    flushed_rounds(&db, 0, 3).expect("load");
+    let (tmp, fs, db) = loaded(opts(Arc::new(LocalFs::new())));
     let old = db.claim_compaction().expect("claim").expect("a job");
     // Restart while an agent still holds the job.
     db.close().expect("close");
@@ -135,17 +144,12 @@ fn a_result_from_before_a_restart_is_stale_and_jobs_around_it_share_no_number() 
     }
     assert_eq!(full_scan(&db), live);
     assert_eq!(db.stats().levels, live_tables);
-    db.close().expect("close");
-    let db = Db::open(tmp.path(), opts(fs)).expect("reopen");
-    assert_eq!(full_scan(&db), live);
+    assert_reopens_with(db, tmp.path(), fs, &live);
 }
 
 #[test]
 fn outputs_outside_the_reservation_are_rejected_and_left_alone() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let fs: Arc<dyn Storage> = Arc::new(LocalFs::new());
-    let db = Db::open(tmp.path(), opts(fs.clone())).expect("open");
-    flushed_rounds(&db, 0, 3).expect("load");
+    let (tmp, fs, db) = loaded(opts(Arc::new(LocalFs::new())));
     let before = full_scan(&db);
     let job = db.claim_compaction().expect("claim").expect("a job");
     let mut result = run_elsewhere(&job, fs.as_ref()).expect("run");
@@ -178,10 +182,7 @@ fn outputs_outside_the_reservation_are_rejected_and_left_alone() {
 
 #[test]
 fn a_retried_attempt_writes_to_fresh_numbers_and_fences_the_first() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let fs: Arc<dyn Storage> = Arc::new(LocalFs::new());
-    let db = Db::open(tmp.path(), opts(fs.clone())).expect("open");
-    flushed_rounds(&db, 0, 3).expect("load");
+    let (tmp, fs, db) = loaded(opts(Arc::new(LocalFs::new())));
     let before = full_scan(&db);
     let first = db.claim_compaction().expect("claim").expect("a job");
     let second = db.retry_compaction(first.token.job_id).expect("retry");
@@ -214,21 +215,15 @@ fn a_retried_attempt_writes_to_fresh_numbers_and_fences_the_first() {
     db.install_compaction(result)
         .expect("duplicate acknowledged");
     assert_eq!(full_scan(&db), before);
-    db.close().expect("close");
-    let db = Db::open(tmp.path(), opts(fs)).expect("reopen");
-    assert_eq!(full_scan(&db), before);
+    assert_reopens_with(db, tmp.path(), fs, &before);
 }
 
 #[test]
 fn abandoned_and_expired_claims_reject_their_late_results() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let fs: Arc<dyn Storage> = Arc::new(LocalFs::new());
-    let options = DbOptions {
+    let (_tmp, fs, db) = loaded(DbOptions {
         job_lease: Duration::from_millis(100),
-        ..opts(fs.clone())
-    };
-    let db = Db::open(tmp.path(), options).expect("open");
-    flushed_rounds(&db, 0, 3).expect("load");
+        ..opts(Arc::new(LocalFs::new()))
+    });
     let before = full_scan(&db);
     let job = db.claim_compaction().expect("claim").expect("a job");
     db.abandon_compaction(job.token.job_id);
@@ -295,28 +290,15 @@ fn fencing_workload(storage: Arc<dyn Storage>, seen: &mut Seen) {
 
 #[test]
 fn a_crash_at_any_step_of_the_protocol_keeps_data_and_fencing() {
-    let clean = FaultInjectingFs::new();
-    let mut all = Seen::default();
-    fencing_workload(Arc::new(clean.clone()), &mut all);
-    assert_eq!(all.results.len(), 2, "the clean run installed both jobs");
-    let total = clean.mutations();
-    let step = std::env::var("O3_CRASH_POINT_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3u64);
-    let mut k = 0;
-    while k < total {
-        let fs = FaultInjectingFs::new();
-        fs.set_plan(FaultPlan {
-            fail_after_mutations: Some(k),
-            ..FaultPlan::default()
-        });
+    let run = |storage: Arc<dyn Storage>| {
         let mut seen = Seen::default();
-        fencing_workload(Arc::new(fs.clone()), &mut seen);
-        fs.crash();
-        let storage: Arc<dyn Storage> = Arc::new(fs.clone());
-        let db = Db::open("/db", opts(storage.clone()))
-            .unwrap_or_else(|e| panic!("crash point {k}/{total}: reopen failed: {e}"));
+        fencing_workload(storage, &mut seen);
+        seen
+    };
+    for_each_crash_point(3, run, |point, all, seen, fs| {
+        assert_eq!(all.results.len(), 2, "the clean run installed both jobs");
+        let db = Db::open("/db", opts(Arc::new(fs.clone())))
+            .unwrap_or_else(|e| panic!("{point}: reopen failed: {e}"));
         let state = full_scan(&db);
         let expected: BTreeMap<Vec<u8>, Vec<u8>> = seen.acked.iter().cloned().collect();
         // Every acknowledged (synced) write is in; the one in flight may be.
@@ -327,15 +309,15 @@ fn a_crash_at_any_step_of_the_protocol_keeps_data_and_fencing() {
         });
         assert!(
             state == expected || with_next.as_ref() == Some(&state),
-            "crash point {k}/{total}: not the acknowledged prefix"
+            "{point}: not the acknowledged prefix"
         );
         // Results from before the crash are stale and change nothing.
         for result in seen.results {
             match db.install_compaction(result) {
                 Err(Error::Job(JobError::StaleToken { .. })) => {}
-                other => panic!("crash point {k}/{total}: a pre-crash result gave {other:?}"),
+                other => panic!("{point}: a pre-crash result gave {other:?}"),
             }
-            assert_eq!(full_scan(&db), state, "crash point {k}/{total}");
+            assert_eq!(full_scan(&db), state, "{point}");
         }
         // Numbers handed out before the crash are never handed out again.
         flushed_rounds(&db, 10, 2).expect("load after the crash");
@@ -346,12 +328,11 @@ fn a_crash_at_any_step_of_the_protocol_keeps_data_and_fencing() {
         for r in &seen.reservations {
             assert!(
                 !overlaps(r, &job.file_numbers),
-                "crash point {k}/{total}: {:?} reused from {r:?}",
+                "{point}: {:?} reused from {r:?}",
                 job.file_numbers
             );
         }
         db.abandon_compaction(job.token.job_id);
         db.close().expect("close");
-        k += step;
-    }
+    });
 }

@@ -171,3 +171,38 @@ pub fn run_child_until_killed(
     }
     acked
 }
+
+/// Crash-point enumeration on the fault-injecting backend. `workload` runs
+/// once cleanly to count its mutating file operations; then, for every
+/// `k`-th of them (`k` stepping by `O3_CRASH_POINT_STEP`, else
+/// `default_step`), it runs again on a fresh file system where that
+/// operation and every later one fail, the file system crashes (unsynced
+/// data and directory entries are lost), and `check` gets a label naming
+/// the crash point, what the clean run returned, what this run returned
+/// and the crashed file system.
+pub fn for_each_crash_point<T>(
+    default_step: u64,
+    workload: impl Fn(Arc<dyn Storage>) -> T,
+    mut check: impl FnMut(&str, &T, T, &o3_storage::env::FaultInjectingFs),
+) {
+    use o3_storage::env::{FaultInjectingFs, FaultPlan};
+    let clean_fs = FaultInjectingFs::new();
+    let clean = workload(Arc::new(clean_fs.clone()));
+    let total = clean_fs.mutations();
+    assert!(total > 100, "workload too small: {total} mutations");
+    let step = std::env::var("O3_CRASH_POINT_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_step)
+        .max(1);
+    for k in (0..total).step_by(step as usize) {
+        let fs = FaultInjectingFs::new();
+        fs.set_plan(FaultPlan {
+            fail_after_mutations: Some(k),
+            ..FaultPlan::default()
+        });
+        let seen = workload(Arc::new(fs.clone()));
+        fs.crash();
+        check(&format!("crash point {k}/{total}"), &clean, seen, &fs);
+    }
+}
