@@ -417,11 +417,21 @@ impl Db {
             return Ok(());
         }
         {
-            // Jobs running elsewhere report back before the WAL is closed;
-            // one that does not within the bound is left to the next open.
+            let _st = self.inner.state.lock();
+            self.inner.bg_cv.notify_all();
+        }
+        // No worker claims or dispatches anything once they are joined.
+        for h in self.workers.lock().drain(..) {
+            if h.join().is_err() {
+                tracing::error!("a background thread panicked");
+            }
+        }
+        {
+            // Jobs running elsewhere report back before the WAL is closed
+            // (and before the handle lets go of the database lock); one
+            // that does not within the bound is left to the next open.
             let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
             let mut st = self.inner.state.lock();
-            self.inner.bg_cv.notify_all();
             while (st.jobs.in_flight() > 0
                 || self.inner.pending_reports.load(Ordering::Acquire) > 0)
                 && std::time::Instant::now() < deadline
@@ -429,11 +439,6 @@ impl Db {
                 self.inner
                     .bg_cv
                     .wait_for(&mut st, std::time::Duration::from_millis(10));
-            }
-        }
-        for h in self.workers.lock().drain(..) {
-            if h.join().is_err() {
-                tracing::error!("a background thread panicked");
             }
         }
         let mut wal = self.inner.wal.lock();

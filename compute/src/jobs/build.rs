@@ -32,11 +32,16 @@ pub(crate) fn token(vs: &VersionSet, job_id: u64, attempt: u32) -> JobToken {
 }
 
 /// Reserve `count` output file numbers, durably; a failed manifest write
-/// stops the database like every failed manifest write. Called with the
-/// state lock held.
+/// stops the database like every failed manifest write (and counts as a
+/// failed background job). Called with the state lock held.
 pub(crate) fn reserve(engine: &Engine, vs: &mut VersionSet, count: u64) -> Result<Range<u64>> {
-    vs.reserve_file_numbers(count)
-        .inspect_err(|e| engine.poison_locked(e))
+    vs.reserve_file_numbers(count).inspect_err(|e| {
+        engine
+            .counters
+            .background_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        engine.poison_locked(e);
+    })
 }
 
 /// The flush of `mems` (one shard's sealed memtables, oldest first) into
