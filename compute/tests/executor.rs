@@ -121,7 +121,10 @@ fn a_flush_failing_on_every_attempt_stops_the_database_and_loses_nothing() {
         .map(|(_, a, _)| *a)
         .collect();
     assert!(attempts.len() > 1, "never retried: {attempts:?}");
-    assert!(attempts.windows(2).all(|w| w[1] == w[0] + 1), "{attempts:?}");
+    assert!(
+        attempts.windows(2).all(|w| w[1] == w[0] + 1),
+        "{attempts:?}"
+    );
     drop(db);
     let storage: Arc<dyn Storage> = Arc::new(LocalFs::new());
     let db = Db::open(tmp.path(), tiny_options(storage, 2)).expect("reopen locally");

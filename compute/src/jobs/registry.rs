@@ -30,7 +30,10 @@ use o3_storage::version::Version;
 
 use super::executor::{ImageId, SealedImage};
 
-/// How many finished jobs are remembered for answering late deliveries.
+/// How many finished jobs are remembered for answering late deliveries. A
+/// duplicate of a result installed longer ago than this many jobs is
+/// refused as `UnknownJob` (and, like every refusal, deletes nothing a
+/// version lists) instead of being acknowledged.
 const REMEMBERED_OUTCOMES: usize = 4096;
 
 /// The work a claim stands for.
