@@ -17,6 +17,7 @@
 //! thread that stops polling parks; callers unpark it when the ring says it
 //! sleeps (or after using the channel).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -206,27 +207,29 @@ fn receive_requests(
     mailbox: &Mailbox,
     requests: &Receiver<Job>,
 ) {
-    let serve = |request: Vec<u8>, reply: ReplySender| {
+    let serve = |request: Cow<'_, [u8]>, reply: ReplySender| {
         if let Some(answer) = owner.dispatcher.quick(from, &request) {
             reply.fill(answer);
             return;
         }
         let dispatched = owner
             .dispatcher
-            .dispatch(from, request, move |answer| reply.fill(answer));
+            .dispatch(from, request.into_owned(), move |answer| reply.fill(answer));
         if let Err(e) = dispatched {
             tracing::error!(node = %owner.id, error = %e, "cannot serve a request");
         }
     };
     let poll = owner.options.poll;
     while !owner.down.load(Ordering::Acquire) {
-        match mailbox.pop() {
-            Ok(Some(slotted)) => {
-                // SAFETY: ring ids are reply senders published once by
-                // `start_call`, and this is their only consumer.
-                serve(slotted.payload, unsafe { ReplySender::from_id(slotted.id) });
-                continue;
-            }
+        // Served from the stack copy: a quick request allocates nothing for
+        // itself.
+        let popped = mailbox.pop_with(|id, _, request| {
+            // SAFETY: ring ids are reply senders published once by
+            // `start_call`, and this is their only consumer.
+            serve(Cow::Borrowed(request), unsafe { ReplySender::from_id(id) });
+        });
+        match popped {
+            Ok(Some(())) => continue,
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(node = %owner.id, error = %e, "local mailbox broken");
@@ -235,7 +238,7 @@ fn receive_requests(
         }
         match requests.try_recv() {
             Ok(job) => {
-                serve(job.request, job.reply);
+                serve(Cow::Owned(job.request), job.reply);
                 continue;
             }
             Err(TryRecvError::Disconnected) => break,

@@ -274,6 +274,18 @@ impl Mailbox {
     /// Take the next message from this end's incoming ring. Only one
     /// thread of this end consumes at a time.
     pub fn pop(&self) -> Result<Option<Slotted>> {
+        self.pop_with(|id, status, payload| Slotted {
+            id,
+            status,
+            payload: payload.to_vec(),
+        })
+    }
+
+    /// Take the next message and hand it to `take` as `(id, status,
+    /// payload)` without allocating: the payload is copied out to the stack
+    /// and the slot released before `take` runs, so a slow `take` never
+    /// holds up the ring. Only one thread of this end consumes at a time.
+    pub fn pop_with<T>(&self, take: impl FnOnce(u64, u8, &[u8]) -> T) -> Result<Option<T>> {
         let head = self.head.load(Ordering::Relaxed);
         let at = self.slot_at(self.end, head % SLOTS);
         if self.word(at)?.load(Ordering::Acquire) != head + 1 {
@@ -288,19 +300,13 @@ impl Mailbox {
                 format!("mailbox slot at offset {at}: length {len}, status {status}"),
             ));
         }
-        // Not `vec![0; len]`: that is `calloc`, which bypasses the
-        // allocator's per-thread cache.
-        let mut payload = Vec::with_capacity(len as usize);
-        payload.resize(len as usize, 0);
-        self.memory.copy_out(at + SLOT_HEADER, &mut payload);
+        let mut buf = [0u8; MAX_INLINE];
+        let payload = &mut buf[..len as usize];
+        self.memory.copy_out(at + SLOT_HEADER, payload);
         self.consumed_word(self.end)?
             .store(head + 1, Ordering::Release);
         self.head.store(head + 1, Ordering::Relaxed);
-        Ok(Some(Slotted {
-            id,
-            status: status as u8,
-            payload,
-        }))
+        Ok(Some(take(id, status as u8, payload)))
     }
 
     /// Raise this end's sleeping word before waiting on the socket; `true`
