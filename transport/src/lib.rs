@@ -40,6 +40,7 @@ pub mod link;
 pub mod local;
 mod mailbox;
 mod registry;
+mod reply_slot;
 pub mod shm;
 mod socket;
 mod stream;

@@ -8,34 +8,35 @@
 //! function calls. This is the embedded default: zero setup.
 //!
 //! A small request travels in the request ring of an in-process mailbox
-//! (`crate::mailbox`), its slot carrying the caller's reply slot as the
-//! request id (a pointer from [`Arc::into_raw`]: only this module's callers
-//! push into
-//! the ring, and the receiving thread turns each id back into the `Arc`
-//! exactly once, when it takes the request or when it stops); a large one,
-//! or one that finds the ring full, goes through a channel. The answer is
-//! left in the caller's reply slot. A receiving thread that stops polling
-//! parks; callers unpark it when the ring says it sleeps (or after using
-//! the channel).
+//! (`crate::mailbox`), its slot carrying the sending half of the caller's
+//! reply slot (`crate::reply_slot`) as the request id (only this module's
+//! callers push into the ring, and the receiving thread turns each id back
+//! into the sender exactly once, when it takes the request or when it
+//! stops); a large one, or one that finds the ring full, goes through a
+//! channel. The answer is left in the caller's reply slot. A receiving
+//! thread that stops polling parks; callers unpark it when the ring says it
+//! sleeps (or after using the channel).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::accept::AcceptQueue;
 use crate::access::RegionAccess;
 use crate::batch_codec::post_validated;
-use crate::dispatch::{Answer, Dispatcher};
+use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
 use crate::handshake;
 use crate::identity::PeerIdentity;
 use crate::mailbox::{self, Mailbox};
 use crate::region::{LocalRegion, RegionMemory};
 use crate::registry::RegionTable;
+use crate::reply_slot::{NoAnswer, ReplySender, ReplyWaiter, reply_slot};
 use crate::verbs::{
     CallWait, Completion, ConnectOptions, Connection, Fabric, FabricOptions, InboundConnection,
     NodeId, PendingCall, RegionDesc, SharedHandler, WorkRequest,
@@ -197,17 +198,6 @@ impl Fabric for LocalFabric {
     }
 }
 
-/// The reply slot a ring request's id stands for.
-///
-/// # Safety
-/// `id` must come from [`Arc::into_raw`] in [`LocalConnection::start_call`]
-/// and be turned back only once (each published request is popped once).
-unsafe fn reply_slot(id: u64) -> Arc<ReplySlot> {
-    // SAFETY: per the contract, `id` is a pointer from `Arc::into_raw` whose
-    // reference has not been reclaimed yet.
-    unsafe { Arc::from_raw(id as usize as *const ReplySlot) }
-}
-
 /// The owner's receiving thread of one connection: takes requests from the
 /// mailbox ring and the channel and hands each to the owner's dispatcher,
 /// until the requester drops the connection or the owner goes down.
@@ -217,27 +207,29 @@ fn receive_requests(
     mailbox: &Mailbox,
     requests: &Receiver<Job>,
 ) {
-    let serve = |request: Vec<u8>, reply: Arc<ReplySlot>| {
+    let serve = |request: Cow<'_, [u8]>, reply: ReplySender| {
         if let Some(answer) = owner.dispatcher.quick(from, &request) {
             reply.fill(answer);
             return;
         }
         let dispatched = owner
             .dispatcher
-            .dispatch(from, request, move |answer| reply.fill(answer));
+            .dispatch(from, request.into_owned(), move |answer| reply.fill(answer));
         if let Err(e) = dispatched {
             tracing::error!(node = %owner.id, error = %e, "cannot serve a request");
         }
     };
     let poll = owner.options.poll;
     while !owner.down.load(Ordering::Acquire) {
-        match mailbox.pop() {
-            Ok(Some(slotted)) => {
-                // SAFETY: ring ids are reply-slot pointers published once by
-                // `start_call`, and this is their only consumer.
-                serve(slotted.payload, unsafe { reply_slot(slotted.id) });
-                continue;
-            }
+        // Served from the stack copy: a quick request allocates nothing for
+        // itself.
+        let popped = mailbox.pop_with(|id, _, request| {
+            // SAFETY: ring ids are reply senders published once by
+            // `start_call`, and this is their only consumer.
+            serve(Cow::Borrowed(request), unsafe { ReplySender::from_id(id) });
+        });
+        match popped {
+            Ok(Some(())) => continue,
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(node = %owner.id, error = %e, "local mailbox broken");
@@ -246,7 +238,7 @@ fn receive_requests(
         }
         match requests.try_recv() {
             Ok(job) => {
-                serve(job.request, job.reply);
+                serve(Cow::Owned(job.request), job.reply);
                 continue;
             }
             Err(TryRecvError::Disconnected) => break,
@@ -266,11 +258,11 @@ fn receive_requests(
         }
         mailbox.awake();
     }
-    // Release the reply slots of requests nobody will serve (their callers
-    // see the owner down or time out).
+    // Drop the reply senders of requests nobody will serve (their callers
+    // are told so).
     while let Ok(Some(slotted)) = mailbox.pop() {
         // SAFETY: as above; the thread stops consuming after this.
-        drop(unsafe { reply_slot(slotted.id) });
+        drop(unsafe { ReplySender::from_id(slotted.id) });
     }
 }
 
@@ -280,28 +272,7 @@ const PARK_LIMIT: Duration = Duration::from_secs(1);
 
 struct Job {
     request: Vec<u8>,
-    reply: Arc<ReplySlot>,
-}
-
-/// Where the owner leaves one call's answer. The caller busy-polls `filled`
-/// for its poll budget, then sleeps on the condition variable in short
-/// slices, each of which also checks whether the owner went down.
-#[derive(Default)]
-struct ReplySlot {
-    filled: AtomicBool,
-    answer: Mutex<Option<Answer>>,
-    cond: Condvar,
-}
-
-/// How often a sleeping caller looks whether the owner went down.
-const DOWN_CHECK: Duration = Duration::from_millis(10);
-
-impl ReplySlot {
-    fn fill(&self, answer: Answer) {
-        *self.answer.lock() = Some(answer);
-        self.filled.store(true, Ordering::Release);
-        self.cond.notify_one();
-    }
+    reply: ReplySender,
 }
 
 /// A connection to a node of the same [`LocalNetwork`].
@@ -431,8 +402,8 @@ impl Connection for LocalConnection {
         if self.down.load(Ordering::Acquire) {
             return Err(Error::peer_gone(&self.peer, "node is down"));
         }
-        let reply = Arc::new(ReplySlot::default());
-        let id = Arc::into_raw(Arc::clone(&reply)) as usize as u64;
+        let (reply, sender) = reply_slot();
+        let id = sender.into_id();
         match self.mailbox.push(id, 0, request) {
             Ok(Some(asleep)) => {
                 if asleep {
@@ -440,14 +411,16 @@ impl Connection for LocalConnection {
                 }
             }
             unpublished => {
-                // SAFETY: `id` was not published, so this is the only use
-                // of the reference `into_raw` kept.
-                drop(unsafe { reply_slot(id) });
-                unpublished?;
+                // SAFETY: `id` was not published, so this is its only use.
+                let sender = unsafe { ReplySender::from_id(id) };
+                if let Err(e) = unpublished {
+                    drop(sender);
+                    return Err(e);
+                }
                 self.requests
                     .send(Job {
                         request: request.to_vec(),
-                        reply: Arc::clone(&reply),
+                        reply: sender,
                     })
                     .map_err(|_| Error::peer_gone(&self.peer, "connection thread stopped"))?;
                 self.receiver.unpark();
@@ -463,45 +436,29 @@ impl Connection for LocalConnection {
 
 struct LocalCall<'c> {
     connection: &'c LocalConnection,
-    reply: Arc<ReplySlot>,
+    reply: ReplyWaiter,
     deadline: Instant,
-}
-
-impl LocalCall<'_> {
-    fn answer(&self) -> Result<Answer> {
-        let c = self.connection;
-        let slot = &self.reply;
-        c.options.poll.spin_until(self.deadline, || {
-            (slot.filled.load(Ordering::Acquire) || c.down.load(Ordering::Acquire)).then_some(())
-        });
-        let mut answer = slot.answer.lock();
-        loop {
-            if let Some(answer) = answer.take() {
-                return Ok(answer);
-            }
-            if c.down.load(Ordering::Acquire) {
-                return Err(Error::peer_gone(&c.peer, "node is down"));
-            }
-            let now = Instant::now();
-            if now >= self.deadline {
-                return Err(Error::Timeout {
-                    op: "call",
-                    after: c.options.op_timeout,
-                });
-            }
-            slot.cond
-                .wait_until(&mut answer, self.deadline.min(now + DOWN_CHECK));
-        }
-    }
 }
 
 impl CallWait for LocalCall<'_> {
     fn wait(self: Box<Self>) -> Result<Vec<u8>> {
         let c = self.connection;
-        self.answer()?.map_err(|message| Error::Remote {
-            peer: c.peer.clone(),
-            message,
-        })
+        let gone = || c.down.load(Ordering::Acquire);
+        match self.reply.wait(c.options.poll, self.deadline, gone) {
+            Ok(answer) => answer.map_err(|message| Error::Remote {
+                peer: c.peer.clone(),
+                message,
+            }),
+            Err(NoAnswer::TimedOut) => Err(Error::Timeout {
+                op: "call",
+                after: c.options.op_timeout,
+            }),
+            Err(NoAnswer::GaveUp) => Err(Error::peer_gone(&c.peer, "node is down")),
+            Err(NoAnswer::Dropped) => Err(Error::peer_gone(
+                &c.peer,
+                "the owner stopped serving the connection",
+            )),
+        }
     }
 }
 

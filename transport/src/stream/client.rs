@@ -90,8 +90,9 @@ const WRITE_STALL: Duration = Duration::from_millis(2);
 
 enum ReadOutcome {
     Frame(Header, Vec<u8>),
-    /// Responses taken from the mailbox.
-    Mail(Vec<Slotted>),
+    /// A response taken from the mailbox (one at a time: a waiter whose
+    /// answer it is returns without allocating a batch).
+    Mail(Slotted),
     /// No byte arrived before the deadline; the stream is still in sync.
     Idle,
 }
@@ -431,8 +432,10 @@ impl<S: Socket> StreamClient<S> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.lock().waiting.insert(id, max_reply);
         if let (FrameKind::Request, Some(mailbox), [request]) = (kind, self.mailbox.get(), parts) {
-            if let Some(reason) = self.gone() {
+            // The flag, not `gone()`: no lock and no string on the hot path.
+            if self.is_gone() {
                 self.cancel(id);
+                let reason = self.gone().unwrap_or_default();
                 return Err(Error::peer_gone(&self.peer, reason));
             }
             match mailbox.push(id, 0, request) {
@@ -522,25 +525,16 @@ impl<S: Socket> StreamClient<S> {
     /// mailbox's single consumer).
     fn read_one(&self, deadline: Instant) -> Result<ReadOutcome> {
         let mailbox = self.mailbox.get().map(|m| &**m);
-        let drain = |mailbox: &Mailbox| -> Result<Vec<Slotted>> {
-            let mut mail = Vec::new();
-            while let Some(slotted) = mailbox.pop()? {
-                mail.push(slotted);
-            }
-            Ok(mail)
-        };
-        if let Some(mailbox) = mailbox {
-            let mail = drain(mailbox)?;
-            if !mail.is_empty() {
-                return Ok(ReadOutcome::Mail(mail));
-            }
+        if let Some(mailbox) = mailbox
+            && let Some(slotted) = mailbox.pop()?
+        {
+            return Ok(ReadOutcome::Mail(slotted));
         }
         let outcome = self.read_frame_from_socket(deadline, mailbox)?;
-        if let (ReadOutcome::Idle, Some(mailbox)) = (&outcome, mailbox) {
-            let mail = drain(mailbox)?;
-            if !mail.is_empty() {
-                return Ok(ReadOutcome::Mail(mail));
-            }
+        if let (ReadOutcome::Idle, Some(mailbox)) = (&outcome, mailbox)
+            && let Some(slotted) = mailbox.pop()?
+        {
+            return Ok(ReadOutcome::Mail(slotted));
         }
         Ok(outcome)
     }
@@ -574,17 +568,15 @@ impl<S: Socket> StreamClient<S> {
         })
     }
 
-    fn file_mail(&self, shared: &mut Shared, mail: Vec<Slotted>) {
-        for slotted in mail {
-            if shared.waiting.remove(&slotted.id).is_some() {
-                shared.done.insert(
-                    slotted.id,
-                    Reply {
-                        status: slotted.status,
-                        payload: slotted.payload,
-                    },
-                );
-            }
+    fn file_mail(&self, shared: &mut Shared, slotted: Slotted) {
+        if shared.waiting.remove(&slotted.id).is_some() {
+            shared.done.insert(
+                slotted.id,
+                Reply {
+                    status: slotted.status,
+                    payload: slotted.payload,
+                },
+            );
         }
     }
 

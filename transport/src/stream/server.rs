@@ -6,6 +6,7 @@
 //! frames are executed in order against the node's [`RegionTable`] without
 //! involving the application.
 
+use std::borrow::Cow;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -256,7 +257,7 @@ impl<S: Socket + std::fmt::Debug> Served<'_, S> {
     /// request came: a request from the mailbox is answered through the
     /// mailbox when the answer fits (else by frame), one that came as a
     /// frame by frame (its peer need not use the mailbox at all).
-    fn dispatch(&self, id: u64, request: Vec<u8>, by_mailbox: bool) -> Result<()> {
+    fn dispatch(&self, id: u64, request: Cow<'_, [u8]>, by_mailbox: bool) -> Result<()> {
         let mailbox = self.mailbox.filter(|_| by_mailbox);
         if let Some(answer) = self.ctx.dispatcher.quick(self.identity, &request) {
             let (status, response) = match answer {
@@ -270,7 +271,7 @@ impl<S: Socket + std::fmt::Debug> Served<'_, S> {
         let mailbox = mailbox.cloned();
         self.ctx
             .dispatcher
-            .dispatch(self.identity, request, move |answer| {
+            .dispatch(self.identity, request.into_owned(), move |answer| {
                 let (status, response) = match answer {
                     Ok(response) => (0, response),
                     Err(message) => (1, message.into_bytes()),
@@ -359,8 +360,12 @@ fn frame_loop<S: Socket + std::fmt::Debug>(
     let mut bounce = Vec::new();
     loop {
         if let Some(mailbox) = connection.mailbox {
-            while let Some(slotted) = mailbox.pop()? {
-                connection.dispatch(slotted.id, slotted.payload, true)?;
+            // Served from the stack copy: a quick request allocates nothing
+            // for itself.
+            while let Some(served) = mailbox
+                .pop_with(|id, _, request| connection.dispatch(id, Cow::Borrowed(request), true))?
+            {
+                served?;
             }
             let socket = reader.get_ref().get_ref();
             if reader.buffer().is_empty() && !wait_for_input(socket, mailbox, ctx.poll)? {
@@ -378,7 +383,7 @@ fn frame_loop<S: Socket + std::fmt::Debug>(
             }
             FrameKind::Request => {
                 let request = read_bounded(reader, header.len, ctx.max_message, peer)?;
-                connection.dispatch(header.id, request, false)?;
+                connection.dispatch(header.id, Cow::Owned(request), false)?;
             }
             FrameKind::Batch => {
                 let Some(regions) = &ctx.regions else {
