@@ -45,9 +45,11 @@ fn next_job(engine: &Engine) -> Option<u64> {
         if engine.shutting_down.load(Ordering::Acquire) {
             return None;
         }
-        let poisoned = engine.bg_error.get().is_some();
         let mut vs = engine.versions.lock();
         let mut st = engine.state.lock();
+        // Read under the locks: a worker that stopped the database while
+        // this one waited for them has been seen.
+        let poisoned = engine.bg_error.get().is_some();
         expire_leases(engine, &mut st);
         let now = Instant::now();
         let room = st.jobs.in_flight() < engine.options.max_background_jobs;
