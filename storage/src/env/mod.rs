@@ -4,6 +4,9 @@
 //! - [`FaultInjectingFs`]: an in-memory file system for tests that models
 //!   exactly what survives a machine crash (only synced file data and synced
 //!   directory entries) and can inject I/O errors.
+//! - [`ThrottledStorage`]: wraps any backend and adds the latency and
+//!   bandwidth limits of a [`StorageLinkModel`], to emulate remote storage
+//!   in experiments.
 //!
 //! Durability rules every caller relies on: data appended to a
 //! [`WritableFile`] survives a *process* crash once `flush` returns, and a
@@ -12,10 +15,14 @@
 //! returns.
 
 mod fault;
+mod link_clock;
 mod local;
+mod throttled;
 
 pub use fault::{FaultInjectingFs, FaultPlan};
+pub use link_clock::{LinkClock, SystemLinkClock, VirtualLinkClock};
 pub use local::LocalFs;
+pub use throttled::{StorageLinkModel, ThrottledStorage};
 
 use std::path::Path;
 use std::sync::Arc;
