@@ -29,6 +29,7 @@
 //! Time comes from a [`LinkClock`] (`link_clock.rs`): real waits, never
 //! shorter than computed, or virtual ones that only advance a counter.
 
+use std::fmt;
 use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::Arc;
@@ -69,6 +70,23 @@ impl StorageLinkModel {
         let rate = u128::from(rate.get());
         let nanos = scaled.div_ceil(rate);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+impl fmt::Display for StorageLinkModel {
+    /// As reported with benchmark results: `latency 500µs, read 125.0 MB/s,
+    /// write unlimited`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn rate(f: &mut fmt::Formatter<'_>, r: Option<NonZeroU64>) -> fmt::Result {
+            match r {
+                None => f.write_str("unlimited"),
+                Some(r) => write!(f, "{:.1} MB/s", r.get() as f64 / 1e6),
+            }
+        }
+        write!(f, "latency {:?}, read ", self.latency)?;
+        rate(f, self.read_bytes_per_sec)?;
+        f.write_str(", write ")?;
+        rate(f, self.write_bytes_per_sec)
     }
 }
 
@@ -281,6 +299,19 @@ mod tests {
         assert_eq!(t(None, 1 << 40), Duration::ZERO);
     }
 
+    #[test]
+    fn a_model_prints_its_condition() {
+        let model = StorageLinkModel {
+            latency: Duration::from_micros(500),
+            read_bytes_per_sec: rate(125_000_000),
+            ..StorageLinkModel::UNLIMITED
+        };
+        assert_eq!(
+            model.to_string(),
+            "latency 500µs, read 125.0 MB/s, write unlimited"
+        );
+    }
+
     /// Reads through clones and separate handles on several threads draw on
     /// one read bucket: with no latency, the link is busy for exactly the
     /// sum of their transfer times, in whatever order they ran.
@@ -374,7 +405,7 @@ mod tests {
         locks: BTreeMap<usize, Box<dyn FileLock>>,
     }
 
-    fn outcome<T: std::fmt::Debug>(r: Result<T>) -> String {
+    fn outcome<T: fmt::Debug>(r: Result<T>) -> String {
         match r {
             Ok(v) => format!("ok {v:?}"),
             Err(e) => format!("error {e}"),
