@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use o3_compute::{Db, DbOptions};
-use o3_storage::env::{LocalFs, StorageLinkModel, ThrottledStorage};
+use o3_storage::env::{LocalFs, RemoteStorageModel, ThrottledStorage};
 use o3_storage::options::Compression;
 use o3_storage::sst::CacheAdmission;
 use serde::{Deserialize, Serialize};
@@ -174,7 +174,7 @@ pub struct EngineConfig {
     pub compaction_spec: String,
     #[serde(skip)]
     pub compaction: o3_storage::compaction::CompactionOptions,
-    /// Emulated remote storage ([`EngineConfig::storage_link`]); 0 = none.
+    /// Emulated remote storage ([`EngineConfig::remote_storage`]); 0 = none.
     pub storage_latency_us: u64,
     pub storage_read_bytes_per_sec: u64,
     pub storage_write_bytes_per_sec: u64,
@@ -184,18 +184,18 @@ impl EngineConfig {
     /// The emulated remote storage the `--storage_*` flags describe, or
     /// `None` when they add nothing (the database is on the local file
     /// system as is).
-    pub fn storage_link(&self) -> Option<StorageLinkModel> {
-        let model = StorageLinkModel {
+    pub fn remote_storage(&self) -> Option<RemoteStorageModel> {
+        let model = RemoteStorageModel {
             latency: Duration::from_micros(self.storage_latency_us),
             read_bytes_per_sec: NonZeroU64::new(self.storage_read_bytes_per_sec),
             write_bytes_per_sec: NonZeroU64::new(self.storage_write_bytes_per_sec),
         };
-        (model != StorageLinkModel::UNLIMITED).then_some(model)
+        (model != RemoteStorageModel::UNLIMITED).then_some(model)
     }
 
     /// The conditions to report with the results.
     pub fn emulated_conditions(&self) -> String {
-        match self.storage_link() {
+        match self.remote_storage() {
             Some(model) => format!("remote storage ({model})"),
             None => "none".to_string(),
         }
@@ -219,8 +219,8 @@ impl EngineConfig {
         o.table.bloom_bits_per_key = self.bloom_bits;
         o.table.compression = self.compression;
         o.table.block_size = self.block_size;
-        // Each database opened gets its own link: one node's storage.
-        if let Some(model) = self.storage_link() {
+        // Each database opened gets its own channel: one node's storage.
+        if let Some(model) = self.remote_storage() {
             o.storage = Arc::new(ThrottledStorage::new(Arc::new(LocalFs::new()), model));
         }
         o
@@ -282,8 +282,8 @@ mod tests {
         .resolve("unused")
         .unwrap();
         assert_eq!(
-            engine.storage_link(),
-            Some(StorageLinkModel {
+            engine.remote_storage(),
+            Some(RemoteStorageModel {
                 latency: Duration::from_micros(250),
                 read_bytes_per_sec: NonZeroU64::new(100_000_000),
                 write_bytes_per_sec: None,
@@ -309,7 +309,7 @@ mod tests {
             },
         ] {
             let engine = args.resolve("unused").unwrap();
-            assert_eq!(engine.storage_link(), None);
+            assert_eq!(engine.remote_storage(), None);
             assert_eq!(engine.emulated_conditions(), "none");
             assert_eq!(format!("{:?}", engine.db_options().storage), "LocalFs");
         }

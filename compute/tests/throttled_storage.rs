@@ -1,5 +1,5 @@
 //! A database on `ThrottledStorage` (emulated remote storage) behaves as on
-//! the storage it wraps, and every byte it keeps crossed the throttled link.
+//! the storage it wraps, and every byte it keeps crossed the throttled channel.
 //! Time is virtual, so the test waits for nothing.
 
 mod common;
@@ -13,7 +13,8 @@ use proptest::prelude::*;
 use common::{KEY_SPACE, Model, full_scan, key, tiny_options};
 use o3_compute::Db;
 use o3_storage::env::{
-    FaultInjectingFs, LinkClock, Storage, StorageLinkModel, ThrottledStorage, VirtualLinkClock,
+    FaultInjectingFs, RemoteStorageModel, Storage, ThrottleClock, ThrottledStorage,
+    VirtualThrottleClock,
 };
 
 #[derive(Debug, Clone)]
@@ -55,22 +56,22 @@ proptest! {
 
     /// Writes, flushes, compactions and reopens on throttled storage give
     /// the model's answers, a checkpoint taken through it opens with the
-    /// same content, and the link's write bandwidth was paid for at least
+    /// same content, and the channel's write bandwidth was paid for at least
     /// every byte the database and the checkpoint keep.
     #[test]
     fn a_database_on_throttled_storage_matches_the_model_and_pays_for_its_bytes(
         ops in prop::collection::vec(op(), 1..300),
     ) {
         let fs = FaultInjectingFs::new();
-        let clock = Arc::new(VirtualLinkClock::new());
+        let clock = Arc::new(VirtualThrottleClock::new());
         // Only writes cost time, so the clock measures the write bandwidth
         // paid and nothing else.
-        let model_link = StorageLinkModel {
+        let remote = RemoteStorageModel {
             write_bytes_per_sec: NonZeroU64::new(WRITE_BYTES_PER_SEC),
-            ..StorageLinkModel::UNLIMITED
+            ..RemoteStorageModel::UNLIMITED
         };
         let storage: Arc<dyn Storage> =
-            Arc::new(ThrottledStorage::with_clock(Arc::new(fs.clone()), model_link, clock.clone()));
+            Arc::new(ThrottledStorage::with_clock(Arc::new(fs.clone()), remote, clock.clone()));
         let options = || tiny_options(storage.clone(), 4);
         let mut db = Db::open("/db", options()).expect("open");
         let mut model = Model::new();
@@ -103,11 +104,11 @@ proptest! {
         prop_assert_eq!(&full_scan(&copy), &model, "checkpoint");
         copy.close().expect("close checkpoint");
 
-        // Every byte still stored was appended through the link (a linked
+        // Every byte still stored was appended through the channel (a linked
         // checkpoint file counts twice but was written once, so only the
         // database's own files are summed).
         let kept = stored_bytes(&fs, Path::new("/db"));
-        let at_least = StorageLinkModel::transfer_time(model_link.write_bytes_per_sec, kept);
-        prop_assert!(clock.now() >= at_least, "{:?} of link time for {} bytes", clock.now(), kept);
+        let at_least = RemoteStorageModel::transfer_time(remote.write_bytes_per_sec, kept);
+        prop_assert!(clock.now() >= at_least, "{:?} of channel time for {} bytes", clock.now(), kept);
     }
 }

@@ -5,7 +5,7 @@
 //!   exactly what survives a machine crash (only synced file data and synced
 //!   directory entries) and can inject I/O errors.
 //! - [`ThrottledStorage`]: wraps any backend and adds the latency and
-//!   bandwidth limits of a [`StorageLinkModel`], to emulate remote storage
+//!   bandwidth limits of a [`RemoteStorageModel`], to emulate remote storage
 //!   in experiments.
 //!
 //! Durability rules every caller relies on: data appended to a
@@ -15,14 +15,14 @@
 //! returns.
 
 mod fault;
-mod link_clock;
 mod local;
+mod throttle_clock;
 mod throttled;
 
 pub use fault::{FaultInjectingFs, FaultPlan};
-pub use link_clock::{LinkClock, SystemLinkClock, VirtualLinkClock};
 pub use local::LocalFs;
-pub use throttled::{StorageLinkModel, ThrottledStorage};
+pub use throttle_clock::{SystemThrottleClock, ThrottleClock, VirtualThrottleClock};
+pub use throttled::{RemoteStorageModel, ThrottledStorage};
 
 use std::path::Path;
 use std::sync::Arc;

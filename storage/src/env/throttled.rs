@@ -2,14 +2,14 @@
 //! storage (a network volume, a disaggregated storage pool), for
 //! experiments on one machine.
 //!
-//! Cost model ([`StorageLinkModel`]), chosen to match how remote volumes
-//! behave: bytes cross the link at a bounded rate, and every round trip
+//! Cost model ([`RemoteStorageModel`]), chosen to match how remote volumes
+//! behave: bytes cross the network at a bounded rate, and every round trip
 //! costs a fixed latency.
 //! - Reads and writes have separate bandwidths (network links and volume
 //!   limits are per direction). Each direction is a token bucket with no
 //!   stored burst: an operation's bytes reserve the direction from the later
 //!   of now and the end of the previous reservation, for
-//!   `bytes / bandwidth`, so the link never moves bytes faster than
+//!   `bytes / bandwidth`, so the channel never moves bytes faster than
 //!   configured, however operations are sized or interleaved across threads
 //!   and files.
 //! - A positional read pays one latency plus its bytes (a request and its
@@ -23,11 +23,12 @@
 //! - An operation pays before it runs, whether or not it then succeeds (a
 //!   refused request still made the round trip).
 //!
-//! One `ThrottledStorage` is one node's link: its clones, and every file
-//! opened through them, share its buckets. Give each emulated node its own.
+//! One `ThrottledStorage` is one node's channel to its storage: its clones,
+//! and every file opened through them, share its buckets. Give each
+//! emulated node its own.
 //!
-//! Time comes from a [`LinkClock`] (`link_clock.rs`): real waits, never
-//! shorter than computed, or virtual ones that only advance a counter.
+//! Time comes from a [`ThrottleClock`] (`throttle_clock.rs`): real waits,
+//! never shorter than computed, or virtual ones that only advance a counter.
 
 use std::fmt;
 use std::num::NonZeroU64;
@@ -37,24 +38,26 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{FileLock, LinkClock, RandomAccessFile, Storage, SystemLinkClock, WritableFile};
+use super::{
+    FileLock, RandomAccessFile, Storage, SystemThrottleClock, ThrottleClock, WritableFile,
+};
 use crate::error::Result;
 
 /// Latency and bandwidths of emulated remote storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StorageLinkModel {
+pub struct RemoteStorageModel {
     /// Paid once by every round trip (a read, a `sync`, a namespace
     /// operation).
     pub latency: Duration,
-    /// Bytes per second read across the link; `None` = unlimited.
+    /// Bytes per second read across the channel; `None` = unlimited.
     pub read_bytes_per_sec: Option<NonZeroU64>,
-    /// Bytes per second written across the link; `None` = unlimited.
+    /// Bytes per second written across the channel; `None` = unlimited.
     pub write_bytes_per_sec: Option<NonZeroU64>,
 }
 
-impl StorageLinkModel {
+impl RemoteStorageModel {
     /// No added cost.
-    pub const UNLIMITED: StorageLinkModel = StorageLinkModel {
+    pub const UNLIMITED: RemoteStorageModel = RemoteStorageModel {
         latency: Duration::ZERO,
         read_bytes_per_sec: None,
         write_bytes_per_sec: None,
@@ -73,7 +76,7 @@ impl StorageLinkModel {
     }
 }
 
-impl fmt::Display for StorageLinkModel {
+impl fmt::Display for RemoteStorageModel {
     /// As reported with benchmark results: `latency 500µs, read 125.0 MB/s,
     /// write unlimited`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,30 +93,30 @@ impl fmt::Display for StorageLinkModel {
     }
 }
 
-/// A [`Storage`] that pays a [`StorageLinkModel`]'s costs before forwarding
+/// A [`Storage`] that pays a [`RemoteStorageModel`]'s costs before forwarding
 /// each operation to the storage it wraps. Data and errors pass through
 /// unchanged.
 #[derive(Clone, Debug)]
 pub struct ThrottledStorage {
     inner: Arc<dyn Storage>,
-    link: Arc<Link>,
+    channel: Arc<Channel>,
 }
 
 impl ThrottledStorage {
-    /// Wrap `inner` with its own link of `model`, waiting in real time.
-    pub fn new(inner: Arc<dyn Storage>, model: StorageLinkModel) -> Self {
-        Self::with_clock(inner, model, Arc::new(SystemLinkClock::new()))
+    /// Wrap `inner` with its own channel of `model`, waiting in real time.
+    pub fn new(inner: Arc<dyn Storage>, model: RemoteStorageModel) -> Self {
+        Self::with_clock(inner, model, Arc::new(SystemThrottleClock::new()))
     }
 
-    /// Wrap `inner` with its own link of `model`, timed by `clock`.
+    /// Wrap `inner` with its own channel of `model`, timed by `clock`.
     pub fn with_clock(
         inner: Arc<dyn Storage>,
-        model: StorageLinkModel,
-        clock: Arc<dyn LinkClock>,
+        model: RemoteStorageModel,
+        clock: Arc<dyn ThrottleClock>,
     ) -> Self {
         ThrottledStorage {
             inner,
-            link: Arc::new(Link {
+            channel: Arc::new(Channel {
                 model,
                 clock,
                 read_free_at: Mutex::new(Duration::ZERO),
@@ -123,12 +126,12 @@ impl ThrottledStorage {
     }
 }
 
-/// One node's link to its storage: the model, the clock and, per
+/// One node's channel to its storage: the model, the clock and, per
 /// direction, when the bytes reserved so far finish crossing.
 #[derive(Debug)]
-struct Link {
-    model: StorageLinkModel,
-    clock: Arc<dyn LinkClock>,
+struct Channel {
+    model: RemoteStorageModel,
+    clock: Arc<dyn ThrottleClock>,
     read_free_at: Mutex<Duration>,
     write_free_at: Mutex<Duration>,
 }
@@ -139,7 +142,7 @@ enum Direction {
     Write,
 }
 
-impl Link {
+impl Channel {
     /// Reserve `direction` for `bytes`, add one latency if `round_trip`, and
     /// wait until both are paid.
     fn pay(&self, direction: Direction, bytes: u64, round_trip: bool) {
@@ -150,7 +153,7 @@ impl Link {
         let transferred = {
             let mut free_at = free_at.lock();
             let start = (*free_at).max(self.clock.now());
-            *free_at = start + StorageLinkModel::transfer_time(rate, bytes);
+            *free_at = start + RemoteStorageModel::transfer_time(rate, bytes);
             *free_at
         };
         let latency = if round_trip {
@@ -169,75 +172,75 @@ impl Link {
 
 impl Storage for ThrottledStorage {
     fn create(&self, path: &Path) -> Result<Box<dyn WritableFile>> {
-        self.link.round_trip();
+        self.channel.round_trip();
         Ok(Box::new(ThrottledWritable {
             inner: self.inner.create(path)?,
-            link: self.link.clone(),
+            channel: self.channel.clone(),
         }))
     }
 
     fn open(&self, path: &Path) -> Result<Arc<dyn RandomAccessFile>> {
-        self.link.round_trip();
+        self.channel.round_trip();
         Ok(Arc::new(ThrottledRandomAccess {
             inner: self.inner.open(path)?,
-            link: self.link.clone(),
+            channel: self.channel.clone(),
         }))
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<String>> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.list(dir)
     }
 
     fn delete(&self, path: &Path) -> Result<()> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.delete(path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.rename(from, to)
     }
 
     fn link(&self, from: &Path, to: &Path) -> Result<()> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.link(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.sync_dir(dir)
     }
 
     fn create_dir_all(&self, dir: &Path) -> Result<()> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.create_dir_all(dir)
     }
 
     fn exists(&self, path: &Path) -> bool {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.exists(path)
     }
 
     fn file_size(&self, path: &Path) -> Result<u64> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.file_size(path)
     }
 
     fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.lock(path)
     }
 }
 
 struct ThrottledWritable {
     inner: Box<dyn WritableFile>,
-    link: Arc<Link>,
+    channel: Arc<Channel>,
 }
 
 impl WritableFile for ThrottledWritable {
     fn append(&mut self, data: &[u8]) -> Result<()> {
-        self.link.pay(Direction::Write, data.len() as u64, false);
+        self.channel.pay(Direction::Write, data.len() as u64, false);
         self.inner.append(data)
     }
 
@@ -246,7 +249,7 @@ impl WritableFile for ThrottledWritable {
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.link.round_trip();
+        self.channel.round_trip();
         self.inner.sync()
     }
 
@@ -257,12 +260,12 @@ impl WritableFile for ThrottledWritable {
 
 struct ThrottledRandomAccess {
     inner: Arc<dyn RandomAccessFile>,
-    link: Arc<Link>,
+    channel: Arc<Channel>,
 }
 
 impl RandomAccessFile for ThrottledRandomAccess {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.link.pay(Direction::Read, buf.len() as u64, true);
+        self.channel.pay(Direction::Read, buf.len() as u64, true);
         self.inner.read_exact_at(offset, buf)
     }
 
@@ -283,7 +286,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::env::{FaultInjectingFs, VirtualLinkClock};
+    use crate::env::{FaultInjectingFs, VirtualThrottleClock};
 
     fn rate(bytes_per_sec: u64) -> Option<NonZeroU64> {
         NonZeroU64::new(bytes_per_sec)
@@ -291,7 +294,7 @@ mod tests {
 
     #[test]
     fn transfer_time_rounds_up_and_unlimited_is_free() {
-        let t = StorageLinkModel::transfer_time;
+        let t = RemoteStorageModel::transfer_time;
         assert_eq!(t(rate(3), 3), Duration::from_secs(1));
         assert_eq!(t(rate(3), 1), Duration::from_nanos(333_333_334));
         assert_eq!(t(rate(1_000_000), 5), Duration::from_micros(5));
@@ -301,10 +304,10 @@ mod tests {
 
     #[test]
     fn a_model_prints_its_condition() {
-        let model = StorageLinkModel {
+        let model = RemoteStorageModel {
             latency: Duration::from_micros(500),
             read_bytes_per_sec: rate(125_000_000),
-            ..StorageLinkModel::UNLIMITED
+            ..RemoteStorageModel::UNLIMITED
         };
         assert_eq!(
             model.to_string(),
@@ -313,7 +316,7 @@ mod tests {
     }
 
     /// Reads through clones and separate handles on several threads draw on
-    /// one read bucket: with no latency, the link is busy for exactly the
+    /// one read bucket: with no latency, the channel is busy for exactly the
     /// sum of their transfer times, in whatever order they ran.
     #[test]
     fn threads_reading_through_clones_share_one_read_bandwidth() {
@@ -323,8 +326,8 @@ mod tests {
         let mut f = fs.create(&dir.join("f")).unwrap();
         f.append(&[7u8; 1000]).unwrap();
         drop(f);
-        let clock = Arc::new(VirtualLinkClock::new());
-        let model = StorageLinkModel {
+        let clock = Arc::new(VirtualThrottleClock::new());
+        let model = RemoteStorageModel {
             latency: Duration::ZERO,
             read_bytes_per_sec: rate(1_000_000),
             write_bytes_per_sec: None,
@@ -483,15 +486,16 @@ mod tests {
 
         /// What `op` costs under `model`, by the module's cost table; asked
         /// before `op` runs (its cost depends only on the handles held).
-        fn cost(&self, op: &FileOp, model: &StorageLinkModel) -> Duration {
+        fn cost(&self, op: &FileOp, model: &RemoteStorageModel) -> Duration {
             let latency = model.latency;
             match *op {
                 FileOp::Append(i, len) if self.writers.contains_key(&i) => {
-                    StorageLinkModel::transfer_time(model.write_bytes_per_sec, len as u64)
+                    RemoteStorageModel::transfer_time(model.write_bytes_per_sec, len as u64)
                 }
                 FileOp::Sync(i) if self.writers.contains_key(&i) => latency,
                 FileOp::ReadAt(i, _, len) if self.readers.contains_key(&i) => {
-                    latency + StorageLinkModel::transfer_time(model.read_bytes_per_sec, len as u64)
+                    latency
+                        + RemoteStorageModel::transfer_time(model.read_bytes_per_sec, len as u64)
                 }
                 FileOp::Append(..)
                 | FileOp::Sync(_)
@@ -512,9 +516,9 @@ mod tests {
         }
     }
 
-    fn link_model() -> impl Strategy<Value = StorageLinkModel> {
+    fn remote_model() -> impl Strategy<Value = RemoteStorageModel> {
         let rate = prop::option::of(1..2_000_000_000u64).prop_map(|r| r.and_then(NonZeroU64::new));
-        (0..2_000_000u64, rate.clone(), rate).prop_map(|(nanos, read, write)| StorageLinkModel {
+        (0..2_000_000u64, rate.clone(), rate).prop_map(|(nanos, read, write)| RemoteStorageModel {
             latency: Duration::from_nanos(nanos),
             read_bytes_per_sec: read,
             write_bytes_per_sec: write,
@@ -524,17 +528,17 @@ mod tests {
     proptest! {
         /// Any sequence of file operations answers exactly as on the bare
         /// storage (data, sizes, names, errors), and, run from one thread,
-        /// makes the link wait exactly the sum of the operations' costs.
+        /// makes the channel wait exactly the sum of the operations' costs.
         #[test]
         fn throttled_storage_answers_like_its_inner_storage_and_charges_each_operation(
             ops in prop::collection::vec(file_op(), 1..120),
-            model in link_model(),
+            model in remote_model(),
         ) {
             let bare_fs = FaultInjectingFs::new();
             let inner_fs = FaultInjectingFs::new();
             bare_fs.create_dir_all(Path::new("/d")).unwrap();
             inner_fs.create_dir_all(Path::new("/d")).unwrap();
-            let clock = Arc::new(VirtualLinkClock::new());
+            let clock = Arc::new(VirtualThrottleClock::new());
             let throttled = ThrottledStorage::with_clock(Arc::new(inner_fs), model, clock.clone());
             let mut bare = Side::new(Arc::new(bare_fs));
             let mut under_test = Side::new(Arc::new(throttled));

@@ -1,14 +1,14 @@
 //! The time a [`super::ThrottledStorage`] waits on: real
-//! ([`SystemLinkClock`]) or virtual ([`VirtualLinkClock`], for tests and
-//! simulators that check what a run paid without waiting for it).
+//! ([`SystemThrottleClock`]) or virtual ([`VirtualThrottleClock`], for
+//! tests and simulators that check what a run paid without waiting for it).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The time a [`super::ThrottledStorage`] reads and waits on, as an offset from
-/// the clock's own origin.
-pub trait LinkClock: Send + Sync + fmt::Debug {
+/// The time a [`super::ThrottledStorage`] reads and waits on, as an offset
+/// from the clock's own origin.
+pub trait ThrottleClock: Send + Sync + fmt::Debug {
     /// Time since the clock's origin.
     fn now(&self) -> Duration;
     /// Return no earlier than `deadline` (an offset from the origin).
@@ -17,31 +17,31 @@ pub trait LinkClock: Send + Sync + fmt::Debug {
 
 /// Real time: waits block the calling thread.
 #[derive(Debug)]
-pub struct SystemLinkClock {
+pub struct SystemThrottleClock {
     origin: Instant,
 }
 
-impl SystemLinkClock {
+impl SystemThrottleClock {
     pub fn new() -> Self {
-        SystemLinkClock {
+        SystemThrottleClock {
             origin: Instant::now(),
         }
     }
 }
 
-impl Default for SystemLinkClock {
+impl Default for SystemThrottleClock {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl LinkClock for SystemLinkClock {
+impl ThrottleClock for SystemThrottleClock {
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
 
     /// Sleep while the deadline is far; spin the last stretch, because a
-    /// sleep overshoots by tens of microseconds, as much as a fast link's
+    /// sleep overshoots by tens of microseconds, as much as a fast network's
     /// whole latency.
     fn wait_until(&self, deadline: Duration) {
         const SPIN: Duration = Duration::from_micros(100);
@@ -61,20 +61,20 @@ impl LinkClock for SystemLinkClock {
 }
 
 /// Virtual time: waiting moves the clock to the deadline at once, so the
-/// clock reads the total time the link would have made its users wait
+/// clock reads the total time the channel would have made its users wait
 /// (for one thread at a time: the sum of its waits).
 #[derive(Debug, Default)]
-pub struct VirtualLinkClock {
+pub struct VirtualThrottleClock {
     now_nanos: AtomicU64,
 }
 
-impl VirtualLinkClock {
+impl VirtualThrottleClock {
     pub fn new() -> Self {
         Self::default()
     }
 }
 
-impl LinkClock for VirtualLinkClock {
+impl ThrottleClock for VirtualThrottleClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.now_nanos.load(Ordering::SeqCst))
     }
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn the_system_clock_never_returns_before_the_deadline() {
-        let clock = SystemLinkClock::new();
+        let clock = SystemThrottleClock::new();
         for wait in [
             Duration::ZERO,
             Duration::from_micros(30),
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn waiting_on_virtual_time_moves_it_forward_only() {
-        let clock = VirtualLinkClock::new();
+        let clock = VirtualThrottleClock::new();
         clock.wait_until(Duration::from_millis(5));
         assert_eq!(clock.now(), Duration::from_millis(5));
         clock.wait_until(Duration::from_millis(2));
