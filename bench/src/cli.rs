@@ -106,10 +106,11 @@ pub fn run(cli: Cli) -> Result<()> {
         None => ConfigFile::default(),
     };
     let show_progress = std::io::stdout().is_terminal();
-    let environment = Environment::detect();
+    let mut environment = Environment::detect();
     let (configuration, outcome) = match cli.command {
         Command::Dbbench { engine, bench } => {
             let engine = engine.over(config.engine).resolve("o3-dbbench")?;
+            environment.emulated_conditions = engine.emulated_conditions();
             let bench = bench.over(config.dbbench).resolve()?;
             let configuration = to_json(&Effective {
                 engine: &engine,
@@ -123,6 +124,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Ycsb { engine, workload } => {
             let engine = engine.over(config.engine).resolve("o3-ycsb")?;
+            environment.emulated_conditions = engine.emulated_conditions();
             let workload = workload.over(config.ycsb).resolve()?;
             let configuration = to_json(&Effective {
                 engine: &engine,

@@ -1,10 +1,14 @@
 //! Engine settings shared by every workload: the flags (db_bench's names),
 //! their resolved values, and opening the database they describe.
 
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use o3_compute::{Db, DbOptions};
+use o3_storage::env::{LocalFs, RemoteStorageModel, ThrottledStorage};
 use o3_storage::options::Compression;
 use o3_storage::sst::CacheAdmission;
 use serde::{Deserialize, Serialize};
@@ -63,6 +67,18 @@ pub struct EngineArgs {
     /// (default one-leveling).
     #[arg(long)]
     pub compaction: Option<String>,
+    /// Emulated remote storage: latency in microseconds added to every
+    /// read, sync and file-system operation (default 0).
+    #[arg(long)]
+    pub storage_latency_us: Option<u64>,
+    /// Emulated remote storage: read bandwidth in bytes per second
+    /// (default 0, unlimited).
+    #[arg(long)]
+    pub storage_read_bytes_per_sec: Option<u64>,
+    /// Emulated remote storage: write bandwidth in bytes per second
+    /// (default 0, unlimited).
+    #[arg(long)]
+    pub storage_write_bytes_per_sec: Option<u64>,
 }
 
 impl EngineArgs {
@@ -80,6 +96,13 @@ impl EngineArgs {
             disable_wal: self.disable_wal.or(base.disable_wal),
             max_background_jobs: self.max_background_jobs.or(base.max_background_jobs),
             compaction: self.compaction.or(base.compaction),
+            storage_latency_us: self.storage_latency_us.or(base.storage_latency_us),
+            storage_read_bytes_per_sec: self
+                .storage_read_bytes_per_sec
+                .or(base.storage_read_bytes_per_sec),
+            storage_write_bytes_per_sec: self
+                .storage_write_bytes_per_sec
+                .or(base.storage_write_bytes_per_sec),
         }
     }
 
@@ -120,6 +143,9 @@ impl EngineArgs {
             max_background_jobs: self.max_background_jobs.unwrap_or(d.max_background_jobs),
             compaction_spec,
             compaction,
+            storage_latency_us: self.storage_latency_us.unwrap_or(0),
+            storage_read_bytes_per_sec: self.storage_read_bytes_per_sec.unwrap_or(0),
+            storage_write_bytes_per_sec: self.storage_write_bytes_per_sec.unwrap_or(0),
         };
         config
             .db_options()
@@ -148,9 +174,33 @@ pub struct EngineConfig {
     pub compaction_spec: String,
     #[serde(skip)]
     pub compaction: o3_storage::compaction::CompactionOptions,
+    /// Emulated remote storage ([`EngineConfig::remote_storage`]); 0 = none.
+    pub storage_latency_us: u64,
+    pub storage_read_bytes_per_sec: u64,
+    pub storage_write_bytes_per_sec: u64,
 }
 
 impl EngineConfig {
+    /// The emulated remote storage the `--storage_*` flags describe, or
+    /// `None` when they add nothing (the database is on the local file
+    /// system as is).
+    pub fn remote_storage(&self) -> Option<RemoteStorageModel> {
+        let model = RemoteStorageModel {
+            latency: Duration::from_micros(self.storage_latency_us),
+            read_bytes_per_sec: NonZeroU64::new(self.storage_read_bytes_per_sec),
+            write_bytes_per_sec: NonZeroU64::new(self.storage_write_bytes_per_sec),
+        };
+        (model != RemoteStorageModel::UNLIMITED).then_some(model)
+    }
+
+    /// The conditions to report with the results.
+    pub fn emulated_conditions(&self) -> String {
+        match self.remote_storage() {
+            Some(model) => format!("remote storage ({model})"),
+            None => "none".to_string(),
+        }
+    }
+
     /// Engine options: the defaults with these settings applied. The
     /// unflushed-memory limit is raised with the write buffer, so a large
     /// buffer is not refused.
@@ -169,6 +219,10 @@ impl EngineConfig {
         o.table.bloom_bits_per_key = self.bloom_bits;
         o.table.compression = self.compression;
         o.table.block_size = self.block_size;
+        // Each database opened gets its own channel: one node's storage.
+        if let Some(model) = self.remote_storage() {
+            o.storage = Arc::new(ThrottledStorage::new(Arc::new(LocalFs::new()), model));
+        }
         o
     }
 
@@ -212,4 +266,52 @@ pub(crate) fn small_test_engine(dir: &std::path::Path) -> EngineConfig {
     }
     .resolve("unused")
     .expect("test engine configuration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_flags_put_the_database_on_throttled_storage() {
+        let engine = EngineArgs {
+            storage_latency_us: Some(250),
+            storage_read_bytes_per_sec: Some(100_000_000),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap();
+        assert_eq!(
+            engine.remote_storage(),
+            Some(RemoteStorageModel {
+                latency: Duration::from_micros(250),
+                read_bytes_per_sec: NonZeroU64::new(100_000_000),
+                write_bytes_per_sec: None,
+            })
+        );
+        assert_eq!(
+            engine.emulated_conditions(),
+            "remote storage (latency 250µs, read 100.0 MB/s, write unlimited)"
+        );
+        let storage = format!("{:?}", engine.db_options().storage);
+        assert!(storage.starts_with("ThrottledStorage"), "{storage}");
+    }
+
+    #[test]
+    fn without_storage_flags_or_with_zeros_the_database_is_local() {
+        for args in [
+            EngineArgs::default(),
+            EngineArgs {
+                storage_latency_us: Some(0),
+                storage_read_bytes_per_sec: Some(0),
+                storage_write_bytes_per_sec: Some(0),
+                ..Default::default()
+            },
+        ] {
+            let engine = args.resolve("unused").unwrap();
+            assert_eq!(engine.remote_storage(), None);
+            assert_eq!(engine.emulated_conditions(), "none");
+            assert_eq!(format!("{:?}", engine.db_options().storage), "LocalFs");
+        }
+    }
 }

@@ -184,6 +184,45 @@ fn dbbench_config_flags_json_and_plots() {
     assert_eq!(svgs, 6, "timeline and CDF per benchmark");
 }
 
+/// The `--storage_*` flags (and the config file's `[engine]` keys) run the
+/// database on emulated remote storage, and the report names the condition.
+#[test]
+fn emulated_remote_storage_from_flags_and_config_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let c = write_file(
+        dir.path(),
+        "bench.toml",
+        &format!(
+            "[engine]\ndb = \"{}\"\nstorage_latency_us = 20\n",
+            db.display()
+        ),
+    );
+    let json = dir.path().join("report.json");
+    let stdout = o3_bench_ok(&[
+        "--config",
+        c.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "dbbench",
+        "--num=300",
+        "--benchmarks=fillrandom,readrandom",
+        "--storage_write_bytes_per_sec=50000000",
+    ]);
+    let condition = "remote storage (latency 20µs, read unlimited, write 50.0 MB/s)";
+    assert!(
+        stdout.contains(&format!("emulated conditions: {condition}")),
+        "{stdout}"
+    );
+    let report = read_json(&json);
+    assert_eq!(report["environment"]["emulated_conditions"], condition);
+    let engine = &report["configuration"]["engine"];
+    assert_eq!(engine["storage_latency_us"], 20);
+    assert_eq!(engine["storage_read_bytes_per_sec"], 0);
+    assert_eq!(engine["storage_write_bytes_per_sec"], 50_000_000);
+    assert_eq!(report["phases"][1]["ops"], 300);
+}
+
 #[test]
 fn compaction_strategy_is_chosen_by_name_from_flags_and_config() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@
 //! - iterators: [`iterator::InternalIterator`], [`iter::MergingIterator`],
 //!   [`iter::UserIterator`];
 //! - storage backends: [`env::Storage`], [`env::LocalFs`],
-//!   [`env::FaultInjectingFs`].
+//!   [`env::FaultInjectingFs`], [`env::ThrottledStorage`].
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

@@ -13,8 +13,9 @@ pub struct Environment {
     pub cpu_model: Option<String>,
     pub os: &'static str,
     pub arch: &'static str,
-    /// Injected latency or bandwidth limits; none exist yet.
-    pub emulated_conditions: &'static str,
+    /// Injected latency or bandwidth limits (`none`, or the emulated
+    /// remote storage the engine flags ask for).
+    pub emulated_conditions: String,
 }
 
 impl Environment {
@@ -32,7 +33,7 @@ impl Environment {
             cpu_model: cpu_model(),
             os: std::env::consts::OS,
             arch: std::env::consts::ARCH,
-            emulated_conditions: "none",
+            emulated_conditions: "none".to_string(),
         }
     }
 

@@ -4,6 +4,9 @@
 //! - [`FaultInjectingFs`]: an in-memory file system for tests that models
 //!   exactly what survives a machine crash (only synced file data and synced
 //!   directory entries) and can inject I/O errors.
+//! - [`ThrottledStorage`]: wraps any backend and adds the latency and
+//!   bandwidth limits of a [`RemoteStorageModel`], to emulate remote storage
+//!   in experiments.
 //!
 //! Durability rules every caller relies on: data appended to a
 //! [`WritableFile`] survives a *process* crash once `flush` returns, and a
@@ -13,9 +16,13 @@
 
 mod fault;
 mod local;
+mod throttle_clock;
+mod throttled;
 
 pub use fault::{FaultInjectingFs, FaultPlan};
 pub use local::LocalFs;
+pub use throttle_clock::{SystemThrottleClock, ThrottleClock, VirtualThrottleClock};
+pub use throttled::{RemoteStorageModel, ThrottledStorage};
 
 use std::path::Path;
 use std::sync::Arc;
