@@ -20,7 +20,7 @@
 //! - [`MemoryNode`] (`node.rs`): all of the above behind one `Send + Sync`
 //!   handle, every call on behalf of an [`OwnerId`], with typed [`Error`]s.
 //!
-//! Still to come (issue 12): the gRPC control plane (register/lease,
+//! Still to come: the gRPC control plane (register/lease,
 //! allocate, publish, release, stats, lease expiry calling
 //! [`MemoryNode::release_all`]), the data plane over `o3-transport`
 //! (one-sided writes into regions, delegated reads with [`wire`]), the
