@@ -6,7 +6,10 @@
 
 use std::error::Error;
 
-const PROTOS: &[&str] = &["proto/o3/health/v1/health.proto"];
+const PROTOS: &[&str] = &[
+    "proto/o3/health/v1/health.proto",
+    "proto/o3/memnode/v1/memnode.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=proto");

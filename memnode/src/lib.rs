@@ -20,24 +20,39 @@
 //! - [`MemoryNode`] (`node.rs`): all of the above behind one `Send + Sync`
 //!   handle, every call on behalf of an [`OwnerId`], with typed [`Error`]s.
 //!
-//! Still to come: the gRPC control plane (register/lease,
-//! allocate, publish, release, stats, lease expiry calling
-//! [`MemoryNode::release_all`]), the data plane over `o3-transport`
-//! (one-sided writes into regions, delegated reads with [`wire`]), the
-//! `o3-memnode` binary, and the compute side that offloads sealed memtables
-//! and reads through them.
+//!
+//! Around the core, the control plane and the binary:
+//!
+//! - [`ControlService`] (`control.rs`): the gRPC service
+//!   `o3.memnode.v1.MemoryNode` (register, heartbeat, allocate, publish,
+//!   release, stats), core errors mapped to gRPC statuses by [`status_of`];
+//! - [`Leases`] (`lease.rs`): leases with a TTL; expired owners' regions are
+//!   reclaimed with [`MemoryNode::release_all`];
+//! - [`server::serve`]: the service behind the cluster-token check, with the
+//!   lease reaper, until shutdown;
+//! - [`config`]: the `o3-memnode` binary's TOML file and flags.
+//!
+//! Still to come: the data plane over `o3-transport` (one-sided writes into
+//! regions, delegated reads with [`wire`]) and the compute side that offloads
+//! sealed memtables and reads through them.
 
+pub mod config;
+mod control;
 mod error;
 mod free_list;
 mod images;
+mod lease;
 mod lookup;
 mod node;
 mod pool;
+pub mod server;
 pub mod wire;
 
+pub use control::{ControlService, status_of};
 pub use error::{Error, Result};
 pub use free_list::ALIGN;
 pub use images::{ImageId, ImageMeta};
+pub use lease::{LeaseError, LeaseInfo, LeaseSecret, Leases};
 pub use lookup::{
     Direction, Found, GetRequest, GetResponse, KeyLookup, ScanEntry, ScanRequest, ScanResponse,
 };

@@ -34,4 +34,13 @@ pub mod proto {
             tonic::include_proto!("o3.health.v1");
         }
     }
+
+    /// `o3.memnode.v1`: the memory node's leases, regions and images.
+    pub mod memnode {
+        /// Version 1 of the memory node's control plane.
+        #[allow(clippy::all, clippy::pedantic, missing_docs)]
+        pub mod v1 {
+            tonic::include_proto!("o3.memnode.v1");
+        }
+    }
 }

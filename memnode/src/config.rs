@@ -1,0 +1,391 @@
+//! The `o3-memnode` binary's configuration: a TOML file (`--config`) whose
+//! keys the command-line flags override.
+//!
+//! Keys (all optional in the file; `token_file` must come from one of them):
+//!
+//! | key          | flag            | default          | example          |
+//! |--------------|-----------------|------------------|------------------|
+//! | `listen`     | `--listen`      | `127.0.0.1:7380` | `0.0.0.0:7380`   |
+//! | `pool_size`  | `--pool-size`   | `1GiB`           | `8GiB`, `64MiB`  |
+//! | `lease_ttl`  | `--lease-ttl`   | `10s`            | `500ms`, `2m`    |
+//! | `token_file` | `--token-file`  | —                | `/etc/o3/token`  |
+//! | `shutdown_grace` | `--shutdown-grace` | `5s`       | `30s`            |
+//!
+//! Sizes are a number with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB`
+//! (powers of 1024); durations a number with a unit `ms`, `s`, `m`, `h`.
+//! Unknown keys are errors, so a misspelt key is never silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use o3_transport::control::ClusterToken;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7380";
+pub const DEFAULT_POOL_SIZE: &str = "1GiB";
+pub const DEFAULT_LEASE_TTL: &str = "10s";
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "5s";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}{location}: {message}")]
+    ParseConfig {
+        path: PathBuf,
+        location: String,
+        message: String,
+    },
+    #[error("invalid {key} {value:?}: {reason}")]
+    InvalidValue {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("no token file: set token_file in the config file or pass --token-file")]
+    MissingTokenFile,
+    #[error("cannot read token file {path}: {source}")]
+    ReadToken {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token file {path}: {reason}")]
+    BadToken { path: PathBuf, reason: String },
+}
+
+/// The settings as the file or the flags spell them, before parsing.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub pool_size: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub shutdown_grace: Option<String>,
+}
+
+impl RawConfig {
+    /// Parses the TOML text of the config file at `path`.
+    pub fn from_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let location = e.span().map_or(String::new(), |span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!(" line {line}")
+            });
+            ConfigError::ParseConfig {
+                path: path.to_owned(),
+                location,
+                // toml's message can span lines; the error must be one.
+                message: e.message().replace('\n', " ").trim().to_owned(),
+            }
+        })
+    }
+
+    /// Reads and parses the config file at `path`.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        RawConfig::from_toml(path, &text)
+    }
+
+    /// `self` with every setting `flags` has replaced by the flag's.
+    pub fn overridden_by(self, flags: RawConfig) -> RawConfig {
+        RawConfig {
+            listen: flags.listen.or(self.listen),
+            pool_size: flags.pool_size.or(self.pool_size),
+            lease_ttl: flags.lease_ttl.or(self.lease_ttl),
+            token_file: flags.token_file.or(self.token_file),
+            shutdown_grace: flags.shutdown_grace.or(self.shutdown_grace),
+        }
+    }
+
+    /// Parses every setting, filling in defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let listen = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::InvalidValue {
+                key: "listen",
+                value: listen.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let pool_size = parse_size(
+            "pool_size",
+            self.pool_size.as_deref().unwrap_or(DEFAULT_POOL_SIZE),
+        )?;
+        if pool_size == 0 {
+            return Err(invalid("pool_size", "0", "the pool cannot be empty"));
+        }
+        let lease_ttl = parse_duration(
+            "lease_ttl",
+            self.lease_ttl.as_deref().unwrap_or(DEFAULT_LEASE_TTL),
+        )?;
+        if lease_ttl.is_zero() {
+            return Err(invalid("lease_ttl", "0", "a lease must last"));
+        }
+        let shutdown_grace = parse_duration(
+            "shutdown_grace",
+            self.shutdown_grace
+                .as_deref()
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        )?;
+        let token_file = self.token_file.ok_or(ConfigError::MissingTokenFile)?;
+        Ok(Config {
+            listen,
+            pool_size,
+            lease_ttl,
+            token_file,
+            shutdown_grace,
+        })
+    }
+}
+
+/// A complete, parsed configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub pool_size: u64,
+    pub lease_ttl: Duration,
+    pub token_file: PathBuf,
+    /// How long calls in flight may run on after SIGINT or SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The cluster token in `token_file` (surrounding whitespace, such as a
+    /// trailing newline, is not part of it).
+    pub fn read_token(&self) -> Result<ClusterToken, ConfigError> {
+        let path = &self.token_file;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadToken {
+            path: path.clone(),
+            source,
+        })?;
+        ClusterToken::new(text.trim()).map_err(|e| ConfigError::BadToken {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Splits `text` into its leading decimal number and the unit after it.
+fn number_and_unit<'t>(key: &'static str, text: &'t str) -> Result<(u64, &'t str), ConfigError> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let number = trimmed[..digits]
+        .parse::<u64>()
+        .map_err(|_| invalid(key, text, "expected a whole number followed by a unit"))?;
+    Ok((number, trimmed[digits..].trim()))
+}
+
+/// A byte size such as `8GiB`, `64MiB`, `4096` or `4096B`.
+pub fn parse_size(key: &'static str, text: &str) -> Result<u64, ConfigError> {
+    let (number, unit) = number_and_unit(key, text)?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => {
+            return Err(invalid(
+                key,
+                text,
+                "unknown unit (use B, KiB, MiB, GiB or TiB)",
+            ));
+        }
+    };
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| invalid(key, text, "too large"))
+}
+
+/// A duration such as `500ms`, `10s`, `2m` or `1h`.
+pub fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let (number, unit) = number_and_unit(key, text)?;
+    let seconds_per_unit = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "" => return Err(invalid(key, text, "missing unit (use ms, s, m or h)")),
+        _ => return Err(invalid(key, text, "unknown unit (use ms, s, m or h)")),
+    };
+    number
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| invalid(key, text, "too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        RawConfig::from_toml(Path::new("memnode.toml"), text)
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("k", "4096").unwrap(), 4096);
+        assert_eq!(parse_size("k", "4096B").unwrap(), 4096);
+        assert_eq!(parse_size("k", "64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("k", "8GiB").unwrap(), 8 << 30);
+        assert_eq!(parse_size("k", " 2 TiB ").unwrap(), 2 << 40);
+        for bad in [
+            "",
+            "GiB",
+            "8GB",
+            "8 gib",
+            "-1MiB",
+            "1.5GiB",
+            "99999999999TiB",
+        ] {
+            assert!(
+                matches!(
+                    parse_size("pool_size", bad),
+                    Err(ConfigError::InvalidValue {
+                        key: "pool_size",
+                        ..
+                    })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            parse_duration("k", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("k", "10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("k", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
+        for bad in ["10", "s", "10 sec", "1.5s", "-1s"] {
+            assert!(
+                parse_duration("lease_ttl", bad).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn file_values_resolve_and_flags_override_them() {
+        let file = parse(
+            "listen = \"127.0.0.1:9000\"\npool_size = \"64MiB\"\nlease_ttl = \"2s\"\ntoken_file = \"/t\"\n",
+        )
+        .unwrap();
+        let resolved = file.clone().resolve().unwrap();
+        assert_eq!(
+            resolved,
+            Config {
+                listen: "127.0.0.1:9000".parse().unwrap(),
+                pool_size: 64 << 20,
+                lease_ttl: Duration::from_secs(2),
+                token_file: PathBuf::from("/t"),
+                shutdown_grace: Duration::from_secs(5),
+            }
+        );
+        let flags = RawConfig {
+            pool_size: Some("8GiB".into()),
+            token_file: Some("/other".into()),
+            ..RawConfig::default()
+        };
+        let resolved = file.overridden_by(flags).resolve().unwrap();
+        assert_eq!(resolved.pool_size, 8 << 30);
+        assert_eq!(resolved.token_file, PathBuf::from("/other"));
+        assert_eq!(resolved.lease_ttl, Duration::from_secs(2));
+        assert_eq!(resolved.listen.port(), 9000);
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_the_token_file() {
+        assert!(matches!(
+            RawConfig::default().resolve(),
+            Err(ConfigError::MissingTokenFile)
+        ));
+        let resolved = parse("token_file = \"/t\"").unwrap().resolve().unwrap();
+        assert_eq!(resolved.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(resolved.pool_size, 1 << 30);
+        assert_eq!(resolved.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_files_are_one_line_errors_naming_the_problem() {
+        for (text, needle) in [
+            ("pool_sise = \"1GiB\"", "pool_sise"),
+            ("pool_size = 5", "string"),
+            ("listen = ", "line 1"),
+            ("token_file = \"/t\"\n[extra]\nx = 1", "extra"),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(!error.contains('\n'), "{text:?}: {error}");
+            assert!(error.contains(needle), "{text:?}: {error}");
+        }
+        for (text, key) in [
+            ("token_file = \"/t\"\nlisten = \"nowhere\"", "listen"),
+            ("token_file = \"/t\"\npool_size = \"0\"", "pool_size"),
+            ("token_file = \"/t\"\nlease_ttl = \"0s\"", "lease_ttl"),
+        ] {
+            let error = parse(text).unwrap().resolve().unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::InvalidValue { key: k, .. } if *k == key),
+                "{text:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_file_is_trimmed_and_must_hold_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |name: &str, contents: Option<&str>| {
+            let path = dir.path().join(name);
+            if let Some(contents) = contents {
+                std::fs::write(&path, contents).unwrap();
+            }
+            Config {
+                listen: DEFAULT_LISTEN.parse().unwrap(),
+                pool_size: 1 << 20,
+                lease_ttl: Duration::from_secs(1),
+                token_file: path,
+                shutdown_grace: Duration::from_secs(1),
+            }
+        };
+        assert!(config("good", Some("secret-1\n")).read_token().is_ok());
+        assert!(matches!(
+            config("missing", None).read_token(),
+            Err(ConfigError::ReadToken { .. })
+        ));
+        for (name, contents) in [("empty", ""), ("blank", " \n"), ("spaced", "a b")] {
+            assert!(
+                matches!(
+                    config(name, Some(contents)).read_token(),
+                    Err(ConfigError::BadToken { .. })
+                ),
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `o3-memnode`: a memory node process. It owns one pool of `--pool-size`
+//! bytes and serves the control plane (`o3.memnode.v1.MemoryNode`, guarded
+//! by the cluster token read from `--token-file`) on `--listen` until
+//! SIGINT or SIGTERM. Once it listens it prints `listening on ADDR` on
+//! stdout (the bound address, so `--listen 127.0.0.1:0` is usable). Bad
+//! input is one line on stderr and a non-zero exit. Settings: see
+//! `o3_memnode::config`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use o3_memnode::config::{ConfigError, RawConfig};
+use o3_memnode::{ControlService, MemoryNode};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(about = "Serve an o3 memory node", version)]
+struct Args {
+    /// TOML file with any of the keys below (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to serve the control plane on [default: 127.0.0.1:7380].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Bytes in the memory pool, e.g. 8GiB or 64MiB [default: 1GiB].
+    #[arg(long)]
+    pool_size: Option<String>,
+    /// How long a compute node's lease lasts without a heartbeat, e.g. 10s
+    /// [default: 10s].
+    #[arg(long)]
+    lease_ttl: Option<String>,
+    /// File holding the cluster token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// How long calls in flight may run on after SIGINT or SIGTERM
+    /// [default: 5s].
+    #[arg(long)]
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create a pool of {bytes} bytes: {source}")]
+    Pool {
+        bytes: u64,
+        #[source]
+        source: o3_memnode::Error,
+    },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch for {signal}: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot print the bound address: {0}")]
+    Announce(#[source] std::io::Error),
+    #[error("serving failed: {0}")]
+    Serve(String),
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // --help or --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("o3-memnode: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("o3-memnode: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), RunError> {
+    let file = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let flags = RawConfig {
+        listen: args.listen,
+        pool_size: args.pool_size,
+        lease_ttl: args.lease_ttl,
+        token_file: args.token_file,
+        shutdown_grace: args.shutdown_grace,
+    };
+    let config = file.overridden_by(flags).resolve()?;
+    let token = config.read_token()?;
+    let node = MemoryNode::with_capacity(config.pool_size).map_err(|source| RunError::Pool {
+        bytes: config.pool_size,
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| RunError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let shutdown = shutdown_signal()?;
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "listening on {bound}")
+            .and_then(|()| stdout.flush())
+            .map_err(RunError::Announce)?;
+        tracing::info!(
+            %bound,
+            pool_size = config.pool_size,
+            lease_ttl = ?config.lease_ttl,
+            "memory node serving"
+        );
+        let service = ControlService::new(Arc::new(node), config.lease_ttl);
+        o3_memnode::server::serve(listener, service, token, shutdown, config.shutdown_grace)
+            .await
+            .map_err(|e| RunError::Serve(describe(&e)))?;
+        tracing::info!("memory node stopped");
+        Ok(())
+    })
+}
+
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed
+/// before this returns, so a signal arriving after is never lost.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, RunError> {
+    let watch = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| RunError::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut interrupt = watch(SignalKind::interrupt(), "SIGINT")?;
+    let mut terminate = watch(SignalKind::terminate(), "SIGTERM")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
+}
+
+/// The error with its causes, on one line.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
