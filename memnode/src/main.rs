@@ -15,6 +15,7 @@ use std::sync::Arc;
 use clap::Parser;
 use o3_memnode::config::{ConfigError, RawConfig};
 use o3_memnode::{ControlService, MemoryNode};
+use o3_transport::control::describe_error;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -150,7 +151,7 @@ fn run(args: Args) -> Result<(), RunError> {
         let service = ControlService::new(Arc::new(node), config.lease_ttl);
         o3_memnode::server::serve(listener, service, token, shutdown, config.shutdown_grace)
             .await
-            .map_err(|e| RunError::Serve(describe(&e)))?;
+            .map_err(|e| RunError::Serve(describe_error(&e)))?;
         tracing::info!("memory node stopped");
         Ok(())
     })
@@ -174,16 +175,4 @@ fn shutdown_signal() -> Result<impl Future<Output = ()>, RunError> {
         };
         tracing::info!(signal = name, "shutting down");
     })
-}
-
-/// The error with its causes, on one line.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -98,7 +98,7 @@ pub async fn connect(endpoint: &str, options: &ConnectOptions) -> Result<Channel
         // outer one also bounds the HTTP/2 handshake with a silent peer.
         match tokio::time::timeout(options.connect_timeout, target.connect()).await {
             Ok(Ok(channel)) => return Ok(channel),
-            Ok(Err(e)) => last_error = describe(&e),
+            Ok(Err(e)) => last_error = describe_error(&e),
             Err(_) => last_error = format!("attempt timed out after {:?}", options.connect_timeout),
         }
         tracing::debug!(endpoint, attempt, error = %last_error, "control-plane connect failed");
@@ -111,9 +111,10 @@ pub async fn connect(endpoint: &str, options: &ConnectOptions) -> Result<Channel
     })
 }
 
-/// The error with its chain of causes, which is where tonic puts the reason
-/// (for example "Connection refused").
-fn describe(error: &dyn std::error::Error) -> String {
+/// The error with its chain of causes on one line, which is where tonic
+/// puts the reason (for example "Connection refused"); for one-line
+/// errors of the control-plane binaries too.
+pub fn describe_error(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

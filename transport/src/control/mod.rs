@@ -20,7 +20,7 @@ pub use auth::{
     AttachClusterToken, AuthenticatedChannel, CLUSTER_TOKEN_HEADER, ClusterToken,
     RequireClusterToken, authenticated,
 };
-pub use connect::{Backoff, ConnectOptions, connect};
+pub use connect::{Backoff, ConnectOptions, connect, describe_error};
 pub use error::ControlError;
 pub use health::HealthService;
 
