@@ -232,11 +232,8 @@ pub(crate) fn next_attempt(
         ClaimedWork::Flush { .. } => FLUSH_OUTPUTS,
         ClaimedWork::Compaction { job, .. } => job.file_numbers.end - job.file_numbers.start,
     };
-    let (attempt, lease) = (claim.token.attempt + 1, claim.lease);
+    let attempt = claim.token.attempt + 1;
     let numbers = reserve(engine, vs, count)?;
     let token = token(vs, job_id, attempt);
-    Ok(st
-        .jobs
-        .new_attempt(job_id, token, numbers, lease)
-        .map(|c| c.token))
+    Ok(st.jobs.new_attempt(job_id, token, numbers).map(|c| c.token))
 }

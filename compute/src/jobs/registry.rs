@@ -200,7 +200,6 @@ impl Registry {
         job_id: u64,
         token: JobToken,
         numbers: Range<u64>,
-        lease: Option<Duration>,
     ) -> Option<&mut Claim> {
         let claim = self.running.get_mut(&job_id)?;
         let old = std::mem::replace(&mut claim.reservation, numbers.clone());
@@ -208,7 +207,6 @@ impl Registry {
         claim.token = token;
         claim.work.set_attempt(token, numbers);
         claim.since = Instant::now();
-        claim.lease = lease;
         claim.in_flight = false;
         Some(claim)
     }
