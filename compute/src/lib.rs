@@ -64,6 +64,7 @@ mod jobs;
 mod key_range;
 mod level_iter;
 mod manual;
+mod offload;
 mod options;
 mod options_file;
 mod range_iter;
@@ -91,16 +92,18 @@ pub use range_iter::DbRange;
 
 // The types that fill in `DbOptions` and read `DbStats`, so an embedded user
 // needs no second dependency on `o3-storage`.
+pub use o3_memnode::client::{ImageStore, RemoteConfig, StoreConfig};
 pub use o3_storage::compaction::{
     CompactionOptions, FilePicker, Granularity, Layout, LeveledOptions, Preset, Trigger,
 };
 pub use o3_storage::env::{FileLock, LocalFs, RandomAccessFile, Storage, WritableFile};
 pub use o3_storage::options::{Compression, TableOptions};
 pub use o3_storage::sst::CacheAdmission;
+pub use offload::{MemoryNodeChoice, OffloadOptions};
 pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
-pub use stats::{DbStats, LevelStats, StallReason};
+pub use stats::{DbStats, LevelStats, OffloadStats, StallReason};
 
 /// The repository README's Rust example, compiled and run as a doctest
 /// (`cargo test -p o3-compute --doc`) so that it cannot drift from the API.

@@ -127,6 +127,8 @@ pub struct DbOptions {
     /// before it is given up: its inputs are released and its late result
     /// is rejected ([`crate::JobError::LeaseExpired`]).
     pub job_lease: std::time::Duration,
+    /// Ship sealed memtables to a memory node (`None`: keep them local).
+    pub offload: Option<crate::offload::OffloadOptions>,
 }
 
 impl Default for DbOptions {
@@ -156,6 +158,7 @@ impl Default for DbOptions {
             idle_compaction_after: Some(std::time::Duration::from_secs(1)),
             executor: None,
             job_lease: std::time::Duration::from_secs(600),
+            offload: None,
         }
     }
 }
@@ -215,6 +218,9 @@ impl DbOptions {
         }
         if self.shard_splits.len() >= u32::MAX as usize {
             return bad("shard_splits: too many split keys".to_string());
+        }
+        if let Some(offload) = &self.offload {
+            offload.validate()?;
         }
         self.table.validate()?;
         self.compaction.composition()?;

@@ -98,6 +98,48 @@ pub struct DbStats {
     /// several shards counts once per shard); they go once nothing they
     /// delete is left on disk.
     pub range_tombstones: u64,
+    /// Memtable offloading (all zero when it is off).
+    pub offload: OffloadStats,
+}
+
+/// What memtable offloading did since the database opened.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct OffloadStats {
+    /// Images shipped and published on the memory node.
+    pub images_shipped: u64,
+    pub bytes_shipped: u64,
+    /// Time spent shipping them (allocate, one-sided writes, publish), summed
+    /// over shipping threads.
+    pub shipping_micros: u64,
+    /// Images on the memory node now, and their bytes.
+    pub images_offloaded: u64,
+    pub bytes_offloaded: u64,
+    /// Sealed memtables that stayed local because the memory node had no
+    /// room or `max_offloaded_bytes` was reached.
+    pub refused_no_room: u64,
+    /// Shipping attempts that failed for another reason (the last reason is
+    /// in `last_error`).
+    pub ship_failures: u64,
+    /// Delegated `get` calls (one per memory node per lookup) and their
+    /// summed latency.
+    pub delegated_gets: u64,
+    pub delegated_get_micros: u64,
+    /// Offloaded images a lookup skipped thanks to their key range or bloom
+    /// filter.
+    pub filter_skips: u64,
+    /// Delegated `scan` batches and their summed latency.
+    pub delegated_scans: u64,
+    pub delegated_scan_micros: u64,
+    /// Bytes of offloaded images read back with one-sided reads (flushes).
+    pub read_back_bytes: u64,
+    /// Regions released after their flush was installed.
+    pub images_released: u64,
+    /// Times the memory node was found dead, unreachable or restarted.
+    pub memory_node_failures: u64,
+    /// Images rebuilt from the WAL after they were lost.
+    pub images_rebuilt: u64,
+    /// The last failure's message, if any.
+    pub last_error: Option<String>,
 }
 
 impl Counters {

@@ -36,6 +36,7 @@
 //! regions, delegated reads with [`wire`]) and the compute side that offloads
 //! sealed memtables and reads through them.
 
+pub mod client;
 pub mod config;
 mod control;
 mod error;
