@@ -12,6 +12,14 @@
 //! [ycsb]
 //! workload = "bench/workloads/workloada"
 //! properties = ["recordcount=100000"]
+//! [offload]
+//! offload = true
+//! max_local_sealed_memtables = 1
+//! link = "rdma-fabric"
+//! [offload_compare]
+//! burst_factor = 4.0
+//! [offload_lookup]
+//! num = 200000
 //! ```
 
 use std::io::IsTerminal;
@@ -23,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::dbbench::{self, DbBenchArgs};
 use crate::engine::EngineArgs;
 use crate::error::{BenchError, Result};
+use crate::offload::OffloadArgs;
+use crate::offload_compare::OffloadCompareArgs;
+use crate::offload_lookup::OffloadLookupArgs;
 use crate::report::{Environment, PhaseReport, Report};
 use crate::ycsb::{self, YcsbArgs};
 
@@ -30,7 +41,8 @@ use crate::ycsb::{self, YcsbArgs};
 #[derive(Debug, Parser)]
 #[command(name = "o3-bench", version, rename_all = "snake_case")]
 pub struct Cli {
-    /// TOML file with [engine], [dbbench] and [ycsb] tables; flags override it.
+    /// TOML file with [engine], [offload], [dbbench], [ycsb],
+    /// [offload_compare] and [offload_lookup] tables; flags override it.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Write the full report as JSON to this file.
@@ -50,6 +62,8 @@ pub enum Command {
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
+        offload: OffloadArgs,
+        #[command(flatten)]
         bench: DbBenchArgs,
     },
     /// YCSB core workload from a property file.
@@ -57,7 +71,29 @@ pub enum Command {
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
+        offload: OffloadArgs,
+        #[command(flatten)]
         workload: YcsbArgs,
+    },
+    /// Write burst of a few times the local memtable budget onto throttled
+    /// storage, without and then with memtable offloading.
+    OffloadCompare {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        offload: OffloadArgs,
+        #[command(flatten)]
+        compare: OffloadCompareArgs,
+    },
+    /// Point lookups that hit offloaded memtable images, next to the same
+    /// lookups in local memtables.
+    OffloadLookup {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        offload: OffloadArgs,
+        #[command(flatten)]
+        lookup: OffloadLookupArgs,
     },
     /// Compaction study: one workload under several strategies.
     Study(crate::study::StudyArgs),
@@ -68,8 +104,11 @@ pub enum Command {
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigFile {
     pub engine: EngineArgs,
+    pub offload: OffloadArgs,
     pub dbbench: DbBenchArgs,
     pub ycsb: YcsbArgs,
+    pub offload_compare: OffloadCompareArgs,
+    pub offload_lookup: OffloadLookupArgs,
 }
 
 impl ConfigFile {
@@ -107,9 +146,20 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let show_progress = std::io::stdout().is_terminal();
     let mut environment = Environment::detect();
+    // What a comparing subcommand concluded, and its own check (run after
+    // the report is written, like the background-work check).
+    let mut summary = serde_json::Value::Null;
+    let mut summary_check = Ok(());
     let (configuration, outcome) = match cli.command {
-        Command::Dbbench { engine, bench } => {
-            let engine = engine.over(config.engine).resolve("o3-dbbench")?;
+        Command::Dbbench {
+            engine,
+            offload,
+            bench,
+        } => {
+            let engine = engine
+                .over(config.engine)
+                .resolve("o3-dbbench")?
+                .with_offload(offload.over(config.offload).resolve()?)?;
             environment.emulated_conditions = engine.emulated_conditions();
             let bench = bench.over(config.dbbench).resolve()?;
             let configuration = to_json(&Effective {
@@ -122,8 +172,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(args) => {
             return crate::study::run(args, cli.json.as_deref(), cli.plots.as_deref());
         }
-        Command::Ycsb { engine, workload } => {
-            let engine = engine.over(config.engine).resolve("o3-ycsb")?;
+        Command::Ycsb {
+            engine,
+            offload,
+            workload,
+        } => {
+            let engine = engine
+                .over(config.engine)
+                .resolve("o3-ycsb")?
+                .with_offload(offload.over(config.offload).resolve()?)?;
             environment.emulated_conditions = engine.emulated_conditions();
             let workload = workload.over(config.ycsb).resolve()?;
             let configuration = to_json(&Effective {
@@ -137,6 +194,53 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             (configuration, outcome)
         }
+        Command::OffloadCompare {
+            engine,
+            offload,
+            compare,
+        } => {
+            let offload = offload
+                .over(config.offload)
+                .resolve_implied("offload-compare")?;
+            let engine = crate::offload_compare::engine_defaults(engine.over(config.engine))
+                .resolve("o3-offload-compare")?
+                .with_offload(Some(offload.clone()))?;
+            environment.emulated_conditions = engine.emulated_conditions();
+            let compare = compare.over(config.offload_compare).resolve()?;
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &compare,
+            })?;
+            print_header(&environment, &configuration);
+            let comparison =
+                crate::offload_compare::run(&compare, &engine, &offload, show_progress)?;
+            summary = to_json(&comparison.summary)?;
+            summary_check = comparison.check();
+            (configuration, comparison.outcome)
+        }
+        Command::OffloadLookup {
+            engine,
+            offload,
+            lookup,
+        } => {
+            let offload = offload
+                .over(config.offload)
+                .resolve_implied("offload-lookup")?;
+            let engine = crate::offload_lookup::engine_defaults(engine.over(config.engine))
+                .resolve("o3-offload-lookup")?
+                .with_offload(Some(offload.clone()))?;
+            environment.emulated_conditions = engine.emulated_conditions();
+            let lookup = lookup.over(config.offload_lookup).resolve()?;
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &lookup,
+            })?;
+            print_header(&environment, &configuration);
+            let comparison = crate::offload_lookup::run(&lookup, &engine, &offload, show_progress)?;
+            summary = to_json(&comparison.summary)?;
+            summary_check = comparison.check();
+            (configuration, comparison.outcome)
+        }
     };
     // Failed background work fails the run, after the report that records
     // it is written.
@@ -148,6 +252,7 @@ pub fn run(cli: Cli) -> Result<()> {
         phases: outcome.phases,
         background_errors: outcome.background_errors,
         cut_short: outcome.cut_short,
+        summary,
     };
     if let Some(path) = &cli.json {
         report.write_json(path)?;
@@ -158,7 +263,8 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("plot written to {}", f.display());
         }
     }
-    background_check
+    background_check?;
+    summary_check
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {

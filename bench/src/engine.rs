@@ -146,6 +146,7 @@ impl EngineArgs {
             storage_latency_us: self.storage_latency_us.unwrap_or(0),
             storage_read_bytes_per_sec: self.storage_read_bytes_per_sec.unwrap_or(0),
             storage_write_bytes_per_sec: self.storage_write_bytes_per_sec.unwrap_or(0),
+            offload: None,
         };
         config
             .db_options()
@@ -178,6 +179,8 @@ pub struct EngineConfig {
     pub storage_latency_us: u64,
     pub storage_read_bytes_per_sec: u64,
     pub storage_write_bytes_per_sec: u64,
+    /// Memtable offloading (`--offload` and its flags); `None` = off.
+    pub offload: Option<crate::offload::OffloadConfig>,
 }
 
 impl EngineConfig {
@@ -193,11 +196,30 @@ impl EngineConfig {
         (model != RemoteStorageModel::UNLIMITED).then_some(model)
     }
 
-    /// The conditions to report with the results.
+    /// These settings with offloading as `offload` says, checked.
+    pub fn with_offload(self, offload: Option<crate::offload::OffloadConfig>) -> Result<Self> {
+        let config = EngineConfig { offload, ..self };
+        config
+            .db_options()
+            .validate()
+            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// The conditions to report with the results: the emulated remote
+    /// storage and the offloading (memory node, link, local budget).
     pub fn emulated_conditions(&self) -> String {
-        match self.remote_storage() {
-            Some(model) => format!("remote storage ({model})"),
-            None => "none".to_string(),
+        let mut parts = Vec::new();
+        if let Some(model) = self.remote_storage() {
+            parts.push(format!("remote storage ({model})"));
+        }
+        if let Some(offload) = &self.offload {
+            parts.push(offload.describe(self.write_buffer_size));
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join("; ")
         }
     }
 
@@ -219,6 +241,7 @@ impl EngineConfig {
         o.table.bloom_bits_per_key = self.bloom_bits;
         o.table.compression = self.compression;
         o.table.block_size = self.block_size;
+        o.offload = self.offload.as_ref().map(|c| c.options());
         // Each database opened gets its own channel: one node's storage.
         if let Some(model) = self.remote_storage() {
             o.storage = Arc::new(ThrottledStorage::new(Arc::new(LocalFs::new()), model));

@@ -36,6 +36,13 @@ pub enum BenchError {
         #[source]
         source: o3_compute::Error,
     },
+    /// An experiment ran but could not measure what it is for (e.g. the
+    /// offloaded run shipped nothing); the message says what was missing.
+    #[error("{experiment}: {message}")]
+    NotMeasured {
+        experiment: &'static str,
+        message: String,
+    },
     /// Background jobs (flushes, compactions) failed during the run; `when`
     /// says by the end of what, `message` is the error that stopped the
     /// database, if one did.

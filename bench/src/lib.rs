@@ -6,6 +6,12 @@
 //! - [`report`]: latency histograms per operation type, per-second
 //!   timelines, engine statistics, the environment, JSON and SVG output;
 //! - [`engine`]: the engine flags shared by both, and opening the database;
+//! - [`offload`]: the memtable offloading flags (memory node, link model,
+//!   local budget) shared by every workload;
+//! - [`offload_compare`], [`offload_lookup`]: the offloading experiments
+//!   (a write burst with and without offloading; lookups in offloaded
+//!   images next to local memtables), with [`sst_gate`] holding flushes
+//!   back for the latter;
 //! - [`fresh_db`]: emptying a database for a load, under its lock;
 //! - [`cli`]: the command line and the TOML config file.
 #![cfg_attr(
@@ -18,7 +24,11 @@ pub mod dbbench;
 pub mod engine;
 pub mod error;
 pub mod fresh_db;
+pub mod offload;
+pub mod offload_compare;
+pub mod offload_lookup;
 pub mod report;
+pub mod sst_gate;
 pub mod study;
 pub mod ycsb;
 

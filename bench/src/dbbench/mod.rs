@@ -38,14 +38,14 @@ pub fn make_key(key: &mut [u8], v: u64) {
 
 /// Value bytes: a buffer of which each value is a slice, half random and
 /// half repeated like db_bench's default `--compression_ratio=0.5`.
-struct ValueSource {
+pub(crate) struct ValueSource {
     data: Vec<u8>,
     pos: usize,
     size: usize,
 }
 
 impl ValueSource {
-    fn new(size: usize, rng: &mut SmallRng) -> ValueSource {
+    pub(crate) fn new(size: usize, rng: &mut SmallRng) -> ValueSource {
         let len = (1 << 20).max(2 * size);
         let mut data = Vec::with_capacity(len + 100);
         while data.len() < len {
@@ -56,7 +56,7 @@ impl ValueSource {
         ValueSource { data, pos: 0, size }
     }
 
-    fn next(&mut self) -> &[u8] {
+    pub(crate) fn next(&mut self) -> &[u8] {
         if self.pos + self.size > self.data.len() {
             self.pos = 0;
         }
@@ -266,13 +266,12 @@ fn run_one(
         )),
         _ => None,
     };
-    let db_stats = db.stats();
-    Ok(PhaseReport {
-        result: PhaseResult::merge(b.name(), recorders, elapsed)?,
+    Ok(PhaseReport::new(
+        PhaseResult::merge(b.name(), recorders, elapsed)?,
         message,
-        background_errors: BackgroundErrors::of(db, &db_stats),
-        db_stats,
-    })
+        db,
+        db.stats(),
+    ))
 }
 
 /// readwhilewriting's writer: random overwrites until the readers finish.
@@ -458,6 +457,7 @@ mod tests {
             result,
             message: Some("(1 of 2 found)".into()),
             db_stats: crate::test_support::empty_stats(),
+            offload_rates: crate::report::OffloadRates::default(),
             background_errors: BackgroundErrors::default(),
         };
         assert_eq!(

@@ -3,6 +3,7 @@
 
 pub mod background;
 pub mod environment;
+pub mod offload;
 pub mod recorder;
 pub mod svg;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::error::{BenchError, Result};
 pub use background::BackgroundErrors;
 pub use environment::Environment;
+pub use offload::{OffloadRates, describe_offload_stats};
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
 /// One phase with the engine's statistics at its end.
@@ -25,8 +27,24 @@ pub struct PhaseReport {
     /// Extra outcome, e.g. `(63212 of 100000 found)`.
     pub message: Option<String>,
     pub db_stats: DbStats,
+    /// Rates derived from `db_stats.offload`.
+    pub offload_rates: OffloadRates,
     /// Failed background jobs by the end of the phase.
     pub background_errors: BackgroundErrors,
+}
+
+impl PhaseReport {
+    /// A phase's report with the engine's statistics `db_stats` of `db` at
+    /// its end.
+    pub fn new(result: PhaseResult, message: Option<String>, db: &Db, db_stats: DbStats) -> Self {
+        PhaseReport {
+            result,
+            message,
+            background_errors: BackgroundErrors::of(db, &db_stats),
+            offload_rates: OffloadRates::of(&db_stats.offload),
+            db_stats,
+        }
+    }
 }
 
 /// What a runner measured: its phases (it stops after the first one at whose
@@ -101,6 +119,10 @@ pub struct Report {
     /// The phase that failed because background work had stopped the
     /// database, if one did.
     pub cut_short: Option<String>,
+    /// What a comparing subcommand concluded from its phases
+    /// (`offload-compare`'s ratios, `offload-lookup`'s table); null for the
+    /// others.
+    pub summary: serde_json::Value,
 }
 
 impl Report {
@@ -172,7 +194,8 @@ pub fn progress_bar(show: bool, total: Option<u64>, name: &str) -> ProgressBar {
     bar.with_message(name.to_string())
 }
 
-/// Engine statistics for stdout, indented under a phase.
+/// Engine statistics for stdout, indented under a phase (with the offload
+/// section when offloading did anything).
 pub fn describe_db_stats(stats: &DbStats) -> String {
     let mut s = String::new();
     for line in stats.to_string().lines() {
@@ -191,6 +214,7 @@ pub fn describe_db_stats(stats: &DbStats) -> String {
             stats.block_cache_usage
         ));
     }
+    s.push_str(&describe_offload_stats(&stats.offload));
     s
 }
 
@@ -212,6 +236,7 @@ mod tests {
             },
             message: None,
             db_stats: crate::test_support::empty_stats(),
+            offload_rates: OffloadRates::default(),
             background_errors,
         }
     }
@@ -266,6 +291,7 @@ mod tests {
             phases: at_phase.phases,
             background_errors: stopped,
             cut_short: None,
+            summary: serde_json::Value::Null,
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["background_errors"]["count"], 3);

@@ -22,9 +22,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
-use crate::report::{
-    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder, progress_bar,
-};
+use crate::report::{OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder, progress_bar};
 use crate::ycsb::YcsbConfig;
 use crate::ycsb::generator::{
     AcknowledgedCounter, Hotspot, ScrambledZipfian, SkewedLatest, Uniform, Zipfian, fnv_hash64,
@@ -244,13 +242,12 @@ fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
     })?;
     let elapsed = start.elapsed();
     progress.finish_and_clear();
-    let db_stats = db.stats();
-    Ok(PhaseReport {
-        result: PhaseResult::merge("load", recorders, elapsed)?,
-        message: None,
-        background_errors: BackgroundErrors::of(db, &db_stats),
-        db_stats,
-    })
+    Ok(PhaseReport::new(
+        PhaseResult::merge("load", recorders, elapsed)?,
+        None,
+        db,
+        db.stats(),
+    ))
 }
 
 /// Reads attempted and found during the run phase.
@@ -288,13 +285,12 @@ fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseR
         found += o.found;
         recorders.push(rec);
     }
-    let db_stats = db.stats();
-    Ok(PhaseReport {
-        result: PhaseResult::merge("run", recorders, elapsed)?,
-        message: Some(format!("({found} of {attempted} reads found)")),
-        background_errors: BackgroundErrors::of(db, &db_stats),
-        db_stats,
-    })
+    Ok(PhaseReport::new(
+        PhaseResult::merge("run", recorders, elapsed)?,
+        Some(format!("({found} of {attempted} reads found)")),
+        db,
+        db.stats(),
+    ))
 }
 
 fn run_thread(
