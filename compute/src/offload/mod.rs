@@ -1,7 +1,22 @@
 //! Memtable offloading: sealed memtables shipped to a memory node, read
 //! through it, read back for their flush, released after it, and rebuilt
 //! from the WAL when the memory node is lost.
+//!
+//! - `options`: [`OffloadOptions`];
+//! - `slot` (leaf): a sealed memtable wherever its bytes are;
+//! - `runtime` (leaf): what one database shares for offloading;
+//! - `image` → `runtime`: an offloaded image's location, key range, filter;
+//! - `ship` → engine, state: the shipping threads and what they pick;
+//! - `rebuild` → engine: rebuilding lost images from the WAL;
+//! - `read` → engine: delegated lookups and scans.
 
+pub(crate) mod image;
 mod options;
+pub(crate) mod read;
+pub(crate) mod rebuild;
+pub(crate) mod runtime;
+pub(crate) mod ship;
+pub(crate) mod slot;
 
 pub use options::{MemoryNodeChoice, OffloadOptions};
+pub(crate) use slot::ImageSlot;
