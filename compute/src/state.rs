@@ -9,9 +9,9 @@ use o3_storage::range_del::RangeTombstoneSet;
 use o3_storage::sst::Table;
 use o3_storage::version::{FileMeta, Version};
 
-use crate::jobs::executor::ImageId;
+use crate::image_id::ImageId;
 use crate::jobs::registry::Registry;
-use crate::offload::ImageSlot;
+use crate::offload::slot::ImageSlot;
 
 /// A memtable that no longer takes writes and waits for its flush.
 #[derive(Debug, Clone)]

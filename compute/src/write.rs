@@ -26,8 +26,8 @@ use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::engine::Engine;
-use crate::jobs::executor::ImageId;
-use crate::offload::ImageSlot;
+use crate::image_id::ImageId;
+use crate::offload::slot::ImageSlot;
 use crate::state::{DbState, Sealed};
 use crate::stats::StallReason;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::offload::ImageSlot;
+use crate::offload::slot::ImageSlot;
 use o3_storage::Result;
 use o3_storage::compaction::CompactionPlan;
 use o3_storage::job::{CompactionJob, FlushJob, JobToken};

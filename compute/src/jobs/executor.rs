@@ -26,7 +26,8 @@ use o3_storage::env::Storage;
 use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
 use o3_storage::memtable::Memtable;
 
-use crate::offload::ImageSlot;
+pub use crate::image_id::ImageId;
+use crate::offload::slot::ImageSlot;
 use crate::table_cache::TableCache;
 
 /// Runs jobs. Implementations must call [`Completion::complete`] once per
@@ -61,22 +62,6 @@ impl Job {
 pub struct FlushWork {
     pub job: FlushJob,
     pub images: Vec<SealedImage>,
-}
-
-/// Identifies a sealed memtable image for as long as the database is open:
-/// a flush installs by these, not by counting memtables, so a result can
-/// only ever retire the images it was built from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ImageId {
-    pub shard: u32,
-    /// Increases with every memtable sealed in the database.
-    pub serial: u64,
-}
-
-impl std::fmt::Display for ImageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "image {} of shard {}", self.serial, self.shard)
-    }
 }
 
 /// A sealed memtable image handed to an executor: in local memory, or on

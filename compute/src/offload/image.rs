@@ -12,7 +12,7 @@ use o3_storage::memtable::Memtable;
 use o3_storage::sst::{BloomBuilder, BloomFilter, bloom_hash};
 use o3_storage::{Error, Result};
 
-use crate::jobs::executor::ImageId;
+use crate::image_id::ImageId;
 use crate::offload::runtime::Offload;
 
 /// Bits per key of an offloaded image's filter (about 1% false positives).

@@ -19,4 +19,3 @@ pub(crate) mod ship;
 pub(crate) mod slot;
 
 pub use options::{MemoryNodeChoice, OffloadOptions};
-pub(crate) use slot::ImageSlot;

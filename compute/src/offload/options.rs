@@ -62,7 +62,7 @@ impl std::fmt::Debug for MemoryNodeChoice {
 pub const DEFAULT_IN_PROCESS_POOL: u64 = 4 << 30;
 
 impl Default for OffloadOptions {
-    /// An in-process memory node of [`DEFAULT_IN_PROCESS_POOL`] bytes, one
+    /// An in-process memory node of 4 GiB (`DEFAULT_IN_PROCESS_POOL`), one
     /// local sealed memtable per shard, 2 shipping threads.
     fn default() -> Self {
         OffloadOptions {

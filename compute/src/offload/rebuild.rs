@@ -18,7 +18,7 @@ use o3_storage::wal::{LogReader, TailTolerance};
 use o3_storage::{Error, Result};
 
 use crate::engine::Engine;
-use crate::jobs::executor::ImageId;
+use crate::image_id::ImageId;
 use crate::offload::runtime::Recovery;
 use crate::offload::slot::{Held, ImageSlot};
 

@@ -14,7 +14,7 @@ use o3_storage::memtable::Memtable;
 use o3_storage::range_del::RangeTombstone;
 use o3_storage::{Error, Result};
 
-use crate::jobs::executor::ImageId;
+use crate::image_id::ImageId;
 use crate::offload::image::OffloadedImage;
 
 /// Where a sealed memtable's bytes are.
