@@ -27,9 +27,11 @@
 //!   ranges the read API takes), `snapshot`, `stats`, `table_cache`,
 //!   `write_queue` (writers waiting for a group-commit leader);
 //!   `level_iter` → `table_cache`;
-//! - memtable offloading, below the engine: `offload::options`;
+//! - memtable offloading, below the engine: `offload::options`,
+//!   `offload::connect` (a memory node connected when it answers);
 //!   `offload::runtime` (what a database shares for it: the memory node,
-//!   counters, release queue) → `offload::options`, `stats`;
+//!   counters, release queue) → `offload::connect`, `offload::options`,
+//!   `stats`;
 //!   `offload::image` (an offloaded image: location, key range, filter) →
 //!   `image_id`, `offload::runtime`; `offload::slot` (a sealed memtable,
 //!   local or offloaded) → `image_id`, `offload::image`; `offload::read`

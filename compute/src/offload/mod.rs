@@ -4,12 +4,14 @@
 //!
 //! - `options`: [`OffloadOptions`];
 //! - `slot` (leaf): a sealed memtable wherever its bytes are;
-//! - `runtime` (leaf): what one database shares for offloading;
+//! - `connect` (leaf): a memory node reached when it answers;
+//! - `runtime` → `connect`: what one database shares for offloading;
 //! - `image` → `runtime`: an offloaded image's location, key range, filter;
 //! - `ship` → engine, state: the shipping threads and what they pick;
 //! - `rebuild` → engine: rebuilding lost images from the WAL;
 //! - `read` → engine: delegated lookups and scans.
 
+mod connect;
 pub(crate) mod image;
 mod options;
 pub(crate) mod read;

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use o3_memnode::client::{ImageStore, RemoteRegion};
 use o3_storage::{Error, Result};
 
+use crate::offload::connect::Reconnecting;
 use crate::offload::options::{MemoryNodeChoice, OffloadOptions};
 use crate::stats::OffloadStats;
 
@@ -87,12 +88,12 @@ impl Offload {
     pub fn open(options: &OffloadOptions) -> Result<Offload> {
         let store = match &options.memory_node {
             MemoryNodeChoice::Store(store) => store.clone(),
-            MemoryNodeChoice::Config(config) => {
-                o3_memnode::client::open(config).map_err(|e| Error::MemoryNode {
+            MemoryNodeChoice::Config(config) => Arc::new(
+                Reconnecting::open(config.clone()).map_err(|e| Error::MemoryNode {
                     lost: false,
-                    message: format!("cannot reach the memory node for offloading: {e}"),
-                })?
-            }
+                    message: format!("cannot use the memory node for offloading: {e}"),
+                })?,
+            ),
         };
         let (release_tx, release_rx) = crossbeam_channel::unbounded();
         Ok(Offload {
