@@ -116,7 +116,11 @@ impl Db {
         }
         let inner = Arc::new(inner);
         let db = Db {
-            workers: Mutex::new(crate::scheduler::start_workers(&inner)),
+            workers: Mutex::new({
+                let mut threads = crate::scheduler::start_workers(&inner);
+                threads.extend(crate::offload::ship::start_shippers(&inner));
+                threads
+            }),
             inner,
         };
         Ok(db)
@@ -389,6 +393,9 @@ impl Db {
             ..DbStats::default()
         };
         self.inner.counters.fill(&mut s);
+        if let Some(offload) = &self.inner.offload {
+            offload.fill(&mut s.offload);
+        }
         s
     }
 
@@ -468,8 +475,13 @@ fn live_range_tombstones(sv: &SuperVersion) -> u64 {
     let unflushed: usize = sv
         .shards
         .iter()
-        .flat_map(|s| std::iter::once(&s.active).chain(&s.sealed))
-        .map(|m| m.range_tombstone_count())
+        .map(|s| {
+            s.active.range_tombstone_count()
+                + s.sealed
+                    .iter()
+                    .map(|m| m.range_tombstones.len())
+                    .sum::<usize>()
+        })
         .sum();
     (unflushed + sv.version.range_tombstones().len()) as u64
 }

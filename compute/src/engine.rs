@@ -19,6 +19,7 @@ use o3_storage::{Error, Result};
 
 use crate::jobs::executor::{Executor, LocalExecutor};
 use crate::jobs::registry::Incarnation;
+use crate::offload::runtime::Offload;
 use crate::options::DbOptions;
 use crate::snapshot::SnapshotList;
 use crate::state::{DbState, SuperVersion};
@@ -71,6 +72,8 @@ pub(crate) struct Engine {
     /// them, so no executor thread still holds the engine — and the
     /// database lock — after `Db::close` returns.
     pub pending_reports: Arc<AtomicUsize>,
+    /// Memtable offloading, when [`DbOptions::offload`] asks for it.
+    pub offload: Option<Arc<Offload>>,
     _lock: Box<dyn FileLock>,
 }
 
@@ -106,6 +109,10 @@ impl Engine {
             incarnation: versions.incarnation(),
             first_file_number: versions.next_file_number(),
         };
+        let offload = match &options.offload {
+            Some(o) => Some(Arc::new(Offload::open(o)?)),
+            None => None,
+        };
         let version = versions.current();
         let sv = state.super_version(
             version.clone(),
@@ -135,6 +142,7 @@ impl Engine {
             local_executor,
             incarnation,
             pending_reports: Arc::new(AtomicUsize::new(0)),
+            offload,
             _lock: lock,
         })
     }

@@ -12,6 +12,8 @@
 //! - [`DbRange`] (a key range as a double-ended Rust iterator),
 //!   [`DbIterator`] (a cursor), [`ReadOptions`], [`Snapshot`], [`DbStats`].
 //!
+//! - [`OffloadOptions`]: memtable offloading to a memory node (in process
+//!   or an `o3-memnode` process); [`OffloadStats`] in [`DbStats`];
 //! - [`Executor`]: where flushes and compactions run (the seam memory
 //!   nodes and compaction agents implement), with [`RoundTripExecutor`]
 //!   (every job and result through bytes, asynchronously); results are
@@ -21,28 +23,43 @@
 //! the modules a module uses; there is no cycle, which
 //! `tests/module_graph.rs` checks on the sources):
 //!
-//! - leaves: `key_range` (the ranges the read API takes), `snapshot`,
-//!   `stats`, `table_cache`, `write_queue` (writers waiting for a
-//!   group-commit leader); `level_iter` → `table_cache`;
+//! - leaves: `image_id` (a sealed memtable's name), `key_range` (the
+//!   ranges the read API takes), `snapshot`, `stats`, `table_cache`,
+//!   `write_queue` (writers waiting for a group-commit leader);
+//!   `level_iter` → `table_cache`;
+//! - memtable offloading, below the engine: `offload::options`,
+//!   `offload::connect` (a memory node connected when it answers);
+//!   `offload::runtime` (what a database shares for it: the memory node,
+//!   counters, release queue) → `offload::connect`, `offload::options`,
+//!   `stats`;
+//!   `offload::image` (an offloaded image: location, key range, filter) →
+//!   `image_id`, `offload::runtime`; `offload::slot` (a sealed memtable,
+//!   local or offloaded) → `image_id`, `offload::image`; `offload::read`
+//!   (delegated lookups, batched remote scans) → `offload::image`,
+//!   `offload::runtime`, `offload::slot`;
 //! - `jobs::executor` (the [`Executor`] seam, the local and round-trip
-//!   executors) → `table_cache`; `jobs::registry` (claims, attempts,
+//!   executors) → `image_id`, `offload::slot`, `table_cache`; `jobs::registry` (claims, attempts,
 //!   leases and the fencing verdict on a result) → `jobs::executor`;
-//! - `options` → `jobs::executor`; `options_file` (the `OPTIONS` file that
+//! - `options` → `jobs::executor`, `offload`; `options_file` (the `OPTIONS` file that
 //!   guards the tree's shape) → `options`;
 //! - `state` (the mutable state behind the database mutex, and the
-//!   published super version) → `jobs::executor`, `jobs::registry`;
+//!   published super version) → `image_id`, `jobs::registry`,
+//!   `offload::slot`;
 //! - `engine` (what every part of a running database shares) → `options`,
 //!   `snapshot`, `state`, `stats`, `table_cache`, `write_queue`,
-//!   `jobs::executor`, `jobs::registry`;
+//!   `jobs::executor`, `jobs::registry`, `offload::runtime`;
+//! - above the engine, offloading's threads: `offload::rebuild` (lost
+//!   images rebuilt from the WAL) and `offload::ship` (the shipping
+//!   threads) → `engine`, `state` and the offload modules below;
 //! - `jobs::build` (claiming: building a job, reserving its file numbers)
 //!   and `jobs::install` (fenced installation, cleanup) → `engine`,
 //!   `state`, `jobs::executor`, `jobs::registry`; `jobs` (dispatch to an
 //!   executor, outcomes, retries) → `engine`, `jobs::install`,
 //!   `jobs::executor`, `jobs::registry`;
 //! - `write` (group commit, WAL, memtables, stalls) → `engine`, `state`,
-//!   `stats`, `jobs::executor`; `read` (point lookups and cursors) →
-//!   `engine`, `key_range`, `level_iter`, `snapshot`, `state`,
-//!   `table_cache`; `range_iter` → `read`;
+//!   `stats`, `image_id`, `offload::slot`; `read` (point lookups and
+//!   cursors) → `engine`, `key_range`, `level_iter`, `snapshot`, `state`,
+//!   `table_cache`, `offload::{image, read, runtime, slot}`; `range_iter` → `read`;
 //! - `scheduler` (background workers: what runs next, leases) → `engine`,
 //!   `state`, `jobs`, `jobs::build`, `jobs::install`;
 //! - `manual` (`flush`, `compact_range`, externally claimed compactions)
@@ -51,7 +68,8 @@
 //! - `recovery` (opening: find the WAL, replay, flush what was replayed,
 //!   remove unreferenced files, fresh state) → `engine`, `options`,
 //!   `state`, `table_cache`, `jobs::build`, `jobs::registry`;
-//! - `db` (the public handle) → the modules behind its methods.
+//! - `db` (the public handle) → the modules behind its methods and
+//!   `offload::ship` (it starts the shipping threads).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -60,6 +78,7 @@
 mod checkpoint;
 mod db;
 mod engine;
+mod image_id;
 mod jobs;
 mod key_range;
 mod level_iter;

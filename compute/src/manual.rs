@@ -28,16 +28,20 @@ pub(crate) fn flush_all(db: &Engine) -> Result<()> {
         }
     }
     let mut st = db.state.lock();
-    while st.shards.iter().any(|s| !s.sealed.is_empty() || s.flushing) {
-        drop(st);
-        db.check_poisoned()?;
-        if db.shutting_down.load(Ordering::Acquire) {
-            return Err(Error::Closed("database"));
+    st.flush_requests += 1;
+    db.bg_cv.notify_all();
+    let waited = (|| {
+        while st.shards.iter().any(|s| !s.sealed.is_empty() || s.flushing) {
+            db.check_poisoned()?;
+            if db.shutting_down.load(Ordering::Acquire) {
+                return Err(Error::Closed("database"));
+            }
+            db.bg_cv.wait_for(&mut st, Duration::from_millis(50));
         }
-        st = db.state.lock();
-        db.bg_cv.wait_for(&mut st, Duration::from_millis(50));
-    }
-    Ok(())
+        Ok(())
+    })();
+    st.flush_requests -= 1;
+    waited
 }
 
 /// Compact `[lo, hi]` level by level into the deepest level that holds data

@@ -19,6 +19,10 @@ use o3_storage::{Error, Result};
 use crate::engine::Engine;
 use crate::key_range::KeyRange;
 use crate::level_iter::LevelIterator;
+use crate::offload::image::OffloadedImage;
+use crate::offload::read::RemoteScan;
+use crate::offload::runtime::Offload;
+use crate::offload::slot::{Held, ImageSlot};
 use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
 use crate::table_cache::TableCache;
@@ -77,6 +81,7 @@ pub(crate) struct ReadView {
     sv: Arc<SuperVersion>,
     table_cache: Arc<TableCache>,
     shard_splits: Vec<Vec<u8>>,
+    offload: Option<Arc<Offload>>,
     seq: SequenceNumber,
 }
 
@@ -91,6 +96,7 @@ pub(crate) fn view(db: &Engine, snapshot: Option<&Snapshot>) -> Result<ReadView>
         sv: db.super_version.read().clone(),
         table_cache: db.table_cache.clone(),
         shard_splits: db.shard_splits.clone(),
+        offload: db.offload.clone(),
         seq,
     })
 }
@@ -111,8 +117,10 @@ pub(crate) fn sequence_for(db: &Engine, snapshot: Option<&Snapshot>) -> Result<S
 pub(crate) fn get(db: &Engine, key: &[u8], snapshot: Option<&Snapshot>) -> Result<Option<Vec<u8>>> {
     // The sequence first, then the super version (see `view`).
     let seq = sequence_for(db, snapshot)?;
-    let sv = db.super_version.read().clone();
-    get_in(db, &sv, key, seq)
+    rebuilt_if_lost(db, || {
+        let sv = db.super_version.read().clone();
+        get_in(db, &sv, key, seq)
+    })
 }
 
 /// Look up every key of `keys` as of one sequence and one super version;
@@ -124,14 +132,16 @@ pub(crate) fn multi_get(
     snapshot: Option<&Snapshot>,
 ) -> Result<Vec<Option<Vec<u8>>>> {
     let seq = sequence_for(db, snapshot)?;
-    let sv = db.super_version.read().clone();
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_unstable_by_key(|&i| keys[i]);
-    let mut out = vec![None; keys.len()];
-    for i in order {
-        out[i] = get_in(db, &sv, keys[i], seq)?;
-    }
-    Ok(out)
+    rebuilt_if_lost(db, || {
+        let sv = db.super_version.read().clone();
+        let mut out = vec![None; keys.len()];
+        for &i in &order {
+            out[i] = get_in(db, &sv, keys[i], seq)?;
+        }
+        Ok(out)
+    })
 }
 
 /// The point lookup of `key` at `seq` in `sv`.
@@ -174,16 +184,29 @@ fn newest_entry(
 ) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
     let shard = shard_of(&db.shard_splits, key) as usize;
     if let Some(view) = sv.shards.get(shard) {
-        for mem in std::iter::once(&view.active).chain(view.sealed.iter()) {
-            if let Some(e) = mem.get(key, seq) {
-                return Ok(Some((
-                    e.sequence,
-                    match e.kind {
-                        ValueKind::Value => Some(e.value.to_vec()),
-                        ValueKind::Tombstone => None,
-                    },
-                )));
+        if let Some(e) = view.active.get(key, seq) {
+            return Ok(Some(owned(e)));
+        }
+        // Consecutive offloaded images (newest first) are asked together,
+        // before the next older local memtable.
+        let mut remote: Vec<Arc<OffloadedImage>> = Vec::new();
+        for slot in &view.sealed {
+            let local = slot.with_local(|mem| mem.get(key, seq).map(owned));
+            match local {
+                Some(found) => {
+                    if let Some(found) = remote_get(db, &remote, key, seq)? {
+                        return Ok(Some(found));
+                    }
+                    remote.clear();
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                None => remote.extend(slot.offloaded()),
             }
+        }
+        if let Some(found) = remote_get(db, &remote, key, seq)? {
+            return Ok(Some(found));
         }
     }
     with_lookup_key(key, seq, |lookup| {
@@ -214,6 +237,46 @@ fn newest_entry(
         }
         Ok(None)
     })
+}
+
+/// An entry found in a memtable, copied out of it.
+fn owned(e: o3_storage::memtable::EntryRef<'_>) -> (SequenceNumber, Option<Vec<u8>>) {
+    (
+        e.sequence,
+        match e.kind {
+            ValueKind::Value => Some(e.value.to_vec()),
+            ValueKind::Tombstone => None,
+        },
+    )
+}
+
+/// The newest entry of `key` in offloaded `images` (newest first).
+fn remote_get(
+    db: &Engine,
+    images: &[Arc<OffloadedImage>],
+    key: &[u8],
+    seq: SequenceNumber,
+) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
+    match (&db.offload, images.is_empty()) {
+        (Some(offload), false) => crate::offload::read::get(offload, images, key, seq),
+        _ => Ok(None),
+    }
+}
+
+/// Run `read`; when it found an offloaded image lost with its memory node,
+/// wait (bounded) for the images to be rebuilt from the WAL and run it
+/// again on the rebuilt state. A read never answers from a partial view.
+fn rebuilt_if_lost<T>(db: &Engine, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+    match read() {
+        Err(e @ Error::MemoryNode { lost: true, .. }) => match &db.offload {
+            Some(offload) => {
+                offload.recover(&e)?;
+                read()
+            }
+            None => Err(e),
+        },
+        other => other,
+    }
 }
 
 /// One point lookup's key in the forms the tables need, built once.
@@ -308,6 +371,7 @@ pub(crate) fn iter(db: &Engine, opts: ReadOptions) -> Result<DbIterator> {
     let sources = CursorSources {
         table_cache: &db.table_cache,
         shard_splits: &db.shard_splits,
+        offload: &db.offload,
     };
     Ok(DbIterator {
         inner: cursor(sources, sv, seq, opts.lower, opts.upper)?,
@@ -319,6 +383,7 @@ pub(crate) fn iter(db: &Engine, opts: ReadOptions) -> Result<DbIterator> {
 pub(crate) struct CursorSources<'a> {
     pub table_cache: &'a Arc<TableCache>,
     pub shard_splits: &'a [Vec<u8>],
+    pub offload: &'a Option<Arc<Offload>>,
 }
 
 impl ReadView {
@@ -331,6 +396,7 @@ impl ReadView {
         let sources = CursorSources {
             table_cache: &self.table_cache,
             shard_splits: &self.shard_splits,
+            offload: &self.offload,
         };
         cursor(sources, self.sv.clone(), self.seq, lower, upper)
     }
@@ -353,12 +419,30 @@ fn cursor(
     let last_shard = hi.map_or(sources.shard_splits.len(), |k| {
         shard_of(sources.shard_splits, k) as usize
     });
+    let mut remote: Vec<(Arc<ImageSlot>, Arc<OffloadedImage>)> = Vec::new();
     for shard in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
-        for mem in std::iter::once(&shard.active).chain(shard.sealed.iter()) {
-            if !mem.is_empty() {
-                children.push(Box::new(mem.iter()));
+        if !shard.active.is_empty() {
+            children.push(Box::new(shard.active.iter()));
+        }
+        for slot in &shard.sealed {
+            match slot.held() {
+                Held::Local(mem) if !mem.is_empty() => children.push(Box::new(mem.iter())),
+                Held::Local(_) => {}
+                Held::Offloaded(image) if image.overlaps(lo, hi) => {
+                    remote.push((slot.clone(), image))
+                }
+                Held::Offloaded(_) => {}
             }
         }
+    }
+    if let (Some(offload), false) = (sources.offload, remote.is_empty()) {
+        children.push(Box::new(RemoteScan::new(
+            offload.clone(),
+            remote,
+            seq,
+            lo,
+            hi,
+        )));
     }
     for (level, files) in sv.version.levels.iter().enumerate() {
         let files: Vec<Arc<FileMeta>> = files

@@ -231,7 +231,11 @@ fn flush_replayed(
         let token = build::token(versions, 0, 1);
         let numbers = versions.reserve_file_numbers(build::FLUSH_OUTPUTS)?;
         // No snapshot survives a restart: keep only the newest versions.
-        let job = build::flush_job(token, dir, shard, mems, &options.table, last_seq, numbers);
+        let images = mems
+            .iter()
+            .map(|m| (m.entries(), m.entries_largest_seq()))
+            .collect();
+        let job = build::flush_job(token, dir, shard, images, &options.table, last_seq, numbers);
         let result = job.execute_local(storage, mems)?;
         edit.new_files
             .extend(result.outputs.into_iter().map(|f| (0, f)));
@@ -312,6 +316,7 @@ fn fresh_state(options: &DbOptions, shards: usize, wal_number: u64) -> Result<Db
         jobs: Registry::default(),
         next_image_serial: 0,
         idle_probe: (0, std::time::Instant::now()),
+        flush_requests: 0,
         obsolete_files: Vec::new(),
         wal_segments: BTreeMap::from([(wal_number, 0)]),
         wal_number,

@@ -82,9 +82,7 @@ fn claim_next(
     if let Some(job_id) = st.jobs.due_retry(now) {
         return Ok(build::next_attempt(engine, vs, st, job_id)?.map(|t| t.job_id));
     }
-    if let Some(shard) =
-        (0..st.shards.len()).find(|&i| !st.shards[i].flushing && !st.shards[i].sealed.is_empty())
-    {
+    if let Some(shard) = (0..st.shards.len()).find(|&i| flush_due(engine, st, i, now)) {
         return build::claim_flush(engine, vs, st, shard).map(Some);
     }
     let version = vs.current();
@@ -103,6 +101,35 @@ fn claim_next(
         None => Ok(None),
     }
 }
+
+/// Whether shard `shard` should be flushed now: it has sealed memtables
+/// and no flush running, and either enough of them to merge
+/// ([`crate::OffloadOptions::min_memtables_to_merge`]; one without
+/// offloading) or a reason not to wait: `Db::flush` is waiting, the WAL or
+/// the local memory is over its limit (offloading is not relieving it), or
+/// writes stopped.
+fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool {
+    let s = &st.shards[shard];
+    if s.flushing || s.sealed.is_empty() {
+        return false;
+    }
+    let merge = engine
+        .offload
+        .as_ref()
+        .map_or(1, |o| o.options.min_memtables_to_merge);
+    if s.sealed.len() >= merge || st.flush_requests > 0 {
+        return true;
+    }
+    let o = &engine.options;
+    let wal_bytes: u64 = st.wal_segments.values().sum();
+    let idle = engine.counters.writes.load(Ordering::Relaxed) == st.idle_probe.0
+        && now.duration_since(st.idle_probe.1) >= o.idle_compaction_after.unwrap_or(IDLE_FLUSH);
+    wal_bytes > o.max_total_wal_size || st.unflushed_bytes() >= o.max_unflushed_bytes / 2 || idle
+}
+
+/// With offloading, sealed memtables waiting to be merged are flushed
+/// after this long without writes when idle compaction is off.
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Give up claims whose lease ran out: their work becomes available again
 /// and a late result is rejected.

@@ -9,15 +9,17 @@ use o3_storage::range_del::RangeTombstoneSet;
 use o3_storage::sst::Table;
 use o3_storage::version::{FileMeta, Version};
 
-use crate::jobs::executor::ImageId;
+use crate::image_id::ImageId;
 use crate::jobs::registry::Registry;
+use crate::offload::slot::ImageSlot;
 
 /// A memtable that no longer takes writes and waits for its flush.
 #[derive(Debug, Clone)]
 pub(crate) struct Sealed {
     /// Its identity: a flush installs by it.
     pub id: ImageId,
-    pub mem: Arc<Memtable>,
+    /// Its bytes, local or on a memory node.
+    pub slot: Arc<ImageSlot>,
     /// The WAL segment that held its first record: that segment and every
     /// later one must be kept until this memtable is in an installed SST.
     pub first_wal: u64,
@@ -80,7 +82,7 @@ pub(crate) struct Pressure {
 pub(crate) struct ShardView {
     pub active: Arc<Memtable>,
     /// Newest first.
-    pub sealed: Vec<Arc<Memtable>>,
+    pub sealed: Vec<Arc<ImageSlot>>,
 }
 
 #[derive(Debug)]
@@ -101,15 +103,19 @@ pub(crate) struct DbState {
     pub wal_number: u64,
     /// Write count last seen by the idle check and when it last changed.
     pub idle_probe: (u64, std::time::Instant),
+    /// Callers waiting in `Db::flush`: while any does, every sealed
+    /// memtable is flushed at once, however few a shard holds.
+    pub flush_requests: usize,
 }
 
 impl DbState {
-    /// Bytes held by sealed memtables that wait for a flush.
+    /// Local memory held by sealed memtables that wait for a flush (an
+    /// offloaded one holds none).
     pub fn unflushed_bytes(&self) -> u64 {
         self.shards
             .iter()
             .flat_map(|s| s.sealed.iter())
-            .map(|s| s.mem.capacity() as u64)
+            .map(|s| s.slot.local_bytes())
             .sum()
     }
 
@@ -157,7 +163,7 @@ impl DbState {
                 .iter()
                 .map(|s| ShardView {
                     active: s.active.clone(),
-                    sealed: s.sealed.iter().rev().map(|x| x.mem.clone()).collect(),
+                    sealed: s.sealed.iter().rev().map(|x| x.slot.clone()).collect(),
                 })
                 .collect(),
             tables: version
@@ -178,18 +184,18 @@ impl DbState {
         version: &Version,
         previous: Option<&SuperVersion>,
     ) -> (Arc<RangeTombstoneSet>, RangeTombstoneSources) {
-        let memtables: Vec<&Arc<Memtable>> = self
+        let memtables: Vec<TombstoneSource<'_>> = self
             .shards
             .iter()
-            .flat_map(|s| std::iter::once(&s.active).chain(s.sealed.iter().map(|x| &x.mem)))
-            .filter(|m| m.range_tombstone_count() > 0)
+            .flat_map(|s| {
+                std::iter::once(TombstoneSource::Active(&s.active))
+                    .chain(s.sealed.iter().map(|x| TombstoneSource::Sealed(&x.slot)))
+            })
+            .filter(|m| m.count() > 0)
             .collect();
         let sources = RangeTombstoneSources {
             version_set: Arc::as_ptr(version.range_tombstone_set()) as usize,
-            memtables: memtables
-                .iter()
-                .map(|m| (Arc::as_ptr(m) as usize, m.range_tombstone_count()))
-                .collect(),
+            memtables: memtables.iter().map(|m| (m.address(), m.count())).collect(),
         };
         if let Some(prev) = previous
             && let Some(seen) = prev.range_tombstone_sources.grown_into(&sources)
@@ -197,7 +203,7 @@ impl DbState {
             let added: Vec<_> = memtables
                 .iter()
                 .zip(seen)
-                .flat_map(|(m, skip)| m.range_tombstones_after(skip))
+                .flat_map(|(m, skip)| m.after(skip))
                 .collect();
             let set = if added.is_empty() {
                 prev.range_tombstones.clone()
@@ -209,12 +215,42 @@ impl DbState {
         if memtables.is_empty() {
             return (version.range_tombstone_set().clone(), sources);
         }
-        let unflushed: Vec<_> = memtables
-            .iter()
-            .flat_map(|m| m.range_tombstones())
-            .collect();
+        let unflushed: Vec<_> = memtables.iter().flat_map(|m| m.after(0)).collect();
         let set = RangeTombstoneSet::with_base(version.range_tombstone_set().clone(), &unflushed);
         (Arc::new(set), sources)
+    }
+}
+
+/// A memtable that may hold range tombstones: the active one (its list
+/// grows) or a sealed one, local or offloaded (its list is fixed and kept
+/// on the compute node).
+enum TombstoneSource<'a> {
+    Active(&'a Arc<Memtable>),
+    Sealed(&'a Arc<ImageSlot>),
+}
+
+impl TombstoneSource<'_> {
+    /// Identifies the source while it lives.
+    fn address(&self) -> usize {
+        match self {
+            TombstoneSource::Active(m) => Arc::as_ptr(m) as usize,
+            TombstoneSource::Sealed(s) => Arc::as_ptr(s) as usize,
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            TombstoneSource::Active(m) => m.range_tombstone_count(),
+            TombstoneSource::Sealed(s) => s.range_tombstones.len(),
+        }
+    }
+
+    /// Its tombstones after the first `skip`.
+    fn after(&self, skip: usize) -> Vec<o3_storage::range_del::RangeTombstone> {
+        match self {
+            TombstoneSource::Active(m) => m.range_tombstones_after(skip),
+            TombstoneSource::Sealed(s) => s.range_tombstones.iter().skip(skip).cloned().collect(),
+        }
     }
 }
 

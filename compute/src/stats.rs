@@ -190,6 +190,9 @@ impl std::fmt::Display for DbStats {
         if self.range_tombstones > 0 {
             writeln!(f, "range tombstones {}", self.range_tombstones)?;
         }
+        if self.offload != OffloadStats::default() {
+            writeln!(f, "{}", self.offload)?;
+        }
         let stalls: Vec<String> = self
             .stall_micros
             .iter()
@@ -205,5 +208,46 @@ impl std::fmt::Display for DbStats {
                 stalls.join(", ")
             }
         )
+    }
+}
+
+impl std::fmt::Display for OffloadStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mean = |micros: u64, n: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                micros as f64 / n as f64
+            }
+        };
+        let mb_per_s = if self.shipping_micros == 0 {
+            0.0
+        } else {
+            self.bytes_shipped as f64 / self.shipping_micros as f64
+        };
+        write!(
+            f,
+            "offload: shipped {} images ({} bytes, {mb_per_s:.0} MB/s per thread), on the memory node now {} ({} bytes), no room {}, failed {}; \
+             delegated gets {} (mean {:.1} us), filter skips {}, scan batches {} (mean {:.1} us); read back {} bytes; released {}; node failures {}, rebuilt {}",
+            self.images_shipped,
+            self.bytes_shipped,
+            self.images_offloaded,
+            self.bytes_offloaded,
+            self.refused_no_room,
+            self.ship_failures,
+            self.delegated_gets,
+            mean(self.delegated_get_micros, self.delegated_gets),
+            self.filter_skips,
+            self.delegated_scans,
+            mean(self.delegated_scan_micros, self.delegated_scans),
+            self.read_back_bytes,
+            self.images_released,
+            self.memory_node_failures,
+            self.images_rebuilt,
+        )?;
+        if let Some(e) = &self.last_error {
+            write!(f, "; last error: {e}")?;
+        }
+        Ok(())
     }
 }

@@ -26,7 +26,8 @@ use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::engine::Engine;
-use crate::jobs::executor::ImageId;
+use crate::image_id::ImageId;
+use crate::offload::slot::ImageSlot;
 use crate::state::{DbState, Sealed};
 use crate::stats::StallReason;
 
@@ -314,7 +315,7 @@ pub(crate) fn seal_active(db: &Engine, st: &mut DbState, shard: usize) -> Result
     st.next_image_serial += 1;
     st.shards[shard].sealed.push_back(Sealed {
         id,
-        mem: old,
+        slot: Arc::new(ImageSlot::sealed(id, old)),
         first_wal,
     });
     let version = db.super_version.read().version.clone();

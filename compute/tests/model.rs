@@ -6,7 +6,7 @@ mod common;
 
 use proptest::prelude::*;
 
-use common::model::{ModelDb, Placement, READ_WEIGHT, ReadOp, read_op, value};
+use common::model::{Memnode, ModelDb, Placement, READ_WEIGHT, ReadOp, read_op, value};
 use common::{KEY_SPACE, Model, key};
 use o3_compute::{DbRange, WriteBatch};
 use o3_storage::compaction::Preset;
@@ -160,8 +160,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7, round_trip in any::<bool>()) {
-        let placement = if round_trip { Placement::RoundTrip } else { Placement::Local };
+    fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7, placement in 0..3usize) {
+        let placement = [Placement::Local, Placement::RoundTrip, Placement::Offload(Memnode::Direct)][placement];
         run(ops, shards, Preset::OneLeveling, placement)?;
     }
 }
@@ -185,7 +185,12 @@ proptest! {
         let runs = Preset::ALL
             .iter()
             .map(|&p| (p, Placement::Local))
-            .chain([(Preset::Leveling, Placement::RoundTrip), (Preset::Tiering, Placement::RoundTrip)]);
+            .chain([
+                (Preset::Leveling, Placement::RoundTrip),
+                (Preset::Tiering, Placement::RoundTrip),
+                (Preset::Leveling, Placement::Offload(Memnode::Direct)),
+                (Preset::Leveling, Placement::Offload(Memnode::InProcess)),
+            ]);
         for (preset, placement) in runs {
             let transcript = run(ops.clone(), shards, preset, placement)?;
             let name = format!("{preset} ({placement:?})");

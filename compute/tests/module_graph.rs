@@ -1,7 +1,8 @@
 //! The module graph of `compute/src` has no cycle: no module uses a module
 //! that (directly or through others) uses it back. Read from the sources:
-//! every `crate::a` or `crate::jobs::b` path, `use super::b` inside `jobs`,
-//! and `jobs`' own `use executor::…` / `build::…` references. The graph is
+//! every `crate::a` or `crate::jobs::b` path, `use super::b` inside a
+//! module with submodules (`jobs`, `offload`), and such a module's own
+//! `use executor::…` / `build::…` references. The graph is
 //! stated in `src/lib.rs`'s documentation.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,32 +22,37 @@ fn ident_at(s: &str) -> &str {
     &s[..end]
 }
 
-fn uses(module: &str, src: &str, jobs_children: &BTreeSet<String>) -> BTreeSet<String> {
+/// Modules with submodules of their own (`jobs`, `offload`): a path into
+/// one names the submodule, not the parent.
+type Children = BTreeMap<String, BTreeSet<String>>;
+
+fn uses(module: &str, src: &str, children: &Children) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let child = |name: &str| -> Option<String> {
-        jobs_children
-            .contains(name)
-            .then(|| format!("jobs::{name}"))
+    let child = |parent: &str, name: &str| -> Option<String> {
+        children
+            .get(parent)
+            .is_some_and(|c| c.contains(name))
+            .then(|| format!("{parent}::{name}"))
     };
     for (i, _) in src.match_indices("crate::") {
         let rest = &src[i + "crate::".len()..];
         let first = ident_at(rest);
-        if first == "jobs"
-            && let Some(sub) = rest.strip_prefix("jobs::").map(ident_at)
-            && let Some(c) = child(sub)
+        let after = &rest[first.len()..];
+        if let Some(sub) = after.strip_prefix("::").map(ident_at)
+            && let Some(c) = child(first, sub)
         {
             out.insert(c);
             continue;
         }
-        if first == "jobs"
-            && let Some(list) = rest.strip_prefix("jobs::{")
+        if let Some(list) = after.strip_prefix("::{")
+            && children.contains_key(first)
         {
             // `crate::jobs::{self, build, install}`
             let list = &list[..list.find('}').unwrap_or(list.len())];
             for name in list.split(',').map(str::trim) {
-                match child(name) {
+                match child(first, name) {
                     Some(c) => out.insert(c),
-                    None => out.insert("jobs".to_string()),
+                    None => out.insert(first.to_string()),
                 };
             }
             continue;
@@ -55,21 +61,32 @@ fn uses(module: &str, src: &str, jobs_children: &BTreeSet<String>) -> BTreeSet<S
             out.insert(first.to_string());
         }
     }
-    if module == "jobs" || module.starts_with("jobs::") {
+    let parent = module.split("::").next().unwrap_or(module);
+    if let Some(siblings) = children.get(parent) {
         for line in src.lines().map(str::trim_start) {
             let rest = line
                 .strip_prefix("use super::")
                 .or_else(|| line.strip_prefix("pub(crate) use super::"))
+                .or_else(|| line.strip_prefix("pub(crate) use "))
+                .or_else(|| line.strip_prefix("pub use "))
                 .or_else(|| line.strip_prefix("use "));
             if let Some(rest) = rest
-                && let Some(c) = child(ident_at(rest))
+                && let Some(c) = child(parent, ident_at(rest))
             {
                 out.insert(c);
             }
         }
-        for name in jobs_children {
-            if src.contains(&format!("{name}::")) {
-                out.insert(format!("jobs::{name}"));
+        for name in siblings {
+            // `read::` names the sibling, `thread::` does not.
+            let path = format!("{name}::");
+            let named = src.match_indices(&path).any(|(at, _)| {
+                !src[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            if named {
+                out.insert(format!("{parent}::{name}"));
             }
         }
     }
@@ -144,14 +161,23 @@ fn no_module_of_compute_uses_a_module_that_uses_it_back() {
             (module_of(rel), std::fs::read_to_string(f).expect("read"))
         })
         .collect();
-    let jobs_children: BTreeSet<String> = modules
-        .iter()
-        .filter_map(|(m, _)| m.strip_prefix("jobs::").map(str::to_string))
-        .collect();
-    assert!(!jobs_children.is_empty(), "no jobs submodules found");
+    let mut children = Children::new();
+    for (m, _) in &modules {
+        if let Some((parent, name)) = m.split_once("::") {
+            children
+                .entry(parent.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+    assert!(children.contains_key("jobs"), "no jobs submodules found");
+    assert!(
+        children.contains_key("offload"),
+        "no offload submodules found"
+    );
     let graph: BTreeMap<String, BTreeSet<String>> = modules
         .iter()
-        .map(|(m, text)| (m.clone(), uses(m, text, &jobs_children)))
+        .map(|(m, text)| (m.clone(), uses(m, text, &children)))
         .collect();
     // The scan sees the edges that matter.
     assert!(graph["db"].contains("engine"), "{graph:?}");
@@ -160,6 +186,8 @@ fn no_module_of_compute_uses_a_module_that_uses_it_back() {
         graph["jobs::registry"].contains("jobs::executor"),
         "{graph:?}"
     );
+    assert!(graph["offload::ship"].contains("engine"), "{graph:?}");
+    assert!(graph["state"].contains("offload::slot"), "{graph:?}");
     if let Some(cycle) = find_cycle(&graph) {
         panic!("module cycle in compute/src: {}", cycle.join(" -> "));
     }

@@ -1,9 +1,11 @@
 //! What a compute node needs from one memory node, as one trait
-//! ([`ImageStore`]), and the ways to get one: [`Direct`] (calls on a
-//! [`MemoryNode`] of this process, no transport: for tests of the compute
-//! side), an in-process memory node reached over the `local` transport
-//! (the embedded default) and a separate `o3-memnode` process reached over
-//! gRPC (control) and `shm`/`tcp` (data).
+//! ([`ImageStore`]), and the ways to get one ([`open`]): [`Direct`] (calls
+//! on a [`MemoryNode`] of this process, no transport: for tests of the
+//! compute side), an in-process memory node reached over the `local`
+//! transport (the embedded default, `in_process.rs`) and a separate
+//! `o3-memnode` process reached over gRPC (control) and `shm`/`tcp` (data,
+//! `remote.rs`). The last two are one [`SessionStore`] (`session.rs`: leases,
+//! sessions, error classification) over two control planes.
 //!
 //! The compute node offloads through it: allocate a region, write the
 //! image with one-sided writes, publish; read through delegated `get` and
@@ -23,6 +25,13 @@ use crate::images::ImageMeta;
 use crate::lookup::{GetRequest, GetResponse, ScanRequest, ScanResponse};
 use crate::node::{MemoryNode, NodeStats};
 use crate::pool::{OwnerId, RegionDesc};
+
+mod in_process;
+mod remote;
+mod session;
+
+pub use in_process::{IN_PROCESS, IN_PROCESS_LEASE_TTL};
+pub use session::{SessionStore, TRANSFER_CHUNK, read_chunked, write_chunked};
 
 /// What went wrong, by what the caller must do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,18 +310,13 @@ pub struct RemoteConfig {
     pub op_timeout: std::time::Duration,
 }
 
-/// Connect to the memory node `config` names.
+/// Connect to the memory node `config` names (starting it, for
+/// [`StoreConfig::InProcess`]) and register. Fails when the node cannot be
+/// reached or refuses the token; once open, the store registers again by
+/// itself whenever its lease is lost.
 pub fn open(config: &StoreConfig) -> ClientResult<Arc<dyn ImageStore>> {
-    match config {
-        StoreConfig::InProcess { pool_size, .. } => Ok(Arc::new(Direct::new(Arc::new(
-            MemoryNode::with_capacity(*pool_size).map_err(|e| {
-                ClientError::new(ClientErrorKind::Refused, "in-process", e.to_string())
-            })?,
-        )))),
-        StoreConfig::Remote(remote) => Err(ClientError::new(
-            ClientErrorKind::Unavailable,
-            &remote.control,
-            "the remote client is not built yet",
-        )),
-    }
+    Ok(Arc::new(match config {
+        StoreConfig::InProcess { pool_size, link } => in_process::open(*pool_size, *link)?,
+        StoreConfig::Remote(remote) => remote::open(remote)?,
+    }))
 }

@@ -10,6 +10,14 @@
 //! | `lease_ttl`  | `--lease-ttl`   | `10s`            | `500ms`, `2m`    |
 //! | `token_file` | `--token-file`  | —                | `/etc/o3/token`  |
 //! | `shutdown_grace` | `--shutdown-grace` | `5s`       | `30s`            |
+//! | `transport`  | `--transport`   | `tcp`            | `shm`            |
+//! | `data_listen` | `--data-listen` | control port + 1 on the `listen` host (port 0 when `listen`'s is 0) | `10.0.0.5:7381` |
+//! | `shm_dir`    | `--shm-dir`     | `/dev/shm`       | `/mnt/hugepages` |
+//!
+//! `transport` is the data plane's `o3-transport` backend: `tcp` (any host;
+//! it listens on `data_listen`) or `shm` (compute nodes on this host; region
+//! files live in a fresh directory under `shm_dir`). `data_listen` is used
+//! with `tcp` only, `shm_dir` with `shm` only.
 //!
 //! Sizes are a number with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB`
 //! (powers of 1024); durations a number with a unit `ms`, `s`, `m`, `h`.
@@ -22,10 +30,14 @@ use std::time::Duration;
 use o3_transport::control::ClusterToken;
 use serde::Deserialize;
 
+use crate::data_plane::TransportKind;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7380";
 pub const DEFAULT_POOL_SIZE: &str = "1GiB";
 pub const DEFAULT_LEASE_TTL: &str = "10s";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "5s";
+pub const DEFAULT_TRANSPORT: &str = "tcp";
+pub const DEFAULT_SHM_DIR: &str = "/dev/shm";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,6 +80,9 @@ pub struct RawConfig {
     pub lease_ttl: Option<String>,
     pub token_file: Option<PathBuf>,
     pub shutdown_grace: Option<String>,
+    pub transport: Option<String>,
+    pub data_listen: Option<String>,
+    pub shm_dir: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -104,6 +119,9 @@ impl RawConfig {
             lease_ttl: flags.lease_ttl.or(self.lease_ttl),
             token_file: flags.token_file.or(self.token_file),
             shutdown_grace: flags.shutdown_grace.or(self.shutdown_grace),
+            transport: flags.transport.or(self.transport),
+            data_listen: flags.data_listen.or(self.data_listen),
+            shm_dir: flags.shm_dir.or(self.shm_dir),
         }
     }
 
@@ -137,6 +155,37 @@ impl RawConfig {
                 .as_deref()
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         )?;
+        let transport_name = self.transport.as_deref().unwrap_or(DEFAULT_TRANSPORT);
+        let transport = match transport_name.parse::<TransportKind>() {
+            Ok(TransportKind::Local) => {
+                return Err(invalid(
+                    "transport",
+                    transport_name,
+                    "local is only for a memory node inside the compute process (use shm or tcp)",
+                ));
+            }
+            Ok(kind) => kind,
+            Err(reason) => return Err(invalid("transport", transport_name, &reason)),
+        };
+        let data_listen = match self.data_listen.as_deref() {
+            Some(text) => text
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("data_listen", text, &e.to_string()))?,
+            None => default_data_listen(listen)?,
+        };
+        if transport == TransportKind::Tcp && data_listen == listen && listen.port() != 0 {
+            return Err(invalid(
+                "data_listen",
+                &data_listen.to_string(),
+                "the control plane already listens there",
+            ));
+        }
+        let shm_dir = self
+            .shm_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SHM_DIR));
+        if shm_dir.as_os_str().is_empty() {
+            return Err(invalid("shm_dir", "", "an empty path"));
+        }
         let token_file = self.token_file.ok_or(ConfigError::MissingTokenFile)?;
         Ok(Config {
             listen,
@@ -144,6 +193,9 @@ impl RawConfig {
             lease_ttl,
             token_file,
             shutdown_grace,
+            transport,
+            data_listen,
+            shm_dir,
         })
     }
 }
@@ -157,6 +209,28 @@ pub struct Config {
     pub token_file: PathBuf,
     /// How long calls in flight may run on after SIGINT or SIGTERM.
     pub shutdown_grace: Duration,
+    /// The data plane's backend (`shm` or `tcp`).
+    pub transport: TransportKind,
+    /// Where the `tcp` data plane listens.
+    pub data_listen: SocketAddr,
+    /// Where the `shm` data plane creates its directory.
+    pub shm_dir: PathBuf,
+}
+
+/// The control address's port + 1 on the same host; port 0 (any free
+/// port) when the control plane's is 0.
+fn default_data_listen(listen: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    let port = match listen.port() {
+        0 => 0,
+        port => port.checked_add(1).ok_or_else(|| {
+            invalid(
+                "data_listen",
+                "",
+                "the control port is 65535, so control port + 1 does not exist: set data_listen",
+            )
+        })?,
+    };
+    Ok(SocketAddr::new(listen.ip(), port))
 }
 
 impl Config {
@@ -306,6 +380,9 @@ mod tests {
                 lease_ttl: Duration::from_secs(2),
                 token_file: PathBuf::from("/t"),
                 shutdown_grace: Duration::from_secs(5),
+                transport: TransportKind::Tcp,
+                data_listen: "127.0.0.1:9001".parse().unwrap(),
+                shm_dir: PathBuf::from("/dev/shm"),
             }
         );
         let flags = RawConfig {
@@ -330,6 +407,29 @@ mod tests {
         assert_eq!(resolved.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(resolved.pool_size, 1 << 30);
         assert_eq!(resolved.lease_ttl, Duration::from_secs(10));
+        assert_eq!(resolved.transport, TransportKind::Tcp);
+        assert_eq!(resolved.data_listen, "127.0.0.1:7381".parse().unwrap());
+        assert_eq!(resolved.shm_dir, PathBuf::from("/dev/shm"));
+    }
+
+    #[test]
+    fn the_data_plane_settings_resolve() {
+        let resolved = parse("token_file = \"/t\"\ntransport = \"shm\"\nshm_dir = \"/tmp/x\"")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(resolved.transport, TransportKind::Shm);
+        assert_eq!(resolved.shm_dir, PathBuf::from("/tmp/x"));
+        let ephemeral = parse("token_file = \"/t\"\nlisten = \"127.0.0.1:0\"")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(ephemeral.data_listen, "127.0.0.1:0".parse().unwrap());
+        let explicit = parse("token_file = \"/t\"\ndata_listen = \"[::1]:9\"")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(explicit.data_listen, "[::1]:9".parse().unwrap());
     }
 
     #[test]
@@ -348,6 +448,21 @@ mod tests {
             ("token_file = \"/t\"\nlisten = \"nowhere\"", "listen"),
             ("token_file = \"/t\"\npool_size = \"0\"", "pool_size"),
             ("token_file = \"/t\"\nlease_ttl = \"0s\"", "lease_ttl"),
+            ("token_file = \"/t\"\ntransport = \"rdma\"", "transport"),
+            ("token_file = \"/t\"\ntransport = \"local\"", "transport"),
+            (
+                "token_file = \"/t\"\ndata_listen = \"somewhere\"",
+                "data_listen",
+            ),
+            (
+                "token_file = \"/t\"\nlisten = \"127.0.0.1:9000\"\ndata_listen = \"127.0.0.1:9000\"",
+                "data_listen",
+            ),
+            (
+                "token_file = \"/t\"\nlisten = \"127.0.0.1:65535\"",
+                "data_listen",
+            ),
+            ("token_file = \"/t\"\nshm_dir = \"\"", "shm_dir"),
         ] {
             let error = parse(text).unwrap().resolve().unwrap_err();
             assert!(
@@ -371,6 +486,9 @@ mod tests {
                 lease_ttl: Duration::from_secs(1),
                 token_file: path,
                 shutdown_grace: Duration::from_secs(1),
+                transport: TransportKind::Tcp,
+                data_listen: "127.0.0.1:7381".parse().unwrap(),
+                shm_dir: PathBuf::from("/dev/shm"),
             }
         };
         assert!(config("good", Some("secret-1\n")).read_token().is_ok());

@@ -28,6 +28,15 @@ pub enum Error {
         requested: u64,
         largest_free: u64,
     },
+    /// The data-plane fabric could not register the region's memory (e.g.
+    /// the shm directory is full); nothing was allocated.
+    #[error("cannot register a region of {bytes} bytes for {owner} with the data plane: {source}")]
+    Register {
+        owner: OwnerId,
+        bytes: u64,
+        #[source]
+        source: o3_transport::Error,
+    },
     /// No live region has this id (never allocated, or already released).
     #[error("unknown region {region} (asked by {owner})")]
     UnknownRegion { owner: OwnerId, region: RegionId },

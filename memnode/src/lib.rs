@@ -7,10 +7,12 @@
 //! ("delegated reads") instead of pulling the bytes back. This crate is that
 //! logic, in process, with no networking:
 //!
-//! - [`Pool`] (`pool.rs`, `free_list.rs`): the pool over an `o3_transport`
-//!   [`RegionMemory`](o3_transport::region::RegionMemory), carved first-fit
-//!   into 4 KiB-aligned regions named by [`RegionDesc`] (owner + random key),
-//!   with occupancy and fragmentation in [`PoolStats`];
+//! - [`Pool`] (`pool.rs`, `free_list.rs`): the pool's capacity carved
+//!   first-fit into 4 KiB-aligned regions named by [`RegionDesc`] (owner +
+//!   random key), with occupancy and fragmentation in [`PoolStats`]; each
+//!   region's bytes are its own registration with the data-plane
+//!   [`Fabric`](o3_transport::Fabric) (or, without one, a window of one
+//!   heap block);
 //! - the image index (`images.rs`): [`ImageId`], [`ImageMeta`]; publish
 //!   validates the image (header, checksum, structure, meta) before indexing;
 //! - delegated reads (`lookup.rs`): batched [`GetRequest`] → per key and image
@@ -21,24 +23,29 @@
 //!   handle, every call on behalf of an [`OwnerId`], with typed [`Error`]s.
 //!
 //!
-//! Around the core, the control plane and the binary:
+//! Around the core, the control and data planes, the clients and the
+//! binary:
 //!
 //! - [`ControlService`] (`control.rs`): the gRPC service
 //!   `o3.memnode.v1.MemoryNode` (register, heartbeat, allocate, publish,
 //!   release, stats), core errors mapped to gRPC statuses by [`status_of`];
 //! - [`Leases`] (`lease.rs`): leases with a TTL; expired owners' regions are
 //!   reclaimed with [`MemoryNode::release_all`];
+//! - [`DataPlane`] (`data_plane.rs`): the data-plane fabric's request
+//!   handler, serving delegated `get` and `scan` ([`wire`]) for the owner of
+//!   the lease each request carries; one-sided writes and reads of regions
+//!   need no code here (the fabric serves them on the registrations);
 //! - [`server::serve`]: the service behind the cluster-token check, with the
 //!   lease reaper, until shutdown;
+//! - [`client`]: what a compute node uses ([`client::ImageStore`]) and its
+//!   implementations: in process without transport, in process over the
+//!   `local` transport, and a remote `o3-memnode` over gRPC + `shm`/`tcp`;
 //! - [`config`]: the `o3-memnode` binary's TOML file and flags.
-//!
-//! Still to come: the data plane over `o3-transport` (one-sided writes into
-//! regions, delegated reads with [`wire`]) and the compute side that offloads
-//! sealed memtables and reads through them.
 
 pub mod client;
 pub mod config;
 mod control;
+pub mod data_plane;
 mod error;
 mod free_list;
 mod images;
@@ -49,7 +56,8 @@ mod pool;
 pub mod server;
 pub mod wire;
 
-pub use control::{ControlService, status_of};
+pub use control::{ControlService, data_region_from_proto, data_region_to_proto, status_of};
+pub use data_plane::{DataPlane, TransportKind};
 pub use error::{Error, Result};
 pub use free_list::ALIGN;
 pub use images::{ImageId, ImageMeta};

@@ -1,10 +1,13 @@
 //! `o3-memnode`: a memory node process. It owns one pool of `--pool-size`
 //! bytes and serves the control plane (`o3.memnode.v1.MemoryNode`, guarded
-//! by the cluster token read from `--token-file`) on `--listen` until
-//! SIGINT or SIGTERM. Once it listens it prints `listening on ADDR` on
-//! stdout (the bound address, so `--listen 127.0.0.1:0` is usable). Bad
-//! input is one line on stderr and a non-zero exit. Settings: see
-//! `o3_memnode::config`.
+//! by the cluster token read from `--token-file`) on `--listen` and the data
+//! plane (one-sided region access and delegated reads over `o3-transport`,
+//! `--transport shm|tcp`) until SIGINT or SIGTERM. Once it listens it prints
+//! `listening on ADDR` on stdout (the bound address, so `--listen
+//! 127.0.0.1:0` is usable), then `data plane KIND NODE` (the transport node
+//! compute nodes connect to; registering announces it too). On shutdown
+//! the shm data plane's files are removed. Bad input is one line on stderr
+//! and a non-zero exit. Settings: see `o3_memnode::config`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -13,9 +16,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use o3_memnode::config::{ConfigError, RawConfig};
-use o3_memnode::{ControlService, MemoryNode};
-use o3_transport::control::describe_error;
+use o3_memnode::config::{Config, ConfigError, RawConfig};
+use o3_memnode::{ControlService, DataPlane, MemoryNode, TransportKind};
+use o3_transport::control::{ClusterToken, describe_error};
+use o3_transport::shm::ShmFabric;
+use o3_transport::tcp::TcpFabric;
+use o3_transport::{Fabric, FabricOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -42,17 +48,30 @@ struct Args {
     /// [default: 5s].
     #[arg(long)]
     shutdown_grace: Option<String>,
+    /// The data plane's transport: tcp (any host) or shm (compute nodes on
+    /// this host) [default: tcp].
+    #[arg(long)]
+    transport: Option<String>,
+    /// Address of the tcp data plane [default: the --listen port + 1 on the
+    /// same host; any free port when --listen's port is 0].
+    #[arg(long)]
+    data_listen: Option<String>,
+    /// Directory in which the shm data plane creates its node directory
+    /// [default: /dev/shm].
+    #[arg(long)]
+    shm_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create a pool of {bytes} bytes: {source}")]
-    Pool {
-        bytes: u64,
+    #[error("cannot start the {transport} data plane at {at}: {source}")]
+    DataPlane {
+        transport: TransportKind,
+        at: String,
         #[source]
-        source: o3_memnode::Error,
+        source: o3_transport::Error,
     },
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -115,13 +134,18 @@ fn run(args: Args) -> Result<(), RunError> {
         lease_ttl: args.lease_ttl,
         token_file: args.token_file,
         shutdown_grace: args.shutdown_grace,
+        transport: args.transport,
+        data_listen: args.data_listen,
+        shm_dir: args.shm_dir,
     };
     let config = file.overridden_by(flags).resolve()?;
     let token = config.read_token()?;
-    let node = MemoryNode::with_capacity(config.pool_size).map_err(|source| RunError::Pool {
-        bytes: config.pool_size,
-        source,
-    })?;
+    let plane = DataPlane::new();
+    let fabric = DataFabric::start(&config, &plane, token.clone())?;
+    let node = MemoryNode::with_fabric(config.pool_size, fabric.shared());
+    let service = ControlService::new(Arc::new(node), config.lease_ttl)
+        .with_data_plane(config.transport, fabric.shared().node());
+    plane.attach(&service);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,23 +162,80 @@ fn run(args: Args) -> Result<(), RunError> {
             source,
         })?;
         let shutdown = shutdown_signal()?;
+        let data_node = fabric.shared().node().clone();
         let mut stdout = std::io::stdout();
         writeln!(stdout, "listening on {bound}")
+            .and_then(|()| writeln!(stdout, "data plane {} {data_node}", config.transport))
             .and_then(|()| stdout.flush())
             .map_err(RunError::Announce)?;
         tracing::info!(
             %bound,
+            data_plane = %config.transport,
+            %data_node,
             pool_size = config.pool_size,
             lease_ttl = ?config.lease_ttl,
             "memory node serving"
         );
-        let service = ControlService::new(Arc::new(node), config.lease_ttl);
-        o3_memnode::server::serve(listener, service, token, shutdown, config.shutdown_grace)
-            .await
-            .map_err(|e| RunError::Serve(describe_error(&e)))?;
+        let served =
+            o3_memnode::server::serve(listener, service, token, shutdown, config.shutdown_grace)
+                .await
+                .map_err(|e| RunError::Serve(describe_error(&e)));
+        fabric.close();
+        served?;
         tracing::info!("memory node stopped");
         Ok(())
     })
+}
+
+/// The data plane's fabric, kept concrete so shutdown can close it.
+enum DataFabric {
+    Tcp(Arc<TcpFabric>),
+    Shm(Arc<ShmFabric>),
+}
+
+impl DataFabric {
+    fn start(
+        config: &Config,
+        plane: &Arc<DataPlane>,
+        token: ClusterToken,
+    ) -> Result<Self, RunError> {
+        let options = FabricOptions::new(token);
+        let failed = |at: String| {
+            move |source| RunError::DataPlane {
+                transport: config.transport,
+                at,
+                source,
+            }
+        };
+        Ok(match config.transport {
+            TransportKind::Shm => DataFabric::Shm(Arc::new(
+                ShmFabric::create_in(&config.shm_dir, plane.clone(), options)
+                    .map_err(failed(config.shm_dir.display().to_string()))?,
+            )),
+            // `resolve` refuses local; tcp is the default.
+            TransportKind::Tcp | TransportKind::Local => {
+                let listen = config.data_listen.to_string();
+                DataFabric::Tcp(Arc::new(
+                    TcpFabric::bind(&listen, None, plane.clone(), options)
+                        .map_err(failed(listen.clone()))?,
+                ))
+            }
+        })
+    }
+
+    fn shared(&self) -> Arc<dyn Fabric> {
+        match self {
+            DataFabric::Tcp(fabric) => fabric.clone(),
+            DataFabric::Shm(fabric) => fabric.clone(),
+        }
+    }
+
+    /// Revoke every region; for shm also remove the node's files.
+    fn close(&self) {
+        if let DataFabric::Shm(fabric) = self {
+            fabric.close();
+        }
+    }
 }
 
 /// Completes on the first SIGINT or SIGTERM. The handlers are installed

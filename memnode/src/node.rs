@@ -1,14 +1,37 @@
 //! [`MemoryNode`]: the pool, the image index and delegated reads behind one
 //! `Send + Sync` handle — the object the control plane (allocate, publish,
-//! release, stats, lease expiry) and the data plane (region writes,
-//! delegated `get` and `scan`) will share.
+//! release, stats, lease expiry) and the data plane (delegated `get` and
+//! `scan`, see `data_plane.rs`) share.
 //!
 //! Every call names the owner it acts for; the core trusts it, so callers
-//! must pass the identity their transport authenticated. Lock order: pool
-//! table → region state → image index (never the reverse).
+//! must pass the identity they authenticated (the lease secret). Lock order:
+//! pool table → region state → image index (never the reverse).
+//!
+//! Built [`MemoryNode::with_fabric`], every region is registered with the
+//! data-plane fabric and its owner writes the image into it one-sidedly;
+//! publish then validates the bytes in place and lookups search them in
+//! place.
+//!
+//! **An owner can still overwrite its own published image.** The transport
+//! has no way to take write access away from one region, so the published
+//! state only stops [`MemoryNode::write`]; one-sided writes through the
+//! region's transport descriptor still land. That can only harm the
+//! owner's own answers (no other owner's descriptor or image is reachable
+//! from its region), and the lookup code never crashes on such bytes:
+//! every read of the image goes through the bounds-checked accessors of
+//! `o3_storage::memtable::MemtableImage` (a node or link outside the image
+//! reads as empty or as the end of the list, never out of bounds), and a
+//! panic in a request handler would in any case fail only that request
+//! (`o3_transport::dispatch` catches it). What validation cannot keep
+//! after the fact is termination: links rewritten into a cycle could keep
+//! one lookup of that owner spinning on a request worker. The clients in
+//! [`crate::client`] refuse writes into a region they published, so only
+//! a compute node that bypasses them can do that, and only with its own
+//! region's key.
 
 use std::sync::Arc;
 
+use o3_transport::Fabric;
 use o3_transport::region::RegionMemory;
 
 use crate::error::Result;
@@ -40,6 +63,12 @@ impl MemoryNode {
         Ok(MemoryNode::over(Pool::with_capacity(pool_size)?))
     }
 
+    /// A memory node of `pool_size` bytes whose regions are each registered
+    /// with the data-plane `fabric` (the pool itself allocates nothing).
+    pub fn with_fabric(pool_size: u64, fabric: Arc<dyn Fabric>) -> MemoryNode {
+        MemoryNode::over(Pool::registered(pool_size, fabric))
+    }
+
     fn over(pool: Pool) -> MemoryNode {
         MemoryNode {
             pool,
@@ -54,6 +83,16 @@ impl MemoryNode {
     /// A region of `bytes` bytes for `owner` to write an image into.
     pub fn allocate(&self, owner: OwnerId, bytes: u64) -> Result<RegionDesc> {
         self.pool.allocate(owner, bytes)
+    }
+
+    /// The transport descriptor of `owner`'s region, for one-sided access
+    /// over the data plane; `None` when the node has no data-plane fabric.
+    pub fn data_region(
+        &self,
+        owner: OwnerId,
+        region: &RegionDesc,
+    ) -> Result<Option<o3_transport::RegionDesc>> {
+        Ok(self.pool.region(owner, region)?.data_desc().cloned())
     }
 
     /// Copy `data` into `owner`'s region at `offset`; refused once the
@@ -87,7 +126,8 @@ impl MemoryNode {
     }
 
     /// Release `owner`'s region; an image published in it is unpublished
-    /// first and returned. Lookups already reading it finish normally.
+    /// first and returned, and its data-plane registration is revoked.
+    /// Lookups already reading it finish normally.
     pub fn release(&self, owner: OwnerId, region: &RegionDesc) -> Result<Option<ImageId>> {
         let region = self.pool.remove(owner, region)?;
         Ok(self.retire(owner, &region))
@@ -113,6 +153,8 @@ impl MemoryNode {
             RegionState::Open | RegionState::Released => None,
         };
         *state = RegionState::Released;
+        drop(state);
+        region.revoke();
         unpublished
     }
 

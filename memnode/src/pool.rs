@@ -1,24 +1,40 @@
-//! The memory pool: one contiguous block of registered memory carved into
-//! regions, one region per memtable image a compute node ships here.
+//! The memory pool: capacity carved into regions, one region per memtable
+//! image a compute node ships here.
 //!
-//! The pool's memory is an `o3_transport` [`RegionMemory`] — the type every
-//! transport backend registers (a heap block for `local`, a mapped region
-//! file for `shm`) — so the data plane can register the whole pool once and
-//! hand out windows of it, without copying image bytes anywhere. A region is
-//! such a window: `[offset, offset + len)` of the pool, owned by one compute
-//! node ([`OwnerId`]) and named by a [`RegionDesc`] that carries a random
-//! 64-bit key; every operation checks owner and key, so a node can neither
-//! guess nor reuse another node's region.
+//! The pool does capacity, placement and fragmentation accounting with a
+//! first-fit free list over `[0, capacity)`; where a region's bytes live
+//! depends on how the pool was built:
 //!
-//! A released region leaves the region table at once, but its extent returns
-//! to the free list only when the last reader holding it (a lookup on its
-//! published image) finishes, so a lookup never reads recycled bytes.
+//! - over one block of memory ([`Pool::new`], [`Pool::with_capacity`]): a
+//!   region is the window `[offset, offset + len)` of that block (the
+//!   in-process node that [`crate::client::Direct`] drives);
+//! - over a data-plane fabric ([`Pool::registered`]): each region is its own
+//!   registration with the fabric (`READ_WRITE`, a random transport key per
+//!   region on every backend: an shm region file, a tcp or local region, an
+//!   RDMA memory region), so the owner writes and reads it one-sidedly. The
+//!   pool then allocates no memory of its own: the free list only accounts
+//!   for the bytes the registrations hold.
+//!
+//! A region is owned by one compute node ([`OwnerId`]) and named by a
+//! [`RegionDesc`] that carries a random 64-bit key; every control-plane
+//! operation checks owner and key, so a node can neither guess nor reuse
+//! another node's region. (One-sided operations are checked by the
+//! transport against the registration's own key.)
+//!
+//! A released region leaves the region table and loses its registration at
+//! once (its descriptors stop working), but its extent returns to the free
+//! list — and its memory is dropped — only when the last reader holding it
+//! (a lookup on its published image) finishes, so a lookup never reads
+//! recycled bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use o3_transport::region::RegionMemory;
+use o3_transport::{Fabric, RegionAccess};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::error::{Error, Result};
@@ -89,12 +105,17 @@ pub(crate) enum RegionState {
     Released,
 }
 
-/// A live region: its descriptor and the pool extent behind it.
+/// A live region: its descriptor, the pool extent it accounts for, and the
+/// memory behind it.
 #[derive(Debug)]
 pub(crate) struct Region {
     desc: RegionDesc,
     extent_len: u64,
     memory: Arc<RegionMemory>,
+    /// Offset of the region's byte 0 in `memory` (its pool offset in a
+    /// block-backed pool, 0 for a registration of its own).
+    base: u64,
+    registration: Option<Registration>,
     free: Arc<Mutex<FreeList>>,
     /// Writers into the region hold it shared; publish and release hold it
     /// exclusively, so a published image's bytes never change under a
@@ -111,6 +132,21 @@ impl Region {
         &self.state
     }
 
+    /// The transport descriptor one-sided operations on the region use
+    /// (for a fabric-backed pool).
+    pub(crate) fn data_desc(&self) -> Option<&o3_transport::RegionDesc> {
+        self.registration.as_ref().map(|r| &r.desc)
+    }
+
+    /// Revoke remote access (the region was released): later one-sided
+    /// operations through its transport descriptor fail. The memory stays
+    /// mapped for lookups still reading it.
+    pub(crate) fn revoke(&self) {
+        if let Some(registration) = &self.registration {
+            registration.revoke();
+        }
+    }
+
     /// The region's bytes, viewed in place.
     ///
     /// # Safety
@@ -118,14 +154,15 @@ impl Region {
     /// the state lock exclusively, or the state is `Published` (the write
     /// path refuses published regions).
     pub(crate) unsafe fn bytes(&self) -> &[u8] {
-        // SAFETY: `[offset, offset + len)` lies inside the pool memory (the
-        // extent was carved from `[0, capacity)` with capacity <= memory
-        // length), which `self.memory` keeps alive and in place; the extent
-        // is not given back to the free list before `self` drops; the caller
-        // excludes writers.
+        // SAFETY: `[base, base + len)` lies inside `self.memory` (a window
+        // carved from `[0, capacity)` of a block at least `capacity` long,
+        // or a registration of exactly `len` bytes at base 0), which
+        // `self.memory` keeps alive and in place; the extent is not given
+        // back to the free list before `self` drops; the caller excludes
+        // writers.
         unsafe {
             std::slice::from_raw_parts(
-                self.memory.as_ptr().add(self.desc.offset as usize),
+                self.memory.as_ptr().add(self.base as usize),
                 self.desc.len as usize,
             )
         }
@@ -134,10 +171,41 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        self.revoke();
         self.free
             .lock()
             .give_back(self.desc.offset, self.extent_len);
     }
+}
+
+/// A region's own registration with the data-plane fabric.
+#[derive(Debug)]
+struct Registration {
+    fabric: Arc<dyn Fabric>,
+    desc: o3_transport::RegionDesc,
+    revoked: AtomicBool,
+}
+
+impl Registration {
+    fn revoke(&self) {
+        if self.revoked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.fabric.deregister(&self.desc) {
+            // Nothing to undo: the region is gone from the table either way,
+            // and a registration that refuses to go only keeps its memory.
+            tracing::warn!(region = self.desc.region, error = %e, "cannot deregister a released region");
+        }
+    }
+}
+
+/// Where the regions' bytes live.
+#[derive(Debug)]
+enum Backing {
+    /// Windows of one block.
+    Block(Arc<RegionMemory>),
+    /// A registration per region.
+    Fabric(Arc<dyn Fabric>),
 }
 
 #[derive(Debug, Default)]
@@ -150,7 +218,7 @@ struct RegionTable {
 /// from any request-handler thread.
 #[derive(Debug)]
 pub struct Pool {
-    memory: Arc<RegionMemory>,
+    backing: Backing,
     capacity: u64,
     free: Arc<Mutex<FreeList>>,
     table: Mutex<RegionTable>,
@@ -161,8 +229,19 @@ impl Pool {
     /// its capacity is the memory's length rounded down to 4 KiB.
     pub fn new(memory: Arc<RegionMemory>) -> Pool {
         let capacity = memory.len() as u64 / ALIGN * ALIGN;
+        Pool::over(Backing::Block(memory), capacity)
+    }
+
+    /// A pool of `capacity` bytes (rounded down to 4 KiB) whose regions are
+    /// each registered with `fabric` when allocated; the pool holds no
+    /// memory itself.
+    pub fn registered(capacity: u64, fabric: Arc<dyn Fabric>) -> Pool {
+        Pool::over(Backing::Fabric(fabric), capacity / ALIGN * ALIGN)
+    }
+
+    fn over(backing: Backing, capacity: u64) -> Pool {
         Pool {
-            memory,
+            backing,
             capacity,
             free: Arc::new(Mutex::new(FreeList::new(capacity))),
             table: Mutex::new(RegionTable::default()),
@@ -176,9 +255,12 @@ impl Pool {
         Ok(Pool::new(Arc::new(memory)))
     }
 
-    /// The pool's memory, for the data plane to register as one region.
-    pub fn memory(&self) -> &Arc<RegionMemory> {
-        &self.memory
+    /// The data-plane fabric regions are registered with, if any.
+    pub fn fabric(&self) -> Option<&Arc<dyn Fabric>> {
+        match &self.backing {
+            Backing::Block(_) => None,
+            Backing::Fabric(fabric) => Some(fabric),
+        }
     }
 
     pub fn capacity(&self) -> u64 {
@@ -207,6 +289,27 @@ impl Pool {
                 largest_free: free.largest(),
             })?
         };
+        let (memory, base, registration) = match &self.backing {
+            Backing::Block(memory) => (Arc::clone(memory), offset, None),
+            Backing::Fabric(fabric) => match fabric.register(bytes, RegionAccess::READ_WRITE) {
+                Ok(local) => {
+                    let registration = Registration {
+                        fabric: Arc::clone(fabric),
+                        desc: local.desc().clone(),
+                        revoked: AtomicBool::new(false),
+                    };
+                    (Arc::clone(local.memory()), 0, Some(registration))
+                }
+                Err(source) => {
+                    self.free.lock().give_back(offset, extent_len);
+                    return Err(Error::Register {
+                        owner,
+                        bytes,
+                        source,
+                    });
+                }
+            },
+        };
         let mut table = self.table.lock();
         table.next_id += 1;
         let desc = RegionDesc {
@@ -219,7 +322,9 @@ impl Pool {
         let region = Arc::new(Region {
             desc,
             extent_len,
-            memory: Arc::clone(&self.memory),
+            memory,
+            base,
+            registration,
             free: Arc::clone(&self.free),
             state: RwLock::new(RegionState::Open),
         });
@@ -268,7 +373,7 @@ impl Pool {
     pub fn write(&self, owner: OwnerId, desc: &RegionDesc, offset: u64, data: &[u8]) -> Result<()> {
         let region = self.region(owner, desc)?;
         let state = writable(&region)?;
-        let at = in_region(desc, offset, data.len())?;
+        let at = region.base + in_region(desc, offset, data.len())?;
         let copied = region.memory.copy_in(at, data);
         drop(state);
         outside_memory(copied, desc, offset, data.len())
@@ -284,7 +389,7 @@ impl Pool {
     ) -> Result<()> {
         let region = self.region(owner, desc)?;
         let _state = region.state.read();
-        let at = in_region(desc, offset, buf.len())?;
+        let at = region.base + in_region(desc, offset, buf.len())?;
         outside_memory(region.memory.copy_out(at, buf), desc, offset, buf.len())
     }
 
@@ -355,10 +460,10 @@ fn writable(region: &Region) -> Result<RwLockReadGuard<'_, RegionState>> {
     }
 }
 
-/// The pool offset of `[offset, offset + len)` of the region, if inside it.
+/// `offset` again, if `[offset, offset + len)` lies inside the region.
 fn in_region(desc: &RegionDesc, offset: u64, len: usize) -> Result<u64> {
     match offset.checked_add(len as u64) {
-        Some(end) if end <= desc.len => Ok(desc.offset + offset),
+        Some(end) if end <= desc.len => Ok(offset),
         _ => Err(Error::OutOfBounds {
             region: desc.region,
             offset,

@@ -1,19 +1,27 @@
 //! The binary codec of delegated-read messages, for the data plane's
-//! two-sided request/response (the owner is not on the wire: it is the
-//! identity the connection authenticated).
+//! two-sided request/response (`data_plane.rs`).
+//!
+//! Every request carries the lease secret of the owner it acts for: any
+//! holder of the cluster token can open a data-plane connection, so the
+//! connection's identity says nothing about which compute node's images it
+//! may search; the lease secret, handed out by the authenticated control
+//! plane, does.
 //!
 //! Every message is `tag: u8, version: u8, body`; all integers are
 //! little-endian; byte strings are `len: u32, bytes`; an optional byte
 //! string is `present: u8 (0|1)` then, if present, a byte string; lists are
-//! `count: u32` then the elements. Bodies (version 1):
+//! `count: u32` then the elements. Bodies (version 2):
 //!
 //! | tag | message        | body |
 //! |-----|----------------|------|
-//! | 1   | get request    | lookups: list of (key: bytes, snapshot: u64, images: list of image id) |
+//! | 1   | get request    | lease: u64, lookups: list of (key: bytes, snapshot: u64, images: list of image id) |
 //! | 2   | get response   | answers: list of list of found |
-//! | 3   | scan request   | images: list of image id, lower: bytes, upper: optional bytes, direction: u8 (0 forward, 1 backward), limit: u32, snapshot: u64, resume_after: optional bytes |
+//! | 3   | scan request   | lease: u64, images: list of image id, lower: bytes, upper: optional bytes, direction: u8 (0 forward, 1 backward), limit: u32, snapshot: u64, resume_after: optional bytes |
 //! | 4   | scan response  | entries: list of (user key: bytes, sequence: u64, kind: u8, value: bytes), continuation: optional bytes |
-//! | 5   | refused        | reason: bytes (UTF-8): the request failed as a whole |
+//! | 5   | refused        | kind: u8 (0 the request, 1 the lease: unknown or expired, register again), reason: bytes (UTF-8): the request failed as a whole |
+//!
+//! Version 2 added the lease to both requests and the kind to refusals;
+//! version 1 is refused.
 //!
 //! An image id is `shard: u32, serial: u64`. A found is `0` (absent),
 //! `1, sequence: u64, offset: u32` (tombstone) or `2, sequence: u64,
@@ -28,12 +36,13 @@ use o3_storage::key::ValueKind;
 
 use crate::error::{Error, Result};
 use crate::images::ImageId;
+use crate::lease::LeaseSecret;
 use crate::lookup::{
     Direction, Found, GetRequest, GetResponse, KeyLookup, ScanEntry, ScanRequest, ScanResponse,
 };
 
 /// The only version this code writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 const TAG_GET_REQUEST: u8 = 1;
 const TAG_GET_RESPONSE: u8 = 2;
@@ -51,21 +60,44 @@ const SCAN_ENTRY_MIN_LEN: usize = 4 + 8 + 1 + 4;
 /// A delegated-read message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    GetRequest(GetRequest),
+    /// A batched `get` on behalf of the owner of `lease`.
+    GetRequest {
+        lease: LeaseSecret,
+        request: GetRequest,
+    },
     GetResponse(GetResponse),
-    ScanRequest(ScanRequest),
+    /// A `scan` on behalf of the owner of `lease`.
+    ScanRequest {
+        lease: LeaseSecret,
+        request: ScanRequest,
+    },
     ScanResponse(ScanResponse),
-    /// The request failed as a whole (e.g. an unknown image); the reason is
-    /// the memory node's error message.
-    Refused(String),
+    /// The request failed as a whole; the reason is the memory node's
+    /// error message.
+    Refused {
+        kind: Refusal,
+        reason: String,
+    },
+}
+
+/// Why a request was refused, by what the requester must do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request itself (an unknown image, a malformed message): the
+    /// reason says what.
+    Request,
+    /// The lease is unknown or expired: the requester's regions here are
+    /// gone and it must register again.
+    Lease,
 }
 
 impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Writer(Vec::new());
         match self {
-            Message::GetRequest(request) => {
+            Message::GetRequest { lease, request } => {
                 out.header(TAG_GET_REQUEST);
+                out.u64(lease.0);
                 out.u32(request.lookups.len() as u32);
                 for lookup in &request.lookups {
                     out.bytes(&lookup.key);
@@ -83,8 +115,9 @@ impl Message {
                     }
                 }
             }
-            Message::ScanRequest(request) => {
+            Message::ScanRequest { lease, request } => {
                 out.header(TAG_SCAN_REQUEST);
+                out.u64(lease.0);
                 out.images(&request.images);
                 out.bytes(&request.lower);
                 out.optional(request.upper.as_deref());
@@ -107,8 +140,12 @@ impl Message {
                 }
                 out.optional(response.continuation.as_deref());
             }
-            Message::Refused(reason) => {
+            Message::Refused { kind, reason } => {
                 out.header(TAG_REFUSED);
+                out.0.push(match kind {
+                    Refusal::Request => 0,
+                    Refusal::Lease => 1,
+                });
                 out.bytes(reason.as_bytes());
             }
         }
@@ -139,6 +176,7 @@ impl Message {
         }
         let message = match tag {
             TAG_GET_REQUEST => {
+                let lease = LeaseSecret(r.u64()?);
                 let count = r.count(KEY_LOOKUP_MIN_LEN)?;
                 let mut lookups = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -148,7 +186,10 @@ impl Message {
                         images: r.images()?,
                     });
                 }
-                Message::GetRequest(GetRequest { lookups })
+                Message::GetRequest {
+                    lease,
+                    request: GetRequest { lookups },
+                }
             }
             TAG_GET_RESPONSE => {
                 let count = r.count(LIST_MIN_LEN)?;
@@ -163,19 +204,24 @@ impl Message {
                 }
                 Message::GetResponse(GetResponse { answers })
             }
-            TAG_SCAN_REQUEST => Message::ScanRequest(ScanRequest {
-                images: r.images()?,
-                lower: r.bytes()?.to_vec(),
-                upper: r.optional()?,
-                direction: match r.u8()? {
-                    0 => Direction::Forward,
-                    1 => Direction::Backward,
-                    other => return Err(r.error(r.at - 1, format!("unknown direction {other}"))),
+            TAG_SCAN_REQUEST => Message::ScanRequest {
+                lease: LeaseSecret(r.u64()?),
+                request: ScanRequest {
+                    images: r.images()?,
+                    lower: r.bytes()?.to_vec(),
+                    upper: r.optional()?,
+                    direction: match r.u8()? {
+                        0 => Direction::Forward,
+                        1 => Direction::Backward,
+                        other => {
+                            return Err(r.error(r.at - 1, format!("unknown direction {other}")));
+                        }
+                    },
+                    limit: r.u32()?,
+                    snapshot: r.u64()?,
+                    resume_after: r.optional()?,
                 },
-                limit: r.u32()?,
-                snapshot: r.u64()?,
-                resume_after: r.optional()?,
-            }),
+            },
             TAG_SCAN_RESPONSE => {
                 let count = r.count(SCAN_ENTRY_MIN_LEN)?;
                 let mut entries = Vec::with_capacity(count);
@@ -193,10 +239,15 @@ impl Message {
                 })
             }
             _ => {
+                let kind = match r.u8()? {
+                    0 => Refusal::Request,
+                    1 => Refusal::Lease,
+                    other => return Err(r.error(r.at - 1, format!("unknown refusal kind {other}"))),
+                };
                 let at = r.at;
                 let reason = String::from_utf8(r.bytes()?.to_vec())
                     .map_err(|_| r.error(at, "refusal reason is not UTF-8".into()))?;
-                Message::Refused(reason)
+                Message::Refused { kind, reason }
             }
         };
         if r.at != bytes.len() {
@@ -416,11 +467,16 @@ mod tests {
             },
         );
         prop_oneof![
-            proptest::collection::vec(lookup, 0..4)
-                .prop_map(|lookups| Message::GetRequest(GetRequest { lookups })),
+            (any::<u64>(), proptest::collection::vec(lookup, 0..4)).prop_map(|(lease, lookups)| {
+                Message::GetRequest {
+                    lease: LeaseSecret(lease),
+                    request: GetRequest { lookups },
+                }
+            }),
             proptest::collection::vec(proptest::collection::vec(found(), 0..4), 0..4)
                 .prop_map(|answers| Message::GetResponse(GetResponse { answers })),
             (
+                any::<u64>(),
                 image_ids(),
                 bytes(),
                 proptest::option::of(bytes()),
@@ -430,20 +486,23 @@ mod tests {
                 proptest::option::of(bytes()),
             )
                 .prop_map(
-                    |(images, lower, upper, backward, limit, snapshot, resume_after)| {
-                        Message::ScanRequest(ScanRequest {
-                            images,
-                            lower,
-                            upper,
-                            direction: if backward {
-                                Direction::Backward
-                            } else {
-                                Direction::Forward
+                    |(lease, images, lower, upper, backward, limit, snapshot, resume_after)| {
+                        Message::ScanRequest {
+                            lease: LeaseSecret(lease),
+                            request: ScanRequest {
+                                images,
+                                lower,
+                                upper,
+                                direction: if backward {
+                                    Direction::Backward
+                                } else {
+                                    Direction::Forward
+                                },
+                                limit,
+                                snapshot,
+                                resume_after,
                             },
-                            limit,
-                            snapshot,
-                            resume_after,
-                        })
+                        }
                     }
                 ),
             (
@@ -456,7 +515,14 @@ mod tests {
                         continuation,
                     })
                 }),
-            ".{0,20}".prop_map(Message::Refused),
+            (any::<bool>(), ".{0,20}").prop_map(|(lease, reason)| Message::Refused {
+                kind: if lease {
+                    Refusal::Lease
+                } else {
+                    Refusal::Request
+                },
+                reason,
+            }),
         ]
     }
 
@@ -500,17 +566,25 @@ mod tests {
             Message::decode(&[9, WIRE_VERSION]),
             Err(Error::Decode { offset: 0, .. })
         ));
+        // Version 1 (no lease) and unknown versions are refused.
+        for version in [1, 3] {
+            assert!(matches!(
+                Message::decode(&[TAG_REFUSED, version]),
+                Err(Error::Decode { offset: 1, .. })
+            ));
+        }
         assert!(matches!(
-            Message::decode(&[TAG_REFUSED, 2]),
-            Err(Error::Decode { offset: 1, .. })
+            Message::decode(&[TAG_REFUSED, WIRE_VERSION, 2, 0, 0, 0, 0]),
+            Err(Error::Decode { offset: 2, .. })
         ));
         assert!(matches!(Message::decode(&[]), Err(Error::Decode { .. })));
         // A count far beyond the bytes present is refused before allocating.
         let mut huge = vec![TAG_GET_REQUEST, WIRE_VERSION];
+        huge.extend_from_slice(&7u64.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             Message::decode(&huge),
-            Err(Error::Decode { offset: 2, .. })
+            Err(Error::Decode { offset: 10, .. })
         ));
     }
 }

@@ -1,14 +1,13 @@
 //! `o3-memnode` as a process: started by each test on a loopback ephemeral
 //! port (`--listen 127.0.0.1:0`, the bound address read from its stdout),
 //! driven over gRPC, stopped through its handle. Every wait is bounded.
+//! (The data plane's process tests are in `remote_store.rs`.)
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::io::Read;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use memnode_child::{MemnodeChild as Memnode, TOKEN, WAIT, binary, token_file, wait_bounded};
 use o3_transport::control::proto::memnode::v1 as pb;
 use o3_transport::control::{
     AuthenticatedChannel, ClusterToken, ConnectOptions, authenticated, connect,
@@ -17,117 +16,22 @@ use pb::memory_node_client::MemoryNodeClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-const TOKEN: &str = "o3-memnode-test-token-51c2";
-const WAIT: Duration = Duration::from_secs(20);
+// The data-plane tests use the rest of it.
+#[allow(dead_code)]
+mod memnode_child;
 
-/// A running `o3-memnode`; killed (and reaped) on drop if still running.
-struct Memnode {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
+async fn channel(memnode: &Memnode) -> Channel {
+    connect(
+        &format!("http://{}", memnode.addr),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap()
 }
 
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_o3-memnode"));
-    command.env_remove("RUST_LOG");
-    command
-}
-
-fn token_file(dir: &Path, contents: &str) -> PathBuf {
-    let path = dir.join("token");
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-impl Memnode {
-    /// Starts the binary with the right token and `extra` flags.
-    fn start(extra: &[&str]) -> Memnode {
-        let dir = tempfile::tempdir().unwrap();
-        let token = token_file(dir.path(), &format!("{TOKEN}\n"));
-        let mut child = binary()
-            .args(["--listen", "127.0.0.1:0", "--token-file"])
-            .arg(&token)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (lines, announced) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = match announced.recv_timeout(WAIT) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("o3-memnode did not announce its address: {e}");
-            }
-        };
-        let addr = line
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Memnode {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        connect(&format!("http://{}", self.addr), &ConnectOptions::default())
-            .await
-            .unwrap()
-    }
-
-    async fn client(&self) -> MemoryNodeClient<AuthenticatedChannel> {
-        let token = ClusterToken::new(TOKEN).unwrap();
-        MemoryNodeClient::new(authenticated(self.channel().await, token))
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid; it is not yet reaped
-        // (only `wait_exit`/drop reap it), so the pid is not reused.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        wait_bounded(&mut self.child)
-    }
-}
-
-impl Drop for Memnode {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Waits for `child` to exit, killing it and failing after [`WAIT`].
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("o3-memnode did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+async fn client(memnode: &Memnode) -> MemoryNodeClient<AuthenticatedChannel> {
+    let token = ClusterToken::new(TOKEN).unwrap();
+    MemoryNodeClient::new(authenticated(channel(memnode).await, token))
 }
 
 async fn register(
@@ -169,12 +73,12 @@ fn pool(stats: &pb::StatsResponse) -> pb::PoolStats {
 #[tokio::test]
 async fn calls_without_the_right_token_are_unauthenticated_and_change_nothing() {
     let memnode = Memnode::start(&["--pool-size", "4MiB"]);
-    let mut good = memnode.client().await;
+    let mut good = client(&memnode).await;
     let lease = register(&mut good, "a").await.lease;
     let region = allocate(&mut good, lease, 10_000).await.unwrap();
     let before = stats(&mut good).await;
 
-    let channel = memnode.channel().await;
+    let channel = channel(&memnode).await;
     let wrong = ClusterToken::new("o3-memnode-test-token-51c3").unwrap();
     let mut anonymous = MemoryNodeClient::new(channel.clone());
     let mut impostor = MemoryNodeClient::new(authenticated(channel, wrong));
@@ -230,7 +134,7 @@ async fn calls_without_the_right_token_are_unauthenticated_and_change_nothing() 
 #[tokio::test]
 async fn allocations_show_in_stats_and_releases_free_them() {
     let memnode = Memnode::start(&["--pool-size", "4MiB", "--lease-ttl", "1h"]);
-    let mut client = memnode.client().await;
+    let mut client = client(&memnode).await;
     let empty = stats(&mut client).await;
     assert_eq!(pool(&empty).capacity, 4 << 20);
     assert_eq!(pool(&empty).used, 0);
@@ -279,7 +183,7 @@ async fn allocations_show_in_stats_and_releases_free_them() {
 #[tokio::test]
 async fn another_owner_cannot_release_a_region_nor_a_forged_descriptor() {
     let memnode = Memnode::start(&["--pool-size", "4MiB"]);
-    let mut client = memnode.client().await;
+    let mut client = client(&memnode).await;
     let a = register(&mut client, "a").await;
     let b = register(&mut client, "b").await;
     assert_ne!(a.owner, b.owner);
@@ -322,7 +226,7 @@ async fn another_owner_cannot_release_a_region_nor_a_forged_descriptor() {
 #[tokio::test]
 async fn refusals_carry_their_reason() {
     let memnode = Memnode::start(&["--pool-size", "1MiB"]);
-    let mut client = memnode.client().await;
+    let mut client = client(&memnode).await;
     let a = register(&mut client, "a").await;
 
     allocate(&mut client, a.lease, 600 << 10).await.unwrap();
@@ -389,7 +293,7 @@ async fn stats_until(
 #[tokio::test]
 async fn an_expired_lease_frees_its_regions_and_must_register_again() {
     let memnode = Memnode::start(&["--pool-size", "4MiB", "--lease-ttl", "1s"]);
-    let mut client = memnode.client().await;
+    let mut client = client(&memnode).await;
     let silent = register(&mut client, "silent").await;
     let alive = register(&mut client, "alive").await;
     allocate(&mut client, silent.lease, 100_000).await.unwrap();
@@ -435,7 +339,7 @@ async fn an_expired_lease_frees_its_regions_and_must_register_again() {
 async fn sigterm_and_sigint_stop_the_node_with_exit_status_zero() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let mut memnode = Memnode::start(&["--pool-size", "1MiB", "--shutdown-grace", "1s"]);
-        let mut client = memnode.client().await;
+        let mut client = client(&memnode).await;
         register(&mut client, "a").await;
         memnode.signal(signal);
         let status = memnode.wait_exit();
@@ -453,7 +357,7 @@ async fn flags_override_the_config_file() {
     )
     .unwrap();
     let memnode = Memnode::start(&["--config", config.to_str().unwrap(), "--pool-size", "2MiB"]);
-    let mut client = memnode.client().await;
+    let mut client = client(&memnode).await;
     assert_eq!(pool(&stats(&mut client).await).capacity, 2 << 20);
     assert_eq!(register(&mut client, "a").await.lease_ttl_ms, 2000);
 }
@@ -498,7 +402,7 @@ fn bad_input_is_a_one_line_error_and_a_failing_exit() {
     let empty_token = dir.path().join("empty");
     std::fs::write(&empty_token, "\n").unwrap();
     let unknown_key = dir.path().join("unknown.toml");
-    std::fs::write(&unknown_key, "pool_size = \"1MiB\"\ntransport = \"tcp\"\n").unwrap();
+    std::fs::write(&unknown_key, "pool_size = \"1MiB\"\ntransprot = \"tcp\"\n").unwrap();
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "pool_size = \"1MiB\nlisten =\n").unwrap();
     // Held until the end of the test, so the port stays in use.
@@ -516,7 +420,7 @@ fn bad_input_is_a_one_line_error_and_a_failing_exit() {
                 "--config",
                 unknown_key.to_str().unwrap(),
             ],
-            "transport",
+            "transprot",
         ),
         (
             &[
@@ -598,9 +502,55 @@ fn bad_input_is_a_one_line_error_and_a_failing_exit() {
                 "--token-file",
                 good_token,
                 "--transport",
+                "rdma",
+            ],
+            "transport",
+        ),
+        (
+            &[
+                "--listen",
+                local,
+                "--token-file",
+                good_token,
+                "--data-listen",
+                "here",
+            ],
+            "data_listen",
+        ),
+        (
+            &[
+                "--listen",
+                local,
+                "--token-file",
+                good_token,
+                "--data-listen",
+                taken.as_str(),
+            ],
+            "cannot start the tcp data plane",
+        ),
+        (
+            &[
+                "--listen",
+                local,
+                "--token-file",
+                good_token,
+                "--transport",
+                "shm",
+                "--shm-dir",
+                "/nonexistent/shm",
+            ],
+            "cannot start the shm data plane",
+        ),
+        (
+            &[
+                "--listen",
+                local,
+                "--token-file",
+                good_token,
+                "--data-plane",
                 "tcp",
             ],
-            "--transport",
+            "--data-plane",
         ),
     ];
     for (args, needle) in cases {

@@ -55,6 +55,11 @@ pub enum Error {
     /// A job result was refused (fencing) or a job could not be placed.
     #[error(transparent)]
     Job(#[from] crate::job::JobError),
+    /// A memory node holding offloaded memtable images failed a call.
+    /// `lost`: the images there are gone (the node died, is unreachable or
+    /// restarted), and the compute node rebuilds them from its WAL.
+    #[error("memory node: {message}")]
+    MemoryNode { lost: bool, message: String },
 }
 
 impl Error {

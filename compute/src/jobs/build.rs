@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::offload::slot::ImageSlot;
 use o3_storage::Result;
 use o3_storage::compaction::CompactionPlan;
 use o3_storage::job::{CompactionJob, FlushJob, JobToken};
 use o3_storage::key::SequenceNumber;
-use o3_storage::memtable::Memtable;
 use o3_storage::options::TableOptions;
 use o3_storage::version::{FileMeta, VersionSet};
 
@@ -44,7 +44,8 @@ pub(crate) fn reserve(engine: &Engine, vs: &mut VersionSet, count: u64) -> Resul
     })
 }
 
-/// The flush of `mems` (one shard's sealed memtables, oldest first) into
+/// The flush of `images` (one shard's sealed memtables, oldest first, as
+/// their entry counts and largest entry sequences) into
 /// one level-0 table: the job the scheduler hands out and recovery runs.
 /// One table per flush and shard (not cut at the target file size), so
 /// level 0 holds one sorted run per flush and shard and the L0 write
@@ -53,7 +54,7 @@ pub(crate) fn flush_job(
     token: JobToken,
     dir: &Path,
     shard: usize,
-    mems: &[Arc<Memtable>],
+    images: Vec<(u64, SequenceNumber)>,
     table_options: &TableOptions,
     smallest_snapshot: SequenceNumber,
     file_numbers: Range<u64>,
@@ -62,10 +63,7 @@ pub(crate) fn flush_job(
         token,
         dir: dir.to_path_buf(),
         shard: shard as u32,
-        images: mems
-            .iter()
-            .map(|m| (m.entries(), m.entries_largest_seq()))
-            .collect(),
+        images,
         table_options: table_options.clone(),
         target_file_size: u64::MAX,
         smallest_snapshot,
@@ -93,22 +91,29 @@ pub(crate) fn claim_flush(
     let images: Vec<SealedImage> = s
         .sealed
         .iter()
-        .map(|x| SealedImage::new(x.id, x.mem.clone()))
+        .map(|x| {
+            // A claimed memtable is not shipped any more.
+            x.slot.claim();
+            SealedImage::new(x.id, x.slot.clone())
+        })
         .collect();
-    let mems: Vec<Arc<Memtable>> = s.sealed.iter().map(|x| x.mem.clone()).collect();
+    let slots: Vec<Arc<ImageSlot>> = s.sealed.iter().map(|x| x.slot.clone()).collect();
     let job = flush_job(
         token,
         &engine.dir,
         shard,
-        &mems,
+        slots
+            .iter()
+            .map(|m| (m.entries, m.entries_largest_seq))
+            .collect(),
         &engine.options.table,
         smallest_snapshot,
         numbers.clone(),
     );
-    let largest_seq = mems.iter().map(|m| m.largest_seq()).max().unwrap_or(0);
-    let range_tombstones = mems
+    let largest_seq = slots.iter().map(|m| m.largest_seq).max().unwrap_or(0);
+    let range_tombstones = slots
         .iter()
-        .flat_map(|m| m.range_tombstones())
+        .flat_map(|m| m.range_tombstones.iter().cloned())
         .map(|t| (shard as u32, t))
         .collect();
     st.jobs.register(Claim {

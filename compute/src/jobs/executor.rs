@@ -16,6 +16,7 @@
 //! that placement does not change answers. Memory nodes and compaction
 //! agents implement the same trait.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -25,6 +26,8 @@ use o3_storage::env::Storage;
 use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
 use o3_storage::memtable::Memtable;
 
+pub use crate::image_id::ImageId;
+use crate::offload::slot::ImageSlot;
 use crate::table_cache::TableCache;
 
 /// Runs jobs. Implementations must call [`Completion::complete`] once per
@@ -61,42 +64,41 @@ pub struct FlushWork {
     pub images: Vec<SealedImage>,
 }
 
-/// Identifies a sealed memtable image for as long as the database is open:
-/// a flush installs by these, not by counting memtables, so a result can
-/// only ever retire the images it was built from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ImageId {
-    pub shard: u32,
-    /// Increases with every memtable sealed in the database.
-    pub serial: u64,
-}
-
-impl std::fmt::Display for ImageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "image {} of shard {}", self.serial, self.shard)
-    }
-}
-
-/// A sealed memtable image handed to an executor.
+/// A sealed memtable image handed to an executor: in local memory, or on
+/// a memory node (memtable offloading).
 #[derive(Debug, Clone)]
 pub struct SealedImage {
     id: ImageId,
-    mem: Arc<Memtable>,
+    /// The memtable, when it was local when the flush claimed it (a claimed
+    /// memtable is never shipped afterwards).
+    local: Option<Arc<Memtable>>,
+    slot: Arc<ImageSlot>,
 }
 
 impl SealedImage {
-    pub(crate) fn new(id: ImageId, mem: Arc<Memtable>) -> SealedImage {
-        SealedImage { id, mem }
+    pub(crate) fn new(id: ImageId, slot: Arc<ImageSlot>) -> SealedImage {
+        SealedImage {
+            id,
+            local: slot.local(),
+            slot,
+        }
     }
     pub fn id(&self) -> ImageId {
         self.id
     }
-    /// The image's bytes (position independent: they can be shipped as they are).
-    pub fn bytes(&self) -> Result<&[u8]> {
-        self.mem.image_bytes()
+    /// The image's bytes (position independent: they can be shipped as they
+    /// are). Borrowed from the memtable while it is local; read back from
+    /// the memory node with one-sided reads when it was offloaded (and, if
+    /// the memory node lost it, rebuilt from the WAL first).
+    pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        match &self.local {
+            Some(m) => Ok(Cow::Borrowed(m.image_bytes()?)),
+            None => Ok(Cow::Owned(self.slot.image_bytes()?)),
+        }
     }
-    pub(crate) fn memtable(&self) -> &Arc<Memtable> {
-        &self.mem
+    /// The local memtable, if the flush may read it in place.
+    pub(crate) fn memtable(&self) -> Option<&Arc<Memtable>> {
+        self.local.as_ref()
     }
 }
 
@@ -179,11 +181,7 @@ impl Executor for LocalExecutor {
     }
     fn submit(&self, job: Job, done: Completion) {
         let outcome = match &job {
-            Job::Flush(work) => {
-                let mems: Vec<Arc<Memtable>> =
-                    work.images.iter().map(|i| i.memtable().clone()).collect();
-                work.job.execute_local(self.storage.as_ref(), &mems)
-            }
+            Job::Flush(work) => flush_here(&work.job, &work.images, self.storage.as_ref()),
             Job::Compaction(c) => c.execute_with_indexes(self.storage.as_ref(), &|number| {
                 self.table_cache
                     .get_if_open(number)
@@ -241,6 +239,23 @@ fn round_trip_worker(rx: &Receiver<(Job, Completion)>, storage: &dyn Storage) {
     }
 }
 
+/// Run a flush in this process: through the memtables' own skiplists when
+/// every image is local, else from the bytes (offloaded images read back).
+fn flush_here(job: &FlushJob, images: &[SealedImage], storage: &dyn Storage) -> Result<JobResult> {
+    let local: Option<Vec<Arc<Memtable>>> = images.iter().map(|i| i.memtable().cloned()).collect();
+    match local {
+        Some(mems) => job.execute_local(storage, &mems),
+        None => {
+            let bytes: Vec<Cow<'_, [u8]>> = images
+                .iter()
+                .map(SealedImage::bytes)
+                .collect::<Result<_>>()?;
+            let slices: Vec<&[u8]> = bytes.iter().map(|b| b.as_ref()).collect();
+            job.execute(storage, &slices)
+        }
+    }
+}
+
 fn run_from_bytes(job: &Job, storage: &dyn Storage) -> Result<JobResult> {
     match job {
         Job::Flush(work) => {
@@ -248,7 +263,7 @@ fn run_from_bytes(job: &Job, storage: &dyn Storage) -> Result<JobResult> {
             let copies: Vec<Vec<u8>> = work
                 .images
                 .iter()
-                .map(|i| i.bytes().map(<[u8]>::to_vec))
+                .map(|i| i.bytes().map(Cow::into_owned))
                 .collect::<Result<_>>()?;
             let images: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
             decoded.execute(storage, &images)

@@ -1,7 +1,23 @@
 //! Memtable offloading: sealed memtables shipped to a memory node, read
 //! through it, read back for their flush, released after it, and rebuilt
 //! from the WAL when the memory node is lost.
+//!
+//! - `options`: [`OffloadOptions`];
+//! - `slot` (leaf): a sealed memtable wherever its bytes are;
+//! - `connect` (leaf): a memory node reached when it answers;
+//! - `runtime` → `connect`: what one database shares for offloading;
+//! - `image` → `runtime`: an offloaded image's location, key range, filter;
+//! - `ship` → engine, state: the shipping threads and what they pick;
+//! - `rebuild` → engine: rebuilding lost images from the WAL;
+//! - `read` → engine: delegated lookups and scans.
 
+mod connect;
+pub(crate) mod image;
 mod options;
+pub(crate) mod read;
+pub(crate) mod rebuild;
+pub(crate) mod runtime;
+pub(crate) mod ship;
+pub(crate) mod slot;
 
 pub use options::{MemoryNodeChoice, OffloadOptions};

@@ -28,6 +28,12 @@ pub struct OffloadOptions {
     pub max_offloaded_bytes: u64,
     /// Threads shipping images (several images in flight at once).
     pub shipping_threads: usize,
+    /// A shard's flush waits until it has this many sealed memtables (or
+    /// `Db::flush` asks, the WAL or the local memory is over its limit, or
+    /// writes stopped), so that offloaded memtables are merged into fewer,
+    /// larger level-0 tables (RocksDB's `min_write_buffer_number_to_merge`).
+    /// 1 flushes every sealed memtable at once.
+    pub min_memtables_to_merge: usize,
     /// How long a read that needs a lost image waits for its rebuild
     /// before it fails with an error naming the image.
     pub read_wait: Duration,
@@ -56,7 +62,7 @@ impl std::fmt::Debug for MemoryNodeChoice {
 pub const DEFAULT_IN_PROCESS_POOL: u64 = 4 << 30;
 
 impl Default for OffloadOptions {
-    /// An in-process memory node of [`DEFAULT_IN_PROCESS_POOL`] bytes, one
+    /// An in-process memory node of 4 GiB (`DEFAULT_IN_PROCESS_POOL`), one
     /// local sealed memtable per shard, 2 shipping threads.
     fn default() -> Self {
         OffloadOptions {
@@ -67,6 +73,7 @@ impl Default for OffloadOptions {
             max_local_sealed_memtables: 1,
             max_offloaded_bytes: 2 << 30,
             shipping_threads: 2,
+            min_memtables_to_merge: 1,
             read_wait: Duration::from_secs(10),
         }
     }
@@ -78,6 +85,11 @@ impl OffloadOptions {
         if self.shipping_threads == 0 {
             return Err(Error::InvalidArgument(
                 "offload.shipping_threads must be at least 1".into(),
+            ));
+        }
+        if self.min_memtables_to_merge == 0 {
+            return Err(Error::InvalidArgument(
+                "offload.min_memtables_to_merge must be at least 1".into(),
             ));
         }
         if self.max_offloaded_bytes == 0 {

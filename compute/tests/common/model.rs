@@ -88,6 +88,8 @@ pub struct ModelDb {
     shards: usize,
     preset: Preset,
     placement: Placement,
+    /// The memory node, kept across reopens like a real one.
+    offload: Option<o3_compute::OffloadOptions>,
 }
 
 /// Where the database under test runs its flushes and compactions.
@@ -98,6 +100,42 @@ pub enum Placement {
     /// Behind `RoundTripExecutor`: every job and result through bytes, on
     /// the executor's threads, completing asynchronously.
     RoundTrip,
+    /// With memtable offloading to a memory node (every sealed memtable
+    /// beyond none kept local, flushes merging four).
+    Offload(Memnode),
+}
+
+/// Which memory node an offloading database uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memnode {
+    /// Direct calls on a memory node of this process (no transport).
+    Direct,
+    /// The embedded default: an in-process memory node over `local`.
+    InProcess,
+}
+
+/// Offloading options that ship every sealed memtable not being flushed,
+/// with flushes merging several, on `memnode`.
+pub fn offload_options(memnode: Memnode) -> o3_compute::OffloadOptions {
+    let memory_node = match memnode {
+        Memnode::Direct => o3_compute::MemoryNodeChoice::Store(std::sync::Arc::new(
+            o3_memnode::client::Direct::new(std::sync::Arc::new(
+                o3_memnode::MemoryNode::with_capacity(64 << 20).expect("memory node"),
+            )),
+        )),
+        Memnode::InProcess => {
+            o3_compute::MemoryNodeChoice::Config(o3_compute::StoreConfig::InProcess {
+                pool_size: 64 << 20,
+                link: None,
+            })
+        }
+    };
+    o3_compute::OffloadOptions {
+        memory_node,
+        max_local_sealed_memtables: 0,
+        min_memtables_to_merge: 4,
+        ..o3_compute::OffloadOptions::default()
+    }
 }
 
 impl ModelDb {
@@ -108,6 +146,10 @@ impl ModelDb {
             storage: Arc::new(FaultInjectingFs::new()),
             shards,
             preset,
+            offload: match placement {
+                Placement::Offload(memnode) => Some(offload_options(memnode)),
+                _ => None,
+            },
             placement,
         };
         m.db = Some(m.open_db());
@@ -122,6 +164,7 @@ impl ModelDb {
                 .expect("round-trip executor");
             o.executor = Some(executor);
         }
+        o.offload = self.offload.clone();
         Db::open(Path::new("/db"), o).expect("open")
     }
 

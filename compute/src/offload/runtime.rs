@@ -1,0 +1,194 @@
+//! The offloading state one open database shares between its writers,
+//! readers, flushes and shipping threads: the memory node, the release
+//! queue, what is on the node, the counters, and the hook that rebuilds lost
+//! images.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use o3_memnode::client::{ImageStore, RemoteRegion};
+use o3_storage::{Error, Result};
+
+use crate::offload::connect::Reconnecting;
+use crate::offload::options::{MemoryNodeChoice, OffloadOptions};
+use crate::stats::OffloadStats;
+
+/// Rebuilds images lost with their memory node (implemented over the
+/// engine, which this module does not know).
+pub(crate) trait Recovery: Send + Sync {
+    /// Rebuild every offloaded image the memory node no longer holds from
+    /// the WAL; `cause` is the failure that revealed the loss.
+    fn recover(&self, cause: &Error) -> Result<()>;
+}
+
+/// Counters behind [`OffloadStats`].
+#[derive(Debug, Default)]
+pub(crate) struct OffloadCounters {
+    pub images_shipped: AtomicU64,
+    pub bytes_shipped: AtomicU64,
+    pub shipping_micros: AtomicU64,
+    pub images_offloaded: AtomicU64,
+    pub refused_no_room: AtomicU64,
+    pub ship_failures: AtomicU64,
+    pub delegated_gets: AtomicU64,
+    pub delegated_get_micros: AtomicU64,
+    pub filter_skips: AtomicU64,
+    pub delegated_scans: AtomicU64,
+    pub delegated_scan_micros: AtomicU64,
+    pub read_back_bytes: AtomicU64,
+    pub images_released: AtomicU64,
+    pub memory_node_failures: AtomicU64,
+    pub images_rebuilt: AtomicU64,
+}
+
+/// One database's offloading.
+pub(crate) struct Offload {
+    pub options: OffloadOptions,
+    pub store: Arc<dyn ImageStore>,
+    pub counters: OffloadCounters,
+    /// Bytes of images on the memory node or being shipped there.
+    pub offloaded_bytes: AtomicU64,
+    release_tx: Sender<RemoteRegion>,
+    release_rx: Receiver<RemoteRegion>,
+    /// Set once the engine exists: rebuilds lost images from the WAL.
+    recovery: OnceLock<Arc<dyn Recovery>>,
+    /// Held while lost images are rebuilt (one rebuild at a time).
+    pub rebuilding: Mutex<()>,
+    /// No shipping before this instant (after a failed attempt).
+    pub paused_until: Mutex<Option<Instant>>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Offload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offload")
+            .field("store", &self.store.name())
+            .finish()
+    }
+}
+
+impl Drop for Offload {
+    fn drop(&mut self) {
+        // Images dropped after the shipping threads stopped (the database
+        // closing) sent their regions here: the memory node gets them back
+        // now instead of at the end of the lease.
+        self.release_dropped();
+    }
+}
+
+/// How long shipping pauses after a failed attempt.
+pub(crate) const SHIP_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+impl Offload {
+    /// Reach the memory node `options` names.
+    pub fn open(options: &OffloadOptions) -> Result<Offload> {
+        let store = match &options.memory_node {
+            MemoryNodeChoice::Store(store) => store.clone(),
+            MemoryNodeChoice::Config(config) => Arc::new(
+                Reconnecting::open(config.clone()).map_err(|e| Error::MemoryNode {
+                    lost: false,
+                    message: format!("cannot use the memory node for offloading: {e}"),
+                })?,
+            ),
+        };
+        let (release_tx, release_rx) = crossbeam_channel::unbounded();
+        Ok(Offload {
+            options: options.clone(),
+            store,
+            counters: OffloadCounters::default(),
+            offloaded_bytes: AtomicU64::new(0),
+            release_tx,
+            release_rx,
+            recovery: OnceLock::new(),
+            rebuilding: Mutex::new(()),
+            paused_until: Mutex::new(None),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    pub fn set_recovery(&self, recovery: Arc<dyn Recovery>) {
+        let _ = self.recovery.set(recovery);
+    }
+
+    pub fn recovery(&self) -> Option<Arc<dyn Recovery>> {
+        self.recovery.get().cloned()
+    }
+
+    /// Queue a dropped image's region for release by a shipping thread.
+    pub fn release_later(&self, region: RemoteRegion) {
+        // The receiver lives as long as `self`.
+        let _ = self.release_tx.send(region);
+    }
+
+    /// Rebuild lost images (see [`Recovery`]); an error when the database
+    /// is gone.
+    pub fn recover(&self, cause: &Error) -> Result<()> {
+        match self.recovery() {
+            Some(r) => r.recover(cause),
+            None => Err(Error::Closed("database")),
+        }
+    }
+
+    /// Wait (at most [`OffloadOptions::read_wait`]) for a rebuild running
+    /// elsewhere; the guard keeps other rebuilds out.
+    pub fn rebuild_turn(&self, cause: &Error) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        self.rebuilding
+            .try_lock_for(self.options.read_wait)
+            .ok_or_else(|| Error::MemoryNode {
+                lost: true,
+                message: format!(
+                    "{cause}; the lost images were still being rebuilt from the WAL after {:?}",
+                    self.options.read_wait
+                ),
+            })
+    }
+
+    /// Release the regions of dropped images; returns how many.
+    pub fn release_dropped(&self) -> usize {
+        let mut released = 0;
+        while let Ok(region) = self.release_rx.try_recv() {
+            self.offloaded_bytes.fetch_sub(region.len(), Relaxed);
+            self.counters.images_offloaded.fetch_sub(1, Relaxed);
+            // A region of an older session is gone already; any other
+            // failure leaves it to the lease's end.
+            if region.session == self.store.session()
+                && let Err(e) = self.store.release(&region)
+            {
+                tracing::debug!("releasing region {}: {e}", region.desc.region.0);
+            }
+            self.counters.images_released.fetch_add(1, Relaxed);
+            released += 1;
+        }
+        released
+    }
+
+    pub fn record_error(&self, message: String) {
+        tracing::warn!("offloading: {message}");
+        *self.last_error.lock() = Some(message);
+    }
+
+    pub fn fill(&self, s: &mut OffloadStats) {
+        let c = &self.counters;
+        s.images_shipped = c.images_shipped.load(Relaxed);
+        s.bytes_shipped = c.bytes_shipped.load(Relaxed);
+        s.shipping_micros = c.shipping_micros.load(Relaxed);
+        s.images_offloaded = c.images_offloaded.load(Relaxed);
+        s.bytes_offloaded = self.offloaded_bytes.load(Relaxed);
+        s.refused_no_room = c.refused_no_room.load(Relaxed);
+        s.ship_failures = c.ship_failures.load(Relaxed);
+        s.delegated_gets = c.delegated_gets.load(Relaxed);
+        s.delegated_get_micros = c.delegated_get_micros.load(Relaxed);
+        s.filter_skips = c.filter_skips.load(Relaxed);
+        s.delegated_scans = c.delegated_scans.load(Relaxed);
+        s.delegated_scan_micros = c.delegated_scan_micros.load(Relaxed);
+        s.read_back_bytes = c.read_back_bytes.load(Relaxed);
+        s.images_released = c.images_released.load(Relaxed);
+        s.memory_node_failures = c.memory_node_failures.load(Relaxed);
+        s.images_rebuilt = c.images_rebuilt.load(Relaxed);
+        s.last_error = self.last_error.lock().clone();
+    }
+}
