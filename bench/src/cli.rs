@@ -203,10 +203,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 .over(config.offload)
                 .resolve_implied("offload-compare")?;
             let engine = crate::offload_compare::engine_defaults(engine.over(config.engine))
-                .resolve("o3-offload-compare")?
-                .with_offload(Some(offload.clone()))?;
+                .resolve("o3-offload-compare")?;
+            let compare = compare
+                .over(config.offload_compare)
+                .resolve(&engine, &offload)?;
+            // Both runs enforce the local budget as max_unflushed_bytes.
+            let engine = crate::engine::EngineConfig {
+                max_unflushed_bytes: Some(compare.local_budget_bytes),
+                ..engine
+            }
+            .with_offload(Some(offload.clone()))?;
             environment.emulated_conditions = engine.emulated_conditions();
-            let compare = compare.over(config.offload_compare).resolve()?;
             let configuration = to_json(&Effective {
                 engine: &engine,
                 workload: &compare,

@@ -35,6 +35,11 @@ pub struct EngineArgs {
     /// Memtable size per shard in bytes (default: the engine's, 64 MiB).
     #[arg(long)]
     pub write_buffer_size: Option<usize>,
+    /// Writes stop while sealed memtables held in local memory (offloaded
+    /// ones hold none) reach this many bytes (default: the engine's, 512
+    /// MiB, and at least 2 x --write_buffer_size).
+    #[arg(long)]
+    pub max_unflushed_bytes: Option<u64>,
     /// Block cache size in bytes (default: the engine's, 8 MiB).
     #[arg(long)]
     pub cache_size: Option<u64>,
@@ -87,6 +92,7 @@ impl EngineArgs {
         EngineArgs {
             db: self.db.or(base.db),
             write_buffer_size: self.write_buffer_size.or(base.write_buffer_size),
+            max_unflushed_bytes: self.max_unflushed_bytes.or(base.max_unflushed_bytes),
             cache_size: self.cache_size.or(base.cache_size),
             cache_admission: self.cache_admission.or(base.cache_admission),
             bloom_bits: self.bloom_bits.or(base.bloom_bits),
@@ -132,6 +138,7 @@ impl EngineArgs {
                 .db
                 .unwrap_or_else(|| std::env::temp_dir().join(default_dir)),
             write_buffer_size: self.write_buffer_size.unwrap_or(d.write_buffer_size),
+            max_unflushed_bytes: self.max_unflushed_bytes,
             cache_size: self.cache_size.unwrap_or(d.block_cache_size),
             cache_admission,
             bloom_bits: self.bloom_bits.unwrap_or(d.table.bloom_bits_per_key),
@@ -161,6 +168,8 @@ impl EngineArgs {
 pub struct EngineConfig {
     pub db: PathBuf,
     pub write_buffer_size: usize,
+    /// `None`: the engine's default, raised to 2 x `write_buffer_size`.
+    pub max_unflushed_bytes: Option<u64>,
     pub cache_size: u64,
     pub cache_admission: CacheAdmission,
     pub bloom_bits: u32,
@@ -206,6 +215,16 @@ impl EngineConfig {
         Ok(config)
     }
 
+    /// The engine's `max_unflushed_bytes`: `--max_unflushed_bytes`, or the
+    /// engine's default raised to two write buffers.
+    pub fn unflushed_limit(&self) -> u64 {
+        self.max_unflushed_bytes.unwrap_or_else(|| {
+            DbOptions::default()
+                .max_unflushed_bytes
+                .max(2 * self.write_buffer_size as u64)
+        })
+    }
+
     /// The conditions to report with the results: the emulated remote
     /// storage and the offloading (memory node, link, local budget).
     pub fn emulated_conditions(&self) -> String {
@@ -214,7 +233,11 @@ impl EngineConfig {
             parts.push(format!("remote storage ({model})"));
         }
         if let Some(offload) = &self.offload {
-            parts.push(offload.describe(self.write_buffer_size));
+            parts.push(format!(
+                "{}, max_unflushed_bytes {}",
+                offload.describe(self.write_buffer_size),
+                self.unflushed_limit()
+            ));
         }
         if parts.is_empty() {
             "none".to_string()
@@ -223,9 +246,9 @@ impl EngineConfig {
         }
     }
 
-    /// Engine options: the defaults with these settings applied. The
-    /// unflushed-memory limit is raised with the write buffer, so a large
-    /// buffer is not refused.
+    /// Engine options: the defaults with these settings applied. Unless
+    /// `--max_unflushed_bytes` sets it, the unflushed-memory limit is raised
+    /// with the write buffer, so a large buffer is not refused.
     pub fn db_options(&self) -> DbOptions {
         let mut o = DbOptions {
             write_buffer_size: self.write_buffer_size,
@@ -237,7 +260,7 @@ impl EngineConfig {
             compaction: self.compaction.clone(),
             ..DbOptions::default()
         };
-        o.max_unflushed_bytes = o.max_unflushed_bytes.max(2 * self.write_buffer_size as u64);
+        o.max_unflushed_bytes = self.unflushed_limit();
         o.table.bloom_bits_per_key = self.bloom_bits;
         o.table.compression = self.compression;
         o.table.block_size = self.block_size;
@@ -318,6 +341,72 @@ mod tests {
         );
         let storage = format!("{:?}", engine.db_options().storage);
         assert!(storage.starts_with("ThrottledStorage"), "{storage}");
+    }
+
+    #[test]
+    fn the_unflushed_limit_is_the_flag_or_the_default_raised_to_two_buffers() {
+        let big_buffers = EngineArgs {
+            write_buffer_size: Some(1 << 30),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap();
+        assert_eq!(big_buffers.db_options().max_unflushed_bytes, 2 << 30);
+        let set = EngineArgs {
+            write_buffer_size: Some(1 << 20),
+            max_unflushed_bytes: Some(3 << 20),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap();
+        assert_eq!(set.db_options().max_unflushed_bytes, 3 << 20);
+        let e = EngineArgs {
+            write_buffer_size: Some(1 << 20),
+            max_unflushed_bytes: Some(4096),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_unflushed_bytes 4096"), "{e}");
+    }
+
+    /// Offloading reaches the engine's options and the reported conditions,
+    /// with the local memory limit next to it.
+    #[test]
+    fn offloading_is_in_the_options_and_the_conditions() {
+        let offload = crate::offload::OffloadArgs {
+            offload: Some(true),
+            link: Some("10gbe".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let engine = EngineArgs {
+            write_buffer_size: Some(1 << 20),
+            max_unflushed_bytes: Some(3 << 20),
+            storage_write_bytes_per_sec: Some(8_000_000),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap()
+        .with_offload(offload)
+        .unwrap();
+        let o = engine.db_options().offload.expect("offloading on");
+        assert_eq!(o.max_local_sealed_memtables, 1);
+        let conditions = engine.emulated_conditions();
+        assert!(
+            conditions.starts_with("remote storage (latency 0ns, read unlimited, write 8.0 MB/s); offloading to in-process memory node"),
+            "{conditions}"
+        );
+        assert!(
+            conditions.contains("link 10gbe (latency 50µs"),
+            "{conditions}"
+        );
+        assert!(
+            conditions.ends_with("max_unflushed_bytes 3145728"),
+            "{conditions}"
+        );
     }
 
     #[test]

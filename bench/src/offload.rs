@@ -57,6 +57,11 @@ pub struct OffloadArgs {
     /// Threads shipping images (default: the engine's, 2).
     #[arg(long, value_name = "N")]
     pub offload_threads: Option<usize>,
+    /// A shard's flush waits for this many sealed memtables, so offloaded
+    /// ones merge into fewer level-0 tables (RocksDB's
+    /// min_write_buffer_number_to_merge; default: the engine's, 1).
+    #[arg(long, value_name = "N")]
+    pub min_memtables_to_merge: Option<usize>,
     /// Emulated link to the memory node: unlimited, rdma-fabric, 10gbe or
     /// cross-dc (default: none added).
     #[arg(long, value_name = "PRESET")]
@@ -98,6 +103,7 @@ impl OffloadArgs {
                 .or(base.max_local_sealed_memtables),
             max_offloaded_bytes: self.max_offloaded_bytes.or(base.max_offloaded_bytes),
             offload_threads: self.offload_threads.or(base.offload_threads),
+            min_memtables_to_merge: self.min_memtables_to_merge.or(base.min_memtables_to_merge),
             link,
             link_latency_us,
             link_bandwidth,
@@ -144,6 +150,10 @@ impl OffloadArgs {
             ),
             ("--max_offloaded_bytes", self.max_offloaded_bytes.is_some()),
             ("--offload_threads", self.offload_threads.is_some()),
+            (
+                "--min_memtables_to_merge",
+                self.min_memtables_to_merge.is_some(),
+            ),
             ("--link", self.link.is_some()),
             ("--link_latency_us", self.link_latency_us.is_some()),
             ("--link_bandwidth", self.link_bandwidth.is_some()),
@@ -218,6 +228,9 @@ impl OffloadArgs {
                 .max_offloaded_bytes
                 .unwrap_or(defaults.max_offloaded_bytes),
             shipping_threads: self.offload_threads.unwrap_or(defaults.shipping_threads),
+            min_memtables_to_merge: self
+                .min_memtables_to_merge
+                .unwrap_or(defaults.min_memtables_to_merge),
         };
         config
             .options()
@@ -323,6 +336,7 @@ pub struct OffloadConfig {
     pub max_local_sealed_memtables: usize,
     pub max_offloaded_bytes: u64,
     pub shipping_threads: usize,
+    pub min_memtables_to_merge: usize,
 }
 
 impl OffloadConfig {
@@ -352,6 +366,7 @@ impl OffloadConfig {
             max_local_sealed_memtables: self.max_local_sealed_memtables,
             max_offloaded_bytes: self.max_offloaded_bytes,
             shipping_threads: self.shipping_threads,
+            min_memtables_to_merge: self.min_memtables_to_merge,
             ..OffloadOptions::default()
         }
     }
@@ -385,23 +400,25 @@ impl OffloadConfig {
     }
 
     /// Every condition offloading adds, for the report's "emulated
-    /// conditions" line: the memory node, the link and the local budget of a
-    /// database whose memtables are `write_buffer_size` bytes.
+    /// conditions" line: the memory node, the link and the memtables kept
+    /// local by a database whose memtables are `write_buffer_size` bytes.
     pub fn describe(&self, write_buffer_size: usize) -> String {
         format!(
-            "offloading to {}, {}, local budget {} sealed memtable(s) per shard + the active one ({} per shard), offload cap {}, {} shipping thread(s)",
+            "offloading to {}, {}, keeping {} sealed memtable(s) per shard local + the active one ({} per shard), offload cap {}, {} shipping thread(s), flushes merge {} memtable(s)",
             self.describe_memory_node(),
             self.describe_link(),
             self.max_local_sealed_memtables,
-            bytes(self.local_budget(write_buffer_size)),
+            bytes(self.local_memtable_bytes(write_buffer_size)),
             bytes(self.max_offloaded_bytes),
-            self.shipping_threads
+            self.shipping_threads,
+            self.min_memtables_to_merge
         )
     }
 
-    /// Bytes of memtables a shard keeps in local memory: the active one and
-    /// `max_local_sealed_memtables` sealed ones.
-    pub fn local_budget(&self, write_buffer_size: usize) -> u64 {
+    /// Bytes of memtables a shard keeps in local memory once offloading has
+    /// caught up: the active one and `max_local_sealed_memtables` sealed
+    /// ones (a memtable being flushed or shipped comes on top).
+    pub fn local_memtable_bytes(&self, write_buffer_size: usize) -> u64 {
         (write_buffer_size as u64).saturating_mul(self.max_local_sealed_memtables as u64 + 1)
     }
 }
@@ -469,6 +486,7 @@ mod tests {
         assert_eq!(c.max_local_sealed_memtables, d.max_local_sealed_memtables);
         assert_eq!(c.max_offloaded_bytes, d.max_offloaded_bytes);
         assert_eq!(c.shipping_threads, d.shipping_threads);
+        assert_eq!(c.min_memtables_to_merge, d.min_memtables_to_merge);
         let o = c.options();
         assert!(matches!(
             o.memory_node,
@@ -490,6 +508,7 @@ mod tests {
             max_local_sealed_memtables: Some(3),
             max_offloaded_bytes: Some(1 << 30),
             offload_threads: Some(4),
+            min_memtables_to_merge: Some(3),
             link: Some("rdma-fabric".into()),
             ..enabled()
         }
@@ -500,6 +519,7 @@ mod tests {
         assert_eq!(o.max_local_sealed_memtables, 3);
         assert_eq!(o.max_offloaded_bytes, 1 << 30);
         assert_eq!(o.shipping_threads, 4);
+        assert_eq!(o.min_memtables_to_merge, 3);
         match o.memory_node {
             MemoryNodeChoice::Config(StoreConfig::InProcess { pool_size, link }) => {
                 assert_eq!(pool_size, 64 << 20);
@@ -507,7 +527,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(c.local_budget(1 << 20), 4 << 20);
+        assert_eq!(c.local_memtable_bytes(1 << 20), 4 << 20);
         assert!(
             c.describe_link()
                 .starts_with("link rdma-fabric (latency 2µs")
@@ -670,6 +690,20 @@ mod tests {
                     ..enabled()
                 },
                 &["shipping_threads"],
+            ),
+            (
+                OffloadArgs {
+                    min_memtables_to_merge: Some(0),
+                    ..enabled()
+                },
+                &["min_memtables_to_merge"],
+            ),
+            (
+                OffloadArgs {
+                    min_memtables_to_merge: Some(2),
+                    ..Default::default()
+                },
+                &["--min_memtables_to_merge needs --offload"],
             ),
             (
                 OffloadArgs {

@@ -3,15 +3,26 @@
 //!
 //! A fill of `--burst_factor` × the local memtable budget runs twice on
 //! fresh databases, offloading off and then on, with everything else equal.
-//! The local budget is `write_buffer_size × (max_local_sealed_memtables +
-//! 1)`: the active memtable and the sealed ones a shard keeps in local
-//! memory. Both runs enforce it as the engine's `max_unflushed_bytes`, so
-//! without offloading the writer stalls as soon as the budget is full until
-//! a flush makes room, while with offloading the sealed memtables beyond it
-//! go to the memory node (whose bytes are capped by `max_offloaded_bytes`,
-//! not by the local budget). Storage writes are throttled below the fill's
-//! write rate, so flushes are the bottleneck; the WAL is off by default (as
-//! in the papers), so the throttle only slows flushes.
+//!
+//! The local memtable budget is the engine's `max_unflushed_bytes`, the same
+//! in both runs: the bytes of sealed memtables held in local memory (an
+//! offloaded one holds none) at which writes stop; the active memtable
+//! comes on top. `--max_unflushed_bytes` sets it; by default it is
+//! `write_buffer_size × (max_local_sealed_memtables + 2)`: room for the
+//! sealed memtables offloading keeps local, for the one a flush is writing
+//! (a memtable claimed by a flush stays local until its flush is installed,
+//! and is never shipped) and for the one being shipped. With one memtable
+//! less (`× (max_local_sealed_memtables + 1)`) the memtable under flush and
+//! the ones kept local fill the limit by themselves, so the writer stops
+//! before anything can be shipped and offloading cannot help at all.
+//!
+//! Without offloading the writer stalls whenever the budget is full, until a
+//! flush makes room; with offloading the sealed memtables beyond the local
+//! ones go to the memory node (their bytes are capped by
+//! `max_offloaded_bytes`, not by the local budget), and the writer stalls
+//! only if shipping falls behind. Storage writes are throttled below the
+//! fill's write rate, so flushes are the bottleneck; the WAL is off by
+//! default (as in the papers), so the throttle only slows flushes.
 //!
 //! Reported: fill throughput, write-stall time (the sum of
 //! `DbStats::stall_micros`), the stall reduction and throughput ratio with
@@ -31,8 +42,7 @@ use crate::engine::{EngineArgs, EngineConfig};
 use crate::error::{BenchError, Result};
 use crate::offload::{OffloadConfig, bytes};
 use crate::report::{
-    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder,
-    describe_offload_stats, progress_bar,
+    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder, progress_bar,
 };
 
 /// Memtable size unless `--write_buffer_size` says otherwise: small, so a
@@ -77,8 +87,27 @@ impl OffloadCompareArgs {
         }
     }
 
-    pub fn resolve(self) -> Result<OffloadCompareConfig> {
+    /// The settings for a database as `engine` says that offloads as
+    /// `offload` says (the local budget depends on both).
+    pub fn resolve(
+        self,
+        engine: &EngineConfig,
+        offload: &OffloadConfig,
+    ) -> Result<OffloadCompareConfig> {
+        let (local_budget_bytes, local_budget_source) = match engine.max_unflushed_bytes {
+            Some(b) => (b, "--max_unflushed_bytes".to_string()),
+            None => (
+                (engine.write_buffer_size as u64)
+                    .saturating_mul(offload.max_local_sealed_memtables as u64 + 2),
+                format!(
+                    "write_buffer_size {} x (max_local_sealed_memtables {} + 2)",
+                    engine.write_buffer_size, offload.max_local_sealed_memtables
+                ),
+            ),
+        };
         let c = OffloadCompareConfig {
+            local_budget_bytes,
+            local_budget_source,
             burst_factor: self.burst_factor.unwrap_or(4.0),
             key_size: self.key_size.unwrap_or(16),
             value_size: self.value_size.unwrap_or(100),
@@ -115,6 +144,10 @@ pub fn engine_defaults(args: EngineArgs) -> EngineArgs {
 /// Resolved settings (reported verbatim).
 #[derive(Debug, Clone, Serialize)]
 pub struct OffloadCompareConfig {
+    /// `max_unflushed_bytes` of both runs (see the module documentation),
+    /// and where it came from.
+    pub local_budget_bytes: u64,
+    pub local_budget_source: String,
     pub burst_factor: f64,
     pub key_size: usize,
     pub value_size: usize,
@@ -158,8 +191,8 @@ pub fn stall_micros(stats: &DbStats) -> u64 {
 /// What the experiment concluded (the JSON report's `summary`).
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareSummary {
-    /// Bytes of memtables a shard keeps locally, enforced in both runs as
-    /// `max_unflushed_bytes`.
+    /// `max_unflushed_bytes` in both runs: bytes of sealed memtables held
+    /// in local memory at which writes stop.
     pub local_budget_bytes: u64,
     pub write_buffer_size: usize,
     pub max_local_sealed_memtables: usize,
@@ -203,14 +236,15 @@ impl Comparison {
 }
 
 /// Run the fill without and then with offloading, print the comparison.
-/// `engine` carries the offloading of the second run.
+/// `engine` carries the offloading of the second run and the local budget
+/// as its `max_unflushed_bytes` (`cfg.local_budget_bytes`).
 pub fn run(
     cfg: &OffloadCompareConfig,
     engine: &EngineConfig,
     offload: &OffloadConfig,
     show_progress: bool,
 ) -> Result<Comparison> {
-    let budget = offload.local_budget(engine.write_buffer_size);
+    let budget = cfg.local_budget_bytes;
     let entry = (cfg.key_size + cfg.value_size) as u64;
     let burst_bytes = (budget as f64 * cfg.burst_factor) as u64;
     let puts = (burst_bytes / entry).max(1);
@@ -222,10 +256,10 @@ pub fn run(
         cfg.burst_factor
     );
     println!(
-        "  local memtable budget: {} per shard = write_buffer_size {} x (max_local_sealed_memtables {} + 1), enforced as max_unflushed_bytes in both runs",
+        "  local memtable budget: max_unflushed_bytes = {} of sealed memtables in local memory in both runs ({}), plus the active memtable of {} bytes",
         bytes(budget),
-        engine.write_buffer_size,
-        offload.max_local_sealed_memtables
+        cfg.local_budget_source,
+        engine.write_buffer_size
     );
     println!(
         "  storage: {}; WAL {}",
@@ -256,9 +290,7 @@ pub fn run(
         ("fill-offload-off", "offload-off", &without),
         ("fill-offload-on", "offload-on", engine),
     ] {
-        let mut options = variant.db_options();
-        options.max_unflushed_bytes = budget;
-        let db = crate::fresh_db::open_empty(&engine.db.join(dir), options)?;
+        let db = crate::fresh_db::open_empty(&engine.db.join(dir), variant.db_options())?;
         let report = match fill(name, cfg, puts, &db, show_progress) {
             Ok(r) => r,
             Err(e) => {
@@ -318,12 +350,7 @@ pub fn run(
     };
     print!("{}", describe(&summary));
     println!("offload stats of the run with offloading (at the end of its fill):");
-    let stats = describe_offload_stats(&on.db_stats.offload);
-    if stats.is_empty() {
-        println!("  offload: nothing shipped, nothing read through the memory node");
-    } else {
-        print!("{stats}");
-    }
+    println!("  {}", on.db_stats.offload);
     Ok(Comparison { outcome, summary })
 }
 
@@ -406,4 +433,127 @@ fn fill(
     progress.finish_and_clear();
     let result = PhaseResult::merge(name, vec![rec], elapsed)?;
     Ok(PhaseReport::new(result, None, db, db.stats()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offload::OffloadArgs;
+
+    fn offload(local: usize) -> OffloadConfig {
+        OffloadArgs {
+            max_local_sealed_memtables: Some(local),
+            ..Default::default()
+        }
+        .resolve_implied("offload-compare")
+        .unwrap()
+    }
+
+    fn engine(max_unflushed_bytes: Option<u64>) -> EngineConfig {
+        engine_defaults(EngineArgs {
+            max_unflushed_bytes,
+            ..Default::default()
+        })
+        .resolve("unused")
+        .unwrap()
+    }
+
+    #[test]
+    fn the_budget_leaves_room_for_a_flush_and_a_shipment_unless_set() {
+        let c = OffloadCompareArgs::default()
+            .resolve(&engine(None), &offload(2))
+            .unwrap();
+        assert_eq!(c.local_budget_bytes, 4 * DEFAULT_WRITE_BUFFER_SIZE as u64);
+        assert_eq!(
+            c.local_budget_source,
+            "write_buffer_size 4194304 x (max_local_sealed_memtables 2 + 2)"
+        );
+        let c = OffloadCompareArgs::default()
+            .resolve(&engine(Some(10 << 20)), &offload(2))
+            .unwrap();
+        assert_eq!(c.local_budget_bytes, 10 << 20);
+        assert_eq!(c.local_budget_source, "--max_unflushed_bytes");
+    }
+
+    #[test]
+    fn the_experiment_defaults_throttle_storage_and_turn_the_wal_off() {
+        let e = engine(None);
+        assert_eq!(e.write_buffer_size, DEFAULT_WRITE_BUFFER_SIZE);
+        assert_eq!(
+            e.storage_write_bytes_per_sec,
+            DEFAULT_STORAGE_WRITE_BYTES_PER_SEC
+        );
+        assert!(e.disable_wal);
+        let wal_on = engine_defaults(EngineArgs {
+            disable_wal: Some(false),
+            ..Default::default()
+        })
+        .resolve("unused")
+        .unwrap();
+        assert!(!wal_on.disable_wal);
+    }
+
+    fn figures(ops_per_sec: f64, mb_per_sec: f64, stall_seconds: f64) -> FillFigures {
+        FillFigures {
+            seconds: 1.0,
+            ops_per_sec,
+            mb_per_sec,
+            stall_seconds,
+            put_p50_us: 1.0,
+            put_p99_us: 2.0,
+            flushes: 3,
+        }
+    }
+
+    fn summary(without: FillFigures, with: FillFigures, throttle: u64) -> CompareSummary {
+        CompareSummary {
+            local_budget_bytes: 3 << 20,
+            write_buffer_size: 1 << 20,
+            max_local_sealed_memtables: 1,
+            puts: 1000,
+            burst_bytes: 116_000,
+            wal: false,
+            storage_write_bytes_per_sec: throttle,
+            stall_reduction_percent: None,
+            throughput_ratio: with.ops_per_sec / without.ops_per_sec,
+            target_stall_reduction_percent: TARGET_STALL_REDUCTION_PERCENT,
+            target_throughput_ratio: TARGET_THROUGHPUT_RATIO,
+            images_shipped: 1,
+            without_offload: without,
+            with_offload: with,
+        }
+    }
+
+    #[test]
+    fn the_table_reports_ratios_and_warns_about_a_loose_throttle() {
+        let mut s = summary(
+            figures(1000.0, 10.0, 2.0),
+            figures(3000.0, 30.0, 0.1),
+            8_000_000,
+        );
+        s.stall_reduction_percent = Some(95.0);
+        let text = describe(&s);
+        assert!(
+            text.contains("write-stall reduction: 95.0% (target >= 50%)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fill throughput ratio (on/off): 3.00x (target >= 1.5x)"),
+            "{text}"
+        );
+        assert!(!text.contains("WARNING"), "{text}");
+        // No stall without offloading: no reduction to report, and a fill
+        // slower than the throttle means the throttle was not binding.
+        let s = summary(
+            figures(1000.0, 5.0, 0.0),
+            figures(1000.0, 5.0, 0.0),
+            8_000_000,
+        );
+        let text = describe(&s);
+        assert!(text.contains("write-stall reduction: n/a"), "{text}");
+        assert!(
+            text.contains("WARNING: storage writes (8.0 MB/s)"),
+            "{text}"
+        );
+    }
 }

@@ -188,12 +188,12 @@ pub fn run(
     let entry = (cfg.key_size + cfg.value_size) as u64;
     // Keys a shard may keep in local memory with offloading on: an upper
     // bound, since a memtable holds less than its size in entries.
-    let local_keys = offload.local_budget(engine.write_buffer_size) / entry;
+    let local_keys = offload.local_memtable_bytes(engine.write_buffer_size) / entry;
     let lookup_span = cfg.num.saturating_sub(local_keys);
     if lookup_span == 0 {
         return Err(BenchError::InvalidArgument(format!(
-            "offload-lookup: the local budget ({}) holds all {} keys; raise --num or lower --write_buffer_size",
-            bytes(offload.local_budget(engine.write_buffer_size)),
+            "offload-lookup: the memtables kept local ({}) hold all {} keys; raise --num or lower --write_buffer_size",
+            bytes(offload.local_memtable_bytes(engine.write_buffer_size)),
             cfg.num
         )));
     }

@@ -98,7 +98,7 @@ fn bad_offload_flags_are_one_line_errors_and_run_nothing() {
         ),
         (
             vec!["offload-lookup", "--db", db, "--num", "100"],
-            vec!["holds all 100 keys"],
+            vec!["hold all 100 keys"],
         ),
     ];
     for (args, needles) in cases {
@@ -153,8 +153,9 @@ fn the_offload_table_of_the_config_file_is_read_and_checked() {
         "{stdout}"
     );
     assert!(
-        stdout
-            .contains("local budget 2 sealed memtable(s) per shard + the active one (196608 bytes"),
+        stdout.contains(
+            "keeping 2 sealed memtable(s) per shard local + the active one (196608 bytes"
+        ),
         "{stdout}"
     );
     let report = read_json(&json);
@@ -198,8 +199,9 @@ fn offload_compare_runs_both_variants_and_ships_images() {
         String::from_utf8_lossy(&out.stderr)
     );
     for needle in [
-        "local memtable budget: 262144 bytes",
-        "x (max_local_sealed_memtables 1 + 1), enforced as max_unflushed_bytes in both runs",
+        "local memtable budget: max_unflushed_bytes = 393216 bytes",
+        "in both runs (write_buffer_size 131072 x (max_local_sealed_memtables 1 + 2))",
+        "max_unflushed_bytes 393216",
         "write 4.0 MB/s",
         "WAL off",
         "in-process memory node",
@@ -229,9 +231,9 @@ fn offload_compare_runs_both_variants_and_ships_images() {
         0
     );
     assert!(summary["throughput_ratio"].as_f64().unwrap() > 0.0);
-    assert_eq!(summary["local_budget_bytes"], 262144);
+    assert_eq!(summary["local_budget_bytes"], 393216);
     // 4 x the budget in 116-byte entries.
-    assert_eq!(summary["puts"], 4 * 262144 / 116);
+    assert_eq!(summary["puts"], 4 * 393216 / 116);
 }
 
 /// Lookups at tiny sizes: both variants in the table, the offloaded one

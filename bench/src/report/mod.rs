@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::error::{BenchError, Result};
 pub use background::BackgroundErrors;
 pub use environment::Environment;
-pub use offload::{OffloadRates, describe_offload_stats};
+pub use offload::OffloadRates;
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
 /// One phase with the engine's statistics at its end.
@@ -194,8 +194,8 @@ pub fn progress_bar(show: bool, total: Option<u64>, name: &str) -> ProgressBar {
     bar.with_message(name.to_string())
 }
 
-/// Engine statistics for stdout, indented under a phase (with the offload
-/// section when offloading did anything).
+/// Engine statistics for stdout, indented under a phase (the offload line
+/// among them when offloading did anything).
 pub fn describe_db_stats(stats: &DbStats) -> String {
     let mut s = String::new();
     for line in stats.to_string().lines() {
@@ -214,7 +214,6 @@ pub fn describe_db_stats(stats: &DbStats) -> String {
             stats.block_cache_usage
         ));
     }
-    s.push_str(&describe_offload_stats(&stats.offload));
     s
 }
 
