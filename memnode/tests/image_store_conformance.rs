@@ -206,7 +206,9 @@ fn conformance(store: &dyn ImageStore) {
     }
 
     // Delegated scan: both directions, bounded and not, with continuations.
-    let cases: [(&[u8], Option<&[u8]>, u64); 3] = [
+    // (lower bound, upper bound, snapshot)
+    type ScanCase<'a> = (&'a [u8], Option<&'a [u8]>, u64);
+    let cases: [ScanCase; 3] = [
         (b"", None, u64::MAX >> 8),
         (b"key-020", Some(b"key-090"), 500),
         (b"key-100", Some(b"key-101"), 300),

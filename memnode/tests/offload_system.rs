@@ -13,6 +13,8 @@
 //!   node restarted on the same address (the compute node registers again
 //!   and ships to it).
 
+// Only the child process helpers this file needs are used.
+#[allow(dead_code)]
 mod memnode_child;
 
 use std::collections::BTreeMap;
@@ -139,7 +141,9 @@ fn run_sequence(seed: u64, ops: usize) -> Vec<(Target, u64)> {
         .map(Subject::open)
         .collect();
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-    let mut snapshots: Vec<(Vec<o3_compute::Snapshot>, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+    // Snapshots taken together, and the model's state they must see.
+    type Pinned = (Vec<o3_compute::Snapshot>, BTreeMap<Vec<u8>, Vec<u8>>);
+    let mut snapshots: Vec<Pinned> = Vec::new();
     let mut shipped: BTreeMap<String, u64> = BTreeMap::new();
     const KEYS: u64 = 400;
     for step in 0..ops {

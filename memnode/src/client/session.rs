@@ -149,8 +149,12 @@ struct Shared {
     /// lost with its session from one that was never published.
     images: Mutex<HashMap<ImageId, (u64, RegionId)>>,
     /// The data-plane fabric, made on first use for the announced plane.
-    fabric: Mutex<Option<(TransportKind, NodeId, Arc<dyn Fabric>)>>,
+    fabric: Mutex<Option<MadeFabric>>,
 }
+
+/// A fabric made for an announced data plane: its transport, the node it
+/// was made for, and the fabric.
+type MadeFabric = (TransportKind, NodeId, Arc<dyn Fabric>);
 
 /// An [`ImageStore`] over a control plane and a data-plane connection.
 pub struct SessionStore {
