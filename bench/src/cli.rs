@@ -61,6 +61,10 @@ pub enum Command {
     },
     /// Compaction study: one workload under several strategies.
     Study(crate::study::StudyArgs),
+    /// Shipping a sealed memtable to a memory node, next to the raw
+    /// transport's one-sided write throughput.
+    #[command(name = "offload-ship")]
+    OffloadShip(crate::offload_ship::OffloadShipArgs),
 }
 
 /// The config file's layout.
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(args) => {
             return crate::study::run(args, cli.json.as_deref(), cli.plots.as_deref());
         }
+        Command::OffloadShip(args) => return crate::offload_ship::run(&args),
         Command::Ycsb { engine, workload } => {
             let engine = engine.over(config.engine).resolve("o3-ycsb")?;
             environment.emulated_conditions = engine.emulated_conditions();

@@ -7,6 +7,8 @@
 //!   timelines, engine statistics, the environment, JSON and SVG output;
 //! - [`engine`]: the engine flags shared by both, and opening the database;
 //! - [`fresh_db`]: emptying a database for a load, under its lock;
+//! - [`offload_ship`]: shipping a sealed memtable to a memory node against
+//!   the raw transport;
 //! - [`cli`]: the command line and the TOML config file.
 #![cfg_attr(
     not(test),
@@ -18,6 +20,7 @@ pub mod dbbench;
 pub mod engine;
 pub mod error;
 pub mod fresh_db;
+pub mod offload_ship;
 pub mod report;
 pub mod study;
 pub mod ycsb;
