@@ -97,6 +97,10 @@ pub enum Command {
     },
     /// Compaction study: one workload under several strategies.
     Study(crate::study::StudyArgs),
+    /// Shipping a sealed memtable to a memory node, next to the raw
+    /// transport's one-sided write throughput.
+    #[command(name = "offload-ship")]
+    OffloadShip(crate::offload_ship::OffloadShipArgs),
 }
 
 /// The config file's layout.
@@ -172,6 +176,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(args) => {
             return crate::study::run(args, cli.json.as_deref(), cli.plots.as_deref());
         }
+        Command::OffloadShip(args) => return crate::offload_ship::run(&args),
         Command::Ycsb {
             engine,
             offload,

@@ -13,6 +13,8 @@
 //!   images next to local memtables), with [`sst_gate`] holding flushes
 //!   back for the latter;
 //! - [`fresh_db`]: emptying a database for a load, under its lock;
+//! - [`offload_ship`]: shipping a sealed memtable to a memory node against
+//!   the raw transport;
 //! - [`cli`]: the command line and the TOML config file.
 #![cfg_attr(
     not(test),
@@ -27,6 +29,7 @@ pub mod fresh_db;
 pub mod offload;
 pub mod offload_compare;
 pub mod offload_lookup;
+pub mod offload_ship;
 pub mod report;
 pub mod sst_gate;
 pub mod study;

@@ -173,6 +173,7 @@ pub fn status_of(error: &Error) -> Status {
         Error::EmptyRequest { .. }
         | Error::RequestTooLarge { .. }
         | Error::BadImage { .. }
+        | Error::InvalidImage { .. }
         | Error::ImageMismatch { .. }
         | Error::InvalidRequest(_)
         | Error::Decode { .. } => Code::InvalidArgument,

@@ -68,6 +68,15 @@ pub enum Error {
         #[source]
         source: o3_storage::Error,
     },
+    /// A published image whose skiplist structure failed validation (its
+    /// checksum matched at publish): lookups naming it are refused until
+    /// its owner releases it.
+    #[error("{image} in region {region} failed validation after publish: {reason}")]
+    InvalidImage {
+        region: RegionId,
+        image: ImageId,
+        reason: String,
+    },
     /// The image is valid but its header disagrees with the publisher's
     /// description of it.
     #[error(

@@ -106,22 +106,24 @@ pub(crate) fn get_key(
     key: &[u8],
     snapshot: SequenceNumber,
     images: &[Arc<PublishedImage>],
-) -> Vec<Found> {
+) -> Result<Vec<Found>> {
     images
         .iter()
-        .map(|published| match published.image().get(key, snapshot) {
-            None => Found::Absent,
-            Some(entry) => match entry.kind {
-                ValueKind::Tombstone => Found::Tombstone {
-                    sequence: entry.sequence,
-                    offset: entry.offset,
+        .map(|published| {
+            Ok(match published.image()?.get(key, snapshot) {
+                None => Found::Absent,
+                Some(entry) => match entry.kind {
+                    ValueKind::Tombstone => Found::Tombstone {
+                        sequence: entry.sequence,
+                        offset: entry.offset,
+                    },
+                    ValueKind::Value => Found::Value {
+                        sequence: entry.sequence,
+                        offset: entry.offset,
+                        value: entry.value.to_vec(),
+                    },
                 },
-                ValueKind::Value => Found::Value {
-                    sequence: entry.sequence,
-                    offset: entry.offset,
-                    value: entry.value.to_vec(),
-                },
-            },
+            })
         })
         .collect()
 }
@@ -138,8 +140,8 @@ pub(crate) fn scan(request: &ScanRequest, images: &[Arc<PublishedImage>]) -> Res
     }
     let children = images
         .iter()
-        .map(|p| Box::new(p.image().iter()) as Box<dyn InternalIterator + '_>)
-        .collect();
+        .map(|p| Ok(Box::new(p.image()?.iter()) as Box<dyn InternalIterator + '_>))
+        .collect::<Result<_>>()?;
     let mut merged = MergingIterator::new(children);
     let failed = |source| Error::Scan {
         images: images.iter().map(|p| p.id()).collect(),

@@ -173,7 +173,7 @@ impl MemoryNode {
             .iter()
             .map(|lookup| {
                 let images = self.images.resolve(owner, &lookup.images)?;
-                Ok(lookup::get_key(&lookup.key, lookup.snapshot, &images))
+                lookup::get_key(&lookup.key, lookup.snapshot, &images)
             })
             .collect::<Result<_>>()?;
         Ok(GetResponse { answers })
@@ -229,7 +229,7 @@ mod tests {
         assert!(stats.pool.regions_per_owner.is_empty());
         assert_eq!(stats.pool.used, region.len.next_multiple_of(crate::ALIGN));
         // The reader still sees the image it resolved.
-        let found = in_flight[0].image().get(b"k", 1).map(|e| e.value);
+        let found = in_flight[0].image().unwrap().get(b"k", 1).map(|e| e.value);
         assert_eq!(found, Some(&b"v"[..]));
         drop(in_flight);
         assert_eq!(node.stats().pool.used, 0);

@@ -255,14 +255,6 @@ impl Pool {
         Ok(Pool::new(Arc::new(memory)))
     }
 
-    /// The data-plane fabric regions are registered with, if any.
-    pub fn fabric(&self) -> Option<&Arc<dyn Fabric>> {
-        match &self.backing {
-            Backing::Block(_) => None,
-            Backing::Fabric(fabric) => Some(fabric),
-        }
-    }
-
     pub fn capacity(&self) -> u64 {
         self.capacity
     }

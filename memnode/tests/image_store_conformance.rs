@@ -32,7 +32,7 @@ type Model = BTreeMap<(Vec<u8>, Reverse<u64>), (ValueKind, Vec<u8>)>;
 /// Two images of one shard sharing keys: the older holds sequences
 /// 1..=400, the newer 401..=800, with tombstones in both.
 fn images() -> (Vec<BuiltImage>, Vec<Model>) {
-    let mut rng = StdRng::seed_from_u64(0x03_1a6e);
+    let mut rng = StdRng::seed_from_u64(0x0003_1a6e);
     let mut built = Vec::new();
     let mut models = Vec::new();
     for serial in 1..=2u64 {
@@ -206,11 +206,9 @@ fn conformance(store: &dyn ImageStore) {
     }
 
     // Delegated scan: both directions, bounded and not, with continuations.
-    // (lower bound, upper bound, snapshot)
-    type ScanCase<'a> = (&'a [u8], Option<&'a [u8]>, u64);
-    let cases: [ScanCase; 3] = [
-        (b"", None, u64::MAX >> 8),
-        (b"key-020", Some(b"key-090"), 500),
+    let cases = [
+        (&b""[..], None, u64::MAX >> 8),
+        (b"key-020", Some(&b"key-090"[..]), 500),
         (b"key-100", Some(b"key-101"), 300),
     ];
     for (lower, upper, snapshot) in cases {

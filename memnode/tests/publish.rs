@@ -4,8 +4,12 @@
 mod common;
 
 use common::{build_image, image_id, publish, ship};
-use o3_memnode::{Error, Found, GetRequest, ImageId, ImageMeta, KeyLookup, MemoryNode, OwnerId};
+use o3_memnode::{
+    Direction, Error, Found, GetRequest, ImageId, ImageMeta, KeyLookup, MemoryNode, OwnerId,
+    ScanRequest,
+};
 use o3_storage::key::ValueKind;
+use o3_storage::memtable::store_checksum;
 
 const OWNER: OwnerId = OwnerId(7);
 
@@ -84,6 +88,52 @@ fn every_flipped_byte_is_refused_and_not_indexed() {
         node.write(OWNER, &region, at as u64, &[original]).unwrap();
     }
     node.publish(OWNER, &region, image.meta).unwrap();
+}
+
+/// Publish checks header and checksum; the skiplist structure is checked
+/// before the first search. An image with a valid checksum over a bad
+/// structure (a buggy or hostile writer) is therefore indexed, but every
+/// lookup naming it is refused, and nothing else is affected.
+#[test]
+fn a_bad_structure_under_a_valid_checksum_is_refused_at_lookup() {
+    let node = MemoryNode::with_capacity(1 << 20).unwrap();
+    let image = sample(1);
+    let mut bytes = image.bytes.clone();
+    // The head node's level-0 link (head at 64, links after its 12-byte
+    // prefix) now skips to the last entry.
+    let last = bytes[56..60].to_vec();
+    bytes[76..80].copy_from_slice(&last);
+    assert!(store_checksum(&mut bytes));
+    let bad = common::BuiltImage {
+        bytes,
+        meta: image.meta,
+    };
+    let region = publish(&node, OWNER, &bad);
+    let refused = get_one(&node, b"key001", image.meta.id);
+    assert!(
+        matches!(&refused, Err(Error::InvalidImage { image: id, .. }) if *id == image.meta.id),
+        "{refused:?}"
+    );
+    let scan = ScanRequest {
+        images: vec![image.meta.id],
+        lower: Vec::new(),
+        upper: None,
+        direction: Direction::Forward,
+        limit: 10,
+        snapshot: u64::MAX >> 8,
+        resume_after: None,
+    };
+    assert!(matches!(
+        node.scan(OWNER, &scan),
+        Err(Error::InvalidImage { .. })
+    ));
+    let good = sample(2);
+    publish(&node, OWNER, &good);
+    assert!(matches!(
+        get_one(&node, b"key001", good.meta.id).unwrap(),
+        Found::Value { .. }
+    ));
+    assert_eq!(node.release(OWNER, &region).unwrap(), Some(image.meta.id));
 }
 
 #[test]

@@ -43,10 +43,14 @@ impl fmt::Debug for RegionMemory {
 
 impl RegionMemory {
     /// `len` zeroed bytes on the heap, 8-byte aligned.
+    ///
+    /// Allocated zeroed in one call (a large block comes as fresh zero pages
+    /// from the OS, touched only when written), so registering a large
+    /// region costs no pass over its bytes.
     pub fn heap(len: u64) -> Result<Self> {
-        let len = usize::try_from(len)
-            .map_err(|_| Error::InvalidArgument(format!("region length {len} too large")))?;
-        let words: Box<[AtomicU64]> = (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect();
+        let too_large = || Error::InvalidArgument(format!("region length {len} too large"));
+        let len = usize::try_from(len).map_err(|_| too_large())?;
+        let words = zeroed_words(len.div_ceil(8)).ok_or_else(too_large)?;
         let ptr = NonNull::new(words.as_ptr() as *mut u8).unwrap_or(NonNull::dangling());
         // SAFETY: `words` owns `len.div_ceil(8) * 8 >= len` bytes at `ptr`,
         // is moved (not copied) into the keepalive so the address is stable,
@@ -202,6 +206,24 @@ impl RegionMemory {
             }
         })
     }
+}
+
+/// `count` zeroed words, or `None` when the size overflows or the
+/// allocation fails.
+fn zeroed_words(count: usize) -> Option<Box<[AtomicU64]>> {
+    if count == 0 {
+        return Some(Box::new([]));
+    }
+    let layout = std::alloc::Layout::array::<AtomicU64>(count).ok()?;
+    // SAFETY: `layout` has a non-zero size (count > 0).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<AtomicU64>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with the layout
+    // of `[AtomicU64; count]`, so the box may own and free it; all-zero
+    // bytes are a valid `AtomicU64` (zero).
+    Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, count)) })
 }
 
 /// The owner's handle to a registered region: its descriptor (to hand to

@@ -139,6 +139,13 @@ struct Session {
     published: Mutex<HashMap<RegionId, ImageId>>,
 }
 
+/// A fabric made for a data plane of `kind` announced at `node`.
+struct PlaneFabric {
+    kind: TransportKind,
+    node: NodeId,
+    fabric: Arc<dyn Fabric>,
+}
+
 struct Shared {
     parts: StoreParts,
     session: RwLock<Option<Arc<Session>>>,
@@ -149,12 +156,8 @@ struct Shared {
     /// lost with its session from one that was never published.
     images: Mutex<HashMap<ImageId, (u64, RegionId)>>,
     /// The data-plane fabric, made on first use for the announced plane.
-    fabric: Mutex<Option<MadeFabric>>,
+    fabric: Mutex<Option<PlaneFabric>>,
 }
-
-/// A fabric made for an announced data plane: its transport, the node it
-/// was made for, and the fabric.
-type MadeFabric = (TransportKind, NodeId, Arc<dyn Fabric>);
 
 /// An [`ImageStore`] over a control plane and a data-plane connection.
 pub struct SessionStore {
@@ -353,11 +356,11 @@ impl Shared {
         let mut slot = self.fabric.lock();
         // A fabric serves any node of its kind, except that an shm fabric
         // lives in one directory: a node announced elsewhere gets a new one.
-        let reusable = |(k, n, _): &(TransportKind, NodeId, Arc<dyn Fabric>)| {
-            *k == kind && (kind != TransportKind::Shm || same_parent(n, node))
+        let reusable = |made: &&PlaneFabric| {
+            made.kind == kind && (kind != TransportKind::Shm || same_parent(&made.node, node))
         };
-        if let Some(entry) = slot.as_ref().filter(|e| reusable(e)) {
-            return Ok(Arc::clone(&entry.2));
+        if let Some(made) = slot.as_ref().filter(reusable) {
+            return Ok(Arc::clone(&made.fabric));
         }
         let fabric = (self.parts.fabrics)(kind, node).map_err(|e| {
             self.error(
@@ -365,7 +368,11 @@ impl Shared {
                 format!("cannot open a {kind} endpoint for the data plane at {node}: {e}"),
             )
         })?;
-        *slot = Some((kind, node.clone(), Arc::clone(&fabric)));
+        *slot = Some(PlaneFabric {
+            kind,
+            node: node.clone(),
+            fabric: Arc::clone(&fabric),
+        });
         Ok(fabric)
     }
 
