@@ -22,7 +22,7 @@ use crate::level_iter::LevelIterator;
 use crate::offload::image::OffloadedImage;
 use crate::offload::read::RemoteScan;
 use crate::offload::runtime::Offload;
-use crate::offload::slot::{Held, ImageSlot};
+use crate::offload::slot::{Held, ImageSlot, LocalGet};
 use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
 use crate::table_cache::TableCache;
@@ -191,18 +191,19 @@ fn newest_entry(
         // before the next older local memtable.
         let mut remote: Vec<Arc<OffloadedImage>> = Vec::new();
         for slot in &view.sealed {
-            let local = slot.with_local(|mem| mem.get(key, seq).map(owned));
-            match local {
-                Some(found) => {
+            // One look at the slot: it may flip between local and offloaded
+            // at any time, and a second look could miss it in both forms.
+            match slot.local_get(key, seq) {
+                LocalGet::Local(found) => {
                     if let Some(found) = remote_get(db, &remote, key, seq)? {
                         return Ok(Some(found));
                     }
                     remote.clear();
-                    if found.is_some() {
-                        return Ok(found);
+                    if let Some(e) = found {
+                        return Ok(Some(e));
                     }
                 }
-                None => remote.extend(slot.offloaded()),
+                LocalGet::Offloaded(image) => remote.push(image),
             }
         }
         if let Some(found) = remote_get(db, &remote, key, seq)? {

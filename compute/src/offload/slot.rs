@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
-use o3_storage::key::SequenceNumber;
+use o3_storage::key::{SequenceNumber, ValueKind};
 use o3_storage::memtable::Memtable;
 use o3_storage::range_del::RangeTombstone;
 use o3_storage::{Error, Result};
@@ -21,6 +21,13 @@ use crate::offload::image::OffloadedImage;
 #[derive(Debug, Clone)]
 pub(crate) enum Held {
     Local(Arc<Memtable>),
+    Offloaded(Arc<OffloadedImage>),
+}
+
+/// What [`ImageSlot::local_get`] found: the local memtable's answer
+/// (`(sequence, value or None for a tombstone)`), or the image to ask.
+pub(crate) enum LocalGet {
+    Local(Option<(SequenceNumber, Option<Vec<u8>>)>),
     Offloaded(Arc<OffloadedImage>),
 }
 
@@ -79,12 +86,20 @@ impl ImageSlot {
         self.held.read().clone()
     }
 
-    /// `f` of the local memtable, without taking a reference to it; `None`
-    /// when it is offloaded.
-    pub fn with_local<R>(&self, f: impl FnOnce(&Memtable) -> R) -> Option<R> {
+    /// Look `key` up in the local memtable (copying the entry out), or
+    /// hand back the offloaded image to ask, in one look at the slot.
+    pub fn local_get(&self, key: &[u8], seq: SequenceNumber) -> LocalGet {
         match &*self.held.read() {
-            Held::Local(m) => Some(f(m)),
-            Held::Offloaded(_) => None,
+            Held::Local(m) => LocalGet::Local(m.get(key, seq).map(|e| {
+                (
+                    e.sequence,
+                    match e.kind {
+                        ValueKind::Value => Some(e.value.to_vec()),
+                        ValueKind::Tombstone => None,
+                    },
+                )
+            })),
+            Held::Offloaded(image) => LocalGet::Offloaded(image.clone()),
         }
     }
 
@@ -93,14 +108,6 @@ impl ImageSlot {
         match &*self.held.read() {
             Held::Local(m) => Some(m.clone()),
             Held::Offloaded(_) => None,
-        }
-    }
-
-    /// The offloaded image, when it is offloaded.
-    pub fn offloaded(&self) -> Option<Arc<OffloadedImage>> {
-        match &*self.held.read() {
-            Held::Offloaded(i) => Some(i.clone()),
-            Held::Local(_) => None,
         }
     }
 

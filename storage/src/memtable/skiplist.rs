@@ -125,7 +125,19 @@ pub(crate) fn find_before<S: NodeSource + ?Sized>(
 /// The first node whose key is at or after `target`; 0 when there is none.
 #[inline]
 pub(crate) fn seek_ge<S: NodeSource + ?Sized>(s: &S, target: &Target<'_>) -> u32 {
-    s.next(find_before(s, target, false, None), 0)
+    let mut x = find_before(s, target, false, None);
+    // A writer may have linked a node after `x` since the search passed it
+    // (a live memtable takes inserts while it is read): such a node can
+    // still sort before `target`, so step over every one that does rather
+    // than return it. Without this a lookup racing an insert just before
+    // its key missed the key altogether.
+    loop {
+        let n = s.next(x, 0);
+        if n == 0 || target.order_of(s.key(n)) != Ordering::Less {
+            return n;
+        }
+        x = n;
+    }
 }
 
 /// The last node whose key is at or before (`inclusive`) or strictly before
