@@ -368,7 +368,9 @@ fn kill_memnode_during_sync_writes(transport: &str, restart: bool) {
                             let again = db
                                 .get(&key(k))
                                 .map(|v| v.map(|v| String::from_utf8(v).unwrap()));
-                            stale.lock().push(format!("key {k}: read {version}, {floor} was acknowledged; again {again:?}; {:?}", db.stats()));
+                            stale.lock().push(format!(
+                                "key {k}: read {version}, {floor} was acknowledged (read again: {again:?})"
+                            ));
                         }
                     }
                     Err(e) => {
