@@ -30,7 +30,7 @@ mod in_process;
 mod remote;
 mod session;
 
-pub use in_process::{IN_PROCESS, IN_PROCESS_LEASE_TTL};
+pub use in_process::{IN_PROCESS, IN_PROCESS_LEASE_TTL, LOOKUP_POLL};
 pub use session::{SessionStore, TRANSFER_CHUNK, read_chunked, write_chunked};
 
 /// What went wrong, by what the caller must do about it.

@@ -143,6 +143,15 @@ impl RequestHandler for DataPlane {
         }
         Ok(answer.encode())
     }
+
+    /// Gets run inline on the connection's receiving thread: a point
+    /// lookup is a few skiplist searches, and a thread hand-off each way
+    /// would cost more than the lookup. (The first get on an image waits
+    /// for its structure check, once.) Scans may run long: they go to a
+    /// worker.
+    fn is_quick(&self, request: &[u8]) -> bool {
+        crate::wire::is_get_request(request)
+    }
 }
 
 #[cfg(test)]

@@ -199,7 +199,10 @@ impl DataFabric {
         plane: &Arc<DataPlane>,
         token: ClusterToken,
     ) -> Result<Self, RunError> {
-        let options = FabricOptions::new(token);
+        let mut options = FabricOptions::new(token);
+        // Delegated lookups answer in microseconds: receiving threads spin
+        // briefly for the next request before parking.
+        options.poll = o3_memnode::client::LOOKUP_POLL;
         let failed = |at: String| {
             move |source| RunError::DataPlane {
                 transport: config.transport,

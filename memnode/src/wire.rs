@@ -57,6 +57,13 @@ const FOUND_MIN_LEN: usize = 1;
 const LIST_MIN_LEN: usize = 4;
 const SCAN_ENTRY_MIN_LEN: usize = 4 + 8 + 1 + 4;
 
+/// True when `bytes` start like a get request: a lookup in published
+/// images, answered at once (CPU only) unless an image's background
+/// structure check is still running.
+pub fn is_get_request(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&TAG_GET_REQUEST)
+}
+
 /// A delegated-read message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {

@@ -68,7 +68,11 @@ pub fn open(pool_size: u64, link: Option<LinkModel>) -> ClientResult<SessionStor
     let network = LocalNetwork::new();
     let plane = DataPlane::new();
     let memnode = network
-        .node("memnode", plane.clone(), FabricOptions::new(token.clone()))
+        .node("memnode", plane.clone(), {
+            let mut options = FabricOptions::new(token.clone());
+            options.poll = LOOKUP_POLL;
+            options
+        })
         .map_err(|e| fail("memory node endpoint", &e))?;
     let plane_node = memnode.node().clone();
     let node = Arc::new(MemoryNode::with_fabric(pool_size, Arc::new(memnode)));
@@ -91,6 +95,17 @@ pub fn open(pool_size: u64, link: Option<LinkModel>) -> ClientResult<SessionStor
             )),
         }),
         link,
-        connect: ConnectOptions::default(),
+        connect: ConnectOptions {
+            poll: LOOKUP_POLL,
+            ..ConnectOptions::default()
+        },
     })
 }
+
+/// How both ends wait for a delegated lookup's next message: spinning
+/// briefly before parking. A lookup answers in microseconds, while waking a
+/// parked thread costs tens of them on a busy host; the spin is bounded, so
+/// an idle node parks again at once.
+pub const LOOKUP_POLL: o3_transport::PollMode = o3_transport::PollMode::BusyPoll {
+    spin: std::time::Duration::from_micros(50),
+};

@@ -193,6 +193,7 @@ pub fn open(config: &RemoteConfig) -> ClientResult<SessionStore> {
         link: config.link,
         connect: ConnectOptions {
             op_timeout: config.op_timeout,
+            poll: super::in_process::LOOKUP_POLL,
             ..ConnectOptions::default()
         },
     })
