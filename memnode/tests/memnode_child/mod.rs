@@ -125,10 +125,18 @@ impl MemnodeChild {
         o3_memnode::client::open(&StoreConfig::Remote(config)).unwrap()
     }
 
-    /// SIGKILL the child and reap it.
+    /// SIGKILL the child and reap it. A killed shm node cannot remove its
+    /// directory of region files; the test that started it does.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.wait_exit();
+        self.remove_shm_files();
+    }
+
+    fn remove_shm_files(&self) {
+        if self.data_plane.0 == "shm" {
+            let _ = std::fs::remove_dir_all(&self.data_plane.1);
+        }
     }
 
     pub fn wait_exit(&mut self) -> ExitStatus {
@@ -142,6 +150,7 @@ impl Drop for MemnodeChild {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        self.remove_shm_files();
     }
 }
 

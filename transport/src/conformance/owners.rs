@@ -150,6 +150,12 @@ impl Owner for ProcessOwner {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed shm node (its id is its directory) cannot remove its
+        // region files and socket; whoever killed it does.
+        let dir = std::path::Path::new(&self.node.0);
+        if dir.is_absolute() && dir.is_dir() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     fn cpu_time(&self) -> Option<Duration> {
         process_cpu_time(self.child.id())
