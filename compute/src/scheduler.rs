@@ -82,6 +82,7 @@ fn claim_next(
     if let Some(job_id) = st.jobs.due_retry(now) {
         return Ok(build::next_attempt(engine, vs, st, job_id)?.map(|t| t.job_id));
     }
+    note_writes(engine, st, now);
     if let Some(shard) = (0..st.shards.len()).find(|&i| flush_due(engine, st, i, now)) {
         return build::claim_flush(engine, vs, st, shard).map(Some);
     }
@@ -131,6 +132,15 @@ fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool 
 /// after this long without writes when idle compaction is off.
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
 
+/// Record when the write count last changed (what "idle" is measured
+/// from).
+fn note_writes(engine: &Engine, st: &mut DbState, now: Instant) {
+    let writes = engine.counters.writes.load(Ordering::Relaxed);
+    if st.idle_probe.0 != writes {
+        st.idle_probe = (writes, now);
+    }
+}
+
 /// Give up claims whose lease ran out: their work becomes available again
 /// and a late result is rejected.
 fn expire_leases(engine: &Engine, st: &mut DbState) {
@@ -150,12 +160,7 @@ fn expire_leases(engine: &Engine, st: &mut DbState) {
 /// memtable waiting for a flush. `None` otherwise (or when level 0 is empty).
 fn idle_compaction(engine: &Engine, st: &mut DbState, version: &Version) -> Option<CompactionPlan> {
     let after = engine.options.idle_compaction_after?;
-    let writes = engine.counters.writes.load(Ordering::Relaxed);
     let now = std::time::Instant::now();
-    if st.idle_probe.0 != writes {
-        st.idle_probe = (writes, now);
-        return None;
-    }
     let idle = now.duration_since(st.idle_probe.1) >= after
         && st.shards.iter().all(|s| s.sealed.is_empty() && !s.flushing);
     if !idle || version.levels.first().is_none_or(|l0| l0.is_empty()) {
