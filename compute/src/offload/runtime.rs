@@ -52,6 +52,10 @@ pub(crate) struct Offload {
     pub counters: OffloadCounters,
     /// Bytes of images on the memory node or being shipped there.
     pub offloaded_bytes: AtomicU64,
+    /// The memory node's session when an image was last shipped: once the
+    /// session changes (the node restarted, or the lease was lost), the
+    /// images shipped before are gone.
+    pub shipped_session: AtomicU64,
     release_tx: Sender<RemoteRegion>,
     release_rx: Receiver<RemoteRegion>,
     /// Set once the engine exists: rebuilds lost images from the WAL.
@@ -101,6 +105,7 @@ impl Offload {
             store,
             counters: OffloadCounters::default(),
             offloaded_bytes: AtomicU64::new(0),
+            shipped_session: AtomicU64::new(0),
             release_tx,
             release_rx,
             recovery: OnceLock::new(),

@@ -81,12 +81,23 @@ fn probe(offload: &Offload) {
     if offload.counters.images_offloaded.load(Relaxed) == 0 {
         return;
     }
-    if let Err(e) = offload.store.stats()
-        && e.images_lost()
-    {
+    let lost = match offload.store.stats() {
+        Err(e) if e.images_lost() => Some(e.to_string()),
+        _ => {
+            let shipped = offload.shipped_session.load(Relaxed);
+            let now = offload.store.session();
+            (shipped != now).then(|| {
+                format!(
+                    "memory node {}: its session changed (restarted or lease lost)",
+                    offload.store.name()
+                )
+            })
+        }
+    };
+    if let Some(message) = lost {
         let cause = Error::MemoryNode {
             lost: true,
-            message: e.to_string(),
+            message,
         };
         if let Err(e) = offload.recover(&cause) {
             offload.record_error(format!("rebuilding lost images: {e}"));
@@ -158,6 +169,7 @@ fn ship(engine: &Engine, offload: &Arc<Offload>, slot: &Arc<ImageSlot>) {
     };
     offload.offloaded_bytes.fetch_add(len, Relaxed);
     offload.counters.images_offloaded.fetch_add(1, Relaxed);
+    offload.shipped_session.store(region.session, Relaxed);
     let image = Arc::new(OffloadedImage::new(
         slot.id,
         offload.clone(),
