@@ -107,24 +107,7 @@ impl Subject {
 
     fn reopen(&mut self) {
         self.db.take().unwrap().close().unwrap();
-        self.db = Some(reopen(self.dir.path(), &self.options));
-    }
-}
-
-/// Open the database again after closing it. The database lock is an
-/// `flock`, which a child process another test thread is spawning at that
-/// moment holds too until it `exec`s (file descriptors are copied before
-/// close-on-exec takes effect), so a `Locked` right after a close is
-/// retried for a moment.
-fn reopen(dir: &std::path::Path, options: &DbOptions) -> Db {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match Db::open(dir, options.clone()) {
-            Err(o3_compute::Error::Locked { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            other => return other.unwrap(),
-        }
+        self.db = Some(Db::open(self.dir.path(), self.options.clone()).unwrap());
     }
 }
 
@@ -437,7 +420,7 @@ fn kill_memnode_during_sync_writes(transport: &str, restart: bool) {
     assert!(stats.memory_node_failures >= 1, "{stats:?}");
     let db = Arc::into_inner(db).unwrap();
     db.close().unwrap();
-    let db = reopen(dir.path(), &o);
+    let db = Db::open(dir.path(), o).unwrap();
     check(&db);
     db.close().unwrap();
     drop(node);

@@ -149,11 +149,31 @@ impl RandomAccessFile for LocalRandomAccess {
     }
 }
 
+/// Lock files this process holds. A POSIX record lock does not conflict
+/// with its own process, so a second open of the same database in this
+/// process is refused here; and the set is checked before the file is
+/// opened, because closing any descriptor of a locked file releases the
+/// process's record lock on it.
+static HELD_LOCKS: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 #[derive(Debug)]
 struct LocalLock {
-    _file: File,
+    /// Closed (releasing the record lock) before `path` leaves
+    /// [`HELD_LOCKS`], so a lock seen free in the set is free on disk too.
+    file: Option<File>,
+    path: PathBuf,
 }
 impl FileLock for LocalLock {}
+
+impl Drop for LocalLock {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if let Ok(mut held) = HELD_LOCKS.lock() {
+            held.remove(&self.path);
+        }
+    }
+}
 
 impl Storage for LocalFs {
     fn create(&self, path: &Path) -> Result<Box<dyn WritableFile>> {
@@ -231,25 +251,51 @@ impl Storage for LocalFs {
             .len())
     }
 
+    /// An exclusive POSIX record lock (`fcntl(F_SETLK)`), not `flock`: a
+    /// record lock belongs to the process, so a child being spawned (whose
+    /// copies of the descriptors live until it `exec`s) never holds it, and
+    /// a database closed here can be opened again at once.
     fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>> {
+        let locked = || Error::Locked {
+            path: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            lock_file: path.to_path_buf(),
+        };
+        let key = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => std::fs::canonicalize(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .join(name),
+            _ => path.to_path_buf(),
+        };
+        let mut held = HELD_LOCKS
+            .lock()
+            .map_err(|_| Error::InvalidArgument("the lock table is poisoned".into()))?;
+        if held.contains(&key) {
+            return Err(locked());
+        }
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        // SAFETY: flock on a valid, owned file descriptor; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        // SAFETY: an all-zero `flock` is a valid value (plain integers).
+        let mut request: libc::flock = unsafe { std::mem::zeroed() };
+        request.l_type = libc::F_WRLCK as _;
+        request.l_whence = libc::SEEK_SET as _;
+        // l_start = 0 and l_len = 0: the whole file.
+        // SAFETY: fcntl on a valid, owned descriptor with a valid `flock`.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &request) };
         if rc != 0 {
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(Error::Locked {
-                    path: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                    lock_file: path.to_path_buf(),
-                });
+            if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EAGAIN)) {
+                return Err(locked());
             }
             return Err(Error::io(path, err));
         }
-        Ok(Box::new(LocalLock { _file: file }))
+        held.insert(key.clone());
+        Ok(Box::new(LocalLock {
+            file: Some(file),
+            path: key,
+        }))
     }
 }
