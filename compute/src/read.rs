@@ -22,7 +22,7 @@ use crate::level_iter::LevelIterator;
 use crate::offload::image::OffloadedImage;
 use crate::offload::read::RemoteScan;
 use crate::offload::runtime::Offload;
-use crate::offload::slot::{Held, ImageSlot, LocalGet};
+use crate::offload::slot::{FoundEntry, Held, ImageSlot, LocalGet, copied};
 use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
 use crate::table_cache::TableCache;
@@ -165,7 +165,7 @@ fn unless_range_deleted(
     sv: &SuperVersion,
     key: &[u8],
     snapshot: SequenceNumber,
-    found: Option<(SequenceNumber, Option<Vec<u8>>)>,
+    found: Option<FoundEntry>,
 ) -> Option<Vec<u8>> {
     let (entry_seq, value) = found?;
     if sv.range_tombstones.hides(key, entry_seq, snapshot) {
@@ -181,11 +181,11 @@ fn newest_entry(
     sv: &SuperVersion,
     key: &[u8],
     seq: SequenceNumber,
-) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
+) -> Result<Option<FoundEntry>> {
     let shard = shard_of(&db.shard_splits, key) as usize;
     if let Some(view) = sv.shards.get(shard) {
         if let Some(e) = view.active.get(key, seq) {
-            return Ok(Some(owned(e)));
+            return Ok(Some(copied(e)));
         }
         // Consecutive offloaded images (newest first) are asked together,
         // before the next older local memtable.
@@ -240,24 +240,13 @@ fn newest_entry(
     })
 }
 
-/// An entry found in a memtable, copied out of it.
-fn owned(e: o3_storage::memtable::EntryRef<'_>) -> (SequenceNumber, Option<Vec<u8>>) {
-    (
-        e.sequence,
-        match e.kind {
-            ValueKind::Value => Some(e.value.to_vec()),
-            ValueKind::Tombstone => None,
-        },
-    )
-}
-
 /// The newest entry of `key` in offloaded `images` (newest first).
 fn remote_get(
     db: &Engine,
     images: &[Arc<OffloadedImage>],
     key: &[u8],
     seq: SequenceNumber,
-) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
+) -> Result<Option<FoundEntry>> {
     match (&db.offload, images.is_empty()) {
         (Some(offload), false) => crate::offload::read::get(offload, images, key, seq),
         _ => Ok(None),
@@ -294,7 +283,7 @@ fn table_get(
     sv: &SuperVersion,
     (level, index): (usize, usize),
     p: &Probe<'_>,
-) -> Result<Option<(SequenceNumber, Option<Vec<u8>>)>> {
+) -> Result<Option<FoundEntry>> {
     let slot = &sv.tables[level][index];
     let table = match slot.get() {
         Some(t) => t,

@@ -158,11 +158,7 @@ impl RequestHandler for DataPlane {
 mod tests {
     use std::time::Duration;
 
-    use o3_storage::key::ValueKind;
-    use o3_storage::memtable::Memtable;
-
     use super::*;
-    use crate::images::{ImageId, ImageMeta};
     use crate::lease::LeaseSecret;
     use crate::lookup::{Found, GetRequest, KeyLookup};
 
@@ -187,22 +183,7 @@ mod tests {
         let (plane, service) = served();
         let node = service.node();
         let (owner, lease) = service.leases().register("a", std::time::Instant::now());
-        let memtable = Memtable::new(64 * 1024, 0).unwrap();
-        memtable.insert(b"k", 4, ValueKind::Value, b"v").unwrap();
-        memtable.seal().unwrap();
-        let bytes = memtable.image_bytes().unwrap();
-        let region = node.allocate(owner, bytes.len() as u64).unwrap();
-        node.write(owner, &region, 0, bytes).unwrap();
-        let id = ImageId {
-            shard: 0,
-            serial: 1,
-        };
-        let meta = ImageMeta {
-            id,
-            entries: 1,
-            largest_seq: 4,
-        };
-        node.publish(owner, &region, meta).unwrap();
+        let (_, id) = crate::node::publish_one_entry(node, owner, 4);
         let request = GetRequest {
             lookups: vec![KeyLookup {
                 key: b"k".to_vec(),

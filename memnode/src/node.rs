@@ -186,11 +186,37 @@ impl MemoryNode {
     }
 }
 
+/// Publish, for `owner`, an image holding the one entry `k` = `v` at
+/// `seq` (image 1 of shard 0); returns its region and id. For unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) fn publish_one_entry(
+    node: &MemoryNode,
+    owner: OwnerId,
+    seq: u64,
+) -> (RegionDesc, ImageId) {
     use o3_storage::key::ValueKind;
     use o3_storage::memtable::Memtable;
+    let memtable = Memtable::new(64 * 1024, 0).unwrap();
+    memtable.insert(b"k", seq, ValueKind::Value, b"v").unwrap();
+    memtable.seal().unwrap();
+    let bytes = memtable.image_bytes().unwrap();
+    let region = node.allocate(owner, bytes.len() as u64).unwrap();
+    node.write(owner, &region, 0, bytes).unwrap();
+    let id = ImageId {
+        shard: 0,
+        serial: 1,
+    };
+    let meta = ImageMeta {
+        id,
+        entries: 1,
+        largest_seq: seq,
+    };
+    node.publish(owner, &region, meta).unwrap();
+    (region, id)
+}
 
+#[cfg(test)]
+mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync>() {}
@@ -206,22 +232,7 @@ mod tests {
     fn released_memory_is_reused_only_after_readers_finish() {
         let node = MemoryNode::with_capacity(1 << 20).unwrap();
         let owner = OwnerId(1);
-        let memtable = Memtable::new(64 * 1024, 0).unwrap();
-        memtable.insert(b"k", 1, ValueKind::Value, b"v").unwrap();
-        memtable.seal().unwrap();
-        let bytes = memtable.image_bytes().unwrap();
-        let region = node.allocate(owner, bytes.len() as u64).unwrap();
-        node.write(owner, &region, 0, bytes).unwrap();
-        let id = ImageId {
-            shard: 0,
-            serial: 1,
-        };
-        let meta = ImageMeta {
-            id,
-            entries: 1,
-            largest_seq: 1,
-        };
-        node.publish(owner, &region, meta).unwrap();
+        let (region, id) = publish_one_entry(&node, owner, 1);
         let in_flight = node.images.resolve(owner, &[id]).unwrap();
         assert_eq!(node.release(owner, &region).unwrap(), Some(id));
         let stats = node.stats();

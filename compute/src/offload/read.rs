@@ -17,12 +17,9 @@ use o3_storage::key::{SequenceNumber, compare_internal, make_internal_key, user_
 use o3_storage::memtable::OwnedImageIter;
 use o3_storage::{Error, Result};
 
-use crate::offload::image::{OffloadedImage, remote_id};
+use crate::offload::image::OffloadedImage;
 use crate::offload::runtime::Offload;
-use crate::offload::slot::{Held, ImageSlot};
-
-/// What a lookup found: `(sequence, value or None for a tombstone)`.
-pub(crate) type Entry = (SequenceNumber, Option<Vec<u8>>);
+use crate::offload::slot::{FoundEntry, Held, ImageSlot};
 
 /// The newest entry of `key` at `snapshot` in `images` (newest image
 /// first), with one delegated `get` for all that may hold it.
@@ -31,7 +28,7 @@ pub(crate) fn get(
     images: &[Arc<OffloadedImage>],
     key: &[u8],
     snapshot: SequenceNumber,
-) -> Result<Option<Entry>> {
+) -> Result<Option<FoundEntry>> {
     let candidates: Vec<&Arc<OffloadedImage>> =
         images.iter().filter(|i| i.may_contain(key)).collect();
     let skipped = (images.len() - candidates.len()) as u64;
@@ -103,6 +100,8 @@ const MAX_BATCH: u32 = 4096;
 pub(crate) struct RemoteScan {
     runtime: Arc<Offload>,
     images: Vec<Arc<OffloadedImage>>,
+    /// The images' names on the memory node (every batch asks for them).
+    ids: Vec<o3_memnode::ImageId>,
     /// The slots the images were in: after the memory node lost them and
     /// they were rebuilt from the WAL, the scan goes on over the slots'
     /// local memtables.
@@ -131,9 +130,10 @@ impl RemoteScan {
         lower: Option<&[u8]>,
         upper: Option<&[u8]>,
     ) -> RemoteScan {
-        let (slots, images) = images.into_iter().unzip();
+        let (slots, images): (_, Vec<Arc<OffloadedImage>>) = images.into_iter().unzip();
         RemoteScan {
             runtime,
+            ids: images.iter().map(|i| i.remote_id()).collect(),
             images,
             slots,
             local: None,
@@ -165,7 +165,7 @@ impl RemoteScan {
         }
         self.direction = direction;
         let request = ScanRequest {
-            images: self.images.iter().map(|i| remote_id(i.id)).collect(),
+            images: self.ids.clone(),
             lower: lower.unwrap_or_else(|| self.lower.clone()),
             upper: upper.or_else(|| self.upper.clone()),
             direction,

@@ -120,16 +120,17 @@ fn pick(engine: &Engine, offload: &Offload, st: &DbState) -> Option<Arc<ImageSlo
     }
     let keep = offload.options.max_local_sealed_memtables;
     for shard in &st.shards {
-        let local: Vec<&Arc<ImageSlot>> = shard
-            .sealed
-            .iter()
-            .map(|s| &s.slot)
-            .filter(|s| s.is_local() && !s.is_claimed() && !s.is_empty())
-            .collect();
-        if local.len() <= keep {
+        let local = || {
+            shard
+                .sealed
+                .iter()
+                .map(|s| &s.slot)
+                .filter(|s| s.is_local() && !s.is_claimed() && !s.is_empty())
+        };
+        if local().count() <= keep {
             continue;
         }
-        let Some(slot) = local.iter().find(|s| !s.is_shipping()) else {
+        let Some(slot) = local().find(|s| !s.is_shipping()) else {
             continue;
         };
         let room = offload.options.max_offloaded_bytes;

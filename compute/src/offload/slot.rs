@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::RwLock;
 
 use o3_storage::key::{SequenceNumber, ValueKind};
-use o3_storage::memtable::Memtable;
+use o3_storage::memtable::{EntryRef, Memtable};
 use o3_storage::range_del::RangeTombstone;
 use o3_storage::{Error, Result};
 
@@ -24,10 +24,25 @@ pub(crate) enum Held {
     Offloaded(Arc<OffloadedImage>),
 }
 
-/// What [`ImageSlot::local_get`] found: the local memtable's answer
-/// (`(sequence, value or None for a tombstone)`), or the image to ask.
+/// A point lookup's answer from one source: the entry's sequence and its
+/// value, `None` for a tombstone.
+pub(crate) type FoundEntry = (SequenceNumber, Option<Vec<u8>>);
+
+/// A memtable entry copied out of the memtable.
+pub(crate) fn copied(e: EntryRef<'_>) -> FoundEntry {
+    (
+        e.sequence,
+        match e.kind {
+            ValueKind::Value => Some(e.value.to_vec()),
+            ValueKind::Tombstone => None,
+        },
+    )
+}
+
+/// What [`ImageSlot::local_get`] found: the local memtable's answer, or
+/// the image to ask.
 pub(crate) enum LocalGet {
-    Local(Option<(SequenceNumber, Option<Vec<u8>>)>),
+    Local(Option<FoundEntry>),
     Offloaded(Arc<OffloadedImage>),
 }
 
@@ -90,15 +105,7 @@ impl ImageSlot {
     /// hand back the offloaded image to ask, in one look at the slot.
     pub fn local_get(&self, key: &[u8], seq: SequenceNumber) -> LocalGet {
         match &*self.held.read() {
-            Held::Local(m) => LocalGet::Local(m.get(key, seq).map(|e| {
-                (
-                    e.sequence,
-                    match e.kind {
-                        ValueKind::Value => Some(e.value.to_vec()),
-                        ValueKind::Tombstone => None,
-                    },
-                )
-            })),
+            Held::Local(m) => LocalGet::Local(m.get(key, seq).map(copied)),
             Held::Offloaded(image) => LocalGet::Offloaded(image.clone()),
         }
     }
