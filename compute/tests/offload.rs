@@ -227,6 +227,9 @@ fn a_full_memory_node_keeps_memtables_local() {
     check_reads(&db, &model, 400);
 }
 
+/// A key and its value, as scans yield them.
+type Pair = (Vec<u8>, Vec<u8>);
+
 /// Scans that meet the loss: one opened before the memory node lost its
 /// images and continued after, and one started after (before any point
 /// lookup rebuilt them), both in each direction, yield exactly the model:
@@ -252,7 +255,7 @@ fn scans_that_meet_a_lost_memory_node_go_on_over_the_rebuilt_memtables() {
         } else {
             model.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
-        let scan = || -> Box<dyn Iterator<Item = o3_compute::Result<(Vec<u8>, Vec<u8>)>>> {
+        let scan = || -> Box<dyn Iterator<Item = o3_compute::Result<Pair>>> {
             if reverse {
                 Box::new(db.range(..).rev())
             } else {
