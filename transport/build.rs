@@ -9,6 +9,7 @@ use std::error::Error;
 const PROTOS: &[&str] = &[
     "proto/o3/health/v1/health.proto",
     "proto/o3/memnode/v1/memnode.proto",
+    "proto/o3/csa/v1/csa.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

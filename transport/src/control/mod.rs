@@ -43,4 +43,14 @@ pub mod proto {
             tonic::include_proto!("o3.memnode.v1");
         }
     }
+
+    /// `o3.csa.v1`: the compaction service's scheduler (tenants, agents,
+    /// jobs).
+    pub mod csa {
+        /// Version 1 of the compaction service.
+        #[allow(clippy::all, clippy::pedantic, missing_docs)]
+        pub mod v1 {
+            tonic::include_proto!("o3.csa.v1");
+        }
+    }
 }

@@ -1,0 +1,1 @@
+//! Compaction as a service (placeholder until the crate lands).
