@@ -21,4 +21,8 @@ pub use client::{
     AgentLoad, FailureKind, JobStatus, Load, RemoteRun, SchedulerClient, Submitted, TenantSession,
 };
 pub use error::CsaError;
+pub mod agent;
+pub mod local;
 pub mod scheduler;
+
+pub use local::{LocalService, LocalServiceOptions};
