@@ -62,9 +62,9 @@ impl fmt::Debug for TenantSession {
     }
 }
 
+#[cfg(test)]
 impl TenantSession {
-    /// A session made of its parts (tests forge sessions with it).
-    pub fn from_parts(tenant_id: u64, instance: u64, session: Vec<u8>) -> TenantSession {
+    fn from_parts(tenant_id: u64, instance: u64, session: Vec<u8>) -> TenantSession {
         TenantSession {
             tenant_id,
             instance,
