@@ -95,6 +95,24 @@ pub fn written_files(
     }
 }
 
+/// Tables left in the slices of the epochs before `epoch` (a try whose
+/// agent died cannot delete what it wrote). Slices are equal and adjacent
+/// (`o3_csa::scheduler::epoch_slice`), so they lie just below this
+/// epoch's. Only the newest epoch's outputs can ever be installed, so
+/// these are garbage; a superseded try still running may write more, and
+/// deletes them itself when its report is fenced.
+pub fn earlier_epochs_files(job: &CompactionJob, epoch: u32, storage: &dyn Storage) -> Vec<PathBuf> {
+    let per = job.file_numbers.end.saturating_sub(job.file_numbers.start);
+    let first = job
+        .file_numbers
+        .start
+        .saturating_sub(per.saturating_mul(u64::from(epoch)));
+    (first..job.file_numbers.start)
+        .map(|n| table_path(&job.dir, n))
+        .filter(|p| storage.exists(p))
+        .collect()
+}
+
 /// Deletes `files` (missing ones are fine), then syncs their directory.
 pub fn delete_files(storage: &dyn Storage, dir: &Path, files: &[PathBuf]) {
     for file in files {

@@ -9,7 +9,9 @@
 //! registers again and goes on; jobs of the old registration still report
 //! under their old id, and the scheduler fences them. A fenced report, or a
 //! heartbeat cancelling a job that already finished, makes the agent delete
-//! the files that try wrote, so a superseded epoch leaves nothing behind.
+//! the files that try wrote; the agent running epoch e > 0 first deletes
+//! what earlier epochs left in their slices (their agents may have died),
+//! so a superseded epoch leaves nothing behind.
 //!
 //! Shutdown: stop fetching, let running jobs finish (and report) within the
 //! grace, then return. Dropping the future of [`run`] aborts every task of
@@ -288,6 +290,13 @@ async fn run_job(
     tracing::info!(ticket, epoch, tenant = %assignment.tenant, "job started");
     let ran = tokio::task::spawn_blocking(move || {
         let job = execute::decode(&assignment.job, path_map.as_ref())?;
+        if epoch > 0 {
+            let stale = execute::earlier_epochs_files(&job, epoch, storage.as_ref());
+            if !stale.is_empty() {
+                tracing::info!(ticket, epoch, files = stale.len(), "deleting tables of earlier epochs");
+                execute::delete_files(storage.as_ref(), &job.dir, &stale);
+            }
+        }
         let outcome = execute::execute(&job, Arc::clone(&storage), counted);
         let written = execute::written_files(&job, outcome.as_ref().ok(), storage.as_ref());
         Ok::<_, execute::Failure>((job.dir.clone(), written, outcome))
