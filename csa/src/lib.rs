@@ -10,7 +10,40 @@
 //! - [`scheduler`]: the queue, distributor, monitor and gRPC service
 //!   ([`scheduler::serve`]);
 //! - [`config`]: settings of the scheduler and the agent;
+//! - [`agent`]: the stateless agent ([`agent::run`]);
+//! - [`local`]: [`LocalService`], a scheduler and agents in this process;
 //! - [`error`]: [`CsaError`], the one error type.
+//!
+//! The `o3-csa` binary runs the scheduler (`o3-csa scheduler`) and agents
+//! (`o3-csa agent`) as processes.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use o3_csa::scheduler::SchedulerConfig;
+//! use o3_csa::{LocalService, LocalServiceOptions, SchedulerClient};
+//! use o3_storage::env::LocalFs;
+//! use o3_transport::control::ClusterToken;
+//!
+//! let token = ClusterToken::new("doc-token").unwrap();
+//! let service = LocalService::start(LocalServiceOptions {
+//!     agents: 2,
+//!     slots_per_agent: 1,
+//!     token: token.clone(),
+//!     storage: Arc::new(LocalFs::new()),
+//!     scheduler: SchedulerConfig::default(),
+//! })
+//! .unwrap();
+//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! let load = runtime.block_on(async {
+//!     let client = SchedulerClient::connect(service.endpoint(), token, Duration::from_secs(5)).await?;
+//!     client.load().await
+//! })
+//! .unwrap();
+//! assert_eq!((load.agents.len(), load.slots_total, load.queued), (2, 2, 0));
+//! service.shutdown();
+//! ```
 
 pub mod client;
 pub mod config;

@@ -22,16 +22,28 @@ fn bad_flags_and_config_are_one_line_errors() {
     let token = token.to_str().unwrap();
     let missing = dir.path().join("missing");
     assert_one_line_error(
-        &["scheduler", "--listen", "127.0.0.1:0", "--token-file", missing.to_str().unwrap()],
+        &[
+            "scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            missing.to_str().unwrap(),
+        ],
         "token file",
     );
     assert_one_line_error(&["scheduler", "--listen", "127.0.0.1:0"], "token_file");
-    assert_one_line_error(&["scheduler", "--listen", "nowhere", "--token-file", token], "listen");
+    assert_one_line_error(
+        &["scheduler", "--listen", "nowhere", "--token-file", token],
+        "listen",
+    );
     assert_one_line_error(&["agent", "--slots", "0", "--token-file", token], "slots");
     assert_one_line_error(&["scheduler", "--no-such-flag"], "no-such-flag");
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, "slots = 2\nslotz = 3\n").unwrap();
-    assert_one_line_error(&["agent", "--config", config.to_str().unwrap()], "agent.toml line 2");
+    assert_one_line_error(
+        &["agent", "--config", config.to_str().unwrap()],
+        "agent.toml line 2",
+    );
 }
 
 #[test]

@@ -38,7 +38,10 @@ async fn jobs_run_on_both_agents_and_install_with_content_unchanged() {
     let dbs = [TestDb::new(3, 400, 100), TestDb::new(3, 400, 100)];
     let mut tickets = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
-        let tenant = client.register_tenant(&format!("db{i}"), &db.root(), 0).await.unwrap();
+        let tenant = client
+            .register_tenant(&format!("db{i}"), &db.root(), 0)
+            .await
+            .unwrap();
         let before = db.scan();
         let job = db.claim();
         let ticket = client.submit(&tenant, &job, 1.0, 2).await.unwrap().ticket;
@@ -50,7 +53,11 @@ async fn jobs_run_on_both_agents_and_install_with_content_unchanged() {
         let slice = epoch_slice(job.file_numbers.clone(), 2, 0);
         assert!(run.result.outputs.iter().all(|o| slice.contains(&o.number)));
         db.db.install_compaction(run.result).unwrap();
-        assert_eq!(db.scan(), before, "content changed by the remote compaction");
+        assert_eq!(
+            db.scan(),
+            before,
+            "content changed by the remote compaction"
+        );
     }
     let stats = client.stats().await.unwrap();
     let done_per_agent: Vec<u64> = stats.agents.iter().map(|a| a.jobs_done).collect();
@@ -63,7 +70,12 @@ async fn a_killed_agents_job_finishes_on_the_other_agent_in_epoch_1() {
     let dir = tempfile::tempdir().unwrap();
     let (_scheduler, addr) = CsaChild::scheduler(dir.path(), &["--heartbeat-timeout-ms", "1000"]);
     // About 1.5 MB of input at 0.2 MB/s: the job runs for seconds.
-    let mut slow = CsaChild::agent(dir.path(), &addr, "slow", &["--slots", "1", "--storage-read-mbps", "0.2"]);
+    let mut slow = CsaChild::agent(
+        dir.path(),
+        &addr,
+        "slow",
+        &["--slots", "1", "--storage-read-mbps", "0.2"],
+    );
     let client = client(&addr).await;
     let db = TestDb::new(3, 3000, 160);
     let before = db.scan();
@@ -72,7 +84,11 @@ async fn a_killed_agents_job_finishes_on_the_other_agent_in_epoch_1() {
     let ticket = client.submit(&tenant, &job, 1.0, 2).await.unwrap().ticket;
     let deadline = Instant::now() + WAIT;
     loop {
-        match client.await_job(&tenant, ticket, Duration::ZERO).await.unwrap() {
+        match client
+            .await_job(&tenant, ticket, Duration::ZERO)
+            .await
+            .unwrap()
+        {
             JobStatus::Running { agent, epoch: 0 } if agent == "slow" => break,
             JobStatus::Queued | JobStatus::Running { .. } => {}
             other => panic!("the slow agent should be running the job: {other:?}"),
@@ -87,7 +103,12 @@ async fn a_killed_agents_job_finishes_on_the_other_agent_in_epoch_1() {
     let run = done(finished(&client, &tenant, ticket).await);
     assert_eq!((run.agent.as_str(), run.epoch, run.tries), ("fast", 1, 2));
     let slice1 = epoch_slice(job.file_numbers.clone(), 2, 1);
-    assert!(run.result.outputs.iter().all(|o| slice1.contains(&o.number)));
+    assert!(
+        run.result
+            .outputs
+            .iter()
+            .all(|o| slice1.contains(&o.number))
+    );
     let stats = client.stats().await.unwrap();
     assert_eq!((stats.requeued_lost_agent, stats.agents_removed), (1, 1));
     db.db.install_compaction(run.result).unwrap();
@@ -111,7 +132,11 @@ async fn an_agent_that_cannot_see_the_files_fails_every_try_then_the_job_is_give
     let _blind = CsaChild::agent(dir.path(), &addr, "blind", &["--path-map", &map]);
     let client = client(&addr).await;
     let tenant = client.register_tenant("db", &db.root(), 0).await.unwrap();
-    let ticket = client.submit(&tenant, &db.claim(), 1.0, 3).await.unwrap().ticket;
+    let ticket = client
+        .submit(&tenant, &db.claim(), 1.0, 3)
+        .await
+        .unwrap()
+        .ticket;
     match finished(&client, &tenant, ticket).await {
         JobStatus::Failed { kind, tries, error } => {
             assert_eq!((kind, tries), (FailureKind::InputUnreadable, 2), "{error}");
@@ -142,7 +167,11 @@ async fn a_deleted_input_fails_at_once_as_unreadable() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

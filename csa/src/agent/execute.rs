@@ -101,7 +101,11 @@ pub fn written_files(
 /// epoch's. Only the newest epoch's outputs can ever be installed, so
 /// these are garbage; a superseded try still running may write more, and
 /// deletes them itself when its report is fenced.
-pub fn earlier_epochs_files(job: &CompactionJob, epoch: u32, storage: &dyn Storage) -> Vec<PathBuf> {
+pub fn earlier_epochs_files(
+    job: &CompactionJob,
+    epoch: u32,
+    storage: &dyn Storage,
+) -> Vec<PathBuf> {
     let per = job.file_numbers.end.saturating_sub(job.file_numbers.start);
     let first = job
         .file_numbers

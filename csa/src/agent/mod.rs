@@ -293,7 +293,12 @@ async fn run_job(
         if epoch > 0 {
             let stale = execute::earlier_epochs_files(&job, epoch, storage.as_ref());
             if !stale.is_empty() {
-                tracing::info!(ticket, epoch, files = stale.len(), "deleting tables of earlier epochs");
+                tracing::info!(
+                    ticket,
+                    epoch,
+                    files = stale.len(),
+                    "deleting tables of earlier epochs"
+                );
                 execute::delete_files(storage.as_ref(), &job.dir, &stale);
             }
         }

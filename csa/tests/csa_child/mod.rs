@@ -96,17 +96,34 @@ impl CsaChild {
 
     pub fn scheduler_on(dir: &Path, listen: &str, extra: &[&str]) -> (CsaChild, String) {
         let token = token_file(dir);
-        let mut args = vec!["scheduler", "--listen", listen, "--token-file", token.to_str().unwrap()];
+        let mut args = vec![
+            "scheduler",
+            "--listen",
+            listen,
+            "--token-file",
+            token.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let child = CsaChild::start(&args, "listening on ");
-        let addr = child.announced.trim_start_matches("listening on ").to_owned();
+        let addr = child
+            .announced
+            .trim_start_matches("listening on ")
+            .to_owned();
         (child, addr)
     }
 
     /// An agent named `name` of the scheduler at `addr`.
     pub fn agent(dir: &Path, addr: &str, name: &str, extra: &[&str]) -> CsaChild {
         let token = token_file(dir);
-        let mut args = vec!["agent", "--scheduler", addr, "--token-file", token.to_str().unwrap(), "--name", name];
+        let mut args = vec![
+            "agent",
+            "--scheduler",
+            addr,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--name",
+            name,
+        ];
         args.extend_from_slice(extra);
         CsaChild::start(&args, &format!("agent {name} registered as "))
     }
