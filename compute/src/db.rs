@@ -396,6 +396,11 @@ impl Db {
         if let Some(offload) = &self.inner.offload {
             offload.fill(&mut s.offload);
         }
+        if !Arc::ptr_eq(&self.inner.executor, &self.inner.local_executor) {
+            s.placement.decisions = self.inner.placer.decisions();
+            s.placement.local_bytes_per_sec = self.inner.placer.local_bytes_per_sec();
+            self.inner.executor.fill_stats(&mut s.placement);
+        }
         s
     }
 

@@ -18,6 +18,8 @@ use o3_storage::wal::LogWriter;
 use o3_storage::{Error, Result};
 
 use crate::jobs::executor::{Executor, LocalExecutor};
+use crate::jobs::placement::{PlacementPolicy, Placer};
+use crate::jobs::service::ServiceExecutor;
 use crate::jobs::registry::Incarnation;
 use crate::offload::runtime::Offload;
 use crate::options::DbOptions;
@@ -65,6 +67,8 @@ pub(crate) struct Engine {
     /// Runs jobs on the worker thread that claimed them; also where a job
     /// goes after the configured executor could not be reached.
     pub local_executor: Arc<dyn Executor>,
+    /// Where each job runs when `executor` is not the local one.
+    pub placer: Placer,
     /// Which open of which database this is (the fencing of job results).
     pub incarnation: Incarnation,
     /// Jobs handed to an executor whose report has not finished yet
@@ -100,10 +104,15 @@ impl Engine {
         let strategy: Box<dyn CompactionStrategy> = options.compaction.build()?;
         let local_executor: Arc<dyn Executor> =
             Arc::new(LocalExecutor::new(storage.clone(), table_cache.clone()));
-        let executor = options
-            .executor
-            .clone()
-            .unwrap_or_else(|| local_executor.clone());
+        let executor = match (&options.executor, &options.compaction_service) {
+            (Some(e), _) => e.clone(),
+            (None, Some(service)) => ServiceExecutor::start(service, &dir)?,
+            (None, None) => local_executor.clone(),
+        };
+        let placer = match &options.compaction_service {
+            Some(s) => Placer::new(s.policy, s.busy_threshold),
+            None => Placer::new(PlacementPolicy::Auto, 0.5),
+        };
         let incarnation = Incarnation {
             db_id: versions.db_id(),
             incarnation: versions.incarnation(),
@@ -140,6 +149,7 @@ impl Engine {
             bg_error: std::sync::OnceLock::new(),
             executor,
             local_executor,
+            placer,
             incarnation,
             pending_reports: Arc::new(AtomicUsize::new(0)),
             offload,

@@ -17,7 +17,11 @@
 //! - [`Executor`]: where flushes and compactions run (the seam memory
 //!   nodes and compaction agents implement), with [`RoundTripExecutor`]
 //!   (every job and result through bytes, asynchronously); results are
-//!   fenced by [`JobToken`] and refused with a typed [`JobError`].
+//!   fenced by [`JobToken`] and refused with a typed [`JobError`];
+//! - [`CompactionServiceOptions`]: compactions sent to an `o3-csa`
+//!   scheduler and its agents, each placed by a cost model
+//!   ([`PlacementPolicy`]); decisions and remote jobs in
+//!   [`PlacementStats`].
 //!
 //! Inside, every module in one line, and what it uses (an arrow points to
 //! the modules a module uses; there is no cycle, which
@@ -37,25 +41,31 @@
 //!   local or offloaded) → `image_id`, `offload::image`; `offload::read`
 //!   (delegated lookups, batched remote scans) → `offload::image`,
 //!   `offload::runtime`, `offload::slot`;
+//! - `jobs::placement` (the cost model placing a compaction here or on the
+//!   compaction service, its counters) → `stats`;
 //! - `jobs::executor` (the [`Executor`] seam, the local and round-trip
-//!   executors) → `image_id`, `offload::slot`, `table_cache`; `jobs::registry` (claims, attempts,
+//!   executors) → `image_id`, `jobs::placement`, `offload::slot`, `stats`,
+//!   `table_cache`; `jobs::registry` (claims, attempts,
 //!   leases and the fencing verdict on a result) → `jobs::executor`;
-//! - `options` → `jobs::executor`, `offload`; `options_file` (the `OPTIONS` file that
+//!   `jobs::service` (the compaction service's executor: an `o3-csa`
+//!   scheduler's client) → `jobs::executor`, `jobs::placement`, `stats`;
+//! - `options` → `jobs::executor`, `jobs::service`, `offload`; `options_file` (the `OPTIONS` file that
 //!   guards the tree's shape) → `options`;
 //! - `state` (the mutable state behind the database mutex, and the
 //!   published super version) → `image_id`, `jobs::registry`,
 //!   `offload::slot`;
 //! - `engine` (what every part of a running database shares) → `options`,
 //!   `snapshot`, `state`, `stats`, `table_cache`, `write_queue`,
-//!   `jobs::executor`, `jobs::registry`, `offload::runtime`;
+//!   `jobs::executor`, `jobs::placement`, `jobs::registry`,
+//!   `jobs::service`, `offload::runtime`;
 //! - above the engine, offloading's threads: `offload::rebuild` (lost
 //!   images rebuilt from the WAL) and `offload::ship` (the shipping
 //!   threads) → `engine`, `state` and the offload modules below;
 //! - `jobs::build` (claiming: building a job, reserving its file numbers)
 //!   and `jobs::install` (fenced installation, cleanup) → `engine`,
-//!   `state`, `jobs::executor`, `jobs::registry`; `jobs` (dispatch to an
-//!   executor, outcomes, retries) → `engine`, `jobs::install`,
-//!   `jobs::executor`, `jobs::registry`;
+//!   `state`, `jobs::executor`, `jobs::registry`; `jobs` (placement and
+//!   dispatch to an executor, outcomes, retries) → `engine`, `jobs::install`,
+//!   `jobs::executor`, `jobs::placement`, `jobs::registry`, `stats`;
 //! - `write` (group commit, WAL, memtables, stalls) → `engine`, `state`,
 //!   `stats`, `image_id`, `offload::slot`; `read` (point lookups and
 //!   cursors) → `engine`, `key_range`, `level_iter`, `snapshot`, `state`,
@@ -118,11 +128,16 @@ pub use o3_storage::compaction::{
 pub use o3_storage::env::{FileLock, LocalFs, RandomAccessFile, Storage, WritableFile};
 pub use o3_storage::options::{Compression, TableOptions};
 pub use o3_storage::sst::CacheAdmission;
+pub use jobs::placement::{JobSummary, PlacementPolicy, RemoteEstimate, RemoteOffer};
+pub use jobs::service::CompactionServiceOptions;
+pub use o3_transport::control::ClusterToken;
 pub use offload::{MemoryNodeChoice, OffloadOptions};
 pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
-pub use stats::{DbStats, LevelStats, OffloadStats, StallReason};
+pub use stats::{
+    DbStats, LevelStats, OffloadStats, PlacementReason, PlacementStats, StallReason,
+};
 
 /// The repository README's Rust example, compiled and run as a doctest
 /// (`cargo test -p o3-compute --doc`) so that it cannot drift from the API.

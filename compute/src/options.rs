@@ -129,6 +129,9 @@ pub struct DbOptions {
     pub job_lease: std::time::Duration,
     /// Ship sealed memtables to a memory node (`None`: keep them local).
     pub offload: Option<crate::offload::OffloadOptions>,
+    /// Send compactions to an `o3-csa` scheduler, placed job by job by a
+    /// cost model (`None`: compact here). Exclusive with `executor`.
+    pub compaction_service: Option<crate::jobs::service::CompactionServiceOptions>,
 }
 
 impl Default for DbOptions {
@@ -159,6 +162,7 @@ impl Default for DbOptions {
             executor: None,
             job_lease: std::time::Duration::from_secs(600),
             offload: None,
+            compaction_service: None,
         }
     }
 }
@@ -218,6 +222,15 @@ impl DbOptions {
         }
         if self.shard_splits.len() >= u32::MAX as usize {
             return bad("shard_splits: too many split keys".to_string());
+        }
+        if let Some(service) = &self.compaction_service {
+            if self.executor.is_some() {
+                return bad(
+                    "executor and compaction_service are both set; choose one place for jobs"
+                        .into(),
+                );
+            }
+            service.validate()?;
         }
         if let Some(offload) = &self.offload {
             offload.validate()?;

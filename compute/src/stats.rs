@@ -100,6 +100,149 @@ pub struct DbStats {
     pub range_tombstones: u64,
     /// Memtable offloading (all zero when it is off).
     pub offload: OffloadStats,
+    /// Where compactions ran and why (all zero without a compaction
+    /// service).
+    pub placement: PlacementStats,
+}
+
+/// Why a job ran where it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum PlacementReason {
+    /// The executor has no cost model (a test executor): every job goes to it.
+    RemoteUnconditional,
+    /// The policy prefers the service, and it had room.
+    RemotePreferred,
+    /// This node was busy and the service was estimated faster.
+    RemoteBusyAndFaster,
+    /// The service was estimated clearly faster even though this node was
+    /// not busy.
+    RemoteFaster,
+    /// The service could not be reached (or had no healthy agent).
+    LocalUnreachable,
+    /// Every agent slot was taken and jobs were waiting.
+    LocalSaturated,
+    /// The estimate said local completes sooner.
+    LocalEstimate,
+    /// The service failed the job (every try) or lost it: run here.
+    LocalAfterRemoteFailure,
+    /// The policy keeps compactions here.
+    LocalPolicy,
+    /// Flushes run here (their memtables are here).
+    LocalFlush,
+}
+
+impl PlacementReason {
+    pub const ALL: [PlacementReason; 10] = [
+        PlacementReason::RemoteUnconditional,
+        PlacementReason::RemotePreferred,
+        PlacementReason::RemoteBusyAndFaster,
+        PlacementReason::RemoteFaster,
+        PlacementReason::LocalUnreachable,
+        PlacementReason::LocalSaturated,
+        PlacementReason::LocalEstimate,
+        PlacementReason::LocalAfterRemoteFailure,
+        PlacementReason::LocalPolicy,
+        PlacementReason::LocalFlush,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            PlacementReason::RemoteUnconditional => "remote_unconditional",
+            PlacementReason::RemotePreferred => "remote_preferred",
+            PlacementReason::RemoteBusyAndFaster => "remote_busy_and_faster",
+            PlacementReason::RemoteFaster => "remote_faster",
+            PlacementReason::LocalUnreachable => "local_unreachable",
+            PlacementReason::LocalSaturated => "local_saturated",
+            PlacementReason::LocalEstimate => "local_estimate",
+            PlacementReason::LocalAfterRemoteFailure => "local_after_remote_failure",
+            PlacementReason::LocalPolicy => "local_policy",
+            PlacementReason::LocalFlush => "local_flush",
+        }
+    }
+    /// Whether the job went to the executor.
+    pub fn is_remote(self) -> bool {
+        matches!(
+            self,
+            PlacementReason::RemoteUnconditional
+                | PlacementReason::RemotePreferred
+                | PlacementReason::RemoteBusyAndFaster
+                | PlacementReason::RemoteFaster
+        )
+    }
+}
+
+/// Placement decisions and what the jobs sent to the compaction service
+/// did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PlacementStats {
+    /// Decisions by reason (every reason listed, zeros included, once a
+    /// service or another executor is configured; empty otherwise).
+    pub decisions: Vec<(PlacementReason, u64)>,
+    /// Input bytes per second of local compactions (moving average).
+    pub local_bytes_per_sec: Option<f64>,
+    /// Jobs the service finished (their results then went to installation)
+    /// and jobs it gave back (run here again).
+    pub remote_done: u64,
+    pub remote_failed: u64,
+    /// Summed over finished remote jobs: time in the service's queue, on
+    /// the agent, and from submit to result.
+    pub remote_queue_wait_micros: u64,
+    pub remote_exec_micros: u64,
+    pub remote_round_trip_micros: u64,
+    /// Bytes the agents read and wrote for them.
+    pub remote_bytes_read: u64,
+    pub remote_bytes_written: u64,
+    /// Epochs beyond the first (an agent died or failed the job).
+    pub remote_retries: u64,
+    /// Whether the service is connected now, and the last connection
+    /// error.
+    pub service_connected: bool,
+    pub service_error: Option<String>,
+}
+
+impl PlacementStats {
+    /// Decisions that sent a job to the executor, and those that kept it here.
+    pub fn remote_and_local(&self) -> (u64, u64) {
+        self.decisions.iter().fold((0, 0), |(r, l), (reason, n)| {
+            if reason.is_remote() {
+                (r + n, l)
+            } else {
+                (r, l + n)
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for PlacementStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (remote, local) = self.remote_and_local();
+        write!(f, "compactions placed: {remote} remote, {local} local (")?;
+        let mut first = true;
+        for (reason, n) in self.decisions.iter().filter(|(_, n)| *n > 0) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{} {n}", reason.name())?;
+        }
+        writeln!(f, ")")?;
+        let done = self.remote_done.max(1) as f64;
+        write!(
+            f,
+            "remote jobs: {} done, {} given back, {} retried epochs; mean queue wait {:.1} ms, execution {:.1} ms, round trip {:.1} ms; read {} B, written {} B",
+            self.remote_done,
+            self.remote_failed,
+            self.remote_retries,
+            self.remote_queue_wait_micros as f64 / done / 1e3,
+            self.remote_exec_micros as f64 / done / 1e3,
+            self.remote_round_trip_micros as f64 / done / 1e3,
+            self.remote_bytes_read,
+            self.remote_bytes_written
+        )?;
+        if let Some(e) = &self.service_error {
+            write!(f, "\ncompaction service: {e}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What memtable offloading did since the database opened.
@@ -192,6 +335,9 @@ impl std::fmt::Display for DbStats {
         }
         if self.offload != OffloadStats::default() {
             writeln!(f, "{}", self.offload)?;
+        }
+        if !self.placement.decisions.is_empty() {
+            writeln!(f, "{}", self.placement)?;
         }
         let stalls: Vec<String> = self
             .stall_micros

@@ -214,10 +214,13 @@ pub(crate) fn claim_compaction(
 /// slack for files that end early.
 fn compaction_outputs(engine: &Engine, plan: &CompactionPlan, range_tombstones: usize) -> u64 {
     let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
-    input_bytes / plan.target_file_size.max(1)
+    let one_try = input_bytes / plan.target_file_size.max(1)
         + engine.shard_splits.len() as u64
         + 2 * range_tombstones as u64
-        + 16
+        + 16;
+    // An executor that may hand the job to several agents in turn gives
+    // each try its own slice of the numbers.
+    one_try * u64::from(engine.executor.reservation_slices().max(1))
 }
 
 /// Start the next attempt of a claimed job: a new token and fresh file

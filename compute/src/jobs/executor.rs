@@ -27,7 +27,9 @@ use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
 use o3_storage::memtable::Memtable;
 
 pub use crate::image_id::ImageId;
+use crate::jobs::placement::{JobSummary, RemoteOffer};
 use crate::offload::slot::ImageSlot;
+use crate::stats::PlacementStats;
 use crate::table_cache::TableCache;
 
 /// Runs jobs. Implementations must call [`Completion::complete`] once per
@@ -39,6 +41,26 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Start `job`; report its outcome through `done`, now or later, from
     /// any thread.
     fn submit(&self, job: Job, done: Completion);
+    /// What this executor offers a compaction, for placement
+    /// (`jobs::placement`). Called with the database's state lock held:
+    /// answer from what is at hand, never wait. By default there is no
+    /// cost model and every job comes here.
+    fn offer(&self, _job: &JobSummary) -> RemoteOffer {
+        RemoteOffer::Unconditional
+    }
+    /// Whether flushes may be sent here (a flush reads memtables that are
+    /// in this process or on its memory node).
+    fn runs_flushes(&self) -> bool {
+        true
+    }
+    /// Into how many equal slices a compaction's reserved file numbers are
+    /// cut: one per try the executor may make, so that two tries never
+    /// write the same file.
+    fn reservation_slices(&self) -> u32 {
+        1
+    }
+    /// Add what the jobs sent here did to `stats` (a service's counters).
+    fn fill_stats(&self, _stats: &mut PlacementStats) {}
 }
 
 /// A job as an executor receives it.
@@ -109,6 +131,7 @@ type CompletionFn = Box<dyn FnOnce(Result<JobResult>) + Send>;
 pub struct Completion {
     token: JobToken,
     executor: String,
+    summary: Option<JobSummary>,
     report: Option<CompletionFn>,
 }
 
@@ -130,12 +153,22 @@ impl Completion {
         Completion {
             token,
             executor: executor.to_string(),
+            summary: None,
             report: Some(Box::new(report)),
         }
+    }
+    pub(crate) fn with_summary(mut self, summary: Option<JobSummary>) -> Completion {
+        self.summary = summary;
+        self
     }
     /// The token of the job this completes.
     pub fn token(&self) -> JobToken {
         self.token
+    }
+    /// What placement knew of the compaction (level, score, input bytes);
+    /// `None` for flushes.
+    pub fn summary(&self) -> Option<&JobSummary> {
+        self.summary.as_ref()
     }
     /// Report the job's outcome.
     pub fn complete(mut self, outcome: Result<JobResult>) {

@@ -79,6 +79,7 @@ pub(crate) fn install_result(engine: &Engine, result: JobResult) -> Result<()> {
     };
     let job_id = claim.token.job_id;
     let attempt = claim.token.attempt;
+    let outputs: HashSet<u64> = result.outputs.iter().map(|f| f.number).collect();
     let outcome = match &claim.work {
         ClaimedWork::Flush {
             shard,
@@ -117,7 +118,39 @@ pub(crate) fn install_result(engine: &Engine, result: JobResult) -> Result<()> {
         }
     }
     engine.bg_cv.notify_all();
+    drop(st);
+    if outcome.is_ok() {
+        remove_leftovers(engine, &claim, &outputs);
+    }
     outcome
+}
+
+/// After an install, remove what other tries of the job left: the
+/// superseded attempts' files and, for a job tried by several agents in
+/// turn, the files of the other slices of its reservation (an agent that
+/// died mid-job leaves a partial table there). Only files that exist are
+/// touched, and never one a version lists.
+fn remove_leftovers(engine: &Engine, claim: &Claim, installed: &HashSet<u64>) {
+    let sliced = engine.executor.reservation_slices() > 1 && !claim.work.is_flush();
+    if claim.earlier.is_empty() && !sliced {
+        return;
+    }
+    let mut numbers: Vec<u64> = claim
+        .earlier
+        .iter()
+        .flat_map(|(_, range)| range.clone())
+        .collect();
+    if sliced {
+        numbers.extend(claim.reservation.clone());
+    }
+    numbers.retain(|n| !installed.contains(n));
+    let (removed, _) = remove_rejected_outputs(engine, &numbers);
+    if removed > 0 {
+        tracing::info!(
+            "{}: removed {removed} files other tries of it left",
+            claim.token
+        );
+    }
 }
 
 /// Undo what a claim holds: a compaction's busy inputs, a flush's shard.

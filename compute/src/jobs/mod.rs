@@ -10,7 +10,9 @@
 pub(crate) mod build;
 pub(crate) mod executor;
 pub(crate) mod install;
+pub(crate) mod placement;
 pub(crate) mod registry;
+pub(crate) mod service;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,23 +23,42 @@ use o3_storage::{Error, Result};
 
 use crate::engine::Engine;
 use executor::{Completion, FlushWork, Job};
+use placement::{JobSummary, Placement};
 use registry::{ClaimedWork, Outcome};
 
-/// Hand claimed job `job_id` to its executor (the configured one, or the
-/// local one after the configured one could not be reached). A compaction
-/// that only moves a file is installed here, without an executor. Call
-/// without holding the engine's locks: the local executor reports on this
-/// thread.
+/// Hand claimed job `job_id` to where it runs: the local executor, or the
+/// configured one as placement decides (`placement`; a job retried after
+/// the configured executor failed or lost it runs here). A compaction that
+/// only moves a file is installed here, without an executor. Call without
+/// holding the engine's locks: the local executor reports on this thread.
 pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
-    let (job, executor) = {
+    let (job, executor, summary) = {
         let mut st = engine.state.lock();
         let Some(claim) = st.jobs.get_mut(job_id) else {
             return;
         };
-        let executor = if claim.place_locally {
-            engine.local_executor.clone()
-        } else {
-            engine.executor.clone()
+        let job = match &claim.work {
+            ClaimedWork::Flush { job, images, .. } => Job::Flush(FlushWork {
+                job: job.clone(),
+                images: images.clone(),
+            }),
+            ClaimedWork::Compaction { job, .. } => Job::Compaction(CompactionJob::clone(job)),
+        };
+        let summary = match &claim.work {
+            ClaimedWork::Compaction { plan, .. } => Some(JobSummary {
+                input_bytes: plan.input_bytes(),
+                level: plan.level as u32,
+                score: plan.score,
+            }),
+            ClaimedWork::Flush { .. } => None,
+        };
+        let trivial = match &job {
+            Job::Compaction(c) => trivial_move(c),
+            Job::Flush(_) => None,
+        };
+        let executor = match &trivial {
+            Some(_) => engine.local_executor.clone(),
+            None => place(engine, &job, summary.as_ref(), claim.place_locally),
         };
         claim.in_flight = true;
         claim.since = Instant::now();
@@ -47,34 +68,75 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
             claim.lease = (!Arc::ptr_eq(&executor, &engine.local_executor))
                 .then_some(engine.options.job_lease);
         }
-        let job = match &claim.work {
-            ClaimedWork::Flush { job, images, .. } => Job::Flush(FlushWork {
-                job: job.clone(),
-                images: images.clone(),
-            }),
-            ClaimedWork::Compaction { job, .. } => Job::Compaction(CompactionJob::clone(job)),
-        };
-        (job, executor)
+        if let Some(moved) = trivial {
+            drop(st);
+            finish(engine, moved.token, Ok(moved));
+            return;
+        }
+        (job, executor, summary)
     };
-    if let Job::Compaction(c) = &job
-        && let Some(moved) = trivial_move(c)
-    {
-        finish(engine, c.token, Ok(moved));
-        return;
-    }
     let token = job.token();
     let weak = Arc::downgrade(engine);
     let pending = engine.pending_reports.clone();
+    let local = Arc::ptr_eq(&executor, &engine.local_executor);
     pending.fetch_add(1, Ordering::AcqRel);
     let done = Completion::new(token, executor.name(), move |outcome| {
         // A database closed meanwhile ignores the report: the next open
         // removes whatever the job wrote.
         if let Some(engine) = weak.upgrade() {
+            if let (true, Some(_), Ok(result)) = (local, summary, &outcome) {
+                engine.placer.note_local(
+                    result.stats.bytes_read,
+                    Duration::from_micros(result.stats.micros),
+                );
+            }
             finish(&engine, token, outcome);
         }
         pending.fetch_sub(1, Ordering::AcqRel);
-    });
+    })
+    .with_summary(summary);
     executor.submit(job, done);
+}
+
+/// Where `job` runs: the local executor when no other is configured, after
+/// the configured one failed it, for a flush it does not take, or when the
+/// cost model says so; else the configured executor. Every decision made
+/// while another executor is configured is counted.
+fn place(
+    engine: &Engine,
+    job: &Job,
+    summary: Option<&JobSummary>,
+    place_locally: bool,
+) -> Arc<dyn executor::Executor> {
+    use crate::stats::PlacementReason as R;
+    let local = &engine.local_executor;
+    if Arc::ptr_eq(&engine.executor, local) {
+        return local.clone();
+    }
+    let placement = match (job, summary) {
+        _ if place_locally => {
+            engine
+                .placer
+                .count(Placement::Local(R::LocalAfterRemoteFailure));
+            Placement::Local(R::LocalAfterRemoteFailure)
+        }
+        (Job::Compaction(_), Some(summary)) => engine
+            .placer
+            .place(summary, &engine.executor.offer(summary)),
+        _ => {
+            let p = if engine.executor.runs_flushes() {
+                Placement::Remote(R::RemoteUnconditional)
+            } else {
+                Placement::Local(R::LocalFlush)
+            };
+            engine.placer.count(p);
+            p
+        }
+    };
+    match placement {
+        Placement::Local(_) => local.clone(),
+        Placement::Remote(_) => engine.executor.clone(),
+    }
 }
 
 /// Route a job's outcome: install a result, or handle a failure.

@@ -1,0 +1,506 @@
+//! The compaction service as an [`Executor`]: compactions placed remotely
+//! are submitted to an `o3-csa` scheduler, which runs them on its agents;
+//! their results come back here for installation (fenced by token, as
+//! every result).
+//!
+//! A runtime of two threads of its own does the talking, so no compaction
+//! thread ever waits on the network: `submit` hands the job to a task that
+//! submits it and long-polls for its outcome (`Await`), then reports
+//! through the job's completion.
+//!
+//! The connection is kept by a task beside them. Until the scheduler
+//! answers (and whenever it stops answering) the executor offers nothing
+//! ([`RemoteOffer::Unreachable`]): the database compacts locally and the
+//! task keeps trying, every [`RECONNECT`]. Connected, it refreshes the
+//! service's load every [`LOAD_REFRESH`]; placement reads the last figures.
+//! A scheduler that restarted has forgotten this tenant and its tickets: the
+//! task registers again, and each job waiting on a forgotten ticket is
+//! reported lost, so the engine runs it again here with fresh file numbers
+//! (its earlier attempt can never install: see `jobs::registry`).
+//!
+//! A job the service gives back (every try failed) is reported as
+//! [`JobError::NodeUnavailable`]: the engine's retry then runs it locally.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use o3_csa::client::{JobStatus, Load, RemoteRun, SchedulerClient, TenantSession};
+use o3_storage::job::JobError;
+use o3_storage::{Error, Result};
+use o3_transport::control::ClusterToken;
+use parking_lot::Mutex;
+
+use super::executor::{Completion, Executor, Job};
+use super::placement::{JobSummary, PlacementPolicy, RemoteEstimate, RemoteOffer, ewma};
+use crate::stats::PlacementStats;
+
+/// How a database uses a compaction service ([`crate::DbOptions::compaction_service`]).
+#[derive(Clone, Debug)]
+pub struct CompactionServiceOptions {
+    /// The scheduler's control-plane address, `host:port`.
+    pub scheduler: String,
+    pub token: ClusterToken,
+    /// This database's name at the scheduler (stable across restarts);
+    /// by default its directory.
+    pub tenant: Option<String>,
+    /// Higher is served first among equally urgent jobs, with a larger
+    /// share of the agents.
+    pub priority: u32,
+    pub policy: PlacementPolicy,
+    /// The fraction of its cores this process must keep busy before a job
+    /// the service would finish sooner is sent there (the cost model's
+    /// "busy").
+    pub busy_threshold: f64,
+    /// How many agents a job may be given to before it comes back here;
+    /// each try writes its own slice of the job's file numbers.
+    pub max_tries: u32,
+    /// Bound on connecting and on each call that is not a long-poll.
+    pub timeout: Duration,
+}
+
+impl CompactionServiceOptions {
+    /// A service at `scheduler` with the defaults: automatic placement,
+    /// busy at half the cores, three tries, 2 s calls.
+    pub fn new(scheduler: impl Into<String>, token: ClusterToken) -> CompactionServiceOptions {
+        CompactionServiceOptions {
+            scheduler: scheduler.into(),
+            token,
+            tenant: None,
+            priority: 0,
+            policy: PlacementPolicy::Auto,
+            busy_threshold: 0.5,
+            max_tries: 3,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.scheduler.trim().is_empty() {
+            return bad("compaction_service.scheduler is empty".into());
+        }
+        if !(0.0..=1.0).contains(&self.busy_threshold) {
+            return bad(format!(
+                "compaction_service.busy_threshold {} is outside [0, 1]",
+                self.busy_threshold
+            ));
+        }
+        if !(1..=16).contains(&self.max_tries) {
+            return bad(format!(
+                "compaction_service.max_tries {} is outside [1, 16]",
+                self.max_tries
+            ));
+        }
+        if self.timeout.is_zero() {
+            return bad("compaction_service.timeout is zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// How often a disconnected executor tries the scheduler again.
+pub(crate) const RECONNECT: Duration = Duration::from_millis(500);
+/// How often the service's load is refreshed while connected.
+const LOAD_REFRESH: Duration = Duration::from_millis(100);
+/// Longest single `Await`; the task asks again until the job ends.
+const AWAIT_WAIT: Duration = Duration::from_secs(10);
+/// How long a job in flight rides out a scheduler that stopped answering
+/// before it is reported lost (and run here).
+const RIDE_OUT: Duration = Duration::from_secs(3);
+
+/// The compaction service's executor.
+pub(crate) struct ServiceExecutor {
+    name: String,
+    shared: Arc<Shared>,
+    /// Taken on drop and shut down without blocking (the last holder may be
+    /// one of its own tasks).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for ServiceExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceExecutor")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+struct Shared {
+    options: CompactionServiceOptions,
+    tenant: String,
+    root: PathBuf,
+    conn: Mutex<Connection>,
+    /// Jobs submitted since the service's load figures were last refreshed:
+    /// the free slots placement sees are reduced by them, so a burst of
+    /// jobs does not all count on the same free slot.
+    unseen: AtomicU64,
+    /// Moving average of the round trip beyond queue wait and execution.
+    overhead: Mutex<Option<f64>>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    done: AtomicU64,
+    failed: AtomicU64,
+    queue_wait_micros: AtomicU64,
+    exec_micros: AtomicU64,
+    round_trip_micros: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    retries: AtomicU64,
+}
+
+// One per executor: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Connection {
+    Down {
+        reason: String,
+    },
+    Up {
+        client: SchedulerClient,
+        session: TenantSession,
+        load: Load,
+    },
+}
+
+impl ServiceExecutor {
+    /// Start the executor for the database in `root`; it connects in the
+    /// background (the database opens whether or not the scheduler
+    /// answers).
+    pub(crate) fn start(
+        options: &CompactionServiceOptions,
+        root: &Path,
+    ) -> Result<Arc<ServiceExecutor>> {
+        options.validate()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("o3-csa-client")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("compaction service client runtime", e))?;
+        let root = std::path::absolute(root)
+            .map_err(|e| Error::io(format!("absolute path of {}", root.display()), e))?;
+        let shared = Arc::new(Shared {
+            tenant: options
+                .tenant
+                .clone()
+                .unwrap_or_else(|| root.display().to_string()),
+            options: options.clone(),
+            root,
+            conn: Mutex::new(Connection::Down {
+                reason: "not connected yet".into(),
+            }),
+            unseen: AtomicU64::new(0),
+            overhead: Mutex::new(None),
+            counters: Counters::default(),
+        });
+        runtime.spawn(keep_connected(Arc::downgrade(&shared)));
+        Ok(Arc::new(ServiceExecutor {
+            name: format!("compaction service {}", options.scheduler),
+            shared,
+            runtime: Some(runtime),
+        }))
+    }
+}
+
+impl Drop for ServiceExecutor {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // Jobs still waiting are dropped with their completions, which
+            // report them lost; the next open removes what they wrote.
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Executor for ServiceExecutor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn submit(&self, job: Job, done: Completion) {
+        let Job::Compaction(job) = job else {
+            // `runs_flushes` is false: placement never sends one.
+            done.complete(Err(unavailable(&self.shared, "flushes are not sent to the service")));
+            return;
+        };
+        let connected = match &*self.shared.conn.lock() {
+            Connection::Up {
+                client, session, ..
+            } => Ok((client.clone(), session.clone())),
+            Connection::Down { reason } => Err(reason.clone()),
+        };
+        let (client, session) = match connected {
+            Ok(c) => c,
+            Err(reason) => {
+                done.complete(Err(unavailable(&self.shared, &reason)));
+                return;
+            }
+        };
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        self.shared.unseen.fetch_add(1, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        runtime.spawn(async move {
+            let score = done.summary().map_or(1.0, |s| s.score);
+            let epochs = shared.options.max_tries;
+            let started = Instant::now();
+            let outcome = run_remotely(&shared, &client, &session, &job, score, epochs).await;
+            let outcome = match outcome {
+                Ok(run) => {
+                    shared.note_done(&run, started.elapsed());
+                    Ok(run.result)
+                }
+                Err(reason) => {
+                    shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("{}: the compaction service gave it back: {reason}", job.token);
+                    Err(unavailable(&shared, &reason))
+                }
+            };
+            done.complete(outcome);
+        });
+    }
+
+    fn offer(&self, _job: &JobSummary) -> RemoteOffer {
+        let conn = self.shared.conn.lock();
+        let load = match &*conn {
+            Connection::Down { reason } => return RemoteOffer::Unreachable(reason.clone()),
+            Connection::Up { load, .. } => load,
+        };
+        let healthy: Vec<_> = load.agents.iter().filter(|a| a.healthy).collect();
+        if healthy.is_empty() {
+            return RemoteOffer::Unreachable("the scheduler has no healthy agent".into());
+        }
+        let unseen = self.shared.unseen.load(Ordering::Relaxed);
+        let free = u64::from(load.slots_free).saturating_sub(unseen);
+        let slots = u64::from(load.slots_total.max(1));
+        if free == 0 && u64::from(load.queued) + unseen >= slots {
+            return RemoteOffer::Saturated;
+        }
+        // With a free slot the job starts at once; otherwise it waits about
+        // one recent queue wait per round of slots ahead of it.
+        let queue_wait = if free > 0 {
+            Duration::ZERO
+        } else {
+            let rounds = (u64::from(load.queued) + unseen + 1) as f64 / slots as f64;
+            load.queue_wait.mul_f64(rounds.max(1.0))
+        };
+        // The fastest agent with room runs it (the distributor's tie-break);
+        // any agent's speed stands in while none has room.
+        let rate = healthy
+            .iter()
+            .filter(|a| free == 0 || a.running < a.slots)
+            .map(|a| a.bytes_per_sec)
+            .filter(|r| *r > 0.0)
+            .fold(None, |best: Option<f64>, r| Some(best.map_or(r, |b| b.max(r))));
+        RemoteOffer::Estimate(RemoteEstimate {
+            queue_wait,
+            overhead: Duration::from_secs_f64(self.shared.overhead.lock().unwrap_or(0.0)),
+            bytes_per_sec: rate,
+        })
+    }
+
+    fn runs_flushes(&self) -> bool {
+        false
+    }
+
+    fn reservation_slices(&self) -> u32 {
+        self.shared.options.max_tries
+    }
+
+    fn fill_stats(&self, s: &mut PlacementStats) {
+        let c = &self.shared.counters;
+        s.remote_done = c.done.load(Ordering::Relaxed);
+        s.remote_failed = c.failed.load(Ordering::Relaxed);
+        s.remote_queue_wait_micros = c.queue_wait_micros.load(Ordering::Relaxed);
+        s.remote_exec_micros = c.exec_micros.load(Ordering::Relaxed);
+        s.remote_round_trip_micros = c.round_trip_micros.load(Ordering::Relaxed);
+        s.remote_bytes_read = c.bytes_read.load(Ordering::Relaxed);
+        s.remote_bytes_written = c.bytes_written.load(Ordering::Relaxed);
+        s.remote_retries = c.retries.load(Ordering::Relaxed);
+        match &*self.shared.conn.lock() {
+            Connection::Up { .. } => s.service_connected = true,
+            Connection::Down { reason } => s.service_error = Some(reason.clone()),
+        }
+    }
+}
+
+impl Shared {
+    fn note_done(&self, run: &RemoteRun, round_trip: Duration) {
+        let c = &self.counters;
+        c.done.fetch_add(1, Ordering::Relaxed);
+        c.queue_wait_micros
+            .fetch_add(micros(run.queue_wait), Ordering::Relaxed);
+        c.exec_micros.fetch_add(micros(run.exec), Ordering::Relaxed);
+        c.round_trip_micros
+            .fetch_add(micros(round_trip), Ordering::Relaxed);
+        c.bytes_read.fetch_add(run.bytes_read, Ordering::Relaxed);
+        c.bytes_written
+            .fetch_add(run.bytes_written, Ordering::Relaxed);
+        c.retries
+            .fetch_add(u64::from(run.tries.saturating_sub(1)), Ordering::Relaxed);
+        let overhead = round_trip.saturating_sub(run.queue_wait + run.exec);
+        let mut o = self.overhead.lock();
+        *o = Some(ewma(*o, overhead.as_secs_f64()));
+    }
+
+    /// Mark the connection down (a call found the scheduler gone).
+    fn lost(&self, reason: String) {
+        let mut conn = self.conn.lock();
+        if matches!(&*conn, Connection::Up { .. }) {
+            tracing::warn!("compaction service {}: {reason}", self.options.scheduler);
+        }
+        *conn = Connection::Down { reason };
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn unavailable(shared: &Shared, reason: &str) -> Error {
+    Error::Job(JobError::NodeUnavailable {
+        node: format!("compaction service {}", shared.options.scheduler),
+        reason: reason.to_string(),
+    })
+}
+
+/// Submit `job` and wait for its outcome; the reason it came back
+/// unfinished otherwise.
+async fn run_remotely(
+    shared: &Shared,
+    client: &SchedulerClient,
+    session: &TenantSession,
+    job: &o3_storage::job::CompactionJob,
+    score: f64,
+    epochs: u32,
+) -> std::result::Result<RemoteRun, String> {
+    let ticket = match client.submit(session, job, score, epochs).await {
+        Ok(s) => s.ticket,
+        Err(e) => {
+            if e.is_unavailable() {
+                shared.lost(e.to_string());
+            }
+            return Err(format!("submit refused: {e}"));
+        }
+    };
+    let mut silent_since: Option<Instant> = None;
+    loop {
+        match client.await_job(session, ticket, AWAIT_WAIT).await {
+            Ok(JobStatus::Done(run)) => return Ok(run),
+            Ok(JobStatus::Failed { error, kind, tries }) => {
+                return Err(format!(
+                    "ticket {ticket} failed on {tries} tries ({kind}): {error}"
+                ));
+            }
+            Ok(JobStatus::Queued | JobStatus::Running { .. }) => silent_since = None,
+            Err(e) if e.is_unavailable() => {
+                let since = *silent_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RIDE_OUT {
+                    shared.lost(e.to_string());
+                    return Err(format!(
+                        "the scheduler stopped answering about ticket {ticket}: {e}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                // The scheduler forgot the ticket or this tenant (it
+                // restarted): the connection task registers again.
+                shared.lost(e.to_string());
+                return Err(format!("ticket {ticket} is lost: {e}"));
+            }
+        }
+    }
+}
+
+/// Keep a registered connection while the executor lives: connect and
+/// register when down, refresh the load when up, register again when the
+/// scheduler restarted.
+async fn keep_connected(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        let up = match &*s.conn.lock() {
+            Connection::Up {
+                client, session, ..
+            } => Some((client.clone(), session.clone())),
+            Connection::Down { .. } => None,
+        };
+        let pause = match up {
+            None => {
+                match connect(&s).await {
+                    Ok(conn) => {
+                        tracing::info!(
+                            "compaction service {}: registered as tenant {:?}",
+                            s.options.scheduler,
+                            s.tenant
+                        );
+                        *s.conn.lock() = conn;
+                        LOAD_REFRESH
+                    }
+                    Err(reason) => {
+                        *s.conn.lock() = Connection::Down { reason };
+                        RECONNECT
+                    }
+                }
+            }
+            Some((client, session)) => {
+                match tokio::time::timeout(s.options.timeout, client.load()).await {
+                    Ok(Ok(load)) if load.instance == session.instance => {
+                        if let Connection::Up { load: l, .. } = &mut *s.conn.lock() {
+                            *l = load;
+                        }
+                        s.unseen.store(0, Ordering::Relaxed);
+                        LOAD_REFRESH
+                    }
+                    Ok(Ok(_)) => {
+                        s.lost("the scheduler restarted; registering again".into());
+                        Duration::ZERO
+                    }
+                    Ok(Err(e)) => {
+                        s.lost(e.to_string());
+                        RECONNECT
+                    }
+                    Err(_) => {
+                        s.lost(format!(
+                            "the scheduler did not answer within {:?}",
+                            s.options.timeout
+                        ));
+                        RECONNECT
+                    }
+                }
+            }
+        };
+        drop(s);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn connect(s: &Shared) -> std::result::Result<Connection, String> {
+    let o = &s.options;
+    let client = SchedulerClient::connect(&o.scheduler, o.token.clone(), o.timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let session = tokio::time::timeout(
+        o.timeout,
+        client.register_tenant(&s.tenant, &s.root, o.priority),
+    )
+    .await
+    .map_err(|_| format!("registering did not finish within {:?}", o.timeout))?
+    .map_err(|e| e.to_string())?;
+    let load = tokio::time::timeout(o.timeout, client.load())
+        .await
+        .map_err(|_| format!("the load did not arrive within {:?}", o.timeout))?
+        .map_err(|e| e.to_string())?;
+    Ok(Connection::Up {
+        client,
+        session,
+        load,
+    })
+}
