@@ -19,8 +19,8 @@ use o3_storage::{Error, Result};
 
 use crate::jobs::executor::{Executor, LocalExecutor};
 use crate::jobs::placement::{PlacementPolicy, Placer};
-use crate::jobs::service::ServiceExecutor;
 use crate::jobs::registry::Incarnation;
+use crate::jobs::service::ServiceExecutor;
 use crate::offload::runtime::Offload;
 use crate::options::DbOptions;
 use crate::snapshot::SnapshotList;

@@ -200,15 +200,19 @@ pub struct PlacementStats {
 }
 
 impl PlacementStats {
-    /// Decisions that sent a job to the executor, and those that kept it here.
+    /// Compactions sent to the executor, and compactions kept here
+    /// (flushes are not counted: they are [`PlacementReason::LocalFlush`]).
     pub fn remote_and_local(&self) -> (u64, u64) {
-        self.decisions.iter().fold((0, 0), |(r, l), (reason, n)| {
-            if reason.is_remote() {
-                (r + n, l)
-            } else {
-                (r, l + n)
-            }
-        })
+        self.decisions
+            .iter()
+            .filter(|(reason, _)| *reason != PlacementReason::LocalFlush)
+            .fold((0, 0), |(r, l), (reason, n)| {
+                if reason.is_remote() {
+                    (r + n, l)
+                } else {
+                    (r, l + n)
+                }
+            })
     }
 }
 
@@ -217,7 +221,11 @@ impl std::fmt::Display for PlacementStats {
         let (remote, local) = self.remote_and_local();
         write!(f, "compactions placed: {remote} remote, {local} local (")?;
         let mut first = true;
-        for (reason, n) in self.decisions.iter().filter(|(_, n)| *n > 0) {
+        for (reason, n) in self
+            .decisions
+            .iter()
+            .filter(|(r, n)| *n > 0 && *r != PlacementReason::LocalFlush)
+        {
             if !first {
                 f.write_str(", ")?;
             }

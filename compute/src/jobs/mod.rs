@@ -142,7 +142,13 @@ fn place(
 /// Route a job's outcome: install a result, or handle a failure.
 pub(crate) fn finish(engine: &Engine, token: JobToken, outcome: Result<JobResult>) {
     let e = match outcome.and_then(|result| install_own(engine, token, result)) {
-        Ok(()) => return,
+        Ok(()) => {
+            // A result that arrives on an executor's thread is installed
+            // after the worker that dispatched it purged: the inputs it
+            // made obsolete are deleted here (once no reader holds them).
+            install::purge_obsolete_files(engine);
+            return;
+        }
         Err(e) => e,
     };
     if engine.bg_error.get().is_some() {

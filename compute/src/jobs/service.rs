@@ -224,7 +224,10 @@ impl Executor for ServiceExecutor {
     fn submit(&self, job: Job, done: Completion) {
         let Job::Compaction(job) = job else {
             // `runs_flushes` is false: placement never sends one.
-            done.complete(Err(unavailable(&self.shared, "flushes are not sent to the service")));
+            done.complete(Err(unavailable(
+                &self.shared,
+                "flushes are not sent to the service",
+            )));
             return;
         };
         let connected = match &*self.shared.conn.lock() {
@@ -257,7 +260,10 @@ impl Executor for ServiceExecutor {
                 }
                 Err(reason) => {
                     shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("{}: the compaction service gave it back: {reason}", job.token);
+                    tracing::warn!(
+                        "{}: the compaction service gave it back: {reason}",
+                        job.token
+                    );
                     Err(unavailable(&shared, &reason))
                 }
             };
@@ -296,7 +302,9 @@ impl Executor for ServiceExecutor {
             .filter(|a| free == 0 || a.running < a.slots)
             .map(|a| a.bytes_per_sec)
             .filter(|r| *r > 0.0)
-            .fold(None, |best: Option<f64>, r| Some(best.map_or(r, |b| b.max(r))));
+            .fold(None, |best: Option<f64>, r| {
+                Some(best.map_or(r, |b| b.max(r)))
+            });
         RemoteOffer::Estimate(RemoteEstimate {
             queue_wait,
             overhead: Duration::from_secs_f64(self.shared.overhead.lock().unwrap_or(0.0)),
@@ -433,23 +441,21 @@ async fn keep_connected(shared: std::sync::Weak<Shared>) {
             Connection::Down { .. } => None,
         };
         let pause = match up {
-            None => {
-                match connect(&s).await {
-                    Ok(conn) => {
-                        tracing::info!(
-                            "compaction service {}: registered as tenant {:?}",
-                            s.options.scheduler,
-                            s.tenant
-                        );
-                        *s.conn.lock() = conn;
-                        LOAD_REFRESH
-                    }
-                    Err(reason) => {
-                        *s.conn.lock() = Connection::Down { reason };
-                        RECONNECT
-                    }
+            None => match connect(&s).await {
+                Ok(conn) => {
+                    tracing::info!(
+                        "compaction service {}: registered as tenant {:?}",
+                        s.options.scheduler,
+                        s.tenant
+                    );
+                    *s.conn.lock() = conn;
+                    LOAD_REFRESH
                 }
-            }
+                Err(reason) => {
+                    *s.conn.lock() = Connection::Down { reason };
+                    RECONNECT
+                }
+            },
             Some((client, session)) => {
                 match tokio::time::timeout(s.options.timeout, client.load()).await {
                     Ok(Ok(load)) if load.instance == session.instance => {

@@ -128,6 +128,12 @@ impl Ticket {
     }
 }
 
+/// A random starting point for one instance's ids: a multiple of 2^32, so
+/// ids of two instances collide only if their bases do (one in 2^31).
+fn id_base() -> u64 {
+    u64::from(rand::random::<u32>() >> 1) << 32
+}
+
 /// Everything the scheduler knows, behind one lock.
 #[derive(Debug, Default)]
 struct State {
@@ -164,7 +170,16 @@ impl Scheduler {
             config,
             instance: rand::random(),
             started: Instant::now(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                // Ids start at a random point per instance, so an agent (or a
+                // tenant's ticket) of an earlier instance never names one of
+                // this instance: a restarted scheduler answers such calls
+                // "unknown, register again" instead of taking them for
+                // another agent's.
+                next_ticket: id_base(),
+                next_agent: id_base(),
+                ..State::default()
+            }),
             tickets_changed: Notify::new(),
             closing: AtomicBool::new(false),
             closed: Notify::new(),
