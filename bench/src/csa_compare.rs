@@ -520,8 +520,8 @@ impl KillWindow {
         let kill_second = killed_at_seconds.max(0.0) as usize;
         let whole = timeline.len().saturating_sub(1);
         let before = &timeline[kill_second.saturating_sub(window).min(whole)..kill_second.min(whole)];
-        let after_start = (kill_second + 1).min(whole);
-        let after = &timeline[after_start..(after_start + window).min(whole)];
+        let after_start = kill_second.saturating_add(1).min(whole);
+        let after = &timeline[after_start..after_start.saturating_add(window).min(whole)];
         let mean = |s: &[u64]| (!s.is_empty()).then(|| s.iter().sum::<u64>() as f64 / s.len() as f64);
         let (b, a) = (mean(before), mean(after));
         KillWindow {
