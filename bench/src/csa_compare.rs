@@ -68,6 +68,10 @@ pub struct CsaCompareArgs {
     /// frequent.
     #[arg(long, default_value_t = 1 << 20)]
     pub write_buffer_size: usize,
+    /// Bytes of sealed memtables at which writes stop until a flush makes
+    /// room (the engine's default, 512 MiB, would hold the whole fill).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_unflushed_bytes: u64,
     /// Level-0 tables that start a compaction.
     #[arg(long, default_value_t = 2)]
     pub level0_file_num_compaction_trigger: usize,
@@ -165,6 +169,7 @@ impl CsaCompareArgs {
             format!("--key_size={}", self.key_size),
             format!("--value_size={}", self.value_size),
             format!("--write_buffer_size={}", self.write_buffer_size),
+            format!("--max_unflushed_bytes={}", self.max_unflushed_bytes),
             format!(
                 "--level0_file_num_compaction_trigger={}",
                 self.level0_file_num_compaction_trigger
@@ -177,7 +182,10 @@ impl CsaCompareArgs {
                 "--level0_stop_writes_trigger={}",
                 self.level0_stop_writes_trigger
             ),
-            format!("--storage_read_bytes_per_sec={}", mbps(self.storage_read_mbps)),
+            format!(
+                "--storage_read_bytes_per_sec={}",
+                mbps(self.storage_read_mbps)
+            ),
             format!(
                 "--storage_write_bytes_per_sec={}",
                 mbps(self.storage_write_mbps)
@@ -519,10 +527,12 @@ impl KillWindow {
     fn of(timeline: &[u64], killed_at_seconds: f64, window: usize) -> KillWindow {
         let kill_second = killed_at_seconds.max(0.0) as usize;
         let whole = timeline.len().saturating_sub(1);
-        let before = &timeline[kill_second.saturating_sub(window).min(whole)..kill_second.min(whole)];
+        let before =
+            &timeline[kill_second.saturating_sub(window).min(whole)..kill_second.min(whole)];
         let after_start = kill_second.saturating_add(1).min(whole);
         let after = &timeline[after_start..after_start.saturating_add(window).min(whole)];
-        let mean = |s: &[u64]| (!s.is_empty()).then(|| s.iter().sum::<u64>() as f64 / s.len() as f64);
+        let mean =
+            |s: &[u64]| (!s.is_empty()).then(|| s.iter().sum::<u64>() as f64 / s.len() as f64);
         let (b, a) = (mean(before), mean(after));
         KillWindow {
             killed_at_seconds,
@@ -598,11 +608,12 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     let conditions = Conditions {
         pinning: pinning.description.clone(),
         fill: format!(
-            "fillrandom of {} keys, key {} B, value {} B, 1 thread; write buffer {} B, level-0 triggers compaction {} / slowdown {} / stop {}, compaction {}",
+            "fillrandom of {} keys, key {} B, value {} B, 1 thread; write buffer {} B, max unflushed {} B, level-0 triggers compaction {} / slowdown {} / stop {}, compaction {}",
             args.num,
             args.key_size,
             args.value_size,
             args.write_buffer_size,
+            args.max_unflushed_bytes,
             args.level0_file_num_compaction_trigger,
             args.level0_slowdown_writes_trigger,
             args.level0_stop_writes_trigger,
@@ -630,7 +641,15 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
         args.csa_policy
     );
     println!("  o3-csa:  {}", csa_bin.display());
-    println!("  work:    {}{}", work.path.display(), if args.keep { " (kept)" } else { " (removed at the end)" });
+    println!(
+        "  work:    {}{}",
+        work.path.display(),
+        if args.keep {
+            " (kept)"
+        } else {
+            " (removed at the end)"
+        }
+    );
 
     let fill = FillRunner {
         exe: &exe,
@@ -641,7 +660,8 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     let all_local = fill.run("run1-all-local", None, None)?;
     print_run("run 1 (all local)", &all_local);
 
-    let service = ServiceProcesses::start(args, &csa_bin, &pinning, &work.path, &token_file, "run2")?;
+    let service =
+        ServiceProcesses::start(args, &csa_bin, &pinning, &work.path, &token_file, "run2")?;
     let with_service = fill.run(
         "run2-with-service",
         Some((&service.address, &token_file)),
@@ -656,9 +676,10 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     let mut service =
         ServiceProcesses::start(args, &csa_bin, &pinning, &work.path, &token_file, "run3")?;
     let (agent_killed, killed_at) = {
-        let victim = service.agents.first_mut().ok_or_else(|| {
-            BenchError::InvalidArgument("run 3 has no agent to kill".into())
-        })?;
+        let victim = service
+            .agents
+            .first_mut()
+            .ok_or_else(|| BenchError::InvalidArgument("run 3 has no agent to kill".into()))?;
         let victim_pid = victim.pid();
         let mut killed_at = None;
         let figures = fill.run(
@@ -672,7 +693,9 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
             }),
         )?;
         if killed_at.is_none() {
-            println!("  (run 3 ended before {kill_after:.1} s: agent-0, pid {victim_pid}, was never killed)");
+            println!(
+                "  (run 3 ended before {kill_after:.1} s: agent-0, pid {victim_pid}, was never killed)"
+            );
         }
         (figures, killed_at)
     };
@@ -790,8 +813,12 @@ impl FillRunner<'_> {
                 .iter()
                 .find(|l| l.op == "Write")
                 .map_or(0.0, |l| l.p99_us),
-            stall_seconds: phase.db_stats.stall_micros.iter().map(|(_, us)| us).sum::<u64>()
-                as f64
+            stall_seconds: phase
+                .db_stats
+                .stall_micros
+                .iter()
+                .map(|(_, us)| us)
+                .sum::<u64>() as f64
                 / 1e6,
             compactions: phase.db_stats.compactions,
             timeline: phase.timeline,
@@ -853,7 +880,9 @@ fn print_summary(s: &CsaCompareSummary, killed: bool) {
     } else {
         println!("  no kill happened: lower --kill_after or raise --num");
     }
-    println!("  (the timeline counts from the fill's start, a database open after the child's start)");
+    println!(
+        "  (the timeline counts from the fill's start, a database open after the child's start)"
+    );
 }
 
 #[cfg(test)]
@@ -886,6 +915,7 @@ mod tests {
             key_size: 16,
             value_size: 400,
             write_buffer_size: 1 << 20,
+            max_unflushed_bytes: 4 << 20,
             level0_file_num_compaction_trigger: 2,
             level0_slowdown_writes_trigger: 6,
             level0_stop_writes_trigger: 10,

@@ -34,7 +34,11 @@ fn bad_csa_flags_are_one_line_errors_and_run_nothing() {
                 "--csa_scheduler",
                 "127.0.0.1:7390",
             ],
-            vec!["--csa_agents 2", "--csa_scheduler 127.0.0.1:7390", "give one"],
+            vec![
+                "--csa_agents 2",
+                "--csa_scheduler 127.0.0.1:7390",
+                "give one",
+            ],
         ),
         (
             vec![
@@ -128,7 +132,9 @@ fn o3_csa_binary() -> Option<PathBuf> {
 #[test]
 fn csa_compare_runs_end_to_end_with_tiny_sizes() {
     let Some(csa_bin) = o3_csa_binary() else {
-        println!("skipped: no o3-csa binary next to the test's target directory (cargo build -p o3-csa)");
+        println!(
+            "skipped: no o3-csa binary next to the test's target directory (cargo build -p o3-csa)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

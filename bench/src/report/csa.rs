@@ -52,7 +52,8 @@ impl ServiceSummary {
         };
         let (remote, local) = s.remote_and_local();
         let flushes = count(PlacementReason::LocalFlush);
-        let mean_ms = |micros: u64| (s.remote_done > 0).then(|| micros as f64 / s.remote_done as f64 / 1e3);
+        let mean_ms =
+            |micros: u64| (s.remote_done > 0).then(|| micros as f64 / s.remote_done as f64 / 1e3);
         Some(ServiceSummary {
             remote_compactions: remote,
             local_compactions: local.saturating_sub(flushes),
