@@ -56,7 +56,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 #[command(rename_all = "snake_case")]
 pub struct CsaCompareArgs {
     /// Keys the fill writes (random order, each run the same sequence).
-    #[arg(long, default_value_t = 500_000)]
+    #[arg(long, default_value_t = 300_000)]
     pub num: u64,
     /// Key bytes.
     #[arg(long, default_value_t = 16)]
