@@ -20,7 +20,13 @@
 //! burst_factor = 4.0
 //! [offload_lookup]
 //! num = 200000
+//! [csa]
+//! csa_agents = 2
+//! csa_policy = "auto"
 //! ```
+//!
+//! `csa-compare` takes flags only: its runs are child processes whose
+//! command lines it prints.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,6 +34,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::csa::CsaArgs;
+use crate::csa_compare::CsaCompareArgs;
 use crate::dbbench::{self, DbBenchArgs};
 use crate::engine::EngineArgs;
 use crate::error::{BenchError, Result};
@@ -41,7 +49,7 @@ use crate::ycsb::{self, YcsbArgs};
 #[derive(Debug, Parser)]
 #[command(name = "o3-bench", version, rename_all = "snake_case")]
 pub struct Cli {
-    /// TOML file with [engine], [offload], [dbbench], [ycsb],
+    /// TOML file with [engine], [offload], [csa], [dbbench], [ycsb],
     /// [offload_compare] and [offload_lookup] tables; flags override it.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
@@ -64,6 +72,8 @@ pub enum Command {
         #[command(flatten)]
         offload: OffloadArgs,
         #[command(flatten)]
+        csa: CsaArgs,
+        #[command(flatten)]
         bench: DbBenchArgs,
     },
     /// YCSB core workload from a property file.
@@ -72,6 +82,8 @@ pub enum Command {
         engine: EngineArgs,
         #[command(flatten)]
         offload: OffloadArgs,
+        #[command(flatten)]
+        csa: CsaArgs,
         #[command(flatten)]
         workload: YcsbArgs,
     },
@@ -95,6 +107,11 @@ pub enum Command {
         #[command(flatten)]
         lookup: OffloadLookupArgs,
     },
+    /// fillrandom with compactions all local, then on an o3-csa scheduler
+    /// and agents pinned to another core, then with one agent killed
+    /// mid-run (each run a child o3-bench process).
+    #[command(name = "csa-compare")]
+    CsaCompare(CsaCompareArgs),
     /// Compaction study: one workload under several strategies.
     Study(crate::study::StudyArgs),
     /// Shipping a sealed memtable to a memory node, next to the raw
@@ -109,6 +126,7 @@ pub enum Command {
 pub struct ConfigFile {
     pub engine: EngineArgs,
     pub offload: OffloadArgs,
+    pub csa: CsaArgs,
     pub dbbench: DbBenchArgs,
     pub ycsb: YcsbArgs,
     pub offload_compare: OffloadCompareArgs,
@@ -154,16 +172,23 @@ pub fn run(cli: Cli) -> Result<()> {
     // the report is written, like the background-work check).
     let mut summary = serde_json::Value::Null;
     let mut summary_check = Ok(());
+    // An in-process compaction service lives until the run's database is
+    // closed, and stops when this is dropped.
+    let mut _service = None;
     let (configuration, outcome) = match cli.command {
         Command::Dbbench {
             engine,
             offload,
+            csa,
             bench,
         } => {
-            let engine = engine
-                .over(config.engine)
-                .resolve("o3-dbbench")?
-                .with_offload(offload.over(config.offload).resolve()?)?;
+            let (engine, service) = resolve_engine(
+                engine.over(config.engine),
+                offload.over(config.offload),
+                csa.over(config.csa),
+                "o3-dbbench",
+            )?;
+            _service = service;
             environment.emulated_conditions = engine.emulated_conditions();
             let bench = bench.over(config.dbbench).resolve()?;
             let configuration = to_json(&Effective {
@@ -177,15 +202,28 @@ pub fn run(cli: Cli) -> Result<()> {
             return crate::study::run(args, cli.json.as_deref(), cli.plots.as_deref());
         }
         Command::OffloadShip(args) => return crate::offload_ship::run(&args),
+        Command::CsaCompare(args) => {
+            if let Some(path) = &cli.config {
+                return Err(BenchError::InvalidArgument(format!(
+                    "csa-compare takes flags only, not --config {}",
+                    path.display()
+                )));
+            }
+            return crate::csa_compare::run(&args, cli.json.as_deref());
+        }
         Command::Ycsb {
             engine,
             offload,
+            csa,
             workload,
         } => {
-            let engine = engine
-                .over(config.engine)
-                .resolve("o3-ycsb")?
-                .with_offload(offload.over(config.offload).resolve()?)?;
+            let (engine, service) = resolve_engine(
+                engine.over(config.engine),
+                offload.over(config.offload),
+                csa.over(config.csa),
+                "o3-ycsb",
+            )?;
+            _service = service;
             environment.emulated_conditions = engine.emulated_conditions();
             let workload = workload.over(config.ycsb).resolve()?;
             let configuration = to_json(&Effective {
@@ -277,6 +315,27 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     background_check?;
     summary_check
+}
+
+/// The engine's settings with offloading and the compaction service; an
+/// in-process service is started here and runs until the returned handle
+/// is dropped.
+fn resolve_engine(
+    engine: EngineArgs,
+    offload: OffloadArgs,
+    csa: CsaArgs,
+    default_dir: &str,
+) -> Result<(crate::engine::EngineConfig, Option<o3_csa::LocalService>)> {
+    let (offload, token_file) = csa.take_token_file(offload);
+    let csa = csa.resolve(token_file)?;
+    let engine = engine
+        .resolve(default_dir)?
+        .with_offload(offload.resolve()?)?;
+    let Some(mut csa) = csa else {
+        return Ok((engine, None));
+    };
+    let service = csa.start(&engine)?;
+    Ok((engine.with_csa(Some(csa))?, service))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {

@@ -84,6 +84,18 @@ pub struct EngineArgs {
     /// (default 0, unlimited).
     #[arg(long)]
     pub storage_write_bytes_per_sec: Option<u64>,
+    /// Level-0 tables of a shard that start a compaction (default: the
+    /// engine's, 4).
+    #[arg(long)]
+    pub level0_file_num_compaction_trigger: Option<usize>,
+    /// Level-0 tables of a shard at which writes slow down (default: the
+    /// engine's, 20).
+    #[arg(long)]
+    pub level0_slowdown_writes_trigger: Option<usize>,
+    /// Level-0 tables of a shard at which writes stop (default: the
+    /// engine's, 36).
+    #[arg(long)]
+    pub level0_stop_writes_trigger: Option<usize>,
 }
 
 impl EngineArgs {
@@ -109,6 +121,15 @@ impl EngineArgs {
             storage_write_bytes_per_sec: self
                 .storage_write_bytes_per_sec
                 .or(base.storage_write_bytes_per_sec),
+            level0_file_num_compaction_trigger: self
+                .level0_file_num_compaction_trigger
+                .or(base.level0_file_num_compaction_trigger),
+            level0_slowdown_writes_trigger: self
+                .level0_slowdown_writes_trigger
+                .or(base.level0_slowdown_writes_trigger),
+            level0_stop_writes_trigger: self
+                .level0_stop_writes_trigger
+                .or(base.level0_stop_writes_trigger),
         }
     }
 
@@ -129,10 +150,13 @@ impl EngineArgs {
         let compaction_spec = self
             .compaction
             .unwrap_or_else(|| d.compaction.preset.to_string());
-        let compaction =
+        let mut compaction =
             crate::study::strategy::StrategySpec::parse(&compaction_spec, &d.compaction.levels)
                 .map_err(|e| BenchError::InvalidArgument(format!("--compaction: {e}")))?
                 .options;
+        if let Some(trigger) = self.level0_file_num_compaction_trigger {
+            compaction.levels.l0_compaction_trigger = trigger;
+        }
         let config = EngineConfig {
             db: self
                 .db
@@ -149,11 +173,19 @@ impl EngineArgs {
             disable_wal: self.disable_wal.unwrap_or(d.disable_wal),
             max_background_jobs: self.max_background_jobs.unwrap_or(d.max_background_jobs),
             compaction_spec,
-            compaction,
             storage_latency_us: self.storage_latency_us.unwrap_or(0),
             storage_read_bytes_per_sec: self.storage_read_bytes_per_sec.unwrap_or(0),
             storage_write_bytes_per_sec: self.storage_write_bytes_per_sec.unwrap_or(0),
+            level0_compaction_trigger: compaction.levels.l0_compaction_trigger,
+            level0_slowdown_writes_trigger: self
+                .level0_slowdown_writes_trigger
+                .unwrap_or(d.l0_slowdown_writes_trigger),
+            level0_stop_writes_trigger: self
+                .level0_stop_writes_trigger
+                .unwrap_or(d.l0_stop_writes_trigger),
+            compaction,
             offload: None,
+            csa: None,
         };
         config
             .db_options()
@@ -188,8 +220,16 @@ pub struct EngineConfig {
     pub storage_latency_us: u64,
     pub storage_read_bytes_per_sec: u64,
     pub storage_write_bytes_per_sec: u64,
+    /// Level-0 tables of a shard that start a compaction, slow writes down
+    /// and stop them.
+    pub level0_compaction_trigger: usize,
+    pub level0_slowdown_writes_trigger: usize,
+    pub level0_stop_writes_trigger: usize,
     /// Memtable offloading (`--offload` and its flags); `None` = off.
     pub offload: Option<crate::offload::OffloadConfig>,
+    /// The compaction service (`--csa_*` flags); `None` = compactions run
+    /// here.
+    pub csa: Option<crate::csa::CsaConfig>,
 }
 
 impl EngineConfig {
@@ -215,6 +255,17 @@ impl EngineConfig {
         Ok(config)
     }
 
+    /// These settings with the compaction service `csa` (started, so its
+    /// scheduler's address is known), checked.
+    pub fn with_csa(self, csa: Option<crate::csa::CsaConfig>) -> Result<Self> {
+        let config = EngineConfig { csa, ..self };
+        config
+            .db_options()
+            .validate()
+            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+        Ok(config)
+    }
+
     /// The engine's `max_unflushed_bytes`: `--max_unflushed_bytes`, or the
     /// engine's default raised to two write buffers.
     pub fn unflushed_limit(&self) -> u64 {
@@ -226,7 +277,8 @@ impl EngineConfig {
     }
 
     /// The conditions to report with the results: the emulated remote
-    /// storage and the offloading (memory node, link, local budget).
+    /// storage, the offloading (memory node, link, local budget) and the
+    /// compaction service (policy, agents, slots, their storage).
     pub fn emulated_conditions(&self) -> String {
         let mut parts = Vec::new();
         if let Some(model) = self.remote_storage() {
@@ -238,6 +290,9 @@ impl EngineConfig {
                 offload.describe(self.write_buffer_size),
                 self.unflushed_limit()
             ));
+        }
+        if let Some(csa) = &self.csa {
+            parts.push(csa.describe());
         }
         if parts.is_empty() {
             "none".to_string()
@@ -258,6 +313,8 @@ impl EngineConfig {
             disable_wal: self.disable_wal,
             max_background_jobs: self.max_background_jobs,
             compaction: self.compaction.clone(),
+            l0_slowdown_writes_trigger: self.level0_slowdown_writes_trigger,
+            l0_stop_writes_trigger: self.level0_stop_writes_trigger,
             ..DbOptions::default()
         };
         o.max_unflushed_bytes = self.unflushed_limit();
@@ -265,6 +322,7 @@ impl EngineConfig {
         o.table.compression = self.compression;
         o.table.block_size = self.block_size;
         o.offload = self.offload.as_ref().map(|c| c.options());
+        o.compaction_service = self.csa.as_ref().map(|c| c.options());
         // Each database opened gets its own channel: one node's storage.
         if let Some(model) = self.remote_storage() {
             o.storage = Arc::new(ThrottledStorage::new(Arc::new(LocalFs::new()), model));

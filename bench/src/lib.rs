@@ -8,6 +8,10 @@
 //! - [`engine`]: the engine flags shared by both, and opening the database;
 //! - [`offload`]: the memtable offloading flags (memory node, link model,
 //!   local budget) shared by every workload;
+//! - [`csa`]: the compaction service flags (scheduler or in-process agents,
+//!   placement policy) shared by every workload;
+//! - [`csa_compare`]: the compaction service experiment (all-local against
+//!   a scheduler and agents on another core, and an agent killed mid-run);
 //! - [`offload_compare`], [`offload_lookup`]: the offloading experiments
 //!   (a write burst with and without offloading; lookups in offloaded
 //!   images next to local memtables), with [`sst_gate`] holding flushes
@@ -22,6 +26,8 @@
 )]
 
 pub mod cli;
+pub mod csa;
+pub mod csa_compare;
 pub mod dbbench;
 pub mod engine;
 pub mod error;

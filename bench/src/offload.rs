@@ -296,7 +296,7 @@ fn check_address(address: &str) -> Result<()> {
 
 /// The cluster token in `path` (surrounding whitespace, such as a trailing
 /// newline, is not part of it).
-fn read_token(path: &std::path::Path) -> Result<ClusterToken> {
+pub(crate) fn read_token(path: &std::path::Path) -> Result<ClusterToken> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         BenchError::InvalidArgument(format!("--token_file {}: {e}", path.display()))
     })?;

@@ -458,6 +458,7 @@ mod tests {
             message: Some("(1 of 2 found)".into()),
             db_stats: crate::test_support::empty_stats(),
             offload_rates: crate::report::OffloadRates::default(),
+            service: None,
             background_errors: BackgroundErrors::default(),
         };
         assert_eq!(

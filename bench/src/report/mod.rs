@@ -2,6 +2,7 @@
 //! (`--json FILE`) and SVG plots (`--plots DIR`).
 
 pub mod background;
+pub mod csa;
 pub mod environment;
 pub mod offload;
 pub mod recorder;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use crate::error::{BenchError, Result};
 pub use background::BackgroundErrors;
+pub use csa::ServiceSummary;
 pub use environment::Environment;
 pub use offload::OffloadRates;
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
@@ -29,6 +31,9 @@ pub struct PhaseReport {
     pub db_stats: DbStats,
     /// Rates derived from `db_stats.offload`.
     pub offload_rates: OffloadRates,
+    /// Figures derived from `db_stats.placement`; `None` without a
+    /// compaction service.
+    pub service: Option<ServiceSummary>,
     /// Failed background jobs by the end of the phase.
     pub background_errors: BackgroundErrors,
 }
@@ -42,6 +47,7 @@ impl PhaseReport {
             message,
             background_errors: BackgroundErrors::of(db, &db_stats),
             offload_rates: OffloadRates::of(&db_stats.offload),
+            service: ServiceSummary::of(&db_stats.placement),
             db_stats,
         }
     }
@@ -236,6 +242,7 @@ mod tests {
             message: None,
             db_stats: crate::test_support::empty_stats(),
             offload_rates: OffloadRates::default(),
+            service: None,
             background_errors,
         }
     }
