@@ -73,6 +73,15 @@ impl TenantSession {
     }
 }
 
+/// Where a cancelled ticket was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelledFrom {
+    Queued,
+    Running,
+    /// Done or failed already: nothing changed.
+    Finished,
+}
+
 /// A job accepted into the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Submitted {
@@ -318,6 +327,38 @@ impl SchedulerClient {
             .map_err(|s| self.error(&s, Some(ticket)))?
             .into_inner();
         job_status(reply)
+    }
+
+    /// Withdraw `ticket` (the tenant runs the job itself): it leaves the
+    /// queue, or its running try is fenced and the agent deletes what it
+    /// wrote. Returns the state it was in; a finished ticket is unchanged.
+    pub async fn cancel(
+        &self,
+        tenant: &TenantSession,
+        ticket: u64,
+        reason: &str,
+    ) -> Result<CancelledFrom, CsaError> {
+        let request = self.request(
+            pb::CancelRequest {
+                tenant_id: tenant.tenant_id,
+                session: tenant.session.clone(),
+                ticket,
+                reason: reason.to_owned(),
+            },
+            self.timeout,
+        );
+        let reply = self
+            .grpc
+            .clone()
+            .cancel(request)
+            .await
+            .map_err(|s| self.error(&s, Some(ticket)))?
+            .into_inner();
+        Ok(match pb::JobState::try_from(reply.state) {
+            Ok(pb::JobState::Queued) => CancelledFrom::Queued,
+            Ok(pb::JobState::Running) => CancelledFrom::Running,
+            _ => CancelledFrom::Finished,
+        })
     }
 
     /// The agents' load and the queue.

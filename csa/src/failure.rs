@@ -22,6 +22,8 @@ pub enum FailureKind {
     /// The agent refused the job (no free slot, shutting down).
     Refused,
     Internal,
+    /// Its tenant withdrew it.
+    Cancelled,
 }
 
 impl FailureKind {
@@ -35,6 +37,7 @@ impl FailureKind {
             Ok(pb::FailureKind::InvalidJob) => FailureKind::InvalidJob,
             Ok(pb::FailureKind::AgentLost) => FailureKind::AgentLost,
             Ok(pb::FailureKind::Refused) => FailureKind::Refused,
+            Ok(pb::FailureKind::Cancelled) => FailureKind::Cancelled,
             Ok(pb::FailureKind::Internal | pb::FailureKind::Unspecified) | Err(_) => {
                 FailureKind::Internal
             }
@@ -50,6 +53,7 @@ impl FailureKind {
             FailureKind::AgentLost => pb::FailureKind::AgentLost,
             FailureKind::Refused => pb::FailureKind::Refused,
             FailureKind::Internal => pb::FailureKind::Internal,
+            FailureKind::Cancelled => pb::FailureKind::Cancelled,
         }
     }
 
@@ -63,6 +67,7 @@ impl FailureKind {
             FailureKind::AgentLost => "agent-lost",
             FailureKind::Refused => "refused",
             FailureKind::Internal => "internal",
+            FailureKind::Cancelled => "cancelled",
         }
     }
 }
@@ -87,6 +92,7 @@ mod tests {
             FailureKind::AgentLost,
             FailureKind::Refused,
             FailureKind::Internal,
+            FailureKind::Cancelled,
         ] {
             assert_eq!(FailureKind::from_proto(kind.to_proto() as i32), kind);
         }

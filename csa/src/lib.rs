@@ -51,7 +51,8 @@ pub mod error;
 mod failure;
 
 pub use client::{
-    AgentLoad, FailureKind, JobStatus, Load, RemoteRun, SchedulerClient, Submitted, TenantSession,
+    AgentLoad, CancelledFrom, FailureKind, JobStatus, Load, RemoteRun, SchedulerClient, Submitted,
+    TenantSession,
 };
 pub use error::CsaError;
 pub mod agent;

@@ -37,7 +37,7 @@ async fn client(service: &LocalService) -> SchedulerClient {
 /// The parts of `Stats` a call could change.
 fn effect(stats: &pb::StatsResponse) -> String {
     format!(
-        "{:?} {:?} {} {} {} {} {}",
+        "{:?} {:?} {} {} {} {} {} {}",
         stats.tenants,
         stats
             .agents
@@ -48,7 +48,8 @@ fn effect(stats: &pb::StatsResponse) -> String {
         stats.running,
         stats.retried,
         stats.fenced_reports,
-        stats.gave_up
+        stats.gave_up,
+        stats.cancelled
     )
 }
 
@@ -104,6 +105,14 @@ async fn every_call_without_the_right_token_is_unauthenticated_and_changes_nothi
     refused!(
         r#await,
         pb::AwaitRequest {
+            tenant_id: tenant.tenant_id,
+            ticket: 1,
+            ..Default::default()
+        }
+    );
+    refused!(
+        cancel,
+        pb::CancelRequest {
             tenant_id: tenant.tenant_id,
             ticket: 1,
             ..Default::default()

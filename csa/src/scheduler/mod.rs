@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use o3_storage::job::CompactionJob;
+use o3_transport::control::proto::csa::v1 as pb;
 use o3_transport::control::{ClusterToken, RequireClusterToken};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -341,6 +342,58 @@ impl Scheduler {
                 () = tokio::time::sleep(deadline - now) => {}
             }
         }
+    }
+
+    /// Withdraws `ticket` for its tenant: out of the queue, or its running
+    /// epoch superseded (the agent's report will be fenced, and it deletes
+    /// what it wrote). Returns the state the ticket was in.
+    fn cancel(
+        &self,
+        tenant_id: u64,
+        session: &[u8],
+        ticket: u64,
+        reason: &str,
+    ) -> Result<pb::JobState, Status> {
+        let now = Instant::now();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        state.tenants.check(tenant_id, session)?;
+        let before = match state.tickets.get(&ticket) {
+            Some(t) if t.tenant == tenant_id => match &t.phase {
+                Phase::Queued => pb::JobState::Queued,
+                Phase::Assigned { agent, .. } => {
+                    let agent = *agent;
+                    if let Some(a) = state.agents.get_mut(&agent) {
+                        a.release(ticket);
+                    }
+                    pb::JobState::Running
+                }
+                Phase::Done(_) => return Ok(pb::JobState::Done),
+                Phase::Failed { .. } => return Ok(pb::JobState::Failed),
+            },
+            _ => return Err(Status::not_found(format!("unknown ticket {ticket}"))),
+        };
+        state.queue.remove(ticket);
+        state.counters.cancelled += 1;
+        tracing::info!(
+            ticket,
+            tenant = tenant_id,
+            reason,
+            "job cancelled by its tenant"
+        );
+        let error = format!("cancelled by its tenant: {reason}");
+        self.finish(
+            state,
+            ticket,
+            Phase::Failed {
+                error,
+                kind: FailureKind::Cancelled,
+            },
+            now,
+        );
+        // A slot may have come free.
+        self.distribute(state, now);
+        Ok(before)
     }
 
     /// Marks `id` finished and wakes its awaiters; forgets old tickets.

@@ -71,6 +71,19 @@ impl SchedulerRpc for SchedulerService {
         Ok(Response::new(reply))
     }
 
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let r = request.into_inner();
+        let state = self
+            .scheduler
+            .cancel(r.tenant_id, &r.session, r.ticket, &r.reason)?;
+        Ok(Response::new(pb::CancelResponse {
+            state: state as i32,
+        }))
+    }
+
     async fn load(
         &self,
         _request: Request<pb::LoadRequest>,

@@ -40,6 +40,7 @@ pub(crate) struct Counters {
     pub fenced_reports: u64,
     pub gave_up: u64,
     pub agents_removed: u64,
+    pub cancelled: u64,
 }
 
 /// The `Await` reply describing `ticket`.
@@ -138,6 +139,7 @@ impl Scheduler {
             fenced_reports: c.fenced_reports,
             gave_up: c.gave_up,
             agents_removed: c.agents_removed,
+            cancelled: c.cancelled,
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     }
