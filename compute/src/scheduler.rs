@@ -38,8 +38,12 @@ fn worker(engine: &Arc<Engine>) {
     }
 }
 
+/// Jobs running elsewhere (a compaction service) per background worker.
+const REMOTE_JOBS_PER_WORKER: usize = 4;
+
 /// Wait for and claim the next job; `None` on shutdown. At most
-/// `max_background_jobs` jobs run at once, wherever they run.
+/// `max_background_jobs` jobs run in this process at once, and at most
+/// [`REMOTE_JOBS_PER_WORKER`] times as many elsewhere.
 fn next_job(engine: &Engine) -> Option<u64> {
     loop {
         if engine.shutting_down.load(Ordering::Acquire) {
@@ -52,7 +56,11 @@ fn next_job(engine: &Engine) -> Option<u64> {
         let poisoned = engine.bg_error.get().is_some();
         expire_leases(engine, &mut st);
         let now = Instant::now();
-        let room = st.jobs.in_flight() < engine.options.max_background_jobs;
+        // Jobs running elsewhere use no worker here: a flush must not wait
+        // behind remote compactions. They are bounded all the same.
+        let (here, elsewhere) = st.jobs.in_flight_here_and_elsewhere();
+        let max = engine.options.max_background_jobs;
+        let room = here < max && elsewhere < max * REMOTE_JOBS_PER_WORKER;
         if !poisoned && room {
             match claim_next(engine, &mut vs, &mut st, now) {
                 Ok(Some(job_id)) => return Some(job_id),

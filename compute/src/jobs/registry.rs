@@ -161,6 +161,21 @@ impl Registry {
             .count()
     }
 
+    /// [`Registry::in_flight`], split into jobs running in this process
+    /// and jobs running elsewhere (those hold a lease).
+    pub(crate) fn in_flight_here_and_elsewhere(&self) -> (usize, usize) {
+        self.running
+            .values()
+            .filter(|c| c.in_flight && !c.external)
+            .fold((0, 0), |(here, elsewhere), c| {
+                if c.lease.is_some() {
+                    (here, elsewhere + 1)
+                } else {
+                    (here + 1, elsewhere)
+                }
+            })
+    }
+
     /// Remove a claim and remember how it ended.
     pub(crate) fn finish(&mut self, job_id: u64, outcome: Outcome) -> Option<Claim> {
         let claim = self.running.remove(&job_id);

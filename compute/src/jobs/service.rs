@@ -58,6 +58,9 @@ pub struct CompactionServiceOptions {
     pub max_tries: u32,
     /// Bound on connecting and on each call that is not a long-poll.
     pub timeout: Duration,
+    /// A job still queued after this long is withdrawn and run here (the
+    /// service's agents are gone or busy with other work).
+    pub max_queue_wait: Duration,
 }
 
 impl CompactionServiceOptions {
@@ -73,6 +76,7 @@ impl CompactionServiceOptions {
             busy_threshold: 0.5,
             max_tries: 3,
             timeout: Duration::from_secs(2),
+            max_queue_wait: Duration::from_secs(5),
         }
     }
 
@@ -95,6 +99,9 @@ impl CompactionServiceOptions {
         }
         if self.timeout.is_zero() {
             return bad("compaction_service.timeout is zero".into());
+        }
+        if self.max_queue_wait.is_zero() {
+            return bad("compaction_service.max_queue_wait is zero".into());
         }
         Ok(())
     }
@@ -397,15 +404,38 @@ async fn run_remotely(
         }
     };
     let mut silent_since: Option<Instant> = None;
+    // While queued (first, or again after its agent was lost): until when.
+    let mut queued_until = Some(Instant::now() + shared.options.max_queue_wait);
     loop {
-        match client.await_job(session, ticket, AWAIT_WAIT).await {
+        let now = Instant::now();
+        if queued_until.is_some_and(|until| now >= until) {
+            // Best effort: a scheduler that does not answer keeps the job
+            // queued, but its result could never install (the retry here
+            // supersedes this attempt).
+            let why = format!("queued for more than {:?}", shared.options.max_queue_wait);
+            if let Err(e) = client.cancel(session, ticket, &why).await {
+                tracing::debug!("cancelling ticket {ticket}: {e}");
+            }
+            return Err(format!("ticket {ticket} {why}; withdrawn"));
+        }
+        let wait = queued_until.map_or(AWAIT_WAIT, |until| {
+            until.saturating_duration_since(now).min(AWAIT_WAIT)
+        });
+        match client.await_job(session, ticket, wait).await {
             Ok(JobStatus::Done(run)) => return Ok(run),
             Ok(JobStatus::Failed { error, kind, tries }) => {
                 return Err(format!(
                     "ticket {ticket} failed on {tries} tries ({kind}): {error}"
                 ));
             }
-            Ok(JobStatus::Queued | JobStatus::Running { .. }) => silent_since = None,
+            Ok(JobStatus::Queued) => {
+                silent_since = None;
+                queued_until.get_or_insert(now + shared.options.max_queue_wait);
+            }
+            Ok(JobStatus::Running { .. }) => {
+                silent_since = None;
+                queued_until = None;
+            }
             Err(e) if e.is_unavailable() => {
                 let since = *silent_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= RIDE_OUT {
