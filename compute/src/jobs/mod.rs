@@ -56,9 +56,16 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
             Job::Compaction(c) => trivial_move(c),
             Job::Flush(_) => None,
         };
+        let place_locally = claim.place_locally;
         let executor = match &trivial {
             Some(_) => engine.local_executor.clone(),
-            None => place(engine, &job, summary.as_ref(), claim.place_locally),
+            None => {
+                let running_here = st.jobs.in_flight_here_and_elsewhere().0;
+                place(engine, &job, summary.as_ref(), place_locally, running_here)
+            }
+        };
+        let Some(claim) = st.jobs.get_mut(job_id) else {
+            return;
         };
         claim.in_flight = true;
         claim.since = Instant::now();
@@ -107,6 +114,7 @@ fn place(
     job: &Job,
     summary: Option<&JobSummary>,
     place_locally: bool,
+    running_here: usize,
 ) -> Arc<dyn executor::Executor> {
     use crate::stats::PlacementReason as R;
     let local = &engine.local_executor;
@@ -120,9 +128,11 @@ fn place(
                 .count(Placement::Local(R::LocalAfterRemoteFailure));
             Placement::Local(R::LocalAfterRemoteFailure)
         }
-        (Job::Compaction(_), Some(summary)) => engine
-            .placer
-            .place(summary, &engine.executor.offer(summary)),
+        (Job::Compaction(_), Some(summary)) => {
+            engine
+                .placer
+                .place(summary, &engine.executor.offer(summary), running_here)
+        }
         _ => {
             let p = if engine.executor.runs_flushes() {
                 Placement::Remote(R::RemoteUnconditional)

@@ -15,7 +15,8 @@
 //! - this node busy (CPU at least `busy_threshold` of its cores) and the
 //!   service faster → remote;
 //! - the service clearly faster even though this node is not busy (by a
-//!   quarter) → remote;
+//!   quarter) → remote (jobs already running here count: a job placed here
+//!   would share the node's storage and cores with them);
 //! - otherwise local: the estimate says local wins.
 //!
 //! Before either side has history, the other side's speed stands in for it
@@ -126,16 +127,25 @@ impl Placer {
         }
     }
 
-    /// Place `job` given the executor's `offer`, and count the decision.
-    pub(crate) fn place(&self, job: &JobSummary, offer: &RemoteOffer) -> Placement {
+    /// Place `job` given the executor's `offer` and the number of other
+    /// jobs running in this process now, and count the decision.
+    pub(crate) fn place(
+        &self,
+        job: &JobSummary,
+        offer: &RemoteOffer,
+        running_here: usize,
+    ) -> Placement {
         let busy = self.cpu.lock().busy();
         let placement = decide(
             self.policy,
             self.busy_threshold,
             job,
             offer,
-            *self.local_rate.lock(),
-            busy,
+            Local {
+                bytes_per_sec: *self.local_rate.lock(),
+                busy,
+                running: running_here,
+            },
         );
         if let RemoteOffer::Unreachable(why) = offer {
             tracing::debug!("compaction placed locally: the service is unreachable ({why})");
@@ -174,16 +184,26 @@ impl Placer {
     }
 }
 
+/// This node's side of the cost model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Local {
+    /// Input bytes per second of recent local compactions.
+    pub bytes_per_sec: Option<f64>,
+    /// The fraction of this process's cores in use.
+    pub busy: f64,
+    /// Other jobs (flushes, compactions) running in this process: a job
+    /// placed here shares the node's storage and cores with them.
+    pub running: usize,
+}
+
 /// The cost model itself, free of clocks and counters so that it can be
-/// tested with any inputs. `busy` is the fraction of this process's cores
-/// in use.
+/// tested with any inputs.
 pub(crate) fn decide(
     policy: PlacementPolicy,
     busy_threshold: f64,
     job: &JobSummary,
     offer: &RemoteOffer,
-    local_rate: Option<f64>,
-    busy: f64,
+    here: Local,
 ) -> Placement {
     use PlacementReason as R;
     let estimate = match offer {
@@ -196,8 +216,8 @@ pub(crate) fn decide(
     if policy == PlacementPolicy::PreferRemote {
         return Placement::Remote(R::RemotePreferred);
     }
-    let (local, remote) = estimates(job, estimate, local_rate, busy);
-    if busy >= busy_threshold && remote < local {
+    let (local, remote) = estimates(job, estimate, here);
+    if here.busy >= busy_threshold && remote < local {
         Placement::Remote(R::RemoteBusyAndFaster)
     } else if remote.mul_f64(IDLE_MARGIN) < local {
         Placement::Remote(R::RemoteFaster)
@@ -207,21 +227,18 @@ pub(crate) fn decide(
 }
 
 /// Estimated completion (local, remote) of `job`.
-fn estimates(
-    job: &JobSummary,
-    remote: &RemoteEstimate,
-    local_rate: Option<f64>,
-    busy: f64,
-) -> (Duration, Duration) {
+fn estimates(job: &JobSummary, remote: &RemoteEstimate, here: Local) -> (Duration, Duration) {
     let remote_rate = remote
         .bytes_per_sec
-        .or(local_rate)
+        .or(here.bytes_per_sec)
         .unwrap_or(DEFAULT_BYTES_PER_SEC);
-    let local_rate = local_rate.unwrap_or(remote_rate);
+    let local_rate = here.bytes_per_sec.unwrap_or(remote_rate);
     let bytes = job.input_bytes as f64;
-    // A busy node lends a compaction only what its other work leaves; at
-    // least a fifth of a core, however busy it looks.
-    let local = Duration::from_secs_f64(bytes / local_rate / (1.0 - busy).max(0.2));
+    // A busy node lends a compaction only what its other work leaves (at
+    // least a fifth of a core, however busy it looks), and the jobs already
+    // running here share the node's storage and cores with it.
+    let share = (1.0 - here.busy).max(0.2) / (1 + here.running) as f64;
+    let local = Duration::from_secs_f64(bytes / local_rate / share);
     let remote = remote.queue_wait + remote.overhead + Duration::from_secs_f64(bytes / remote_rate);
     (local, remote)
 }
@@ -312,8 +329,22 @@ mod tests {
         })
     }
 
+    fn here(bytes_per_sec: Option<f64>, busy: f64) -> Local {
+        Local {
+            bytes_per_sec,
+            busy,
+            running: 0,
+        }
+    }
+
     fn auto(offer: &RemoteOffer, local_rate: Option<f64>, busy: f64) -> Placement {
-        decide(PlacementPolicy::Auto, 0.5, &JOB, offer, local_rate, busy)
+        decide(
+            PlacementPolicy::Auto,
+            0.5,
+            &JOB,
+            offer,
+            here(local_rate, busy),
+        )
     }
 
     #[test]
@@ -343,6 +374,24 @@ mod tests {
     }
 
     #[test]
+    fn jobs_already_running_here_make_an_idle_node_send_work_out() {
+        let o = offer(0, Some(100e6));
+        let busy_with = |running| Local {
+            bytes_per_sec: Some(100e6),
+            busy: 0.1,
+            running,
+        };
+        assert_eq!(
+            decide(PlacementPolicy::Auto, 0.5, &JOB, &o, busy_with(0)),
+            Placement::Local(PlacementReason::LocalEstimate)
+        );
+        assert_eq!(
+            decide(PlacementPolicy::Auto, 0.5, &JOB, &o, busy_with(1)),
+            Placement::Remote(PlacementReason::RemoteFaster)
+        );
+    }
+
+    #[test]
     fn a_long_queue_keeps_even_a_busy_node_local() {
         // 64 MiB at 100 MB/s is ~0.67 s here at 90% busy clamped to a
         // fifth of a core: ~3.4 s; a 10 s queue loses.
@@ -365,15 +414,27 @@ mod tests {
         );
         let any = offer(0, None);
         assert_eq!(
-            decide(PlacementPolicy::Local, 0.5, &JOB, &any, None, 1.0),
+            decide(PlacementPolicy::Local, 0.5, &JOB, &any, here(None, 1.0)),
             Placement::Local(PlacementReason::LocalPolicy)
         );
         assert_eq!(
-            decide(PlacementPolicy::PreferRemote, 0.5, &JOB, &any, None, 0.0),
+            decide(
+                PlacementPolicy::PreferRemote,
+                0.5,
+                &JOB,
+                &any,
+                here(None, 0.0)
+            ),
             Placement::Remote(PlacementReason::RemotePreferred)
         );
         assert_eq!(
-            decide(PlacementPolicy::PreferRemote, 0.5, &JOB, &down, None, 0.0),
+            decide(
+                PlacementPolicy::PreferRemote,
+                0.5,
+                &JOB,
+                &down,
+                here(None, 0.0)
+            ),
             Placement::Local(PlacementReason::LocalUnreachable)
         );
         assert_eq!(
@@ -399,8 +460,8 @@ mod tests {
     #[test]
     fn the_placer_counts_every_decision_by_reason() {
         let p = Placer::new(PlacementPolicy::Auto, 0.5);
-        p.place(&JOB, &RemoteOffer::Saturated);
-        p.place(&JOB, &RemoteOffer::Saturated);
+        p.place(&JOB, &RemoteOffer::Saturated, 0);
+        p.place(&JOB, &RemoteOffer::Saturated, 0);
         p.count(Placement::Local(PlacementReason::LocalFlush));
         let d = p.decisions();
         assert_eq!(d.len(), PlacementReason::ALL.len());
