@@ -160,8 +160,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7, placement in 0..3usize) {
-        let placement = [Placement::Local, Placement::RoundTrip, Placement::Offload(Memnode::Direct)][placement];
+    fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7, placement in 0..4usize) {
+        let placement = [Placement::Local, Placement::RoundTrip, Placement::Offload(Memnode::Direct), Placement::Service][placement];
         run(ops, shards, Preset::OneLeveling, placement)?;
     }
 }
@@ -177,8 +177,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: metamorphic_cases(), max_shrink_iters: 500, ..ProptestConfig::default() })]
 
     /// The same operations under every compaction preset, and with jobs run
-    /// locally or through the bytes-round-tripping executor, give the same
-    /// answers (and each matches the model).
+    /// locally, through the bytes-round-tripping executor, with offloaded
+    /// memtables or on a compaction service, give the same answers (and
+    /// each matches the model).
     #[test]
     fn every_compaction_preset_and_placement_gives_identical_answers(ops in prop::collection::vec(op(), 1..300), shards in 4usize..6) {
         let mut first: Option<(String, Vec<String>)> = None;
@@ -190,6 +191,7 @@ proptest! {
                 (Preset::Tiering, Placement::RoundTrip),
                 (Preset::Leveling, Placement::Offload(Memnode::Direct)),
                 (Preset::Leveling, Placement::Offload(Memnode::InProcess)),
+                (Preset::Leveling, Placement::Service),
             ]);
         for (preset, placement) in runs {
             let transcript = run(ops.clone(), shards, preset, placement)?;

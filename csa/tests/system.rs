@@ -279,6 +279,41 @@ fn an_agent_killed_mid_job_loses_nothing_and_the_job_finishes_elsewhere() {
 }
 
 #[test]
+fn a_job_left_queued_without_agents_is_withdrawn_and_run_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_scheduler, addr) = CsaChild::scheduler(dir.path(), &["--heartbeat-timeout-ms", "1000"]);
+    let mut only = CsaChild::agent(
+        dir.path(),
+        &addr,
+        "only",
+        &["--slots", "1", "--storage-read-mbps", "0.3"],
+    );
+    let mut t = Tenant::open(
+        CompactionServiceOptions {
+            max_queue_wait: Duration::from_millis(1500),
+            ..service(&addr, "stranded", PlacementPolicy::PreferRemote)
+        },
+        8,
+    );
+    t.write_until("service connected", |s| s.placement.service_connected);
+    let deadline = Instant::now() + WAIT;
+    while scheduler_stats(&addr).agents.iter().all(|a| a.running == 0) {
+        assert!(Instant::now() < deadline, "no job reached the agent");
+        t.write(100);
+    }
+    // The only agent dies: its job goes back to the queue, where nothing
+    // will take it. The compute node withdraws it and runs it itself.
+    only.kill();
+    wait_for_scheduler(&addr, "the job withdrawn", |s| s.cancelled >= 1);
+    t.write_until("the withdrawn job run here", |s| {
+        count(s, PlacementReason::LocalAfterRemoteFailure) >= 1 && s.placement.remote_failed >= 1
+    });
+    t.write(2000);
+    t.check("after the withdrawal");
+    t.close_and_verify();
+}
+
+#[test]
 fn a_late_result_of_a_stopped_agent_is_fenced_and_its_files_removed() {
     let dir = tempfile::tempdir().unwrap();
     let (_scheduler, addr) = CsaChild::scheduler(dir.path(), &["--heartbeat-timeout-ms", "1000"]);

@@ -90,6 +90,9 @@ pub struct ModelDb {
     placement: Placement,
     /// The memory node, kept across reopens like a real one.
     offload: Option<o3_compute::OffloadOptions>,
+    /// The compaction service (a scheduler and agents in this process on
+    /// the same storage), kept across reopens like a real one.
+    service: Option<o3_csa::LocalService>,
 }
 
 /// Where the database under test runs its flushes and compactions.
@@ -103,6 +106,24 @@ pub enum Placement {
     /// With memtable offloading to a memory node (every sealed memtable
     /// beyond none kept local, flushes merging four).
     Offload(Memnode),
+    /// Compactions sent to a compaction service (an in-process scheduler
+    /// with two agents) whenever it has room.
+    Service,
+}
+
+const SERVICE_TOKEN: &str = "model-test-token";
+
+/// A scheduler and two agents of one slot each, in this process, running
+/// jobs against `storage`.
+fn start_service(storage: Arc<dyn Storage>) -> o3_csa::LocalService {
+    o3_csa::LocalService::start(o3_csa::LocalServiceOptions {
+        agents: 2,
+        slots_per_agent: 1,
+        token: o3_compute::ClusterToken::new(SERVICE_TOKEN).expect("token"),
+        storage,
+        scheduler: o3_csa::scheduler::SchedulerConfig::default(),
+    })
+    .expect("compaction service")
 }
 
 /// Which memory node an offloading database uses.
@@ -150,8 +171,12 @@ impl ModelDb {
                 Placement::Offload(memnode) => Some(offload_options(memnode)),
                 _ => None,
             },
+            service: None,
             placement,
         };
+        if placement == Placement::Service {
+            m.service = Some(start_service(m.storage.clone()));
+        }
         m.db = Some(m.open_db());
         m
     }
@@ -165,6 +190,15 @@ impl ModelDb {
             o.executor = Some(executor);
         }
         o.offload = self.offload.clone();
+        if let Some(service) = &self.service {
+            o.compaction_service = Some(o3_compute::CompactionServiceOptions {
+                policy: o3_compute::PlacementPolicy::PreferRemote,
+                ..o3_compute::CompactionServiceOptions::new(
+                    service.endpoint(),
+                    o3_compute::ClusterToken::new(SERVICE_TOKEN).expect("token"),
+                )
+            });
+        }
         Db::open(Path::new("/db"), o).expect("open")
     }
 
