@@ -191,6 +191,7 @@ pub fn run(cli: Cli) -> Result<()> {
             _service = service;
             environment.emulated_conditions = engine.emulated_conditions();
             let bench = bench.over(config.dbbench).resolve()?;
+            let engine = engine.split_key_space(bench.num, bench.key_size);
             let configuration = to_json(&Effective {
                 engine: &engine,
                 workload: &bench,
@@ -226,6 +227,11 @@ pub fn run(cli: Cli) -> Result<()> {
             _service = service;
             environment.emulated_conditions = engine.emulated_conditions();
             let workload = workload.over(config.ycsb).resolve()?;
+            if engine.shards > 1 {
+                return Err(BenchError::InvalidArgument(
+                    "--shards splits dbbench's key space; ycsb keys are not split yet".into(),
+                ));
+            }
             let configuration = to_json(&Effective {
                 engine: &engine,
                 workload: &workload,

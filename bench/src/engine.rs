@@ -96,6 +96,19 @@ pub struct EngineArgs {
     /// engine's, 36).
     #[arg(long)]
     pub level0_stop_writes_trigger: Option<usize>,
+    /// Bytes of level 1 before it is compacted into level 2 (db_bench's
+    /// max_bytes_for_level_base; default: the engine's, 256 MiB).
+    #[arg(long)]
+    pub max_bytes_for_level_base: Option<u64>,
+    /// Size at which compaction outputs of level 1 are cut (db_bench's
+    /// target_file_size_base; default: the engine's, 64 MiB).
+    #[arg(long)]
+    pub target_file_size_base: Option<u64>,
+    /// Key-range shards, each with its own memtable and level-0 tables, so
+    /// their flushes and level-0 compactions run in parallel; dbbench
+    /// splits its key space (keys 0..num) evenly (default 1).
+    #[arg(long)]
+    pub shards: Option<usize>,
 }
 
 impl EngineArgs {
@@ -130,6 +143,11 @@ impl EngineArgs {
             level0_stop_writes_trigger: self
                 .level0_stop_writes_trigger
                 .or(base.level0_stop_writes_trigger),
+            max_bytes_for_level_base: self
+                .max_bytes_for_level_base
+                .or(base.max_bytes_for_level_base),
+            target_file_size_base: self.target_file_size_base.or(base.target_file_size_base),
+            shards: self.shards.or(base.shards),
         }
     }
 
@@ -156,6 +174,18 @@ impl EngineArgs {
                 .options;
         if let Some(trigger) = self.level0_file_num_compaction_trigger {
             compaction.levels.l0_compaction_trigger = trigger;
+        }
+        if let Some(bytes) = self.max_bytes_for_level_base {
+            compaction.levels.max_bytes_for_level_base = bytes;
+        }
+        if let Some(bytes) = self.target_file_size_base {
+            compaction.levels.target_file_size_base = bytes;
+        }
+        let shards = self.shards.unwrap_or(1);
+        if shards == 0 || shards > 256 {
+            return Err(BenchError::InvalidArgument(format!(
+                "--shards {shards} is outside [1, 256]"
+            )));
         }
         let config = EngineConfig {
             db: self
@@ -184,6 +214,8 @@ impl EngineArgs {
                 .level0_stop_writes_trigger
                 .unwrap_or(d.l0_stop_writes_trigger),
             compaction,
+            shards,
+            shard_splits: Vec::new(),
             offload: None,
             csa: None,
         };
@@ -225,6 +257,11 @@ pub struct EngineConfig {
     pub level0_compaction_trigger: usize,
     pub level0_slowdown_writes_trigger: usize,
     pub level0_stop_writes_trigger: usize,
+    /// Key-range shards (`--shards`) and, once the workload named its key
+    /// space ([`EngineConfig::split_key_space`]), the split keys.
+    pub shards: usize,
+    #[serde(skip)]
+    pub shard_splits: Vec<Vec<u8>>,
     /// Memtable offloading (`--offload` and its flags); `None` = off.
     pub offload: Option<crate::offload::OffloadConfig>,
     /// The compaction service (`--csa_*` flags); `None` = compactions run
@@ -301,6 +338,20 @@ impl EngineConfig {
         }
     }
 
+    /// Split the key space of `num` dbbench keys of `key_size` bytes (keys
+    /// 0..num, [`crate::dbbench::make_key`]) into `shards` equal shards.
+    pub fn split_key_space(mut self, num: u64, key_size: usize) -> Self {
+        let shards = self.shards as u64;
+        self.shard_splits = (1..shards)
+            .map(|i| {
+                let mut key = vec![0u8; key_size];
+                crate::dbbench::make_key(&mut key, num / shards * i);
+                key
+            })
+            .collect();
+        self
+    }
+
     /// Engine options: the defaults with these settings applied. Unless
     /// `--max_unflushed_bytes` sets it, the unflushed-memory limit is raised
     /// with the write buffer, so a large buffer is not refused.
@@ -323,6 +374,7 @@ impl EngineConfig {
         o.table.block_size = self.block_size;
         o.offload = self.offload.as_ref().map(|c| c.options());
         o.compaction_service = self.csa.as_ref().map(|c| c.options());
+        o.shard_splits = self.shard_splits.clone();
         // Each database opened gets its own channel: one node's storage.
         if let Some(model) = self.remote_storage() {
             o.storage = Arc::new(ThrottledStorage::new(Arc::new(LocalFs::new()), model));
@@ -375,6 +427,37 @@ pub(crate) fn small_test_engine(dir: &std::path::Path) -> EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_split_the_dbbench_key_space_evenly_and_bad_counts_are_refused() {
+        let engine = EngineArgs {
+            shards: Some(4),
+            max_bytes_for_level_base: Some(8_000_000),
+            target_file_size_base: Some(2_000_000),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap()
+        .split_key_space(1000, 16);
+        let o = engine.db_options();
+        assert_eq!(o.shard_splits.len(), 3);
+        let mut expected = vec![0u8; 16];
+        crate::dbbench::make_key(&mut expected, 500);
+        assert_eq!(o.shard_splits[1], expected);
+        assert!(o.shard_splits.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(o.compaction.levels.max_bytes_for_level_base, 8_000_000);
+        assert_eq!(o.compaction.levels.target_file_size_base, 2_000_000);
+        for bad in [0, 257] {
+            let e = EngineArgs {
+                shards: Some(bad),
+                ..Default::default()
+            }
+            .resolve("unused")
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("--shards"), "{e}");
+        }
+    }
 
     #[test]
     fn storage_flags_put_the_database_on_throttled_storage() {

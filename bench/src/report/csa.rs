@@ -56,7 +56,7 @@ impl ServiceSummary {
             |micros: u64| (s.remote_done > 0).then(|| micros as f64 / s.remote_done as f64 / 1e3);
         Some(ServiceSummary {
             remote_compactions: remote,
-            local_compactions: local.saturating_sub(flushes),
+            local_compactions: local,
             flushes,
             decisions: s
                 .decisions
