@@ -22,7 +22,6 @@ use clap::{Parser, Subcommand};
 use o3_csa::CsaError;
 use o3_csa::config::{RawAgentConfig, RawSchedulerConfig};
 use o3_storage::env::{LocalFs, Storage, ThrottledStorage};
-use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -253,22 +252,10 @@ fn announce(line: &str) -> Result<(), CsaError> {
         })
 }
 
-/// Completes on the first SIGINT or SIGTERM; the handlers are installed
-/// before this returns, so a signal arriving after is never lost.
+/// Completes on the first SIGINT or SIGTERM.
 fn shutdown_signal() -> Result<impl Future<Output = ()>, CsaError> {
-    let watch = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|source| CsaError::Io {
-            action: format!("watch for {name}"),
-            source,
-        })
-    };
-    let mut interrupt = watch(SignalKind::interrupt(), "SIGINT")?;
-    let mut terminate = watch(SignalKind::terminate(), "SIGTERM")?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        tracing::info!(signal = name, "shutting down");
+    o3_transport::control::shutdown_signal().map_err(|e| CsaError::Io {
+        action: format!("watch for {}", e.signal),
+        source: e.source,
     })
 }

@@ -125,6 +125,17 @@ impl Tenant {
         }
     }
 
+    /// Connect, then write until an agent of the scheduler at `addr` holds
+    /// a job (bounded by [`WAIT`]).
+    fn write_until_an_agent_runs_a_job(&mut self, addr: &str) {
+        self.write_until("service connected", |s| s.placement.service_connected);
+        let deadline = Instant::now() + WAIT;
+        while scheduler_stats(addr).agents.iter().all(|a| a.running == 0) {
+            assert!(Instant::now() < deadline, "no job reached an agent");
+            self.write(100);
+        }
+    }
+
     /// Everything acknowledged reads back: a full scan and point lookups.
     fn check(&self, when: &str) {
         let db = self.db();
@@ -256,13 +267,8 @@ fn an_agent_killed_mid_job_loses_nothing_and_the_job_finishes_elsewhere() {
         &["--slots", "1", "--storage-read-mbps", "0.3"],
     );
     let mut t = Tenant::open(service(&addr, "victim", PlacementPolicy::PreferRemote), 2);
-    t.write_until("service connected", |s| s.placement.service_connected);
     // Write until the slow agent holds a job, then bring a healthy one.
-    let deadline = Instant::now() + WAIT;
-    while scheduler_stats(&addr).agents.iter().all(|a| a.running == 0) {
-        assert!(Instant::now() < deadline, "no job reached the agent");
-        t.write(100);
-    }
+    t.write_until_an_agent_runs_a_job(&addr);
     let _fast = CsaChild::agent(dir.path(), &addr, "fast", &["--slots", "2"]);
     slow.kill();
     wait_for_scheduler(&addr, "the killed agent's job requeued", |s| {
@@ -295,12 +301,7 @@ fn a_job_left_queued_without_agents_is_withdrawn_and_run_here() {
         },
         8,
     );
-    t.write_until("service connected", |s| s.placement.service_connected);
-    let deadline = Instant::now() + WAIT;
-    while scheduler_stats(&addr).agents.iter().all(|a| a.running == 0) {
-        assert!(Instant::now() < deadline, "no job reached the agent");
-        t.write(100);
-    }
+    t.write_until_an_agent_runs_a_job(&addr);
     // The only agent dies: its job goes back to the queue, where nothing
     // will take it. The compute node withdraws it and runs it itself.
     only.kill();
@@ -324,12 +325,7 @@ fn a_late_result_of_a_stopped_agent_is_fenced_and_its_files_removed() {
         &["--slots", "1", "--storage-read-mbps", "0.3"],
     );
     let mut t = Tenant::open(service(&addr, "late", PlacementPolicy::PreferRemote), 3);
-    t.write_until("service connected", |s| s.placement.service_connected);
-    let deadline = Instant::now() + WAIT;
-    while scheduler_stats(&addr).agents.iter().all(|a| a.running == 0) {
-        assert!(Instant::now() < deadline, "no job reached the agent");
-        t.write(100);
-    }
+    t.write_until_an_agent_runs_a_job(&addr);
     // Frozen: it misses its heartbeats and its job moves on.
     slow.signal(libc::SIGSTOP);
     let _fast = CsaChild::agent(dir.path(), &addr, "fast", &["--slots", "2"]);

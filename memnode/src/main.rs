@@ -18,11 +18,10 @@ use std::sync::Arc;
 use clap::Parser;
 use o3_memnode::config::{Config, ConfigError, RawConfig};
 use o3_memnode::{ControlService, DataPlane, MemoryNode, TransportKind};
-use o3_transport::control::{ClusterToken, describe_error};
+use o3_transport::control::{ClusterToken, SignalError, describe_error, shutdown_signal};
 use o3_transport::shm::ShmFabric;
 use o3_transport::tcp::TcpFabric;
 use o3_transport::{Fabric, FabricOptions};
-use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -81,12 +80,8 @@ enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot watch for {signal}: {source}")]
-    Signal {
-        signal: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Signal(#[from] SignalError),
     #[error("cannot print the bound address: {0}")]
     Announce(#[source] std::io::Error),
     #[error("serving failed: {0}")]
@@ -239,24 +234,4 @@ impl DataFabric {
             fabric.close();
         }
     }
-}
-
-/// Completes on the first SIGINT or SIGTERM. The handlers are installed
-/// before this returns, so a signal arriving after is never lost.
-fn shutdown_signal() -> Result<impl Future<Output = ()>, RunError> {
-    let watch = |kind: SignalKind, name: &'static str| {
-        signal(kind).map_err(|source| RunError::Signal {
-            signal: name,
-            source,
-        })
-    };
-    let mut interrupt = watch(SignalKind::interrupt(), "SIGINT")?;
-    let mut terminate = watch(SignalKind::terminate(), "SIGTERM")?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        tracing::info!(signal = name, "shutting down");
-    })
 }

@@ -2,12 +2,10 @@
 //! check on a listener, with the lease reaper beside it, until shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use o3_transport::control::{ClusterToken, RequireClusterToken};
+use o3_transport::control::{ClusterToken, RequireClusterToken, serve_until};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -26,30 +24,18 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), tonic::transport::Error> {
     let reaper = tokio::spawn(service.clone().reclaim_expired_periodically());
-    let stopping = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stopping);
-    let server = Server::builder()
-        .layer(RequireClusterToken::new(token).layer())
-        .add_service(service.into_server())
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            stopped.notified().await;
-        });
-    tokio::pin!(server);
-    tokio::pin!(shutdown);
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = &mut shutdown => {
-            // `notify_one` keeps a permit if the server is not waiting yet.
-            stopping.notify_one();
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    tracing::warn!(?grace, "calls still open after the shutdown grace; stopping anyway");
-                    Ok(())
-                }
-            }
-        }
-    };
+    let served = serve_until(
+        |stop| {
+            Server::builder()
+                .layer(RequireClusterToken::new(token).layer())
+                .add_service(service.into_server())
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop)
+        },
+        shutdown,
+        || {},
+        grace,
+    )
+    .await;
     reaper.abort();
     served
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use o3_storage::job::CompactionJob;
 use o3_transport::control::proto::csa::v1 as pb;
-use o3_transport::control::{ClusterToken, RequireClusterToken};
+use o3_transport::control::{ClusterToken, RequireClusterToken, serve_until};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -485,30 +485,20 @@ pub async fn serve(
         "scheduler started"
     );
     let monitor = tokio::spawn(Arc::clone(&scheduler).monitor());
-    let stopping = Arc::new(Notify::new());
-    let stopped = Arc::clone(&stopping);
-    let server = Server::builder()
-        .layer(RequireClusterToken::new(token).layer())
-        .add_service(service::SchedulerService::new(Arc::clone(&scheduler)).into_server())
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            stopped.notified().await;
-        });
-    tokio::pin!(server);
-    tokio::pin!(shutdown);
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = &mut shutdown => {
-            scheduler.close();
-            stopping.notify_one();
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    tracing::warn!(?grace, "calls still open after the shutdown grace; stopping anyway");
-                    Ok(())
-                }
-            }
-        }
-    };
+    let closing = Arc::clone(&scheduler);
+    let served = serve_until(
+        |stop| {
+            Server::builder()
+                .layer(RequireClusterToken::new(token).layer())
+                .add_service(service::SchedulerService::new(Arc::clone(&scheduler)).into_server())
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop)
+        },
+        shutdown,
+        // Open long-polls answer at once instead of holding the grace.
+        move || closing.close(),
+        grace,
+    )
+    .await;
     monitor.abort();
     served.map_err(|e| {
         CsaError::Internal(format!(

@@ -15,6 +15,7 @@ mod auth;
 mod connect;
 mod error;
 mod health;
+mod lifecycle;
 
 pub use auth::{
     AttachClusterToken, AuthenticatedChannel, CLUSTER_TOKEN_HEADER, ClusterToken,
@@ -23,6 +24,7 @@ pub use auth::{
 pub use connect::{Backoff, ConnectOptions, connect, describe_error};
 pub use error::ControlError;
 pub use health::HealthService;
+pub use lifecycle::{SignalError, StopSignal, serve_until, shutdown_signal};
 
 /// Code generated from `transport/proto/`, one module per protobuf package.
 pub mod proto {
