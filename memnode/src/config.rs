@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use o3_transport::control::ClusterToken;
+use o3_transport::control::settings;
+pub use o3_transport::control::settings::{ConfigError, invalid, parse_duration, parse_size};
 use serde::Deserialize;
 
 use crate::data_plane::TransportKind;
@@ -38,38 +40,6 @@ pub const DEFAULT_LEASE_TTL: &str = "10s";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "5s";
 pub const DEFAULT_TRANSPORT: &str = "tcp";
 pub const DEFAULT_SHM_DIR: &str = "/dev/shm";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    ReadConfig {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}{location}: {message}")]
-    ParseConfig {
-        path: PathBuf,
-        location: String,
-        message: String,
-    },
-    #[error("invalid {key} {value:?}: {reason}")]
-    InvalidValue {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error("no token file: set token_file in the config file or pass --token-file")]
-    MissingTokenFile,
-    #[error("cannot read token file {path}: {source}")]
-    ReadToken {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("token file {path}: {reason}")]
-    BadToken { path: PathBuf, reason: String },
-}
 
 /// The settings as the file or the flags spell them, before parsing.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -88,27 +58,12 @@ pub struct RawConfig {
 impl RawConfig {
     /// Parses the TOML text of the config file at `path`.
     pub fn from_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let location = e.span().map_or(String::new(), |span| {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!(" line {line}")
-            });
-            ConfigError::ParseConfig {
-                path: path.to_owned(),
-                location,
-                // toml's message can span lines; the error must be one.
-                message: e.message().replace('\n', " ").trim().to_owned(),
-            }
-        })
+        settings::from_toml(path, text)
     }
 
     /// Reads and parses the config file at `path`.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadConfig {
-            path: path.to_owned(),
-            source,
-        })?;
-        RawConfig::from_toml(path, &text)
+        settings::from_file(path)
     }
 
     /// `self` with every setting `flags` has replaced by the flag's.
@@ -237,75 +192,8 @@ impl Config {
     /// The cluster token in `token_file` (surrounding whitespace, such as a
     /// trailing newline, is not part of it).
     pub fn read_token(&self) -> Result<ClusterToken, ConfigError> {
-        let path = &self.token_file;
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadToken {
-            path: path.clone(),
-            source,
-        })?;
-        ClusterToken::new(text.trim()).map_err(|e| ConfigError::BadToken {
-            path: path.clone(),
-            reason: e.to_string(),
-        })
+        settings::read_token(&self.token_file)
     }
-}
-
-fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::InvalidValue {
-        key,
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-/// Splits `text` into its leading decimal number and the unit after it.
-fn number_and_unit<'t>(key: &'static str, text: &'t str) -> Result<(u64, &'t str), ConfigError> {
-    let trimmed = text.trim();
-    let digits = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let number = trimmed[..digits]
-        .parse::<u64>()
-        .map_err(|_| invalid(key, text, "expected a whole number followed by a unit"))?;
-    Ok((number, trimmed[digits..].trim()))
-}
-
-/// A byte size such as `8GiB`, `64MiB`, `4096` or `4096B`.
-pub fn parse_size(key: &'static str, text: &str) -> Result<u64, ConfigError> {
-    let (number, unit) = number_and_unit(key, text)?;
-    let shift = match unit {
-        "" | "B" => 0,
-        "KiB" => 10,
-        "MiB" => 20,
-        "GiB" => 30,
-        "TiB" => 40,
-        _ => {
-            return Err(invalid(
-                key,
-                text,
-                "unknown unit (use B, KiB, MiB, GiB or TiB)",
-            ));
-        }
-    };
-    number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| invalid(key, text, "too large"))
-}
-
-/// A duration such as `500ms`, `10s`, `2m` or `1h`.
-pub fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    let (number, unit) = number_and_unit(key, text)?;
-    let seconds_per_unit = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "" => return Err(invalid(key, text, "missing unit (use ms, s, m or h)")),
-        _ => return Err(invalid(key, text, "unknown unit (use ms, s, m or h)")),
-    };
-    number
-        .checked_mul(seconds_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| invalid(key, text, "too large"))
 }
 
 #[cfg(test)]

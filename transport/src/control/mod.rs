@@ -16,6 +16,7 @@ mod connect;
 mod error;
 mod health;
 mod lifecycle;
+pub mod settings;
 
 pub use auth::{
     AttachClusterToken, AuthenticatedChannel, CLUSTER_TOKEN_HEADER, ClusterToken,
