@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use o3_csa::CsaError;
 use o3_csa::config::{RawAgentConfig, RawSchedulerConfig};
 use o3_storage::env::{LocalFs, Storage, ThrottledStorage};
-use tracing_subscriber::EnvFilter;
+use o3_transport::control::{init_logging, parse_args};
 
 #[derive(Debug, Parser)]
 #[command(about = "o3 compaction service: scheduler and agents", version)]
@@ -96,25 +96,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match parse_args("o3-csa") {
         Ok(args) => args,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!("o3-csa: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     match run(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -18,11 +18,12 @@ use std::sync::Arc;
 use clap::Parser;
 use o3_memnode::config::{Config, ConfigError, RawConfig};
 use o3_memnode::{ControlService, DataPlane, MemoryNode, TransportKind};
-use o3_transport::control::{ClusterToken, SignalError, describe_error, shutdown_signal};
+use o3_transport::control::{
+    ClusterToken, SignalError, describe_error, init_logging, parse_args, shutdown_signal,
+};
 use o3_transport::shm::ShmFabric;
 use o3_transport::tcp::TcpFabric;
 use o3_transport::{Fabric, FabricOptions};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(about = "Serve an o3 memory node", version)]
@@ -89,26 +90,11 @@ enum RunError {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match parse_args("o3-memnode") {
         Ok(args) => args,
-        Err(e) if !e.use_stderr() => {
-            // --help or --version.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!("o3-memnode: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -78,3 +78,33 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()>, SignalError> {
         tracing::info!(signal = name, "shutting down");
     })
 }
+
+/// Parse a node binary's command line. `--help` and `--version` print and
+/// return `Err(ExitCode::SUCCESS)`; a bad argument prints one line,
+/// `NAME: reason`, and returns `Err(ExitCode::from(2))`.
+pub fn parse_args<A: clap::Parser>(name: &str) -> Result<A, std::process::ExitCode> {
+    match A::try_parse() {
+        Ok(args) => Ok(args),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("{name}: {}", first.trim_start_matches("error: "));
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// Log with `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

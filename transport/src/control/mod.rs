@@ -25,7 +25,9 @@ pub use auth::{
 pub use connect::{Backoff, ConnectOptions, connect, describe_error};
 pub use error::ControlError;
 pub use health::HealthService;
-pub use lifecycle::{SignalError, StopSignal, serve_until, shutdown_signal};
+pub use lifecycle::{
+    SignalError, StopSignal, init_logging, parse_args, serve_until, shutdown_signal,
+};
 
 /// Code generated from `transport/proto/`, one module per protobuf package.
 pub mod proto {
