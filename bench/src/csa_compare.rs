@@ -100,6 +100,10 @@ pub struct CsaCompareArgs {
     /// Compaction output size at level 1.
     #[arg(long, default_value_t = 2_000_000)]
     pub target_file_size_base: u64,
+    /// Background jobs of the database: flushes and compactions here, and
+    /// compactions at once wherever they run (the same in every run).
+    #[arg(long, default_value_t = 4)]
+    pub max_background_jobs: usize,
     /// Storage read bandwidth of every process (the database's and each
     /// agent's own), MB/s (10^6 bytes per second).
     #[arg(long, default_value_t = 60.0)]
@@ -213,6 +217,7 @@ impl CsaCompareArgs {
                 self.max_bytes_for_level_base
             ),
             format!("--target_file_size_base={}", self.target_file_size_base),
+            format!("--max_background_jobs={}", self.max_background_jobs),
         ];
         if let Some(c) = &self.compaction {
             flags.push(format!("--compaction={c}"));
@@ -629,7 +634,7 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     let conditions = Conditions {
         pinning: pinning.description.clone(),
         fill: format!(
-            "fillrandom of {} keys, key {} B, value {} B, 1 thread; {} shards; write buffer {} B, max unflushed {} B, level-0 triggers compaction {} / slowdown {} / stop {}, level 1 {} B, tables {} B, compaction {}",
+            "fillrandom of {} keys, key {} B, value {} B, 1 thread; {} shards; write buffer {} B, max unflushed {} B, level-0 triggers compaction {} / slowdown {} / stop {}, level 1 {} B, tables {} B, {} background jobs, compaction {}",
             args.num,
             args.key_size,
             args.value_size,
@@ -641,6 +646,7 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
             args.level0_stop_writes_trigger,
             args.max_bytes_for_level_base,
             args.target_file_size_base,
+            args.max_background_jobs,
             args.compaction.as_deref().unwrap_or("the engine's default")
         ),
         storage_per_process: format!(
@@ -947,6 +953,7 @@ mod tests {
             shards: 4,
             max_bytes_for_level_base: 8_000_000,
             target_file_size_base: 2_000_000,
+            max_background_jobs: 4,
             storage_read_mbps: 60.0,
             storage_write_mbps: 30.0,
             storage_latency_us: 0,

@@ -38,12 +38,10 @@ fn worker(engine: &Arc<Engine>) {
     }
 }
 
-/// Jobs running elsewhere (a compaction service) per background worker.
-const REMOTE_JOBS_PER_WORKER: usize = 4;
-
 /// Wait for and claim the next job; `None` on shutdown. At most
-/// `max_background_jobs` jobs run in this process at once, and at most
-/// [`REMOTE_JOBS_PER_WORKER`] times as many elsewhere.
+/// `max_background_jobs` jobs run in this process at once, and at most as
+/// many compactions wherever they run; a flush does not wait for
+/// compactions running elsewhere.
 fn next_job(engine: &Engine) -> Option<u64> {
     loop {
         if engine.shutting_down.load(Ordering::Acquire) {
@@ -56,13 +54,18 @@ fn next_job(engine: &Engine) -> Option<u64> {
         let poisoned = engine.bg_error.get().is_some();
         expire_leases(engine, &mut st);
         let now = Instant::now();
-        // Jobs running elsewhere use no worker here: a flush must not wait
-        // behind remote compactions. They are bounded all the same.
+        // Jobs running elsewhere use no worker here, so a flush does not
+        // wait behind remote compactions; compactions, wherever they run,
+        // stay at `max_background_jobs` at once (the pickers' safety with
+        // concurrent jobs is argued and tested at that concurrency).
         let (here, elsewhere) = st.jobs.in_flight_here_and_elsewhere();
         let max = engine.options.max_background_jobs;
-        let room = here < max && elsewhere < max * REMOTE_JOBS_PER_WORKER;
-        if !poisoned && room {
-            match claim_next(engine, &mut vs, &mut st, now) {
+        let room = Room {
+            flush: here < max,
+            compaction: here + elsewhere < max,
+        };
+        if !poisoned && (room.flush || room.compaction) {
+            match claim_next(engine, &mut vs, &mut st, now, room) {
                 Ok(Some(job_id)) => return Some(job_id),
                 Ok(None) => {}
                 // Reserving file numbers failed: the database is stopped.
@@ -81,18 +84,33 @@ fn next_job(engine: &Engine) -> Option<u64> {
     }
 }
 
+/// Which kinds of job may start now.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    flush: bool,
+    compaction: bool,
+}
+
 fn claim_next(
     engine: &Engine,
     vs: &mut o3_storage::version::VersionSet,
     st: &mut DbState,
     now: Instant,
+    room: Room,
 ) -> o3_storage::Result<Option<u64>> {
-    if let Some(job_id) = st.jobs.due_retry(now) {
+    if room.compaction
+        && let Some(job_id) = st.jobs.due_retry(now)
+    {
         return Ok(build::next_attempt(engine, vs, st, job_id)?.map(|t| t.job_id));
     }
     note_writes(engine, st, now);
-    if let Some(shard) = (0..st.shards.len()).find(|&i| flush_due(engine, st, i, now)) {
+    if room.flush
+        && let Some(shard) = (0..st.shards.len()).find(|&i| flush_due(engine, st, i, now))
+    {
         return build::claim_flush(engine, vs, st, shard).map(Some);
+    }
+    if !room.compaction {
+        return Ok(None);
     }
     let version = vs.current();
     let plan = if engine.options.disable_auto_compactions {
