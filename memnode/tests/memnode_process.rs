@@ -488,6 +488,10 @@ fn bad_input_is_a_one_line_error_and_a_failing_exit() {
             &[
                 "--listen",
                 taken.as_str(),
+                // Any free port for the data plane: the default (the
+                // control port + 1) may be another test's.
+                "--data-listen",
+                "127.0.0.1:0",
                 "--token-file",
                 good_token,
                 "--pool-size",
