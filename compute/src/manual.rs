@@ -107,7 +107,6 @@ fn compact_level(
         drop(vs);
         jobs::dispatch(db, job.token.job_id);
         jobs::wait_for(db, job.token.job_id)?;
-        install::purge_obsolete_files(db);
         if !until_empty {
             return Ok(());
         }

@@ -32,9 +32,10 @@ pub(crate) fn start_workers(engine: &Arc<Engine>) -> Vec<JoinHandle<()>> {
 }
 
 fn worker(engine: &Arc<Engine>) {
+    // Obsolete inputs are deleted by the install (`jobs::finish`),
+    // wherever the result arrives.
     while let Some(job_id) = next_job(engine) {
         jobs::dispatch(engine, job_id);
-        install::purge_obsolete_files(engine);
     }
 }
 

@@ -34,6 +34,7 @@ use registry::{ClaimedWork, Outcome};
 pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
     let (job, executor, summary) = {
         let mut st = engine.state.lock();
+        let running_here = st.jobs.in_flight_here_and_elsewhere().0;
         let Some(claim) = st.jobs.get_mut(job_id) else {
             return;
         };
@@ -56,16 +57,15 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
             Job::Compaction(c) => trivial_move(c),
             Job::Flush(_) => None,
         };
-        let place_locally = claim.place_locally;
         let executor = match &trivial {
             Some(_) => engine.local_executor.clone(),
-            None => {
-                let running_here = st.jobs.in_flight_here_and_elsewhere().0;
-                place(engine, &job, summary.as_ref(), place_locally, running_here)
-            }
-        };
-        let Some(claim) = st.jobs.get_mut(job_id) else {
-            return;
+            None => place(
+                engine,
+                &job,
+                summary.as_ref(),
+                claim.place_locally,
+                running_here,
+            ),
         };
         claim.in_flight = true;
         claim.since = Instant::now();
@@ -153,9 +153,8 @@ fn place(
 pub(crate) fn finish(engine: &Engine, token: JobToken, outcome: Result<JobResult>) {
     let e = match outcome.and_then(|result| install_own(engine, token, result)) {
         Ok(()) => {
-            // A result that arrives on an executor's thread is installed
-            // after the worker that dispatched it purged: the inputs it
-            // made obsolete are deleted here (once no reader holds them).
+            // The inputs the result made obsolete are deleted here (once no
+            // reader holds them), on whichever thread the result arrived.
             install::purge_obsolete_files(engine);
             return;
         }
