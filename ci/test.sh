@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 
 ci/setup.sh
 
+# A fresh clone gains nothing from incremental caches, and they double the
+# size of target/ (CI's disk is shared and has run out before).
+if [[ "${CI:-}" == "true" ]]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
