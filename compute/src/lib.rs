@@ -122,7 +122,7 @@ pub use range_iter::DbRange;
 // The types that fill in `DbOptions` and read `DbStats`, so an embedded user
 // needs no second dependency on `o3-storage`.
 pub use jobs::placement::{JobSummary, PlacementPolicy, RemoteEstimate, RemoteOffer};
-pub use jobs::service::CompactionServiceOptions;
+pub use jobs::service::{CompactionServiceOptions, FlushPlacement};
 pub use o3_memnode::client::{ImageStore, RemoteConfig, StoreConfig};
 pub use o3_storage::compaction::{
     CompactionOptions, FilePicker, Granularity, Layout, LeveledOptions, Preset, Trigger,
@@ -135,7 +135,10 @@ pub use offload::{MemoryNodeChoice, OffloadOptions};
 pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
-pub use stats::{DbStats, LevelStats, OffloadStats, PlacementReason, PlacementStats, StallReason};
+pub use stats::{
+    DbStats, FlushPlacementStats, LevelStats, OffloadStats, PlacementReason, PlacementStats,
+    StallReason,
+};
 
 /// The repository README's Rust example, compiled and run as a doctest
 /// (`cargo test -p o3-compute --doc`) so that it cannot drift from the API.

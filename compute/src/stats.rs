@@ -197,6 +197,36 @@ pub struct PlacementStats {
     /// error.
     pub service_connected: bool,
     pub service_error: Option<String>,
+    /// Where flushes ran while the service was configured.
+    pub flush: FlushPlacementStats,
+}
+
+/// Where flushes ran while a compaction service was configured
+/// ([`crate::FlushPlacement`]), and what the remote ones moved. Image bytes
+/// read back from the memory node for local flushes are
+/// `OffloadStats::read_back_bytes`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FlushPlacementStats {
+    /// Flushes placed here, by reason: an image was still in local memory
+    /// (or on no data plane), or the service was unreachable or had no
+    /// executor for it. With `FlushPlacement::Local` every flush is
+    /// `PlacementReason::LocalFlush` instead.
+    pub local_images: u64,
+    pub local_unreachable: u64,
+    /// Flushes sent to the service that it gave back (every try failed,
+    /// or it was withdrawn): they ran here afterwards.
+    pub fallback_failed: u64,
+    /// Flushes finished on the memory node holding their images, and on
+    /// a plain agent.
+    pub memnode: u64,
+    pub agent: u64,
+    /// Submit to result, summed over flushes finished remotely.
+    pub remote_micros: u64,
+    /// Image bytes the agents read from the memory node.
+    pub bytes_memnode_to_agent: u64,
+    /// Table bytes written by the memory node and by agents.
+    pub bytes_written_memnode: u64,
+    pub bytes_written_agent: u64,
 }
 
 impl PlacementStats {

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use o3_storage::job::{CompactionJob, JobResult};
+use o3_storage::job::{CompactionJob, FlushJob, JobResult};
 use o3_transport::control::proto::csa::v1 as pb;
 use o3_transport::control::{
     AuthenticatedChannel, ClusterToken, ConnectOptions, ControlError, authenticated, connect,
@@ -120,6 +120,8 @@ pub struct RemoteRun {
     pub exec: Duration,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// It ran on a memory node's flush executor.
+    pub on_memnode: bool,
 }
 
 /// The agents' load and the queue, for placement decisions.
@@ -132,6 +134,8 @@ pub struct Load {
     pub slots_free: u32,
     /// Moving average of recent jobs' queue wait.
     pub queue_wait: Duration,
+    /// Memory nodes executing flushes (not counted in the slots above).
+    pub memnodes: Vec<AgentLoad>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -149,6 +153,12 @@ pub struct AgentLoad {
     pub healthy: bool,
     pub jobs_done: u64,
     pub jobs_failed: u64,
+    /// A memory node's data-plane node id; `None` for a plain agent.
+    pub memnode: Option<String>,
+    pub flushes_done: u64,
+    /// Moving average of image bytes flushed per second; 0 before the
+    /// first flush.
+    pub flush_bytes_per_sec: f64,
 }
 
 impl AgentLoad {
@@ -164,6 +174,9 @@ impl AgentLoad {
             healthy: a.healthy,
             jobs_done: a.jobs_done,
             jobs_failed: a.jobs_failed,
+            memnode: (!a.memnode.is_empty()).then(|| a.memnode.clone()),
+            flushes_done: a.flushes_done,
+            flush_bytes_per_sec: a.flush_bytes_per_sec,
         }
     }
 }
@@ -285,6 +298,48 @@ impl SchedulerClient {
                 job: bytes,
                 score,
                 epochs,
+                ..pb::SubmitRequest::default()
+            },
+            self.timeout,
+        );
+        let reply = self
+            .grpc
+            .clone()
+            .submit(request)
+            .await
+            .map_err(|s| self.error(&s, None))?
+            .into_inner();
+        Ok(Submitted {
+            ticket: reply.ticket,
+            queue_position: reply.queue_position,
+        })
+    }
+
+    /// Queue a flush of images held by a memory node (`images` says where,
+    /// in the job's order), to run where `target` allows; its file numbers
+    /// are cut into `epochs` slices as a compaction's.
+    pub async fn submit_flush(
+        &self,
+        tenant: &TenantSession,
+        job: &FlushJob,
+        images: pb::FlushImages,
+        target: pb::FlushTarget,
+        epochs: u32,
+    ) -> Result<Submitted, CsaError> {
+        let bytes = job.to_bytes().map_err(|e| {
+            CsaError::InvalidArgument(format!("cannot encode flush job {}: {e}", job.token))
+        })?;
+        let request = self.request(
+            pb::SubmitRequest {
+                tenant_id: tenant.tenant_id,
+                session: tenant.session.clone(),
+                job: bytes,
+                // Flushes order before every compaction whatever the score.
+                score: 0.0,
+                epochs,
+                kind: pb::JobKind::Flush as i32,
+                images: Some(images),
+                target: target as i32,
             },
             self.timeout,
         );
@@ -378,6 +433,7 @@ impl SchedulerClient {
             slots_total: reply.slots_total,
             slots_free: reply.slots_free,
             queue_wait: Duration::from_micros(reply.queue_wait_us),
+            memnodes: reply.memnodes.iter().map(AgentLoad::from_proto).collect(),
         })
     }
 
@@ -415,6 +471,7 @@ fn job_status(reply: pb::AwaitResponse) -> Result<JobStatus, CsaError> {
                 exec: Duration::from_micros(reply.exec_us),
                 bytes_read: reply.bytes_read,
                 bytes_written: reply.bytes_written,
+                on_memnode: reply.on_memnode,
             })
         }
         Ok(pb::JobState::Failed) => JobStatus::Failed {

@@ -118,6 +118,9 @@ pub struct AgentConfig {
     pub call_timeout: Duration,
     /// Job directories under `.0` are used under `.1` on this agent.
     pub path_map: Option<(PathBuf, PathBuf)>,
+    /// Set when this executor is a memory node (its data-plane node id):
+    /// it is given only flushes of images it holds.
+    pub memnode: Option<String>,
 }
 
 impl AgentConfig {
@@ -131,6 +134,7 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(5),
             call_timeout: Duration::from_secs(5),
             path_map: None,
+            memnode: None,
         }
     }
 }

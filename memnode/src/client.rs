@@ -20,6 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::data_plane::TransportKind;
 use crate::error::Error;
 use crate::images::ImageMeta;
 use crate::lookup::{GetRequest, GetResponse, ScanRequest, ScanResponse};
@@ -136,6 +137,13 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
 
     /// The node's pool and image statistics.
     fn stats(&self) -> ClientResult<NodeStats>;
+
+    /// The data plane the node announced (its transport and node id), which
+    /// a flush executor elsewhere reads the images through; `None` without
+    /// one.
+    fn data_plane(&self) -> Option<(TransportKind, o3_transport::NodeId)> {
+        None
+    }
 }
 
 /// Calls on a [`MemoryNode`] of this process, as one owner, with no

@@ -13,6 +13,19 @@
 //! | `transport`  | `--transport`   | `tcp`            | `shm`            |
 //! | `data_listen` | `--data-listen` | control port + 1 on the `listen` host (port 0 when `listen`'s is 0) | `10.0.0.5:7381` |
 //! | `shm_dir`    | `--shm-dir`     | `/dev/shm`       | `/mnt/hugepages` |
+//! | `scheduler`  | `--scheduler`   | — (no flush executor) | `10.0.0.2:7400` |
+//! | `flush_slots` | `--flush-slots` | `2`             | `4`              |
+//! | `path_map`   | `--path-map`    | —                | `/db=/mnt/db`    |
+//! | `storage_read_mbps` | `--storage-read-mbps` | — (unthrottled) | `200` |
+//! | `storage_write_mbps` | `--storage-write-mbps` | — (unthrottled) | `100` |
+//! | `storage_latency_us` | `--storage-latency-us` | — | `500` |
+//!
+//! With `scheduler` set, the memory node also executes flushes of images
+//! in its pool for that `o3-csa` scheduler (`crate::flush_executor`),
+//! `flush_slots` at once, writing tables to the database directories named
+//! by the jobs (moved by `path_map` `FROM=TO` when storage is mounted
+//! elsewhere here), through the same emulated storage throttle as an
+//! `o3-csa agent`'s (`storage_*`).
 //!
 //! `transport` is the data plane's `o3-transport` backend: `tcp` (any host;
 //! it listens on `data_listen`) or `shm` (compute nodes on this host; region
@@ -40,6 +53,7 @@ pub const DEFAULT_LEASE_TTL: &str = "10s";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "5s";
 pub const DEFAULT_TRANSPORT: &str = "tcp";
 pub const DEFAULT_SHM_DIR: &str = "/dev/shm";
+pub const DEFAULT_FLUSH_SLOTS: u32 = 2;
 
 /// The settings as the file or the flags spell them, before parsing.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -53,6 +67,12 @@ pub struct RawConfig {
     pub transport: Option<String>,
     pub data_listen: Option<String>,
     pub shm_dir: Option<PathBuf>,
+    pub scheduler: Option<String>,
+    pub flush_slots: Option<u32>,
+    pub path_map: Option<String>,
+    pub storage_read_mbps: Option<f64>,
+    pub storage_write_mbps: Option<f64>,
+    pub storage_latency_us: Option<u64>,
 }
 
 impl RawConfig {
@@ -77,6 +97,12 @@ impl RawConfig {
             transport: flags.transport.or(self.transport),
             data_listen: flags.data_listen.or(self.data_listen),
             shm_dir: flags.shm_dir.or(self.shm_dir),
+            scheduler: flags.scheduler.or(self.scheduler),
+            flush_slots: flags.flush_slots.or(self.flush_slots),
+            path_map: flags.path_map.or(self.path_map),
+            storage_read_mbps: flags.storage_read_mbps.or(self.storage_read_mbps),
+            storage_write_mbps: flags.storage_write_mbps.or(self.storage_write_mbps),
+            storage_latency_us: flags.storage_latency_us.or(self.storage_latency_us),
         }
     }
 
@@ -142,6 +168,24 @@ impl RawConfig {
             return Err(invalid("shm_dir", "", "an empty path"));
         }
         let token_file = self.token_file.ok_or(ConfigError::MissingTokenFile)?;
+        let flush_executor = match self.scheduler {
+            None => None,
+            // The agent's own parsing: the same keys mean the same there.
+            Some(scheduler) => Some(
+                o3_csa::config::RawAgentConfig {
+                    scheduler: Some(scheduler),
+                    token_file: Some(token_file.clone()),
+                    name: Some(format!("memnode {listen}")),
+                    slots: Some(self.flush_slots.unwrap_or(DEFAULT_FLUSH_SLOTS)),
+                    storage_read_mbps: self.storage_read_mbps,
+                    storage_write_mbps: self.storage_write_mbps,
+                    storage_latency_us: self.storage_latency_us,
+                    path_map: self.path_map,
+                    shutdown_grace: Some(format!("{}ms", shutdown_grace.as_millis())),
+                }
+                .resolve()?,
+            ),
+        };
         Ok(Config {
             listen,
             pool_size,
@@ -151,6 +195,7 @@ impl RawConfig {
             transport,
             data_listen,
             shm_dir,
+            flush_executor,
         })
     }
 }
@@ -170,6 +215,8 @@ pub struct Config {
     pub data_listen: SocketAddr,
     /// Where the `shm` data plane creates its directory.
     pub shm_dir: PathBuf,
+    /// The flush executor's settings, when a scheduler is configured.
+    pub flush_executor: Option<o3_csa::config::AgentSettings>,
 }
 
 /// The control address's port + 1 on the same host; port 0 (any free
@@ -271,6 +318,7 @@ mod tests {
                 transport: TransportKind::Tcp,
                 data_listen: "127.0.0.1:9001".parse().unwrap(),
                 shm_dir: PathBuf::from("/dev/shm"),
+                flush_executor: None,
             }
         );
         let flags = RawConfig {
@@ -377,6 +425,7 @@ mod tests {
                 transport: TransportKind::Tcp,
                 data_listen: "127.0.0.1:7381".parse().unwrap(),
                 shm_dir: PathBuf::from("/dev/shm"),
+                flush_executor: None,
             }
         };
         assert!(config("good", Some("secret-1\n")).read_token().is_ok());

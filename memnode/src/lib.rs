@@ -40,16 +40,22 @@
 //! - [`client`]: what a compute node uses ([`client::ImageStore`]) and its
 //!   implementations: in process without transport, in process over the
 //!   `local` transport, and a remote `o3-memnode` over gRPC + `shm`/`tcp`;
-//! - [`config`]: the `o3-memnode` binary's TOML file and flags.
+//! - [`config`]: the `o3-memnode` binary's TOML file and flags;
+//! - [`flush_executor`]: the memory node executing flushes of images in its
+//!   pool for an `o3-csa` scheduler ([`flush_executor::PoolImages`]);
+//! - [`local`]: [`local::LocalMemoryNode`], a whole memory node (control,
+//!   tcp data plane, flush executor) served from this process.
 
 pub mod client;
 pub mod config;
 mod control;
 pub mod data_plane;
 mod error;
+pub mod flush_executor;
 mod free_list;
 mod images;
 mod lease;
+pub mod local;
 mod lookup;
 mod node;
 mod pool;

@@ -7,7 +7,9 @@
 //! 127.0.0.1:0` is usable), then `data plane KIND NODE` (the transport node
 //! compute nodes connect to; registering announces it too). On shutdown
 //! the shm data plane's files are removed. Bad input is one line on stderr
-//! and a non-zero exit. Settings: see `o3_memnode::config`.
+//! and a non-zero exit. Settings: see `o3_memnode::config`. With
+//! `--scheduler` it also executes flushes of images in its pool for that
+//! `o3-csa` scheduler (`o3_memnode::flush_executor`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use clap::Parser;
 use o3_memnode::config::{Config, ConfigError, RawConfig};
 use o3_memnode::{ControlService, DataPlane, MemoryNode, TransportKind};
+use o3_storage::env::{LocalFs, Storage, ThrottledStorage};
 use o3_transport::control::{
     ClusterToken, SignalError, describe_error, init_logging, parse_args, shutdown_signal,
 };
@@ -60,6 +63,26 @@ struct Args {
     /// [default: /dev/shm].
     #[arg(long)]
     shm_dir: Option<PathBuf>,
+    /// An o3-csa scheduler's `host:port`: execute flushes of images in
+    /// this pool for it [default: none, no flush executor].
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// Flushes executed at once [default: 2].
+    #[arg(long)]
+    flush_slots: Option<u32>,
+    /// `FROM=TO`: a job's database directory under FROM is used under TO
+    /// here.
+    #[arg(long)]
+    path_map: Option<String>,
+    /// Emulated storage read bandwidth of flushes, in MB/s.
+    #[arg(long)]
+    storage_read_mbps: Option<f64>,
+    /// Emulated storage write bandwidth of flushes, in MB/s.
+    #[arg(long)]
+    storage_write_mbps: Option<f64>,
+    /// Emulated storage latency per operation of flushes, in µs.
+    #[arg(long)]
+    storage_latency_us: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,13 +141,19 @@ fn run(args: Args) -> Result<(), RunError> {
         transport: args.transport,
         data_listen: args.data_listen,
         shm_dir: args.shm_dir,
+        scheduler: args.scheduler,
+        flush_slots: args.flush_slots,
+        path_map: args.path_map,
+        storage_read_mbps: args.storage_read_mbps,
+        storage_write_mbps: args.storage_write_mbps,
+        storage_latency_us: args.storage_latency_us,
     };
     let config = file.overridden_by(flags).resolve()?;
     let token = config.read_token()?;
     let plane = DataPlane::new();
     let fabric = DataFabric::start(&config, &plane, token.clone())?;
-    let node = MemoryNode::with_fabric(config.pool_size, fabric.shared());
-    let service = ControlService::new(Arc::new(node), config.lease_ttl)
+    let node = Arc::new(MemoryNode::with_fabric(config.pool_size, fabric.shared()));
+    let service = ControlService::new(Arc::clone(&node), config.lease_ttl)
         .with_data_plane(config.transport, fabric.shared().node());
     plane.attach(&service);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -157,6 +186,34 @@ fn run(args: Args) -> Result<(), RunError> {
             lease_ttl = ?config.lease_ttl,
             "memory node serving"
         );
+        if let Some(settings) = config.flush_executor.clone() {
+            let local: Arc<dyn Storage> = Arc::new(LocalFs::new());
+            let storage: Arc<dyn Storage> = match settings.storage_model {
+                Some(model) => {
+                    tracing::info!(%model, "flush storage throttled");
+                    Arc::new(ThrottledStorage::new(local, model))
+                }
+                None => local,
+            };
+            let (token, node, plane) = (token.clone(), Arc::clone(&node), data_node.0.clone());
+            tracing::info!(scheduler = %settings.agent.scheduler, slots = settings.agent.slots, "flush executor starting");
+            // Runs until the process ends (a flush in flight is fenced or
+            // requeued by the scheduler like any agent's).
+            tokio::spawn(async move {
+                let ran = o3_memnode::flush_executor::run(
+                    settings.agent,
+                    token,
+                    storage,
+                    node,
+                    &plane,
+                    std::future::pending::<()>(),
+                )
+                .await;
+                if let Err(e) = ran {
+                    tracing::error!(error = %e, "flush executor stopped");
+                }
+            });
+        }
         let served =
             o3_memnode::server::serve(listener, service, token, shutdown, config.shutdown_grace)
                 .await

@@ -74,6 +74,12 @@ pub(crate) fn flush_job(
 /// File numbers one flush job needs.
 pub(crate) const FLUSH_OUTPUTS: u64 = 1;
 
+/// File numbers reserved for one flush: a slice per try when the executor
+/// may hand it to several executors in turn (each try writes its own).
+fn flush_outputs(engine: &Engine) -> u64 {
+    FLUSH_OUTPUTS * u64::from(engine.executor.reservation_slices().max(1))
+}
+
 /// Claim the flush of every sealed memtable of `shard`; returns its job id.
 pub(crate) fn claim_flush(
     engine: &Engine,
@@ -81,7 +87,7 @@ pub(crate) fn claim_flush(
     st: &mut DbState,
     shard: usize,
 ) -> Result<u64> {
-    let numbers = reserve(engine, vs, FLUSH_OUTPUTS)?;
+    let numbers = reserve(engine, vs, flush_outputs(engine))?;
     let job_id = st.jobs.next_job_id();
     let token = token(vs, job_id, 1);
     // Read under the state lock, like `Db::snapshot` registers.
@@ -237,7 +243,7 @@ pub(crate) fn next_attempt(
         return Ok(None);
     };
     let count = match &claim.work {
-        ClaimedWork::Flush { .. } => FLUSH_OUTPUTS,
+        ClaimedWork::Flush { .. } => flush_outputs(engine),
         ClaimedWork::Compaction { job, .. } => job.file_numbers.end - job.file_numbers.start,
     };
     let attempt = claim.token.attempt + 1;

@@ -28,7 +28,8 @@ use o3_storage::memtable::Memtable;
 
 pub use crate::image_id::ImageId;
 use crate::jobs::placement::{JobSummary, RemoteOffer};
-use crate::offload::slot::ImageSlot;
+use crate::offload::image::OffloadedImage;
+use crate::offload::slot::{Held, ImageSlot};
 use crate::stats::PlacementStats;
 use crate::table_cache::TableCache;
 
@@ -51,6 +52,12 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Whether flushes may be sent here (a flush reads memtables that are
     /// in this process or on its memory node).
     fn runs_flushes(&self) -> bool {
+        true
+    }
+    /// Whether this flush goes here (asked when [`Executor::runs_flushes`]
+    /// is true; with the database's state lock held: answer from what is
+    /// at hand). False runs it locally; the executor counts why.
+    fn takes_flush(&self, _work: &FlushWork) -> bool {
         true
     }
     /// Into how many equal slices a compaction's reserved file numbers are
@@ -121,6 +128,13 @@ impl SealedImage {
     /// The local memtable, if the flush may read it in place.
     pub(crate) fn memtable(&self) -> Option<&Arc<Memtable>> {
         self.local.as_ref()
+    }
+    /// The shipped image, when it is on a memory node now.
+    pub(crate) fn offloaded(&self) -> Option<Arc<OffloadedImage>> {
+        match self.slot.held() {
+            Held::Offloaded(image) if self.local.is_none() => Some(image),
+            _ => None,
+        }
     }
 }
 

@@ -134,7 +134,11 @@ fn place(
                 .place(summary, &engine.executor.offer(summary), running_here)
         }
         _ => {
-            let p = if engine.executor.runs_flushes() {
+            let takes = match job {
+                Job::Flush(work) => engine.executor.takes_flush(work),
+                Job::Compaction(_) => true,
+            };
+            let p = if engine.executor.runs_flushes() && takes {
                 Placement::Remote(R::RemoteUnconditional)
             } else {
                 Placement::Local(R::LocalFlush)

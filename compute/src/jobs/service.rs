@@ -20,6 +20,15 @@
 //!
 //! A job the service gives back (every try failed) is reported as
 //! [`JobError::NodeUnavailable`]: the engine's retry then runs it locally.
+//!
+//! Flushes ([`FlushPlacement`]): a flush whose images are all on the memory
+//! node (memtable offloading) may be sent too, naming where each image
+//! lies; the scheduler runs it on that memory node's flush executor (no
+//! image moves) or on a plain agent (which reads the images with one-sided
+//! reads). A flush with an image still in local memory, or while the
+//! service is unreachable or has no executor for it, runs here; so does
+//! one the service gives back. The images stay on the memory node until
+//! the result is installed (the job holds them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,12 +36,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use o3_csa::client::{JobStatus, Load, RemoteRun, SchedulerClient, TenantSession};
-use o3_storage::job::JobError;
+use o3_storage::job::{CompactionJob, JobError};
+use o3_transport::control::proto::csa::v1 as pb;
 use o3_storage::{Error, Result};
 use o3_transport::control::ClusterToken;
 use parking_lot::Mutex;
 
-use super::executor::{Completion, Executor, Job};
+use super::executor::{Completion, Executor, FlushWork, Job};
 use super::placement::{JobSummary, PlacementPolicy, RemoteEstimate, RemoteOffer, ewma};
 use crate::stats::PlacementStats;
 
@@ -61,6 +71,27 @@ pub struct CompactionServiceOptions {
     /// A job still queued after this long is withdrawn and run here (the
     /// service's agents are gone or busy with other work).
     pub max_queue_wait: Duration,
+    /// Where flushes of offloaded images run; `Auto` by default.
+    pub flush: FlushPlacement,
+}
+
+/// Where flushes run while a compaction service is configured. Only a
+/// flush whose images are all on the memory node (memtable offloading)
+/// can leave; any other runs here whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushPlacement {
+    /// Every flush runs on this compute node (reading offloaded images back).
+    Local,
+    /// On the flush executor of the memory node holding the images, when
+    /// it is registered with the scheduler; else here.
+    Memnode,
+    /// On a plain agent, which reads the images from the memory node;
+    /// here when the service has no healthy agent.
+    Agent,
+    /// On the memory node while its executor is registered and has a free
+    /// slot, else on an agent; here when the service has neither.
+    #[default]
+    Auto,
 }
 
 impl CompactionServiceOptions {
@@ -77,6 +108,7 @@ impl CompactionServiceOptions {
             max_tries: 3,
             timeout: Duration::from_secs(2),
             max_queue_wait: Duration::from_secs(5),
+            flush: FlushPlacement::Auto,
         }
     }
 
@@ -158,6 +190,20 @@ struct Counters {
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     retries: AtomicU64,
+    flush: FlushCounters,
+}
+
+#[derive(Default)]
+struct FlushCounters {
+    local_images: AtomicU64,
+    local_unreachable: AtomicU64,
+    fallback_failed: AtomicU64,
+    memnode: AtomicU64,
+    agent: AtomicU64,
+    remote_micros: AtomicU64,
+    bytes_memnode_to_agent: AtomicU64,
+    bytes_written_memnode: AtomicU64,
+    bytes_written_agent: AtomicU64,
 }
 
 // One per executor: the size difference costs nothing.
@@ -229,13 +275,9 @@ impl Executor for ServiceExecutor {
     }
 
     fn submit(&self, job: Job, done: Completion) {
-        let Job::Compaction(job) = job else {
-            // `runs_flushes` is false: placement never sends one.
-            done.complete(Err(unavailable(
-                &self.shared,
-                "flushes are not sent to the service",
-            )));
-            return;
+        let job = match job {
+            Job::Compaction(job) => job,
+            Job::Flush(work) => return self.submit_flush(work, done),
         };
         let connected = match &*self.shared.conn.lock() {
             Connection::Up {
@@ -320,7 +362,41 @@ impl Executor for ServiceExecutor {
     }
 
     fn runs_flushes(&self) -> bool {
-        false
+        self.shared.options.flush != FlushPlacement::Local
+    }
+
+    fn takes_flush(&self, work: &FlushWork) -> bool {
+        let c = &self.shared.counters.flush;
+        if flush_images(work).is_none() {
+            c.local_images.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let plane = work
+            .images
+            .first()
+            .and_then(|i| i.offloaded())
+            .and_then(|i| i.runtime.store.data_plane())
+            .map(|(_, node)| node.0);
+        let conn = self.shared.conn.lock();
+        let Connection::Up { load, .. } = &*conn else {
+            c.local_unreachable.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let memnode = load
+            .memnodes
+            .iter()
+            .any(|m| m.healthy && m.memnode.is_some() && m.memnode == plane);
+        let agent = load.agents.iter().any(|a| a.healthy);
+        let takes = match self.shared.options.flush {
+            FlushPlacement::Local => false,
+            FlushPlacement::Memnode => memnode,
+            FlushPlacement::Agent => agent,
+            FlushPlacement::Auto => memnode || agent,
+        };
+        if !takes {
+            c.local_unreachable.fetch_add(1, Ordering::Relaxed);
+        }
+        takes
     }
 
     fn reservation_slices(&self) -> u32 {
@@ -337,6 +413,19 @@ impl Executor for ServiceExecutor {
         s.remote_bytes_read = c.bytes_read.load(Ordering::Relaxed);
         s.remote_bytes_written = c.bytes_written.load(Ordering::Relaxed);
         s.remote_retries = c.retries.load(Ordering::Relaxed);
+        let f = &c.flush;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.flush = crate::stats::FlushPlacementStats {
+            local_images: get(&f.local_images),
+            local_unreachable: get(&f.local_unreachable),
+            fallback_failed: get(&f.fallback_failed),
+            memnode: get(&f.memnode),
+            agent: get(&f.agent),
+            remote_micros: get(&f.remote_micros),
+            bytes_memnode_to_agent: get(&f.bytes_memnode_to_agent),
+            bytes_written_memnode: get(&f.bytes_written_memnode),
+            bytes_written_agent: get(&f.bytes_written_agent),
+        };
         match &*self.shared.conn.lock() {
             Connection::Up { .. } => s.service_connected = true,
             Connection::Down { reason } => s.service_error = Some(reason.clone()),
@@ -344,7 +433,135 @@ impl Executor for ServiceExecutor {
     }
 }
 
+impl ServiceExecutor {
+    /// Send a flush of offloaded images to the service; report the result,
+    /// or "unavailable" so that the engine runs it here.
+    fn submit_flush(&self, work: FlushWork, done: Completion) {
+        let Some(images) = flush_images(&work) else {
+            done.complete(Err(unavailable(
+                &self.shared,
+                "an image of the flush is no longer on the memory node",
+            )));
+            return;
+        };
+        let connected = match &*self.shared.conn.lock() {
+            Connection::Up {
+                client, session, ..
+            } => Ok((client.clone(), session.clone())),
+            Connection::Down { reason } => Err(reason.clone()),
+        };
+        let (client, session) = match connected {
+            Ok(c) => c,
+            Err(reason) => {
+                done.complete(Err(unavailable(&self.shared, &reason)));
+                return;
+            }
+        };
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let target = match self.shared.options.flush {
+            FlushPlacement::Memnode => pb::FlushTarget::Memnode,
+            FlushPlacement::Agent => pb::FlushTarget::Agent,
+            FlushPlacement::Auto | FlushPlacement::Local => pb::FlushTarget::Any,
+        };
+        let shared = self.shared.clone();
+        runtime.spawn(async move {
+            let started = Instant::now();
+            let epochs = shared.options.max_tries;
+            let submitted = client
+                .submit_flush(&session, &work.job, images, target, epochs)
+                .await;
+            let outcome = match submitted {
+                Ok(s) => await_outcome(&shared, &client, &session, s.ticket).await,
+                Err(e) => {
+                    if e.is_unavailable() {
+                        shared.lost(e.to_string());
+                    }
+                    Err(format!("submit refused: {e}"))
+                }
+            };
+            let outcome = match outcome {
+                Ok(run) => {
+                    shared.note_flush(&run, started.elapsed());
+                    Ok(run.result)
+                }
+                Err(reason) => {
+                    shared
+                        .counters
+                        .flush
+                        .fallback_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "{}: the compaction service gave the flush back: {reason}",
+                        work.job.token
+                    );
+                    Err(unavailable(&shared, &reason))
+                }
+            };
+            done.complete(outcome);
+            // The images are released once nothing holds them: after the
+            // install (or the local retry) above.
+            drop(work);
+        });
+    }
+}
+
+/// Where the images of `work` are, when every one is on the memory node
+/// (in the current session, with a data-plane region).
+fn flush_images(work: &FlushWork) -> Option<pb::FlushImages> {
+    let mut plane = None;
+    let mut images = Vec::with_capacity(work.images.len());
+    for image in &work.images {
+        let offloaded = image.offloaded()?;
+        let store = &offloaded.runtime.store;
+        if offloaded.region.session != store.session() {
+            return None;
+        }
+        if plane.is_none() {
+            plane = Some(store.data_plane()?);
+        }
+        let desc = &offloaded.region.desc;
+        images.push(pb::ImageLocation {
+            pool: Some(pb::PoolRegion {
+                region_id: desc.region.0,
+                owner: desc.owner.0,
+                offset: desc.offset,
+                len: desc.len,
+                key: desc.key,
+            }),
+            data: Some(o3_csa::agent::images::data_region(
+                offloaded.region.data.as_ref()?,
+            )),
+            len: offloaded.len,
+        });
+    }
+    let (kind, node) = plane?;
+    Some(pb::FlushImages {
+        memnode: node.0,
+        transport: kind.name().to_owned(),
+        images,
+    })
+}
+
 impl Shared {
+    fn note_flush(&self, run: &RemoteRun, round_trip: Duration) {
+        let f = &self.counters.flush;
+        f.remote_micros
+            .fetch_add(micros(round_trip), Ordering::Relaxed);
+        if run.on_memnode {
+            f.memnode.fetch_add(1, Ordering::Relaxed);
+            f.bytes_written_memnode
+                .fetch_add(run.bytes_written, Ordering::Relaxed);
+        } else {
+            f.agent.fetch_add(1, Ordering::Relaxed);
+            f.bytes_memnode_to_agent
+                .fetch_add(run.bytes_read, Ordering::Relaxed);
+            f.bytes_written_agent
+                .fetch_add(run.bytes_written, Ordering::Relaxed);
+        }
+    }
+
     fn note_done(&self, run: &RemoteRun, round_trip: Duration) {
         let c = &self.counters;
         c.done.fetch_add(1, Ordering::Relaxed);
@@ -390,7 +607,7 @@ async fn run_remotely(
     shared: &Shared,
     client: &SchedulerClient,
     session: &TenantSession,
-    job: &o3_storage::job::CompactionJob,
+    job: &CompactionJob,
     score: f64,
     epochs: u32,
 ) -> std::result::Result<RemoteRun, String> {
@@ -403,6 +620,17 @@ async fn run_remotely(
             return Err(format!("submit refused: {e}"));
         }
     };
+    await_outcome(shared, client, session, ticket).await
+}
+
+/// Wait for submitted `ticket`'s outcome; the reason it came back
+/// unfinished otherwise (withdrawn after queueing too long, failed, lost).
+async fn await_outcome(
+    shared: &Shared,
+    client: &SchedulerClient,
+    session: &TenantSession,
+    ticket: u64,
+) -> std::result::Result<RemoteRun, String> {
     let mut silent_since: Option<Instant> = None;
     // While queued (first, or again after its agent was lost): until when.
     let mut queued_until = Some(Instant::now() + shared.options.max_queue_wait);

@@ -20,6 +20,7 @@
 //! is never reported.
 
 mod execute;
+pub mod images;
 pub mod progress;
 mod slots;
 
@@ -39,6 +40,7 @@ use crate::client::{endpoint_uri, open_channel};
 pub use crate::config::AgentConfig;
 use crate::error::CsaError;
 use crate::failure::FailureKind;
+use images::{DataPlaneImages, ImageSource};
 use slots::JobTable;
 
 /// How long one `Fetch` is held open by the scheduler.
@@ -52,6 +54,8 @@ struct Shared {
     config: AgentConfig,
     endpoint: String,
     storage: Arc<dyn Storage>,
+    /// Where flushes read their images.
+    images: Arc<dyn ImageSource>,
     jobs: JobTable,
     slots: Arc<Semaphore>,
     /// Woken when a heartbeat learns the scheduler forgot this agent.
@@ -83,6 +87,20 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
     registered: impl Fn(u64) + Send + Sync + 'static,
 ) -> Result<(), CsaError> {
+    let images = Arc::new(DataPlaneImages::new(token.clone(), config.call_timeout));
+    run_with_images(config, token, storage, images, shutdown, registered).await
+}
+
+/// [`run_with`], reading flushes' images from `images` (a memory node
+/// executing flushes reads its own pool).
+pub async fn run_with_images(
+    config: AgentConfig,
+    token: ClusterToken,
+    storage: Arc<dyn Storage>,
+    images: Arc<dyn ImageSource>,
+    shutdown: impl Future<Output = ()>,
+    registered: impl Fn(u64) + Send + Sync + 'static,
+) -> Result<(), CsaError> {
     if config.slots == 0 {
         return Err(CsaError::InvalidArgument(format!(
             "agent {}: zero slots",
@@ -94,6 +112,7 @@ pub async fn run_with(
         slots: Arc::new(Semaphore::new(config.slots as usize)),
         config,
         storage,
+        images,
         jobs: JobTable::default(),
         forgotten: Notify::new(),
     });
@@ -163,6 +182,7 @@ async fn register(
             let mut request = tonic::Request::new(pb::RegisterAgentRequest {
                 name: shared.config.name.clone(),
                 slots: shared.config.slots,
+                memnode: shared.config.memnode.clone().unwrap_or_default(),
             });
             request.set_timeout(shared.config.call_timeout);
             client
@@ -285,11 +305,12 @@ async fn run_job(
     let progress = shared.jobs.start(ticket, epoch);
     let started = Instant::now();
     let storage = Arc::clone(&shared.storage);
+    let images = Arc::clone(&shared.images);
     let path_map = shared.config.path_map.clone();
     let counted = Arc::clone(&progress);
-    tracing::info!(ticket, epoch, tenant = %assignment.tenant, "job started");
+    tracing::info!(ticket, epoch, tenant = %assignment.tenant, kind = assignment.kind, "job started");
     let ran = tokio::task::spawn_blocking(move || {
-        let job = execute::decode(&assignment.job, path_map.as_ref())?;
+        let job = execute::decode(&assignment, path_map.as_ref())?;
         if epoch > 0 {
             let stale = execute::earlier_epochs_files(&job, epoch, storage.as_ref());
             if !stale.is_empty() {
@@ -299,12 +320,12 @@ async fn run_job(
                     files = stale.len(),
                     "deleting tables of earlier epochs"
                 );
-                execute::delete_files(storage.as_ref(), &job.dir, &stale);
+                execute::delete_files(storage.as_ref(), job.dir(), &stale);
             }
         }
-        let outcome = execute::execute(&job, Arc::clone(&storage), counted);
+        let outcome = execute::execute(&job, Arc::clone(&storage), images.as_ref(), counted);
         let written = execute::written_files(&job, outcome.as_ref().ok(), storage.as_ref());
-        Ok::<_, execute::Failure>((job.dir.clone(), written, outcome))
+        Ok::<_, execute::Failure>((job.dir().to_path_buf(), written, outcome))
     })
     .await;
     let exec = started.elapsed();

@@ -24,6 +24,11 @@ impl Progress {
     pub fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }
+
+    /// Count `bytes` read from elsewhere than storage (a flush's images).
+    pub fn add_read(&self, bytes: u64) {
+        self.read.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 /// `inner`, counting into `progress`.

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use o3_transport::control::proto::csa::v1 as pb;
 
-use super::{Phase, Running, Scheduler, State};
+use super::{Phase, Running, Scheduler, State, Work};
 use crate::failure::FailureKind;
 
 /// File numbers of epoch `epoch` out of `epochs` equal slices of `range`:
@@ -53,14 +53,28 @@ impl State {
         }
     }
 
-    /// The agent to run a job on: healthy, with a free slot, least loaded;
-    /// `avoid` only if no other has room.
-    fn choose_agent(&self, avoid: Option<u64>, scheduler: &Scheduler, now: Instant) -> Option<u64> {
+    /// The agent to run `work` on: one that may run it (see
+    /// [`Work::runs_on`]), healthy, with a free slot, least loaded; `avoid`
+    /// only if no other has room. A flush that may run anywhere goes to the
+    /// memory node holding its images while that one has room: it flushes
+    /// without moving the images.
+    fn choose_agent(
+        &self,
+        work: &Work,
+        avoid: Option<u64>,
+        scheduler: &Scheduler,
+        now: Instant,
+    ) -> Option<u64> {
         let candidates = || {
-            self.agents
-                .values()
-                .filter(|a| a.is_healthy(now, &scheduler.config) && a.has_room())
+            self.agents.values().filter(|a| {
+                work.runs_on(a) && a.is_healthy(now, &scheduler.config) && a.has_room()
+            })
         };
+        if matches!(work, Work::Flush { .. })
+            && let Some(memnode) = candidates().find(|a| a.memnode.is_some() && Some(a.id) != avoid)
+        {
+            return Some(memnode.id);
+        }
         let best = |avoiding: bool| {
             candidates()
                 .filter(|a| !avoiding || Some(a.id) != avoid)
@@ -87,14 +101,18 @@ impl Scheduler {
             let order = state
                 .queue
                 .dispatch_order(now, self.config.starvation, &running);
-            let Some(&first) = order.first() else {
+            // The first job in order that some agent may take: a flush
+            // waiting for its memory node does not hold up the others.
+            let next = order.iter().find_map(|&id| {
+                let ticket = state.tickets.get(&id)?;
+                state
+                    .choose_agent(&ticket.job, ticket.avoid, self, now)
+                    .map(|agent| (id, agent))
+            });
+            let Some((id, agent)) = next else {
                 return;
             };
-            let avoid = state.tickets.get(&first).and_then(|t| t.avoid);
-            let Some(agent) = state.choose_agent(avoid, self, now) else {
-                return;
-            };
-            self.assign(state, first, agent, now);
+            self.assign(state, id, agent, now);
         }
     }
 
@@ -104,10 +122,8 @@ impl Scheduler {
         let Some(ticket) = state.tickets.get_mut(&id) else {
             return;
         };
-        let mut job = ticket.job.clone();
-        job.file_numbers = epoch_slice(job.file_numbers.clone(), ticket.epochs, ticket.epoch);
-        let bytes = match job.to_bytes() {
-            Ok(bytes) => bytes,
+        let (bytes, slice) = match ticket.job.epoch_bytes(ticket.epochs, ticket.epoch) {
+            Ok(encoded) => encoded,
             Err(e) => {
                 let error = format!("cannot encode the job of epoch {}: {e}", ticket.epoch);
                 self.finish(
@@ -132,6 +148,7 @@ impl Scheduler {
         ticket.tries = ticket.epoch + 1;
         ticket.queue_wait_us = micros(now.saturating_duration_since(ticket.queued_at));
         ticket.agent_name = agent.name.clone();
+        ticket.on_memnode = agent.memnode.is_some();
         ticket.phase = Phase::Assigned {
             agent: agent_id,
             fetched: false,
@@ -139,11 +156,17 @@ impl Scheduler {
         };
         state.queue_wait.add(ticket.queue_wait_us as f64);
         agent.assigned.insert(id, ticket.epoch);
+        let (kind, images) = match &ticket.job {
+            Work::Compaction(_) => (pb::JobKind::Compaction, None),
+            Work::Flush { images, .. } => (pb::JobKind::Flush, Some(images.clone())),
+        };
         agent.mailbox.push(pb::Assignment {
             ticket: id,
             epoch: ticket.epoch,
             job: bytes,
             tenant: tenant_name,
+            kind: kind as i32,
+            images,
         });
         agent.mailbox_filled.notify_one();
         tracing::info!(
@@ -152,7 +175,8 @@ impl Scheduler {
             agent = agent_id,
             agent_name = %agent.name,
             epoch = ticket.epoch,
-            slice = ?job.file_numbers,
+            ?kind,
+            ?slice,
             "job assigned"
         );
     }

@@ -24,11 +24,13 @@ pub mod tenants;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
+use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use o3_storage::job::CompactionJob;
+use o3_storage::job::{CompactionJob, FlushJob};
 use o3_transport::control::proto::csa::v1 as pb;
 use o3_transport::control::{ClusterToken, RequireClusterToken, serve_until};
 use parking_lot::Mutex;
@@ -81,11 +83,88 @@ struct Outcome {
     bytes_written: u64,
 }
 
+/// What a ticket runs.
+#[derive(Debug, Clone)]
+enum Work {
+    Compaction(CompactionJob),
+    /// A flush of images on memory node `images.memnode`.
+    Flush {
+        job: FlushJob,
+        images: pb::FlushImages,
+        target: pb::FlushTarget,
+    },
+}
+
+impl Work {
+    fn kind(&self) -> JobKind {
+        match self {
+            Work::Compaction(_) => JobKind::Compaction,
+            Work::Flush { .. } => JobKind::Flush,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        match self {
+            Work::Compaction(job) => &job.dir,
+            Work::Flush { job, .. } => &job.dir,
+        }
+    }
+
+    fn file_numbers(&self) -> Range<u64> {
+        match self {
+            Work::Compaction(job) => job.file_numbers.clone(),
+            Work::Flush { job, .. } => job.file_numbers.clone(),
+        }
+    }
+
+    /// The job of epoch `epoch` (file numbers narrowed to its slice),
+    /// encoded, and that slice.
+    fn epoch_bytes(&self, epochs: u32, epoch: u32) -> o3_storage::Result<(Vec<u8>, Range<u64>)> {
+        let slice = epoch_slice(self.file_numbers(), epochs, epoch);
+        let bytes = match self {
+            Work::Compaction(job) => {
+                let mut job = job.clone();
+                job.file_numbers = slice.clone();
+                job.to_bytes()?
+            }
+            Work::Flush { job, .. } => {
+                let mut job = job.clone();
+                job.file_numbers = slice.clone();
+                job.to_bytes()?
+            }
+        };
+        Ok((bytes, slice))
+    }
+
+    /// May `agent` run it? Compactions go to plain agents; a flush to the
+    /// memory node holding its images or to plain agents, as its target
+    /// says.
+    fn runs_on(&self, agent: &Agent) -> bool {
+        match (self, &agent.memnode) {
+            (Work::Compaction(_), memnode) => memnode.is_none(),
+            (Work::Flush { target, .. }, None) => *target != pb::FlushTarget::Memnode,
+            (Work::Flush { images, target, .. }, Some(memnode)) => {
+                *target != pb::FlushTarget::Agent && *memnode == images.memnode
+            }
+        }
+    }
+}
+
+/// A submitted job's kind, its images and its target, as the request
+/// carries them.
+#[derive(Debug)]
+pub(crate) struct Submission<'a> {
+    pub job: &'a [u8],
+    pub kind: pb::JobKind,
+    pub images: Option<pb::FlushImages>,
+    pub target: pb::FlushTarget,
+}
+
 /// One submitted job.
 #[derive(Debug)]
 struct Ticket {
     tenant: u64,
-    job: CompactionJob,
+    job: Work,
     score: f64,
     epochs: u32,
     level: u32,
@@ -103,6 +182,8 @@ struct Ticket {
     phase: Phase,
     /// The name of the agent that ran (or runs) the newest epoch.
     agent_name: String,
+    /// That agent is a memory node.
+    on_memnode: bool,
     queue_wait_us: u64,
 }
 
@@ -120,7 +201,7 @@ impl Ticket {
         QueueEntry {
             ticket,
             tenant: self.tenant,
-            kind: JobKind::Compaction,
+            kind: self.job.kind(),
             level: self.level,
             score: self.score,
             tenant_priority,
@@ -221,7 +302,7 @@ impl Scheduler {
         &self,
         tenant_id: u64,
         session: &[u8],
-        job_bytes: &[u8],
+        submission: Submission<'_>,
         score: f64,
         epochs: u32,
     ) -> Result<(u64, u32), Status> {
@@ -229,19 +310,46 @@ impl Scheduler {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let tenant = state.tenants.check(tenant_id, session)?;
-        let job = CompactionJob::from_bytes(job_bytes)
-            .map_err(|e| Status::invalid_argument(format!("undecodable compaction job: {e}")))?;
-        if !tenants::is_under(&job.dir, &tenant.root) {
+        let job = match submission.kind {
+            pb::JobKind::Compaction => Work::Compaction(
+                CompactionJob::from_bytes(submission.job).map_err(|e| {
+                    Status::invalid_argument(format!("undecodable compaction job: {e}"))
+                })?,
+            ),
+            pb::JobKind::Flush => {
+                let job = FlushJob::from_bytes(submission.job).map_err(|e| {
+                    Status::invalid_argument(format!("undecodable flush job: {e}"))
+                })?;
+                let images = submission.images.ok_or_else(|| {
+                    Status::invalid_argument("a flush names no images (FlushImages)")
+                })?;
+                if images.images.len() != job.images.len() || images.memnode.is_empty() {
+                    return Err(Status::invalid_argument(format!(
+                        "flush job {} has {} images but names {} locations on memory node {:?}",
+                        job.token,
+                        job.images.len(),
+                        images.images.len(),
+                        images.memnode
+                    )));
+                }
+                Work::Flush {
+                    job,
+                    images,
+                    target: submission.target,
+                }
+            }
+        };
+        if !tenants::is_under(job.dir(), &tenant.root) {
             tenant.counters.refused += 1;
             tracing::info!(
                 tenant = tenant_id,
-                dir = %job.dir.display(),
+                dir = %job.dir().display(),
                 root = %tenant.root.display(),
                 "job refused: outside the tenant's root"
             );
             return Err(Status::permission_denied(format!(
                 "job directory {} is not under tenant {}'s root {}",
-                job.dir.display(),
+                job.dir().display(),
                 tenant.name,
                 tenant.root.display()
             )));
@@ -249,7 +357,8 @@ impl Scheduler {
         if epochs == 0 {
             return Err(Status::invalid_argument("epochs must be at least 1"));
         }
-        let numbers = job.file_numbers.end.saturating_sub(job.file_numbers.start);
+        let numbers = job.file_numbers();
+        let numbers = numbers.end.saturating_sub(numbers.start);
         if numbers < u64::from(epochs) {
             return Err(Status::invalid_argument(format!(
                 "{numbers} reserved file numbers cannot be split into {epochs} epochs"
@@ -262,13 +371,17 @@ impl Scheduler {
         }
         tenant.counters.submitted += 1;
         let priority = tenant.priority;
-        let level = job
-            .inputs
-            .iter()
-            .filter(|(_, files)| !files.is_empty())
-            .map(|(level, _)| *level)
-            .min()
-            .unwrap_or(job.output_level);
+        let level = match &job {
+            Work::Compaction(job) => job
+                .inputs
+                .iter()
+                .filter(|(_, files)| !files.is_empty())
+                .map(|(level, _)| *level)
+                .min()
+                .unwrap_or(job.output_level),
+            Work::Flush { .. } => 0,
+        };
+        let kind = job.kind();
         state.next_ticket += 1;
         let id = state.next_ticket;
         let ticket = Ticket {
@@ -285,6 +398,7 @@ impl Scheduler {
             avoid: None,
             phase: Phase::Queued,
             agent_name: String::new(),
+            on_memnode: false,
             queue_wait_us: 0,
         };
         state.queue.push(ticket.queue_entry(id, priority));
@@ -296,6 +410,7 @@ impl Scheduler {
         tracing::info!(
             ticket = id,
             tenant = tenant_id,
+            ?kind,
             level,
             score,
             epochs,

@@ -44,6 +44,11 @@ pub(super) struct Agent {
     pub bytes_per_sec: Ewma,
     pub jobs_done: u64,
     pub jobs_failed: u64,
+    /// Set for a memory node executing flushes: its data-plane node id.
+    pub memnode: Option<String>,
+    pub flushes_done: u64,
+    /// Image bytes flushed per second of execution.
+    pub flush_bytes_per_sec: Ewma,
 }
 
 impl Agent {
@@ -82,6 +87,9 @@ impl Agent {
             healthy: self.is_healthy(now, config),
             jobs_done: self.jobs_done,
             jobs_failed: self.jobs_failed,
+            memnode: self.memnode.clone().unwrap_or_default(),
+            flushes_done: self.flushes_done,
+            flush_bytes_per_sec: self.flush_bytes_per_sec.value(),
         }
     }
 }
@@ -91,6 +99,7 @@ impl Scheduler {
         &self,
         name: &str,
         slots: u32,
+        memnode: &str,
     ) -> Result<pb::RegisterAgentResponse, Status> {
         if name.is_empty() {
             return Err(Status::invalid_argument("an agent needs a non-empty name"));
@@ -120,9 +129,12 @@ impl Scheduler {
                 bytes_per_sec: Ewma::default(),
                 jobs_done: 0,
                 jobs_failed: 0,
+                memnode: (!memnode.is_empty()).then(|| memnode.to_owned()),
+                flushes_done: 0,
+                flush_bytes_per_sec: Ewma::default(),
             },
         );
-        tracing::info!(agent = id, name, slots, "agent registered");
+        tracing::info!(agent = id, name, slots, memnode, "agent registered");
         self.distribute(state, now);
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         Ok(pb::RegisterAgentResponse {
@@ -281,10 +293,25 @@ impl Scheduler {
 
     fn complete(&self, state: &mut State, request: &pb::ReportRequest, now: Instant) {
         let id = request.ticket;
+        let is_flush = state
+            .tickets
+            .get(&id)
+            .is_some_and(|t| matches!(t.job, super::Work::Flush { .. }));
         if let Some(agent) = state.agents.get_mut(&request.agent_id) {
             agent.jobs_done += 1;
-            if request.exec_us > 0 {
-                let rate = request.bytes_read as f64 / (request.exec_us as f64 / 1e6);
+            let rate = (request.exec_us > 0)
+                .then(|| request.bytes_read as f64 / (request.exec_us as f64 / 1e6));
+            if is_flush {
+                agent.flushes_done += 1;
+                if let Some(rate) = rate {
+                    agent.flush_bytes_per_sec.add(rate);
+                }
+                if agent.memnode.is_some() {
+                    state.counters.flushes_on_memnode += 1;
+                } else {
+                    state.counters.flushes_on_agent += 1;
+                }
+            } else if let Some(rate) = rate {
                 agent.bytes_per_sec.add(rate);
             }
         }

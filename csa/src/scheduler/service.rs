@@ -49,9 +49,18 @@ impl SchedulerRpc for SchedulerService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let r = request.into_inner();
+        let submission = super::Submission {
+            job: &r.job,
+            kind: pb::JobKind::try_from(r.kind)
+                .map_err(|_| Status::invalid_argument(format!("unknown job kind {}", r.kind)))?,
+            images: r.images.clone(),
+            target: pb::FlushTarget::try_from(r.target).map_err(|_| {
+                Status::invalid_argument(format!("unknown flush target {}", r.target))
+            })?,
+        };
         let (ticket, queue_position) =
             self.scheduler
-                .submit(r.tenant_id, &r.session, &r.job, r.score, r.epochs)?;
+                .submit(r.tenant_id, &r.session, submission, r.score, r.epochs)?;
         Ok(Response::new(pb::SubmitResponse {
             ticket,
             queue_position,
@@ -97,7 +106,7 @@ impl SchedulerRpc for SchedulerService {
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
         let r = request.into_inner();
         Ok(Response::new(
-            self.scheduler.register_agent(&r.name, r.slots)?,
+            self.scheduler.register_agent(&r.name, r.slots, &r.memnode)?,
         ))
     }
 

@@ -41,12 +41,15 @@ pub(crate) struct Counters {
     pub gave_up: u64,
     pub agents_removed: u64,
     pub cancelled: u64,
+    pub flushes_on_memnode: u64,
+    pub flushes_on_agent: u64,
 }
 
 /// The `Await` reply describing `ticket`.
 pub(super) fn await_reply(ticket: &Ticket) -> pb::AwaitResponse {
     let mut reply = pb::AwaitResponse {
         agent: ticket.agent_name.clone(),
+        on_memnode: ticket.on_memnode,
         epoch: ticket.epoch,
         tries: ticket.tries,
         queue_wait_us: ticket.queue_wait_us,
@@ -75,11 +78,11 @@ impl Scheduler {
     pub(super) fn load(&self) -> pb::LoadResponse {
         let now = Instant::now();
         let state = self.state.lock();
-        let agents: Vec<pb::AgentLoad> = state
+        let (memnodes, agents): (Vec<pb::AgentLoad>, Vec<pb::AgentLoad>) = state
             .agents
             .values()
             .map(|a| a.to_proto(now, &self.config))
-            .collect();
+            .partition(|a| !a.memnode.is_empty());
         let healthy = agents.iter().filter(|a| a.healthy);
         let slots_total = healthy.clone().map(|a| a.slots).sum();
         let slots_free = healthy.map(|a| a.slots.saturating_sub(a.running)).sum();
@@ -90,6 +93,7 @@ impl Scheduler {
             slots_total,
             slots_free,
             queue_wait_us: state.queue_wait.value() as u64,
+            memnodes,
         }
     }
 
@@ -124,13 +128,17 @@ impl Scheduler {
             })
             .collect();
         let c = &state.counters;
+        let (memnodes, agents): (Vec<pb::AgentLoad>, Vec<pb::AgentLoad>) = state
+            .agents
+            .values()
+            .map(|a| a.to_proto(now, &self.config))
+            .partition(|a| !a.memnode.is_empty());
         pb::StatsResponse {
             instance: self.instance,
-            agents: state
-                .agents
-                .values()
-                .map(|a| a.to_proto(now, &self.config))
-                .collect(),
+            agents,
+            memnodes,
+            flushes_on_memnode: c.flushes_on_memnode,
+            flushes_on_agent: c.flushes_on_agent,
             tenants,
             queued: u32::try_from(state.queue.len()).unwrap_or(u32::MAX),
             running: running_of.values().sum(),

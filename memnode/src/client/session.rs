@@ -766,4 +766,12 @@ impl ImageStore for SessionStore {
             .map(node_stats)
             .map_err(|status| s.status_error(&status, "stats"))
     }
+
+    fn data_plane(&self) -> Option<(TransportKind, NodeId)> {
+        self.shared
+            .session
+            .read()
+            .as_ref()
+            .and_then(|session| session.plane.clone())
+    }
 }
