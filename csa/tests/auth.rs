@@ -123,7 +123,8 @@ async fn every_call_without_the_right_token_is_unauthenticated_and_changes_nothi
         register_agent,
         pb::RegisterAgentRequest {
             name: "evil".into(),
-            slots: 4
+            slots: 4,
+            ..Default::default()
         }
     );
     refused!(
@@ -208,6 +209,7 @@ async fn sessions_tickets_and_roots_belong_to_one_tenant() {
             job: job_a.to_bytes().unwrap(),
             score: 1.0,
             epochs: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
