@@ -145,14 +145,49 @@ fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool 
         .offload
         .as_ref()
         .map_or(1, |o| o.options.min_memtables_to_merge);
-    if s.sealed.len() >= merge || st.flush_requests > 0 {
+    if st.flush_requests > 0 {
         return true;
+    }
+    if s.sealed.len() >= merge {
+        // A flush that may leave this node runs where its images are only
+        // if all are offloaded: it waits for those being shipped.
+        return !(flushes_leave(engine) && shipping_pending(engine, s));
     }
     let o = &engine.options;
     let wal_bytes: u64 = st.wal_segments.values().sum();
     let idle = engine.counters.writes.load(Ordering::Relaxed) == st.idle_probe.0
         && now.duration_since(st.idle_probe.1) >= o.idle_compaction_after.unwrap_or(IDLE_FLUSH);
     wal_bytes > o.max_total_wal_size || st.unflushed_bytes() >= o.max_unflushed_bytes / 2 || idle
+}
+
+/// Whether flushes may run elsewhere (a flush-placing executor).
+fn flushes_leave(engine: &Engine) -> bool {
+    !Arc::ptr_eq(&engine.executor, &engine.local_executor) && engine.executor.runs_flushes()
+}
+
+/// Whether the shipping threads will still offload sealed memtables of
+/// shard `s` (as `offload::ship::pick` chooses them): more shippable ones
+/// than the shard keeps local, and shipping not paused.
+fn shipping_pending(engine: &Engine, s: &crate::state::ShardState) -> bool {
+    let Some(offload) = engine.offload.as_ref() else {
+        return false;
+    };
+    if offload
+        .paused_until
+        .lock()
+        .is_some_and(|until| Instant::now() < until)
+    {
+        return false;
+    }
+    let shippable = s
+        .sealed
+        .iter()
+        .filter(|x| {
+            let slot = &x.slot;
+            slot.is_local() && !slot.is_claimed() && !slot.is_empty() && !slot.was_refused()
+        })
+        .count();
+    shippable > offload.options.max_local_sealed_memtables
 }
 
 /// With offloading, sealed memtables waiting to be merged are flushed

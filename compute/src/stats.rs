@@ -276,6 +276,20 @@ impl std::fmt::Display for PlacementStats {
             self.remote_bytes_read,
             self.remote_bytes_written
         )?;
+        let fl = &self.flush;
+        write!(
+            f,
+            "\nflushes: {} on the memory node, {} on agents, {} given back; here: {} with local images, {} unreachable; remote time {:.1} ms; bytes memnode->agent {}, written by memnode {}, by agents {}",
+            fl.memnode,
+            fl.agent,
+            fl.fallback_failed,
+            fl.local_images,
+            fl.local_unreachable,
+            fl.remote_micros as f64 / 1e3,
+            fl.bytes_memnode_to_agent,
+            fl.bytes_written_memnode,
+            fl.bytes_written_agent
+        )?;
         if let Some(e) = &self.service_error {
             write!(f, "\ncompaction service: {e}")?;
         }

@@ -134,11 +134,12 @@ fn place(
                 .place(summary, &engine.executor.offer(summary), running_here)
         }
         _ => {
-            let takes = match job {
-                Job::Flush(work) => engine.executor.takes_flush(work),
-                Job::Compaction(_) => true,
-            };
-            let p = if engine.executor.runs_flushes() && takes {
+            let takes = engine.executor.runs_flushes()
+                && match job {
+                    Job::Flush(work) => engine.executor.takes_flush(work),
+                    Job::Compaction(_) => true,
+                };
+            let p = if takes {
                 Placement::Remote(R::RemoteUnconditional)
             } else {
                 Placement::Local(R::LocalFlush)

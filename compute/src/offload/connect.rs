@@ -180,4 +180,10 @@ impl ImageStore for Reconnecting {
     fn stats(&self) -> ClientResult<NodeStats> {
         self.with(|s| s.stats())
     }
+
+    fn data_plane(&self) -> Option<(o3_memnode::TransportKind, o3_transport::NodeId)> {
+        // Never connects: placement asks with the database's lock held.
+        let store = self.state.lock().store.clone();
+        store.and_then(|s| s.data_plane())
+    }
 }

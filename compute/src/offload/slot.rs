@@ -158,6 +158,11 @@ impl ImageSlot {
         !self.refused.swap(true, Ordering::SeqCst)
     }
 
+    /// Whether the memory node had no room for it.
+    pub fn was_refused(&self) -> bool {
+        self.refused.load(Ordering::SeqCst)
+    }
+
     pub fn is_shipping(&self) -> bool {
         self.shipping.load(Ordering::SeqCst)
     }
