@@ -7,7 +7,10 @@
 //! (the other agent, in the next epoch, or here), every acknowledged write
 //! is readable afterwards and after a reopen, and the directory holds no
 //! table the database does not list (the next epoch deletes what the killed
-//! one left). Every wait is bounded.
+//! one left). A second run pauses the slow agent (SIGSTOP) instead and
+//! lets it go on (SIGCONT) once its flush completed elsewhere: its late
+//! report of the superseded epoch is fenced, and it deletes what it wrote.
+//! Every wait is bounded.
 
 mod common;
 mod csa_child;
@@ -75,8 +78,26 @@ fn table_files(dir: &Path) -> usize {
         .count()
 }
 
+/// What happens to the agent running a flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP until the flush completed elsewhere, then SIGCONT.
+    Pause,
+}
+
 #[test]
 fn sigkill_of_an_agent_during_a_flush_loses_nothing_and_leaves_no_orphan() {
+    agent_fault_during_a_flush(Fault::Kill);
+}
+
+#[test]
+fn a_paused_agents_late_flush_report_is_fenced_and_its_table_deleted() {
+    agent_fault_during_a_flush(Fault::Pause);
+}
+
+fn agent_fault_during_a_flush(fault: Fault) {
     let dir = tempfile::tempdir().unwrap();
     let (_scheduler, addr) = CsaChild::scheduler(dir.path(), &["--heartbeat-timeout-ms", "1000"]);
     // 20 KB/s of table writes: each flush lasts seconds.
@@ -129,11 +150,20 @@ fn sigkill_of_an_agent_during_a_flush_loses_nothing_and_leaves_no_orphan() {
     };
     wait_until(
         "the slow agent runs a flush",
-        || scheduler.stats().agents.iter().any(|a| a.name == "slow" && a.running > 0),
+        || {
+            scheduler
+                .stats()
+                .agents
+                .iter()
+                .any(|a| a.name == "slow" && a.running > 0)
+        },
         || write(&db, 200, &mut model),
     );
     let _fast = CsaChild::agent(dir.path(), &addr, "fast", &["--slots", "2"]);
-    slow.kill();
+    match fault {
+        Fault::Kill => slow.kill(),
+        Fault::Pause => slow.signal(libc::SIGSTOP),
+    }
     write(&db, 2000, &mut model);
     // Waits for every flush, the one the killed agent was running included.
     db.flush().unwrap();
@@ -147,6 +177,25 @@ fn sigkill_of_an_agent_during_a_flush_loses_nothing_and_leaves_no_orphan() {
         "the killed agent's flush was not requeued: {stats:?}"
     );
     assert!(stats.flushes_on_agent >= 1, "{stats:?}");
+    if fault == Fault::Pause {
+        slow.signal(libc::SIGCONT);
+        wait_until(
+            "the paused agent's late report fenced",
+            || scheduler.stats().fenced_reports >= 1,
+            || {},
+        );
+        // It deletes its table once it heard the report was fenced; the
+        // next reopen would remove a table left behind, so look before.
+        let deadline = Instant::now() + WAIT;
+        let live = || db.stats().levels.iter().map(|l| l.files).sum::<usize>();
+        while table_files(db_dir.path()) != live() {
+            assert!(
+                Instant::now() < deadline,
+                "the fenced try's table was not deleted"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     db.close().unwrap();
     let tables = table_files(db_dir.path());
     let reopened = Db::open(

@@ -198,8 +198,8 @@ fn run_sequence(
                 let k = rng.random_range(0..KEYS);
                 // Large enough values that memtables fill and flush by
                 // themselves, with their images offloaded first.
-                let v = format!("v{seed}-{step}-{}", "p".repeat(rng.random_range(0..400)))
-                    .into_bytes();
+                let v =
+                    format!("v{seed}-{step}-{}", "p".repeat(rng.random_range(0..400))).into_bytes();
                 for s in &subjects {
                     s.db().put(&key(k), &v).unwrap();
                 }

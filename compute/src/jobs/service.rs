@@ -37,9 +37,9 @@ use std::time::{Duration, Instant};
 
 use o3_csa::client::{JobStatus, Load, RemoteRun, SchedulerClient, TenantSession};
 use o3_storage::job::{CompactionJob, JobError};
-use o3_transport::control::proto::csa::v1 as pb;
 use o3_storage::{Error, Result};
 use o3_transport::control::ClusterToken;
+use o3_transport::control::proto::csa::v1 as pb;
 use parking_lot::Mutex;
 
 use super::executor::{Completion, Executor, FlushWork, Job};

@@ -57,7 +57,8 @@ pub fn decode(
     assignment: &pb::Assignment,
     path_map: Option<&(PathBuf, PathBuf)>,
 ) -> Result<DecodedJob, Failure> {
-    let undecodable = |e: o3_storage::Error| (FailureKind::InvalidJob, format!("undecodable job: {e}"));
+    let undecodable =
+        |e: o3_storage::Error| (FailureKind::InvalidJob, format!("undecodable job: {e}"));
     let mut job = match pb::JobKind::try_from(assignment.kind) {
         Ok(pb::JobKind::Compaction) => {
             DecodedJob::Compaction(CompactionJob::from_bytes(&assignment.job).map_err(undecodable)?)
@@ -69,7 +70,10 @@ pub fn decode(
                     "a flush assignment names no images".to_owned(),
                 )
             })?;
-            DecodedJob::Flush(FlushJob::from_bytes(&assignment.job).map_err(undecodable)?, images)
+            DecodedJob::Flush(
+                FlushJob::from_bytes(&assignment.job).map_err(undecodable)?,
+                images,
+            )
         }
         Err(_) => {
             return Err((

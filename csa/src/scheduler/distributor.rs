@@ -66,9 +66,9 @@ impl State {
         now: Instant,
     ) -> Option<u64> {
         let candidates = || {
-            self.agents.values().filter(|a| {
-                work.runs_on(a) && a.is_healthy(now, &scheduler.config) && a.has_room()
-            })
+            self.agents
+                .values()
+                .filter(|a| work.runs_on(a) && a.is_healthy(now, &scheduler.config) && a.has_room())
         };
         if matches!(work, Work::Flush { .. })
             && let Some(memnode) = candidates().find(|a| a.memnode.is_some() && Some(a.id) != avoid)

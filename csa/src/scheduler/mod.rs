@@ -311,15 +311,14 @@ impl Scheduler {
         let state = &mut *guard;
         let tenant = state.tenants.check(tenant_id, session)?;
         let job = match submission.kind {
-            pb::JobKind::Compaction => Work::Compaction(
-                CompactionJob::from_bytes(submission.job).map_err(|e| {
+            pb::JobKind::Compaction => {
+                Work::Compaction(CompactionJob::from_bytes(submission.job).map_err(|e| {
                     Status::invalid_argument(format!("undecodable compaction job: {e}"))
-                })?,
-            ),
+                })?)
+            }
             pb::JobKind::Flush => {
-                let job = FlushJob::from_bytes(submission.job).map_err(|e| {
-                    Status::invalid_argument(format!("undecodable flush job: {e}"))
-                })?;
+                let job = FlushJob::from_bytes(submission.job)
+                    .map_err(|e| Status::invalid_argument(format!("undecodable flush job: {e}")))?;
                 let images = submission.images.ok_or_else(|| {
                     Status::invalid_argument("a flush names no images (FlushImages)")
                 })?;

@@ -106,7 +106,8 @@ impl SchedulerRpc for SchedulerService {
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
         let r = request.into_inner();
         Ok(Response::new(
-            self.scheduler.register_agent(&r.name, r.slots, &r.memnode)?,
+            self.scheduler
+                .register_agent(&r.name, r.slots, &r.memnode)?,
         ))
     }
 
