@@ -213,6 +213,8 @@ pub struct FlushPlacementStats {
     /// `PlacementReason::LocalFlush` instead.
     pub local_images: u64,
     pub local_unreachable: u64,
+    /// `Auto` estimated this node would finish first.
+    pub local_estimate: u64,
     /// Flushes sent to the service that it gave back (every try failed,
     /// or it was withdrawn): they ran here afterwards.
     pub fallback_failed: u64,
@@ -279,12 +281,13 @@ impl std::fmt::Display for PlacementStats {
         let fl = &self.flush;
         write!(
             f,
-            "\nflushes: {} on the memory node, {} on agents, {} given back; here: {} with local images, {} unreachable; remote time {:.1} ms; bytes memnode->agent {}, written by memnode {}, by agents {}",
+            "\nflushes: {} on the memory node, {} on agents, {} given back; here: {} with local images, {} unreachable, {} by estimate; remote time {:.1} ms; bytes memnode->agent {}, written by memnode {}, by agents {}",
             fl.memnode,
             fl.agent,
             fl.fallback_failed,
             fl.local_images,
             fl.local_unreachable,
+            fl.local_estimate,
             fl.remote_micros as f64 / 1e3,
             fl.bytes_memnode_to_agent,
             fl.bytes_written_memnode,

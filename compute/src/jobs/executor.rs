@@ -56,8 +56,9 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     }
     /// Whether this flush goes here (asked when [`Executor::runs_flushes`]
     /// is true; with the database's state lock held: answer from what is
-    /// at hand). False runs it locally; the executor counts why.
-    fn takes_flush(&self, _work: &FlushWork) -> bool {
+    /// at hand), given this node's execution speed when known. False runs
+    /// it locally; the executor counts why.
+    fn takes_flush(&self, _work: &FlushWork, _local_bytes_per_sec: Option<f64>) -> bool {
         true
     }
     /// Into how many equal slices a compaction's reserved file numbers are

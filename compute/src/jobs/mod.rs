@@ -9,6 +9,7 @@
 
 pub(crate) mod build;
 pub(crate) mod executor;
+pub(crate) mod flush_placement;
 pub(crate) mod install;
 pub(crate) mod placement;
 pub(crate) mod registry;
@@ -136,7 +137,9 @@ fn place(
         _ => {
             let takes = engine.executor.runs_flushes()
                 && match job {
-                    Job::Flush(work) => engine.executor.takes_flush(work),
+                    Job::Flush(work) => engine
+                        .executor
+                        .takes_flush(work, engine.placer.local_bytes_per_sec()),
                     Job::Compaction(_) => true,
                 };
             let p = if takes {

@@ -30,6 +30,7 @@
 //! one the service gives back. The images stay on the memory node until
 //! the result is installed (the job holds them).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,7 @@ use o3_transport::control::proto::csa::v1 as pb;
 use parking_lot::Mutex;
 
 use super::executor::{Completion, Executor, FlushWork, Job};
+use super::flush_placement::{FlushCosts, FlushExecutor, FlushSite, choose};
 use super::placement::{JobSummary, PlacementPolicy, RemoteEstimate, RemoteOffer, ewma};
 use crate::stats::PlacementStats;
 
@@ -88,8 +90,9 @@ pub enum FlushPlacement {
     /// On a plain agent, which reads the images from the memory node;
     /// here when the service has no healthy agent.
     Agent,
-    /// On the memory node while its executor is registered and has a free
-    /// slot, else on an agent; here when the service has neither.
+    /// Where the estimated completion is earliest (`jobs::flush_placement`:
+    /// queue wait, transfer over the link, observed speeds); here when the
+    /// service has no executor for it.
     #[default]
     Auto,
 }
@@ -177,6 +180,9 @@ struct Shared {
     unseen: AtomicU64,
     /// Moving average of the round trip beyond queue wait and execution.
     overhead: Mutex<Option<f64>>,
+    /// The target placement chose for each flush (by job id), until it is
+    /// submitted.
+    flush_targets: Mutex<HashMap<u64, pb::FlushTarget>>,
     counters: Counters,
 }
 
@@ -197,6 +203,7 @@ struct Counters {
 struct FlushCounters {
     local_images: AtomicU64,
     local_unreachable: AtomicU64,
+    local_estimate: AtomicU64,
     fallback_failed: AtomicU64,
     memnode: AtomicU64,
     agent: AtomicU64,
@@ -248,6 +255,7 @@ impl ServiceExecutor {
             }),
             unseen: AtomicU64::new(0),
             overhead: Mutex::new(None),
+            flush_targets: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         });
         runtime.spawn(keep_connected(Arc::downgrade(&shared)));
@@ -365,38 +373,76 @@ impl Executor for ServiceExecutor {
         self.shared.options.flush != FlushPlacement::Local
     }
 
-    fn takes_flush(&self, work: &FlushWork) -> bool {
+    fn takes_flush(&self, work: &FlushWork, local_bytes_per_sec: Option<f64>) -> bool {
         let c = &self.shared.counters.flush;
-        if flush_images(work).is_none() {
+        let Some(images) = flush_images(work) else {
             c.local_images.fetch_add(1, Ordering::Relaxed);
             return false;
-        }
-        let plane = work
-            .images
-            .first()
-            .and_then(|i| i.offloaded())
-            .and_then(|i| i.runtime.store.data_plane())
-            .map(|(_, node)| node.0);
+        };
         let conn = self.shared.conn.lock();
         let Connection::Up { load, .. } = &*conn else {
             c.local_unreachable.fetch_add(1, Ordering::Relaxed);
             return false;
         };
+        let executor = |a: &o3_csa::AgentLoad| FlushExecutor {
+            free: a.running < a.slots,
+            bytes_per_sec: a.flush_bytes_per_sec,
+        };
         let memnode = load
             .memnodes
             .iter()
-            .any(|m| m.healthy && m.memnode.is_some() && m.memnode == plane);
-        let agent = load.agents.iter().any(|a| a.healthy);
-        let takes = match self.shared.options.flush {
-            FlushPlacement::Local => false,
-            FlushPlacement::Memnode => memnode,
-            FlushPlacement::Agent => agent,
-            FlushPlacement::Auto => memnode || agent,
+            .find(|m| m.healthy && m.memnode.as_deref() == Some(images.memnode.as_str()))
+            .map(executor);
+        // The agent the distributor would pick: one with room, the fastest.
+        let agent = load
+            .agents
+            .iter()
+            .filter(|a| a.healthy)
+            .map(executor)
+            .max_by(|a, b| {
+                a.free
+                    .cmp(&b.free)
+                    .then(a.bytes_per_sec.total_cmp(&b.bytes_per_sec))
+            });
+        let site = match self.shared.options.flush {
+            FlushPlacement::Local => None,
+            FlushPlacement::Memnode => memnode.map(|_| FlushSite::Memnode),
+            FlushPlacement::Agent => agent.map(|_| FlushSite::Agent),
+            FlushPlacement::Auto => {
+                let bytes = images.images.iter().map(|i| i.len).sum::<u64>();
+                let costs = FlushCosts {
+                    bytes,
+                    link_bytes_per_sec: link_speed(work),
+                    local_bytes_per_sec,
+                    memnode,
+                    agent,
+                    queue_wait: load.queue_wait,
+                };
+                match choose(&costs) {
+                    FlushSite::Local if memnode.is_some() || agent.is_some() => {
+                        c.local_estimate.fetch_add(1, Ordering::Relaxed);
+                        return false;
+                    }
+                    FlushSite::Local => None,
+                    site => Some(site),
+                }
+            }
         };
-        if !takes {
+        let Some(site) = site else {
             c.local_unreachable.fetch_add(1, Ordering::Relaxed);
-        }
-        takes
+            return false;
+        };
+        let target = match (self.shared.options.flush, site) {
+            (FlushPlacement::Memnode, _) => pb::FlushTarget::Memnode,
+            (_, FlushSite::Agent) => pb::FlushTarget::Agent,
+            // The memory node while it has room, else an agent.
+            _ => pb::FlushTarget::Any,
+        };
+        self.shared
+            .flush_targets
+            .lock()
+            .insert(work.job.token.job_id, target);
+        true
     }
 
     fn reservation_slices(&self) -> u32 {
@@ -418,6 +464,7 @@ impl Executor for ServiceExecutor {
         s.flush = crate::stats::FlushPlacementStats {
             local_images: get(&f.local_images),
             local_unreachable: get(&f.local_unreachable),
+            local_estimate: get(&f.local_estimate),
             fallback_failed: get(&f.fallback_failed),
             memnode: get(&f.memnode),
             agent: get(&f.agent),
@@ -437,6 +484,12 @@ impl ServiceExecutor {
     /// Send a flush of offloaded images to the service; report the result,
     /// or "unavailable" so that the engine runs it here.
     fn submit_flush(&self, work: FlushWork, done: Completion) {
+        let target = self
+            .shared
+            .flush_targets
+            .lock()
+            .remove(&work.job.token.job_id)
+            .unwrap_or(pb::FlushTarget::Any);
         let Some(images) = flush_images(&work) else {
             done.complete(Err(unavailable(
                 &self.shared,
@@ -460,11 +513,7 @@ impl ServiceExecutor {
         let Some(runtime) = &self.runtime else {
             return;
         };
-        let target = match self.shared.options.flush {
-            FlushPlacement::Memnode => pb::FlushTarget::Memnode,
-            FlushPlacement::Agent => pb::FlushTarget::Agent,
-            FlushPlacement::Auto | FlushPlacement::Local => pb::FlushTarget::Any,
-        };
+
         let shared = self.shared.clone();
         runtime.spawn(async move {
             let started = Instant::now();
@@ -505,6 +554,15 @@ impl ServiceExecutor {
             drop(work);
         });
     }
+}
+
+/// The link's speed as shipping the images measured it.
+fn link_speed(work: &FlushWork) -> Option<f64> {
+    let image = work.images.first()?.offloaded()?;
+    let c = &image.runtime.counters;
+    let bytes = c.bytes_shipped.load(Ordering::Relaxed);
+    let micros = c.shipping_micros.load(Ordering::Relaxed);
+    (micros > 0).then(|| bytes as f64 / (micros as f64 / 1e6))
 }
 
 /// Where the images of `work` are, when every one is on the memory node
