@@ -268,21 +268,22 @@ fn run_sequence(
                     }
                 }
             }
-            94..99 => {
-                // Rarely: an explicit flush takes the active memtable too,
-                // which is local, so it runs here.
-                if rng.random_bool(0.2) {
+            _ => match rng.random_range(0..100) {
+                // Rarely: an explicit flush, which takes the active
+                // memtable too (local: it runs here), or a reopen.
+                0..8 => {
                     for s in &subjects {
                         s.db().flush().unwrap();
                     }
                 }
-            }
-            _ => {
-                snapshots.clear();
-                for s in &mut subjects {
-                    s.reopen();
+                8..14 => {
+                    snapshots.clear();
+                    for s in &mut subjects {
+                        s.reopen();
+                    }
                 }
-            }
+                _ => {}
+            },
         }
     }
     snapshots.clear();
@@ -325,8 +326,8 @@ fn flushes_placed_locally_on_the_memnode_on_an_agent_or_automatically_give_the_s
     // Each placement ran flushes where it says (else the comparison
     // would compare local flushes with local flushes).
     assert_eq!(ran["Local"], (0, 0), "{ran:?}");
-    assert!(ran["Memnode"].0 >= 5 && ran["Memnode"].1 == 0, "{ran:?}");
-    assert!(ran["Agent"].1 >= 5 && ran["Agent"].0 == 0, "{ran:?}");
-    assert!(ran["Auto"].0 + ran["Auto"].1 >= 5, "{ran:?}");
+    assert!(ran["Memnode"].0 >= 3 && ran["Memnode"].1 == 0, "{ran:?}");
+    assert!(ran["Agent"].1 >= 3 && ran["Agent"].0 == 0, "{ran:?}");
+    assert!(ran["Auto"].0 + ran["Auto"].1 >= 3, "{ran:?}");
     service.shutdown();
 }
