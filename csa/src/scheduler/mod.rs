@@ -21,11 +21,10 @@ pub mod queue;
 mod service;
 mod stats;
 pub mod tenants;
+mod work;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +47,8 @@ use monitor::Agent;
 pub use queue::{JobKind, Queue, QueueEntry, Running, fair_share};
 use stats::{Counters, Ewma};
 use tenants::Tenants;
+pub(crate) use work::Submission;
+use work::Work;
 
 /// Most finished tickets remembered, whatever their age.
 pub const REMEMBERED_TICKETS: usize = 100_000;
@@ -81,83 +82,6 @@ struct Outcome {
     exec_us: u64,
     bytes_read: u64,
     bytes_written: u64,
-}
-
-/// What a ticket runs.
-#[derive(Debug, Clone)]
-enum Work {
-    Compaction(CompactionJob),
-    /// A flush of images on memory node `images.memnode`.
-    Flush {
-        job: FlushJob,
-        images: pb::FlushImages,
-        target: pb::FlushTarget,
-    },
-}
-
-impl Work {
-    fn kind(&self) -> JobKind {
-        match self {
-            Work::Compaction(_) => JobKind::Compaction,
-            Work::Flush { .. } => JobKind::Flush,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        match self {
-            Work::Compaction(job) => &job.dir,
-            Work::Flush { job, .. } => &job.dir,
-        }
-    }
-
-    fn file_numbers(&self) -> Range<u64> {
-        match self {
-            Work::Compaction(job) => job.file_numbers.clone(),
-            Work::Flush { job, .. } => job.file_numbers.clone(),
-        }
-    }
-
-    /// The job of epoch `epoch` (file numbers narrowed to its slice),
-    /// encoded, and that slice.
-    fn epoch_bytes(&self, epochs: u32, epoch: u32) -> o3_storage::Result<(Vec<u8>, Range<u64>)> {
-        let slice = epoch_slice(self.file_numbers(), epochs, epoch);
-        let bytes = match self {
-            Work::Compaction(job) => {
-                let mut job = job.clone();
-                job.file_numbers = slice.clone();
-                job.to_bytes()?
-            }
-            Work::Flush { job, .. } => {
-                let mut job = job.clone();
-                job.file_numbers = slice.clone();
-                job.to_bytes()?
-            }
-        };
-        Ok((bytes, slice))
-    }
-
-    /// May `agent` run it? Compactions go to plain agents; a flush to the
-    /// memory node holding its images or to plain agents, as its target
-    /// says.
-    fn runs_on(&self, agent: &Agent) -> bool {
-        match (self, &agent.memnode) {
-            (Work::Compaction(_), memnode) => memnode.is_none(),
-            (Work::Flush { target, .. }, None) => *target != pb::FlushTarget::Memnode,
-            (Work::Flush { images, target, .. }, Some(memnode)) => {
-                *target != pb::FlushTarget::Agent && *memnode == images.memnode
-            }
-        }
-    }
-}
-
-/// A submitted job's kind, its images and its target, as the request
-/// carries them.
-#[derive(Debug)]
-pub(crate) struct Submission<'a> {
-    pub job: &'a [u8],
-    pub kind: pb::JobKind,
-    pub images: Option<pb::FlushImages>,
-    pub target: pb::FlushTarget,
 }
 
 /// One submitted job.
