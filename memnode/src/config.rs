@@ -349,6 +349,42 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduler_makes_the_node_a_flush_executor_with_the_agents_settings() {
+        let none = parse("token_file = \"/t\"").unwrap().resolve().unwrap();
+        assert_eq!(none.flush_executor, None);
+        let resolved = parse(
+            "token_file = \"/t\"\nscheduler = \"127.0.0.1:7400\"\nflush_slots = 3\npath_map = \"/db=/mnt/db\"\nstorage_write_mbps = 2.5",
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        let executor = resolved.flush_executor.unwrap();
+        assert_eq!(executor.agent.scheduler, "127.0.0.1:7400");
+        assert_eq!(executor.agent.slots, 3);
+        assert_eq!(
+            executor.agent.path_map,
+            Some((PathBuf::from("/db"), PathBuf::from("/mnt/db")))
+        );
+        let model = executor.storage_model.unwrap();
+        assert_eq!(model.write_bytes_per_sec.map(|b| b.get()), Some(2_500_000));
+        assert_eq!(executor.token_file, PathBuf::from("/t"));
+        let default_slots = parse("token_file = \"/t\"\nscheduler = \"s:1\"")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            default_slots.flush_executor.unwrap().agent.slots,
+            DEFAULT_FLUSH_SLOTS
+        );
+        assert!(
+            parse("token_file = \"/t\"\nscheduler = \"s:1\"\nflush_slots = 0")
+                .unwrap()
+                .resolve()
+                .is_err()
+        );
+    }
+
+    #[test]
     fn the_data_plane_settings_resolve() {
         let resolved = parse("token_file = \"/t\"\ntransport = \"shm\"\nshm_dir = \"/tmp/x\"")
             .unwrap()
