@@ -182,8 +182,10 @@ impl ImageStore for Reconnecting {
     }
 
     fn data_plane(&self) -> Option<(o3_memnode::TransportKind, o3_transport::NodeId)> {
-        // Never connects: placement asks with the database's lock held.
-        let store = self.state.lock().store.clone();
+        // Never waits: placement asks with the database's lock held, and a
+        // connection attempt holds this lock (then there is no plane to
+        // name anyway).
+        let store = self.state.try_lock()?.store.clone();
         store.and_then(|s| s.data_plane())
     }
 }

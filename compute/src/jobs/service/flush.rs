@@ -190,16 +190,15 @@ fn link_speed(work: &FlushWork) -> Option<f64> {
 }
 
 /// Where the images of `work` are, when every one is on the memory node
-/// (in the current session, with a data-plane region).
+/// with a data-plane region. Asked with the database's lock held, so it
+/// never waits on the memory node: an image the node lost meanwhile fails
+/// the remote try as unreadable, and the flush then runs here.
 fn flush_images(work: &FlushWork) -> Option<pb::FlushImages> {
     let mut plane = None;
     let mut images = Vec::with_capacity(work.images.len());
     for image in &work.images {
         let offloaded = image.offloaded()?;
         let store = &offloaded.runtime.store;
-        if offloaded.region.session != store.session() {
-            return None;
-        }
         if plane.is_none() {
             plane = Some(store.data_plane()?);
         }
