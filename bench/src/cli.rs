@@ -39,6 +39,7 @@ use crate::csa_compare::CsaCompareArgs;
 use crate::dbbench::{self, DbBenchArgs};
 use crate::engine::EngineArgs;
 use crate::error::{BenchError, Result};
+use crate::flush_compare::FlushCompareArgs;
 use crate::offload::OffloadArgs;
 use crate::offload_compare::OffloadCompareArgs;
 use crate::offload_lookup::OffloadLookupArgs;
@@ -97,6 +98,20 @@ pub enum Command {
         #[command(flatten)]
         compare: OffloadCompareArgs,
     },
+    /// The same write burst without offloading, with memtable offloading
+    /// and local flushes, and with flushes offloaded to the memory node
+    /// (or an agent): all three in one run.
+    #[command(name = "flush-compare")]
+    FlushCompare {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        offload: OffloadArgs,
+        #[command(flatten)]
+        compare: OffloadCompareArgs,
+        #[command(flatten)]
+        flush: FlushCompareArgs,
+    },
     /// Point lookups that hit offloaded memtable images, next to the same
     /// lookups in local memtables.
     OffloadLookup {
@@ -131,6 +146,7 @@ pub struct ConfigFile {
     pub ycsb: YcsbArgs,
     pub offload_compare: OffloadCompareArgs,
     pub offload_lookup: OffloadLookupArgs,
+    pub flush_compare: FlushCompareArgs,
 }
 
 impl ConfigFile {
@@ -270,6 +286,41 @@ pub fn run(cli: Cli) -> Result<()> {
             print_header(&environment, &configuration);
             let comparison =
                 crate::offload_compare::run(&compare, &engine, &offload, show_progress)?;
+            summary = to_json(&comparison.summary)?;
+            summary_check = comparison.check();
+            (configuration, comparison.outcome)
+        }
+        Command::FlushCompare {
+            engine,
+            offload,
+            compare,
+            flush,
+        } => {
+            let offload = offload
+                .over(config.offload)
+                .resolve_implied("flush-compare")?;
+            let engine = crate::offload_compare::engine_defaults(engine.over(config.engine))
+                .resolve("o3-flush-compare")?;
+            let compare = compare
+                .over(config.offload_compare)
+                .resolve(&engine, &offload)?;
+            let flush = flush.over(config.flush_compare).resolve(&offload)?;
+            let engine = crate::engine::EngineConfig {
+                max_unflushed_bytes: Some(compare.local_budget_bytes),
+                ..engine
+            }
+            .with_offload(Some(offload.clone()))?;
+            environment.emulated_conditions = engine.emulated_conditions();
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &crate::flush_compare::FlushCompareWorkload {
+                    compare: &compare,
+                    flush: &flush,
+                },
+            })?;
+            print_header(&environment, &configuration);
+            let comparison =
+                crate::flush_compare::run(&compare, &flush, &engine, &offload, show_progress)?;
             summary = to_json(&comparison.summary)?;
             summary_check = comparison.check();
             (configuration, comparison.outcome)

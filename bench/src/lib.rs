@@ -31,6 +31,7 @@ pub mod csa_compare;
 pub mod dbbench;
 pub mod engine;
 pub mod error;
+pub mod flush_compare;
 pub mod fresh_db;
 pub mod offload;
 pub mod offload_compare;

@@ -169,7 +169,7 @@ pub struct FillFigures {
 }
 
 impl FillFigures {
-    fn of(p: &PhaseReport) -> FillFigures {
+    pub(crate) fn of(p: &PhaseReport) -> FillFigures {
         let put = p.result.latency.iter().find(|l| l.op == OpKind::Write);
         FillFigures {
             seconds: p.result.seconds,
@@ -408,7 +408,7 @@ pub fn describe(s: &CompareSummary) -> String {
 }
 
 /// One fill of `puts` random keys, as db_bench's fillrandom.
-fn fill(
+pub(crate) fn fill(
     name: &str,
     cfg: &OffloadCompareConfig,
     puts: u64,

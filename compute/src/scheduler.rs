@@ -161,7 +161,7 @@ fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool 
 }
 
 /// Whether flushes may run elsewhere (a flush-placing executor).
-fn flushes_leave(engine: &Engine) -> bool {
+pub(crate) fn flushes_leave(engine: &Engine) -> bool {
     !Arc::ptr_eq(&engine.executor, &engine.local_executor) && engine.executor.runs_flushes()
 }
 

@@ -80,7 +80,14 @@ fn flush_outputs(engine: &Engine) -> u64 {
     FLUSH_OUTPUTS * u64::from(engine.executor.reservation_slices().max(1))
 }
 
-/// Claim the flush of every sealed memtable of `shard`; returns its job id.
+/// Claim the flush of the sealed memtables of `shard`; returns its job id.
+///
+/// Every sealed memtable, oldest first, except when flushes may run where
+/// the images are and the oldest ones are offloaded: then only those (the
+/// longest run of offloaded ones from the oldest). A flush with one image
+/// still in local memory runs here, so taking the newest, local memtables
+/// along would pull every offloaded image back over the link; they stay
+/// sealed for the next flush, or are shipped when the pool has room again.
 pub(crate) fn claim_flush(
     engine: &Engine,
     vs: &mut VersionSet,
@@ -92,18 +99,26 @@ pub(crate) fn claim_flush(
     let token = token(vs, job_id, 1);
     // Read under the state lock, like `Db::snapshot` registers.
     let smallest_snapshot = engine.smallest_snapshot();
+    let leave = crate::scheduler::flushes_leave(engine);
     let s = &mut st.shards[shard];
     s.flushing = true;
+    let offloaded = s.sealed.iter().take_while(|x| !x.slot.is_local()).count();
+    let take = if leave && offloaded > 0 {
+        offloaded
+    } else {
+        s.sealed.len()
+    };
     let images: Vec<SealedImage> = s
         .sealed
         .iter()
+        .take(take)
         .map(|x| {
             // A claimed memtable is not shipped any more.
             x.slot.claim();
             SealedImage::new(x.id, x.slot.clone())
         })
         .collect();
-    let slots: Vec<Arc<ImageSlot>> = s.sealed.iter().map(|x| x.slot.clone()).collect();
+    let slots: Vec<Arc<ImageSlot>> = s.sealed.iter().take(take).map(|x| x.slot.clone()).collect();
     let job = flush_job(
         token,
         &engine.dir,
