@@ -165,6 +165,35 @@ fn l0_inputs_are_capped_oldest_first() {
     assert_eq!(numbers(&plan.inputs[0]), [11, 10]);
 }
 
+/// After a re-split, files flushed under the old split keys (old shard 0
+/// held a..z, here file 10) overlap the new shards' files. A shard's L0
+/// compaction takes every older overlapping file of any shard with it, or an
+/// older file left in L0 would shadow the newer data moved to L1; a newer
+/// overlapping file may stay.
+#[test]
+fn l0_pick_after_a_resplit_takes_older_overlapping_files_of_other_shards() {
+    let l0 = vec![
+        // Newest first. New layout: shard 0 = a..m, shard 1 = n..z.
+        file(15, 0, "c", "d", 10, 900),
+        file(14, 1, "p", "q", 10, 800),
+        file(13, 1, "o", "r", 10, 700),
+        file(12, 1, "n", "s", 10, 600),
+        file(11, 1, "n", "t", 10, 500),
+        // Old layout (one shard over everything), older than every new file.
+        file(10, 0, "b", "y", 10, 100),
+    ];
+    let v = version(vec![l0, vec![], vec![], vec![]]);
+    let plan = strategy().pick(&v, &BusyFiles::new()).unwrap();
+    assert_eq!(plan.level, 0);
+    // Shard 1 is due (4 files); the old file 10 overlaps and is older, so
+    // it joins; file 15 is newer than every input and stays.
+    let mut inputs = numbers(&plan.inputs[0]);
+    inputs.sort_unstable();
+    assert_eq!(inputs, vec![10, 11, 12, 13, 14]);
+    // With the old file busy, the plan is abandoned rather than leaving it.
+    assert!(strategy().pick(&v, &busy(&[10])).is_none());
+}
+
 #[test]
 fn deeper_level_picks_least_overlap_file() {
     let s = strategy();

@@ -393,6 +393,9 @@ impl VersionSet {
         let location = manifest_path(&self.dir, self.manifest_number)
             .display()
             .to_string();
+        if let Some(splits) = &edit.resplit {
+            validate_splits(splits)?;
+        }
         let mut builder = VersionBuilder::from_version(&self.current);
         builder.apply(&edit, &location, self.manifest.len())?;
         let version = builder.build(&location)?;
@@ -406,6 +409,12 @@ impl VersionSet {
         }
         if let Some(s) = probe.last_sequence {
             self.last_sequence = self.last_sequence.max(s);
+        }
+        if let Some(splits) = edit.resplit.take() {
+            // A re-split: the old layout's flushed sequences mean nothing
+            // for the new shards (the edit carries theirs).
+            self.shard_flushed = vec![0; splits.len() + 1];
+            self.shard_splits = splits;
         }
         for (shard, seq) in probe.shard_flushed {
             if let Some(slot) = self.shard_flushed.get_mut(shard as usize) {
@@ -572,6 +581,11 @@ impl ReplayState {
     fn apply_counters(&mut self, e: &VersionEdit) {
         if let Some(s) = &e.shard_splits {
             self.shard_splits = Some(s.clone());
+        }
+        if let Some(s) = &e.resplit {
+            // Flushed sequences recorded so far are of the old layout.
+            self.shard_splits = Some(s.clone());
+            self.shard_flushed.clear();
         }
         if e.log_number.is_some() {
             self.log_number = e.log_number.max(self.log_number);
