@@ -506,7 +506,12 @@ fn shard_stats(engine: &Engine, sv: &SuperVersion) -> Vec<ShardStats> {
             .collect()
     };
     let total: u64 = counts.iter().map(|c| c.0).sum();
-    let l0 = sv.version.levels.first().map(|l| l.as_slice()).unwrap_or(&[]);
+    let l0 = sv
+        .version
+        .levels
+        .first()
+        .map(|l| l.as_slice())
+        .unwrap_or(&[]);
     (0..=sv.splits.len())
         .map(|i| {
             let lo = i.checked_sub(1).map(|j| sv.splits[j].as_slice());

@@ -126,8 +126,8 @@ pub use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken
 pub use o3_storage::version::DbId;
 pub use o3_storage::{Error, Result};
 pub use options::{DbOptions, MAX_SHARDS};
-pub use shard_balance::{ShardBalanceOptions, choose_splits};
 pub use range_iter::DbRange;
+pub use shard_balance::{ShardBalanceOptions, choose_splits};
 
 // The types that fill in `DbOptions` and read `DbStats`, so an embedded user
 // needs no second dependency on `o3-storage`.

@@ -125,7 +125,9 @@ fn switch(db: &Engine, splits: Vec<Vec<u8>>) -> Result<()> {
         shard_flushed: (0..=splits.len()).map(|s| (s as u32, last)).collect(),
         ..VersionEdit::default()
     };
-    let version = vs.log_and_apply(edit).inspect_err(|e| db.poison_locked(e))?;
+    let version = vs
+        .log_and_apply(edit)
+        .inspect_err(|e| db.poison_locked(e))?;
     let shards = (0..=splits.len())
         .map(|s| ShardState::empty(db.options.write_buffer_size, s))
         .collect::<Result<Vec<_>>>();

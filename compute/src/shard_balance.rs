@@ -217,10 +217,7 @@ mod tests {
             .rev()
             .map(|i| format!("k{i:03}").into_bytes())
             .collect();
-        assert_eq!(
-            choose_splits(&sample, 4),
-            keys(&["k025", "k050", "k075"])
-        );
+        assert_eq!(choose_splits(&sample, 4), keys(&["k025", "k050", "k075"]));
         assert_eq!(choose_splits(&sample, 2), keys(&["k050"]));
         assert_eq!(choose_splits(&sample, 1), Vec::<Vec<u8>>::new());
     }
@@ -330,6 +327,11 @@ mod tests {
             window_writes: 0,
             ..ShardBalanceOptions::default()
         };
-        assert!(o.validate().unwrap_err().to_string().contains("window_writes"));
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("window_writes")
+        );
     }
 }
