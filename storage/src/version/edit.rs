@@ -335,6 +335,7 @@ mod tests {
     fn sample() -> VersionEdit {
         VersionEdit {
             shard_splits: Some(vec![b"g".to_vec(), b"p".to_vec()]),
+            resplit: Some(vec![b"k".to_vec()]),
             log_number: Some(9),
             next_file_number: Some(42),
             last_sequence: Some(1000),

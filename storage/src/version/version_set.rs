@@ -828,4 +828,38 @@ mod tests {
             .unwrap();
         assert!(!Arc::ptr_eq(&v2.levels[2][0], &v3.levels[3][0]));
     }
+    /// A re-split replaces the split keys and voids the old layout's
+    /// flushed sequences, in memory and in what recovery rebuilds (also
+    /// when the old layout had more shards than the new one).
+    #[test]
+    fn a_resplit_replaces_the_layout_and_its_flushed_sequences() {
+        let storage: Arc<dyn Storage> = Arc::new(FaultInjectingFs::new());
+        let dir = Path::new("/db");
+        storage.create_dir_all(dir).unwrap();
+        let old = vec![b"d".to_vec(), b"m".to_vec(), b"t".to_vec()];
+        let mut vs = VersionSet::create(storage.clone(), dir, 4, old).unwrap();
+        vs.log_and_apply(VersionEdit {
+            shard_flushed: vec![(0, 5), (3, 9)],
+            ..VersionEdit::default()
+        })
+        .unwrap();
+        let new = vec![b"k".to_vec()];
+        vs.log_and_apply(VersionEdit {
+            resplit: Some(new.clone()),
+            shard_flushed: vec![(0, 12), (1, 12)],
+            ..VersionEdit::default()
+        })
+        .unwrap();
+        assert_eq!(vs.shard_splits(), new.as_slice());
+        assert_eq!(vs.shard_flushed(), &[12, 12]);
+        let bad = vs.log_and_apply(VersionEdit {
+            resplit: Some(vec![b"z".to_vec(), b"a".to_vec()]),
+            ..VersionEdit::default()
+        });
+        assert!(bad.is_err(), "unsorted split keys refused");
+        drop(vs);
+        let (vs, _) = VersionSet::recover(storage, dir, 4).unwrap();
+        assert_eq!(vs.shard_splits(), new.as_slice());
+        assert_eq!(vs.shard_flushed(), &[12, 12]);
+    }
 }
