@@ -159,10 +159,7 @@ impl Leveled {
             bytes = bytes.saturating_add(f.size);
             picked.push(i);
         }
-        loop {
-            let Some(newest) = picked.iter().min().copied() else {
-                break;
-            };
+        while let Some(newest) = picked.iter().min().copied() {
             let Some((lo, hi)) = user_key_range(picked.iter().map(|&i| l0[i].as_ref())) else {
                 break;
             };
