@@ -11,6 +11,9 @@
 //!    synced writes (before, inside and after the flush and the manifest
 //!    edit, with writes after the re-split only in the WAL) recovers
 //!    exactly the acknowledged prefix.
+//!    `a_crash_at_every_step_of_the_resplit_edit_keeps_the_acknowledged_writes`
+//!    does the same for every mutation around the manifest edit itself,
+//!    and checks that the reopened database has one layout or the other.
 //! 3. `flushes_of_different_shards_run_at_once`: four shards sealed
 //!    together are flushed by four jobs in flight at once.
 //! 4. Options: adaptive and static split keys exclude each other; a static
@@ -29,7 +32,7 @@ use common::{Model, for_each_crash_point, full_scan, tiny_options};
 use o3_compute::{
     Completion, Db, DbOptions, Executor, Job, RoundTripExecutor, ShardBalanceOptions,
 };
-use o3_storage::env::{FaultInjectingFs, Storage};
+use o3_storage::env::{FaultInjectingFs, FaultPlan, Storage};
 
 fn adaptive_options(storage: Arc<dyn Storage>, shards: usize, window: u64) -> DbOptions {
     DbOptions {
@@ -260,6 +263,88 @@ fn no_crash_point_around_a_resplit_loses_or_duplicates_a_write() {
         );
         db.close().expect("close");
     });
+}
+
+/// The re-split itself, crash point by crash point: synced writes, a
+/// flush, then the re-split (its flush finds nothing left, so its first
+/// mutation is the manifest edit), then synced writes that only the WAL
+/// holds. Returns the acknowledged writes and the mutation counts just
+/// before and after the re-split.
+fn edit_workload(fs: &FaultInjectingFs) -> (Vec<(Vec<u8>, Vec<u8>)>, u64, u64) {
+    let mut acked = Vec::new();
+    let opts = DbOptions {
+        sync_writes: true,
+        // Nothing runs in the background between the marks.
+        disable_auto_compactions: true,
+        ..adaptive_options(Arc::new(fs.clone()), 4, u64::MAX)
+    };
+    let Ok(db) = Db::open("/db", opts) else {
+        return (acked, 0, 0);
+    };
+    let mut put = |db: &Db, i: usize| {
+        let k = common::key(i * 37 % common::KEY_SPACE);
+        let v = format!("v{i}").into_bytes();
+        db.put(&k, &v).map(|()| acked.push((k, v))).is_ok()
+    };
+    for i in 0..30 {
+        if !put(&db, i) {
+            return (acked, 0, 0);
+        }
+    }
+    if db.flush().is_err() {
+        return (acked, 0, 0);
+    }
+    let before = fs.mutations();
+    if db
+        .reshard(vec![b"k0050".to_vec(), b"k0150".to_vec()])
+        .is_err()
+    {
+        return (acked, before, before);
+    }
+    let after = fs.mutations();
+    for i in 30..40 {
+        if !put(&db, i) {
+            break;
+        }
+    }
+    let _ = db.close();
+    (acked, before, after)
+}
+
+#[test]
+fn a_crash_at_every_step_of_the_resplit_edit_keeps_the_acknowledged_writes() {
+    let clean = FaultInjectingFs::new();
+    let (all, before, after) = edit_workload(&clean);
+    assert!(after > before, "the re-split wrote its edit");
+    for k in before.saturating_sub(2)..after + 8 {
+        let fs = FaultInjectingFs::new();
+        fs.set_plan(FaultPlan {
+            fail_after_mutations: Some(k),
+            ..FaultPlan::default()
+        });
+        let (acked, ..) = edit_workload(&fs);
+        fs.crash();
+        let db = Db::open("/db", adaptive_options(Arc::new(fs.clone()), 4, u64::MAX))
+            .unwrap_or_else(|e| panic!("crash point {k}: reopen failed: {e}"));
+        let state = full_scan(&db);
+        let with_next = all.get(acked.len()).map(|op| {
+            let mut ops = acked.clone();
+            ops.push(op.clone());
+            state_after(&ops)
+        });
+        assert!(
+            state == state_after(&acked) || with_next.as_ref() == Some(&state),
+            "crash point {k} (re-split between {before} and {after}): not the acknowledged prefix ({} ops)",
+            acked.len()
+        );
+        // Either layout, whole: the old one (one shard) or the new one.
+        let splits = db.shard_splits();
+        assert!(
+            splits.is_empty() || splits == [b"k0050".to_vec(), b"k0150".to_vec()],
+            "crash point {k}: split keys {splits:?}"
+        );
+        db.close().expect("close");
+    }
 }
 
 /// Holds every flush until `want` flushes are in its hands at once (or a

@@ -165,6 +165,24 @@ fn l0_inputs_are_capped_oldest_first() {
     assert_eq!(numbers(&plan.inputs[0]), [11, 10]);
 }
 
+/// L0 → L1 compactions of different shards run side by side: while one
+/// shard's L0 files and its L1 parent are in a running job, the other
+/// shard's compaction is still picked.
+#[test]
+fn l0_compactions_of_different_shards_run_in_parallel() {
+    let s = strategy();
+    let l1 = vec![file(1, 0, "a", "c", 50, 1), file(4, 1, "p", "q", 50, 1)];
+    let v = version(vec![l0_two_shards(5, 4), l1]);
+    let first = s.pick(&v, &BusyFiles::new()).unwrap();
+    assert_eq!(
+        shape(&first),
+        (0, 1, vec![104, 103, 102, 101, 100], vec![1])
+    );
+    let running: Vec<u64> = first.input_files().map(|f| f.number).collect();
+    let second = s.pick(&v, &busy(&running)).unwrap();
+    assert_eq!(shape(&second), (0, 1, vec![203, 202, 201, 200], vec![4]));
+}
+
 /// After a re-split, files flushed under the old split keys (old shard 0
 /// held a..z, here file 10) overlap the new shards' files. A shard's L0
 /// compaction takes every older overlapping file of any shard with it, or an
