@@ -34,6 +34,9 @@ use o3_compute::{
 };
 use o3_storage::env::{FaultInjectingFs, FaultPlan, Storage};
 
+/// A written key and its value.
+type Pair = (Vec<u8>, Vec<u8>);
+
 fn adaptive_options(storage: Arc<dyn Storage>, shards: usize, window: u64) -> DbOptions {
     DbOptions {
         shard_splits: Vec::new(),
@@ -188,7 +191,7 @@ fn write_share_evens_out_after_a_hot_prefix() {
 /// three shards, more writes, a re-split to two other keys, more writes;
 /// every acknowledged op is recorded. Stops at the first error (the
 /// crash).
-fn resplit_workload(storage: Arc<dyn Storage>, acked: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+fn resplit_workload(storage: Arc<dyn Storage>, acked: &mut Vec<Pair>) {
     // The balancer never judges (an endless window): the test re-splits
     // by hand.
     let opts = DbOptions {
@@ -231,7 +234,7 @@ fn resplit_workload(storage: Arc<dyn Storage>, acked: &mut Vec<(Vec<u8>, Vec<u8>
     let _ = db.close();
 }
 
-fn state_after(ops: &[(Vec<u8>, Vec<u8>)]) -> Model {
+fn state_after(ops: &[Pair]) -> Model {
     ops.iter().cloned().collect::<BTreeMap<_, _>>()
 }
 
@@ -270,7 +273,7 @@ fn no_crash_point_around_a_resplit_loses_or_duplicates_a_write() {
 /// mutation is the manifest edit), then synced writes that only the WAL
 /// holds. Returns the acknowledged writes and the mutation counts just
 /// before and after the re-split.
-fn edit_workload(fs: &FaultInjectingFs) -> (Vec<(Vec<u8>, Vec<u8>)>, u64, u64) {
+fn edit_workload(fs: &FaultInjectingFs) -> (Vec<Pair>, u64, u64) {
     let mut acked = Vec::new();
     let opts = DbOptions {
         sync_writes: true,
