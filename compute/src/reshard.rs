@@ -7,7 +7,8 @@
 //!    ([`crate::write_queue::WriteQueue::exclusive`]): no write is assigned
 //!    a sequence or applied until the switch is over (writers queue up).
 //! 2. Seal every shard's memtable and wait until every sealed memtable is
-//!    flushed and installed (`Db::flush`'s wait). Now every write, up to the
+//!    flushed and installed (`Db::flush`'s wait; a first such flush before
+//!    step 1, while writes go on, leaves little for this one). Now every write, up to the
 //!    last sequence `B`, is in an SST, and every shard's flushed sequence is
 //!    `B`.
 //! 3. One manifest edit (`storage/docs/manifest_format.md`, "Re-splits")
@@ -30,9 +31,10 @@
 //! (`o3_storage::compaction::Leveled`), so none is left to shadow newer data
 //! moved below it.
 //!
-//! The cost is a write stall of one flush of every shard, paid at the first
-//! split of a new database (small memtables) and at a re-balance, which the
-//! balancer allows at most once per cool-down (`shard_balance`).
+//! The cost is a write stall while the shards flush what they took during
+//! the first flush, paid at the first split of a new database and at each
+//! re-balance, which the balancer allows at most once per cool-down
+//! (`shard_balance`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,6 +54,10 @@ pub(crate) fn reshard(db: &Engine, splits: Vec<Vec<u8>>) -> Result<()> {
         ));
     }
     check_splits(&splits)?;
+    if *db.shard_splits() == splits {
+        return Ok(());
+    }
+    crate::manual::flush_all(db)?;
     let _writes = db.write_queue.exclusive();
     switch(db, splits)
 }
@@ -60,6 +66,12 @@ pub(crate) fn reshard(db: &Engine, splits: Vec<Vec<u8>>) -> Result<()> {
 /// by a writer after its write; any error is logged, the write stands).
 pub(crate) fn run_due(db: &Engine) {
     if !db.resplit_pending.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    // Most of the flush happens here, while other writers go on; the
+    // stall below only flushes what they wrote meanwhile.
+    if let Err(e) = crate::manual::flush_all(db) {
+        tracing::warn!("re-splitting the shards of {}: {e}", db.dir.display());
         return;
     }
     let _writes = db.write_queue.exclusive();
