@@ -22,7 +22,7 @@ use crate::range_iter::DbRange;
 use crate::read::{DbIterator, ReadOptions};
 use crate::snapshot::Snapshot;
 use crate::state::SuperVersion;
-use crate::stats::{DbStats, LevelStats};
+use crate::stats::{DbStats, LevelStats, ShardStats};
 use crate::table_cache::TableCache;
 
 /// Options for one write.
@@ -84,7 +84,7 @@ impl Db {
             let (vs, recovered) = VersionSet::recover(storage.clone(), &dir, num_levels)?;
             // A database from before the options file: the manifest is the
             // record of its split keys.
-            if stored_options.is_none() {
+            if stored_options.is_none() && !options.adaptive_shards {
                 options_file::check_manifest_splits(vs.shard_splits(), &options.shard_splits)?;
             }
             if let Some((offset, reason)) = recovered.torn_tail {
@@ -180,7 +180,28 @@ impl Db {
     /// Apply a batch atomically.
     pub fn write_opt(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
         let sync = opts.sync.unwrap_or(self.inner.options.sync_writes);
-        crate::write::write(&self.inner, batch, sync)
+        crate::write::write(&self.inner, batch, sync)?;
+        // The shard balancer asked for new split keys: this writer moves
+        // them (its write is done; writes wait meanwhile).
+        if self.inner.resplit_pending.load(Ordering::Relaxed) {
+            crate::reshard::run_due(&self.inner);
+        }
+        Ok(())
+    }
+
+    /// Move the shard boundaries of an adaptive database
+    /// ([`DbOptions::adaptive_shards`]) to `splits` now (strictly increasing,
+    /// non-empty keys; `n` keys make `n + 1` shards): every memtable is
+    /// flushed, then the new keys are recorded in the manifest. Writes wait
+    /// meanwhile. The balancer does this on its own; this is for tools and
+    /// tests.
+    pub fn reshard(&self, splits: Vec<Vec<u8>>) -> Result<()> {
+        crate::reshard::reshard(&self.inner, splits)
+    }
+
+    /// The current shard split keys.
+    pub fn shard_splits(&self) -> Vec<Vec<u8>> {
+        self.inner.shard_splits().to_vec()
     }
 
     /// Make every write acknowledged so far durable (it survives a machine
@@ -393,6 +414,7 @@ impl Db {
             ..DbStats::default()
         };
         self.inner.counters.fill(&mut s);
+        s.shards = shard_stats(&self.inner, &sv);
         if let Some(offload) = &self.inner.offload {
             offload.fill(&mut s.offload);
         }
@@ -414,7 +436,7 @@ impl Db {
 
     /// Number of key-range shards.
     pub fn shard_count(&self) -> usize {
-        self.inner.shard_splits.len() + 1
+        self.inner.shard_splits().len() + 1
     }
 
     /// Stop background work, make the WAL durable and release the lock.
@@ -473,6 +495,56 @@ impl Db {
 
 /// How long closing waits for jobs running elsewhere to report.
 const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Per shard of `sv`: write share, flushes, L0 files over its range.
+fn shard_stats(engine: &Engine, sv: &SuperVersion) -> Vec<ShardStats> {
+    let counts: Vec<(u64, u64)> = {
+        let st = engine.state.lock();
+        st.shards
+            .iter()
+            .map(|s| (s.written_bytes, s.flushes))
+            .collect()
+    };
+    let total: u64 = counts.iter().map(|c| c.0).sum();
+    let l0 = sv
+        .version
+        .levels
+        .first()
+        .map(|l| l.as_slice())
+        .unwrap_or(&[]);
+    (0..=sv.splits.len())
+        .map(|i| {
+            let lo = i.checked_sub(1).map(|j| sv.splits[j].as_slice());
+            let hi = sv.splits.get(i).map(|k| k.as_slice());
+            // `hi` is exclusive: a file ending exactly at it is not inside.
+            let l0_files = l0
+                .iter()
+                .filter(|f| {
+                    lo.is_none_or(|lo| f.largest_user_key() >= lo)
+                        && hi.is_none_or(|hi| f.smallest_user_key() < hi)
+                })
+                .count();
+            // A re-split between the two looks may leave the counts of the
+            // other layout: report none rather than mismatched ones.
+            let (write_bytes, flushes) = if counts.len() == sv.splits.len() + 1 {
+                counts[i]
+            } else {
+                (0, 0)
+            };
+            ShardStats {
+                lower_bound: lo.map(|k| k.to_vec()).unwrap_or_default(),
+                write_bytes,
+                write_share: if total == 0 {
+                    0.0
+                } else {
+                    write_bytes as f64 / total as f64
+                },
+                flushes,
+                l0_files,
+            }
+        })
+        .collect()
+}
 
 /// Range tombstones readers of `sv` apply: in memtables and installed (a
 /// deletion spanning several shards counts once per shard).

@@ -39,7 +39,6 @@ pub(crate) struct Engine {
     pub dir: PathBuf,
     pub storage: Arc<dyn Storage>,
     pub options: DbOptions,
-    pub shard_splits: Vec<Vec<u8>>,
     pub strategy: Box<dyn CompactionStrategy>,
     pub state: Mutex<DbState>,
     /// Signalled whenever background work may be available or has finished.
@@ -78,6 +77,10 @@ pub(crate) struct Engine {
     pub pending_reports: Arc<AtomicUsize>,
     /// Memtable offloading, when [`DbOptions::offload`] asks for it.
     pub offload: Option<Arc<Offload>>,
+    /// Set by the write leader when the shard balancer asked for new split
+    /// keys (`DbState::resplit_due`): the writer that sees it moves them
+    /// (`reshard`) once its own write is done.
+    pub resplit_pending: AtomicBool,
     _lock: Box<dyn FileLock>,
 }
 
@@ -129,7 +132,6 @@ impl Engine {
             None,
         );
         Ok(Engine {
-            shard_splits: versions.shard_splits().to_vec(),
             strategy,
             dir,
             storage,
@@ -153,6 +155,7 @@ impl Engine {
             incarnation,
             pending_reports: Arc::new(AtomicUsize::new(0)),
             offload,
+            resplit_pending: AtomicBool::new(false),
             _lock: lock,
         })
     }
@@ -189,6 +192,11 @@ impl Engine {
         let pending = self.strategy.pending_compaction_bytes(&version);
         let previous = self.super_version.read().clone();
         *self.super_version.write() = state.super_version(version, pending, Some(&previous));
+    }
+
+    /// The current shard split keys (those of the published super version).
+    pub(crate) fn shard_splits(&self) -> Arc<Vec<Vec<u8>>> {
+        self.super_version.read().splits.clone()
     }
 
     /// The oldest sequence any reader may still ask for. Callers building a

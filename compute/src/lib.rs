@@ -29,7 +29,9 @@
 //!
 //! - leaves: `image_id` (a sealed memtable's name), `key_range` (the
 //!   ranges the read API takes), `snapshot`, `stats`, `table_cache`,
-//!   `write_queue` (writers waiting for a group-commit leader);
+//!   `write_queue` (writers waiting for a group-commit leader),
+//!   `shard_balance` (adaptive shards: key sampling, split keys at
+//!   quantiles, when to re-split);
 //!   `level_iter` → `table_cache`;
 //! - memtable offloading, below the engine: `offload::options`,
 //!   `offload::connect` (a memory node connected when it answers);
@@ -49,11 +51,12 @@
 //!   leases and the fencing verdict on a result) → `jobs::executor`;
 //!   `jobs::service` (the compaction service's executor: an `o3-csa`
 //!   scheduler's client) → `jobs::executor`, `jobs::placement`, `stats`;
-//! - `options` → `jobs::executor`, `jobs::service`, `offload`; `options_file` (the `OPTIONS` file that
+//! - `options` → `jobs::executor`, `jobs::service`, `offload`,
+//!   `shard_balance`; `options_file` (the `OPTIONS` file that
 //!   guards the tree's shape) → `options`;
 //! - `state` (the mutable state behind the database mutex, and the
 //!   published super version) → `image_id`, `jobs::registry`,
-//!   `offload::slot`;
+//!   `offload::slot`, `shard_balance`;
 //! - `engine` (what every part of a running database shares) → `options`,
 //!   `snapshot`, `state`, `stats`, `table_cache`, `write_queue`,
 //!   `jobs::executor`, `jobs::placement`, `jobs::registry`,
@@ -75,9 +78,13 @@
 //! - `manual` (`flush`, `compact_range`, externally claimed compactions)
 //!   → `engine`, `write`, `jobs`, `jobs::build`, `jobs::install`,
 //!   `jobs::registry`; `checkpoint` → `engine`, `manual`, `options_file`;
+//! - `reshard` (moving the shard split keys: flush, then switch in one
+//!   manifest edit) → `engine`, `manual`, `options`, `state`,
+//!   `write_queue`;
 //! - `recovery` (opening: find the WAL, replay, flush what was replayed,
 //!   remove unreferenced files, fresh state) → `engine`, `options`,
-//!   `state`, `table_cache`, `jobs::build`, `jobs::registry`;
+//!   `shard_balance`, `state`, `table_cache`, `jobs::build`,
+//!   `jobs::registry`;
 //! - `db` (the public handle) → the modules behind its methods and
 //!   `offload::ship` (it starts the shipping threads).
 #![cfg_attr(
@@ -99,7 +106,9 @@ mod options_file;
 mod range_iter;
 mod read;
 mod recovery;
+mod reshard;
 mod scheduler;
+mod shard_balance;
 mod snapshot;
 mod state;
 mod stats;
@@ -116,8 +125,9 @@ pub use o3_storage::batch::WriteBatch;
 pub use o3_storage::job::{CompactionJob, FlushJob, JobError, JobResult, JobToken};
 pub use o3_storage::version::DbId;
 pub use o3_storage::{Error, Result};
-pub use options::DbOptions;
+pub use options::{DbOptions, MAX_SHARDS};
 pub use range_iter::DbRange;
+pub use shard_balance::{ShardBalanceOptions, choose_splits};
 
 // The types that fill in `DbOptions` and read `DbStats`, so an embedded user
 // needs no second dependency on `o3-storage`.
@@ -137,7 +147,7 @@ pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;
 pub use stats::{
     DbStats, FlushPlacementStats, LevelStats, OffloadStats, PlacementReason, PlacementStats,
-    StallReason,
+    ShardStats, StallReason,
 };
 
 /// The repository README's Rust example, compiled and run as a doctest

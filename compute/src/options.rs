@@ -10,6 +10,7 @@ use o3_storage::sst::CacheAdmission;
 use o3_storage::{Error, Result};
 
 use crate::jobs::executor::Executor;
+use crate::shard_balance::ShardBalanceOptions;
 
 /// How [`crate::Db::open`] treats damage in the WAL segments it replays
 /// (RocksDB's `WALRecoveryMode`; the rules are in `storage/docs/wal_format.md`,
@@ -57,6 +58,9 @@ impl std::fmt::Display for WalRecoveryMode {
     }
 }
 
+/// The most shards [`DbOptions::shard_count`] may ask for.
+pub const MAX_SHARDS: usize = 1024;
+
 /// Options for [`crate::Db::open`].
 #[derive(Debug, Clone)]
 pub struct DbOptions {
@@ -71,6 +75,18 @@ pub struct DbOptions {
     /// every later open must pass the same keys (checked against the
     /// `OPTIONS` file).
     pub shard_splits: Vec<Vec<u8>>,
+    /// Learn the split keys from the keys written instead (`shard_splits`
+    /// must then be empty): a new database starts with one shard, splits
+    /// into `shard_count` once it has seen enough keys, and moves the
+    /// boundaries when one shard takes far more than its share of the
+    /// writes ([`ShardBalanceOptions`]). The keys live in the manifest; a
+    /// reopen takes them from there.
+    pub adaptive_shards: bool,
+    /// The number of shards an adaptive database aims for. Without
+    /// `adaptive_shards` it is 1 or the number `shard_splits` makes.
+    pub shard_count: usize,
+    /// When an adaptive database moves its shard boundaries.
+    pub shard_balance: ShardBalanceOptions,
     /// Arena size of one memtable (per shard).
     pub write_buffer_size: usize,
     /// Writes stop while sealed, unflushed memtables hold this many bytes.
@@ -141,6 +157,9 @@ impl Default for DbOptions {
             create_if_missing: true,
             error_if_exists: false,
             shard_splits: Vec::new(),
+            adaptive_shards: false,
+            shard_count: 1,
+            shard_balance: ShardBalanceOptions::default(),
             write_buffer_size: 64 << 20,
             max_unflushed_bytes: 512 << 20,
             wal_segment_size: 64 << 20,
@@ -222,6 +241,30 @@ impl DbOptions {
         }
         if self.shard_splits.len() >= u32::MAX as usize {
             return bad("shard_splits: too many split keys".to_string());
+        }
+        if self.shard_count == 0 || self.shard_count > MAX_SHARDS {
+            return bad(format!(
+                "shard_count {} out of range [1, {MAX_SHARDS}]",
+                self.shard_count
+            ));
+        }
+        if self.adaptive_shards {
+            if !self.shard_splits.is_empty() {
+                return bad(format!(
+                    "adaptive_shards learns the split keys, but shard_splits gives {} static ones; \
+                     set one or the other",
+                    self.shard_splits.len()
+                ));
+            }
+            self.shard_balance.validate()?;
+        } else if self.shard_count != 1 && self.shard_count != self.shard_splits.len() + 1 {
+            return bad(format!(
+                "shard_count {} without adaptive_shards must match shard_splits ({} keys make {} shards); \
+                 set adaptive_shards to learn the split keys",
+                self.shard_count,
+                self.shard_splits.len(),
+                self.shard_splits.len() + 1
+            ));
         }
         if let Some(service) = &self.compaction_service {
             if self.executor.is_some() {

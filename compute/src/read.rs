@@ -80,7 +80,6 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 pub(crate) struct ReadView {
     sv: Arc<SuperVersion>,
     table_cache: Arc<TableCache>,
-    shard_splits: Vec<Vec<u8>>,
     offload: Option<Arc<Offload>>,
     seq: SequenceNumber,
 }
@@ -95,7 +94,6 @@ pub(crate) fn view(db: &Engine, snapshot: Option<&Snapshot>) -> Result<ReadView>
     Ok(ReadView {
         sv: db.super_version.read().clone(),
         table_cache: db.table_cache.clone(),
-        shard_splits: db.shard_splits.clone(),
         offload: db.offload.clone(),
         seq,
     })
@@ -182,7 +180,7 @@ fn newest_entry(
     key: &[u8],
     seq: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
-    let shard = shard_of(&db.shard_splits, key) as usize;
+    let shard = shard_of(&sv.splits, key) as usize;
     if let Some(view) = sv.shards.get(shard) {
         if let Some(e) = view.active.get(key, seq) {
             return Ok(Some(copied(e)));
@@ -218,10 +216,11 @@ fn newest_entry(
         };
         let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
         let levels = &sv.version.levels;
-        // L0: every file of this shard that covers the key, newest first.
+        // L0: every file that covers the key, newest first. Not only the
+        // key's shard's: files flushed before a re-split were cut at the
+        // old split keys.
         for (i, f) in levels.first().into_iter().flatten().enumerate() {
-            if f.shard as usize == shard
-                && in_range(f)
+            if in_range(f)
                 && let Some(found) = table_get(db, sv, (0, i), &probe)?
             {
                 return Ok(Some(found));
@@ -360,7 +359,6 @@ pub(crate) fn iter(db: &Engine, opts: ReadOptions) -> Result<DbIterator> {
     let sv = db.super_version.read().clone();
     let sources = CursorSources {
         table_cache: &db.table_cache,
-        shard_splits: &db.shard_splits,
         offload: &db.offload,
     };
     Ok(DbIterator {
@@ -372,7 +370,6 @@ pub(crate) fn iter(db: &Engine, opts: ReadOptions) -> Result<DbIterator> {
 #[derive(Clone, Copy)]
 pub(crate) struct CursorSources<'a> {
     pub table_cache: &'a Arc<TableCache>,
-    pub shard_splits: &'a [Vec<u8>],
     pub offload: &'a Option<Arc<Offload>>,
 }
 
@@ -385,7 +382,6 @@ impl ReadView {
     ) -> Result<UserIterator<'static>> {
         let sources = CursorSources {
             table_cache: &self.table_cache,
-            shard_splits: &self.shard_splits,
             offload: &self.offload,
         };
         cursor(sources, self.sv.clone(), self.seq, lower, upper)
@@ -405,10 +401,9 @@ fn cursor(
     // bounds, which only makes them include a little more.
     let hi = upper.as_deref();
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-    let first_shard = lo.map_or(0, |k| shard_of(sources.shard_splits, k) as usize);
-    let last_shard = hi.map_or(sources.shard_splits.len(), |k| {
-        shard_of(sources.shard_splits, k) as usize
-    });
+    let splits = sv.splits.as_slice();
+    let first_shard = lo.map_or(0, |k| shard_of(splits, k) as usize);
+    let last_shard = hi.map_or(splits.len(), |k| shard_of(splits, k) as usize);
     let mut remote: Vec<(Arc<ImageSlot>, Arc<OffloadedImage>)> = Vec::new();
     for shard in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
         if !shard.active.is_empty() {

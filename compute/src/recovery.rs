@@ -15,7 +15,7 @@
 //! point-in-time recovery, which stops replay at the first damage and drops
 //! the rest (never a later write without an earlier one).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,7 +49,7 @@ pub(crate) fn recover(
     let (version, wal_number, wal_writer) =
         flush_replayed(storage.as_ref(), &dir, &options, &mut versions, replayed)?;
     remove_unreferenced(storage.as_ref(), &dir, &versions, &version, wal_number)?;
-    let state = fresh_state(&options, versions.shard_splits().len() + 1, wal_number)?;
+    let state = fresh_state(&options, versions.shard_splits(), wal_number)?;
     let last_seq = versions.last_sequence();
     Engine::new(
         dir,
@@ -300,18 +300,19 @@ fn remove_unreferenced(
 
 /// Phase 5: the state of a freshly opened database: empty memtables, one
 /// live WAL segment, no jobs.
-fn fresh_state(options: &DbOptions, shards: usize, wal_number: u64) -> Result<DbState> {
+fn fresh_state(options: &DbOptions, splits: &[Vec<u8>], wal_number: u64) -> Result<DbState> {
     Ok(DbState {
-        shards: (0..shards)
-            .map(|s| {
-                Ok(ShardState {
-                    active: Arc::new(Memtable::new(options.write_buffer_size, s as u32)?),
-                    active_first_wal: None,
-                    sealed: VecDeque::new(),
-                    flushing: false,
-                })
-            })
+        splits: Arc::new(splits.to_vec()),
+        shards: (0..splits.len() + 1)
+            .map(|s| ShardState::empty(options.write_buffer_size, s))
             .collect::<Result<_>>()?,
+        balancer: options.adaptive_shards.then(|| {
+            crate::shard_balance::ShardBalancer::new(
+                options.shard_balance.clone(),
+                options.shard_count,
+            )
+        }),
+        resplit_due: None,
         busy_files: HashSet::new(),
         jobs: Registry::default(),
         next_image_serial: 0,

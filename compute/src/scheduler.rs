@@ -108,7 +108,15 @@ fn claim_next(
     if room.flush
         && let Some(shard) = (0..st.shards.len()).find(|&i| flush_due(engine, st, i, now))
     {
-        return build::claim_flush(engine, vs, st, shard).map(Some);
+        let job_id = build::claim_flush(engine, vs, st, shard)?;
+        // Flushes of different shards run side by side (one per shard at a
+        // time): record how many did.
+        let running = st.shards.iter().filter(|s| s.flushing).count() as u64;
+        engine
+            .counters
+            .max_concurrent_flushes
+            .fetch_max(running, Ordering::Relaxed);
+        return Ok(Some(job_id));
     }
     if !room.compaction {
         return Ok(None);

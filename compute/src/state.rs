@@ -12,6 +12,7 @@ use o3_storage::version::{FileMeta, Version};
 use crate::image_id::ImageId;
 use crate::jobs::registry::Registry;
 use crate::offload::slot::ImageSlot;
+use crate::shard_balance::ShardBalancer;
 
 /// A memtable that no longer takes writes and waits for its flush.
 #[derive(Debug, Clone)]
@@ -34,6 +35,26 @@ pub(crate) struct ShardState {
     pub sealed: VecDeque<Sealed>,
     /// A flush of this shard is running (flushes of one shard install in order).
     pub flushing: bool,
+    /// Key and value bytes written to the shard since the layout began
+    /// (its write share).
+    pub written_bytes: u64,
+    /// Flushes of the shard installed since the layout began.
+    pub flushes: u64,
+}
+
+impl ShardState {
+    /// A shard with an empty memtable of `capacity` bytes and nothing
+    /// sealed.
+    pub fn empty(capacity: usize, shard: usize) -> o3_storage::Result<ShardState> {
+        Ok(ShardState {
+            active: Arc::new(Memtable::new(capacity, shard as u32)?),
+            active_first_wal: None,
+            sealed: VecDeque::new(),
+            flushing: false,
+            written_bytes: 0,
+            flushes: 0,
+        })
+    }
 }
 
 /// Everything a reader needs, immutable once published: the memtables of
@@ -41,6 +62,9 @@ pub(crate) struct ShardState {
 /// by publishing one new super version that has both changes.
 #[derive(Debug)]
 pub(crate) struct SuperVersion {
+    /// The split keys `shards` are cut at (they change with a re-split,
+    /// so a reader routes by the super version it holds).
+    pub splits: Arc<Vec<Vec<u8>>>,
     pub shards: Vec<ShardView>,
     pub version: Arc<Version>,
     /// Open tables of `version`, by level and position, filled on first use
@@ -87,7 +111,13 @@ pub(crate) struct ShardView {
 
 #[derive(Debug)]
 pub(crate) struct DbState {
+    /// The shards' split keys: shard `i` holds `[splits[i-1], splits[i])`.
+    pub splits: Arc<Vec<Vec<u8>>>,
     pub shards: Vec<ShardState>,
+    /// Key sampling of an adaptive database (`None`: static split keys).
+    pub balancer: Option<ShardBalancer>,
+    /// Split keys the balancer asked for, not yet in place.
+    pub resplit_due: Option<Vec<Vec<u8>>>,
     /// Files that running compactions read.
     pub busy_files: HashSet<u64>,
     /// Jobs handed out and not finished, and how recent ones ended.
@@ -143,18 +173,19 @@ impl DbState {
         pending_compaction_bytes: u64,
         previous: Option<&SuperVersion>,
     ) -> Arc<SuperVersion> {
-        let mut l0_per_shard = vec![0usize; self.shards.len()];
+        // By the shard each file was written for: after a re-split, files
+        // of the old layout may name shards the new one does not have.
+        let mut l0_per_shard: BTreeMap<u32, usize> = BTreeMap::new();
         for f in version.levels.first().map(|l| l.as_slice()).unwrap_or(&[]) {
-            if let Some(n) = l0_per_shard.get_mut(f.shard as usize) {
-                *n += 1;
-            }
+            *l0_per_shard.entry(f.shard).or_insert(0) += 1;
         }
         let (range_tombstones, range_tombstone_sources) = self.range_tombstones(&version, previous);
         Arc::new(SuperVersion {
+            splits: self.splits.clone(),
             range_tombstones,
             range_tombstone_sources,
             pressure: Pressure {
-                max_l0_files: l0_per_shard.into_iter().max().unwrap_or(0),
+                max_l0_files: l0_per_shard.into_values().max().unwrap_or(0),
                 pending_compaction_bytes,
                 unflushed_bytes: self.unflushed_bytes(),
             },

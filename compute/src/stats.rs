@@ -46,6 +46,10 @@ pub(crate) struct Counters {
     pub trivial_moves: AtomicU64,
     pub background_errors: AtomicU64,
     pub stall_micros: [AtomicU64; 5],
+    /// Shard layout changes (adaptive shards).
+    pub reshards: AtomicU64,
+    /// The most flushes seen running at once.
+    pub max_concurrent_flushes: AtomicU64,
 }
 
 impl Counters {
@@ -103,6 +107,29 @@ pub struct DbStats {
     /// Where compactions ran and why (all zero without a compaction
     /// service).
     pub placement: PlacementStats,
+    /// The key-range shards, in key order (counters since the current
+    /// layout began: a re-split starts them at zero).
+    pub shards: Vec<ShardStats>,
+    /// Times the shard split keys changed (adaptive shards).
+    pub reshards: u64,
+    /// The most flushes (of different shards) seen running at once.
+    pub max_concurrent_flushes: u64,
+}
+
+/// One key-range shard.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ShardStats {
+    /// The shard's first key (its split key; empty for the first shard).
+    pub lower_bound: Vec<u8>,
+    /// Key + value bytes written to it.
+    pub write_bytes: u64,
+    /// Its part of the bytes written to all shards (0 before any write).
+    pub write_share: f64,
+    /// Its installed flushes.
+    pub flushes: u64,
+    /// L0 files overlapping its key range (after a re-split, a file cut at
+    /// the old keys may count for several shards).
+    pub l0_files: usize,
 }
 
 /// Why a job ran where it ran.
@@ -352,6 +379,8 @@ impl Counters {
         s.compactions = self.compactions.load(Relaxed);
         s.trivial_moves = self.trivial_moves.load(Relaxed);
         s.background_errors = self.background_errors.load(Relaxed);
+        s.reshards = self.reshards.load(Relaxed);
+        s.max_concurrent_flushes = self.max_concurrent_flushes.load(Relaxed);
         s.write_amplification = if s.flush_bytes == 0 {
             0.0
         } else {
@@ -387,6 +416,29 @@ impl std::fmt::Display for DbStats {
         )?;
         if self.range_tombstones > 0 {
             writeln!(f, "range tombstones {}", self.range_tombstones)?;
+        }
+        if self.shards.len() > 1 || self.reshards > 0 {
+            let shares: Vec<String> = self
+                .shards
+                .iter()
+                .map(|s| {
+                    format!(
+                        "[{}.. {:.1}% {} flushes {} L0]",
+                        s.lower_bound.escape_ascii(),
+                        s.write_share * 100.0,
+                        s.flushes,
+                        s.l0_files
+                    )
+                })
+                .collect();
+            writeln!(
+                f,
+                "shards {} (re-splits {}, at most {} flushes at once): {}",
+                self.shards.len(),
+                self.reshards,
+                self.max_concurrent_flushes,
+                shares.join(" ")
+            )?;
         }
         if self.offload != OffloadStats::default() {
             writeln!(f, "{}", self.offload)?;

@@ -183,6 +183,9 @@ fn apply_to_memtables(
     }
     let mut user_bytes = 0u64;
     let mut range_deletions = false;
+    // Held apart from `st` (which inserts change); a re-split replaces it
+    // only while no group is being applied.
+    let splits = st.splits.clone();
     for (_, batch, _) in group {
         let base = batch.sequence();
         range_deletions |= batch.range_deletions() > 0;
@@ -194,9 +197,19 @@ fn apply_to_memtables(
                 add_range_deletion(db, &mut st, wal_number, op.key, op.value, seq)?;
                 continue;
             };
-            let shard = shard_of(&db.shard_splits, op.key) as usize;
+            let shard = shard_of(&splits, op.key) as usize;
             insert(db, &mut st, shard, wal_number, op.key, seq, kind, op.value)?;
+            st.shards[shard].written_bytes += (op.key.len() + op.value.len()) as u64;
+            if let Some(b) = st.balancer.as_mut() {
+                b.observe(op.key);
+            }
         }
+    }
+    if let Some(b) = st.balancer.as_mut()
+        && let Some(due) = b.end_of_window(&splits)
+    {
+        st.resplit_due = Some(due);
+        db.resplit_pending.store(true, Ordering::Release);
     }
     if range_deletions {
         let version = db.super_version.read().version.clone();
@@ -224,7 +237,8 @@ fn add_range_deletion(
         end: end.to_vec(),
         seq,
     };
-    for (shard, piece) in whole.split_at_shards(&db.shard_splits) {
+    let splits = st.splits.clone();
+    for (shard, piece) in whole.split_at_shards(&splits) {
         let shard = shard as usize;
         match st.shards[shard].active.add_range_tombstone(piece.clone()) {
             Ok(()) => {}

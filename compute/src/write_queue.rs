@@ -24,3 +24,28 @@ pub(crate) struct WriteQueue {
     pub state: Mutex<QueueState>,
     pub cv: Condvar,
 }
+
+impl WriteQueue {
+    /// Become the leader without a batch: no group commits until the
+    /// returned guard is dropped (writers queue up meanwhile).
+    pub fn exclusive(&self) -> ExclusiveWrites<'_> {
+        let mut st = self.state.lock();
+        while st.leader_active {
+            self.cv.wait(&mut st);
+        }
+        st.leader_active = true;
+        ExclusiveWrites { queue: self }
+    }
+}
+
+/// Leadership held by [`WriteQueue::exclusive`]; handed back on drop.
+pub(crate) struct ExclusiveWrites<'a> {
+    queue: &'a WriteQueue,
+}
+
+impl Drop for ExclusiveWrites<'_> {
+    fn drop(&mut self) {
+        self.queue.state.lock().leader_active = false;
+        self.queue.cv.notify_all();
+    }
+}

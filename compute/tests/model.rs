@@ -27,6 +27,8 @@ enum Op {
     Flush,
     Compact(Option<usize>, Option<usize>),
     Reopen,
+    /// Move the shard boundaries to these keys (adaptive runs only).
+    Reshard(Vec<usize>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +47,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// [`op`] plus forced re-splits at random keys.
+fn op_with_reshards() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        40 => op(),
+        1 => prop::collection::vec(0..KEY_SPACE, 0..6).prop_map(Op::Reshard),
+    ]
+}
+
 /// A range held open, the pairs it must still yield, and its direction.
 type HeldRange = (DbRange, std::vec::IntoIter<(Vec<u8>, Vec<u8>)>, bool);
 
@@ -56,8 +66,12 @@ fn run(
     preset: Preset,
     placement: Placement,
 ) -> Result<Vec<String>, TestCaseError> {
+    run_on(ops, ModelDb::open(shards, preset, placement))
+}
+
+/// [`run`] on an opened database.
+fn run_on(ops: Vec<Op>, mut db: ModelDb) -> Result<Vec<String>, TestCaseError> {
     let mut transcript = Vec::new();
-    let mut db = ModelDb::open(shards, preset, placement);
     let mut model = Model::new();
     // Ranges held across writes, flushes, trivial moves and compactions,
     // with the pairs they must still yield.
@@ -133,6 +147,13 @@ fn run(
                 held.clear();
                 db.reopen();
             }
+            Op::Reshard(points) => {
+                let mut splits: Vec<Vec<u8>> = points.into_iter().map(key).collect();
+                splits.sort();
+                splits.dedup();
+                d.reshard(splits.clone()).expect("reshard");
+                prop_assert_eq!(d.shard_splits(), splits);
+            }
         }
     }
     // Every held range finishes with exactly what it had left.
@@ -163,6 +184,21 @@ proptest! {
     fn database_matches_btreemap_model(ops in prop::collection::vec(op(), 1..400), shards in 4usize..7, placement in 0..4usize) {
         let placement = [Placement::Local, Placement::RoundTrip, Placement::Offload(Memnode::Direct), Placement::Service][placement];
         run(ops, shards, Preset::OneLeveling, placement)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 2, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    /// Adaptive shards: the balancer re-splits every few dozen writes
+    /// (every key written is sampled), and forced re-splits to random keys
+    /// come between the writes, flushes, compactions and reopens; every
+    /// answer still matches the model, and so does the database reopened
+    /// at the end.
+    #[test]
+    fn adaptive_shards_match_btreemap_model(ops in prop::collection::vec(op_with_reshards(), 1..400), shards in 2usize..6, placement in 0..2usize) {
+        let placement = [Placement::Local, Placement::Offload(Memnode::Direct)][placement];
+        run_on(ops, ModelDb::open_adaptive(shards, Preset::OneLeveling, placement))?;
     }
 }
 

@@ -208,7 +208,7 @@ pub(crate) fn claim_compaction(
         table_options: engine.options.table.clone(),
         smallest_snapshot,
         drop_tombstones: plan.bottommost,
-        shard_splits: engine.shard_splits.clone(),
+        shard_splits: st.splits.to_vec(),
         file_numbers: numbers.clone(),
         range_tombstones,
     };
@@ -236,7 +236,7 @@ pub(crate) fn claim_compaction(
 fn compaction_outputs(engine: &Engine, plan: &CompactionPlan, range_tombstones: usize) -> u64 {
     let input_bytes: u64 = plan.inputs.iter().flatten().map(|f| f.size).sum();
     let one_try = input_bytes / plan.target_file_size.max(1)
-        + engine.shard_splits.len() as u64
+        + engine.shard_splits().len() as u64
         + 2 * range_tombstones as u64
         + 16;
     // An executor that may hand the job to several agents in turn gives

@@ -198,6 +198,7 @@ fn install_flush(
     let version = apply_edit(engine, &mut vs, edit)?;
     let mut st = engine.state.lock();
     st.shards[shard].sealed.retain(|s| !images.contains(&s.id));
+    st.shards[shard].flushes += 1;
     engine.install_super_version(&st, version);
     let obsolete_wals: Vec<u64> = st
         .wal_segments

@@ -169,6 +169,24 @@ pub(crate) fn finish(engine: &Engine, token: JobToken, outcome: Result<JobResult
         Err(e) => e,
     };
     if engine.bg_error.get().is_some() {
+        // The database stopped: nothing is retried or installed any more.
+        // The claim ends here, or closing would wait its whole bound for a
+        // job no worker will run again.
+        let mut st = engine.state.lock();
+        if st
+            .jobs
+            .get_mut(token.job_id)
+            .is_some_and(|c| c.token == token)
+            && let Some(claim) = st.jobs.finish(
+                token.job_id,
+                Outcome::Failed {
+                    error: e.to_string(),
+                },
+            )
+        {
+            install::release_claim(&mut st, &claim);
+        }
+        engine.bg_cv.notify_all();
         return;
     }
     failed(engine, token, &e);

@@ -135,6 +135,9 @@ fn replay(
     lost: &[Lost],
     segments: &[u64],
 ) -> Result<HashMap<ImageId, Arc<Memtable>>> {
+    // Every sealed memtable is of the current layout (a re-split waits
+    // until all are flushed).
+    let splits = engine.shard_splits();
     let mut fresh: Vec<(&Lost, Memtable)> = lost
         .iter()
         .map(|l| Ok((l, Memtable::new(l.slot.capacity, l.slot.id.shard)?)))
@@ -162,7 +165,7 @@ fn replay(
                     continue;
                 };
                 let seq = base + i as u64;
-                let shard = shard_of(&engine.shard_splits, op.key);
+                let shard = shard_of(&splits, op.key);
                 for (l, mem) in fresh.iter_mut() {
                     let s = &l.slot;
                     if s.id.shard == shard

@@ -86,6 +86,9 @@ pub struct ModelDb {
     db: Option<Db>,
     storage: Arc<dyn Storage>,
     shards: usize,
+    /// Learn the split keys (adaptive shards, `shards` the target) instead
+    /// of the static ones of [`tiny_options`].
+    adaptive: bool,
     preset: Preset,
     placement: Placement,
     /// The memory node, kept across reopens like a real one.
@@ -161,11 +164,22 @@ pub fn offload_options(memnode: Memnode) -> o3_compute::OffloadOptions {
 
 impl ModelDb {
     pub fn open(shards: usize, preset: Preset, placement: Placement) -> Self {
+        Self::open_with(shards, false, preset, placement)
+    }
+
+    /// A database with adaptive shards aiming at `shards`, re-judged every
+    /// 40 writes (so the balancer re-splits within a case).
+    pub fn open_adaptive(shards: usize, preset: Preset, placement: Placement) -> Self {
+        Self::open_with(shards, true, preset, placement)
+    }
+
+    fn open_with(shards: usize, adaptive: bool, preset: Preset, placement: Placement) -> Self {
         let mut m = ModelDb {
             snapshots: Vec::new(),
             db: None,
             storage: Arc::new(FaultInjectingFs::new()),
             shards,
+            adaptive,
             preset,
             offload: match placement {
                 Placement::Offload(memnode) => Some(offload_options(memnode)),
@@ -184,6 +198,17 @@ impl ModelDb {
     fn open_db(&self) -> Db {
         let mut o = tiny_options(self.storage.clone(), self.shards);
         o.compaction.preset = self.preset;
+        if self.adaptive {
+            o.shard_splits = Vec::new();
+            o.adaptive_shards = true;
+            o.shard_count = self.shards;
+            o.shard_balance = o3_compute::ShardBalanceOptions {
+                window_writes: 40,
+                sample_size: 16,
+                skew_threshold: 1.5,
+                cooldown_windows: 1,
+            };
+        }
         if self.placement == Placement::RoundTrip {
             let executor = o3_compute::RoundTripExecutor::new(self.storage.clone(), 2)
                 .expect("round-trip executor");

@@ -126,22 +126,30 @@ impl Leveled {
 
     /// The L0 inputs of `shard`: its non-busy files, oldest first up to
     /// `max_compaction_bytes` (at least one), in the version's newest-first
-    /// order.
+    /// order; then widened by every non-busy L0 file of another shard that
+    /// overlaps them and is not newer than all of them.
+    ///
+    /// Files of different shards overlap only after a re-split (files
+    /// flushed under the old split keys may cross the new ones). An older
+    /// overlapping file left in L0 would shadow the newer data moved below,
+    /// so it joins the inputs (repeatedly, as the range grows); a file
+    /// newer than every input may stay. A busy one that overlaps makes the
+    /// callers abandon the plan (their busy check covers the whole range).
     pub(super) fn l0_inputs(
         &self,
         version: &Version,
         shard: u32,
         busy: &BusyFiles,
     ) -> Vec<Arc<FileMeta>> {
-        let mut picked: Vec<Arc<FileMeta>> = Vec::new();
+        let l0 = version.levels.first().map(|l| l.as_slice()).unwrap_or(&[]);
+        // Positions in `l0` (newest first).
+        let mut picked: Vec<usize> = Vec::new();
         let mut bytes = 0u64;
-        for f in version
-            .levels
-            .first()
-            .into_iter()
-            .flatten()
+        for (i, f) in l0
+            .iter()
+            .enumerate()
             .rev()
-            .filter(|f| f.shard == shard && !busy.contains(&f.number))
+            .filter(|(_, f)| f.shard == shard && !busy.contains(&f.number))
         {
             if !picked.is_empty()
                 && bytes.saturating_add(f.size) > self.options.max_compaction_bytes
@@ -149,10 +157,23 @@ impl Leveled {
                 break;
             }
             bytes = bytes.saturating_add(f.size);
-            picked.push(f.clone());
+            picked.push(i);
         }
-        picked.reverse();
-        picked
+        while let Some(newest) = picked.iter().min().copied() {
+            let Some((lo, hi)) = user_key_range(picked.iter().map(|&i| l0[i].as_ref())) else {
+                break;
+            };
+            let older_overlapping: Vec<usize> = (newest..l0.len())
+                .filter(|i| !picked.contains(i))
+                .filter(|&i| !busy.contains(&l0[i].number) && l0[i].overlaps(Some(lo), Some(hi)))
+                .collect();
+            if older_overlapping.is_empty() {
+                break;
+            }
+            picked.extend(older_overlapping);
+        }
+        picked.sort_unstable();
+        picked.into_iter().map(|i| l0[i].clone()).collect()
     }
 
     /// Shards at or over the trigger, most files first, and try each.

@@ -22,12 +22,22 @@ const TAG_DB_ID: u32 = 10;
 const TAG_INCARNATION: u32 = 11;
 /// Kept apart from the low tags, which other edit fields take in order.
 const TAG_CLOSED_WAL: u32 = 16;
+/// A re-split: new split keys replacing the current ones. A tag of its own
+/// (not tag 1 again), so a reader that predates re-splits refuses such a
+/// manifest instead of applying flushed sequences to the wrong shards.
+const TAG_SHARD_RESPLIT: u32 = 17;
 
 /// A change to the database's persistent state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VersionEdit {
-    /// Shard split keys (set once, when the database is created).
+    /// Shard split keys (set when the database is created, and in every
+    /// snapshot record).
     pub shard_splits: Option<Vec<Vec<u8>>>,
+    /// Split keys replacing the current ones (a re-split of an adaptive
+    /// database): the flushed sequences of the old layout are void from
+    /// this edit on, and the edit's own `shard_flushed` entries are of the
+    /// new layout.
+    pub resplit: Option<Vec<Vec<u8>>>,
     /// WAL segments numbered below this hold nothing that is not in an SST.
     pub log_number: Option<u64>,
     pub next_file_number: Option<u64>,
@@ -59,11 +69,16 @@ impl VersionEdit {
     /// Encode as a manifest record payload.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.new_files.len() * 96);
-        if let Some(splits) = &self.shard_splits {
-            put_varint32(&mut out, TAG_SHARD_SPLITS);
-            put_varint64(&mut out, splits.len() as u64);
-            for s in splits {
-                put_length_prefixed(&mut out, s);
+        for (tag, splits) in [
+            (TAG_SHARD_SPLITS, &self.shard_splits),
+            (TAG_SHARD_RESPLIT, &self.resplit),
+        ] {
+            if let Some(splits) = splits {
+                put_varint32(&mut out, tag);
+                put_varint64(&mut out, splits.len() as u64);
+                for s in splits {
+                    put_length_prefixed(&mut out, s);
+                }
             }
         }
         if let Some(id) = &self.db_id {
@@ -140,7 +155,7 @@ impl VersionEdit {
         while !d.is_empty() {
             let tag = d.varint32().ok_or_else(|| bad(&d, "truncated tag"))?;
             match tag {
-                TAG_SHARD_SPLITS => {
+                TAG_SHARD_SPLITS | TAG_SHARD_RESPLIT => {
                     let n = d
                         .varint64()
                         .ok_or_else(|| bad(&d, "truncated split count"))?;
@@ -157,7 +172,11 @@ impl VersionEdit {
                                 .to_vec(),
                         );
                     }
-                    e.shard_splits = Some(splits);
+                    if tag == TAG_SHARD_SPLITS {
+                        e.shard_splits = Some(splits);
+                    } else {
+                        e.resplit = Some(splits);
+                    }
                 }
                 TAG_LOG_NUMBER => {
                     e.log_number = Some(
@@ -316,6 +335,7 @@ mod tests {
     fn sample() -> VersionEdit {
         VersionEdit {
             shard_splits: Some(vec![b"g".to_vec(), b"p".to_vec()]),
+            resplit: Some(vec![b"k".to_vec()]),
             log_number: Some(9),
             next_file_number: Some(42),
             last_sequence: Some(1000),
@@ -355,6 +375,20 @@ mod tests {
     fn edit_round_trips() {
         let e = sample();
         assert_eq!(VersionEdit::decode(&e.encode(), "m", 0).unwrap(), e);
+    }
+
+    #[test]
+    fn a_resplit_round_trips_under_its_own_tag() {
+        let e = VersionEdit {
+            resplit: Some(vec![b"d".to_vec(), b"m".to_vec()]),
+            shard_flushed: vec![(0, 7), (1, 7), (2, 7)],
+            ..VersionEdit::default()
+        };
+        let bytes = e.encode();
+        assert_eq!(bytes[0], TAG_SHARD_RESPLIT as u8);
+        let back = VersionEdit::decode(&bytes, "m", 0).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.shard_splits, None);
     }
 
     /// An edit as written before range tombstones existed (tags 1-7 only),

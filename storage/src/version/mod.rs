@@ -20,10 +20,11 @@ use crate::range_del::{RangeTombstone, RangeTombstoneSet};
 /// range tombstones.
 ///
 /// Invariants: `levels[0]` is ordered newest first (by `largest_seq`
-/// descending) and its files of different shards never overlap; every deeper
+/// descending) and its files of different shards never overlap unless a
+/// re-split cut them at other keys (`docs/manifest_format.md`, "Re-splits"); every deeper
 /// level is ordered by smallest key and its files never overlap. Range
 /// tombstones are ordered by shard, then sequence, and `(shard, seq)` names
-/// one; each lies inside its shard's key range.
+/// one; each lies inside the key range its shard had when it was written.
 #[derive(Debug, Clone, Default)]
 pub struct Version {
     pub levels: Vec<Vec<Arc<FileMeta>>>,

@@ -393,6 +393,9 @@ impl VersionSet {
         let location = manifest_path(&self.dir, self.manifest_number)
             .display()
             .to_string();
+        if let Some(splits) = &edit.resplit {
+            validate_splits(splits)?;
+        }
         let mut builder = VersionBuilder::from_version(&self.current);
         builder.apply(&edit, &location, self.manifest.len())?;
         let version = builder.build(&location)?;
@@ -406,6 +409,12 @@ impl VersionSet {
         }
         if let Some(s) = probe.last_sequence {
             self.last_sequence = self.last_sequence.max(s);
+        }
+        if let Some(splits) = edit.resplit.take() {
+            // A re-split: the old layout's flushed sequences mean nothing
+            // for the new shards (the edit carries theirs).
+            self.shard_flushed = vec![0; splits.len() + 1];
+            self.shard_splits = splits;
         }
         for (shard, seq) in probe.shard_flushed {
             if let Some(slot) = self.shard_flushed.get_mut(shard as usize) {
@@ -572,6 +581,11 @@ impl ReplayState {
     fn apply_counters(&mut self, e: &VersionEdit) {
         if let Some(s) = &e.shard_splits {
             self.shard_splits = Some(s.clone());
+        }
+        if let Some(s) = &e.resplit {
+            // Flushed sequences recorded so far are of the old layout.
+            self.shard_splits = Some(s.clone());
+            self.shard_flushed.clear();
         }
         if e.log_number.is_some() {
             self.log_number = e.log_number.max(self.log_number);
@@ -813,5 +827,39 @@ mod tests {
             })
             .unwrap();
         assert!(!Arc::ptr_eq(&v2.levels[2][0], &v3.levels[3][0]));
+    }
+    /// A re-split replaces the split keys and voids the old layout's
+    /// flushed sequences, in memory and in what recovery rebuilds (also
+    /// when the old layout had more shards than the new one).
+    #[test]
+    fn a_resplit_replaces_the_layout_and_its_flushed_sequences() {
+        let storage: Arc<dyn Storage> = Arc::new(FaultInjectingFs::new());
+        let dir = Path::new("/db");
+        storage.create_dir_all(dir).unwrap();
+        let old = vec![b"d".to_vec(), b"m".to_vec(), b"t".to_vec()];
+        let mut vs = VersionSet::create(storage.clone(), dir, 4, old).unwrap();
+        vs.log_and_apply(VersionEdit {
+            shard_flushed: vec![(0, 5), (3, 9)],
+            ..VersionEdit::default()
+        })
+        .unwrap();
+        let new = vec![b"k".to_vec()];
+        vs.log_and_apply(VersionEdit {
+            resplit: Some(new.clone()),
+            shard_flushed: vec![(0, 12), (1, 12)],
+            ..VersionEdit::default()
+        })
+        .unwrap();
+        assert_eq!(vs.shard_splits(), new.as_slice());
+        assert_eq!(vs.shard_flushed(), &[12, 12]);
+        let bad = vs.log_and_apply(VersionEdit {
+            resplit: Some(vec![b"z".to_vec(), b"a".to_vec()]),
+            ..VersionEdit::default()
+        });
+        assert!(bad.is_err(), "unsorted split keys refused");
+        drop(vs);
+        let (vs, _) = VersionSet::recover(storage, dir, 4).unwrap();
+        assert_eq!(vs.shard_splits(), new.as_slice());
+        assert_eq!(vs.shard_flushed(), &[12, 12]);
     }
 }
