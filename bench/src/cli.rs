@@ -112,6 +112,15 @@ pub enum Command {
         #[command(flatten)]
         flush: FlushCompareArgs,
     },
+    /// The same fill with 1, 2, 4 and 8 key-range shards (adaptive split
+    /// keys), on uniform and on zipfian keys.
+    #[command(name = "shard-sweep")]
+    ShardSweep {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        sweep: crate::shard_sweep::ShardSweepArgs,
+    },
     /// Point lookups that hit offloaded memtable images, next to the same
     /// lookups in local memtables.
     OffloadLookup {
@@ -243,9 +252,9 @@ pub fn run(cli: Cli) -> Result<()> {
             _service = service;
             environment.emulated_conditions = engine.emulated_conditions();
             let workload = workload.over(config.ycsb).resolve()?;
-            if engine.shards > 1 {
+            if engine.shards > 1 && !engine.adaptive_shards {
                 return Err(BenchError::InvalidArgument(
-                    "--shards splits dbbench's key space; ycsb keys are not split yet".into(),
+                    "--shards without --adaptive_shards splits dbbench's key space evenly; for ycsb add --adaptive_shards (the engine learns the split keys)".into(),
                 ));
             }
             let configuration = to_json(&Effective {
@@ -325,6 +334,24 @@ pub fn run(cli: Cli) -> Result<()> {
             summary_check = comparison.check();
             (configuration, comparison.outcome)
         }
+        Command::ShardSweep { engine, sweep } => {
+            let engine = engine.over(config.engine).resolve("o3-shard-sweep")?;
+            if engine.shards > 1 || engine.adaptive_shards {
+                return Err(BenchError::InvalidArgument(
+                    "shard-sweep sets the shards itself: use --shard_counts, not --shards or --adaptive_shards".into(),
+                ));
+            }
+            environment.emulated_conditions = engine.emulated_conditions();
+            let sweep = sweep.resolve()?;
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &sweep,
+            })?;
+            print_header(&environment, &configuration);
+            let result = crate::shard_sweep::run(&sweep, &engine, show_progress)?;
+            summary = to_json(&result.points)?;
+            (configuration, result.outcome)
+        }
         Command::OffloadLookup {
             engine,
             offload,
@@ -382,17 +409,32 @@ fn resolve_engine(
     offload: OffloadArgs,
     csa: CsaArgs,
     default_dir: &str,
-) -> Result<(crate::engine::EngineConfig, Option<o3_csa::LocalService>)> {
+) -> Result<(crate::engine::EngineConfig, Option<Services>)> {
     let (offload, token_file) = csa.take_token_file(offload);
     let csa = csa.resolve(token_file)?;
-    let engine = engine
+    let mut engine = engine
         .resolve(default_dir)?
         .with_offload(offload.resolve()?)?;
     let Some(mut csa) = csa else {
         return Ok((engine, None));
     };
     let service = csa.start(&engine)?;
-    Ok((engine.with_csa(Some(csa))?, service))
+    let memory_node = csa.serve_memory_node(&mut engine)?;
+    Ok((
+        engine.with_csa(Some(csa))?,
+        Some(Services {
+            _memory_node: memory_node,
+            _service: service,
+        }),
+    ))
+}
+
+/// What a run started in this process for its database: stopped when
+/// dropped (the memory node first, while its scheduler still answers).
+#[derive(Debug)]
+struct Services {
+    _memory_node: Option<o3_memnode::local::LocalMemoryNode>,
+    _service: Option<o3_csa::LocalService>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {

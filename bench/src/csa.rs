@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use o3_compute::{ClusterToken, CompactionServiceOptions, LocalFs, PlacementPolicy, Storage};
+use o3_compute::{
+    ClusterToken, CompactionServiceOptions, FlushPlacement, LocalFs, PlacementPolicy, Storage,
+};
 use o3_csa::scheduler::SchedulerConfig;
 use o3_csa::{LocalService, LocalServiceOptions};
 use o3_storage::env::ThrottledStorage;
@@ -63,6 +65,13 @@ pub struct CsaArgs {
     /// service would finish sooner goes there (default 0.5).
     #[arg(long, value_name = "F")]
     pub csa_busy_threshold: Option<f64>,
+    /// Where flushes of offloaded memtables run: local, memnode (the memory
+    /// node holding the images), agent (reads them from the memory node)
+    /// or auto (estimated completion; default). Needs --offload; with
+    /// --csa_agents the in-process memory node is served on loopback and
+    /// runs flushes itself.
+    #[arg(long, value_name = "PLACE")]
+    pub flush_placement: Option<String>,
 }
 
 impl CsaArgs {
@@ -77,6 +86,7 @@ impl CsaArgs {
             csa_tenant: self.csa_tenant.or(base.csa_tenant),
             csa_max_tries: self.csa_max_tries.or(base.csa_max_tries),
             csa_busy_threshold: self.csa_busy_threshold.or(base.csa_busy_threshold),
+            flush_placement: self.flush_placement.or(base.flush_placement),
         }
     }
 
@@ -170,6 +180,10 @@ impl CsaArgs {
                 .map_err(|e: String| BenchError::InvalidArgument(format!("--csa_policy: {e}")))?,
             None => PlacementPolicy::Auto,
         };
+        let flush = match self.flush_placement.as_deref() {
+            Some(p) => crate::flush_compare::parse_flush_placement(p)?,
+            None => FlushPlacement::default(),
+        };
         let defaults = CompactionServiceOptions::new("", token.clone());
         let config = CsaConfig {
             service,
@@ -179,6 +193,7 @@ impl CsaArgs {
             tenant: self.csa_tenant,
             max_tries: self.csa_max_tries.unwrap_or(defaults.max_tries),
             busy_threshold: self.csa_busy_threshold.unwrap_or(defaults.busy_threshold),
+            flush,
             token,
         };
         if !(1..=16).contains(&config.max_tries) {
@@ -205,6 +220,7 @@ impl CsaArgs {
             ("--csa_tenant", self.csa_tenant.is_some()),
             ("--csa_max_tries", self.csa_max_tries.is_some()),
             ("--csa_busy_threshold", self.csa_busy_threshold.is_some()),
+            ("--flush_placement", self.flush_placement.is_some()),
         ]
         .into_iter()
         .find(|(_, given)| *given)
@@ -256,8 +272,17 @@ pub struct CsaConfig {
     pub tenant: Option<String>,
     pub max_tries: u32,
     pub busy_threshold: f64,
+    #[serde(serialize_with = "flush_name")]
+    pub flush: FlushPlacement,
     #[serde(skip)]
     token: ClusterToken,
+}
+
+fn flush_name<S: serde::Serializer>(
+    flush: &FlushPlacement,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(crate::flush_compare::flush_placement_flag(*flush))
 }
 
 /// The name `--csa_policy` takes for `policy`.
@@ -316,6 +341,72 @@ impl CsaConfig {
         Ok(Some(service))
     }
 
+    /// With an in-process service, flushes that may leave and an
+    /// in-process memory node: serve that memory node on loopback (agents
+    /// read its images over its `tcp` data plane) with a flush executor
+    /// registered with the service (unless flushes go to agents only),
+    /// writing through a storage channel of its own throttled like
+    /// `engine`'s; `engine`'s offloading then connects to it. The node
+    /// stops when the returned handle is dropped.
+    pub fn serve_memory_node(
+        &self,
+        engine: &mut EngineConfig,
+    ) -> Result<Option<o3_memnode::local::LocalMemoryNode>> {
+        let in_process_service = matches!(self.service, ServiceSetting::InProcess { .. });
+        let remote_storage = engine.remote_storage();
+        let Some(offload) = engine.offload.as_mut() else {
+            if self.flush != FlushPlacement::Local {
+                return Err(BenchError::InvalidArgument(format!(
+                    "--flush_placement {} needs --offload: only flushes of offloaded memtables leave this node",
+                    crate::flush_compare::flush_placement_flag(self.flush)
+                )));
+            }
+            return Ok(None);
+        };
+        let crate::offload::MemoryNodeSetting::InProcess { pool_size } = offload.memory_node else {
+            return Ok(None);
+        };
+        if !in_process_service || self.flush == FlushPlacement::Local {
+            return Ok(None);
+        }
+        let flush_executor = self.flush != FlushPlacement::Agent;
+        let local: Arc<dyn Storage> = Arc::new(LocalFs::new());
+        let storage: Arc<dyn Storage> = match remote_storage {
+            Some(model) => Arc::new(ThrottledStorage::new(local, model)),
+            None => local,
+        };
+        let node =
+            o3_memnode::local::LocalMemoryNode::start(o3_memnode::local::LocalMemoryNodeOptions {
+                pool_size,
+                lease_ttl: std::time::Duration::from_secs(30),
+                token: self.token.clone(),
+                flush_executor: flush_executor.then(|| {
+                    (
+                        self.scheduler.clone(),
+                        crate::flush_compare::DEFAULT_FLUSH_SLOTS,
+                    )
+                }),
+                storage: Some(storage),
+            })
+            .map_err(|e| {
+                BenchError::InvalidArgument(format!("serving the in-process memory node: {e}"))
+            })?;
+        if flush_executor {
+            crate::flush_compare::wait_for_flush_executor(
+                &self.scheduler,
+                &self.token,
+                node.plane(),
+            )?;
+        }
+        offload.memory_node = crate::offload::MemoryNodeSetting::Served {
+            control: node.control().to_string(),
+            pool_size,
+            flush_executor,
+            token: self.token.clone(),
+        };
+        Ok(Some(node))
+    }
+
     /// The engine's options for this service.
     pub fn options(&self) -> CompactionServiceOptions {
         CompactionServiceOptions {
@@ -324,6 +415,7 @@ impl CsaConfig {
             policy: self.policy,
             busy_threshold: self.busy_threshold,
             max_tries: self.max_tries,
+            flush: self.flush,
             ..CompactionServiceOptions::new(self.scheduler.clone(), self.token.clone())
         }
     }

@@ -109,6 +109,12 @@ pub struct EngineArgs {
     /// splits its key space (keys 0..num) evenly (default 1).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Learn the --shards split keys from the keys written instead of
+    /// splitting the key space evenly (the engine starts with one shard,
+    /// splits once it has seen enough keys and moves the boundaries when
+    /// one shard takes far more than its share); works for every workload.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub adaptive_shards: Option<bool>,
 }
 
 impl EngineArgs {
@@ -148,6 +154,7 @@ impl EngineArgs {
                 .or(base.max_bytes_for_level_base),
             target_file_size_base: self.target_file_size_base.or(base.target_file_size_base),
             shards: self.shards.or(base.shards),
+            adaptive_shards: self.adaptive_shards.or(base.adaptive_shards),
         }
     }
 
@@ -215,6 +222,7 @@ impl EngineArgs {
                 .unwrap_or(d.l0_stop_writes_trigger),
             compaction,
             shards,
+            adaptive_shards: self.adaptive_shards.unwrap_or(false),
             shard_splits: Vec::new(),
             offload: None,
             csa: None,
@@ -260,6 +268,8 @@ pub struct EngineConfig {
     /// Key-range shards (`--shards`) and, once the workload named its key
     /// space ([`EngineConfig::split_key_space`]), the split keys.
     pub shards: usize,
+    /// The engine learns the split keys (`--adaptive_shards`).
+    pub adaptive_shards: bool,
     #[serde(skip)]
     pub shard_splits: Vec<Vec<u8>>,
     /// Memtable offloading (`--offload` and its flags); `None` = off.
@@ -341,6 +351,9 @@ impl EngineConfig {
     /// Split the key space of `num` dbbench keys of `key_size` bytes (keys
     /// 0..num, [`crate::dbbench::make_key`]) into `shards` equal shards.
     pub fn split_key_space(mut self, num: u64, key_size: usize) -> Self {
+        if self.adaptive_shards {
+            return self;
+        }
         let shards = self.shards as u64;
         self.shard_splits = (1..shards)
             .map(|i| {
@@ -374,7 +387,12 @@ impl EngineConfig {
         o.table.block_size = self.block_size;
         o.offload = self.offload.as_ref().map(|c| c.options());
         o.compaction_service = self.csa.as_ref().map(|c| c.options());
-        o.shard_splits = self.shard_splits.clone();
+        if self.adaptive_shards {
+            o.adaptive_shards = true;
+            o.shard_count = self.shards;
+        } else {
+            o.shard_splits = self.shard_splits.clone();
+        }
         // Each database opened gets its own channel: one node's storage.
         if let Some(model) = self.remote_storage() {
             o.storage = Arc::new(ThrottledStorage::new(Arc::new(LocalFs::new()), model));

@@ -52,6 +52,9 @@ use crate::report::{BackgroundErrors, PhaseReport, RunOutcome};
 pub const TARGET_FLUSH_OFFLOAD_RATIO: f64 = 1.5;
 /// How long the memory node's flush executor may take to register.
 const REGISTER_WAIT: Duration = Duration::from_secs(20);
+/// Flushes a memory node runs at once unless `--flush_slots` says
+/// otherwise.
+pub const DEFAULT_FLUSH_SLOTS: u32 = 2;
 /// Pool of the memory node unless `--memnode_pool_size` says otherwise.
 const DEFAULT_POOL: u64 = 1 << 30;
 
@@ -91,7 +94,7 @@ impl FlushCompareArgs {
                 other => other,
             },
         };
-        let flush_slots = self.flush_slots.unwrap_or(2);
+        let flush_slots = self.flush_slots.unwrap_or(DEFAULT_FLUSH_SLOTS);
         if !(1..=64).contains(&flush_slots) {
             return bad(format!("--flush_slots {flush_slots} must lie in [1, 64]"));
         }
@@ -102,6 +105,7 @@ impl FlushCompareArgs {
                     "flush-compare runs its memory node in this process; --memnode {address} is not used here"
                 ));
             }
+            MemoryNodeSetting::Served { pool_size, .. } => *pool_size,
         };
         Ok(FlushCompareConfig {
             placement: flush_placement_flag(placement),
@@ -440,7 +444,11 @@ pub fn run(
 
 /// Wait (bounded) until the scheduler lists the flush executor of the
 /// memory node whose data plane is `plane`.
-fn wait_for_flush_executor(endpoint: &str, token: &ClusterToken, plane: &str) -> Result<()> {
+pub(crate) fn wait_for_flush_executor(
+    endpoint: &str,
+    token: &ClusterToken,
+    plane: &str,
+) -> Result<()> {
     let failed = |m: String| BenchError::InvalidArgument(format!("flush-compare: {m}"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

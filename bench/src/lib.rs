@@ -38,6 +38,7 @@ pub mod offload_compare;
 pub mod offload_lookup;
 pub mod offload_ship;
 pub mod report;
+pub mod shard_sweep;
 pub mod sst_gate;
 pub mod study;
 pub mod ycsb;

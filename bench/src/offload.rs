@@ -310,6 +310,17 @@ pub(crate) fn read_token(path: &std::path::Path) -> Result<ClusterToken> {
 pub enum MemoryNodeSetting {
     /// A memory node inside this process, over the `local` transport.
     InProcess { pool_size: u64 },
+    /// A memory node inside this process served on loopback (control
+    /// plane and `tcp` data plane), so that a compaction service's agents
+    /// can read its images and its flush executor can run flushes
+    /// (`--flush_placement` with `--csa_agents`).
+    Served {
+        control: String,
+        pool_size: u64,
+        flush_executor: bool,
+        #[serde(skip)]
+        token: ClusterToken,
+    },
     /// An `o3-memnode` process.
     Remote {
         address: String,
@@ -348,6 +359,13 @@ impl OffloadConfig {
                 pool_size: *pool_size,
                 link,
             },
+            MemoryNodeSetting::Served { control, token, .. } => StoreConfig::Remote(RemoteConfig {
+                control: control.clone(),
+                token: token.clone(),
+                compute_node: format!("o3-bench-{}", std::process::id()),
+                link,
+                op_timeout: Duration::from_millis(DEFAULT_MEMNODE_TIMEOUT_MS),
+            }),
             MemoryNodeSetting::Remote {
                 address,
                 timeout_ms,
@@ -377,6 +395,20 @@ impl OffloadConfig {
             MemoryNodeSetting::InProcess { pool_size } => format!(
                 "in-process memory node (local transport, pool {})",
                 bytes(*pool_size)
+            ),
+            MemoryNodeSetting::Served {
+                control,
+                pool_size,
+                flush_executor,
+                ..
+            } => format!(
+                "in-process memory node served at {control} (tcp data plane on loopback, pool {}){}",
+                bytes(*pool_size),
+                if *flush_executor {
+                    ", running flushes for the compaction service"
+                } else {
+                    ""
+                }
             ),
             MemoryNodeSetting::Remote { address, .. } => format!(
                 "o3-memnode at {address} (data plane: shm or tcp, as that process serves it)"
