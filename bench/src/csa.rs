@@ -180,6 +180,7 @@ impl CsaArgs {
                 .map_err(|e: String| BenchError::InvalidArgument(format!("--csa_policy: {e}")))?,
             None => PlacementPolicy::Auto,
         };
+        let flush_given = self.flush_placement.is_some();
         let flush = match self.flush_placement.as_deref() {
             Some(p) => crate::flush_compare::parse_flush_placement(p)?,
             None => FlushPlacement::default(),
@@ -194,6 +195,7 @@ impl CsaArgs {
             max_tries: self.csa_max_tries.unwrap_or(defaults.max_tries),
             busy_threshold: self.csa_busy_threshold.unwrap_or(defaults.busy_threshold),
             flush,
+            flush_given,
             token,
         };
         if !(1..=16).contains(&config.max_tries) {
@@ -274,6 +276,9 @@ pub struct CsaConfig {
     pub busy_threshold: f64,
     #[serde(serialize_with = "flush_name")]
     pub flush: FlushPlacement,
+    /// `--flush_placement` was given (not the default).
+    #[serde(skip)]
+    flush_given: bool,
     #[serde(skip)]
     token: ClusterToken,
 }
@@ -355,7 +360,7 @@ impl CsaConfig {
         let in_process_service = matches!(self.service, ServiceSetting::InProcess { .. });
         let remote_storage = engine.remote_storage();
         let Some(offload) = engine.offload.as_mut() else {
-            if self.flush != FlushPlacement::Local {
+            if self.flush_given && self.flush != FlushPlacement::Local {
                 return Err(BenchError::InvalidArgument(format!(
                     "--flush_placement {} needs --offload: only flushes of offloaded memtables leave this node",
                     crate::flush_compare::flush_placement_flag(self.flush)

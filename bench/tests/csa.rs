@@ -53,6 +53,37 @@ fn bad_csa_flags_are_one_line_errors_and_run_nothing() {
             vec!["--csa_policy", "\"sometimes\"", "auto, remote or local"],
         ),
         (
+            vec!["dbbench", "--db", db, "--flush_placement", "memnode"],
+            vec!["--flush_placement needs --csa_scheduler"],
+        ),
+        (
+            vec![
+                "dbbench",
+                "--db",
+                db,
+                "--csa_agents",
+                "1",
+                "--flush_placement",
+                "memnode",
+            ],
+            vec!["--flush_placement memnode needs --offload"],
+        ),
+        (
+            vec![
+                "dbbench",
+                "--db",
+                db,
+                "--csa_agents",
+                "1",
+                "--flush_placement",
+                "nowhere",
+            ],
+            vec![
+                "--flush_placement 'nowhere'",
+                "local, memnode, agent or auto",
+            ],
+        ),
+        (
             vec!["dbbench", "--db", db, "--csa_scheduler", "127.0.0.1:7390"],
             vec!["needs --token_file"],
         ),

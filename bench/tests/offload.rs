@@ -290,3 +290,108 @@ fn offload_lookup_reads_through_the_memory_node() {
         .unwrap();
     assert!(shipped > 0, "{summary}");
 }
+
+#[test]
+fn flush_compare_runs_three_variants_and_offloads_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let json = dir.path().join("flush.json");
+    let out = o3_bench_within(
+        &[
+            "--json",
+            json.to_str().unwrap(),
+            "flush-compare",
+            "--db",
+            db.to_str().unwrap(),
+            "--write_buffer_size",
+            "131072",
+            "--max_local_sealed_memtables",
+            "0",
+            "--max_offloaded_bytes",
+            "524288",
+            "--burst_factor",
+            "8",
+            "--storage_write_bytes_per_sec",
+            "4000000",
+        ],
+        Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "1 no offloading",
+        "2 memtable offload, local",
+        "3 memtable + flush offload",
+        "write 4.0 MB/s",
+        "(this node, the memory node and the agents each a channel of its own)",
+        "/ local flush:",
+    ] {
+        assert!(stdout.contains(needle), "{stdout} lacks {needle}");
+    }
+    let report = read_json(&json);
+    let summary = &report["summary"];
+    // Run 2 flushed everything here; run 3 sent flushes to the memory
+    // node (the command fails if it sent none).
+    assert_eq!(
+        summary["local_flush_placement"]["on_memnode"], 0,
+        "{summary}"
+    );
+    assert!(
+        summary["flush_offload_placement"]["on_memnode"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{summary}"
+    );
+    assert_eq!(report["phases"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn shard_sweep_learns_split_keys_for_every_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sweep.json");
+    let out = o3_bench_within(
+        &[
+            "--json",
+            json.to_str().unwrap(),
+            "shard-sweep",
+            "--db",
+            dir.path().join("db").to_str().unwrap(),
+            // Past the engine's first sampling window (100,000 writes), so
+            // the adaptive databases split.
+            "--num",
+            "250000",
+            "--write_buffer_size",
+            "1048576",
+            "--shard_counts",
+            "1,4",
+        ],
+        Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_json(&json);
+    let points = report["summary"].as_array().unwrap();
+    assert_eq!(points.len(), 4, "{stdout}");
+    for p in points {
+        let shards = p["shards"].as_u64().unwrap();
+        let max_share = p["max_write_share"].as_f64().unwrap();
+        if shards == 1 {
+            assert_eq!(p["reshards"], 0, "{p}");
+            assert!((max_share - 1.0).abs() < 1e-9, "{p}");
+        } else {
+            // The engine split the key space itself, and no shard takes
+            // most of the writes, zipfian keys included.
+            assert!(p["reshards"].as_u64().unwrap() >= 1, "{p}");
+            assert!(max_share < 0.5, "{p}");
+        }
+    }
+}

@@ -91,6 +91,11 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// Whether flushes may run elsewhere (a flush-placing executor).
+    pub(crate) fn flushes_leave(&self) -> bool {
+        !Arc::ptr_eq(&self.executor, &self.local_executor) && self.executor.runs_flushes()
+    }
+
     /// Assemble the shared state (called by recovery once the WAL is replayed).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(

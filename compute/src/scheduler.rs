@@ -159,18 +159,13 @@ fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool 
     if s.sealed.len() >= merge {
         // A flush that may leave this node runs where its images are only
         // if all are offloaded: it waits for those being shipped.
-        return !(flushes_leave(engine) && shipping_pending(engine, s));
+        return !(engine.flushes_leave() && shipping_pending(engine, s));
     }
     let o = &engine.options;
     let wal_bytes: u64 = st.wal_segments.values().sum();
     let idle = engine.counters.writes.load(Ordering::Relaxed) == st.idle_probe.0
         && now.duration_since(st.idle_probe.1) >= o.idle_compaction_after.unwrap_or(IDLE_FLUSH);
     wal_bytes > o.max_total_wal_size || st.unflushed_bytes() >= o.max_unflushed_bytes / 2 || idle
-}
-
-/// Whether flushes may run elsewhere (a flush-placing executor).
-pub(crate) fn flushes_leave(engine: &Engine) -> bool {
-    !Arc::ptr_eq(&engine.executor, &engine.local_executor) && engine.executor.runs_flushes()
 }
 
 /// Whether the shipping threads will still offload sealed memtables of

@@ -99,7 +99,7 @@ pub(crate) fn claim_flush(
     let token = token(vs, job_id, 1);
     // Read under the state lock, like `Db::snapshot` registers.
     let smallest_snapshot = engine.smallest_snapshot();
-    let leave = crate::scheduler::flushes_leave(engine);
+    let leave = engine.flushes_leave();
     let s = &mut st.shards[shard];
     s.flushing = true;
     let offloaded = s.sealed.iter().take_while(|x| !x.slot.is_local()).count();
