@@ -305,9 +305,23 @@ pub fn run(cli: Cli) -> Result<()> {
             compare,
             flush,
         } => {
-            let offload = offload
-                .over(config.offload)
-                .resolve_implied("flush-compare")?;
+            // Defaults of this experiment: every sealed memtable is
+            // offloaded (a local one keeps its flush here), and the pool cap
+            // is small, so the fill outruns the memory node too and the
+            // flushes' speed decides the throughput.
+            let offload = offload.over(config.offload);
+            let offload = crate::offload::OffloadArgs {
+                max_local_sealed_memtables: offload.max_local_sealed_memtables.or(Some(0)),
+                max_offloaded_bytes: offload
+                    .max_offloaded_bytes
+                    .or(Some(crate::flush_compare::DEFAULT_MAX_OFFLOADED_BYTES)),
+                ..offload
+            }
+            .resolve_implied("flush-compare")?;
+            let compare = crate::offload_compare::OffloadCompareArgs {
+                burst_factor: compare.burst_factor.or(Some(16.0)),
+                ..compare
+            };
             let engine = crate::offload_compare::engine_defaults(engine.over(config.engine))
                 .resolve("o3-flush-compare")?;
             let compare = compare

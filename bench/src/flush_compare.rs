@@ -55,6 +55,8 @@ const REGISTER_WAIT: Duration = Duration::from_secs(20);
 /// Flushes a memory node runs at once unless `--flush_slots` says
 /// otherwise.
 pub const DEFAULT_FLUSH_SLOTS: u32 = 2;
+/// `max_offloaded_bytes` unless `--max_offloaded_bytes` says otherwise.
+pub const DEFAULT_MAX_OFFLOADED_BYTES: u64 = 16 << 20;
 /// Pool of the memory node unless `--memnode_pool_size` says otherwise.
 const DEFAULT_POOL: u64 = 1 << 30;
 

@@ -252,3 +252,84 @@ async fn sessions_tickets_and_roots_belong_to_one_tenant() {
     let error = client.submit(&b2, &own, 1.0, 3).await.unwrap_err();
     assert!(matches!(error, CsaError::InvalidArgument(_)), "{error}");
 }
+
+/// An assignment whose `Fetch` answer never reached its agent (the agent
+/// heartbeats without it) is requeued with the next epoch after the
+/// heartbeat timeout, instead of counting as running for ever.
+#[tokio::test]
+async fn an_assignment_the_agent_does_not_run_is_requeued() {
+    let service = LocalService::start(LocalServiceOptions {
+        agents: 0,
+        slots_per_agent: 1,
+        token: token(),
+        storage: Arc::new(LocalFs::new()),
+        scheduler: SchedulerConfig {
+            heartbeat: Duration::from_millis(50),
+            heartbeat_timeout: Duration::from_millis(300),
+            ..SchedulerConfig::default()
+        },
+    })
+    .unwrap();
+    let client = client(&service).await;
+    let db = TestDb::new(2, 50, 16);
+    let tenant = client.register_tenant("t", &db.root(), 0).await.unwrap();
+    let job = db.claim();
+    let ticket = client.submit(&tenant, &job, 1.0, 3).await.unwrap().ticket;
+
+    let channel = connect(service.endpoint(), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let mut agent = Grpc::new(authenticated(channel, token()));
+    let agent_id = agent
+        .register_agent(pb::RegisterAgentRequest {
+            name: "forgetful".into(),
+            slots: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agent_id;
+    let fetched = agent
+        .fetch(pb::FetchRequest {
+            agent_id,
+            wait_ms: 2_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.jobs.len(), 1, "{fetched:?}");
+    assert_eq!((fetched.jobs[0].ticket, fetched.jobs[0].epoch), (ticket, 0));
+
+    // The agent lost the answer: it heartbeats with nothing running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let requeued = loop {
+        agent
+            .heartbeat(pb::HeartbeatRequest {
+                agent_id,
+                slots: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let again = agent
+            .fetch(pb::FetchRequest {
+                agent_id,
+                wait_ms: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(a) = again.jobs.first() {
+            break a.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost assignment was never requeued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((requeued.ticket, requeued.epoch), (ticket, 1));
+    let stats = client.stats().await.unwrap();
+    assert_eq!(stats.requeued_lost_agent, 1, "{stats:?}");
+}

@@ -168,7 +168,43 @@ impl Scheduler {
             .filter(|job| agent.assigned.get(&job.ticket) != Some(&job.epoch))
             .cloned()
             .collect();
-        if !was_healthy {
+        // An assignment the agent fetched a while ago but does not say it
+        // runs never reached it (the fetch's answer was lost on the way):
+        // without this it would count as running for ever, and its tenant
+        // would wait for ever. A report still on its way is fenced then.
+        let grace = self.config.heartbeat_timeout;
+        let agent_id = agent.id;
+        let lost: Vec<(u64, u32)> = agent
+            .assigned
+            .iter()
+            .filter(|&(ticket, epoch)| {
+                !request
+                    .running
+                    .iter()
+                    .any(|j| j.ticket == *ticket && j.epoch == *epoch)
+            })
+            .map(|(&ticket, &epoch)| (ticket, epoch))
+            .filter(|(ticket, _)| {
+                state.tickets.get(ticket).is_some_and(|t| {
+                    matches!(t.phase, Phase::Assigned { fetched: true, since, .. }
+                        if now.saturating_duration_since(since) > grace)
+                })
+            })
+            .collect();
+        let requeue = !lost.is_empty();
+        for (ticket, epoch) in lost {
+            tracing::warn!(
+                agent = agent_id,
+                ticket,
+                epoch,
+                "assignment lost: fetched but not running on the agent; requeued"
+            );
+            let error = format!("agent {agent_id} never ran epoch {epoch} it fetched");
+            if self.retry_or_give_up(state, ticket, FailureKind::AgentLost, error, now) {
+                state.counters.requeued_lost_agent += 1;
+            }
+        }
+        if !was_healthy || requeue {
             self.distribute(state, now);
         }
         Ok(pb::HeartbeatResponse { cancel })
