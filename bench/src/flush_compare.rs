@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
 use crate::offload::{MemoryNodeSetting, OffloadConfig, bytes};
-use crate::offload_compare::{FillFigures, OffloadCompareConfig, fill};
+use crate::offload_compare::{FillFigures, OffloadCompareConfig, fill, measure_fill};
 use crate::report::{BackgroundErrors, PhaseReport, RunOutcome};
 
 /// The target of the experiment (reported next to the figures).
@@ -384,21 +384,14 @@ pub fn run(
         }
         let dir = engine.db.join(name);
         let db = crate::fresh_db::open_empty(&dir, options)?;
-        let report = match fill(name, cfg, puts, &db, show_progress) {
-            Ok(r) => r,
-            Err(e) => {
-                RunOutcome::cut_short(db, phases, name, e)?.check()?;
-                return Err(BenchError::NotMeasured {
-                    experiment: "flush-compare",
-                    message: format!("{name} ended early"),
-                });
-            }
-        };
-        let closing = BackgroundErrors::before_closing(db)?;
-        let failed = report.background_errors.failed() || closing.failed();
-        background_errors.count += closing.count;
-        background_errors.message = background_errors.message.or(closing.message);
-        phases.push(report);
+        let failed = measure_fill(
+            "flush-compare",
+            name,
+            db,
+            &mut phases,
+            &mut background_errors,
+            |db| fill(name, cfg, puts, db, show_progress),
+        )?;
         drop(node);
         if failed {
             break;

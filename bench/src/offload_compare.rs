@@ -291,23 +291,14 @@ pub fn run(
         ("fill-offload-on", "offload-on", engine),
     ] {
         let db = crate::fresh_db::open_empty(&engine.db.join(dir), variant.db_options())?;
-        let report = match fill(name, cfg, puts, &db, show_progress) {
-            Ok(r) => r,
-            Err(e) => {
-                // Both runs are needed: a fill stopped by failed background
-                // work fails the experiment with that failure.
-                RunOutcome::cut_short(db, phases, name, e)?.check()?;
-                return Err(BenchError::NotMeasured {
-                    experiment: "offload-compare",
-                    message: format!("{name} ended early"),
-                });
-            }
-        };
-        let closing = BackgroundErrors::before_closing(db)?;
-        let failed = report.background_errors.failed() || closing.failed();
-        background_errors.count += closing.count;
-        background_errors.message = background_errors.message.or(closing.message);
-        phases.push(report);
+        let failed = measure_fill(
+            "offload-compare",
+            name,
+            db,
+            &mut phases,
+            &mut background_errors,
+            |db| fill(name, cfg, puts, db, show_progress),
+        )?;
         if failed {
             break;
         }
@@ -407,6 +398,36 @@ pub fn describe(s: &CompareSummary) -> String {
     out
 }
 
+/// Run `fill` on `db` and close it: its phase goes to `phases`, what
+/// closing reported to `errors`. Returns whether background work failed
+/// (the experiment stops there). Every fill of an experiment is needed: a
+/// fill stopped by failed background work fails it with that failure.
+pub(crate) fn measure_fill(
+    experiment: &'static str,
+    name: &str,
+    db: Db,
+    phases: &mut Vec<PhaseReport>,
+    errors: &mut BackgroundErrors,
+    fill: impl FnOnce(&Db) -> Result<PhaseReport>,
+) -> Result<bool> {
+    let report = match fill(&db) {
+        Ok(r) => r,
+        Err(e) => {
+            RunOutcome::cut_short(db, std::mem::take(phases), name, e)?.check()?;
+            return Err(BenchError::NotMeasured {
+                experiment,
+                message: format!("{name} ended early"),
+            });
+        }
+    };
+    let closing = BackgroundErrors::before_closing(db)?;
+    let failed = report.background_errors.failed() || closing.failed();
+    errors.count += closing.count;
+    errors.message = errors.message.take().or(closing.message);
+    phases.push(report);
+    Ok(failed)
+}
+
 /// One fill of `puts` random keys, as db_bench's fillrandom.
 pub(crate) fn fill(
     name: &str,
@@ -415,18 +436,46 @@ pub(crate) fn fill(
     db: &Db,
     show_progress: bool,
 ) -> Result<PhaseReport> {
-    let progress = progress_bar(show_progress, Some(puts), name);
-    let mut rng = SmallRng::seed_from_u64(cfg.seed);
-    let mut values = ValueSource::new(cfg.value_size, &mut rng);
-    let mut key = vec![0u8; cfg.key_size];
+    let shape = FillShape {
+        puts,
+        key_size: cfg.key_size,
+        value_size: cfg.value_size,
+        seed: cfg.seed,
+    };
+    fill_with(name, &shape, db, show_progress, |rng| {
+        rng.random_range(0..puts)
+    })
+}
+
+/// How many puts of what sizes a fill writes, and its seed.
+pub(crate) struct FillShape {
+    pub puts: u64,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub seed: u64,
+}
+
+/// One fill of `shape.puts` puts, each under the dbbench key of the number
+/// `next_key` draws, timed and reported as a phase.
+pub(crate) fn fill_with(
+    name: &str,
+    shape: &FillShape,
+    db: &Db,
+    show_progress: bool,
+    mut next_key: impl FnMut(&mut SmallRng) -> u64,
+) -> Result<PhaseReport> {
+    let progress = progress_bar(show_progress, Some(shape.puts), name);
+    let mut rng = SmallRng::seed_from_u64(shape.seed);
+    let mut values = ValueSource::new(shape.value_size, &mut rng);
+    let mut key = vec![0u8; shape.key_size];
     let start = Instant::now();
     let mut rec = ThreadRecorder::new(start, progress.clone());
     let mut began = start;
-    for _ in 0..puts {
-        make_key(&mut key, rng.random_range(0..puts));
+    for _ in 0..shape.puts {
+        make_key(&mut key, next_key(&mut rng));
         db.put(&key, values.next())
             .map_err(BenchError::engine(format!("{name}: put")))?;
-        rec.add_bytes(cfg.key_size + cfg.value_size);
+        rec.add_bytes(shape.key_size + shape.value_size);
         began = rec.record(OpKind::Write, began)?;
     }
     let elapsed = start.elapsed();

@@ -14,20 +14,14 @@
 //! one shard has to probe (L0 files overlapping its range), re-splits and
 //! the largest and smallest shard write share at the end.
 
-use std::time::Instant;
-
 use clap::Args;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dbbench::{ValueSource, make_key};
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
-use crate::offload_compare::stall_micros;
-use crate::report::{
-    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder, progress_bar,
-};
+use crate::offload_compare::{FillShape, fill_with, measure_fill, stall_micros};
+use crate::report::{BackgroundErrors, PhaseReport, RunOutcome};
 use crate::ycsb::generator::Zipfian;
 
 /// Shard counts swept unless `--shard_counts` says otherwise.
@@ -178,24 +172,19 @@ pub fn run(cfg: &ShardSweepConfig, engine: &EngineConfig, show_progress: bool) -
                 ..engine.clone()
             };
             let db = crate::fresh_db::open_empty(&engine.db.join(&name), variant.db_options())?;
-            let report = match fill(&name, cfg, distribution, &db, show_progress) {
-                Ok(r) => r,
-                Err(e) => {
-                    RunOutcome::cut_short(db, phases, &name, e)?.check()?;
-                    return Err(BenchError::NotMeasured {
-                        experiment: "shard-sweep",
-                        message: format!("{name} ended early"),
-                    });
-                }
-            };
-            let closing = BackgroundErrors::before_closing(db)?;
-            let failed = report.background_errors.failed() || closing.failed();
-            background_errors.count += closing.count;
-            background_errors.message = background_errors.message.or(closing.message);
-            let point = SweepPoint::of(distribution, shards, &report);
-            println!("{}", describe_point(&point));
-            points.push(point);
-            phases.push(report);
+            let failed = measure_fill(
+                "shard-sweep",
+                &name,
+                db,
+                &mut phases,
+                &mut background_errors,
+                |db| fill(&name, cfg, distribution, db, show_progress),
+            )?;
+            if let Some(report) = phases.last() {
+                let point = SweepPoint::of(distribution, shards, report);
+                println!("{}", describe_point(&point));
+                points.push(point);
+            }
             if failed {
                 let outcome = RunOutcome {
                     phases,
@@ -274,29 +263,17 @@ fn fill(
     db: &o3_compute::Db,
     show_progress: bool,
 ) -> Result<PhaseReport> {
-    let progress = progress_bar(show_progress, Some(cfg.num), name);
-    let mut rng = SmallRng::seed_from_u64(cfg.seed);
-    let mut values = ValueSource::new(cfg.value_size, &mut rng);
+    let shape = FillShape {
+        puts: cfg.num,
+        key_size: cfg.key_size,
+        value_size: cfg.value_size,
+        seed: cfg.seed,
+    };
     let mut zipfian = Zipfian::new(0, cfg.num - 1);
-    let mut key = vec![0u8; cfg.key_size];
-    let start = Instant::now();
-    let mut rec = ThreadRecorder::new(start, progress.clone());
-    let mut began = start;
-    for _ in 0..cfg.num {
-        let k = match distribution {
-            KeyDistribution::Uniform => rng.random_range(0..cfg.num),
-            KeyDistribution::Zipfian => zipfian.next(&mut rng),
-        };
-        make_key(&mut key, k);
-        db.put(&key, values.next())
-            .map_err(BenchError::engine(format!("{name}: put")))?;
-        rec.add_bytes(cfg.key_size + cfg.value_size);
-        began = rec.record(OpKind::Write, began)?;
-    }
-    let elapsed = start.elapsed();
-    progress.finish_and_clear();
-    let result = PhaseResult::merge(name, vec![rec], elapsed)?;
-    Ok(PhaseReport::new(result, None, db, db.stats()))
+    fill_with(name, &shape, db, show_progress, |rng| match distribution {
+        KeyDistribution::Uniform => rng.random_range(0..cfg.num),
+        KeyDistribution::Zipfian => zipfian.next(rng),
+    })
 }
 
 #[cfg(test)]

@@ -157,9 +157,10 @@ fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool 
         return true;
     }
     if s.sealed.len() >= merge {
-        // A flush that may leave this node runs where its images are only
-        // if all are offloaded: it waits for those being shipped.
-        return !(engine.flushes_leave() && shipping_pending(engine, s));
+        // A flush that may leave this node takes the offloaded memtables
+        // from the oldest on (`jobs::build::claim_flush`); while the oldest
+        // is still local and about to be shipped, it waits for the ship.
+        return !(engine.flushes_leave() && oldest_being_shipped(engine, s));
     }
     let o = &engine.options;
     let wal_bytes: u64 = st.wal_segments.values().sum();
@@ -168,10 +169,14 @@ fn flush_due(engine: &Engine, st: &DbState, shard: usize, now: Instant) -> bool 
     wal_bytes > o.max_total_wal_size || st.unflushed_bytes() >= o.max_unflushed_bytes / 2 || idle
 }
 
-/// Whether the shipping threads will still offload sealed memtables of
-/// shard `s` (as `offload::ship::pick` chooses them): more shippable ones
-/// than the shard keeps local, and shipping not paused.
-fn shipping_pending(engine: &Engine, s: &crate::state::ShardState) -> bool {
+/// Whether the oldest sealed memtable of shard `s` is local and the
+/// shipping threads will offload it next (`offload::ship::pick` takes the
+/// oldest local one not kept local): shipping not paused, the memtable
+/// neither claimed, empty, nor refused for want of room. Only the oldest
+/// counts: when it was refused (the pool is full), waiting for a younger
+/// one to be shipped would wait for ever, as the room comes back only when
+/// flushes release images.
+fn oldest_being_shipped(engine: &Engine, s: &crate::state::ShardState) -> bool {
     let Some(offload) = engine.offload.as_ref() else {
         return false;
     };
@@ -182,15 +187,19 @@ fn shipping_pending(engine: &Engine, s: &crate::state::ShardState) -> bool {
     {
         return false;
     }
-    let shippable = s
+    let Some(oldest) = s.sealed.front() else {
+        return false;
+    };
+    let slot = &oldest.slot;
+    if !slot.is_local() || slot.is_claimed() || slot.is_empty() || slot.was_refused() {
+        return false;
+    }
+    let local = s
         .sealed
         .iter()
-        .filter(|x| {
-            let slot = &x.slot;
-            slot.is_local() && !slot.is_claimed() && !slot.is_empty() && !slot.was_refused()
-        })
+        .filter(|x| x.slot.is_local() && !x.slot.is_claimed() && !x.slot.is_empty())
         .count();
-    shippable > offload.options.max_local_sealed_memtables
+    local > offload.options.max_local_sealed_memtables
 }
 
 /// With offloading, sealed memtables waiting to be merged are flushed
