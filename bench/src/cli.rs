@@ -322,8 +322,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 burst_factor: compare.burst_factor.or(Some(16.0)),
                 ..compare
             };
-            let engine = crate::offload_compare::engine_defaults(engine.over(config.engine))
-                .resolve("o3-flush-compare")?;
+            // Four shards unless --shards says otherwise: their flushes run
+            // at once, here as on the memory node's flush slots.
+            let engine = engine.over(config.engine);
+            let engine = crate::engine::EngineArgs {
+                shards: engine.shards.or(Some(4)),
+                ..engine
+            };
+            let engine =
+                crate::offload_compare::engine_defaults(engine).resolve("o3-flush-compare")?;
             let compare = compare
                 .over(config.offload_compare)
                 .resolve(&engine, &offload)?;

@@ -22,6 +22,9 @@
 //! only the flush's place changes. The WAL is off by default (as in
 //! `offload-compare`), so the throttle is the flushes' and compactions'.
 //!
+//! The fill's key space is split into `--shards` shards (4 unless given),
+//! so several flushes run at once in every run.
+//!
 //! Reported: each run's throughput, write stalls, put latency and flushes;
 //! where run 3's flushes ran, their time and the bytes that crossed each
 //! link; the ratios run 3 / run 2 (target ≥ 1.5x when this node's storage
@@ -289,6 +292,9 @@ pub fn run(
     let entry = (cfg.key_size + cfg.value_size) as u64;
     let budget = cfg.local_budget_bytes;
     let puts = ((budget as f64 * cfg.burst_factor) as u64 / entry).max(1);
+    // --shards splits the fill's key space (keys 0..puts) evenly, or lets
+    // the engine learn the split keys (--adaptive_shards).
+    let engine = &engine.clone().split_key_space(puts, cfg.key_size);
     let placement = flush.placement();
     let token = token()?;
     let service = LocalService::start(LocalServiceOptions {

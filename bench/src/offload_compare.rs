@@ -248,6 +248,9 @@ pub fn run(
     let entry = (cfg.key_size + cfg.value_size) as u64;
     let burst_bytes = (budget as f64 * cfg.burst_factor) as u64;
     let puts = (burst_bytes / entry).max(1);
+    // --shards splits the fill's key space (keys 0..puts) evenly, or lets
+    // the engine learn the split keys (--adaptive_shards).
+    let engine = &engine.clone().split_key_space(puts, cfg.key_size);
     println!(
         "offload-compare: a fill of {puts} random puts of {}+{} bytes ({}) = {} x the local memtable budget",
         cfg.key_size,
