@@ -283,7 +283,7 @@ pub struct CsaConfig {
     token: ClusterToken,
 }
 
-fn flush_name<S: serde::Serializer>(
+pub(crate) fn flush_name<S: serde::Serializer>(
     flush: &FlushPlacement,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
@@ -358,7 +358,8 @@ impl CsaConfig {
         engine: &mut EngineConfig,
     ) -> Result<Option<o3_memnode::local::LocalMemoryNode>> {
         let in_process_service = matches!(self.service, ServiceSetting::InProcess { .. });
-        let remote_storage = engine.remote_storage();
+        // The memory node's own storage channel, throttled like this node's.
+        let storage = crate::flush_compare::node_storage(engine);
         let Some(offload) = engine.offload.as_mut() else {
             if self.flush_given && self.flush != FlushPlacement::Local {
                 return Err(BenchError::InvalidArgument(format!(
@@ -375,11 +376,6 @@ impl CsaConfig {
             return Ok(None);
         }
         let flush_executor = self.flush != FlushPlacement::Agent;
-        let local: Arc<dyn Storage> = Arc::new(LocalFs::new());
-        let storage: Arc<dyn Storage> = match remote_storage {
-            Some(model) => Arc::new(ThrottledStorage::new(local, model)),
-            None => local,
-        };
         let node =
             o3_memnode::local::LocalMemoryNode::start(o3_memnode::local::LocalMemoryNodeOptions {
                 pool_size,

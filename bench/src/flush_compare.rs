@@ -113,7 +113,7 @@ impl FlushCompareArgs {
             MemoryNodeSetting::Served { pool_size, .. } => *pool_size,
         };
         Ok(FlushCompareConfig {
-            placement: flush_placement_flag(placement),
+            placement,
             flush_slots,
             pool_size,
         })
@@ -146,16 +146,11 @@ pub fn flush_placement_flag(placement: FlushPlacement) -> &'static str {
 /// Resolved settings (reported verbatim).
 #[derive(Debug, Clone, Serialize)]
 pub struct FlushCompareConfig {
-    pub placement: &'static str,
+    #[serde(serialize_with = "crate::csa::flush_name")]
+    pub placement: FlushPlacement,
     pub flush_slots: u32,
     /// The memory node's pool in runs 2 and 3.
     pub pool_size: u64,
-}
-
-impl FlushCompareConfig {
-    fn placement(&self) -> FlushPlacement {
-        parse_flush_placement(self.placement).unwrap_or(FlushPlacement::Memnode)
-    }
 }
 
 /// Both settings of a run, for the report's configuration.
@@ -272,7 +267,7 @@ fn token() -> Result<ClusterToken> {
 
 /// Storage of another node: a channel of its own, throttled like this
 /// node's.
-fn node_storage(engine: &EngineConfig) -> Arc<dyn Storage> {
+pub(crate) fn node_storage(engine: &EngineConfig) -> Arc<dyn Storage> {
     let local: Arc<dyn Storage> = Arc::new(LocalFs::new());
     match engine.remote_storage() {
         Some(model) => Arc::new(ThrottledStorage::new(local, model)),
@@ -295,13 +290,15 @@ pub fn run(
     // --shards splits the fill's key space (keys 0..puts) evenly, or lets
     // the engine learn the split keys (--adaptive_shards).
     let engine = &engine.clone().split_key_space(puts, cfg.key_size);
-    let placement = flush.placement();
+    let placement = flush.placement;
+    // One agent when flushes may go to agents; none for the memory node.
+    let agents = usize::from(matches!(
+        placement,
+        FlushPlacement::Agent | FlushPlacement::Auto
+    ));
     let token = token()?;
     let service = LocalService::start(LocalServiceOptions {
-        agents: usize::from(matches!(
-            placement,
-            FlushPlacement::Agent | FlushPlacement::Auto
-        )),
+        agents,
         slots_per_agent: flush.flush_slots,
         token: token.clone(),
         storage: node_storage(engine),
@@ -327,13 +324,9 @@ pub fn run(
         offload.max_local_sealed_memtables
     );
     println!(
-        "  run 3 places flushes: {} (memory node flush slots {}, {} agent(s)); compactions stay on this node in every run",
-        flush.placement,
+        "  run 3 places flushes: {} (memory node flush slots {}, {agents} agent(s)); compactions stay on this node in every run",
+        flush_placement_flag(placement),
         flush.flush_slots,
-        usize::from(matches!(
-            placement,
-            FlushPlacement::Agent | FlushPlacement::Auto
-        ))
     );
 
     let mut phases: Vec<PhaseReport> = Vec::new();
@@ -429,7 +422,7 @@ pub fn run(
         burst_bytes: puts * entry,
         local_budget_bytes: budget,
         storage_write_bytes_per_sec: engine.storage_write_bytes_per_sec,
-        placement: flush.placement,
+        placement: flush_placement_flag(placement),
         ratio_vs_local_flush: flush_offload.ops_per_sec / local_flush.ops_per_sec.max(1e-9),
         ratio_vs_no_offload: flush_offload.ops_per_sec / no_offload.ops_per_sec.max(1e-9),
         target_ratio_vs_local_flush: TARGET_FLUSH_OFFLOAD_RATIO,

@@ -291,28 +291,15 @@ impl SchedulerClient {
         let bytes = job.to_bytes().map_err(|e| {
             CsaError::InvalidArgument(format!("cannot encode job {}: {e}", job.token))
         })?;
-        let request = self.request(
-            pb::SubmitRequest {
-                tenant_id: tenant.tenant_id,
-                session: tenant.session.clone(),
-                job: bytes,
-                score,
-                epochs,
-                ..pb::SubmitRequest::default()
-            },
-            self.timeout,
-        );
-        let reply = self
-            .grpc
-            .clone()
-            .submit(request)
-            .await
-            .map_err(|s| self.error(&s, None))?
-            .into_inner();
-        Ok(Submitted {
-            ticket: reply.ticket,
-            queue_position: reply.queue_position,
+        self.send_submit(pb::SubmitRequest {
+            tenant_id: tenant.tenant_id,
+            session: tenant.session.clone(),
+            job: bytes,
+            score,
+            epochs,
+            ..pb::SubmitRequest::default()
         })
+        .await
     }
 
     /// Queue a flush of images held by a memory node (`images` says where,
@@ -329,20 +316,23 @@ impl SchedulerClient {
         let bytes = job.to_bytes().map_err(|e| {
             CsaError::InvalidArgument(format!("cannot encode flush job {}: {e}", job.token))
         })?;
-        let request = self.request(
-            pb::SubmitRequest {
-                tenant_id: tenant.tenant_id,
-                session: tenant.session.clone(),
-                job: bytes,
-                // Flushes order before every compaction whatever the score.
-                score: 0.0,
-                epochs,
-                kind: pb::JobKind::Flush as i32,
-                images: Some(images),
-                target: target as i32,
-            },
-            self.timeout,
-        );
+        self.send_submit(pb::SubmitRequest {
+            tenant_id: tenant.tenant_id,
+            session: tenant.session.clone(),
+            job: bytes,
+            // Flushes order before every compaction whatever the score.
+            score: 0.0,
+            epochs,
+            kind: pb::JobKind::Flush as i32,
+            images: Some(images),
+            target: target as i32,
+        })
+        .await
+    }
+
+    /// One `Submit` call.
+    async fn send_submit(&self, submit: pb::SubmitRequest) -> Result<Submitted, CsaError> {
+        let request = self.request(submit, self.timeout);
         let reply = self
             .grpc
             .clone()
