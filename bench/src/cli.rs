@@ -340,7 +340,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 ..engine
             }
             .with_offload(Some(offload.clone()))?;
-            environment.emulated_conditions = engine.emulated_conditions();
+            environment.emulated_conditions =
+                crate::flush_compare::emulated_conditions(&engine, &offload, &flush);
             let configuration = to_json(&Effective {
                 engine: &engine,
                 workload: &crate::flush_compare::FlushCompareWorkload {

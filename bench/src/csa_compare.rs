@@ -33,15 +33,15 @@
 //! directory is removed unless `--keep`.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use crate::children::{ChildProcess, POLL, Pinning, last_line, sibling_binary, spawn_announcing};
 use crate::engine::parse_bool;
 use crate::error::{BenchError, Result};
 use crate::report::ServiceSummary;
@@ -49,11 +49,6 @@ use crate::report::ServiceSummary;
 /// The targets of the experiment (reported next to the figures).
 pub const TARGET_THROUGHPUT_RATIO: f64 = 1.3;
 pub const TARGET_KILL_WINDOW_RATIO: f64 = 0.70;
-
-/// How often a waiting loop looks at its children and at Ctrl-C.
-const POLL: Duration = Duration::from_millis(20);
-/// How long a child may take to stop after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// `o3-bench csa-compare` flags.
 #[derive(Debug, Clone, Args)]
@@ -256,118 +251,6 @@ fn interrupted() -> Result<()> {
     }
 }
 
-/// A child process this command started; stopped (SIGTERM, then SIGKILL
-/// after a grace) when dropped.
-struct ChildProcess {
-    name: String,
-    child: Child,
-    done: bool,
-}
-
-impl ChildProcess {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL, as a crash.
-    fn kill(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            self.done = true;
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it is still there after the grace.
-    fn stop(&mut self) {
-        if self.done {
-            return;
-        }
-        let signalled = i32::try_from(self.child.id())
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            .map(|pid| unsafe { libc::kill(pid, libc::SIGTERM) } == 0)
-            .unwrap_or(false);
-        let deadline = Instant::now() + STOP_GRACE;
-        while signalled && Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                self.done = true;
-                return;
-            }
-            std::thread::sleep(POLL);
-        }
-        self.kill();
-    }
-
-    fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
-        let status = self
-            .child
-            .try_wait()
-            .map_err(|e| BenchError::InvalidArgument(format!("waiting for {}: {e}", self.name)))?;
-        if status.is_some() {
-            self.done = true;
-        }
-        Ok(status)
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// How children are placed on cores.
-#[derive(Debug, Clone, Serialize)]
-pub struct Pinning {
-    /// `taskset`, when pinning.
-    #[serde(skip)]
-    taskset: Option<PathBuf>,
-    /// What was done, for the report.
-    pub description: String,
-}
-
-impl Pinning {
-    fn detect(wanted: bool) -> Pinning {
-        let unpinned = |why: &str| Pinning {
-            taskset: None,
-            description: format!("unpinned ({why})"),
-        };
-        if !wanted {
-            return unpinned("--pin=false");
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cores < 2 {
-            return unpinned(&format!("{cores} core available; pinning needs 2"));
-        }
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("taskset"))
-                .find(|p| p.is_file())
-        });
-        match found {
-            Some(taskset) => Pinning {
-                taskset: Some(taskset),
-                description: format!(
-                    "database on core 0, scheduler and agents on core 1 (taskset -c; {cores} cores available)"
-                ),
-            },
-            None => unpinned("taskset not found in PATH"),
-        }
-    }
-
-    /// `program` with `args`, on `core` when pinning.
-    fn command(&self, core: u32, program: &Path) -> Command {
-        match &self.taskset {
-            Some(taskset) => {
-                let mut c = Command::new(taskset);
-                c.arg("-c").arg(core.to_string()).arg(program);
-                c
-            }
-            None => Command::new(program),
-        }
-    }
-}
-
 /// The working directory; removed when dropped unless kept.
 struct WorkDir {
     path: PathBuf,
@@ -390,54 +273,6 @@ struct ServiceProcesses {
     _scheduler: ChildProcess,
 }
 
-/// Spawn `command` (stdout piped, stderr to `log`) and wait for its first
-/// line on stdout to start with `prefix`; returns the child and the rest of
-/// that line. Later output is drained so the child never blocks on it.
-fn spawn_announcing(
-    name: &str,
-    mut command: Command,
-    log: &Path,
-    prefix: &str,
-) -> Result<(ChildProcess, String)> {
-    let stderr = std::fs::File::create(log).map_err(|e| BenchError::io(log, e))?;
-    let mut child = command
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| BenchError::InvalidArgument(format!("starting {name}: {e}")))?;
-    let mut lines = child
-        .stdout
-        .take()
-        .map(|stdout| BufReader::new(stdout).lines());
-    let first = lines.as_mut().and_then(|l| l.next()).and_then(|l| l.ok());
-    if let Some(rest) = lines {
-        std::thread::spawn(move || rest.for_each(drop));
-    }
-    let process = ChildProcess {
-        name: name.to_string(),
-        child,
-        done: false,
-    };
-    match first.as_deref().and_then(|l| l.strip_prefix(prefix)) {
-        Some(rest) => Ok((process, rest.to_string())),
-        None => Err(BenchError::InvalidArgument(format!(
-            "{name} did not start (first line {first:?}; {})",
-            last_line(log)
-        ))),
-    }
-}
-
-/// The last non-empty line of a log, for an error message.
-fn last_line(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(l) => format!("last line of {}: {}", log.display(), l.trim()),
-        None => format!("{} is empty", log.display()),
-    }
-}
-
 impl ServiceProcesses {
     fn start(
         args: &CsaCompareArgs,
@@ -451,12 +286,13 @@ impl ServiceProcesses {
         command
             .args(["scheduler", "--listen", "127.0.0.1:0", "--token-file"])
             .arg(token_file);
-        let (scheduler, address) = spawn_announcing(
+        let (scheduler, mut announced) = spawn_announcing(
             &format!("{run} o3-csa scheduler"),
             command,
             &work.join(format!("{run}-scheduler.log")),
-            "listening on ",
+            &["listening on "],
         )?;
+        let address = announced.remove(0);
         let mut service = ServiceProcesses {
             address,
             agents: Vec::new(),
@@ -476,7 +312,7 @@ impl ServiceProcesses {
                 &format!("{run} o3-csa {name}"),
                 command,
                 &work.join(format!("{run}-{name}.log")),
-                &format!("agent {name} registered as "),
+                &[&format!("agent {name} registered as ")],
             )?;
             service.agents.push(agent);
         }
@@ -607,18 +443,12 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     args.check()?;
     let exe = std::env::current_exe()
         .map_err(|e| BenchError::InvalidArgument(format!("locating o3-bench: {e}")))?;
-    let csa_bin = args
-        .csa_bin
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("o3-csa"));
-    if !csa_bin.is_file() {
-        return Err(BenchError::InvalidArgument(format!(
-            "no o3-csa binary at {}: build it with `cargo build --release -p o3-csa` (or pass --csa_bin PATH)",
-            csa_bin.display()
-        )));
-    }
+    let csa_bin = sibling_binary(args.csa_bin.as_deref(), "o3-csa", "--csa_bin")?;
     catch_interrupts();
-    let pinning = Pinning::detect(args.pin);
+    let pinning = Pinning::detect(
+        args.pin,
+        "database on core 0, scheduler and agents on core 1",
+    );
     let path = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("o3-bench-csa-compare-{}", std::process::id()))
     });
@@ -790,21 +620,16 @@ impl FillRunner<'_> {
         let output = std::fs::File::create(&log).map_err(|e| BenchError::io(&log, e))?;
         let errors = output.try_clone().map_err(|e| BenchError::io(&log, e))?;
         let started = Instant::now();
-        let child = self
-            .pinning
-            .command(0, self.exe)
-            .args(&flags)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(errors)
-            .spawn()
-            .map_err(|e| BenchError::InvalidArgument(format!("starting {name}: {e}")))?;
-        let mut child = ChildProcess {
-            name: name.to_string(),
-            child,
-            done: false,
-        };
+        let mut child = ChildProcess::spawn(
+            name,
+            self.pinning
+                .command(0, self.exe)
+                .args(&flags)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(output)
+                .stderr(errors),
+        )?;
         let status = loop {
             interrupted()?;
             if let Some(status) = child.try_wait()? {

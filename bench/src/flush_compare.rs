@@ -12,15 +12,22 @@
 //!    are placed by `--flush_placement` (default `memnode`: where the
 //!    images are, so no image crosses the link again).
 //!
-//! Everything runs in this process over the same protocols as separate
-//! processes: the memory node serves its control plane and a `tcp` data
-//! plane on loopback, with the link model of `--link` on the compute
-//! node's side; the scheduler and its agents are an in-process
-//! [`LocalService`]. Each node has a storage channel of its own, throttled
-//! alike (`--storage_*`): the compute node's and the memory node's (and the
-//! agents', shared). Compactions stay on the compute node in every run, so
-//! only the flush's place changes. The WAL is off by default (as in
+//! The memory node, the compaction scheduler and its agents are child
+//! processes (`o3-memnode`, `o3-csa scheduler`, `o3-csa agent`, found next
+//! to this executable or given by `--memnode_bin` and `--csa_bin`); this
+//! process is the compute node. With `--pin` (the default, when the machine
+//! has two cores and `taskset` is installed) this process runs on core 0
+//! and every child on core 1, so a flush on the memory node uses a core of
+//! its own, as it would on another machine. The memory node serves a `tcp`
+//! data plane on loopback, with the link model of `--link` on the compute
+//! node's side. Each process has a storage channel of its own, throttled
+//! alike (`--storage_*`; the memory node's and the agents' through their
+//! `--storage-*` flags). Compactions stay on the compute node in every run,
+//! so only the flush's place changes. The WAL is off by default (as in
 //! `offload-compare`), so the throttle is the flushes' and compactions'.
+//! The token file and the children's logs are written next to the
+//! databases under `--db`; every child is stopped at the end of its run,
+//! and receives SIGTERM if this process dies.
 //!
 //! The fill's key space is split into `--shards` shards (4 unless given),
 //! so several flushes run at once in every run.
@@ -31,21 +38,21 @@
 //! bandwidth is the bottleneck) and run 3 / run 1. The benchmark reports;
 //! it does not assert the target.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use o3_compute::{
     ClusterToken, CompactionServiceOptions, DbStats, FlushPlacement, FlushPlacementStats, LocalFs,
-    MemoryNodeChoice, PlacementPolicy, Storage, StoreConfig,
+    MemoryNodeChoice, PlacementPolicy, RemoteConfig, Storage, StoreConfig,
 };
-use o3_csa::scheduler::SchedulerConfig;
-use o3_csa::{LocalService, LocalServiceOptions, SchedulerClient};
-use o3_memnode::local::{LocalMemoryNode, LocalMemoryNodeOptions};
+use o3_csa::SchedulerClient;
 use o3_storage::env::ThrottledStorage;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineConfig;
+use crate::children::{ChildProcess, Pinning, sibling_binary, spawn_announcing};
+use crate::engine::{EngineConfig, parse_bool};
 use crate::error::{BenchError, Result};
 use crate::offload::{MemoryNodeSetting, OffloadConfig, bytes};
 use crate::offload_compare::{FillFigures, OffloadCompareConfig, fill, measure_fill};
@@ -74,6 +81,17 @@ pub struct FlushCompareArgs {
     /// Flushes the memory node runs at once (default 2).
     #[arg(long, value_name = "N")]
     pub flush_slots: Option<u32>,
+    /// Pin this process (the compute node) to core 0 and the memory node,
+    /// scheduler and agents to core 1 with taskset (default true; nothing
+    /// is pinned on one core or without taskset, and the report says so).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub pin: Option<bool>,
+    /// The o3-memnode binary (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub memnode_bin: Option<PathBuf>,
+    /// The o3-csa binary (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub csa_bin: Option<PathBuf>,
 }
 
 impl FlushCompareArgs {
@@ -82,6 +100,9 @@ impl FlushCompareArgs {
         FlushCompareArgs {
             flush_placement: self.flush_placement.or(base.flush_placement),
             flush_slots: self.flush_slots.or(base.flush_slots),
+            pin: self.pin.or(base.pin),
+            memnode_bin: self.memnode_bin.or(base.memnode_bin),
+            csa_bin: self.csa_bin.or(base.csa_bin),
         }
     }
 
@@ -107,15 +128,21 @@ impl FlushCompareArgs {
             MemoryNodeSetting::InProcess { pool_size } => (*pool_size).min(DEFAULT_POOL),
             MemoryNodeSetting::Remote { address, .. } => {
                 return bad(format!(
-                    "flush-compare runs its memory node in this process; --memnode {address} is not used here"
+                    "flush-compare starts its own memory node for each run; --memnode {address} is not used here"
                 ));
             }
             MemoryNodeSetting::Served { pool_size, .. } => *pool_size,
         };
+        let memnode_bin =
+            sibling_binary(self.memnode_bin.as_deref(), "o3-memnode", "--memnode_bin")?;
+        let csa_bin = sibling_binary(self.csa_bin.as_deref(), "o3-csa", "--csa_bin")?;
         Ok(FlushCompareConfig {
             placement,
             flush_slots,
             pool_size,
+            pinning: Pinning::detect(self.pin.unwrap_or(true), PIN_LAYOUT),
+            memnode_bin,
+            csa_bin,
         })
     }
 }
@@ -151,7 +178,14 @@ pub struct FlushCompareConfig {
     pub flush_slots: u32,
     /// The memory node's pool in runs 2 and 3.
     pub pool_size: u64,
+    /// Which process ran on which core.
+    pub pinning: Pinning,
+    pub memnode_bin: PathBuf,
+    pub csa_bin: PathBuf,
 }
+
+/// Where the processes run when pinned.
+const PIN_LAYOUT: &str = "this process (the compute node) on core 0; the memory node, the scheduler and the agents on core 1";
 
 /// Both settings of a run, for the report's configuration.
 #[derive(Debug, Serialize)]
@@ -259,12 +293,6 @@ impl FlushComparison {
     }
 }
 
-/// A fresh token for this process's nodes.
-fn token() -> Result<ClusterToken> {
-    ClusterToken::new(&format!("o3-bench-flush-{:016x}", rand::random::<u64>()))
-        .map_err(|e| BenchError::InvalidArgument(format!("cluster token: {e}")))
-}
-
 /// Storage of another node: a channel of its own, throttled like this
 /// node's.
 pub(crate) fn node_storage(engine: &EngineConfig) -> Arc<dyn Storage> {
@@ -296,15 +324,13 @@ pub fn run(
         placement,
         FlushPlacement::Agent | FlushPlacement::Auto
     ));
-    let token = token()?;
-    let service = LocalService::start(LocalServiceOptions {
-        agents,
-        slots_per_agent: flush.flush_slots,
-        token: token.clone(),
-        storage: node_storage(engine),
-        scheduler: SchedulerConfig::default(),
-    })
-    .map_err(|e| BenchError::InvalidArgument(format!("starting the compaction service: {e}")))?;
+    let (token, token_file) = write_token(&engine.db)?;
+    let storage = storage_flags(engine);
+    let pinning = &flush.pinning;
+    // From here on every thread of this process, and every thread it
+    // starts, runs on core 0.
+    pinning.pin_this_process(0)?;
+    let service = ServiceChildren::start(flush, &engine.db, &token_file, agents, &storage)?;
     println!(
         "flush-compare: a fill of {puts} random puts of {}+{} bytes ({}) = {} x the local memtable budget of {}",
         cfg.key_size,
@@ -314,17 +340,11 @@ pub fn run(
         bytes(budget)
     );
     println!(
-        "  emulated conditions: storage per node {} (this node, the memory node and the agents each a channel of its own); WAL {}; memory node in this process (tcp data plane on loopback, pool {}), {}; runs 2 and 3 keep {} sealed memtable(s) per shard local",
-        engine
-            .remote_storage()
-            .map_or("not throttled".to_string(), |m| m.to_string()),
-        if engine.disable_wal { "off" } else { "on" },
-        bytes(flush.pool_size),
-        offload.describe_link(),
-        offload.max_local_sealed_memtables
+        "  emulated conditions: {}",
+        emulated_conditions(engine, offload, flush)
     );
     println!(
-        "  run 3 places flushes: {} (memory node flush slots {}, {agents} agent(s)); compactions stay on this node in every run",
+        "  run 3 places flushes: {} (memory node flush slots {}, {agents} o3-csa agent process(es)); compactions stay on this node in every run",
         flush_placement_flag(placement),
         flush.flush_slots,
     );
@@ -335,28 +355,21 @@ pub fn run(
         let name = ["fill-no-offload", "fill-local-flush", "fill-flush-offload"][run];
         // Runs 2 and 3 have a memory node of their own (a fresh pool);
         // only run 3's executes flushes.
+        let executes = run == 2 && placement != FlushPlacement::Agent;
         let node = if run == 0 {
             None
         } else {
-            Some(
-                LocalMemoryNode::start(LocalMemoryNodeOptions {
-                    pool_size: flush.pool_size,
-                    lease_ttl: Duration::from_secs(30),
-                    token: token.clone(),
-                    flush_executor: (run == 2 && placement != FlushPlacement::Agent)
-                        .then(|| (service.endpoint().to_owned(), flush.flush_slots)),
-                    storage: Some(node_storage(engine)),
-                })
-                .map_err(|e| {
-                    BenchError::InvalidArgument(format!("starting the memory node: {e}"))
-                })?,
-            )
+            Some(MemnodeChild::start(
+                flush,
+                &engine.db,
+                name,
+                &token_file,
+                executes.then_some(service.address.as_str()),
+                &storage,
+            )?)
         };
-        if run == 2
-            && placement != FlushPlacement::Agent
-            && let Some(node) = &node
-        {
-            wait_for_flush_executor(service.endpoint(), &token, node.plane())?;
+        if executes && let Some(node) = &node {
+            wait_for_flush_executor(&service.address, &token, &node.plane)?;
         }
         let mut options = EngineConfig {
             offload: None,
@@ -365,20 +378,20 @@ pub fn run(
         .db_options();
         if let Some(node) = &node {
             let mut o = offload.options();
-            let StoreConfig::Remote(mut remote) = node.store_config("o3-bench") else {
-                return Err(BenchError::InvalidArgument(
-                    "flush-compare: the memory node is not reachable over its control plane".into(),
-                ));
-            };
-            remote.link = offload.link.map(|l| l.model);
-            o.memory_node = MemoryNodeChoice::Config(StoreConfig::Remote(remote));
+            o.memory_node = MemoryNodeChoice::Config(StoreConfig::Remote(RemoteConfig {
+                control: node.control.clone(),
+                token: token.clone(),
+                compute_node: format!("o3-bench-{}", std::process::id()),
+                link: offload.link.map(|l| l.model),
+                op_timeout: Duration::from_millis(crate::offload::DEFAULT_MEMNODE_TIMEOUT_MS),
+            }));
             options.offload = Some(o);
         }
         if run == 2 {
             options.compaction_service = Some(CompactionServiceOptions {
                 flush: placement,
                 policy: PlacementPolicy::Local,
-                ..CompactionServiceOptions::new(service.endpoint(), token.clone())
+                ..CompactionServiceOptions::new(service.address.clone(), token.clone())
             });
         }
         let dir = engine.db.join(name);
@@ -434,6 +447,174 @@ pub fn run(
     };
     print!("{}", describe(&summary));
     Ok(FlushComparison { outcome, summary })
+}
+
+/// Every condition the runs emulate, for the report's header and the
+/// experiment's own lines.
+pub fn emulated_conditions(
+    engine: &EngineConfig,
+    offload: &OffloadConfig,
+    flush: &FlushCompareConfig,
+) -> String {
+    format!(
+        "cores: {}; storage per process {} (this node, the memory node and each agent a channel of its own); WAL {}; memory node an o3-memnode process (tcp data plane on loopback, pool {}), {}; runs 2 and 3 keep {} sealed memtable(s) per shard local, offload cap {}",
+        flush.pinning.description,
+        engine
+            .remote_storage()
+            .map_or("not throttled".to_string(), |m| m.to_string()),
+        if engine.disable_wal { "off" } else { "on" },
+        bytes(flush.pool_size),
+        offload.describe_link(),
+        offload.max_local_sealed_memtables,
+        bytes(offload.max_offloaded_bytes)
+    )
+}
+
+/// A fresh cluster token for this run's processes, written to a file under
+/// `dir` that the children read.
+fn write_token(dir: &Path) -> Result<(ClusterToken, PathBuf)> {
+    let secret = format!("o3-bench-flush-{:016x}", rand::random::<u64>());
+    let token = ClusterToken::new(&secret)
+        .map_err(|e| BenchError::InvalidArgument(format!("cluster token: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
+    let file = dir.join("cluster-token");
+    std::fs::write(&file, secret).map_err(|e| BenchError::io(&file, e))?;
+    Ok((token, file))
+}
+
+/// The `--storage-*` flags of o3-memnode and o3-csa agent that throttle a
+/// child's storage like this node's.
+fn storage_flags(engine: &EngineConfig) -> Vec<String> {
+    let mut flags = Vec::new();
+    let mbps = |bytes: u64| bytes as f64 / 1e6;
+    if engine.storage_read_bytes_per_sec > 0 {
+        flags.push(format!(
+            "--storage-read-mbps={}",
+            mbps(engine.storage_read_bytes_per_sec)
+        ));
+    }
+    if engine.storage_write_bytes_per_sec > 0 {
+        flags.push(format!(
+            "--storage-write-mbps={}",
+            mbps(engine.storage_write_bytes_per_sec)
+        ));
+    }
+    if engine.storage_latency_us > 0 {
+        flags.push(format!(
+            "--storage-latency-us={}",
+            engine.storage_latency_us
+        ));
+    }
+    flags
+}
+
+/// An o3-csa scheduler and its agents, children of this process on core 1.
+struct ServiceChildren {
+    address: String,
+    // Dropped first: agents stop before their scheduler.
+    _agents: Vec<ChildProcess>,
+    _scheduler: ChildProcess,
+}
+
+impl ServiceChildren {
+    fn start(
+        flush: &FlushCompareConfig,
+        dir: &Path,
+        token_file: &Path,
+        agents: usize,
+        storage: &[String],
+    ) -> Result<ServiceChildren> {
+        let mut command = flush.pinning.command(1, &flush.csa_bin);
+        command
+            .args(["scheduler", "--listen", "127.0.0.1:0", "--token-file"])
+            .arg(token_file);
+        let (scheduler, announced) = spawn_announcing(
+            "o3-csa scheduler",
+            command,
+            &dir.join("scheduler.log"),
+            &["listening on "],
+        )?;
+        let address = announced.concat();
+        let mut children = Vec::with_capacity(agents);
+        for i in 0..agents {
+            let name = format!("agent-{i}");
+            let mut command = flush.pinning.command(1, &flush.csa_bin);
+            command
+                .args(["agent", "--scheduler", &address, "--token-file"])
+                .arg(token_file)
+                .args(["--name", &name, "--slots", &flush.flush_slots.to_string()])
+                .args(storage);
+            let (agent, _) = spawn_announcing(
+                &format!("o3-csa {name}"),
+                command,
+                &dir.join(format!("{name}.log")),
+                &[&format!("agent {name} registered as ")],
+            )?;
+            children.push(agent);
+        }
+        Ok(ServiceChildren {
+            address,
+            _agents: children,
+            _scheduler: scheduler,
+        })
+    }
+}
+
+/// An o3-memnode child on core 1: its control plane address and the node
+/// id of its data plane.
+struct MemnodeChild {
+    control: String,
+    plane: String,
+    _process: ChildProcess,
+}
+
+impl MemnodeChild {
+    /// Start the memory node of run `run`, executing flushes for the
+    /// scheduler at `scheduler` if given.
+    fn start(
+        flush: &FlushCompareConfig,
+        dir: &Path,
+        run: &str,
+        token_file: &Path,
+        scheduler: Option<&str>,
+        storage: &[String],
+    ) -> Result<MemnodeChild> {
+        let mut command = flush.pinning.command(1, &flush.memnode_bin);
+        command
+            .args(["--listen", "127.0.0.1:0", "--transport", "tcp"])
+            .arg(format!("--pool-size={}", flush.pool_size))
+            .args(["--lease-ttl", "30s", "--token-file"])
+            .arg(token_file);
+        if let Some(scheduler) = scheduler {
+            command
+                .args(["--scheduler", scheduler])
+                .arg(format!("--flush-slots={}", flush.flush_slots))
+                .args(storage);
+        }
+        let name = format!("{run} o3-memnode");
+        let (process, announced) = spawn_announcing(
+            &name,
+            command,
+            &dir.join(format!("{run}-memnode.log")),
+            &["listening on ", "data plane "],
+        )?;
+        let [control, plane] = announced.as_slice() else {
+            return Err(BenchError::InvalidArgument(format!(
+                "{name}: expected two announcement lines, read {announced:?}"
+            )));
+        };
+        // "data plane KIND NODE"
+        let Some(plane) = plane.split_whitespace().nth(1) else {
+            return Err(BenchError::InvalidArgument(format!(
+                "{name}: its data plane line {plane:?} names no node"
+            )));
+        };
+        Ok(MemnodeChild {
+            control: control.clone(),
+            plane: plane.to_string(),
+            _process: process,
+        })
+    }
 }
 
 /// Wait (bounded) until the scheduler lists the flush executor of the

@@ -12,6 +12,10 @@
 //!   placement policy) shared by every workload;
 //! - [`csa_compare`]: the compaction service experiment (all-local against
 //!   a scheduler and agents on another core, and an agent killed mid-run);
+//! - [`flush_compare`]: flush offloading against local flushes and no
+//!   offloading, with the memory node and the service as child processes;
+//!   [`shard_sweep`]: fills over 1, 2, 4, 8 shards;
+//! - [`children`]: starting, pinning and stopping those child processes;
 //! - [`offload_compare`], [`offload_lookup`]: the offloading experiments
 //!   (a write burst with and without offloading; lookups in offloaded
 //!   images next to local memtables), with [`sst_gate`] holding flushes
@@ -25,6 +29,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod children;
 pub mod cli;
 pub mod csa;
 pub mod csa_compare;

@@ -291,8 +291,21 @@ fn offload_lookup_reads_through_the_memory_node() {
     assert!(shipped > 0, "{summary}");
 }
 
+/// `o3-memnode` and `o3-csa` next to the `o3-bench` under test, which
+/// `cargo test --workspace` builds; `None` when either is absent.
+fn node_binaries_present() -> bool {
+    let bench = Path::new(env!("CARGO_BIN_EXE_o3-bench"));
+    ["o3-memnode", "o3-csa"]
+        .iter()
+        .all(|b| bench.with_file_name(b).is_file())
+}
+
 #[test]
 fn flush_compare_runs_three_variants_and_offloads_flushes() {
+    if !node_binaries_present() {
+        println!("skipped: no o3-memnode or o3-csa next to o3-bench (cargo build --workspace)");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let json = dir.path().join("flush.json");
@@ -327,7 +340,9 @@ fn flush_compare_runs_three_variants_and_offloads_flushes() {
         "2 memtable offload, local",
         "3 memtable + flush offload",
         "write 4.0 MB/s",
-        "(this node, the memory node and the agents each a channel of its own)",
+        "(this node, the memory node and each agent a channel of its own)",
+        "memory node an o3-memnode process",
+        "cores: ",
         "/ local flush:",
     ] {
         assert!(stdout.contains(needle), "{stdout} lacks {needle}");
@@ -348,6 +363,101 @@ fn flush_compare_runs_three_variants_and_offloads_flushes() {
         "{summary}"
     );
     assert_eq!(report["phases"].as_array().unwrap().len(), 3);
+    // The header's emulated conditions are the experiment's, pinning
+    // included.
+    let conditions = report["environment"]["emulated_conditions"]
+        .as_str()
+        .unwrap();
+    assert!(conditions.contains("cores: "), "{conditions}");
+    assert!(conditions.contains("o3-memnode process"), "{conditions}");
+    // The children's logs sit next to the databases.
+    assert!(db.join("fill-flush-offload-memnode.log").is_file());
+}
+
+/// The pids of `pid`'s children.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path().join("children");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        found.extend(text.split_whitespace().map(|p| p.parse::<u32>().unwrap()));
+    }
+    found
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) STATE ..."
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn a_killed_flush_compare_leaves_no_node_process_behind() {
+    if !node_binaries_present() {
+        println!("skipped: no o3-memnode or o3-csa next to o3-bench (cargo build --workspace)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    // With flushes placed on agents, the scheduler and one agent start
+    // before run 1; the fill is long enough to be killed while they run.
+    let mut bench = support::ChildGuard(
+        support::o3_bench_command(&[
+            "flush-compare",
+            "--db",
+            db.to_str().unwrap(),
+            "--flush_placement",
+            "agent",
+            "--write_buffer_size",
+            "131072",
+            "--burst_factor",
+            "40",
+            "--storage_write_bytes_per_sec",
+            "1000000",
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    let pid = bench.0.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let children = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler and its agent never started"
+        );
+        assert!(
+            bench.0.try_wait().unwrap().is_none(),
+            "flush-compare ended before it was killed"
+        );
+        let children = children_of(pid);
+        if children.len() >= 2 {
+            break children;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    bench.0.kill().unwrap();
+    bench.0.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !children.iter().all(|&c| gone(c)) {
+        if std::time::Instant::now() >= deadline {
+            // Stop exactly the processes this test's child started.
+            for &c in &children {
+                // SAFETY: kill(2) on a pid this test saw as its child's
+                // child and, just before, as still running (not reaped,
+                // so not reused).
+                if !gone(c) {
+                    unsafe { libc::kill(c as i32, libc::SIGKILL) };
+                }
+            }
+            panic!("children {children:?} of the killed flush-compare still ran");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
