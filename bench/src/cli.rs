@@ -363,8 +363,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     "shard-sweep sets the shards itself: use --shard_counts, not --shards or --adaptive_shards".into(),
                 ));
             }
-            environment.emulated_conditions = engine.emulated_conditions();
             let sweep = sweep.resolve()?;
+            environment.emulated_conditions = format!(
+                "{}; cores: {}",
+                engine.emulated_conditions(),
+                sweep.pinning.description
+            );
             let configuration = to_json(&Effective {
                 engine: &engine,
                 workload: &sweep,

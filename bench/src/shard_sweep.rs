@@ -13,12 +13,18 @@
 //! that ran at once, level-0 files in all and the most a point lookup of
 //! one shard has to probe (L0 files overlapping its range), re-splits and
 //! the largest and smallest shard write share at the end.
+//!
+//! With `--pin` (the default, on two cores with `taskset` installed) the
+//! process, the compute node and its only one, runs on core 0: a core of
+//! its own, as in `flush-compare`, the second left to the machine's other
+//! work; the report's emulated conditions say which.
 
 use clap::Args;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::EngineConfig;
+use crate::children::Pinning;
+use crate::engine::{EngineConfig, parse_bool};
 use crate::error::{BenchError, Result};
 use crate::offload_compare::{FillShape, fill_with, measure_fill, stall_micros};
 use crate::report::{BackgroundErrors, PhaseReport, RunOutcome};
@@ -47,6 +53,10 @@ pub struct ShardSweepArgs {
     /// Seed of the keys and values (the same in every fill).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Pin this process to core 0 (default true; nothing is pinned on one
+    /// core or without taskset, and the report says so).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub pin: Option<bool>,
 }
 
 /// Resolved settings (reported verbatim).
@@ -57,6 +67,7 @@ pub struct ShardSweepConfig {
     pub value_size: usize,
     pub shard_counts: Vec<usize>,
     pub seed: u64,
+    pub pinning: Pinning,
 }
 
 impl ShardSweepArgs {
@@ -67,6 +78,10 @@ impl ShardSweepArgs {
             value_size: self.value_size.unwrap_or(100),
             shard_counts: self.shard_counts.unwrap_or_else(|| DEFAULT_COUNTS.to_vec()),
             seed: self.seed.unwrap_or(0x5eed),
+            pinning: Pinning::detect(
+                self.pin.unwrap_or(true),
+                "this process (the compute node) on core 0",
+            ),
         };
         let bad = |m: String| Err(BenchError::InvalidArgument(m));
         if c.num == 0 {
@@ -153,6 +168,8 @@ pub fn run(cfg: &ShardSweepConfig, engine: &EngineConfig, show_progress: bool) -
         "shard-sweep: fills of {} random puts of {}+{} bytes, uniform and zipfian (unscrambled: a hot prefix), shard counts {:?} (adaptive split keys above 1)",
         cfg.num, cfg.key_size, cfg.value_size, cfg.shard_counts
     );
+    println!("  cores: {}", cfg.pinning.description);
+    cfg.pinning.pin_this_process(0)?;
     let mut phases = Vec::new();
     let mut points = Vec::new();
     let mut background_errors = BackgroundErrors::default();

@@ -118,7 +118,7 @@ mod write_queue;
 
 pub use db::{Db, WriteOptions};
 pub use jobs::executor::{
-    Completion, Executor, FlushWork, ImageId, Job, RoundTripExecutor, SealedImage,
+    Completion, Executor, FlushWork, ImageId, Job, LocalLoad, RoundTripExecutor, SealedImage,
 };
 pub use key_range::KeyRange;
 pub use o3_storage::batch::WriteBatch;

@@ -156,10 +156,14 @@ pub enum PlacementReason {
     LocalPolicy,
     /// Flushes run here (their memtables are here).
     LocalFlush,
+    /// A flush of offloaded memtables sent to the service (the memory node
+    /// holding them or an agent; where it ended up is in
+    /// [`FlushPlacementStats`]).
+    RemoteFlush,
 }
 
 impl PlacementReason {
-    pub const ALL: [PlacementReason; 10] = [
+    pub const ALL: [PlacementReason; 11] = [
         PlacementReason::RemoteUnconditional,
         PlacementReason::RemotePreferred,
         PlacementReason::RemoteBusyAndFaster,
@@ -170,6 +174,7 @@ impl PlacementReason {
         PlacementReason::LocalAfterRemoteFailure,
         PlacementReason::LocalPolicy,
         PlacementReason::LocalFlush,
+        PlacementReason::RemoteFlush,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -183,6 +188,7 @@ impl PlacementReason {
             PlacementReason::LocalAfterRemoteFailure => "local_after_remote_failure",
             PlacementReason::LocalPolicy => "local_policy",
             PlacementReason::LocalFlush => "local_flush",
+            PlacementReason::RemoteFlush => "remote_flush",
         }
     }
     /// Whether the job went to the executor.
@@ -193,6 +199,15 @@ impl PlacementReason {
                 | PlacementReason::RemotePreferred
                 | PlacementReason::RemoteBusyAndFaster
                 | PlacementReason::RemoteFaster
+                | PlacementReason::RemoteFlush
+        )
+    }
+
+    /// Whether the decision was a flush's (the rest are compactions').
+    pub fn is_flush(self) -> bool {
+        matches!(
+            self,
+            PlacementReason::LocalFlush | PlacementReason::RemoteFlush
         )
     }
 }
@@ -260,11 +275,11 @@ pub struct FlushPlacementStats {
 
 impl PlacementStats {
     /// Compactions sent to the executor, and compactions kept here
-    /// (flushes are not counted: they are [`PlacementReason::LocalFlush`]).
+    /// (flushes are not counted: see [`PlacementReason::is_flush`]).
     pub fn remote_and_local(&self) -> (u64, u64) {
         self.decisions
             .iter()
-            .filter(|(reason, _)| *reason != PlacementReason::LocalFlush)
+            .filter(|(reason, _)| !reason.is_flush())
             .fold((0, 0), |(r, l), (reason, n)| {
                 if reason.is_remote() {
                     (r + n, l)
@@ -283,7 +298,7 @@ impl std::fmt::Display for PlacementStats {
         for (reason, n) in self
             .decisions
             .iter()
-            .filter(|(r, n)| *n > 0 && *r != PlacementReason::LocalFlush)
+            .filter(|(r, n)| *n > 0 && !r.is_flush())
         {
             if !first {
                 f.write_str(", ")?;

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 
 use o3_compute::{
     ClusterToken, CompactionServiceOptions, Db, DbOptions, FlushPlacement, MemoryNodeChoice,
-    OffloadOptions,
+    OffloadOptions, PlacementReason,
 };
 use o3_csa::scheduler::SchedulerConfig;
 use o3_csa::{LocalService, LocalServiceOptions, SchedulerClient};
@@ -106,7 +106,18 @@ impl Subject {
 
     /// Flushes run on the memory node and on agents, all incarnations.
     fn flushes_ran(&self) -> (u64, u64) {
-        let f = self.db().stats().placement.flush;
+        let stats = self.db().stats();
+        let f = &stats.placement.flush;
+        // Every flush that ran elsewhere was sent as a flush, not counted
+        // among the compactions sent to the service.
+        let sent: u64 = stats
+            .placement
+            .decisions
+            .iter()
+            .filter(|(r, _)| *r == PlacementReason::RemoteFlush)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(sent >= f.memnode + f.agent, "{:?}", stats.placement);
         (self.ran.0 + f.memnode, self.ran.1 + f.agent)
     }
 

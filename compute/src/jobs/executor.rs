@@ -33,6 +33,17 @@ use crate::offload::slot::{Held, ImageSlot};
 use crate::stats::PlacementStats;
 use crate::table_cache::TableCache;
 
+/// This node as a place to run a job, for an executor's estimate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LocalLoad {
+    /// Input bytes per second of a job here, when measured.
+    pub bytes_per_sec: Option<f64>,
+    /// Jobs running here now, and how many run at once
+    /// (`max_background_jobs`): a job beyond waits for one to end.
+    pub running: usize,
+    pub slots: usize,
+}
+
 /// Runs jobs. Implementations must call [`Completion::complete`] once per
 /// submitted job (dropping the completion reports the job lost, and the
 /// engine retries it).
@@ -56,9 +67,9 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     }
     /// Whether this flush goes here (asked when [`Executor::runs_flushes`]
     /// is true; with the database's state lock held: answer from what is
-    /// at hand), given this node's execution speed when known. False runs
-    /// it locally; the executor counts why.
-    fn takes_flush(&self, _work: &FlushWork, _local_bytes_per_sec: Option<f64>) -> bool {
+    /// at hand), given how fast and how busy this node is. False runs it
+    /// locally; the executor counts why.
+    fn takes_flush(&self, _work: &FlushWork, _here: LocalLoad) -> bool {
         true
     }
     /// Into how many equal slices a compaction's reserved file numbers are

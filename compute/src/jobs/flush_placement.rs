@@ -5,8 +5,10 @@
 //!   at its observed flush speed; no image moves;
 //! - on an agent: queue wait, plus the images' transfer from the memory
 //!   node, plus execution at the agents' observed flush speed;
-//! - here: the images read back over the link, plus execution at this
-//!   node's observed speed.
+//! - here: the images read back over the link, plus the wait for one of
+//!   this node's background slots when all are taken (a job's time for
+//!   each job ahead, spread over the slots), plus execution at this node's
+//!   observed speed.
 //!
 //! Speeds not observed yet stand in for each other (an executor's unknown
 //! speed is this node's; this node's unknown speed is
@@ -38,6 +40,9 @@ pub(crate) struct FlushCosts {
     pub link_bytes_per_sec: Option<f64>,
     /// This node's execution speed.
     pub local_bytes_per_sec: Option<f64>,
+    /// Jobs running here, and how many run at once.
+    pub local_running: usize,
+    pub local_slots: usize,
     /// The memory node's flush executor, when registered and healthy.
     pub memnode: Option<FlushExecutor>,
     /// The best healthy agent, when any.
@@ -78,6 +83,9 @@ pub(crate) fn choose(c: &FlushCosts) -> FlushSite {
         };
         wait + bytes / rate
     };
+    // Jobs ahead of this one here: the running ones beyond the free slots.
+    let ahead = (c.local_running + 1).saturating_sub(c.local_slots.max(1));
+    let local_wait = ahead as f64 * (bytes / local_rate) / c.local_slots.max(1) as f64;
     // In order of preference on ties.
     let candidates = [
         (FlushSite::Memnode, c.memnode.as_ref().map(remote)),
@@ -85,7 +93,10 @@ pub(crate) fn choose(c: &FlushCosts) -> FlushSite {
             FlushSite::Agent,
             c.agent.as_ref().map(|a| remote(a) + transfer),
         ),
-        (FlushSite::Local, Some(transfer + bytes / local_rate)),
+        (
+            FlushSite::Local,
+            Some(transfer + local_wait + bytes / local_rate),
+        ),
     ];
     candidates
         .into_iter()
@@ -109,6 +120,8 @@ mod tests {
             bytes: 64 << 20,
             link_bytes_per_sec: Some(100e6),
             local_bytes_per_sec: Some(100e6),
+            local_running: 0,
+            local_slots: 2,
             memnode: None,
             agent: None,
             queue_wait: Duration::from_secs(2),
@@ -179,5 +192,38 @@ mod tests {
             ..costs()
         };
         assert_eq!(choose(&c), FlushSite::Local);
+    }
+
+    #[test]
+    fn a_busy_node_here_sends_the_flush_to_a_busy_memory_node() {
+        // The memory node is busy (3 s queue) and no faster than this
+        // node: with a slot free here, the flush stays here (4 s).
+        let busy_memnode = FlushCosts {
+            bytes: 64_000_000,
+            link_bytes_per_sec: Some(1e9),
+            local_bytes_per_sec: Some(16e6),
+            memnode: Some(FlushExecutor {
+                free: false,
+                bytes_per_sec: 16e6,
+            }),
+            queue_wait: Duration::from_secs(3),
+            ..costs()
+        };
+        assert_eq!(choose(&busy_memnode), FlushSite::Local);
+        // Both slots here taken and four more jobs waiting: five job times
+        // (4 s each) spread over 2 slots, 10 s, against the 3 s queue.
+        let busy_here = FlushCosts {
+            local_running: 6,
+            local_slots: 2,
+            ..busy_memnode
+        };
+        assert_eq!(choose(&busy_here), FlushSite::Memnode);
+        // Exactly full: one job ahead, half a job's time (6 s against
+        // 7 s): still here.
+        let full_here = FlushCosts {
+            local_running: 2,
+            ..busy_memnode
+        };
+        assert_eq!(choose(&full_here), FlushSite::Local);
     }
 }

@@ -92,11 +92,14 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
         // A database closed meanwhile ignores the report: the next open
         // removes whatever the job wrote.
         if let Some(engine) = weak.upgrade() {
-            if let (true, Some(_), Ok(result)) = (local, summary, &outcome) {
-                engine.placer.note_local(
-                    result.stats.bytes_read,
-                    Duration::from_micros(result.stats.micros),
-                );
+            if let (true, Ok(result)) = (local, &outcome) {
+                let elapsed = Duration::from_micros(result.stats.micros);
+                match summary {
+                    Some(_) => engine.placer.note_local(result.stats.bytes_read, elapsed),
+                    None => engine
+                        .placer
+                        .note_local_flush(result.stats.bytes_read, elapsed),
+                }
             }
             finish(&engine, token, outcome);
         }
@@ -123,6 +126,12 @@ fn place(
         return local.clone();
     }
     let placement = match (job, summary) {
+        // A flush given back is counted in FlushPlacementStats, and here as
+        // a flush: the compactions' counts stay the compactions'.
+        (Job::Flush(_), _) if place_locally => {
+            engine.placer.count(Placement::Local(R::LocalFlush));
+            Placement::Local(R::LocalFlush)
+        }
         _ if place_locally => {
             engine
                 .placer
@@ -137,15 +146,20 @@ fn place(
         _ => {
             let takes = engine.executor.runs_flushes()
                 && match job {
-                    Job::Flush(work) => engine
-                        .executor
-                        .takes_flush(work, engine.placer.local_bytes_per_sec()),
+                    Job::Flush(work) => engine.executor.takes_flush(
+                        work,
+                        executor::LocalLoad {
+                            bytes_per_sec: engine.placer.local_flush_bytes_per_sec(),
+                            running: running_here,
+                            slots: engine.options.max_background_jobs,
+                        },
+                    ),
                     Job::Compaction(_) => true,
                 };
-            let p = if takes {
-                Placement::Remote(R::RemoteUnconditional)
-            } else {
-                Placement::Local(R::LocalFlush)
+            let p = match job {
+                Job::Flush(_) if takes => Placement::Remote(R::RemoteFlush),
+                _ if takes => Placement::Remote(R::RemoteUnconditional),
+                _ => Placement::Local(R::LocalFlush),
             };
             engine.placer.count(p);
             p

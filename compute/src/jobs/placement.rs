@@ -112,6 +112,8 @@ pub(crate) struct Placer {
     policy: PlacementPolicy,
     busy_threshold: f64,
     local_rate: Mutex<Option<f64>>,
+    /// Input bytes per second of recent local flushes.
+    local_flush_rate: Mutex<Option<f64>>,
     cpu: Mutex<CpuSampler>,
     counts: [AtomicU64; PlacementReason::ALL.len()],
 }
@@ -122,6 +124,7 @@ impl Placer {
             policy,
             busy_threshold,
             local_rate: Mutex::new(None),
+            local_flush_rate: Mutex::new(None),
             cpu: Mutex::new(CpuSampler::new()),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -168,6 +171,22 @@ impl Placer {
             let mut r = self.local_rate.lock();
             *r = Some(ewma(*r, rate));
         }
+    }
+
+    /// A local flush of `input_bytes` (memtable or image bytes, images
+    /// read back over the link included) took `elapsed`.
+    pub(crate) fn note_local_flush(&self, input_bytes: u64, elapsed: Duration) {
+        if let Some(rate) = bytes_per_sec(input_bytes, elapsed) {
+            let mut r = self.local_flush_rate.lock();
+            *r = Some(ewma(*r, rate));
+        }
+    }
+
+    /// The speed of a flush here: measured on flushes, else the
+    /// compactions' speed. Flushes share this node's storage with its
+    /// compactions, so it is what a flush placed here will see.
+    pub(crate) fn local_flush_bytes_per_sec(&self) -> Option<f64> {
+        (*self.local_flush_rate.lock()).or_else(|| self.local_bytes_per_sec())
     }
 
     /// The decisions so far, by reason (every reason listed).
@@ -481,5 +500,18 @@ mod tests {
         assert_eq!(p.local_bytes_per_sec(), Some(200.0));
         p.note_local(0, Duration::from_secs(1));
         assert_eq!(p.local_bytes_per_sec(), Some(200.0));
+    }
+
+    #[test]
+    fn a_flush_here_is_estimated_at_the_flushes_speed_once_measured() {
+        let p = Placer::new(PlacementPolicy::Auto, 0.5);
+        assert_eq!(p.local_flush_bytes_per_sec(), None);
+        // Before any flush ran here, the compactions' speed stands in.
+        p.note_local(300, Duration::from_secs(1));
+        assert_eq!(p.local_flush_bytes_per_sec(), Some(300.0));
+        p.note_local_flush(100, Duration::from_secs(1));
+        assert_eq!(p.local_flush_bytes_per_sec(), Some(100.0));
+        // The compactions' speed is their own.
+        assert_eq!(p.local_bytes_per_sec(), Some(300.0));
     }
 }

@@ -43,7 +43,7 @@ use o3_transport::control::ClusterToken;
 use o3_transport::control::proto::csa::v1 as pb;
 use parking_lot::Mutex;
 
-use super::executor::{Completion, Executor, FlushWork, Job};
+use super::executor::{Completion, Executor, FlushWork, Job, LocalLoad};
 use super::placement::{JobSummary, PlacementPolicy, RemoteEstimate, RemoteOffer, ewma};
 use crate::stats::PlacementStats;
 use flush::FlushCounters;
@@ -361,8 +361,8 @@ impl Executor for ServiceExecutor {
         self.shared.options.flush != FlushPlacement::Local
     }
 
-    fn takes_flush(&self, work: &FlushWork, local_bytes_per_sec: Option<f64>) -> bool {
-        self.place_flush(work, local_bytes_per_sec)
+    fn takes_flush(&self, work: &FlushWork, here: LocalLoad) -> bool {
+        self.place_flush(work, here)
     }
 
     fn reservation_slices(&self) -> u32 {

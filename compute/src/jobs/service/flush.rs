@@ -13,7 +13,7 @@ use o3_transport::control::proto::csa::v1 as pb;
 use super::{
     Connection, FlushPlacement, ServiceExecutor, Shared, await_outcome, micros, unavailable,
 };
-use crate::jobs::executor::{Completion, FlushWork};
+use crate::jobs::executor::{Completion, FlushWork, LocalLoad};
 use crate::jobs::flush_placement::{FlushCosts, FlushExecutor, FlushSite, choose};
 
 #[derive(Default)]
@@ -33,7 +33,7 @@ pub(super) struct FlushCounters {
 impl ServiceExecutor {
     /// Whether `work` goes to the service (see `Executor::takes_flush`),
     /// counting why not; the chosen target is kept for its submission.
-    pub(super) fn place_flush(&self, work: &FlushWork, local_bytes_per_sec: Option<f64>) -> bool {
+    pub(super) fn place_flush(&self, work: &FlushWork, here: LocalLoad) -> bool {
         let c = &self.shared.counters.flush;
         let Some(images) = flush_images(work) else {
             c.local_images.fetch_add(1, Ordering::Relaxed);
@@ -73,7 +73,9 @@ impl ServiceExecutor {
                 let costs = FlushCosts {
                     bytes,
                     link_bytes_per_sec: link_speed(work),
-                    local_bytes_per_sec,
+                    local_bytes_per_sec: here.bytes_per_sec,
+                    local_running: here.running,
+                    local_slots: here.slots,
                     memnode,
                     agent,
                     queue_wait: load.queue_wait,
