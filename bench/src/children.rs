@@ -209,6 +209,68 @@ impl Pinning {
     }
 }
 
+/// An `o3-csa scheduler` and its agents, children of this process on
+/// core 1 (when pinning).
+#[derive(Debug)]
+pub struct ServiceChildren {
+    /// The scheduler's address.
+    pub address: String,
+    // Dropped first: agents stop before their scheduler.
+    pub agents: Vec<ChildProcess>,
+    _scheduler: ChildProcess,
+}
+
+impl ServiceChildren {
+    /// Start a scheduler on a free loopback port and `agents` agents
+    /// (`agent-0`, ...) of `slots` slots each, with `agent_flags` added to
+    /// every agent; their logs are `{dir}/{prefix}scheduler.log` and
+    /// `{dir}/{prefix}agent-N.log`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        csa_bin: &Path,
+        pinning: &Pinning,
+        dir: &Path,
+        prefix: &str,
+        token_file: &Path,
+        agents: usize,
+        slots: u32,
+        agent_flags: &[String],
+    ) -> Result<ServiceChildren> {
+        let mut command = pinning.command(1, csa_bin);
+        command
+            .args(["scheduler", "--listen", "127.0.0.1:0", "--token-file"])
+            .arg(token_file);
+        let (scheduler, announced) = spawn_announcing(
+            &format!("{prefix}o3-csa scheduler"),
+            command,
+            &dir.join(format!("{prefix}scheduler.log")),
+            &["listening on "],
+        )?;
+        let mut service = ServiceChildren {
+            address: announced.concat(),
+            agents: Vec::with_capacity(agents),
+            _scheduler: scheduler,
+        };
+        for i in 0..agents {
+            let name = format!("agent-{i}");
+            let mut command = pinning.command(1, csa_bin);
+            command
+                .args(["agent", "--scheduler", &service.address, "--token-file"])
+                .arg(token_file)
+                .args(["--name", &name, "--slots", &slots.to_string()])
+                .args(agent_flags);
+            let (agent, _) = spawn_announcing(
+                &format!("{prefix}o3-csa {name}"),
+                command,
+                &dir.join(format!("{prefix}{name}.log")),
+                &[&format!("agent {name} registered as ")],
+            )?;
+            service.agents.push(agent);
+        }
+        Ok(service)
+    }
+}
+
 /// Spawn `command` (stdout piped, stderr to `log`) and read one line on
 /// stdout per entry of `prefixes`, each of which must start with its
 /// prefix; returns the child and the rest of each line. Later output is

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::children::{ChildProcess, POLL, Pinning, last_line, sibling_binary, spawn_announcing};
+use crate::children::{ChildProcess, POLL, Pinning, ServiceChildren, last_line, sibling_binary};
 use crate::engine::parse_bool;
 use crate::error::{BenchError, Result};
 use crate::report::ServiceSummary;
@@ -265,59 +265,30 @@ impl Drop for WorkDir {
     }
 }
 
-/// A scheduler and its agents, child processes of this command.
-struct ServiceProcesses {
-    address: String,
-    // Dropped first: agents stop before their scheduler.
-    agents: Vec<ChildProcess>,
-    _scheduler: ChildProcess,
-}
-
-impl ServiceProcesses {
-    fn start(
-        args: &CsaCompareArgs,
-        csa_bin: &Path,
-        pinning: &Pinning,
-        work: &Path,
-        token_file: &Path,
-        run: &str,
-    ) -> Result<ServiceProcesses> {
-        let mut command = pinning.command(1, csa_bin);
-        command
-            .args(["scheduler", "--listen", "127.0.0.1:0", "--token-file"])
-            .arg(token_file);
-        let (scheduler, mut announced) = spawn_announcing(
-            &format!("{run} o3-csa scheduler"),
-            command,
-            &work.join(format!("{run}-scheduler.log")),
-            &["listening on "],
-        )?;
-        let address = announced.remove(0);
-        let mut service = ServiceProcesses {
-            address,
-            agents: Vec::new(),
-            _scheduler: scheduler,
-        };
-        for i in 0..args.agents {
-            let name = format!("agent-{i}");
-            let mut command = pinning.command(1, csa_bin);
-            command
-                .args(["agent", "--scheduler", &service.address, "--token-file"])
-                .arg(token_file)
-                .args(["--name", &name, "--slots", &args.slots.to_string()])
-                .arg(format!("--storage-read-mbps={}", args.storage_read_mbps))
-                .arg(format!("--storage-write-mbps={}", args.storage_write_mbps))
-                .arg(format!("--storage-latency-us={}", args.storage_latency_us));
-            let (agent, _) = spawn_announcing(
-                &format!("{run} o3-csa {name}"),
-                command,
-                &work.join(format!("{run}-{name}.log")),
-                &[&format!("agent {name} registered as ")],
-            )?;
-            service.agents.push(agent);
-        }
-        Ok(service)
-    }
+/// A scheduler and agents for run `run`, each agent's storage throttled
+/// like the database's.
+fn start_service(
+    args: &CsaCompareArgs,
+    csa_bin: &Path,
+    pinning: &Pinning,
+    work: &Path,
+    token_file: &Path,
+    run: &str,
+) -> Result<ServiceChildren> {
+    ServiceChildren::start(
+        csa_bin,
+        pinning,
+        work,
+        &format!("{run}-"),
+        token_file,
+        args.agents,
+        args.slots,
+        &[
+            format!("--storage-read-mbps={}", args.storage_read_mbps),
+            format!("--storage-write-mbps={}", args.storage_write_mbps),
+            format!("--storage-latency-us={}", args.storage_latency_us),
+        ],
+    )
 }
 
 /// What the experiment reads from a child's JSON report.
@@ -520,8 +491,7 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     let all_local = fill.run("run1-all-local", None, None)?;
     print_run("run 1 (all local)", &all_local);
 
-    let service =
-        ServiceProcesses::start(args, &csa_bin, &pinning, &work.path, &token_file, "run2")?;
+    let service = start_service(args, &csa_bin, &pinning, &work.path, &token_file, "run2")?;
     let with_service = fill.run(
         "run2-with-service",
         Some((&service.address, &token_file)),
@@ -533,8 +503,7 @@ pub fn run(args: &CsaCompareArgs, json: Option<&Path>) -> Result<()> {
     let kill_after = args
         .kill_after
         .unwrap_or(with_service.process_seconds / 2.0);
-    let mut service =
-        ServiceProcesses::start(args, &csa_bin, &pinning, &work.path, &token_file, "run3")?;
+    let mut service = start_service(args, &csa_bin, &pinning, &work.path, &token_file, "run3")?;
     let (agent_killed, killed_at) = {
         let victim = service
             .agents

@@ -51,7 +51,7 @@ use o3_csa::SchedulerClient;
 use o3_storage::env::ThrottledStorage;
 use serde::{Deserialize, Serialize};
 
-use crate::children::{ChildProcess, Pinning, sibling_binary, spawn_announcing};
+use crate::children::{ChildProcess, Pinning, ServiceChildren, sibling_binary, spawn_announcing};
 use crate::engine::{EngineConfig, parse_bool};
 use crate::error::{BenchError, Result};
 use crate::offload::{MemoryNodeSetting, OffloadConfig, bytes};
@@ -330,7 +330,16 @@ pub fn run(
     // From here on every thread of this process, and every thread it
     // starts, runs on core 0.
     pinning.pin_this_process(0)?;
-    let service = ServiceChildren::start(flush, &engine.db, &token_file, agents, &storage)?;
+    let service = ServiceChildren::start(
+        &flush.csa_bin,
+        pinning,
+        &engine.db,
+        "",
+        &token_file,
+        agents,
+        flush.flush_slots,
+        &storage,
+    )?;
     println!(
         "flush-compare: a fill of {puts} random puts of {}+{} bytes ({}) = {} x the local memtable budget of {}",
         cfg.key_size,
@@ -506,58 +515,6 @@ fn storage_flags(engine: &EngineConfig) -> Vec<String> {
         ));
     }
     flags
-}
-
-/// An o3-csa scheduler and its agents, children of this process on core 1.
-struct ServiceChildren {
-    address: String,
-    // Dropped first: agents stop before their scheduler.
-    _agents: Vec<ChildProcess>,
-    _scheduler: ChildProcess,
-}
-
-impl ServiceChildren {
-    fn start(
-        flush: &FlushCompareConfig,
-        dir: &Path,
-        token_file: &Path,
-        agents: usize,
-        storage: &[String],
-    ) -> Result<ServiceChildren> {
-        let mut command = flush.pinning.command(1, &flush.csa_bin);
-        command
-            .args(["scheduler", "--listen", "127.0.0.1:0", "--token-file"])
-            .arg(token_file);
-        let (scheduler, announced) = spawn_announcing(
-            "o3-csa scheduler",
-            command,
-            &dir.join("scheduler.log"),
-            &["listening on "],
-        )?;
-        let address = announced.concat();
-        let mut children = Vec::with_capacity(agents);
-        for i in 0..agents {
-            let name = format!("agent-{i}");
-            let mut command = flush.pinning.command(1, &flush.csa_bin);
-            command
-                .args(["agent", "--scheduler", &address, "--token-file"])
-                .arg(token_file)
-                .args(["--name", &name, "--slots", &flush.flush_slots.to_string()])
-                .args(storage);
-            let (agent, _) = spawn_announcing(
-                &format!("o3-csa {name}"),
-                command,
-                &dir.join(format!("{name}.log")),
-                &[&format!("agent {name} registered as ")],
-            )?;
-            children.push(agent);
-        }
-        Ok(ServiceChildren {
-            address,
-            _agents: children,
-            _scheduler: scheduler,
-        })
-    }
 }
 
 /// An o3-memnode child on core 1: its control plane address and the node

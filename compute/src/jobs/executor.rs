@@ -38,9 +38,11 @@ use crate::table_cache::TableCache;
 pub struct LocalLoad {
     /// Input bytes per second of a job here, when measured.
     pub bytes_per_sec: Option<f64>,
-    /// Jobs running here now, and how many run at once
-    /// (`max_background_jobs`): a job beyond waits for one to end.
+    /// Jobs running here now, flushes due and not yet started (shards
+    /// with sealed memtables and no flush running), and how many jobs run
+    /// at once (`max_background_jobs`): a job beyond waits for one to end.
     pub running: usize,
+    pub waiting: usize,
     pub slots: usize,
 }
 

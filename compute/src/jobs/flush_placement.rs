@@ -7,8 +7,8 @@
 //!   node, plus execution at the agents' observed flush speed;
 //! - here: the images read back over the link, plus the wait for one of
 //!   this node's background slots when all are taken (a job's time for
-//!   each job ahead, spread over the slots), plus execution at this node's
-//!   observed speed.
+//!   each job ahead, running or due, spread over the slots), plus
+//!   execution at this node's observed speed.
 //!
 //! Speeds not observed yet stand in for each other (an executor's unknown
 //! speed is this node's; this node's unknown speed is
@@ -40,7 +40,8 @@ pub(crate) struct FlushCosts {
     pub link_bytes_per_sec: Option<f64>,
     /// This node's execution speed.
     pub local_bytes_per_sec: Option<f64>,
-    /// Jobs running here, and how many run at once.
+    /// Jobs running or due here (flushes not started yet), and how many
+    /// run at once.
     pub local_running: usize,
     pub local_slots: usize,
     /// The memory node's flush executor, when registered and healthy.

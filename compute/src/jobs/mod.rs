@@ -36,6 +36,11 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
     let (job, executor, summary) = {
         let mut st = engine.state.lock();
         let running_here = st.jobs.in_flight_here_and_elsewhere().0;
+        let flushes_waiting = st
+            .shards
+            .iter()
+            .filter(|s| !s.flushing && !s.sealed.is_empty())
+            .count();
         let Some(claim) = st.jobs.get_mut(job_id) else {
             return;
         };
@@ -65,7 +70,7 @@ pub(crate) fn dispatch(engine: &Arc<Engine>, job_id: u64) {
                 &job,
                 summary.as_ref(),
                 claim.place_locally,
-                running_here,
+                (running_here, flushes_waiting),
             ),
         };
         claim.in_flight = true;
@@ -118,7 +123,7 @@ fn place(
     job: &Job,
     summary: Option<&JobSummary>,
     place_locally: bool,
-    running_here: usize,
+    (running_here, flushes_waiting): (usize, usize),
 ) -> Arc<dyn executor::Executor> {
     use crate::stats::PlacementReason as R;
     let local = &engine.local_executor;
@@ -151,6 +156,7 @@ fn place(
                         executor::LocalLoad {
                             bytes_per_sec: engine.placer.local_flush_bytes_per_sec(),
                             running: running_here,
+                            waiting: flushes_waiting,
                             slots: engine.options.max_background_jobs,
                         },
                     ),

@@ -74,7 +74,7 @@ impl ServiceExecutor {
                     bytes,
                     link_bytes_per_sec: link_speed(work),
                     local_bytes_per_sec: here.bytes_per_sec,
-                    local_running: here.running,
+                    local_running: here.running + here.waiting,
                     local_slots: here.slots,
                     memnode,
                     agent,
