@@ -179,11 +179,23 @@ fn agent_fault_during_a_flush(fault: Fault) {
     assert!(stats.flushes_on_agent >= 1, "{stats:?}");
     if fault == Fault::Pause {
         slow.signal(libc::SIGCONT);
-        wait_until(
-            "the paused agent's late report fenced",
-            || scheduler.stats().fenced_reports >= 1,
-            || {},
-        );
+        // The paused try first writes the rest of its table at 20 KB/s: a
+        // flush that merged many memtables (a loaded machine delays the
+        // claim while the writes go on) takes tens of seconds. A failure
+        // shows the scheduler's view and the agent's log (this wait once
+        // timed out under CI load after 20 s).
+        let limit = 3 * WAIT;
+        let deadline = Instant::now() + limit;
+        while scheduler.stats().fenced_reports < 1 {
+            if Instant::now() >= deadline {
+                let stats = scheduler.stats();
+                panic!(
+                    "the paused agent's late report was not fenced within {limit:?}: {stats:?}\nthe slow agent's log:\n{}",
+                    slow.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // It deletes its table once it heard the report was fenced; the
         // next reopen would remove a table left behind, so look before.
         let deadline = Instant::now() + WAIT;
