@@ -83,6 +83,7 @@ fn compact_level(
     hi: Option<&[u8]>,
     until_empty: bool,
 ) -> Result<()> {
+    let mut failures = 0;
     loop {
         db.check_poisoned()?;
         let mut vs = db.versions.lock();
@@ -106,12 +107,27 @@ fn compact_level(
         drop(st);
         drop(vs);
         jobs::dispatch(db, job.token.job_id);
-        jobs::wait_for(db, job.token.job_id)?;
+        if let Err(e) = jobs::wait_for(db, job.token.job_id) {
+            // A job refused at install (its outputs overlapped another
+            // job's) or given up after its tries: the level is picked
+            // again, a bounded number of times, unless the database
+            // stopped.
+            db.check_poisoned()?;
+            failures += 1;
+            if failures >= MANUAL_PICKS {
+                return Err(e);
+            }
+            tracing::warn!("manual compaction of level {level}: {e}; picking again");
+            continue;
+        }
         if !until_empty {
             return Ok(());
         }
     }
 }
+
+/// How many failed jobs one manual compaction of a level survives.
+const MANUAL_PICKS: u32 = 3;
 
 /// The user-key spans (inclusive, within `[lo, hi]`, merged where they
 /// overlap) of the installed range tombstones that every reader sees and

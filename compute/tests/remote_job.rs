@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use common::{full_scan, key, tiny_options};
 use o3_compute::{Db, DbOptions};
+use o3_storage::Error;
 use o3_storage::env::{LocalFs, Storage};
 use o3_storage::job::{CompactionJob, JobError, JobResult};
+use o3_storage::key::{ValueKind, make_internal_key};
 
 fn opts() -> DbOptions {
     DbOptions {
@@ -116,4 +118,72 @@ fn a_result_with_a_stale_token_is_rejected_and_the_live_attempt_installs() {
     db.install_compaction(result)
         .expect("install the real attempt");
     assert_eq!(full_scan(&db), before);
+}
+
+/// A result whose output overlaps a file at its output level that the job
+/// did not read (what a second job writing the same level meanwhile would
+/// leave) is refused before anything is written: its outputs are removed,
+/// the database keeps running with the same content, and the inputs can
+/// be compacted again.
+#[test]
+fn a_result_overlapping_a_file_it_did_not_read_is_refused_and_the_database_goes_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(tmp.path(), opts_shards(1)).expect("open");
+    for i in 0..100 {
+        db.put(&key(i), b"low").expect("put");
+    }
+    db.compact_range(None, None).expect("compact into level 1");
+    // Enough level-0 files above the level-1 file for a compaction.
+    for round in 0..6 {
+        for i in 200..300 {
+            db.put(&key(i), format!("high{round}").as_bytes())
+                .expect("put");
+        }
+        db.flush().expect("flush");
+    }
+    let before = full_scan(&db);
+    let job = db.claim_compaction().expect("claim").expect("a job");
+    assert_eq!(job.output_level, 1);
+    assert!(
+        job.inputs.iter().all(|(level, _)| *level == 0),
+        "the job reads level 1 too: {:?}",
+        job.inputs
+    );
+    let mut result =
+        JobResult::from_bytes(&run_elsewhere(&job.to_bytes().expect("encode"))).expect("decode");
+    // Stretch the first output down to key 0: it now overlaps the level-1
+    // file holding keys 0..100, which the job did not read.
+    let forged = result.outputs[0].number;
+    result.outputs[0].smallest = make_internal_key(&key(0), 1, ValueKind::Value);
+    let table = tmp.path().join(format!("{forged:06}.sst"));
+    assert!(table.exists());
+    match db.install_compaction(result) {
+        Err(Error::Job(JobError::OutputsOverlap { file, level, .. })) => {
+            assert_eq!((file, level), (forged, 1));
+        }
+        other => panic!("expected OutputsOverlap, got {other:?}"),
+    }
+    assert_eq!(
+        db.background_error(),
+        None,
+        "the refusal stopped the database"
+    );
+    assert!(!table.exists(), "the refused output was left on disk");
+    assert_eq!(full_scan(&db), before);
+    // The inputs are free again: the same compaction runs and installs.
+    let job = db.claim_compaction().expect("claim").expect("a job again");
+    let result =
+        JobResult::from_bytes(&run_elsewhere(&job.to_bytes().expect("encode"))).expect("decode");
+    db.install_compaction(result).expect("install");
+    assert_eq!(full_scan(&db), before);
+    db.close().expect("close");
+    let db = Db::open(tmp.path(), opts_shards(1)).expect("reopen");
+    assert_eq!(full_scan(&db), before, "content changed after restart");
+}
+
+fn opts_shards(shards: usize) -> DbOptions {
+    DbOptions {
+        disable_auto_compactions: true,
+        ..tiny_options(Arc::new(LocalFs::new()), shards)
+    }
 }

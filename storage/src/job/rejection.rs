@@ -45,6 +45,19 @@ pub enum JobError {
     /// The claim's lease ran out before the result arrived.
     #[error("job {token}: its {lease_ms} ms lease expired before the result arrived")]
     LeaseExpired { token: JobToken, lease_ms: u64 },
+    /// An output of the compaction overlaps a file at its output level
+    /// that is not one of its inputs (written there by another job since
+    /// this one was planned). Installing it would break the level's
+    /// ordering, so the result is refused and the level compacted again.
+    #[error(
+        "job {token}: output file {file} overlaps file {other} at level {level}, which is not one of its inputs"
+    )]
+    OutputsOverlap {
+        token: JobToken,
+        file: u64,
+        other: u64,
+        level: u32,
+    },
     /// An executor (memory node, compaction agent) could not be reached or
     /// refused the job.
     #[error("node {node} unavailable: {reason}")]
