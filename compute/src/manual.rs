@@ -108,10 +108,9 @@ fn compact_level(
         drop(vs);
         jobs::dispatch(db, job.token.job_id);
         if let Err(e) = jobs::wait_for(db, job.token.job_id) {
-            // A job refused at install (its outputs overlapped another
-            // job's) or given up after its tries: the level is picked
-            // again, a bounded number of times, unless the database
-            // stopped.
+            // A job given up after its tries (say its outputs kept
+            // overlapping another job's): the level is picked again, a
+            // bounded number of times, unless the database stopped.
             db.check_poisoned()?;
             failures += 1;
             if failures >= MANUAL_PICKS {

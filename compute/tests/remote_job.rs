@@ -123,8 +123,8 @@ fn a_result_with_a_stale_token_is_rejected_and_the_live_attempt_installs() {
 /// A result whose output overlaps a file at its output level that the job
 /// did not read (what a second job writing the same level meanwhile would
 /// leave) is refused before anything is written: its outputs are removed,
-/// the database keeps running with the same content, and the inputs can
-/// be compacted again.
+/// the database keeps running with the same content, and once the claim is
+/// given up the inputs are compacted again.
 #[test]
 fn a_result_overlapping_a_file_it_did_not_read_is_refused_and_the_database_goes_on() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -170,7 +170,9 @@ fn a_result_overlapping_a_file_it_did_not_read_is_refused_and_the_database_goes_
     );
     assert!(!table.exists(), "the refused output was left on disk");
     assert_eq!(full_scan(&db), before);
-    // The inputs are free again: the same compaction runs and installs.
+    // Like any refused result, the claim stays the caller's: given up, its
+    // inputs are free again and the same compaction runs and installs.
+    db.abandon_compaction(job.token.job_id);
     let job = db.claim_compaction().expect("claim").expect("a job again");
     let result =
         JobResult::from_bytes(&run_elsewhere(&job.to_bytes().expect("encode"))).expect("decode");

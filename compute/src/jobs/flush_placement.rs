@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use crate::jobs::executor::LocalLoad;
+
 /// Execution speed assumed before anything was measured.
 pub(crate) const ASSUMED_BYTES_PER_SEC: f64 = 50e6;
 
@@ -38,12 +40,8 @@ pub(crate) struct FlushCosts {
     /// The link between the memory node and the other nodes (measured
     /// while shipping images).
     pub link_bytes_per_sec: Option<f64>,
-    /// This node's execution speed.
-    pub local_bytes_per_sec: Option<f64>,
-    /// Jobs running or due here (flushes not started yet), and how many
-    /// run at once.
-    pub local_running: usize,
-    pub local_slots: usize,
+    /// This node: its speed, the jobs running and due here, its slots.
+    pub here: LocalLoad,
     /// The memory node's flush executor, when registered and healthy.
     pub memnode: Option<FlushExecutor>,
     /// The best healthy agent, when any.
@@ -64,7 +62,8 @@ pub(crate) enum FlushSite {
 pub(crate) fn choose(c: &FlushCosts) -> FlushSite {
     let bytes = c.bytes as f64;
     let local_rate = c
-        .local_bytes_per_sec
+        .here
+        .bytes_per_sec
         .filter(|r| *r > 0.0)
         .unwrap_or(ASSUMED_BYTES_PER_SEC);
     let transfer = c
@@ -84,9 +83,10 @@ pub(crate) fn choose(c: &FlushCosts) -> FlushSite {
         };
         wait + bytes / rate
     };
-    // Jobs ahead of this one here: the running ones beyond the free slots.
-    let ahead = (c.local_running + 1).saturating_sub(c.local_slots.max(1));
-    let local_wait = ahead as f64 * (bytes / local_rate) / c.local_slots.max(1) as f64;
+    // Jobs ahead of this one here: those running or due beyond the slots.
+    let slots = c.here.slots.max(1);
+    let ahead = (c.here.running + c.here.waiting + 1).saturating_sub(slots);
+    let local_wait = ahead as f64 * (bytes / local_rate) / slots as f64;
     // In order of preference on ties.
     let candidates = [
         (FlushSite::Memnode, c.memnode.as_ref().map(remote)),
@@ -120,9 +120,12 @@ mod tests {
         FlushCosts {
             bytes: 64 << 20,
             link_bytes_per_sec: Some(100e6),
-            local_bytes_per_sec: Some(100e6),
-            local_running: 0,
-            local_slots: 2,
+            here: LocalLoad {
+                bytes_per_sec: Some(100e6),
+                running: 0,
+                waiting: 0,
+                slots: 2,
+            },
             memnode: None,
             agent: None,
             queue_wait: Duration::from_secs(2),
@@ -202,7 +205,10 @@ mod tests {
         let busy_memnode = FlushCosts {
             bytes: 64_000_000,
             link_bytes_per_sec: Some(1e9),
-            local_bytes_per_sec: Some(16e6),
+            here: LocalLoad {
+                bytes_per_sec: Some(16e6),
+                ..costs().here
+            },
             memnode: Some(FlushExecutor {
                 free: false,
                 bytes_per_sec: 16e6,
@@ -214,15 +220,21 @@ mod tests {
         // Both slots here taken and four more jobs waiting: five job times
         // (4 s each) spread over 2 slots, 10 s, against the 3 s queue.
         let busy_here = FlushCosts {
-            local_running: 6,
-            local_slots: 2,
+            here: LocalLoad {
+                running: 2,
+                waiting: 4,
+                ..busy_memnode.here
+            },
             ..busy_memnode
         };
         assert_eq!(choose(&busy_here), FlushSite::Memnode);
         // Exactly full: one job ahead, half a job's time (6 s against
         // 7 s): still here.
         let full_here = FlushCosts {
-            local_running: 2,
+            here: LocalLoad {
+                running: 2,
+                ..busy_memnode.here
+            },
             ..busy_memnode
         };
         assert_eq!(choose(&full_here), FlushSite::Local);

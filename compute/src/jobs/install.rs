@@ -106,13 +106,8 @@ pub(crate) fn install_result(engine: &Engine, result: JobResult) -> Result<()> {
             st.jobs.finish(job_id, Outcome::Installed { attempt });
         }
         Err(e) => {
-            // A failed WAL or manifest write (it stopped the database:
-            // nothing more will be installed), or a compaction refused for
-            // overlapping another job's outputs (the strategy picks its
-            // inputs again).
-            if let Error::Job(refused) = e {
-                tracing::error!("{refused}; its outputs are removed and the level compacted again");
-            }
+            // Only a failed WAL or manifest write gets here, and it stopped
+            // the database: nothing more will be installed.
             st.jobs.finish(
                 job_id,
                 Outcome::Failed {
@@ -124,13 +119,8 @@ pub(crate) fn install_result(engine: &Engine, result: JobResult) -> Result<()> {
     }
     engine.bg_cv.notify_all();
     drop(st);
-    match &outcome {
-        Ok(()) => remove_leftovers(engine, &claim, &outputs),
-        Err(Error::Job(_)) => {
-            let refused: Vec<u64> = outputs.into_iter().collect();
-            remove_rejected_outputs(engine, &refused);
-        }
-        Err(_) => {}
+    if outcome.is_ok() {
+        remove_leftovers(engine, &claim, &outputs);
     }
     outcome
 }
@@ -255,13 +245,6 @@ fn install_compaction(
     let written: u64 = result.outputs.iter().map(|f| f.size).sum();
     // Files that are both input and output were moved, not rewritten.
     let inputs: HashSet<u64> = plan.input_files().map(|f| f.number).collect();
-    // Below level 0 a level's files never overlap. The pickers keep
-    // concurrent jobs apart; should they ever fail to, the result is
-    // refused here, before anything is written, instead of the manifest
-    // edit failing and stopping the database.
-    if let Some(e) = overlap_at_output(&vs.current(), job, &inputs, &result) {
-        return Err(Error::Job(e));
-    }
     let moved: HashSet<u64> = result
         .outputs
         .iter()
@@ -322,44 +305,6 @@ fn drop_obsolete_range_tombstones(
 /// Make `edit` durable and return the new version; a failure poisons the
 /// database (the manifest's tail is unknown, so nothing may be deleted or
 /// acknowledged on top of it).
-/// The first output of `result` that overlaps a file at the job's output
-/// level (below level 0) that is not one of the job's inputs.
-fn overlap_at_output(
-    version: &Version,
-    job: &CompactionJob,
-    inputs: &HashSet<u64>,
-    result: &JobResult,
-) -> Option<o3_storage::job::JobError> {
-    let level = job.output_level as usize;
-    if level == 0 {
-        return None;
-    }
-    let others: Vec<&Arc<FileMeta>> = version
-        .levels
-        .get(level)?
-        .iter()
-        .filter(|g| !inputs.contains(&g.number))
-        .collect();
-    result
-        .outputs
-        .iter()
-        .filter(|f| !inputs.contains(&f.number))
-        .find_map(|f| {
-            others
-                .iter()
-                .find(|g| {
-                    f.smallest_user_key() <= g.largest_user_key()
-                        && g.smallest_user_key() <= f.largest_user_key()
-                })
-                .map(|g| o3_storage::job::JobError::OutputsOverlap {
-                    token: job.token,
-                    file: f.number,
-                    other: g.number,
-                    level: job.output_level,
-                })
-        })
-}
-
 fn apply_edit(engine: &Engine, vs: &mut VersionSet, edit: VersionEdit) -> Result<Arc<Version>> {
     vs.log_and_apply(edit).inspect_err(|e| engine.poison(e))
 }

@@ -367,12 +367,61 @@ impl Registry {
                 garbage: Vec::new(),
             };
         }
+        if let ClaimedWork::Compaction { job, .. } = &claim.work
+            && let Some(error) = overlap_at_output(current, job, &moved, result)
+        {
+            // Installing it would fail the version build and stop the
+            // database. Its outputs are of no use to any attempt.
+            return Verdict::Reject {
+                error,
+                garbage: outputs
+                    .iter()
+                    .copied()
+                    .filter(|n| !moved.contains(n))
+                    .collect(),
+            };
+        }
         let Some(claim) = self.running.remove(&token.job_id) else {
             return Verdict::Busy;
         };
         self.installing.insert(token.job_id);
         Verdict::Install(Box::new(claim))
     }
+}
+
+/// The first output of `result` that overlaps a file of `current` at the
+/// job's output level (below level 0; `inputs` excepted). The pickers keep
+/// concurrent jobs apart, so this means another job wrote there meanwhile.
+fn overlap_at_output(
+    current: &Version,
+    job: &CompactionJob,
+    inputs: &HashSet<u64>,
+    result: &JobResult,
+) -> Option<JobError> {
+    let level = job.output_level as usize;
+    if level == 0 {
+        return None;
+    }
+    let files = current.levels.get(level)?;
+    result
+        .outputs
+        .iter()
+        .filter(|f| !inputs.contains(&f.number))
+        .find_map(|f| {
+            files
+                .iter()
+                .find(|g| {
+                    !inputs.contains(&g.number)
+                        && f.smallest_user_key() <= g.largest_user_key()
+                        && g.smallest_user_key() <= f.largest_user_key()
+                })
+                .map(|g| JobError::OutputsOverlap {
+                    token: result.token,
+                    file: f.number,
+                    other: g.number,
+                    level: job.output_level,
+                })
+        })
 }
 
 /// The files a compaction may name as outputs without reserving them (its

@@ -48,7 +48,7 @@ pub enum JobError {
     /// An output of the compaction overlaps a file at its output level
     /// that is not one of its inputs (written there by another job since
     /// this one was planned). Installing it would break the level's
-    /// ordering, so the result is refused and the level compacted again.
+    /// ordering; the refused outputs are deleted.
     #[error(
         "job {token}: output file {file} overlaps file {other} at level {level}, which is not one of its inputs"
     )]

@@ -73,9 +73,7 @@ impl ServiceExecutor {
                 let costs = FlushCosts {
                     bytes,
                     link_bytes_per_sec: link_speed(work),
-                    local_bytes_per_sec: here.bytes_per_sec,
-                    local_running: here.running + here.waiting,
-                    local_slots: here.slots,
+                    here,
                     memnode,
                     agent,
                     queue_wait: load.queue_wait,
