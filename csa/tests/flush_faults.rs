@@ -179,25 +179,34 @@ fn agent_fault_during_a_flush(fault: Fault) {
     assert!(stats.flushes_on_agent >= 1, "{stats:?}");
     if fault == Fault::Pause {
         slow.signal(libc::SIGCONT);
-        // The paused try first writes the rest of its table at 20 KB/s: a
-        // flush that merged many memtables (a loaded machine delays the
-        // claim while the writes go on) takes tens of seconds. A failure
-        // shows the scheduler's view and the agent's log (this wait once
-        // timed out under CI load after 20 s).
+        // The superseded try is fenced one of two ways, both ending with
+        // the agent deleting what it wrote: its report is refused
+        // (`fenced_reports`), or, when a heartbeat of the agent's new
+        // registration already carried the epoch's cancellation, the
+        // agent deletes the finished try's files without reporting (a CI
+        // log showed this order). Done when either happened: a fenced
+        // report, or the re-registered agent heartbeating (rss_bytes comes
+        // only from heartbeats) with nothing running any more.
         let limit = 3 * WAIT;
         let deadline = Instant::now() + limit;
-        while scheduler.stats().fenced_reports < 1 {
+        let settled = |s: &o3_transport::control::proto::csa::v1::StatsResponse| {
+            s.fenced_reports >= 1
+                || s.agents
+                    .iter()
+                    .any(|a| a.name == "slow" && a.rss_bytes > 0 && a.running == 0)
+        };
+        while !settled(&scheduler.stats()) {
             if Instant::now() >= deadline {
                 let stats = scheduler.stats();
                 panic!(
-                    "the paused agent's late report was not fenced within {limit:?}: {stats:?}\nthe slow agent's log:\n{}",
+                    "the paused agent's superseded try was not fenced within {limit:?}: {stats:?}\nthe slow agent's log:\n{}",
                     slow.stderr()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // It deletes its table once it heard the report was fenced; the
-        // next reopen would remove a table left behind, so look before.
+        // It deletes its table once fenced; the next reopen would remove a
+        // table left behind, so look before.
         let deadline = Instant::now() + WAIT;
         let live = || db.stats().levels.iter().map(|l| l.files).sum::<usize>();
         while table_files(db_dir.path()) != live() {
