@@ -417,6 +417,12 @@ impl Db {
         s.shards = shard_stats(&self.inner, &sv);
         if let Some(offload) = &self.inner.offload {
             offload.fill(&mut s.offload);
+            s.offload.local_sealed_memtables = sv
+                .shards
+                .iter()
+                .flat_map(|shard| &shard.sealed)
+                .filter(|slot| slot.is_local() && !slot.is_empty())
+                .count() as u64;
         }
         if !Arc::ptr_eq(&self.inner.executor, &self.inner.local_executor) {
             s.placement.decisions = self.inner.placer.decisions();

@@ -141,7 +141,10 @@ pub use o3_storage::env::{FileLock, LocalFs, RandomAccessFile, Storage, Writable
 pub use o3_storage::options::{Compression, TableOptions};
 pub use o3_storage::sst::CacheAdmission;
 pub use o3_transport::control::ClusterToken;
-pub use offload::{MemoryNodeChoice, OffloadOptions};
+pub use offload::{
+    DEFAULT_OFFSET_CACHE_BYTES, DEFAULT_PULL_BACK_BYTES, MemoryNodeChoice, OffloadOptions,
+    ReadPolicy,
+};
 pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};
 pub use snapshot::Snapshot;

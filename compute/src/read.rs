@@ -405,6 +405,7 @@ fn cursor(
     let first_shard = lo.map_or(0, |k| shard_of(splits, k) as usize);
     let last_shard = hi.map_or(splits.len(), |k| shard_of(splits, k) as usize);
     let mut remote: Vec<(Arc<ImageSlot>, Arc<OffloadedImage>)> = Vec::new();
+    let mut pulled_back = false;
     for shard in sv.shards.iter().take(last_shard + 1).skip(first_shard) {
         if !shard.active.is_empty() {
             children.push(Box::new(shard.active.iter()));
@@ -413,12 +414,26 @@ fn cursor(
             match slot.held() {
                 Held::Local(mem) if !mem.is_empty() => children.push(Box::new(mem.iter())),
                 Held::Local(_) => {}
-                Held::Offloaded(image) if image.overlaps(lo, hi) => {
-                    remote.push((slot.clone(), image))
-                }
+                Held::Offloaded(image) if image.overlaps(lo, hi) => match image.local_copy() {
+                    // Pulled back: read here (the copy is the image's bytes).
+                    Some(copy) => {
+                        image
+                            .reads
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        pulled_back = true;
+                        children.push(Box::new(copy.iter()));
+                    }
+                    None => remote.push((slot.clone(), image)),
+                },
                 Held::Offloaded(_) => {}
             }
         }
+    }
+    if let (Some(offload), true) = (sources.offload, pulled_back) {
+        offload
+            .counters
+            .scans_on_pulled_back
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     if let (Some(offload), false) = (sources.offload, remote.is_empty()) {
         children.push(Box::new(RemoteScan::new(

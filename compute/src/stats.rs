@@ -378,6 +378,49 @@ pub struct OffloadStats {
     pub memory_node_failures: u64,
     /// Images rebuilt from the WAL after they were lost.
     pub images_rebuilt: u64,
+    /// Sealed memtables holding entries that are in local memory now (kept
+    /// by `max_local_sealed_memtables`, not shipped yet, refused, or
+    /// rebuilt from the WAL).
+    pub local_sealed_memtables: u64,
+    /// Lookups of offloaded images answered from the key→offset cache with
+    /// one one-sided read, and lookups that consulted the cache but found no
+    /// entry they could use (none, another image's, or too new for the
+    /// snapshot).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Entries admitted to the cache.
+    pub cache_admissions: u64,
+    /// Cached entries whose one-sided read did not verify (key or sequence
+    /// differed, or the read failed): each fell back to delegation.
+    pub cache_stale: u64,
+    /// Entries removed because their image was released or lost.
+    pub cache_invalidated: u64,
+    /// Entries and bytes in the cache now.
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
+    /// One-sided reads of single entries (cache hits) and their summed
+    /// latency.
+    pub one_sided_reads: u64,
+    pub one_sided_read_micros: u64,
+    /// Lookups answered by a pulled-back local copy of an offloaded image.
+    pub pulled_back_gets: u64,
+    /// Images pulled back whole into local memory because they were read
+    /// often, copies dropped again for hotter ones, bytes held now, and the
+    /// summed time of the pulls.
+    pub images_pulled_back: u64,
+    pub pulled_back_dropped: u64,
+    pub pulled_back_bytes: u64,
+    pub pull_back_micros: u64,
+    /// Scans that read their offloaded images whole and iterated them
+    /// locally, the bytes and time that took, and scans that read at least
+    /// one image from its pulled-back copy.
+    pub scans_read_whole: u64,
+    pub scan_whole_bytes: u64,
+    pub scan_whole_micros: u64,
+    pub scans_on_pulled_back: u64,
+    /// The measured moving averages the adaptive policy decides from.
+    pub delegated_get_ewma_micros: f64,
+    pub one_sided_read_ewma_micros: f64,
     /// The last failure's message, if any.
     pub last_error: Option<String>,
 }

@@ -3,12 +3,16 @@
 //! region it occupies, released when the last holder lets go.
 
 use std::sync::Arc;
-
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
 
 use o3_memnode::ImageId as RemoteImageId;
 use o3_memnode::client::RemoteRegion;
-use o3_storage::memtable::Memtable;
+use o3_storage::key::SequenceNumber;
+use o3_storage::memtable::{Memtable, SharedImage};
 use o3_storage::sst::{BloomBuilder, BloomFilter, bloom_hash};
 use o3_storage::{Error, Result};
 
@@ -28,7 +32,23 @@ pub(crate) struct OffloadedImage {
     pub len: u64,
     pub smallest_key: Vec<u8>,
     pub largest_key: Vec<u8>,
+    /// Entries in it, and the largest sequence among them: a lookup at a
+    /// snapshot at or above it sees each key's newest entry in the image,
+    /// the only entries the key→offset cache holds.
+    pub entries: u64,
+    pub entries_largest_seq: SequenceNumber,
+    /// Unique among this database's images, also across a rebuild that
+    /// ships the same memtable again: names the image in the cache.
+    pub tag: u64,
     filter: Option<BloomFilter>,
+    /// A local copy, when the image was pulled back because it is read
+    /// often (`ReadPolicy::Adaptive`).
+    local: RwLock<Option<SharedImage>>,
+    /// Lookups and scans that read it (remotely or from its local copy),
+    /// for the pull-back decision.
+    pub reads: AtomicU64,
+    /// When the pull-back decision last looked, and the count then.
+    pub last_look: Mutex<(Instant, u64)>,
 }
 
 impl std::fmt::Debug for OffloadedImage {
@@ -47,6 +67,8 @@ pub(crate) struct ImageSummary {
     pub smallest_key: Vec<u8>,
     pub largest_key: Vec<u8>,
     pub filter: Option<BloomFilter>,
+    pub entries: u64,
+    pub entries_largest_seq: SequenceNumber,
 }
 
 impl ImageSummary {
@@ -82,6 +104,8 @@ impl ImageSummary {
             smallest_key,
             largest_key,
             filter,
+            entries: mem.entries(),
+            entries_largest_seq: mem.entries_largest_seq(),
         })
     }
 }
@@ -96,13 +120,60 @@ impl OffloadedImage {
     ) -> OffloadedImage {
         OffloadedImage {
             id,
+            tag: runtime.new_tag(),
             runtime,
             region,
             len,
             smallest_key: summary.smallest_key,
             largest_key: summary.largest_key,
+            entries: summary.entries,
+            entries_largest_seq: summary.entries_largest_seq,
             filter: summary.filter,
+            local: RwLock::new(None),
+            reads: AtomicU64::new(0),
+            last_look: Mutex::new((Instant::now(), 0)),
         }
+    }
+
+    /// The pulled-back local copy, if there is one.
+    pub fn local_copy(&self) -> Option<SharedImage> {
+        self.local.read().clone()
+    }
+
+    /// Keep `copy` as the local copy; false if there already was one.
+    pub fn keep_local_copy(&self, copy: SharedImage) -> bool {
+        let mut local = self.local.write();
+        if local.is_some() {
+            return false;
+        }
+        *local = Some(copy);
+        true
+    }
+
+    /// Drop the local copy; returns its bytes (0 if there was none).
+    pub fn drop_local_copy(&self) -> u64 {
+        self.local.write().take().map_or(0, |c| c.len() as u64)
+    }
+
+    /// Reads a second since the last call (or since it was shipped).
+    pub fn read_rate(&self) -> f64 {
+        let reads = self.reads.load(Relaxed);
+        let mut look = self.last_look.lock();
+        let (at, then) = *look;
+        *look = (Instant::now(), reads);
+        reads.saturating_sub(then) as f64 / at.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// The image read whole with one-sided reads and validated, ready to
+    /// search and iterate locally. Records the transfer's cost per byte.
+    pub fn read_whole(&self) -> Result<SharedImage> {
+        let start = Instant::now();
+        let bytes = self.read_bytes()?;
+        self.runtime
+            .costs
+            .bulk_byte
+            .record(start.elapsed().as_nanos() as f64 / self.len.max(1) as f64);
+        SharedImage::open(bytes.into(), &format!("{} read back", self.id))
     }
 
     /// The memory node's name for it.
@@ -120,6 +191,27 @@ impl OffloadedImage {
                 .is_some_and(|f| f.may_contain_hash(bloom_hash(key)))
     }
 
+    /// About which share of the image's keys lie in `[lower, upper)`, by
+    /// linear interpolation of the keys' bytes after their common prefix.
+    pub fn share_of(&self, lower: Option<&[u8]>, upper: &[u8]) -> f64 {
+        let (low, high) = (self.smallest_key.as_slice(), self.largest_key.as_slice());
+        let prefix = low.iter().zip(high).take_while(|(a, b)| a == b).count();
+        let at = |k: &[u8]| {
+            let mut b = [0u8; 8];
+            for (i, byte) in k.iter().skip(prefix).take(8).enumerate() {
+                b[i] = *byte;
+            }
+            u64::from_be_bytes(b) as f64
+        };
+        let (lo, hi) = (at(low), at(high));
+        if hi <= lo {
+            return 1.0;
+        }
+        let from = lower.map_or(lo, |l| if l <= low { lo } else { at(l) });
+        let to = if upper > high { hi } else { at(upper) };
+        ((to - from) / (hi - lo)).clamp(0.0, 1.0)
+    }
+
     /// True when the image may hold keys in `[lower, upper)`.
     pub fn overlaps(&self, lower: Option<&[u8]>, upper: Option<&[u8]>) -> bool {
         self.filter.is_some()
@@ -127,8 +219,17 @@ impl OffloadedImage {
             && upper.is_none_or(|u| self.smallest_key.as_slice() < u)
     }
 
-    /// The image's bytes, read back with one-sided reads.
+    /// The image's bytes, read back with one-sided reads (for a flush).
     pub fn read_back(&self) -> Result<Vec<u8>> {
+        let bytes = self.read_bytes()?;
+        self.runtime
+            .counters
+            .read_back_bytes
+            .fetch_add(self.len, Relaxed);
+        Ok(bytes)
+    }
+
+    fn read_bytes(&self) -> Result<Vec<u8>> {
         let mut bytes = vec![0u8; self.len as usize];
         // Chunks bound each operation's size (and so its time on a
         // bandwidth-limited link) well below the operation timeout.
@@ -145,10 +246,6 @@ impl OffloadedImage {
                     e
                 })?;
         }
-        self.runtime
-            .counters
-            .read_back_bytes
-            .fetch_add(self.len, Relaxed);
         Ok(bytes)
     }
 }
@@ -158,7 +255,11 @@ impl Drop for OffloadedImage {
         // Released by a shipping thread, after every reader that held this
         // image let go of it (this is the last reference): a reader never
         // waits for the call, and no lookup runs on a released region.
-        self.runtime.release_later(self.region.clone());
+        let copy = self.drop_local_copy();
+        if copy > 0 {
+            self.runtime.pulled_bytes.fetch_sub(copy, Relaxed);
+        }
+        self.runtime.release_later(self.region.clone(), self.tag);
     }
 }
 

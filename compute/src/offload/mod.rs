@@ -9,9 +9,13 @@
 //! - `image` → `runtime`: an offloaded image's location, key range, filter;
 //! - `ship` → engine, state: the shipping threads and what they pick;
 //! - `rebuild` → engine: rebuilding lost images from the WAL;
-//! - `read` → engine: delegated lookups and scans.
+//! - `cache` (leaf): the key→offset cache and its admission sketch;
+//! - `costs` (leaf): measured costs of each way to read, and the choices;
+//! - `read` → engine: lookups and scans over offloaded images.
 
+pub(crate) mod cache;
 mod connect;
+pub(crate) mod costs;
 pub(crate) mod image;
 mod options;
 pub(crate) mod read;
@@ -20,4 +24,7 @@ pub(crate) mod runtime;
 pub(crate) mod ship;
 pub(crate) mod slot;
 
-pub use options::{MemoryNodeChoice, OffloadOptions};
+pub use options::{
+    DEFAULT_OFFSET_CACHE_BYTES, DEFAULT_PULL_BACK_BYTES, MemoryNodeChoice, OffloadOptions,
+    ReadPolicy,
+};

@@ -37,7 +37,76 @@ pub struct OffloadOptions {
     /// How long a read that needs a lost image waits for its rebuild
     /// before it fails with an error naming the image.
     pub read_wait: Duration,
+    /// How reads reach offloaded images (`docs/offload_reads.md`).
+    pub read_policy: ReadPolicy,
+    /// Local memory for the key→offset cache of offloaded images' entries
+    /// (keys plus about 100 bytes of bookkeeping each). 0 turns the cache
+    /// off whatever the policy.
+    pub offset_cache_bytes: u64,
+    /// A key's entry is cached once lookups of it reached offloaded images
+    /// this many times recently (a frequency sketch counts them, halving
+    /// its counts as they age): one-off keys never displace hot ones.
+    pub cache_admit_after: u32,
+    /// Local memory for offloaded images pulled back whole because they are
+    /// read often (`ReadPolicy::Adaptive` only; 0: never).
+    pub pull_back_bytes: u64,
 }
+
+/// How point lookups and scans reach offloaded images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadPolicy {
+    /// Every lookup is a delegated `get` and every scan a delegated `scan`
+    /// in batches (no cache, no one-sided reads of entries).
+    Delegate,
+    /// Delegation, plus the key→offset cache: a lookup whose key is cached
+    /// for the newest image that may hold it reads the entry with one
+    /// one-sided read.
+    Cache,
+    /// The cache, plus choices from measured costs: a cached entry is read
+    /// one-sidedly only while that is faster than delegating; images read
+    /// often are pulled back into local memory (within `pull_back_bytes`);
+    /// scan batches are sized from the measured round trip; a scan that
+    /// will read most of an image reads the image whole and iterates it
+    /// locally.
+    #[default]
+    Adaptive,
+}
+
+impl ReadPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadPolicy::Delegate => "delegate",
+            ReadPolicy::Cache => "cache",
+            ReadPolicy::Adaptive => "adaptive",
+        }
+    }
+}
+
+impl std::str::FromStr for ReadPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<ReadPolicy, String> {
+        match s {
+            "delegate" => Ok(ReadPolicy::Delegate),
+            "cache" => Ok(ReadPolicy::Cache),
+            "adaptive" => Ok(ReadPolicy::Adaptive),
+            other => Err(format!(
+                "unknown read policy {other:?} (use delegate, cache or adaptive)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Key→offset cache of the default options.
+pub const DEFAULT_OFFSET_CACHE_BYTES: u64 = 8 << 20;
+/// Local memory for pulled-back images in the default options.
+pub const DEFAULT_PULL_BACK_BYTES: u64 = 32 << 20;
 
 /// Which memory node offloading uses.
 #[derive(Clone)]
@@ -63,7 +132,9 @@ pub const DEFAULT_IN_PROCESS_POOL: u64 = 4 << 30;
 
 impl Default for OffloadOptions {
     /// An in-process memory node of 4 GiB (`DEFAULT_IN_PROCESS_POOL`), one
-    /// local sealed memtable per shard, 2 shipping threads.
+    /// local sealed memtable per shard, 2 shipping threads, the adaptive
+    /// read policy with an 8 MiB key→offset cache and 32 MiB for pulled-back
+    /// images.
     fn default() -> Self {
         OffloadOptions {
             memory_node: MemoryNodeChoice::Config(StoreConfig::InProcess {
@@ -75,6 +146,10 @@ impl Default for OffloadOptions {
             shipping_threads: 2,
             min_memtables_to_merge: 1,
             read_wait: Duration::from_secs(10),
+            read_policy: ReadPolicy::Adaptive,
+            offset_cache_bytes: DEFAULT_OFFSET_CACHE_BYTES,
+            cache_admit_after: 2,
+            pull_back_bytes: DEFAULT_PULL_BACK_BYTES,
         }
     }
 }
@@ -90,6 +165,11 @@ impl OffloadOptions {
         if self.min_memtables_to_merge == 0 {
             return Err(Error::InvalidArgument(
                 "offload.min_memtables_to_merge must be at least 1".into(),
+            ));
+        }
+        if self.cache_admit_after == 0 {
+            return Err(Error::InvalidArgument(
+                "offload.cache_admit_after must be at least 1".into(),
             ));
         }
         if self.max_offloaded_bytes == 0 {

@@ -5,24 +5,49 @@
 //! ordinary child of the merging iterator.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use o3_memnode::client::ClientError;
 use o3_memnode::{Direction, Found, GetRequest, KeyLookup, ScanRequest};
 use o3_storage::iter::MergingIterator;
 use o3_storage::iterator::InternalIterator;
-use o3_storage::key::{SequenceNumber, compare_internal, make_internal_key, user_key};
-use o3_storage::memtable::OwnedImageIter;
+use o3_storage::key::{
+    SequenceNumber, ValueKind, compare_internal, make_internal_key, parse_internal_key, user_key,
+};
+use o3_storage::memtable::{OwnedImageIter, SharedImage, decode_entry, entry_read_bound};
+use o3_storage::sst::bloom_hash;
 use o3_storage::{Error, Result};
 
+use crate::offload::cache::CachedEntry;
+use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
 use crate::offload::runtime::Offload;
-use crate::offload::slot::{FoundEntry, Held, ImageSlot};
+use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
 /// The newest entry of `key` at `snapshot` in `images` (newest image
-/// first), with one delegated `get` for all that may hold it.
+/// first): the images whose key range and bloom filter admit the key are
+/// asked newest first, each in the cheapest way the policy allows:
+///
+/// 1. a pulled-back local copy answers locally;
+/// 2. a key→offset cache entry for this very image answers with one
+///    one-sided read of the entry, verified against the key and sequence;
+/// 3. otherwise one delegated `get` asks the memory node about this image
+///    and every following one without a local copy, and its decisive
+///    answer may enter the cache.
+///
+/// Why a cached entry is never stale: the cache is consulted only for the
+/// newest image that may hold the key. Everything newer has been checked
+/// before: the active and local sealed memtables by the caller, newer
+/// offloaded images here (a bloom filter has no false negatives, so an
+/// image it excludes holds no entry of the key). Images are immutable, and
+/// an entry is cached only when the lookup's snapshot covered the whole
+/// image (`snapshot >= entries_largest_seq`), so it is the key's newest
+/// entry in that image; it is served only to snapshots at or above its
+/// sequence, which see exactly it. A tag names the image in each entry and
+/// changes when an image is shipped again, and an image's entries are
+/// forgotten when it is released.
 pub(crate) fn get(
     runtime: &Offload,
     images: &[Arc<OffloadedImage>],
@@ -35,9 +60,172 @@ pub(crate) fn get(
     if skipped > 0 {
         runtime.counters.filter_skips.fetch_add(skipped, Relaxed);
     }
-    if candidates.is_empty() {
-        return Ok(None);
+    let hash = bloom_hash(key);
+    let mut i = 0;
+    while i < candidates.len() {
+        let image = candidates[i];
+        if let Some(copy) = image.local_copy() {
+            runtime.counters.pulled_back_gets.fetch_add(1, Relaxed);
+            image.reads.fetch_add(1, Relaxed);
+            if let Some(e) = copy.get(key, snapshot) {
+                return Ok(Some(copied(e)));
+            }
+            i += 1;
+            continue;
+        }
+        if let Some(found) = cached(runtime, image, key, snapshot) {
+            note_remote_read(runtime, image);
+            return Ok(Some(found));
+        }
+        let run_end = candidates[i..]
+            .iter()
+            .position(|c| c.local_copy().is_some())
+            .map_or(candidates.len(), |n| i + n);
+        let run = &candidates[i..run_end];
+        let answers = delegated_get(runtime, run, key, snapshot)?;
+        note_remote_read(runtime, image);
+        // Images are newest first and their sequences do not overlap, so
+        // the first image that holds the key decides.
+        for (k, found) in answers.into_iter().enumerate() {
+            let (sequence, offset, value) = match found {
+                Found::Absent => continue,
+                Found::Tombstone { sequence, offset } => (sequence, offset, None),
+                Found::Value {
+                    sequence,
+                    offset,
+                    value,
+                } => (sequence, offset, Some(value)),
+            };
+            if k == 0 {
+                admit(
+                    runtime, run[0], key, hash, snapshot, sequence, offset, &value,
+                );
+            }
+            return Ok(Some((sequence, value)));
+        }
+        if let Some(cache) = &runtime.cache {
+            cache.count(hash);
+        }
+        i = run_end;
     }
+    Ok(None)
+}
+
+/// The entry of `key` the cache holds for `image`, read with one one-sided
+/// read, when the policy takes that path; `None` to delegate.
+fn cached(
+    runtime: &Offload,
+    image: &OffloadedImage,
+    key: &[u8],
+    snapshot: SequenceNumber,
+) -> Option<FoundEntry> {
+    let cache = runtime.cache.as_ref()?;
+    let entry = match cache.get(key) {
+        Some(e) if e.tag == image.tag && snapshot >= e.sequence => e,
+        _ => {
+            runtime.counters.cache_misses.fetch_add(1, Relaxed);
+            return None;
+        }
+    };
+    if runtime.adaptive() && !runtime.costs.use_cached() {
+        return None;
+    }
+    match read_entry(runtime, image, key, entry) {
+        Ok(found) => {
+            runtime.counters.cache_hits.fetch_add(1, Relaxed);
+            Some(found)
+        }
+        Err(reason) => {
+            // Delegation answers instead (and reports a lost image as
+            // such); the entry goes.
+            tracing::debug!("cached entry of {} unusable: {reason}", image.id);
+            runtime.counters.cache_stale.fetch_add(1, Relaxed);
+            cache.remove(key, entry.tag);
+            None
+        }
+    }
+}
+
+/// Read the cached `entry` of `key` in `image` one-sidedly and check that
+/// it is that entry.
+fn read_entry(
+    runtime: &Offload,
+    image: &OffloadedImage,
+    key: &[u8],
+    entry: CachedEntry,
+) -> std::result::Result<FoundEntry, String> {
+    let available = image.len.saturating_sub(u64::from(entry.offset));
+    let len = u64::from(entry.read_len).min(available) as usize;
+    let mut node = vec![0u8; len];
+    let start = Instant::now();
+    runtime
+        .store
+        .read(&image.region, u64::from(entry.offset), &mut node)
+        .map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    let c = &runtime.counters;
+    c.one_sided_reads.fetch_add(1, Relaxed);
+    c.one_sided_read_micros
+        .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    runtime.costs.one_sided_get.record_time(elapsed);
+    let location = format!("{} (one-sided read)", image.id);
+    let (ikey, value) = decode_entry(&node, MAX_ENTRY_HEIGHT, &location, entry.offset)
+        .map_err(|e| e.to_string())?;
+    let parsed = parse_internal_key(ikey).map_err(|e| e.to_string())?;
+    if parsed.user_key != key || parsed.sequence != entry.sequence {
+        return Err(format!(
+            "offset {} holds sequence {} of another key or version",
+            entry.offset, parsed.sequence
+        ));
+    }
+    Ok(match parsed.kind {
+        ValueKind::Value => (parsed.sequence, Some(value.to_vec())),
+        ValueKind::Tombstone => (parsed.sequence, None),
+    })
+}
+
+/// The tallest node a one-sided read accepts (as the image reader does).
+const MAX_ENTRY_HEIGHT: usize = 32;
+
+/// Offer the decisive answer of a delegated lookup to the cache: only an
+/// entry that is the key's newest in its image (the lookup's snapshot
+/// covered the image) may be cached.
+#[allow(clippy::too_many_arguments)]
+fn admit(
+    runtime: &Offload,
+    image: &OffloadedImage,
+    key: &[u8],
+    hash: u64,
+    snapshot: SequenceNumber,
+    sequence: SequenceNumber,
+    offset: u32,
+    value: &Option<Vec<u8>>,
+) {
+    let Some(cache) = &runtime.cache else { return };
+    let read_len = entry_read_bound(key.len(), value.as_ref().map_or(0, Vec::len))
+        .and_then(|n| u32::try_from(n).ok());
+    let (Some(read_len), true) = (read_len, snapshot >= image.entries_largest_seq) else {
+        cache.count(hash);
+        return;
+    };
+    let entry = CachedEntry {
+        tag: image.tag,
+        offset,
+        read_len,
+        sequence,
+    };
+    if cache.offer(key, hash, entry) {
+        runtime.counters.cache_admissions.fetch_add(1, Relaxed);
+    }
+}
+
+/// One delegated `get` of `key` over `candidates`: an answer per image.
+fn delegated_get(
+    runtime: &Offload,
+    candidates: &[&Arc<OffloadedImage>],
+    key: &[u8],
+    snapshot: SequenceNumber,
+) -> Result<Vec<Found>> {
     let request = GetRequest {
         lookups: vec![KeyLookup {
             key: key.to_vec(),
@@ -49,12 +237,14 @@ pub(crate) fn get(
     let response = runtime
         .store
         .get(&request)
-        .map_err(|e| failed(runtime, &candidates, &e))?;
+        .map_err(|e| failed(runtime, candidates, &e))?;
+    let elapsed = start.elapsed();
     runtime.counters.delegated_gets.fetch_add(1, Relaxed);
     runtime
         .counters
         .delegated_get_micros
-        .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+        .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    runtime.costs.delegated_get.record_time(elapsed);
     let answers = response.answers.into_iter().next().unwrap_or_default();
     if answers.len() != candidates.len() {
         return Err(Error::MemoryNode {
@@ -66,15 +256,94 @@ pub(crate) fn get(
             ),
         });
     }
-    // Images are newest first and their sequences do not overlap, so the
-    // first image that holds the key decides.
-    Ok(answers.into_iter().find_map(|found| match found {
-        Found::Absent => None,
-        Found::Tombstone { sequence, .. } => Some((sequence, None)),
-        Found::Value {
-            sequence, value, ..
-        } => Some((sequence, Some(value))),
-    }))
+    Ok(answers)
+}
+
+/// How many remote reads of an image pass between two looks at whether to
+/// pull it back.
+const LOOK_EVERY: u64 = 64;
+
+/// Count a remote read of `image`; under the adaptive policy, every
+/// [`LOOK_EVERY`] reads, pull it back into local memory when its read rate
+/// makes that cheaper than reading it remotely (see
+/// [`crate::offload::costs::ReadCosts::worth_pulling`]), within
+/// `pull_back_bytes`, dropping colder copies to make room. One thread pulls
+/// at a time; the others go on reading remotely meanwhile.
+pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>) {
+    let reads = image.reads.fetch_add(1, Relaxed) + 1;
+    if !runtime.adaptive()
+        || runtime.options.pull_back_bytes < image.len
+        || !reads.is_multiple_of(LOOK_EVERY)
+    {
+        return;
+    }
+    let rate = image.read_rate();
+    if !runtime.costs.worth_pulling(image.len, rate) {
+        return;
+    }
+    let Some(_turn) = runtime.pulling.try_lock() else {
+        return;
+    };
+    if image.local_copy().is_some() || !make_room(runtime, image.len, rate) {
+        return;
+    }
+    let start = Instant::now();
+    match image.read_whole() {
+        Ok(copy) => {
+            if image.keep_local_copy(copy) {
+                runtime.pulled_bytes.fetch_add(image.len, Relaxed);
+                runtime.pulled.lock().push(Arc::downgrade(image));
+                let c = &runtime.counters;
+                c.images_pulled_back.fetch_add(1, Relaxed);
+                c.pull_back_micros
+                    .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+            }
+        }
+        // Reads go on remotely; a lost image is found by the next one.
+        Err(e) => tracing::debug!("pulling {} back: {e}", image.id),
+    }
+}
+
+/// Keep `copy` of `image` as its pulled-back copy if the budget has room
+/// without dropping another.
+fn offer_copy(runtime: &Offload, image: &Arc<OffloadedImage>, copy: &SharedImage) {
+    let _turn = runtime.pulling.lock();
+    let budget = runtime.options.pull_back_bytes;
+    if runtime.pulled_bytes.load(Relaxed) + image.len <= budget
+        && image.keep_local_copy(copy.clone())
+    {
+        runtime.pulled_bytes.fetch_add(image.len, Relaxed);
+        runtime.pulled.lock().push(Arc::downgrade(image));
+        runtime.counters.images_pulled_back.fetch_add(1, Relaxed);
+    }
+}
+
+/// Make room for `bytes` of pulled-back images by dropping copies read
+/// less than `rate` times a second; false when there is no such room.
+fn make_room(runtime: &Offload, bytes: u64, rate: f64) -> bool {
+    let budget = runtime.options.pull_back_bytes;
+    let mut pulled = runtime.pulled.lock();
+    pulled.retain(|w| w.strong_count() > 0);
+    let mut colder: Vec<(f64, Arc<OffloadedImage>)> = pulled
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|i| (i.read_rate(), i))
+        .filter(|(r, _)| *r < rate / 2.0)
+        .collect();
+    colder.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut held = runtime.pulled_bytes.load(Relaxed);
+    for (_, image) in colder {
+        if held + bytes <= budget {
+            break;
+        }
+        let freed = image.drop_local_copy();
+        if freed > 0 {
+            runtime.pulled_bytes.fetch_sub(freed, Relaxed);
+            runtime.counters.pulled_back_dropped.fetch_add(1, Relaxed);
+            held -= freed;
+        }
+    }
+    held + bytes <= budget
 }
 
 /// The error of a failed delegated read. The images are lost when the
@@ -89,10 +358,11 @@ fn failed(runtime: &Offload, images: &[&Arc<OffloadedImage>], e: &ClientError) -
     }
 }
 
-/// The first batch of a scan; later ones double up to [`MAX_BATCH`], so a
-/// short scan stays short and a long one pays few round trips.
+/// The first batch of a scan (under the adaptive policy, once costs are
+/// measured: [`crate::offload::costs::ReadCosts::first_scan_batch`]); later ones double up to
+/// [`MAX_SCAN_BATCH`], so a short scan stays short and a long one pays few
+/// round trips.
 const FIRST_BATCH: u32 = 64;
-const MAX_BATCH: u32 = 4096;
 
 /// The merged entries of offloaded images, fetched in batches from the
 /// memory node: a child of the database's merging iterator. It holds its
@@ -119,6 +389,15 @@ pub(crate) struct RemoteScan {
     /// is the last one.
     continuation: Option<Vec<u8>>,
     batch_size: u32,
+    first_batch: u32,
+    /// Entries fetched through delegation so far.
+    fetched: u64,
+    /// Under the adaptive policy: after this many delegated entries,
+    /// reading the images whole would have been cheaper, so the scan does
+    /// that and goes on locally.
+    whole_after: Option<u64>,
+    /// Entries the scan's bounds suggest it will read (0 when unbounded).
+    expected: u64,
 }
 
 impl RemoteScan {
@@ -131,6 +410,23 @@ impl RemoteScan {
         upper: Option<&[u8]>,
     ) -> RemoteScan {
         let (slots, images): (_, Vec<Arc<OffloadedImage>>) = images.into_iter().unzip();
+        let adaptive = runtime.adaptive();
+        let first_batch = if adaptive {
+            runtime.costs.first_scan_batch(FIRST_BATCH)
+        } else {
+            FIRST_BATCH
+        };
+        let bytes: u64 = images.iter().map(|i| i.len).sum();
+        let whole_after = adaptive
+            .then(|| runtime.costs.whole_image_after(bytes))
+            .flatten();
+        let expected = match (lower, upper) {
+            (_, Some(upper)) => images
+                .iter()
+                .map(|i| (i.entries as f64 * i.share_of(lower, upper)) as u64)
+                .sum(),
+            _ => 0,
+        };
         RemoteScan {
             runtime,
             ids: images.iter().map(|i| i.remote_id()).collect(),
@@ -144,7 +440,11 @@ impl RemoteScan {
             pos: 0,
             direction: Direction::Forward,
             continuation: None,
-            batch_size: FIRST_BATCH,
+            batch_size: first_batch,
+            first_batch,
+            fetched: 0,
+            whole_after,
+            expected,
         }
     }
 
@@ -159,9 +459,9 @@ impl RemoteScan {
         resume_after: Option<Vec<u8>>,
     ) -> Result<()> {
         if direction != self.direction || resume_after.is_none() {
-            self.batch_size = FIRST_BATCH;
+            self.batch_size = self.first_batch;
         } else {
-            self.batch_size = (self.batch_size * 2).min(MAX_BATCH);
+            self.batch_size = (self.batch_size * 2).min(MAX_SCAN_BATCH);
         }
         self.direction = direction;
         let request = ScanRequest {
@@ -189,10 +489,18 @@ impl RemoteScan {
             failed(&self.runtime, &refs, &e)
         });
         let response = response?;
+        let elapsed = start.elapsed();
         let c = &self.runtime.counters;
         c.delegated_scans.fetch_add(1, Relaxed);
         c.delegated_scan_micros
-            .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.runtime
+            .costs
+            .record_scan(response.entries.len(), elapsed);
+        self.fetched += response.entries.len() as u64;
+        for image in &self.images {
+            note_remote_read(&self.runtime, image);
+        }
         self.continuation = response.continuation;
         self.batch = response
             .entries
@@ -242,6 +550,18 @@ impl RemoteScan {
             return local(it, current.as_deref());
         }
         let current = self.valid().then(|| self.key().to_vec());
+        if self.whole_due() {
+            match self.read_whole() {
+                Ok(it) => {
+                    let it = self.local.insert(it);
+                    return local(it, current.as_deref());
+                }
+                Err(e) => {
+                    tracing::debug!("a scan reading its offloaded images whole: {e}");
+                    self.whole_after = None;
+                }
+            }
+        }
         match remote(self) {
             Err(e @ Error::MemoryNode { lost: true, .. }) => {
                 self.runtime.recover(&e)?;
@@ -263,6 +583,42 @@ impl RemoteScan {
             }
             other => other,
         }
+    }
+
+    /// Whether delegating this scan's entries has cost (or, by its bounds,
+    /// will cost) more than reading its images whole.
+    fn whole_due(&self) -> bool {
+        self.whole_after
+            .is_some_and(|t| self.fetched >= t || self.expected >= t)
+    }
+
+    /// The scan's images read whole (their pulled-back copies where they
+    /// have one), merged for local iteration. A copy is kept as the image's
+    /// pulled-back copy when `pull_back_bytes` has room.
+    fn read_whole(&mut self) -> Result<MergingIterator<'static>> {
+        let start = Instant::now();
+        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+        let mut bytes = 0;
+        for image in &self.images {
+            let copy = match image.local_copy() {
+                Some(copy) => copy,
+                None => {
+                    let copy = image.read_whole()?;
+                    bytes += image.len;
+                    offer_copy(&self.runtime, image, &copy);
+                    copy
+                }
+            };
+            children.push(Box::new(copy.iter()));
+        }
+        let c = &self.runtime.counters;
+        c.scans_read_whole.fetch_add(1, Relaxed);
+        c.scan_whole_bytes.fetch_add(bytes, Relaxed);
+        c.scan_whole_micros
+            .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+        self.batch.clear();
+        self.images.clear();
+        Ok(MergingIterator::new(children))
     }
 
     fn remote_seek(&mut self, target: &[u8]) -> Result<()> {

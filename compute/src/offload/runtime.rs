@@ -4,7 +4,7 @@
 //! images.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -13,8 +13,11 @@ use parking_lot::Mutex;
 use o3_memnode::client::{ImageStore, RemoteRegion};
 use o3_storage::{Error, Result};
 
+use crate::offload::cache::OffsetCache;
 use crate::offload::connect::Reconnecting;
-use crate::offload::options::{MemoryNodeChoice, OffloadOptions};
+use crate::offload::costs::ReadCosts;
+use crate::offload::image::OffloadedImage;
+use crate::offload::options::{MemoryNodeChoice, OffloadOptions, ReadPolicy};
 use crate::stats::OffloadStats;
 
 /// Rebuilds images lost with their memory node (implemented over the
@@ -43,6 +46,21 @@ pub(crate) struct OffloadCounters {
     pub images_released: AtomicU64,
     pub memory_node_failures: AtomicU64,
     pub images_rebuilt: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_admissions: AtomicU64,
+    pub cache_stale: AtomicU64,
+    pub cache_invalidated: AtomicU64,
+    pub one_sided_reads: AtomicU64,
+    pub one_sided_read_micros: AtomicU64,
+    pub pulled_back_gets: AtomicU64,
+    pub images_pulled_back: AtomicU64,
+    pub pulled_back_dropped: AtomicU64,
+    pub pull_back_micros: AtomicU64,
+    pub scans_read_whole: AtomicU64,
+    pub scan_whole_bytes: AtomicU64,
+    pub scan_whole_micros: AtomicU64,
+    pub scans_on_pulled_back: AtomicU64,
 }
 
 /// One database's offloading.
@@ -56,8 +74,20 @@ pub(crate) struct Offload {
     /// session changes (the node restarted, or the lease was lost), the
     /// images shipped before are gone.
     pub shipped_session: AtomicU64,
-    release_tx: Sender<RemoteRegion>,
-    release_rx: Receiver<RemoteRegion>,
+    /// Regions of dropped images with the images' tags.
+    release_tx: Sender<(RemoteRegion, u64)>,
+    release_rx: Receiver<(RemoteRegion, u64)>,
+    /// The key→offset cache (`None`: off, by policy or size).
+    pub cache: Option<OffsetCache>,
+    /// Measured read costs ([`ReadPolicy::Adaptive`] decides from them).
+    pub costs: ReadCosts,
+    /// The next [`OffloadedImage::tag`].
+    next_tag: AtomicU64,
+    /// Images holding a pulled-back local copy, and the copies' bytes.
+    pub pulled: Mutex<Vec<Weak<OffloadedImage>>>,
+    pub pulled_bytes: AtomicU64,
+    /// Held while an image is pulled back (one at a time).
+    pub pulling: Mutex<()>,
     /// Set once the engine exists: rebuilds lost images from the WAL.
     recovery: OnceLock<Arc<dyn Recovery>>,
     /// Held while lost images are rebuilt (one rebuild at a time).
@@ -100,7 +130,19 @@ impl Offload {
             ),
         };
         let (release_tx, release_rx) = crossbeam_channel::unbounded();
+        let cache = match options.read_policy {
+            ReadPolicy::Delegate => None,
+            ReadPolicy::Cache | ReadPolicy::Adaptive => {
+                OffsetCache::new(options.offset_cache_bytes, options.cache_admit_after)
+            }
+        };
         Ok(Offload {
+            cache,
+            costs: ReadCosts::default(),
+            next_tag: AtomicU64::new(1),
+            pulled: Mutex::new(Vec::new()),
+            pulled_bytes: AtomicU64::new(0),
+            pulling: Mutex::new(()),
             options: options.clone(),
             store,
             counters: OffloadCounters::default(),
@@ -123,10 +165,20 @@ impl Offload {
         self.recovery.get().cloned()
     }
 
-    /// Queue a dropped image's region for release by a shipping thread.
-    pub fn release_later(&self, region: RemoteRegion) {
+    /// Queue a dropped image's region for release by a shipping thread,
+    /// with the image's tag (its cache entries go first).
+    pub fn release_later(&self, region: RemoteRegion, tag: u64) {
         // The receiver lives as long as `self`.
-        let _ = self.release_tx.send(region);
+        let _ = self.release_tx.send((region, tag));
+    }
+
+    /// A tag no other image of this database had.
+    pub fn new_tag(&self) -> u64 {
+        self.next_tag.fetch_add(1, Relaxed)
+    }
+
+    pub fn adaptive(&self) -> bool {
+        self.options.read_policy == ReadPolicy::Adaptive
     }
 
     /// Rebuild lost images (see [`Recovery`]); an error when the database
@@ -155,7 +207,13 @@ impl Offload {
     /// Release the regions of dropped images; returns how many.
     pub fn release_dropped(&self) -> usize {
         let mut released = 0;
-        while let Ok(region) = self.release_rx.try_recv() {
+        while let Ok((region, tag)) = self.release_rx.try_recv() {
+            // No entry about the image outlives it in the cache (none could
+            // be served anyway: no lookup sees the image any more).
+            if let Some(cache) = &self.cache {
+                let gone = cache.forget_image(tag);
+                self.counters.cache_invalidated.fetch_add(gone, Relaxed);
+            }
             self.offloaded_bytes.fetch_sub(region.len(), Relaxed);
             self.counters.images_offloaded.fetch_sub(1, Relaxed);
             // A region of an older session is gone already; any other
@@ -194,6 +252,29 @@ impl Offload {
         s.images_released = c.images_released.load(Relaxed);
         s.memory_node_failures = c.memory_node_failures.load(Relaxed);
         s.images_rebuilt = c.images_rebuilt.load(Relaxed);
+        s.cache_hits = c.cache_hits.load(Relaxed);
+        s.cache_misses = c.cache_misses.load(Relaxed);
+        s.cache_admissions = c.cache_admissions.load(Relaxed);
+        s.cache_stale = c.cache_stale.load(Relaxed);
+        s.cache_invalidated = c.cache_invalidated.load(Relaxed);
+        if let Some(cache) = &self.cache {
+            s.cache_entries = cache.len();
+            s.cache_bytes = cache.bytes();
+        }
+        s.one_sided_reads = c.one_sided_reads.load(Relaxed);
+        s.one_sided_read_micros = c.one_sided_read_micros.load(Relaxed);
+        s.pulled_back_gets = c.pulled_back_gets.load(Relaxed);
+        s.images_pulled_back = c.images_pulled_back.load(Relaxed);
+        s.pulled_back_dropped = c.pulled_back_dropped.load(Relaxed);
+        s.pulled_back_bytes = self.pulled_bytes.load(Relaxed);
+        s.pull_back_micros = c.pull_back_micros.load(Relaxed);
+        s.scans_read_whole = c.scans_read_whole.load(Relaxed);
+        s.scan_whole_bytes = c.scan_whole_bytes.load(Relaxed);
+        s.scan_whole_micros = c.scan_whole_micros.load(Relaxed);
+        s.scans_on_pulled_back = c.scans_on_pulled_back.load(Relaxed);
+        let micros = |e: &crate::offload::costs::Ewma| e.get().map_or(0.0, |n| n / 1000.0);
+        s.delegated_get_ewma_micros = micros(&self.costs.delegated_get);
+        s.one_sided_read_ewma_micros = micros(&self.costs.one_sided_get);
         s.last_error = self.last_error.lock().clone();
     }
 }

@@ -246,3 +246,57 @@ impl<B: AsRef<[u8]> + Send> OwnedImageIter<B> {
 }
 
 cursor_iterator!(OwnedImageIter<B>, B: AsRef<[u8]> + Send);
+
+/// A validated image in shared, immutable bytes: validated once, then
+/// searched by any number of threads ([`SharedImage::get`]) and iterated by
+/// any number of cursors ([`SharedImage::iter`]) without validating again.
+/// A compute node keeps one for an offloaded image it pulled back into
+/// local memory.
+#[derive(Debug, Clone)]
+pub struct SharedImage {
+    bytes: std::sync::Arc<[u8]>,
+    header: ImageHeader,
+}
+
+impl SharedImage {
+    /// Validate `bytes` exactly as [`MemtableImage::open`] does and keep them.
+    pub fn open(bytes: std::sync::Arc<[u8]>, location: &str) -> Result<SharedImage> {
+        let header = validate(&bytes, location)?;
+        Ok(SharedImage { bytes, header })
+    }
+
+    fn view(&self) -> ImageView<'_> {
+        ImageView::new(
+            self.bytes.get(..self.header.used as usize).unwrap_or(&[]),
+            &self.header,
+        )
+    }
+
+    /// The newest entry of `user_key` with sequence `<= snapshot`.
+    pub fn get(&self, user_key: &[u8], snapshot: u64) -> Option<EntryRef<'_>> {
+        self.view().get(user_key, snapshot)
+    }
+
+    pub fn header(&self) -> &ImageHeader {
+        &self.header
+    }
+
+    /// Bytes held (the image's used length).
+    pub fn len(&self) -> usize {
+        self.header.used as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.header.entries == 0
+    }
+
+    /// A cursor over the image that shares its bytes.
+    pub fn iter(&self) -> OwnedImageIter<std::sync::Arc<[u8]>> {
+        OwnedImageIter {
+            cursor: Cursor::new(OwnedImage {
+                bytes: self.bytes.clone(),
+                header: self.header,
+            }),
+        }
+    }
+}

@@ -28,9 +28,9 @@ mod validate;
 pub use header::{
     FORMAT_VERSION, HEADER_LEN, IMAGE_MAGIC, ImageHeader, image_checksum, store_checksum,
 };
-pub use image::{ImageIter, MemtableImage, OwnedImageIter};
+pub use image::{ImageIter, MemtableImage, OwnedImageIter, SharedImage};
 pub use memtable::{Memtable, MemtableIter};
-pub use node::decode_entry;
+pub use node::{decode_entry, entry_read_bound};
 
 use crate::key::ValueKind;
 

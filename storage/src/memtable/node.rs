@@ -101,6 +101,18 @@ pub(crate) fn parse_layout(bytes: &[u8], node: usize) -> Option<NodeLayout> {
     })
 }
 
+/// Bytes from a node's start that surely hold the whole entry of a user key
+/// of `user_key_len` bytes and a value of `value_len` bytes, whatever its
+/// height (up to [`MAX_HEIGHT`], the tallest tower a writer builds): what a
+/// one-sided read of a cached entry fetches. `None` on overflow.
+pub fn entry_read_bound(user_key_len: usize, value_len: usize) -> Option<usize> {
+    NODE_PREFIX
+        .checked_add(4 * MAX_HEIGHT)?
+        .checked_add(user_key_len)?
+        .checked_add(TRAILER_LEN)?
+        .checked_add(value_len)
+}
+
 /// Decode the entry whose node starts at `node[0]`: returns its internal key
 /// and value. `node` may be the rest of an image from the node's offset on,
 /// or just the bytes of that node fetched by a one-sided read. Checks that

@@ -1,0 +1,249 @@
+//! The key→offset cache: for hot keys of offloaded images, where the
+//! key's newest entry in one image starts, so that the next lookup reads
+//! that entry with one one-sided read instead of asking the memory node.
+//!
+//! An entry names its image by a tag that is unique for each shipping of
+//! an image (an image rebuilt from the WAL and shipped again gets a new
+//! tag), and records the entry's sequence. When the cache may serve an
+//! entry is decided by the reader (`offload::read`), not here.
+//!
+//! Bounded by bytes (quick_cache's weighted eviction); keys are admitted by
+//! frequency: a count-min sketch counts the lookups of each key that
+//! reached offloaded images, and a key is cached once its count reaches
+//! `cache_admit_after`. The counts are halved after every `width`
+//! increments, so the sketch follows the workload as it changes.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, AtomicU64};
+
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+/// Bytes charged per entry besides its key: the entry, the boxed key's
+/// pointer and length, and the cache's own bookkeeping.
+pub(crate) const ENTRY_OVERHEAD: u64 = 96;
+
+/// Where a key's newest entry in one offloaded image is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CachedEntry {
+    /// The image's tag ([`crate::offload::image::OffloadedImage::tag`]).
+    pub tag: u64,
+    /// The entry node's offset in the image.
+    pub offset: u32,
+    /// Bytes to read from `offset` to surely hold the whole node.
+    pub read_len: u32,
+    /// The entry's sequence: the newest of the key in that image.
+    pub sequence: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct EntryWeigher;
+
+impl Weighter<Box<[u8]>, CachedEntry> for EntryWeigher {
+    fn weight(&self, key: &Box<[u8]>, _: &CachedEntry) -> u64 {
+        key.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// The cache. Every method takes `&self` and is safe from any thread.
+pub(crate) struct OffsetCache {
+    entries: Cache<Box<[u8]>, CachedEntry, EntryWeigher>,
+    sketch: FrequencySketch,
+    admit_after: u8,
+    capacity: u64,
+}
+
+impl std::fmt::Debug for OffsetCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsetCache")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl OffsetCache {
+    /// A cache of `bytes` admitting keys seen `admit_after` times; `None`
+    /// when `bytes` is 0.
+    pub fn new(bytes: u64, admit_after: u32) -> Option<OffsetCache> {
+        if bytes == 0 {
+            return None;
+        }
+        // A guess at the count for the cache's sizing: 24-byte keys.
+        let items = (bytes / (24 + ENTRY_OVERHEAD)).max(16) as usize;
+        Some(OffsetCache {
+            entries: Cache::with_weighter(items, bytes, EntryWeigher),
+            sketch: FrequencySketch::new(items * 2),
+            admit_after: admit_after.clamp(1, FrequencySketch::MAX as u32) as u8,
+            capacity: bytes,
+        })
+    }
+
+    /// The cached entry of `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Option<CachedEntry> {
+        self.entries.get(key)
+    }
+
+    /// Count one more lookup of `key` that reached offloaded images; when
+    /// it is now frequent enough, cache `entry` for it. True when cached.
+    pub fn offer(&self, key: &[u8], hash: u64, entry: CachedEntry) -> bool {
+        if self.sketch.increment(hash) < self.admit_after {
+            return false;
+        }
+        self.entries.insert(key.into(), entry);
+        true
+    }
+
+    /// Count one more lookup of `key` without anything to cache.
+    pub fn count(&self, hash: u64) {
+        self.sketch.increment(hash);
+    }
+
+    /// Forget `key`'s entry if it is about image `tag`.
+    pub fn remove(&self, key: &[u8], tag: u64) {
+        self.entries.remove_if(key, |e| e.tag == tag);
+    }
+
+    /// Forget every entry about image `tag`; returns how many there were.
+    pub fn forget_image(&self, tag: u64) -> u64 {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.tag != tag);
+        before.saturating_sub(self.entries.len()) as u64
+    }
+
+    pub fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Bytes charged for the entries now.
+    pub fn bytes(&self) -> u64 {
+        self.entries.weight()
+    }
+}
+
+/// A count-min sketch of 4-bit-range counters (saturating at 15) over
+/// key hashes, with aging.
+struct FrequencySketch {
+    counters: Box<[AtomicU8]>,
+    mask: u64,
+    increments: AtomicU64,
+    /// Halve every counter after this many increments (the width).
+    sample: u64,
+}
+
+impl FrequencySketch {
+    const MAX: u8 = 15;
+    const ROWS: u64 = 4;
+
+    fn new(width: usize) -> FrequencySketch {
+        let width = width.next_power_of_two().max(1024);
+        FrequencySketch {
+            counters: (0..width).map(|_| AtomicU8::new(0)).collect(),
+            mask: width as u64 - 1,
+            increments: AtomicU64::new(0),
+            sample: width as u64,
+        }
+    }
+
+    /// The counter slots of `hash`, one per row (double hashing).
+    fn slots(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let step = (hash >> 32) | 1;
+        (0..Self::ROWS).map(move |i| (hash.wrapping_add(i.wrapping_mul(step)) & self.mask) as usize)
+    }
+
+    /// Count `hash` once more; returns its estimated count now. Only the
+    /// row counters at the current minimum grow (conservative update), so
+    /// collisions inflate estimates less.
+    fn increment(&self, hash: u64) -> u8 {
+        let min = self
+            .slots(hash)
+            .map(|slot| self.counters[slot].load(Relaxed))
+            .min()
+            .unwrap_or(0);
+        if min < Self::MAX {
+            for slot in self.slots(hash) {
+                // Racing increments may lose one: the sketch is an estimate.
+                let _ = self.counters[slot].compare_exchange(min, min + 1, Relaxed, Relaxed);
+            }
+        }
+        if self.increments.fetch_add(1, Relaxed) + 1 >= self.sample {
+            self.increments.store(0, Relaxed);
+            for c in self.counters.iter() {
+                c.store(c.load(Relaxed) / 2, Relaxed);
+            }
+        }
+        (min + 1).min(Self::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use o3_storage::sst::bloom_hash;
+
+    fn entry(tag: u64) -> CachedEntry {
+        CachedEntry {
+            tag,
+            offset: 64,
+            read_len: 100,
+            sequence: 7,
+        }
+    }
+
+    #[test]
+    fn a_key_is_admitted_on_its_nth_lookup_only() {
+        let cache = OffsetCache::new(1 << 20, 3).unwrap();
+        let h = bloom_hash(b"k");
+        assert!(!cache.offer(b"k", h, entry(1)));
+        assert!(!cache.offer(b"k", h, entry(1)));
+        assert_eq!(cache.get(b"k"), None);
+        assert!(cache.offer(b"k", h, entry(1)));
+        assert_eq!(cache.get(b"k"), Some(entry(1)));
+    }
+
+    #[test]
+    fn forgetting_an_image_removes_its_entries_and_no_others() {
+        let cache = OffsetCache::new(1 << 20, 1).unwrap();
+        for i in 0..100u32 {
+            let key = i.to_be_bytes();
+            cache.offer(&key, bloom_hash(&key), entry(u64::from(i % 2)));
+        }
+        assert_eq!(cache.forget_image(0), 50);
+        assert_eq!(cache.len(), 50);
+        assert!((0..100u32).all(|i| cache.get(&i.to_be_bytes()).is_some() == (i % 2 == 1)));
+        cache.remove(&1u32.to_be_bytes(), 0);
+        assert!(
+            cache.get(&1u32.to_be_bytes()).is_some(),
+            "another image's tag"
+        );
+        cache.remove(&1u32.to_be_bytes(), 1);
+        assert!(cache.get(&1u32.to_be_bytes()).is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bytes() {
+        let capacity = 64 << 10;
+        let cache = OffsetCache::new(capacity, 1).unwrap();
+        for i in 0..20_000u32 {
+            let key = format!("key{i:012}");
+            cache.offer(key.as_bytes(), bloom_hash(key.as_bytes()), entry(1));
+        }
+        assert!(cache.bytes() <= capacity, "{} > {capacity}", cache.bytes());
+        assert!(cache.len() > 0);
+        assert!(cache.len() < 20_000);
+    }
+
+    #[test]
+    fn the_sketch_forgets_old_counts() {
+        let sketch = FrequencySketch::new(1024);
+        let hot = bloom_hash(b"hot");
+        for _ in 0..10 {
+            sketch.increment(hot);
+        }
+        // Enough other increments to age the counts twice.
+        for i in 0..(2 * sketch.sample) {
+            sketch.increment(bloom_hash(&i.to_le_bytes()));
+        }
+        assert!(sketch.increment(hot) < 10);
+    }
+}

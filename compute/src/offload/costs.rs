@@ -1,0 +1,192 @@
+//! Measured costs of each way to read an offloaded image, and the choices
+//! `ReadPolicy::Adaptive` makes from them.
+//!
+//! Every remote read records its latency here as an exponentially weighted
+//! moving average (weight 1/16 per sample): a delegated `get` (which
+//! includes the memory node's search and its queueing, so a busy memory
+//! node shows up as a dearer delegation), a one-sided read of one cached
+//! entry, a delegated scan batch per entry returned, and a whole-image
+//! one-sided read per byte. Nothing is configured: the choices follow the
+//! link and the memory node as they are.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// A moving average of nanoseconds; 0 until the first sample.
+#[derive(Debug, Default)]
+pub(crate) struct Ewma(AtomicU64);
+
+impl Ewma {
+    pub fn record(&self, nanos: f64) {
+        let old = f64::from_bits(self.0.load(Relaxed));
+        let new = if old == 0.0 {
+            nanos
+        } else {
+            old + (nanos - old) / 16.0
+        };
+        // A racing sample may be lost: the average is an estimate.
+        self.0.store(new.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
+    }
+
+    pub fn record_time(&self, elapsed: Duration) {
+        self.record(elapsed.as_nanos() as f64);
+    }
+
+    /// The average, or `None` before any sample.
+    pub fn get(&self) -> Option<f64> {
+        let v = f64::from_bits(self.0.load(Relaxed));
+        (v > 0.0).then_some(v)
+    }
+}
+
+/// The smallest and largest first batch of a delegated scan.
+pub(crate) const MIN_SCAN_BATCH: u32 = 16;
+pub(crate) const MAX_SCAN_BATCH: u32 = 4096;
+
+/// What a local lookup in a pulled-back image costs, in nanoseconds (a
+/// skiplist search in local memory; only its order of magnitude matters).
+const LOCAL_GET_NANOS: f64 = 500.0;
+
+/// One database's measured read costs.
+#[derive(Debug, Default)]
+pub(crate) struct ReadCosts {
+    /// Nanoseconds per delegated `get`.
+    pub delegated_get: Ewma,
+    /// Nanoseconds per one-sided read of a cached entry.
+    pub one_sided_get: Ewma,
+    /// Nanoseconds per entry of a delegated scan batch, beyond the round
+    /// trip (estimated as a delegated `get`'s latency).
+    pub scan_entry: Ewma,
+    /// Nanoseconds per byte of a whole image read one-sidedly.
+    pub bulk_byte: Ewma,
+    /// Hits served since the last forced delegation (see `use_cached`).
+    hits_since_probe: AtomicU64,
+}
+
+/// A cached entry is delegated anyway once in this many hits, so the
+/// delegated cost stays measured while the cache serves everything.
+const PROBE_EVERY: u64 = 256;
+
+impl ReadCosts {
+    /// Whether to read a cached entry one-sidedly rather than delegate the
+    /// lookup: while the one-sided read is not the dearer of the two.
+    pub fn use_cached(&self) -> bool {
+        if self.hits_since_probe.fetch_add(1, Relaxed) + 1 >= PROBE_EVERY {
+            self.hits_since_probe.store(0, Relaxed);
+            return false;
+        }
+        match (self.one_sided_get.get(), self.delegated_get.get()) {
+            (Some(one_sided), Some(delegated)) => one_sided <= delegated,
+            _ => true,
+        }
+    }
+
+    /// Record a delegated scan batch of `entries` that took `elapsed`.
+    pub fn record_scan(&self, entries: usize, elapsed: Duration) {
+        if entries < MIN_SCAN_BATCH as usize {
+            return;
+        }
+        let round_trip = self.delegated_get.get().unwrap_or(0.0);
+        let per_entry = (elapsed.as_nanos() as f64 - round_trip).max(1.0) / entries as f64;
+        self.scan_entry.record(per_entry);
+    }
+
+    /// The first batch of a delegated scan: as many entries as take about
+    /// one round trip to produce and carry, so a round trip costs at most
+    /// about half of a batch's time, and short scans stay short.
+    pub fn first_scan_batch(&self, fixed: u32) -> u32 {
+        match (self.delegated_get.get(), self.scan_entry.get()) {
+            (Some(round_trip), Some(per_entry)) => ((round_trip / per_entry) as u32)
+                .clamp(MIN_SCAN_BATCH, MAX_SCAN_BATCH)
+                .next_power_of_two(),
+            _ => fixed,
+        }
+    }
+
+    /// How many entries a scan reads through delegation before reading
+    /// `bytes` of images whole would have been cheaper; `None` before scans
+    /// and lookups are measured.
+    pub fn whole_image_after(&self, bytes: u64) -> Option<u64> {
+        let per_entry = self.scan_entry.get()?;
+        let round_trip = self.delegated_get.get()?;
+        let per_byte = self.per_byte(round_trip);
+        Some(((bytes as f64 * per_byte + round_trip) / per_entry) as u64)
+    }
+
+    /// Nanoseconds per byte of a whole-image read: measured, or before any
+    /// such read, what the link's small reads suggest (a round trip of
+    /// `round_trip` nanoseconds per 64 KiB).
+    fn per_byte(&self, round_trip: f64) -> f64 {
+        self.bulk_byte.get().unwrap_or(round_trip / 65536.0)
+    }
+
+    /// Whether an image of `bytes` read remotely `reads_per_sec` times a
+    /// second is worth pulling back: the remote reads it would save in a
+    /// second cost more than reading it whole.
+    pub fn worth_pulling(&self, bytes: u64, reads_per_sec: f64) -> bool {
+        let remote = match (self.one_sided_get.get(), self.delegated_get.get()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(x) => x,
+                None => return false,
+            },
+        };
+        let per_byte = self.per_byte(remote);
+        reads_per_sec * (remote - LOCAL_GET_NANOS).max(0.0) > bytes as f64 * per_byte
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_average_follows_its_samples() {
+        let e = Ewma::default();
+        assert_eq!(e.get(), None);
+        e.record(1000.0);
+        assert_eq!(e.get(), Some(1000.0));
+        for _ in 0..200 {
+            e.record(3000.0);
+        }
+        assert!((e.get().unwrap() - 3000.0).abs() < 10.0);
+    }
+
+    #[test]
+    fn a_cached_entry_is_read_one_sidedly_only_while_that_is_cheaper() {
+        let c = ReadCosts::default();
+        assert!(c.use_cached(), "nothing measured yet");
+        c.delegated_get.record(10_000.0);
+        c.one_sided_get.record(2_000.0);
+        assert!(c.use_cached());
+        let probes = (0..2 * PROBE_EVERY).filter(|_| !c.use_cached()).count();
+        assert_eq!(probes, 2, "one forced delegation per {PROBE_EVERY} hits");
+        let d = ReadCosts::default();
+        d.delegated_get.record(2_000.0);
+        d.one_sided_get.record(10_000.0);
+        assert!(!d.use_cached());
+    }
+
+    #[test]
+    fn scan_batches_grow_with_the_round_trip() {
+        let fast = ReadCosts::default();
+        fast.delegated_get.record(5_000.0);
+        fast.scan_entry.record(100.0);
+        let slow = ReadCosts::default();
+        slow.delegated_get.record(1_000_000.0);
+        slow.scan_entry.record(100.0);
+        assert_eq!(ReadCosts::default().first_scan_batch(64), 64);
+        assert!(fast.first_scan_batch(64) < slow.first_scan_batch(64));
+        assert_eq!(slow.first_scan_batch(64), MAX_SCAN_BATCH);
+    }
+
+    #[test]
+    fn only_images_read_often_are_worth_pulling_back() {
+        let c = ReadCosts::default();
+        c.delegated_get.record(20_000.0);
+        c.bulk_byte.record(1.0);
+        assert!(!c.worth_pulling(4 << 20, 10.0));
+        assert!(c.worth_pulling(4 << 20, 10_000.0));
+    }
+}
