@@ -142,6 +142,18 @@ pub enum Command {
     /// transport's one-sided write throughput.
     #[command(name = "offload-ship")]
     OffloadShip(crate::offload_ship::OffloadShipArgs),
+    /// YCSB B, C (zipfian, latest) and E on data in offloaded images: the
+    /// cache-enhanced adaptive read path against delegation only and no
+    /// offloading, over tcp (RDMA-like link) and shm memory nodes.
+    #[command(name = "read-compare")]
+    ReadCompare {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        offload: OffloadArgs,
+        #[command(flatten)]
+        compare: crate::read_compare::ReadCompareArgs,
+    },
 }
 
 /// The config file's layout.
@@ -156,6 +168,7 @@ pub struct ConfigFile {
     pub offload_compare: OffloadCompareArgs,
     pub offload_lookup: OffloadLookupArgs,
     pub flush_compare: FlushCompareArgs,
+    pub read_compare: crate::read_compare::ReadCompareArgs,
 }
 
 impl ConfigFile {
@@ -377,6 +390,28 @@ pub fn run(cli: Cli) -> Result<()> {
             let result = crate::shard_sweep::run(&sweep, &engine, show_progress)?;
             summary = to_json(&result.points)?;
             (configuration, result.outcome)
+        }
+        Command::ReadCompare {
+            engine,
+            offload,
+            compare,
+        } => {
+            let offload = crate::read_compare::offload_defaults(offload.over(config.offload))
+                .resolve_implied("read-compare")?;
+            let engine = crate::read_compare::engine_defaults(engine.over(config.engine))
+                .resolve("o3-read-compare")?;
+            let compare = compare.over(config.read_compare).resolve(&offload)?;
+            environment.emulated_conditions =
+                crate::read_compare::emulated_conditions(&engine, &offload, &compare);
+            let configuration = to_json(&Effective {
+                engine: &engine,
+                workload: &compare,
+            })?;
+            print_header(&environment, &configuration);
+            let comparison = crate::read_compare::run(&compare, &engine, &offload, show_progress)?;
+            summary = to_json(&comparison.summary)?;
+            summary_check = comparison.check();
+            (configuration, comparison.outcome)
         }
         Command::OffloadLookup {
             engine,

@@ -16,6 +16,8 @@
 //!   offloading, with the memory node and the service as child processes;
 //!   [`shard_sweep`]: fills over 1, 2, 4, 8 shards;
 //! - [`children`]: starting, pinning and stopping those child processes;
+//! - [`read_compare`]: the cache-enhanced read path against delegation
+//!   only and no offloading, on YCSB workloads;
 //! - [`offload_compare`], [`offload_lookup`]: the offloading experiments
 //!   (a write burst with and without offloading; lookups in offloaded
 //!   images next to local memtables), with [`sst_gate`] holding flushes
@@ -42,6 +44,7 @@ pub mod offload;
 pub mod offload_compare;
 pub mod offload_lookup;
 pub mod offload_ship;
+pub mod read_compare;
 pub mod report;
 pub mod shard_sweep;
 pub mod sst_gate;

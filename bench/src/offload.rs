@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use o3_compute::{MemoryNodeChoice, OffloadOptions, RemoteConfig, StoreConfig};
+use o3_compute::{MemoryNodeChoice, OffloadOptions, ReadPolicy, RemoteConfig, StoreConfig};
 use o3_transport::control::ClusterToken;
 use o3_transport::link::LinkModel;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,24 @@ pub struct OffloadArgs {
     /// (default 5000); a node silent for longer counts as failed.
     #[arg(long, value_name = "MS")]
     pub memnode_timeout_ms: Option<u64>,
+    /// How reads reach offloaded images: delegate (every lookup and scan
+    /// asks the memory node), cache (plus the key→offset cache and
+    /// one-sided reads of cached entries) or adaptive (plus choices from
+    /// measured costs: pulling hot images back, scan batch sizes, reading
+    /// a scan's images whole); default adaptive.
+    #[arg(long, value_name = "POLICY")]
+    pub read_policy: Option<String>,
+    /// Local bytes of the key→offset cache (default 8 MiB; 0 = none).
+    #[arg(long, value_name = "BYTES")]
+    pub offset_cache_bytes: Option<u64>,
+    /// Lookups of a key that reach offloaded images before it is cached
+    /// (default 2).
+    #[arg(long, value_name = "N")]
+    pub cache_admit_after: Option<u32>,
+    /// Local bytes for offloaded images pulled back whole because they are
+    /// read often (adaptive policy; default 32 MiB; 0 = never).
+    #[arg(long, value_name = "BYTES")]
+    pub pull_back_bytes: Option<u64>,
 }
 
 impl OffloadArgs {
@@ -108,6 +126,10 @@ impl OffloadArgs {
             link_latency_us,
             link_bandwidth,
             memnode_timeout_ms: self.memnode_timeout_ms.or(base.memnode_timeout_ms),
+            read_policy: self.read_policy.or(base.read_policy),
+            offset_cache_bytes: self.offset_cache_bytes.or(base.offset_cache_bytes),
+            cache_admit_after: self.cache_admit_after.or(base.cache_admit_after),
+            pull_back_bytes: self.pull_back_bytes.or(base.pull_back_bytes),
         }
     }
 
@@ -158,6 +180,10 @@ impl OffloadArgs {
             ("--link_latency_us", self.link_latency_us.is_some()),
             ("--link_bandwidth", self.link_bandwidth.is_some()),
             ("--memnode_timeout_ms", self.memnode_timeout_ms.is_some()),
+            ("--read_policy", self.read_policy.is_some()),
+            ("--offset_cache_bytes", self.offset_cache_bytes.is_some()),
+            ("--cache_admit_after", self.cache_admit_after.is_some()),
+            ("--pull_back_bytes", self.pull_back_bytes.is_some()),
         ]
         .into_iter()
         .find(|(_, given)| *given)
@@ -218,9 +244,21 @@ impl OffloadArgs {
                 MemoryNodeSetting::InProcess { pool_size }
             }
         };
+        let read_policy = match &self.read_policy {
+            None => defaults.read_policy,
+            Some(name) => name
+                .parse::<ReadPolicy>()
+                .map_err(|e| BenchError::InvalidArgument(format!("--read_policy: {e}")))?,
+        };
         let config = OffloadConfig {
             memory_node,
             link,
+            read_policy,
+            offset_cache_bytes: self
+                .offset_cache_bytes
+                .unwrap_or(defaults.offset_cache_bytes),
+            cache_admit_after: self.cache_admit_after.unwrap_or(defaults.cache_admit_after),
+            pull_back_bytes: self.pull_back_bytes.unwrap_or(defaults.pull_back_bytes),
             max_local_sealed_memtables: self
                 .max_local_sealed_memtables
                 .unwrap_or(defaults.max_local_sealed_memtables),
@@ -348,6 +386,18 @@ pub struct OffloadConfig {
     pub max_offloaded_bytes: u64,
     pub shipping_threads: usize,
     pub min_memtables_to_merge: usize,
+    #[serde(serialize_with = "serialize_policy")]
+    pub read_policy: ReadPolicy,
+    pub offset_cache_bytes: u64,
+    pub cache_admit_after: u32,
+    pub pull_back_bytes: u64,
+}
+
+fn serialize_policy<S: serde::Serializer>(
+    p: &ReadPolicy,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
 }
 
 impl OffloadConfig {
@@ -385,6 +435,10 @@ impl OffloadConfig {
             max_offloaded_bytes: self.max_offloaded_bytes,
             shipping_threads: self.shipping_threads,
             min_memtables_to_merge: self.min_memtables_to_merge,
+            read_policy: self.read_policy,
+            offset_cache_bytes: self.offset_cache_bytes,
+            cache_admit_after: self.cache_admit_after,
+            pull_back_bytes: self.pull_back_bytes,
             ..OffloadOptions::default()
         }
     }
@@ -436,15 +490,34 @@ impl OffloadConfig {
     /// local by a database whose memtables are `write_buffer_size` bytes.
     pub fn describe(&self, write_buffer_size: usize) -> String {
         format!(
-            "offloading to {}, {}, keeping {} sealed memtable(s) per shard local + the active one ({} per shard), offload cap {}, {} shipping thread(s), flushes merge {} memtable(s)",
+            "offloading to {}, {}, keeping {} sealed memtable(s) per shard local + the active one ({} per shard), offload cap {}, {} shipping thread(s), flushes merge {} memtable(s), reads: {}",
             self.describe_memory_node(),
             self.describe_link(),
             self.max_local_sealed_memtables,
             bytes(self.local_memtable_bytes(write_buffer_size)),
             bytes(self.max_offloaded_bytes),
             self.shipping_threads,
-            self.min_memtables_to_merge
+            self.min_memtables_to_merge,
+            self.describe_reads()
         )
+    }
+
+    /// The read policy and the local memory it uses, for the report.
+    pub fn describe_reads(&self) -> String {
+        match self.read_policy {
+            ReadPolicy::Delegate => "delegate (no cache)".to_string(),
+            ReadPolicy::Cache => format!(
+                "cache (key→offset cache {}, admitted after {} lookups)",
+                bytes(self.offset_cache_bytes),
+                self.cache_admit_after
+            ),
+            ReadPolicy::Adaptive => format!(
+                "adaptive (key→offset cache {}, admitted after {} lookups; pull-back {})",
+                bytes(self.offset_cache_bytes),
+                self.cache_admit_after,
+                bytes(self.pull_back_bytes)
+            ),
+        }
     }
 
     /// Bytes of memtables a shard keeps in local memory once offloading has

@@ -394,7 +394,7 @@ fn load(
 /// Wait until offloading is done with the loaded memtables: the count of
 /// offloaded images stays the same for [`SETTLED_AFTER`]. Returns the
 /// offload stats then.
-fn settle(db: &Db) -> Result<OffloadStats> {
+pub(crate) fn settle(db: &Db) -> Result<OffloadStats> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut last = db.stats().offload;
     let mut stable_since = Instant::now();

@@ -556,6 +556,37 @@ impl std::fmt::Display for OffloadStats {
             self.memory_node_failures,
             self.images_rebuilt,
         )?;
+        let consulted = self.cache_hits + self.cache_misses;
+        if consulted + self.pulled_back_gets + self.scans_read_whole > 0 {
+            write!(
+                f,
+                "\noffload reads: cache hits {} of {consulted} ({:.1}%), admitted {}, stale {}, invalidated {}, {} entries ({} bytes); \
+                 one-sided reads {} (mean {:.1} us); pulled back {} images (dropped {}, {} bytes held, mean pull {:.0} us), lookups on them {}; \
+                 scans reading images whole {} ({} bytes, mean {:.0} us), scans on pulled-back images {}",
+                self.cache_hits,
+                if consulted == 0 {
+                    0.0
+                } else {
+                    100.0 * self.cache_hits as f64 / consulted as f64
+                },
+                self.cache_admissions,
+                self.cache_stale,
+                self.cache_invalidated,
+                self.cache_entries,
+                self.cache_bytes,
+                self.one_sided_reads,
+                mean(self.one_sided_read_micros, self.one_sided_reads),
+                self.images_pulled_back,
+                self.pulled_back_dropped,
+                self.pulled_back_bytes,
+                mean(self.pull_back_micros, self.images_pulled_back),
+                self.pulled_back_gets,
+                self.scans_read_whole,
+                self.scan_whole_bytes,
+                mean(self.scan_whole_micros, self.scans_read_whole),
+                self.scans_on_pulled_back,
+            )?;
+        }
         if let Some(e) = &self.last_error {
             write!(f, "; last error: {e}")?;
         }

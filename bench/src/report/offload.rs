@@ -18,6 +18,13 @@ pub struct OffloadRates {
     pub delegated_get_mean_us: Option<f64>,
     /// Mean latency of a delegated `scan` batch, in microseconds.
     pub delegated_scan_mean_us: Option<f64>,
+    /// Share of lookups that consulted the key→offset cache and were
+    /// answered by it.
+    pub cache_hit_rate: Option<f64>,
+    /// Mean latency of a one-sided read of a cached entry, in microseconds.
+    pub one_sided_read_mean_us: Option<f64>,
+    /// Mean time to pull an image back, in microseconds.
+    pub pull_back_mean_us: Option<f64>,
 }
 
 impl OffloadRates {
@@ -28,6 +35,9 @@ impl OffloadRates {
                 .then(|| s.bytes_shipped as f64 * 1e6 / s.shipping_micros as f64),
             delegated_get_mean_us: mean(s.delegated_get_micros, s.delegated_gets),
             delegated_scan_mean_us: mean(s.delegated_scan_micros, s.delegated_scans),
+            cache_hit_rate: mean(s.cache_hits, s.cache_hits + s.cache_misses),
+            one_sided_read_mean_us: mean(s.one_sided_read_micros, s.one_sided_reads),
+            pull_back_mean_us: mean(s.pull_back_micros, s.images_pulled_back),
         }
     }
 }
@@ -52,9 +62,16 @@ mod tests {
             shipping_micros: 500_000,
             delegated_gets: 10,
             delegated_get_micros: 125,
+            cache_hits: 3,
+            cache_misses: 1,
+            one_sided_reads: 3,
+            one_sided_read_micros: 6,
             ..OffloadStats::default()
         };
         let r = OffloadRates::of(&s);
+        assert_eq!(r.cache_hit_rate, Some(0.75));
+        assert_eq!(r.one_sided_read_mean_us, Some(2.0));
+        assert_eq!(r.pull_back_mean_us, None);
         assert_eq!(r.shipping_bytes_per_sec, Some(16.0 * 1_048_576.0));
         assert_eq!(r.delegated_get_mean_us, Some(12.5));
         assert_eq!(r.delegated_scan_mean_us, None);

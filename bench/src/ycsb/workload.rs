@@ -205,7 +205,7 @@ fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Re
     }
 }
 
-fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
+pub(crate) fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
     let s = &cfg.spec;
     let next = AtomicU64::new(s.insertstart);
     let end = s.insertstart + s.insertcount;
@@ -257,7 +257,7 @@ struct ReadOutcome {
     found: u64,
 }
 
-fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
+pub(crate) fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
     let s = &cfg.spec;
     let inserts = AcknowledgedCounter::new(s.recordcount)?;
     let chooser = OperationChooser::new(s);

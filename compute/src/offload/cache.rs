@@ -2,26 +2,33 @@
 //! key's newest entry in one image starts, so that the next lookup reads
 //! that entry with one one-sided read instead of asking the memory node.
 //!
+//! Compact: an entry is the key's 64-bit hash, the image's tag, the offset,
+//! the read length and the sequence, about [`ENTRY_BYTES`] with the cache's
+//! own bookkeeping, whatever the key's length. The key itself is not kept:
+//! the one-sided read fetches the entry's internal key, and the reader
+//! checks it (key bytes and sequence), so a hash collision is a mismatch
+//! that falls back to delegation, never a wrong answer.
+//!
 //! An entry names its image by a tag that is unique for each shipping of
 //! an image (an image rebuilt from the WAL and shipped again gets a new
 //! tag), and records the entry's sequence. When the cache may serve an
 //! entry is decided by the reader (`offload::read`), not here.
 //!
-//! Bounded by bytes (quick_cache's weighted eviction); keys are admitted by
-//! frequency: a count-min sketch counts the lookups of each key that
-//! reached offloaded images, and a key is cached once its count reaches
-//! `cache_admit_after`. The counts are halved after every `width`
+//! Bounded by bytes (quick_cache's weighted eviction); once it is full,
+//! keys are admitted by frequency: a count-min sketch counts the lookups of
+//! each key that reached offloaded images, and a key displaces others once
+//! its count reaches `cache_admit_after` (until then, any key fills free
+//! room). The counts are halved after every `width`
 //! increments, so the sketch follows the workload as it changes.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
-use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-/// Bytes charged per entry besides its key: the entry, the boxed key's
-/// pointer and length, and the cache's own bookkeeping.
-pub(crate) const ENTRY_OVERHEAD: u64 = 96;
+/// Bytes charged per entry: the hash, the entry and the cache's own
+/// bookkeeping (its slot and index).
+pub(crate) const ENTRY_BYTES: u64 = 64;
 
 /// Where a key's newest entry in one offloaded image is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,21 +43,17 @@ pub(crate) struct CachedEntry {
     pub sequence: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct EntryWeigher;
-
-impl Weighter<Box<[u8]>, CachedEntry> for EntryWeigher {
-    fn weight(&self, key: &Box<[u8]>, _: &CachedEntry) -> u64 {
-        key.len() as u64 + ENTRY_OVERHEAD
-    }
-}
-
 /// The cache. Every method takes `&self` and is safe from any thread.
 pub(crate) struct OffsetCache {
-    entries: Cache<Box<[u8]>, CachedEntry, EntryWeigher>,
+    /// By the key's hash (`o3_storage::sst::bloom_hash`).
+    entries: Cache<u64, CachedEntry>,
     sketch: FrequencySketch,
     admit_after: u8,
+    /// Entries it holds at most.
     capacity: u64,
+    /// The entries reached the capacity (less 1/8): from then on, only
+    /// frequent keys are admitted, until releases free half of it.
+    full: AtomicBool,
 }
 
 impl std::fmt::Debug for OffsetCache {
@@ -69,28 +72,34 @@ impl OffsetCache {
         if bytes == 0 {
             return None;
         }
-        // A guess at the count for the cache's sizing: 24-byte keys.
-        let items = (bytes / (24 + ENTRY_OVERHEAD)).max(16) as usize;
+        let items = (bytes / ENTRY_BYTES).max(16) as usize;
         Some(OffsetCache {
-            entries: Cache::with_weighter(items, bytes, EntryWeigher),
+            entries: Cache::new(items),
             sketch: FrequencySketch::new(items * 2),
             admit_after: admit_after.clamp(1, FrequencySketch::MAX as u32) as u8,
-            capacity: bytes,
+            capacity: items as u64,
+            full: AtomicBool::new(false),
         })
     }
 
-    /// The cached entry of `key`, if any.
-    pub fn get(&self, key: &[u8]) -> Option<CachedEntry> {
-        self.entries.get(key)
+    /// The cached entry of the key whose hash is `hash`, if any.
+    pub fn get(&self, hash: u64) -> Option<CachedEntry> {
+        self.entries.get(&hash)
     }
 
-    /// Count one more lookup of `key` that reached offloaded images; when
-    /// it is now frequent enough, cache `entry` for it. True when cached.
-    pub fn offer(&self, key: &[u8], hash: u64, entry: CachedEntry) -> bool {
-        if self.sketch.increment(hash) < self.admit_after {
+    /// Count one more lookup of the key hashed to `hash` that reached
+    /// offloaded images, and
+    /// cache `entry` for it while the cache has room, or once the key is
+    /// frequent enough to displace others. True when cached.
+    pub fn offer(&self, hash: u64, entry: CachedEntry) -> bool {
+        let count = self.sketch.increment(hash);
+        if count < self.admit_after && self.full.load(Relaxed) {
             return false;
         }
-        self.entries.insert(key.into(), entry);
+        self.entries.insert(hash, entry);
+        if self.entries.weight() >= self.capacity - self.capacity / 8 {
+            self.full.store(true, Relaxed);
+        }
         true
     }
 
@@ -99,15 +108,19 @@ impl OffsetCache {
         self.sketch.increment(hash);
     }
 
-    /// Forget `key`'s entry if it is about image `tag`.
-    pub fn remove(&self, key: &[u8], tag: u64) {
-        self.entries.remove_if(key, |e| e.tag == tag);
+    /// Forget the entry of the key hashed to `hash` if it is about image
+    /// `tag`.
+    pub fn remove(&self, hash: u64, tag: u64) {
+        self.entries.remove_if(&hash, |e| e.tag == tag);
     }
 
     /// Forget every entry about image `tag`; returns how many there were.
     pub fn forget_image(&self, tag: u64) -> u64 {
         let before = self.entries.len();
         self.entries.retain(|_, e| e.tag != tag);
+        if self.entries.weight() < self.capacity / 2 {
+            self.full.store(false, Relaxed);
+        }
         before.saturating_sub(self.entries.len()) as u64
     }
 
@@ -117,7 +130,7 @@ impl OffsetCache {
 
     /// Bytes charged for the entries now.
     pub fn bytes(&self) -> u64 {
-        self.entries.weight()
+        self.entries.len() as u64 * ENTRY_BYTES
     }
 }
 
@@ -191,14 +204,22 @@ mod tests {
     }
 
     #[test]
-    fn a_key_is_admitted_on_its_nth_lookup_only() {
-        let cache = OffsetCache::new(1 << 20, 3).unwrap();
+    fn a_full_cache_admits_a_key_only_once_it_is_frequent() {
+        let capacity = 1 << 20;
+        let cache = OffsetCache::new(capacity, 4).unwrap();
+        let h = bloom_hash(b"early");
+        assert!(cache.offer(h, entry(1)), "room: admitted at once");
+        for i in 0..20_000u32 {
+            let key = format!("filler{i:08}");
+            cache.offer(bloom_hash(key.as_bytes()), entry(9));
+        }
+        assert!(cache.full.load(Relaxed), "{} of {capacity}", cache.bytes());
         let h = bloom_hash(b"k");
-        assert!(!cache.offer(b"k", h, entry(1)));
-        assert!(!cache.offer(b"k", h, entry(1)));
-        assert_eq!(cache.get(b"k"), None);
-        assert!(cache.offer(b"k", h, entry(1)));
-        assert_eq!(cache.get(b"k"), Some(entry(1)));
+        assert!(!cache.offer(h, entry(1)), "a first lookup of a full cache");
+        assert_eq!(cache.get(h), None);
+        let admitted = (0..3).any(|_| cache.offer(h, entry(1)));
+        assert!(admitted, "the 4th lookup at the latest");
+        assert_eq!(cache.get(h), Some(entry(1)));
     }
 
     #[test]
@@ -206,18 +227,18 @@ mod tests {
         let cache = OffsetCache::new(1 << 20, 1).unwrap();
         for i in 0..100u32 {
             let key = i.to_be_bytes();
-            cache.offer(&key, bloom_hash(&key), entry(u64::from(i % 2)));
+            cache.offer(bloom_hash(&key), entry(u64::from(i % 2)));
         }
         assert_eq!(cache.forget_image(0), 50);
         assert_eq!(cache.len(), 50);
-        assert!((0..100u32).all(|i| cache.get(&i.to_be_bytes()).is_some() == (i % 2 == 1)));
-        cache.remove(&1u32.to_be_bytes(), 0);
         assert!(
-            cache.get(&1u32.to_be_bytes()).is_some(),
-            "another image's tag"
+            (0..100u32).all(|i| cache.get(bloom_hash(&i.to_be_bytes())).is_some() == (i % 2 == 1))
         );
-        cache.remove(&1u32.to_be_bytes(), 1);
-        assert!(cache.get(&1u32.to_be_bytes()).is_none());
+        let one = bloom_hash(&1u32.to_be_bytes());
+        cache.remove(one, 0);
+        assert!(cache.get(one).is_some(), "another image's tag");
+        cache.remove(one, 1);
+        assert!(cache.get(one).is_none());
     }
 
     #[test]
@@ -226,7 +247,7 @@ mod tests {
         let cache = OffsetCache::new(capacity, 1).unwrap();
         for i in 0..20_000u32 {
             let key = format!("key{i:012}");
-            cache.offer(key.as_bytes(), bloom_hash(key.as_bytes()), entry(1));
+            cache.offer(bloom_hash(key.as_bytes()), entry(1));
         }
         assert!(cache.bytes() <= capacity, "{} > {capacity}", cache.bytes());
         assert!(cache.len() > 0);

@@ -70,16 +70,19 @@ const PROBE_EVERY: u64 = 256;
 
 impl ReadCosts {
     /// Whether to read a cached entry one-sidedly rather than delegate the
-    /// lookup: while the one-sided read is not the dearer of the two.
+    /// lookup: while the one-sided read is not the dearer of the two. Once
+    /// in [`PROBE_EVERY`] hits the other way is taken, so both costs stay
+    /// measured whichever is chosen.
     pub fn use_cached(&self) -> bool {
-        if self.hits_since_probe.fetch_add(1, Relaxed) + 1 >= PROBE_EVERY {
+        let probe = self.hits_since_probe.fetch_add(1, Relaxed) + 1 >= PROBE_EVERY;
+        if probe {
             self.hits_since_probe.store(0, Relaxed);
-            return false;
         }
-        match (self.one_sided_get.get(), self.delegated_get.get()) {
+        let cheaper = match (self.one_sided_get.get(), self.delegated_get.get()) {
             (Some(one_sided), Some(delegated)) => one_sided <= delegated,
             _ => true,
-        }
+        };
+        cheaper != probe
     }
 
     /// Record a delegated scan batch of `entries` that took `elapsed`.
@@ -122,18 +125,12 @@ impl ReadCosts {
     }
 
     /// Whether an image of `bytes` read remotely `reads_per_sec` times a
-    /// second is worth pulling back: the remote reads it would save in a
-    /// second cost more than reading it whole.
-    pub fn worth_pulling(&self, bytes: u64, reads_per_sec: f64) -> bool {
-        let remote = match (self.one_sided_get.get(), self.delegated_get.get()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(x) => x,
-                None => return false,
-            },
-        };
-        let per_byte = self.per_byte(remote);
-        reads_per_sec * (remote - LOCAL_GET_NANOS).max(0.0) > bytes as f64 * per_byte
+    /// second, each remote read costing it `remote_ns` nanoseconds, is
+    /// worth pulling back: the remote reads it would save in a second cost
+    /// more than reading it whole.
+    pub fn worth_pulling(&self, bytes: u64, reads_per_sec: f64, remote_ns: f64) -> bool {
+        let per_byte = self.per_byte(remote_ns);
+        reads_per_sec * (remote_ns - LOCAL_GET_NANOS).max(0.0) > bytes as f64 * per_byte
     }
 }
 
@@ -165,7 +162,11 @@ mod tests {
         let d = ReadCosts::default();
         d.delegated_get.record(2_000.0);
         d.one_sided_get.record(10_000.0);
-        assert!(!d.use_cached());
+        let probes = (0..2 * PROBE_EVERY).filter(|_| d.use_cached()).count();
+        assert_eq!(
+            probes, 2,
+            "one forced one-sided read per {PROBE_EVERY} hits"
+        );
     }
 
     #[test]
@@ -184,9 +185,12 @@ mod tests {
     #[test]
     fn only_images_read_often_are_worth_pulling_back() {
         let c = ReadCosts::default();
-        c.delegated_get.record(20_000.0);
         c.bulk_byte.record(1.0);
-        assert!(!c.worth_pulling(4 << 20, 10.0));
-        assert!(c.worth_pulling(4 << 20, 10_000.0));
+        assert!(!c.worth_pulling(4 << 20, 10.0, 20_000.0));
+        assert!(c.worth_pulling(4 << 20, 10_000.0, 20_000.0));
+        assert!(
+            !c.worth_pulling(4 << 20, 10_000.0, 400.0),
+            "remote as cheap as local"
+        );
     }
 }

@@ -47,8 +47,13 @@ pub(crate) struct OffloadedImage {
     /// Lookups and scans that read it (remotely or from its local copy),
     /// for the pull-back decision.
     pub reads: AtomicU64,
-    /// When the pull-back decision last looked, and the count then.
-    pub last_look: Mutex<(Instant, u64)>,
+    /// What a remote read of it costs, in nanoseconds (its share of a
+    /// delegated call over several images).
+    pub remote_cost: crate::offload::costs::Ewma,
+    /// The read rate the pull-back decision sees (see [`Self::read_rate`]).
+    rate: Mutex<ReadRate>,
+    /// When its local copy was made.
+    pulled_at: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for OffloadedImage {
@@ -59,6 +64,16 @@ impl std::fmt::Debug for OffloadedImage {
             .field("len", &self.len)
             .finish()
     }
+}
+
+/// The shortest window a read rate is measured over.
+pub(crate) const RATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A smoothed read rate and where its current window began.
+struct ReadRate {
+    at: Instant,
+    reads: u64,
+    per_sec: Option<f64>,
 }
 
 /// The key range and filter of a sealed memtable, computed before it
@@ -131,7 +146,13 @@ impl OffloadedImage {
             filter: summary.filter,
             local: RwLock::new(None),
             reads: AtomicU64::new(0),
-            last_look: Mutex::new((Instant::now(), 0)),
+            remote_cost: Default::default(),
+            rate: Mutex::new(ReadRate {
+                at: Instant::now(),
+                reads: 0,
+                per_sec: None,
+            }),
+            pulled_at: Mutex::new(None),
         }
     }
 
@@ -147,21 +168,38 @@ impl OffloadedImage {
             return false;
         }
         *local = Some(copy);
+        *self.pulled_at.lock() = Some(Instant::now());
         true
     }
 
     /// Drop the local copy; returns its bytes (0 if there was none).
     pub fn drop_local_copy(&self) -> u64 {
+        *self.pulled_at.lock() = None;
         self.local.write().take().map_or(0, |c| c.len() as u64)
     }
 
-    /// Reads a second since the last call (or since it was shipped).
+    /// Reads a second, smoothed: each call at least [`RATE_WINDOW`] after
+    /// the last one folds the reads since into a moving average (weight
+    /// 1/4), so one burst neither makes an image hot nor a pause cold.
     pub fn read_rate(&self) -> f64 {
         let reads = self.reads.load(Relaxed);
-        let mut look = self.last_look.lock();
-        let (at, then) = *look;
-        *look = (Instant::now(), reads);
-        reads.saturating_sub(then) as f64 / at.elapsed().as_secs_f64().max(1e-3)
+        let mut r = self.rate.lock();
+        let elapsed = r.at.elapsed();
+        if elapsed >= RATE_WINDOW || r.per_sec.is_none() {
+            let now = reads.saturating_sub(r.reads) as f64 / elapsed.as_secs_f64().max(1e-3);
+            r.per_sec = Some(match r.per_sec {
+                Some(old) => old + (now - old) / 4.0,
+                None => now,
+            });
+            r.at = Instant::now();
+            r.reads = reads;
+        }
+        r.per_sec.unwrap_or(0.0)
+    }
+
+    /// How long it has held its local copy (`None` without one).
+    pub fn pulled_for(&self) -> Option<std::time::Duration> {
+        self.pulled_at.lock().map(|at| at.elapsed())
     }
 
     /// The image read whole with one-sided reads and validated, ready to

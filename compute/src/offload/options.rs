@@ -40,12 +40,14 @@ pub struct OffloadOptions {
     /// How reads reach offloaded images (`docs/offload_reads.md`).
     pub read_policy: ReadPolicy,
     /// Local memory for the key→offset cache of offloaded images' entries
-    /// (keys plus about 100 bytes of bookkeeping each). 0 turns the cache
-    /// off whatever the policy.
+    /// (64 bytes each, whatever the key's length: a key's hash stands for
+    /// it, and every hit is checked against the key it reads). 0 turns the
+    /// cache off whatever the policy.
     pub offset_cache_bytes: u64,
-    /// A key's entry is cached once lookups of it reached offloaded images
-    /// this many times recently (a frequency sketch counts them, halving
-    /// its counts as they age): one-off keys never displace hot ones.
+    /// Once the cache is full, a key's entry is cached only when lookups of
+    /// it reached offloaded images this many times recently (a frequency
+    /// sketch counts them, halving its counts as they age): one-off keys
+    /// never displace hot ones. Until then, every key is cached.
     pub cache_admit_after: u32,
     /// Local memory for offloaded images pulled back whole because they are
     /// read often (`ReadPolicy::Adaptive` only; 0: never).

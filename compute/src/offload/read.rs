@@ -7,7 +7,7 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use o3_memnode::client::ClientError;
 use o3_memnode::{Direction, Found, GetRequest, KeyLookup, ScanRequest};
@@ -73,8 +73,9 @@ pub(crate) fn get(
             i += 1;
             continue;
         }
-        if let Some(found) = cached(runtime, image, key, snapshot) {
-            note_remote_read(runtime, image);
+        let start = Instant::now();
+        if let Some(found) = cached(runtime, image, key, hash, snapshot) {
+            note_remote_read(runtime, image, start.elapsed());
             return Ok(Some(found));
         }
         let run_end = candidates[i..]
@@ -82,8 +83,12 @@ pub(crate) fn get(
             .position(|c| c.local_copy().is_some())
             .map_or(candidates.len(), |n| i + n);
         let run = &candidates[i..run_end];
+        let start = Instant::now();
         let answers = delegated_get(runtime, run, key, snapshot)?;
-        note_remote_read(runtime, image);
+        let share = start.elapsed() / run.len() as u32;
+        for image in run {
+            note_remote_read(runtime, image, share);
+        }
         // Images are newest first and their sequences do not overlap, so
         // the first image that holds the key decides.
         for (k, found) in answers.into_iter().enumerate() {
@@ -117,10 +122,11 @@ fn cached(
     runtime: &Offload,
     image: &OffloadedImage,
     key: &[u8],
+    hash: u64,
     snapshot: SequenceNumber,
 ) -> Option<FoundEntry> {
     let cache = runtime.cache.as_ref()?;
-    let entry = match cache.get(key) {
+    let entry = match cache.get(hash) {
         Some(e) if e.tag == image.tag && snapshot >= e.sequence => e,
         _ => {
             runtime.counters.cache_misses.fetch_add(1, Relaxed);
@@ -140,7 +146,7 @@ fn cached(
             // such); the entry goes.
             tracing::debug!("cached entry of {} unusable: {reason}", image.id);
             runtime.counters.cache_stale.fetch_add(1, Relaxed);
-            cache.remove(key, entry.tag);
+            cache.remove(hash, entry.tag);
             None
         }
     }
@@ -214,7 +220,7 @@ fn admit(
         read_len,
         sequence,
     };
-    if cache.offer(key, hash, entry) {
+    if cache.offer(hash, entry) {
         runtime.counters.cache_admissions.fetch_add(1, Relaxed);
     }
 }
@@ -269,7 +275,8 @@ const LOOK_EVERY: u64 = 64;
 /// [`crate::offload::costs::ReadCosts::worth_pulling`]), within
 /// `pull_back_bytes`, dropping colder copies to make room. One thread pulls
 /// at a time; the others go on reading remotely meanwhile.
-pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>) {
+pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>, cost: Duration) {
+    image.remote_cost.record_time(cost);
     let reads = image.reads.fetch_add(1, Relaxed) + 1;
     if !runtime.adaptive()
         || runtime.options.pull_back_bytes < image.len
@@ -278,7 +285,8 @@ pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>) {
         return;
     }
     let rate = image.read_rate();
-    if !runtime.costs.worth_pulling(image.len, rate) {
+    let cost = image.remote_cost.get().unwrap_or(0.0);
+    if !runtime.costs.worth_pulling(image.len, rate, cost) {
         return;
     }
     let Some(_turn) = runtime.pulling.try_lock() else {
@@ -318,6 +326,10 @@ fn offer_copy(runtime: &Offload, image: &Arc<OffloadedImage>, copy: &SharedImage
     }
 }
 
+/// The least time a pulled-back copy is kept before a hotter image may
+/// take its room.
+const MIN_RESIDENCY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Make room for `bytes` of pulled-back images by dropping copies read
 /// less than `rate` times a second; false when there is no such room.
 fn make_room(runtime: &Offload, bytes: u64, rate: f64) -> bool {
@@ -327,6 +339,10 @@ fn make_room(runtime: &Offload, bytes: u64, rate: f64) -> bool {
     let mut colder: Vec<(f64, Arc<OffloadedImage>)> = pulled
         .iter()
         .filter_map(Weak::upgrade)
+        // A copy stays at least MIN_RESIDENCY, and goes only for an image
+        // read at least twice as often: rates that merely wobble around
+        // each other never swap copies back and forth.
+        .filter(|i| i.pulled_for().is_some_and(|d| d >= MIN_RESIDENCY))
         .map(|i| (i.read_rate(), i))
         .filter(|(r, _)| *r < rate / 2.0)
         .collect();
@@ -498,8 +514,9 @@ impl RemoteScan {
             .costs
             .record_scan(response.entries.len(), elapsed);
         self.fetched += response.entries.len() as u64;
+        let share = elapsed / self.images.len().max(1) as u32;
         for image in &self.images {
-            note_remote_read(&self.runtime, image);
+            note_remote_read(&self.runtime, image, share);
         }
         self.continuation = response.continuation;
         self.batch = response
