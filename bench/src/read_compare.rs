@@ -8,8 +8,9 @@
 //! `requestdistribution` zipfian and latest, and E for scans) and each
 //! variant a fresh database loads `--records` records with flushes held
 //! back ([`crate::sst_gate`]), so every sealed memtable beyond the ones kept
-//! local is an image on the memory node, then runs `--operations`
-//! operations of the workload:
+//! local is an image on the memory node, runs `--warmup_operations`
+//! unmeasured operations of the workload (caches and pulled-back images
+//! reach their steady state), then `--operations` measured ones:
 //!
 //! - `adaptive`: the key→offset cache, one-sided reads of cached entries,
 //!   hot images pulled back, adaptive scans (`ReadPolicy::Adaptive`);
@@ -62,6 +63,7 @@ const DEFAULT_SCAN_OPERATIONS: u64 = 20_000;
 /// images with the defaults), so the policy must choose.
 const DEFAULT_OFFSET_CACHE_BYTES: u64 = 4 << 20;
 const DEFAULT_PULL_BACK_BYTES: u64 = 8 << 20;
+const DEFAULT_MEMNODE_POLL_SPIN_US: u64 = 1000;
 const PIN_LAYOUT: &str = "this process (the compute node) on core 0; the memory node on core 1";
 
 /// `o3-bench read-compare` flags (all optional so a config file can
@@ -79,6 +81,11 @@ pub struct ReadCompareArgs {
     /// Operations of each scan run (E; default 20000).
     #[arg(long)]
     pub scan_operations: Option<u64>,
+    /// Operations of the same workload run before each measured run and
+    /// not measured, so caches and pulled-back images reach their steady
+    /// state (default: as many as measured; 0 = none).
+    #[arg(long)]
+    pub warmup_operations: Option<u64>,
     /// Workloads, comma-separated: b-zipfian, b-latest, c-zipfian,
     /// c-latest, e (default all).
     #[arg(long)]
@@ -97,6 +104,11 @@ pub struct ReadCompareArgs {
     /// Client threads of the run phase (default 1).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Rounds of every variant per workload, in rotated order; the report
+    /// shows per variant the round with the median throughput and the
+    /// median of the rounds' ratios (default 1).
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Seed of the generators.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -107,6 +119,11 @@ pub struct ReadCompareArgs {
     /// The o3-memnode binary (default: next to this executable).
     #[arg(long)]
     pub memnode_bin: Option<PathBuf>,
+    /// How long the memory node's data plane busy-polls for the next
+    /// request before sleeping, in µs (its --poll-spin-us; default 1000:
+    /// the node has a core of its own and polls like an RDMA server).
+    #[arg(long)]
+    pub memnode_poll_spin_us: Option<u64>,
 }
 
 /// A workload of the experiment.
@@ -252,14 +269,17 @@ impl ReadCompareArgs {
             records: self.records.or(base.records),
             operations: self.operations.or(base.operations),
             scan_operations: self.scan_operations.or(base.scan_operations),
+            warmup_operations: self.warmup_operations.or(base.warmup_operations),
             workloads: self.workloads.or(base.workloads),
             transports: self.transports.or(base.transports),
             variants: self.variants.or(base.variants),
             tcp_link: self.tcp_link.or(base.tcp_link),
             threads: self.threads.or(base.threads),
+            rounds: self.rounds.or(base.rounds),
             seed: self.seed.or(base.seed),
             pin: self.pin.or(base.pin),
             memnode_bin: self.memnode_bin.or(base.memnode_bin),
+            memnode_poll_spin_us: self.memnode_poll_spin_us.or(base.memnode_poll_spin_us),
         }
     }
 
@@ -299,6 +319,10 @@ impl ReadCompareArgs {
         if threads == 0 {
             return bad("--threads must be at least 1".into());
         }
+        let rounds = self.rounds.unwrap_or(1);
+        if rounds == 0 {
+            return bad("--rounds must be at least 1".into());
+        }
         let tcp_link_name = self.tcp_link.unwrap_or_else(|| "rdma-fabric".into());
         let Some(tcp_link) = LinkModel::preset(&tcp_link_name) else {
             return bad(format!(
@@ -310,6 +334,7 @@ impl ReadCompareArgs {
             records,
             operations,
             scan_operations,
+            warmup_operations: self.warmup_operations,
             workloads: parse_list(
                 "--workloads",
                 self.workloads.as_deref(),
@@ -331,6 +356,7 @@ impl ReadCompareArgs {
             tcp_link_name,
             tcp_link,
             threads,
+            rounds,
             seed: self.seed.unwrap_or(0x5eed),
             memnode_bin: sibling_binary(
                 self.memnode_bin.as_deref(),
@@ -338,6 +364,9 @@ impl ReadCompareArgs {
                 "--memnode_bin",
             )?,
             pinning: Pinning::detect(self.pin.unwrap_or(true), PIN_LAYOUT),
+            memnode_poll_spin_us: self
+                .memnode_poll_spin_us
+                .unwrap_or(DEFAULT_MEMNODE_POLL_SPIN_US),
         })
     }
 }
@@ -367,6 +396,8 @@ pub struct ReadCompareConfig {
     pub records: u64,
     pub operations: u64,
     pub scan_operations: u64,
+    /// `None`: as many as measured.
+    pub warmup_operations: Option<u64>,
     pub workloads: Vec<Workload>,
     pub transports: Vec<Transport>,
     pub variants: Vec<Variant>,
@@ -374,10 +405,12 @@ pub struct ReadCompareConfig {
     #[serde(skip)]
     pub tcp_link: LinkModel,
     pub threads: usize,
+    pub rounds: usize,
     pub seed: u64,
     pub memnode_bin: PathBuf,
     #[serde(skip)]
     pub pinning: Pinning,
+    pub memnode_poll_spin_us: u64,
 }
 
 /// One run's row of the table.
@@ -414,11 +447,15 @@ pub struct ReadRow {
 pub struct ReadComparisonRow {
     pub transport: &'static str,
     pub workload: &'static str,
-    /// adaptive / delegate throughput (when both ran).
+    /// adaptive / delegate throughput (when both ran): the median of the
+    /// rounds' ratios.
     pub ratio: Option<f64>,
-    /// adaptive / delegate+mem throughput (when both ran).
+    /// Each round's adaptive / delegate ratio.
+    pub round_ratios: Vec<f64>,
+    /// adaptive / delegate+mem throughput, the median of the rounds'.
     pub ratio_equal_memory: Option<f64>,
     pub target: f64,
+    /// Per variant, the round with the median throughput.
     pub rows: Vec<ReadRow>,
 }
 
@@ -463,10 +500,11 @@ pub fn emulated_conditions(
     cfg: &ReadCompareConfig,
 ) -> String {
     format!(
-        "cores: {}; memory node an o3-memnode process per data plane (tcp on loopback with link {} ({}); shm without a link model); local memory for reads in every variant: {} sealed memtable(s) per shard + {}; {}",
+        "cores: {}; memory node an o3-memnode process per data plane (tcp on loopback with link {} ({}); shm without a link model), polling its data plane {} µs before sleeping; local memory for reads in every variant: {} sealed memtable(s) per shard + {}; {}",
         cfg.pinning.description,
         cfg.tcp_link_name,
         cfg.tcp_link,
+        cfg.memnode_poll_spin_us,
         offload.max_local_sealed_memtables,
         local_read_memory(offload),
         engine.emulated_conditions()
@@ -482,16 +520,21 @@ fn local_read_memory(offload: &OffloadConfig) -> String {
     )
 }
 
-/// The YCSB settings of `workload` for this experiment.
-fn ycsb_config(cfg: &ReadCompareConfig, workload: Workload) -> Result<YcsbConfig> {
-    let (file, text) = workload.file();
-    let mut props = Properties::default();
-    props.parse(text, file)?;
-    let operations = if workload.scans() {
+/// The operations measured in a run of `workload`.
+fn measured_operations(cfg: &ReadCompareConfig, workload: Workload) -> u64 {
+    if workload.scans() {
         cfg.scan_operations
     } else {
         cfg.operations
-    };
+    }
+}
+
+/// The YCSB settings of `workload` for this experiment, `operations`
+/// operations in the run phase.
+fn ycsb_config(cfg: &ReadCompareConfig, workload: Workload, operations: u64) -> Result<YcsbConfig> {
+    let (file, text) = workload.file();
+    let mut props = Properties::default();
+    props.parse(text, file)?;
     for p in [
         format!("recordcount={}", cfg.records),
         format!("operationcount={operations}"),
@@ -520,11 +563,16 @@ pub fn run(
     let (token, token_file) = write_token(&engine.db)?;
     cfg.pinning.pin_this_process(0)?;
     println!(
-        "read-compare: {} records of {} bytes loaded with flushes held back, then {} operations of each of B and C, {} of E; memtables of {}",
+        "read-compare: {} records of {} bytes loaded with flushes held back, then {} operations of each of B and C, {} of E, each after {}; memtables of {}",
         cfg.records,
         100,
         cfg.operations,
         cfg.scan_operations,
+        match cfg.warmup_operations {
+            None => "as many unmeasured operations of the same workload".to_string(),
+            Some(0) => "no warm-up".to_string(),
+            Some(n) => format!("{n} unmeasured operations of the same workload"),
+        },
         bytes(engine.write_buffer_size as u64)
     );
     println!("  local memory for reads: {}", local_read_memory(offload));
@@ -534,53 +582,56 @@ pub fn run(
     for &transport in &cfg.transports {
         let node = MemnodeChild::start(cfg, transport, &engine.db, &token_file)?;
         for &workload in &cfg.workloads {
-            let ycsb = ycsb_config(cfg, workload)?;
-            let mut rows = Vec::new();
-            for &variant in &cfg.variants {
-                let name = format!(
-                    "{}-{}-{}",
-                    transport.name(),
-                    workload.name(),
-                    variant.name()
-                );
-                let (report, row, closing) = run_variant(
-                    &name,
-                    cfg,
-                    &ycsb,
-                    engine,
-                    offload,
-                    &node,
-                    &token,
-                    transport,
-                    workload,
-                    variant,
-                    show_progress,
-                )?;
-                println!(
-                    "  {name}: {:.0} ops/s, {} p50 {:.1} us p99 {:.1} us",
-                    row.ops_per_sec,
-                    if workload.scans() { "scan" } else { "read" },
-                    row.p50_us,
-                    row.p99_us
-                );
-                background_errors.count += closing.count;
-                background_errors.message = background_errors.message.or(closing.message);
-                phases.push(report);
-                rows.push(row);
-            }
-            let ops = |v: &str| rows.iter().find(|r| r.variant == v).map(|r| r.ops_per_sec);
-            let over = |base: &str| match (ops("adaptive"), ops(base)) {
-                (Some(a), Some(d)) if d > 0.0 => Some(a / d),
-                _ => None,
+            let measured = measured_operations(cfg, workload);
+            let ycsb = ycsb_config(cfg, workload, measured)?;
+            let warmup = match cfg.warmup_operations.unwrap_or(measured) {
+                0 => None,
+                n => Some(ycsb_config(cfg, workload, n)?),
             };
-            comparisons.push(ReadComparisonRow {
-                transport: transport.name(),
-                workload: workload.name(),
-                ratio: over("delegate"),
-                ratio_equal_memory: over("delegate+mem"),
-                target: workload.target(),
-                rows,
-            });
+            // Each round runs every variant, the order rotated from round
+            // to round so no variant always runs first or last.
+            let mut rounds: Vec<Vec<ReadRow>> = Vec::new();
+            for round in 0..cfg.rounds {
+                let mut order = cfg.variants.clone();
+                let turn = round % order.len();
+                order.rotate_left(turn);
+                let mut rows = Vec::new();
+                for variant in order {
+                    let mut name = format!(
+                        "{}-{}-{}",
+                        transport.name(),
+                        workload.name(),
+                        variant.name()
+                    );
+                    if cfg.rounds > 1 {
+                        name.push_str(&format!("-r{}", round + 1));
+                    }
+                    let (report, row, closing) = run_variant(
+                        &name,
+                        cfg,
+                        (&ycsb, warmup.as_ref()),
+                        engine,
+                        offload,
+                        &node,
+                        &token,
+                        (transport, workload, variant),
+                        show_progress,
+                    )?;
+                    println!(
+                        "  {name}: {:.0} ops/s, {} p50 {:.1} us p99 {:.1} us",
+                        row.ops_per_sec,
+                        if workload.scans() { "scan" } else { "read" },
+                        row.p50_us,
+                        row.p99_us
+                    );
+                    background_errors.count += closing.count;
+                    background_errors.message = background_errors.message.or(closing.message);
+                    phases.push(report);
+                    rows.push(row);
+                }
+                rounds.push(rows);
+            }
+            comparisons.push(compare_rounds(transport, workload, &cfg.variants, rounds));
         }
         drop(node);
     }
@@ -599,20 +650,68 @@ pub fn run(
     })
 }
 
+/// The median of `values` (the upper one of an even count); `None` when
+/// empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// A workload's comparison from its rounds: per variant the row of the
+/// round with the median throughput; the ratios are the medians of each
+/// round's ratio.
+fn compare_rounds(
+    transport: Transport,
+    workload: Workload,
+    variants: &[Variant],
+    rounds: Vec<Vec<ReadRow>>,
+) -> ReadComparisonRow {
+    let ops =
+        |rows: &[ReadRow], v: &str| rows.iter().find(|r| r.variant == v).map(|r| r.ops_per_sec);
+    let ratios = |base: &str| -> Vec<f64> {
+        rounds
+            .iter()
+            .filter_map(|rows| match (ops(rows, "adaptive"), ops(rows, base)) {
+                (Some(a), Some(d)) if d > 0.0 => Some(a / d),
+                _ => None,
+            })
+            .collect()
+    };
+    let round_ratios = ratios("delegate");
+    let rows = variants
+        .iter()
+        .filter_map(|v| {
+            let mut runs: Vec<&ReadRow> = rounds
+                .iter()
+                .filter_map(|rows| rows.iter().find(|r| r.variant == v.name()))
+                .collect();
+            runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+            runs.get(runs.len() / 2).map(|r| (*r).clone())
+        })
+        .collect();
+    ReadComparisonRow {
+        transport: transport.name(),
+        workload: workload.name(),
+        ratio: median(round_ratios.clone()),
+        ratio_equal_memory: median(ratios("delegate+mem")),
+        round_ratios,
+        target: workload.target(),
+        rows,
+    }
+}
+
 /// One database: load with flushes held back (offloading variants), let
 /// offloading settle, run the workload, let the flushes go and close.
 #[allow(clippy::too_many_arguments)]
 fn run_variant(
     name: &str,
     cfg: &ReadCompareConfig,
-    ycsb: &YcsbConfig,
+    (ycsb, warmup): (&YcsbConfig, Option<&YcsbConfig>),
     engine: &EngineConfig,
     offload: &OffloadConfig,
     node: &MemnodeChild,
     token: &ClusterToken,
-    transport: Transport,
-    workload: Workload,
-    variant: Variant,
+    (transport, workload, variant): (Transport, Workload, Variant),
     show_progress: bool,
 ) -> Result<(PhaseReport, ReadRow, BackgroundErrors)> {
     let gate = SstGate::new();
@@ -667,11 +766,13 @@ fn run_variant(
     // before the database is dropped (which waits for its flushes).
     let held = (variant != Variant::NoOffload).then(|| gate.close());
     crate::ycsb::workload::load(ycsb, &db, show_progress)?;
-    let before = if variant == Variant::NoOffload {
-        db.stats().offload
-    } else {
-        crate::offload_lookup::settle(&db)?
-    };
+    if variant != Variant::NoOffload {
+        crate::offload_lookup::settle(&db)?;
+    }
+    if let Some(warmup) = warmup {
+        crate::ycsb::workload::transactions(warmup, &db, show_progress)?;
+    }
+    let before = db.stats().offload;
     let mut report = crate::ycsb::workload::transactions(ycsb, &db, show_progress)?;
     report.result.name = name.to_string();
     let after = &report.db_stats.offload;
@@ -718,8 +819,14 @@ pub fn describe(s: &ReadCompareSummary) -> String {
     let mut out = String::new();
     for c in &s.comparisons {
         let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}x"));
+        let rounds = if c.round_ratios.len() > 1 {
+            let each: Vec<String> = c.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            format!(", median of rounds {}", each.join(" "))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "\n{} {}: adaptive/delegate {} (target {:.1}x), adaptive/delegate+mem {}\n",
+            "\n{} {}: adaptive/delegate {} (target {:.1}x{rounds}), adaptive/delegate+mem {}\n",
             c.transport,
             c.workload,
             ratio(c.ratio),
@@ -781,6 +888,7 @@ impl MemnodeChild {
         command
             .args(["--listen", "127.0.0.1:0", "--transport", transport.name()])
             .arg(format!("--pool-size={}", 2u64 << 30))
+            .arg(format!("--poll-spin-us={}", cfg.memnode_poll_spin_us))
             .args(["--lease-ttl", "30s", "--token-file"])
             .arg(token_file);
         let name = format!("{} o3-memnode", transport.name());
@@ -805,6 +913,53 @@ impl MemnodeChild {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(variant: &'static str, ops_per_sec: f64) -> ReadRow {
+        ReadRow {
+            transport: "tcp",
+            workload: "c-zipfian",
+            variant,
+            ops_per_sec,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            found: String::new(),
+            cache_hit_rate: None,
+            cache_hits: 0,
+            one_sided_reads: 0,
+            one_sided_mean_us: None,
+            delegated_gets: 0,
+            delegated_get_mean_us: None,
+            delegated_scans: 0,
+            delegated_scan_mean_us: None,
+            images_pulled_back: 0,
+            pulled_back_gets: 0,
+            scans_read_whole: 0,
+            scans_on_pulled_back: 0,
+            images_offloaded: 1,
+            bytes_offloaded: 1,
+        }
+    }
+
+    #[test]
+    fn rounds_report_median_rows_and_the_median_ratio() {
+        let rounds = vec![
+            vec![row("adaptive", 200.0), row("delegate", 100.0)],
+            vec![row("delegate", 50.0), row("adaptive", 150.0)],
+            vec![row("adaptive", 120.0), row("delegate", 100.0)],
+        ];
+        let c = compare_rounds(
+            Transport::Tcp,
+            Workload::CZipfian,
+            &[Variant::Adaptive, Variant::Delegate],
+            rounds,
+        );
+        assert_eq!(c.round_ratios, vec![2.0, 3.0, 1.2]);
+        assert_eq!(c.ratio, Some(2.0));
+        assert_eq!(c.ratio_equal_memory, None);
+        assert_eq!(c.rows[0].ops_per_sec, 150.0);
+        assert_eq!(c.rows[1].ops_per_sec, 100.0);
+        assert_eq!(c.target, TARGET_POINT_RATIO);
+    }
 
     #[test]
     fn lists_parse_and_name_what_is_wrong() {
@@ -833,18 +988,21 @@ mod tests {
             records: 1000,
             operations: 500,
             scan_operations: 50,
+            warmup_operations: None,
             workloads: Workload::ALL.to_vec(),
             transports: vec![Transport::Tcp],
             variants: vec![Variant::Adaptive],
             tcp_link_name: "rdma-fabric".into(),
             tcp_link: LinkModel::RDMA_FABRIC,
             threads: 2,
+            rounds: 1,
             seed: 1,
             memnode_bin: PathBuf::new(),
             pinning: Pinning::detect(false, ""),
+            memnode_poll_spin_us: 50,
         };
         for w in Workload::ALL {
-            let y = ycsb_config(&cfg, w).unwrap();
+            let y = ycsb_config(&cfg, w, measured_operations(&cfg, w)).unwrap();
             assert_eq!(y.spec.recordcount, 1000);
             assert_eq!(y.spec.threadcount, 2);
             assert_eq!(

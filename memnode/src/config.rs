@@ -19,6 +19,7 @@
 //! | `storage_read_mbps` | `--storage-read-mbps` | — (unthrottled) | `200` |
 //! | `storage_write_mbps` | `--storage-write-mbps` | — (unthrottled) | `100` |
 //! | `storage_latency_us` | `--storage-latency-us` | — | `500` |
+//! | `poll_spin_us` | `--poll-spin-us` | `50` | `1000` |
 //!
 //! With `scheduler` set, the memory node also executes flushes of images
 //! in its pool for that `o3-csa` scheduler (`crate::flush_executor`),
@@ -31,6 +32,12 @@
 //! it listens on `data_listen`) or `shm` (compute nodes on this host; region
 //! files live in a fresh directory under `shm_dir`). `data_listen` is used
 //! with `tcp` only, `shm_dir` with `shm` only.
+//!
+//! `poll_spin_us` is how long the data plane's receiving threads busy-poll
+//! for the next request before they sleep: a request to a sleeping thread
+//! pays its wake-up (tens of microseconds on a busy host). A node with a
+//! core of its own can poll longer, as an RDMA server polls its queues;
+//! 0 sleeps at once.
 //!
 //! Sizes are a number with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB`
 //! (powers of 1024); durations a number with a unit `ms`, `s`, `m`, `h`.
@@ -54,6 +61,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: &str = "5s";
 pub const DEFAULT_TRANSPORT: &str = "tcp";
 pub const DEFAULT_SHM_DIR: &str = "/dev/shm";
 pub const DEFAULT_FLUSH_SLOTS: u32 = 2;
+/// The data plane's busy-poll unless `poll_spin_us` says otherwise (the
+/// lookup poll of `client::LOOKUP_POLL`).
+pub const DEFAULT_POLL_SPIN_US: u64 = 50;
+pub const MAX_POLL_SPIN_US: u64 = 1_000_000;
 
 /// The settings as the file or the flags spell them, before parsing.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -73,6 +84,7 @@ pub struct RawConfig {
     pub storage_read_mbps: Option<f64>,
     pub storage_write_mbps: Option<f64>,
     pub storage_latency_us: Option<u64>,
+    pub poll_spin_us: Option<u64>,
 }
 
 impl RawConfig {
@@ -103,6 +115,7 @@ impl RawConfig {
             storage_read_mbps: flags.storage_read_mbps.or(self.storage_read_mbps),
             storage_write_mbps: flags.storage_write_mbps.or(self.storage_write_mbps),
             storage_latency_us: flags.storage_latency_us.or(self.storage_latency_us),
+            poll_spin_us: flags.poll_spin_us.or(self.poll_spin_us),
         }
     }
 
@@ -167,6 +180,15 @@ impl RawConfig {
         if shm_dir.as_os_str().is_empty() {
             return Err(invalid("shm_dir", "", "an empty path"));
         }
+        let poll_spin_us = self.poll_spin_us.unwrap_or(DEFAULT_POLL_SPIN_US);
+        if poll_spin_us > MAX_POLL_SPIN_US {
+            return Err(invalid(
+                "poll_spin_us",
+                &poll_spin_us.to_string(),
+                &format!("at most {MAX_POLL_SPIN_US} (one second)"),
+            ));
+        }
+        let poll_spin = Duration::from_micros(poll_spin_us);
         let token_file = self.token_file.ok_or(ConfigError::MissingTokenFile)?;
         let flush_executor = match self.scheduler {
             None => None,
@@ -196,6 +218,7 @@ impl RawConfig {
             data_listen,
             shm_dir,
             flush_executor,
+            poll_spin,
         })
     }
 }
@@ -217,6 +240,9 @@ pub struct Config {
     pub shm_dir: PathBuf,
     /// The flush executor's settings, when a scheduler is configured.
     pub flush_executor: Option<o3_csa::config::AgentSettings>,
+    /// How long the data plane's receiving threads busy-poll before they
+    /// sleep.
+    pub poll_spin: Duration,
 }
 
 /// The control address's port + 1 on the same host; port 0 (any free
@@ -319,6 +345,7 @@ mod tests {
                 data_listen: "127.0.0.1:9001".parse().unwrap(),
                 shm_dir: PathBuf::from("/dev/shm"),
                 flush_executor: None,
+                poll_spin: Duration::from_micros(DEFAULT_POLL_SPIN_US),
             }
         );
         let flags = RawConfig {
@@ -435,6 +462,10 @@ mod tests {
                 "data_listen",
             ),
             ("token_file = \"/t\"\nshm_dir = \"\"", "shm_dir"),
+            (
+                "token_file = \"/t\"\npoll_spin_us = 2000000",
+                "poll_spin_us",
+            ),
         ] {
             let error = parse(text).unwrap().resolve().unwrap_err();
             assert!(
@@ -462,6 +493,7 @@ mod tests {
                 data_listen: "127.0.0.1:7381".parse().unwrap(),
                 shm_dir: PathBuf::from("/dev/shm"),
                 flush_executor: None,
+                poll_spin: Duration::from_micros(DEFAULT_POLL_SPIN_US),
             }
         };
         assert!(config("good", Some("secret-1\n")).read_token().is_ok());

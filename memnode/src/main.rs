@@ -83,6 +83,10 @@ struct Args {
     /// Emulated storage latency per operation of flushes, in µs.
     #[arg(long)]
     storage_latency_us: Option<u64>,
+    /// How long the data plane's receiving threads busy-poll for the next
+    /// request before sleeping, in µs [default: 50].
+    #[arg(long)]
+    poll_spin_us: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +151,7 @@ fn run(args: Args) -> Result<(), RunError> {
         storage_read_mbps: args.storage_read_mbps,
         storage_write_mbps: args.storage_write_mbps,
         storage_latency_us: args.storage_latency_us,
+        poll_spin_us: args.poll_spin_us,
     };
     let config = file.overridden_by(flags).resolve()?;
     let token = config.read_token()?;
@@ -239,8 +244,8 @@ impl DataFabric {
     ) -> Result<Self, RunError> {
         let mut options = FabricOptions::new(token);
         // Delegated lookups answer in microseconds: receiving threads spin
-        // briefly for the next request before parking.
-        options.poll = o3_memnode::client::LOOKUP_POLL;
+        // for the next request before parking.
+        options.poll = o3_transport::PollMode::spinning(config.poll_spin);
         let failed = |at: String| {
             move |source| RunError::DataPlane {
                 transport: config.transport,

@@ -33,7 +33,7 @@ pub(crate) const ENTRY_BYTES: u64 = 64;
 /// Where a key's newest entry in one offloaded image is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CachedEntry {
-    /// The image's tag ([`crate::offload::image::OffloadedImage::tag`]).
+    /// The image's tag (unique per shipping of an image).
     pub tag: u64,
     /// The entry node's offset in the image.
     pub offset: u32,

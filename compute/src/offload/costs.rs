@@ -60,13 +60,16 @@ pub(crate) struct ReadCosts {
     pub scan_entry: Ewma,
     /// Nanoseconds per byte of a whole image read one-sidedly.
     pub bulk_byte: Ewma,
+    /// Entries a delegated scan stepped over before it was dropped (not
+    /// nanoseconds: a count).
+    pub scan_consumed: Ewma,
     /// Hits served since the last forced delegation (see `use_cached`).
     hits_since_probe: AtomicU64,
 }
 
 /// A cached entry is delegated anyway once in this many hits, so the
 /// delegated cost stays measured while the cache serves everything.
-const PROBE_EVERY: u64 = 256;
+const PROBE_EVERY: u64 = 32;
 
 impl ReadCosts {
     /// Whether to read a cached entry one-sidedly rather than delegate the
@@ -95,15 +98,23 @@ impl ReadCosts {
         self.scan_entry.record(per_entry);
     }
 
-    /// The first batch of a delegated scan: as many entries as take about
-    /// one round trip to produce and carry, so a round trip costs at most
-    /// about half of a batch's time, and short scans stay short.
+    /// The first batch of a delegated scan: enough for what scans have
+    /// been taking (a quarter more than the moving average of entries a
+    /// scan stepped over), so most need one round trip; and at least as
+    /// many entries as take one round trip to produce and carry, so a round
+    /// trip costs at most about half of a batch's time. `fixed` before
+    /// either is measured.
     pub fn first_scan_batch(&self, fixed: u32) -> u32 {
-        match (self.delegated_get.get(), self.scan_entry.get()) {
-            (Some(round_trip), Some(per_entry)) => ((round_trip / per_entry) as u32)
+        let by_use = self.scan_consumed.get().map(|n| n * 1.25);
+        let by_link = match (self.delegated_get.get(), self.scan_entry.get()) {
+            (Some(round_trip), Some(per_entry)) => Some(round_trip / per_entry),
+            _ => None,
+        };
+        match by_use.into_iter().chain(by_link).reduce(f64::max) {
+            Some(n) => (n.ceil() as u32)
                 .clamp(MIN_SCAN_BATCH, MAX_SCAN_BATCH)
                 .next_power_of_two(),
-            _ => fixed,
+            None => fixed,
         }
     }
 
@@ -180,6 +191,16 @@ mod tests {
         assert_eq!(ReadCosts::default().first_scan_batch(64), 64);
         assert!(fast.first_scan_batch(64) < slow.first_scan_batch(64));
         assert_eq!(slow.first_scan_batch(64), MAX_SCAN_BATCH);
+        let short = ReadCosts::default();
+        short.scan_consumed.record(50.0);
+        assert_eq!(
+            short.first_scan_batch(64),
+            64,
+            "50 taken: 63 asked, rounded up"
+        );
+        short.delegated_get.record(5_000.0);
+        short.scan_entry.record(10.0);
+        assert_eq!(short.first_scan_batch(64), 512, "the link asks for more");
     }
 
     #[test]

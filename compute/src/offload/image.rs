@@ -17,7 +17,7 @@ use o3_storage::sst::{BloomBuilder, BloomFilter, bloom_hash};
 use o3_storage::{Error, Result};
 
 use crate::image_id::ImageId;
-use crate::offload::runtime::Offload;
+use crate::offload::runtime::{Offload, Pullable};
 
 /// Bits per key of an offloaded image's filter (about 1% false positives).
 const BLOOM_BITS_PER_KEY: u32 = 10;
@@ -285,6 +285,37 @@ impl OffloadedImage {
                 })?;
         }
         Ok(bytes)
+    }
+}
+
+impl Pullable for OffloadedImage {
+    fn bytes(&self) -> u64 {
+        self.len
+    }
+
+    fn read_rate(&self) -> f64 {
+        OffloadedImage::read_rate(self)
+    }
+
+    fn has_copy(&self) -> bool {
+        self.local.read().is_some()
+    }
+
+    fn pulled_for(&self) -> Option<std::time::Duration> {
+        OffloadedImage::pulled_for(self)
+    }
+
+    fn pull(&self) -> Result<bool> {
+        let copy = self.read_whole()?;
+        Ok(self.keep_local_copy(copy))
+    }
+
+    fn drop_copy(&self) -> u64 {
+        self.drop_local_copy()
+    }
+
+    fn name(&self) -> String {
+        self.id.to_string()
     }
 }
 

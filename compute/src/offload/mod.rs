@@ -5,9 +5,11 @@
 //! - `options`: [`OffloadOptions`];
 //! - `slot` (leaf): a sealed memtable wherever its bytes are;
 //! - `connect` (leaf): a memory node reached when it answers;
-//! - `runtime` → `connect`: what one database shares for offloading;
+//! - `runtime` → `connect`, `cache`, `costs`: what one database shares for
+//!   offloading (pull-back requests among it);
 //! - `image` → `runtime`: an offloaded image's location, key range, filter;
-//! - `ship` → engine, state: the shipping threads and what they pick;
+//! - `ship` → engine, state: the shipping threads (they also pull hot
+//!   images back when readers ask);
 //! - `rebuild` → engine: rebuilding lost images from the WAL;
 //! - `cache` (leaf): the key→offset cache and its admission sketch;
 //! - `costs` (leaf): measured costs of each way to read, and the choices;

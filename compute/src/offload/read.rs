@@ -5,8 +5,8 @@
 //! ordinary child of the merging iterator.
 
 use std::cmp::Ordering as CmpOrdering;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use o3_memnode::client::ClientError;
@@ -23,7 +23,7 @@ use o3_storage::{Error, Result};
 use crate::offload::cache::CachedEntry;
 use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
-use crate::offload::runtime::Offload;
+use crate::offload::runtime::{Offload, Pullable};
 use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
 /// The newest entry of `key` at `snapshot` in `images` (newest image
@@ -78,10 +78,12 @@ pub(crate) fn get(
             note_remote_read(runtime, image, start.elapsed());
             return Ok(Some(found));
         }
-        let run_end = candidates[i..]
+        // This image (read remotely even if a pull-back just gave it a
+        // copy) and the following ones without a copy, in one call.
+        let run_end = candidates[i + 1..]
             .iter()
             .position(|c| c.local_copy().is_some())
-            .map_or(candidates.len(), |n| i + n);
+            .map_or(candidates.len(), |n| i + 1 + n);
         let run = &candidates[i..run_end];
         let start = Instant::now();
         let answers = delegated_get(runtime, run, key, snapshot)?;
@@ -162,11 +164,19 @@ fn read_entry(
 ) -> std::result::Result<FoundEntry, String> {
     let available = image.len.saturating_sub(u64::from(entry.offset));
     let len = u64::from(entry.read_len).min(available) as usize;
-    let mut node = vec![0u8; len];
+    // Most entries fit on the stack: no allocation for the read.
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let node: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
     let start = Instant::now();
     runtime
         .store
-        .read(&image.region, u64::from(entry.offset), &mut node)
+        .read(&image.region, u64::from(entry.offset), node)
         .map_err(|e| e.to_string())?;
     let elapsed = start.elapsed();
     let c = &runtime.counters;
@@ -174,9 +184,8 @@ fn read_entry(
     c.one_sided_read_micros
         .fetch_add(elapsed.as_micros() as u64, Relaxed);
     runtime.costs.one_sided_get.record_time(elapsed);
-    let location = format!("{} (one-sided read)", image.id);
-    let (ikey, value) = decode_entry(&node, MAX_ENTRY_HEIGHT, &location, entry.offset)
-        .map_err(|e| e.to_string())?;
+    let (ikey, value) = decode_entry(node, MAX_ENTRY_HEIGHT, "a one-sided read", entry.offset)
+        .map_err(|e| format!("{}: {e}", image.id))?;
     let parsed = parse_internal_key(ikey).map_err(|e| e.to_string())?;
     if parsed.user_key != key || parsed.sequence != entry.sequence {
         return Err(format!(
@@ -270,11 +279,10 @@ fn delegated_get(
 const LOOK_EVERY: u64 = 64;
 
 /// Count a remote read of `image`; under the adaptive policy, every
-/// [`LOOK_EVERY`] reads, pull it back into local memory when its read rate
-/// makes that cheaper than reading it remotely (see
-/// [`crate::offload::costs::ReadCosts::worth_pulling`]), within
-/// `pull_back_bytes`, dropping colder copies to make room. One thread pulls
-/// at a time; the others go on reading remotely meanwhile.
+/// [`LOOK_EVERY`] reads, ask for it to be pulled back into local memory
+/// when its read rate makes that cheaper than reading it remotely (see
+/// [`crate::offload::costs::ReadCosts::worth_pulling`]). A shipping thread
+/// pulls it ([`Offload::pull_requested`]): no reader waits for a pull.
 pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>, cost: Duration) {
     image.remote_cost.record_time(cost);
     let reads = image.reads.fetch_add(1, Relaxed) + 1;
@@ -286,30 +294,11 @@ pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>, c
     }
     let rate = image.read_rate();
     let cost = image.remote_cost.get().unwrap_or(0.0);
-    if !runtime.costs.worth_pulling(image.len, rate, cost) {
+    if image.local_copy().is_some() || !runtime.costs.worth_pulling(image.len, rate, cost) {
         return;
     }
-    let Some(_turn) = runtime.pulling.try_lock() else {
-        return;
-    };
-    if image.local_copy().is_some() || !make_room(runtime, image.len, rate) {
-        return;
-    }
-    let start = Instant::now();
-    match image.read_whole() {
-        Ok(copy) => {
-            if image.keep_local_copy(copy) {
-                runtime.pulled_bytes.fetch_add(image.len, Relaxed);
-                runtime.pulled.lock().push(Arc::downgrade(image));
-                let c = &runtime.counters;
-                c.images_pulled_back.fetch_add(1, Relaxed);
-                c.pull_back_micros
-                    .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
-            }
-        }
-        // Reads go on remotely; a lost image is found by the next one.
-        Err(e) => tracing::debug!("pulling {} back: {e}", image.id),
-    }
+    let image: Arc<dyn Pullable> = image.clone();
+    runtime.request_pull(rate, &image);
 }
 
 /// Keep `copy` of `image` as its pulled-back copy if the budget has room
@@ -321,45 +310,10 @@ fn offer_copy(runtime: &Offload, image: &Arc<OffloadedImage>, copy: &SharedImage
         && image.keep_local_copy(copy.clone())
     {
         runtime.pulled_bytes.fetch_add(image.len, Relaxed);
-        runtime.pulled.lock().push(Arc::downgrade(image));
+        let image: Arc<dyn Pullable> = image.clone();
+        runtime.pulled.lock().push(Arc::downgrade(&image));
         runtime.counters.images_pulled_back.fetch_add(1, Relaxed);
     }
-}
-
-/// The least time a pulled-back copy is kept before a hotter image may
-/// take its room.
-const MIN_RESIDENCY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Make room for `bytes` of pulled-back images by dropping copies read
-/// less than `rate` times a second; false when there is no such room.
-fn make_room(runtime: &Offload, bytes: u64, rate: f64) -> bool {
-    let budget = runtime.options.pull_back_bytes;
-    let mut pulled = runtime.pulled.lock();
-    pulled.retain(|w| w.strong_count() > 0);
-    let mut colder: Vec<(f64, Arc<OffloadedImage>)> = pulled
-        .iter()
-        .filter_map(Weak::upgrade)
-        // A copy stays at least MIN_RESIDENCY, and goes only for an image
-        // read at least twice as often: rates that merely wobble around
-        // each other never swap copies back and forth.
-        .filter(|i| i.pulled_for().is_some_and(|d| d >= MIN_RESIDENCY))
-        .map(|i| (i.read_rate(), i))
-        .filter(|(r, _)| *r < rate / 2.0)
-        .collect();
-    colder.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut held = runtime.pulled_bytes.load(Relaxed);
-    for (_, image) in colder {
-        if held + bytes <= budget {
-            break;
-        }
-        let freed = image.drop_local_copy();
-        if freed > 0 {
-            runtime.pulled_bytes.fetch_sub(freed, Relaxed);
-            runtime.counters.pulled_back_dropped.fetch_add(1, Relaxed);
-            held -= freed;
-        }
-    }
-    held + bytes <= budget
 }
 
 /// The error of a failed delegated read. The images are lost when the
@@ -406,8 +360,9 @@ pub(crate) struct RemoteScan {
     continuation: Option<Vec<u8>>,
     batch_size: u32,
     first_batch: u32,
-    /// Entries fetched through delegation so far.
+    /// Entries fetched through delegation so far, and stepped over.
     fetched: u64,
+    consumed: u64,
     /// Under the adaptive policy: after this many delegated entries,
     /// reading the images whole would have been cheaper, so the scan does
     /// that and goes on locally.
@@ -459,6 +414,7 @@ impl RemoteScan {
             batch_size: first_batch,
             first_batch,
             fetched: 0,
+            consumed: 0,
             whole_after,
             expected,
         }
@@ -531,6 +487,7 @@ impl RemoteScan {
     /// its end.
     fn advance(&mut self) -> Result<()> {
         self.pos += 1;
+        self.consumed += 1;
         if self.pos >= self.batch.len()
             && let Some(after) = self.continuation.take()
         {
@@ -705,6 +662,17 @@ fn local_prev(it: &mut MergingIterator<'static>, current: Option<&[u8]>) -> Resu
         it.prev()?;
     }
     Ok(())
+}
+
+impl Drop for RemoteScan {
+    fn drop(&mut self) {
+        if self.fetched > 0 {
+            self.runtime
+                .costs
+                .scan_consumed
+                .record(self.consumed.max(1) as f64);
+        }
+    }
 }
 
 impl InternalIterator for RemoteScan {

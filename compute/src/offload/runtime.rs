@@ -16,7 +16,6 @@ use o3_storage::{Error, Result};
 use crate::offload::cache::OffsetCache;
 use crate::offload::connect::Reconnecting;
 use crate::offload::costs::ReadCosts;
-use crate::offload::image::OffloadedImage;
 use crate::offload::options::{MemoryNodeChoice, OffloadOptions, ReadPolicy};
 use crate::stats::OffloadStats;
 
@@ -27,6 +26,32 @@ pub(crate) trait Recovery: Send + Sync {
     /// the WAL; `cause` is the failure that revealed the loss.
     fn recover(&self, cause: &Error) -> Result<()>;
 }
+
+/// An offloaded image as pulling back sees it (implemented by
+/// `offload::image`, which this module does not know).
+pub(crate) trait Pullable: Send + Sync {
+    /// Bytes a local copy takes.
+    fn bytes(&self) -> u64;
+    /// Reads a second, smoothed.
+    fn read_rate(&self) -> f64;
+    /// Whether it holds a local copy.
+    fn has_copy(&self) -> bool;
+    /// How long it has held its local copy.
+    fn pulled_for(&self) -> Option<Duration>;
+    /// Read it whole and keep the copy; false if it already had one.
+    fn pull(&self) -> Result<bool>;
+    /// Drop the local copy; returns its bytes.
+    fn drop_copy(&self) -> u64;
+    /// Its name, for logs.
+    fn name(&self) -> String;
+}
+
+/// Pull requests kept waiting for a shipping thread.
+const PULL_QUEUE: usize = 8;
+
+/// The least time a pulled-back copy is kept before a hotter image may
+/// take its room.
+const MIN_RESIDENCY: Duration = Duration::from_secs(2);
 
 /// Counters behind [`OffloadStats`].
 #[derive(Debug, Default)]
@@ -84,10 +109,13 @@ pub(crate) struct Offload {
     /// The next [`OffloadedImage::tag`].
     next_tag: AtomicU64,
     /// Images holding a pulled-back local copy, and the copies' bytes.
-    pub pulled: Mutex<Vec<Weak<OffloadedImage>>>,
+    pub pulled: Mutex<Vec<Weak<dyn Pullable>>>,
     pub pulled_bytes: AtomicU64,
     /// Held while an image is pulled back (one at a time).
     pub pulling: Mutex<()>,
+    /// Images readers asked to pull back, with their read rates, hottest
+    /// first.
+    pull_requests: Mutex<Vec<(f64, Weak<dyn Pullable>)>>,
     /// Set once the engine exists: rebuilds lost images from the WAL.
     recovery: OnceLock<Arc<dyn Recovery>>,
     /// Held while lost images are rebuilt (one rebuild at a time).
@@ -143,6 +171,7 @@ impl Offload {
             pulled: Mutex::new(Vec::new()),
             pulled_bytes: AtomicU64::new(0),
             pulling: Mutex::new(()),
+            pull_requests: Mutex::new(Vec::new()),
             options: options.clone(),
             store,
             counters: OffloadCounters::default(),
@@ -170,6 +199,92 @@ impl Offload {
     pub fn release_later(&self, region: RemoteRegion, tag: u64) {
         // The receiver lives as long as `self`.
         let _ = self.release_tx.send((region, tag));
+    }
+
+    /// Ask for `image`, read `rate` times a second, to be pulled back; the
+    /// hottest [`PULL_QUEUE`] requests wait for a shipping thread.
+    pub fn request_pull(&self, rate: f64, image: &Arc<dyn Pullable>) {
+        let mut wanted = self.pull_requests.lock();
+        wanted.retain(|(_, w)| {
+            w.strong_count() > 0 && !std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(image))
+        });
+        wanted.push((rate, Arc::downgrade(image)));
+        wanted.sort_by(|a, b| b.0.total_cmp(&a.0));
+        wanted.truncate(PULL_QUEUE);
+    }
+
+    /// Pull back the hottest image asked for, if room can be made for it
+    /// (called by the shipping threads); true when one was pulled.
+    pub fn pull_requested(&self) -> bool {
+        let Some(_turn) = self.pulling.try_lock() else {
+            return false;
+        };
+        let (rate, image) = {
+            let mut wanted = self.pull_requests.lock();
+            loop {
+                if wanted.is_empty() {
+                    return false;
+                }
+                let (rate, weak) = wanted.remove(0);
+                if let Some(image) = weak.upgrade()
+                    && !image.has_copy()
+                {
+                    break (rate, image);
+                }
+            }
+        };
+        if !self.make_room(image.bytes(), rate) {
+            return false;
+        }
+        let start = Instant::now();
+        match image.pull() {
+            Ok(true) => {
+                self.pulled_bytes.fetch_add(image.bytes(), Relaxed);
+                self.pulled.lock().push(Arc::downgrade(&image));
+                let c = &self.counters;
+                c.images_pulled_back.fetch_add(1, Relaxed);
+                c.pull_back_micros
+                    .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+                true
+            }
+            Ok(false) => false,
+            // Reads go on remotely; a lost image is found by the next one.
+            Err(e) => {
+                tracing::debug!("pulling {} back: {e}", image.name());
+                false
+            }
+        }
+    }
+
+    /// Make room for `bytes` of pulled-back images by dropping copies read
+    /// less than half `rate` times a second and held at least
+    /// [`MIN_RESIDENCY`] (rates that merely wobble around each other never
+    /// swap copies back and forth); false when there is no such room.
+    fn make_room(&self, bytes: u64, rate: f64) -> bool {
+        let budget = self.options.pull_back_bytes;
+        let mut pulled = self.pulled.lock();
+        pulled.retain(|w| w.strong_count() > 0);
+        let mut colder: Vec<(f64, Arc<dyn Pullable>)> = pulled
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|i| i.pulled_for().is_some_and(|d| d >= MIN_RESIDENCY))
+            .map(|i| (i.read_rate(), i))
+            .filter(|(r, _)| *r < rate / 2.0)
+            .collect();
+        colder.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut held = self.pulled_bytes.load(Relaxed);
+        for (_, image) in colder {
+            if held + bytes <= budget {
+                break;
+            }
+            let freed = image.drop_copy();
+            if freed > 0 {
+                self.pulled_bytes.fetch_sub(freed, Relaxed);
+                self.counters.pulled_back_dropped.fetch_add(1, Relaxed);
+                held -= freed;
+            }
+        }
+        held + bytes <= budget
     }
 
     /// A tag no other image of this database had.

@@ -56,6 +56,9 @@ fn shipper(engine: &Arc<Engine>, offload: &Arc<Offload>, prober: bool) {
             return;
         }
         offload.release_dropped();
+        if offload.pull_requested() {
+            continue;
+        }
         if prober && last_probe.elapsed() >= PROBE_EVERY {
             last_probe = Instant::now();
             probe(offload);
@@ -65,7 +68,9 @@ fn shipper(engine: &Arc<Engine>, offload: &Arc<Offload>, prober: bool) {
             match pick(engine, offload, &st) {
                 Some(slot) => slot,
                 None => {
-                    engine.bg_cv.wait_for(&mut st, Duration::from_millis(50));
+                    // Short enough that a pull-back asked by a reader
+                    // starts soon.
+                    engine.bg_cv.wait_for(&mut st, Duration::from_millis(10));
                     continue;
                 }
             }
