@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use o3_transport::control::ClusterToken;
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
@@ -312,6 +313,19 @@ pub fn spawn_announcing(
         std::thread::spawn(move || rest.for_each(drop));
     }
     Ok((process, announced))
+}
+
+/// A fresh cluster token for this run's child processes (its secret
+/// names the experiment, `what`), written to `dir/cluster-token` for the
+/// children to read.
+pub fn write_token(dir: &Path, what: &str) -> Result<(ClusterToken, PathBuf)> {
+    let secret = format!("o3-bench-{what}-{:016x}", rand::random::<u64>());
+    let token = ClusterToken::new(&secret)
+        .map_err(|e| BenchError::InvalidArgument(format!("cluster token: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
+    let file = dir.join("cluster-token");
+    std::fs::write(&file, secret).map_err(|e| BenchError::io(&file, e))?;
+    Ok((token, file))
 }
 
 /// The last non-empty line of a log, for an error message.

@@ -51,7 +51,9 @@ use o3_csa::SchedulerClient;
 use o3_storage::env::ThrottledStorage;
 use serde::{Deserialize, Serialize};
 
-use crate::children::{ChildProcess, Pinning, ServiceChildren, sibling_binary, spawn_announcing};
+use crate::children::{
+    ChildProcess, Pinning, ServiceChildren, sibling_binary, spawn_announcing, write_token,
+};
 use crate::engine::{EngineConfig, parse_bool};
 use crate::error::{BenchError, Result};
 use crate::offload::{MemoryNodeSetting, OffloadConfig, bytes};
@@ -324,7 +326,7 @@ pub fn run(
         placement,
         FlushPlacement::Agent | FlushPlacement::Auto
     ));
-    let (token, token_file) = write_token(&engine.db)?;
+    let (token, token_file) = write_token(&engine.db, "flush")?;
     let storage = storage_flags(engine);
     let pinning = &flush.pinning;
     // From here on every thread of this process, and every thread it
@@ -477,18 +479,6 @@ pub fn emulated_conditions(
         offload.max_local_sealed_memtables,
         bytes(offload.max_offloaded_bytes)
     )
-}
-
-/// A fresh cluster token for this run's processes, written to a file under
-/// `dir` that the children read.
-fn write_token(dir: &Path) -> Result<(ClusterToken, PathBuf)> {
-    let secret = format!("o3-bench-flush-{:016x}", rand::random::<u64>());
-    let token = ClusterToken::new(&secret)
-        .map_err(|e| BenchError::InvalidArgument(format!("cluster token: {e}")))?;
-    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
-    let file = dir.join("cluster-token");
-    std::fs::write(&file, secret).map_err(|e| BenchError::io(&file, e))?;
-    Ok((token, file))
 }
 
 /// The `--storage-*` flags of o3-memnode and o3-csa agent that throttle a

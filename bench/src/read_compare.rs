@@ -41,7 +41,7 @@ use o3_transport::control::ClusterToken;
 use o3_transport::link::LinkModel;
 use serde::{Deserialize, Serialize};
 
-use crate::children::{ChildProcess, Pinning, sibling_binary, spawn_announcing};
+use crate::children::{ChildProcess, Pinning, sibling_binary, spawn_announcing, write_token};
 use crate::engine::{EngineArgs, EngineConfig, parse_bool};
 use crate::error::{BenchError, Result};
 use crate::offload::{DEFAULT_MEMNODE_TIMEOUT_MS, OffloadConfig, bytes};
@@ -560,7 +560,7 @@ pub fn run(
     offload: &OffloadConfig,
     show_progress: bool,
 ) -> Result<ReadComparison> {
-    let (token, token_file) = write_token(&engine.db)?;
+    let (token, token_file) = write_token(&engine.db, "read")?;
     cfg.pinning.pin_this_process(0)?;
     println!(
         "read-compare: {} records of {} bytes loaded with flushes held back, then {} operations of each of B and C, {} of E, each after {}; memtables of {}",
@@ -858,17 +858,6 @@ pub fn describe(s: &ReadCompareSummary) -> String {
         }
     }
     out
-}
-
-/// A fresh cluster token for this run's memory nodes, written under `dir`.
-fn write_token(dir: &Path) -> Result<(ClusterToken, PathBuf)> {
-    let secret = format!("o3-bench-read-{:016x}", rand::random::<u64>());
-    let token = ClusterToken::new(&secret)
-        .map_err(|e| BenchError::InvalidArgument(format!("cluster token: {e}")))?;
-    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
-    let file = dir.join("cluster-token");
-    std::fs::write(&file, secret).map_err(|e| BenchError::io(&file, e))?;
-    Ok((token, file))
 }
 
 /// An o3-memnode child on core 1 serving `transport`.

@@ -67,24 +67,31 @@ pub(crate) struct ReadCosts {
     hits_since_probe: AtomicU64,
 }
 
-/// A cached entry is delegated anyway once in this many hits, so the
-/// delegated cost stays measured while the cache serves everything.
+/// Hits between two probes of the path not chosen (see
+/// [`ReadCosts::use_cached`]).
 const PROBE_EVERY: u64 = 32;
+const PROBE_RARELY: u64 = 512;
 
 impl ReadCosts {
     /// Whether to read a cached entry one-sidedly rather than delegate the
-    /// lookup: while the one-sided read is not the dearer of the two. Once
-    /// in [`PROBE_EVERY`] hits the other way is taken, so both costs stay
-    /// measured whichever is chosen.
+    /// lookup: while the one-sided read is not the dearer of the two. Now
+    /// and then the other way is taken, so both costs stay measured
+    /// whichever is chosen: once in [`PROBE_EVERY`] hits while the two are
+    /// within 4x of each other, once in [`PROBE_RARELY`] hits when one is
+    /// far dearer (a probe then costs much and tells little).
     pub fn use_cached(&self) -> bool {
-        let probe = self.hits_since_probe.fetch_add(1, Relaxed) + 1 >= PROBE_EVERY;
+        let (cheaper, far) = match (self.one_sided_get.get(), self.delegated_get.get()) {
+            (Some(one_sided), Some(delegated)) => (
+                one_sided <= delegated,
+                one_sided * 4.0 < delegated || delegated * 4.0 < one_sided,
+            ),
+            _ => (true, false),
+        };
+        let every = if far { PROBE_RARELY } else { PROBE_EVERY };
+        let probe = self.hits_since_probe.fetch_add(1, Relaxed) + 1 >= every;
         if probe {
             self.hits_since_probe.store(0, Relaxed);
         }
-        let cheaper = match (self.one_sided_get.get(), self.delegated_get.get()) {
-            (Some(one_sided), Some(delegated)) => one_sided <= delegated,
-            _ => true,
-        };
         cheaper != probe
     }
 
@@ -165,19 +172,24 @@ mod tests {
     fn a_cached_entry_is_read_one_sidedly_only_while_that_is_cheaper() {
         let c = ReadCosts::default();
         assert!(c.use_cached(), "nothing measured yet");
-        c.delegated_get.record(10_000.0);
+        c.delegated_get.record(3_000.0);
         c.one_sided_get.record(2_000.0);
         assert!(c.use_cached());
         let probes = (0..2 * PROBE_EVERY).filter(|_| !c.use_cached()).count();
         assert_eq!(probes, 2, "one forced delegation per {PROBE_EVERY} hits");
         let d = ReadCosts::default();
         d.delegated_get.record(2_000.0);
-        d.one_sided_get.record(10_000.0);
+        d.one_sided_get.record(3_000.0);
         let probes = (0..2 * PROBE_EVERY).filter(|_| d.use_cached()).count();
         assert_eq!(
             probes, 2,
             "one forced one-sided read per {PROBE_EVERY} hits"
         );
+        let far = ReadCosts::default();
+        far.delegated_get.record(10_000.0);
+        far.one_sided_get.record(100.0);
+        let probes = (0..2 * PROBE_RARELY).filter(|_| !far.use_cached()).count();
+        assert_eq!(probes, 2, "one forced delegation per {PROBE_RARELY} hits");
     }
 
     #[test]
