@@ -9,9 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use common::tiny_options;
+use common::{tiny_options, wait_for};
 use o3_compute::{Db, DbOptions, MemoryNodeChoice, OffloadOptions};
 use o3_memnode::MemoryNode;
 use o3_memnode::client::Direct;
@@ -47,19 +46,6 @@ fn direct(pool: u64) -> Arc<Direct> {
     Arc::new(Direct::new(Arc::new(
         MemoryNode::with_capacity(pool).expect("memory node"),
     )))
-}
-
-/// Wait (bounded) until `done` holds for the database's stats.
-fn wait_for(db: &Db, what: &str, done: impl Fn(&o3_compute::DbStats) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done(&db.stats()) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}",
-            db.stats().offload
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn check_reads(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>, keys: usize) {

@@ -11,9 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::tiny_options;
+use common::{tiny_options, wait_for};
 use o3_compute::{Db, DbStats, MemoryNodeChoice, OffloadOptions, ReadPolicy, Snapshot};
 use o3_memnode::MemoryNode;
 use o3_memnode::client::Direct;
@@ -48,19 +48,6 @@ fn open(store: &Arc<Direct>, policy: ReadPolicy) -> Db {
         ..OffloadOptions::default()
     });
     Db::open(Path::new("/db"), o).expect("open")
-}
-
-/// Wait (bounded) until `done` holds for the database's stats.
-fn wait_for(db: &Db, what: &str, done: impl Fn(&DbStats) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done(&db.stats()) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}",
-            db.stats().offload
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Every sealed memtable is on the memory node.

@@ -161,6 +161,11 @@ impl OffloadedImage {
         self.local.read().clone()
     }
 
+    /// Whether it holds a pulled-back local copy (nothing cloned).
+    pub fn has_local_copy(&self) -> bool {
+        self.local.read().is_some()
+    }
+
     /// Keep `copy` as the local copy; false if there already was one.
     pub fn keep_local_copy(&self, copy: SharedImage) -> bool {
         let mut local = self.local.write();
@@ -298,7 +303,7 @@ impl Pullable for OffloadedImage {
     }
 
     fn has_copy(&self) -> bool {
-        self.local.read().is_some()
+        self.has_local_copy()
     }
 
     fn pulled_for(&self) -> Option<std::time::Duration> {

@@ -82,7 +82,7 @@ pub(crate) fn get(
         // copy) and the following ones without a copy, in one call.
         let run_end = candidates[i + 1..]
             .iter()
-            .position(|c| c.local_copy().is_some())
+            .position(|c| c.has_local_copy())
             .map_or(candidates.len(), |n| i + 1 + n);
         let run = &candidates[i..run_end];
         let start = Instant::now();
@@ -294,7 +294,7 @@ pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>, c
     }
     let rate = image.read_rate();
     let cost = image.remote_cost.get().unwrap_or(0.0);
-    if image.local_copy().is_some() || !runtime.costs.worth_pulling(image.len, rate, cost) {
+    if image.has_local_copy() || !runtime.costs.worth_pulling(image.len, rate, cost) {
         return;
     }
     let image: Arc<dyn Pullable> = image.clone();

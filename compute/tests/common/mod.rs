@@ -206,3 +206,17 @@ pub fn for_each_crash_point<T>(
         check(&format!("crash point {k}/{total}"), &clean, seen, &fs);
     }
 }
+
+/// Wait (bounded by 20 s) until `done` holds for `db`'s stats; the
+/// failure shows the offload stats.
+pub fn wait_for(db: &o3_compute::Db, what: &str, done: impl Fn(&o3_compute::DbStats) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done(&db.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            db.stats().offload
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
