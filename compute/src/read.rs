@@ -181,19 +181,21 @@ fn newest_entry(
     seq: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
     let shard = shard_of(&sv.splits, key) as usize;
+    let hash = bloom_hash(key);
     if let Some(view) = sv.shards.get(shard) {
         if let Some(e) = view.active.get(key, seq) {
             return Ok(Some(copied(e)));
         }
-        // Consecutive offloaded images (newest first) are asked together,
-        // before the next older local memtable.
+        // Consecutive offloaded images (newest first) that may hold the key
+        // are asked together, before the next older local memtable.
         let mut remote: Vec<Arc<OffloadedImage>> = Vec::new();
+        let mut excluded = 0;
         for slot in &view.sealed {
             // One look at the slot: it may flip between local and offloaded
             // at any time, and a second look could miss it in both forms.
-            match slot.local_get(key, seq) {
+            match slot.local_get(key, hash, seq) {
                 LocalGet::Local(found) => {
-                    if let Some(found) = remote_get(db, &remote, key, seq)? {
+                    if let Some(found) = remote_get(db, &remote, key, hash, seq)? {
                         return Ok(Some(found));
                     }
                     remote.clear();
@@ -202,18 +204,18 @@ fn newest_entry(
                     }
                 }
                 LocalGet::Offloaded(image) => remote.push(image),
+                LocalGet::Excluded => excluded += 1,
             }
         }
-        if let Some(found) = remote_get(db, &remote, key, seq)? {
+        if let Some(offload) = &db.offload {
+            offload.note_filter_skips(excluded);
+        }
+        if let Some(found) = remote_get(db, &remote, key, hash, seq)? {
             return Ok(Some(found));
         }
     }
     with_lookup_key(key, seq, |lookup| {
-        let probe = Probe {
-            key,
-            lookup,
-            hash: bloom_hash(key),
-        };
+        let probe = Probe { key, lookup, hash };
         let in_range = |f: &FileMeta| f.smallest_user_key() <= key && key <= f.largest_user_key();
         let levels = &sv.version.levels;
         // L0: every file that covers the key, newest first. Not only the
@@ -244,10 +246,11 @@ fn remote_get(
     db: &Engine,
     images: &[Arc<OffloadedImage>],
     key: &[u8],
+    hash: u64,
     seq: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
     match (&db.offload, images.is_empty()) {
-        (Some(offload), false) => crate::offload::read::get(offload, images, key, seq),
+        (Some(offload), false) => crate::offload::read::get(offload, images, key, hash, seq),
         _ => Ok(None),
     }
 }

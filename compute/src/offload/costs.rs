@@ -17,13 +17,20 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub(crate) struct Ewma(AtomicU64);
 
+/// A sample counts as at most this many times the average: one round trip
+/// that waited for a descheduled thread must not make a path look dear
+/// for the hundreds of lookups that then avoid it (a path taken only by
+/// probes corrects its average slowly). A real change still shows within
+/// a few dozen samples.
+const OUTLIER: f64 = 4.0;
+
 impl Ewma {
     pub fn record(&self, nanos: f64) {
         let old = f64::from_bits(self.0.load(Relaxed));
         let new = if old == 0.0 {
             nanos
         } else {
-            old + (nanos - old) / 16.0
+            old + (nanos.min(old * OUTLIER) - old) / 16.0
         };
         // A racing sample may be lost: the average is an estimate.
         self.0.store(new.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
@@ -44,8 +51,9 @@ impl Ewma {
 pub(crate) const MIN_SCAN_BATCH: u32 = 16;
 pub(crate) const MAX_SCAN_BATCH: u32 = 4096;
 
-/// What a local lookup in a pulled-back image costs, in nanoseconds (a
-/// skiplist search in local memory; only its order of magnitude matters).
+/// What a local lookup in a pulled-back image is taken to cost, in
+/// nanoseconds, until one has been measured (a skiplist search in local
+/// memory).
 const LOCAL_GET_NANOS: f64 = 500.0;
 
 /// One database's measured read costs.
@@ -55,6 +63,8 @@ pub(crate) struct ReadCosts {
     pub delegated_get: Ewma,
     /// Nanoseconds per one-sided read of a cached entry.
     pub one_sided_get: Ewma,
+    /// Nanoseconds per lookup in a pulled-back copy.
+    pub pulled_get: Ewma,
     /// Nanoseconds per entry of a delegated scan batch, beyond the round
     /// trip (estimated as a delegated `get`'s latency).
     pub scan_entry: Ewma,
@@ -71,10 +81,17 @@ pub(crate) struct ReadCosts {
 /// [`ReadCosts::use_cached`]).
 const PROBE_EVERY: u64 = 32;
 const PROBE_RARELY: u64 = 512;
+/// How much dearer than a delegated lookup a one-sided read may be and
+/// still be chosen.
+const ONE_SIDED_PREFERENCE: f64 = 1.25;
 
 impl ReadCosts {
     /// Whether to read a cached entry one-sidedly rather than delegate the
-    /// lookup: while the one-sided read is not the dearer of the two. Now
+    /// lookup: unless the one-sided read is clearly the dearer of the two
+    /// (by more than [`ONE_SIDED_PREFERENCE`]: it also spares the memory
+    /// node's CPU, which the time of one call does not show, and two
+    /// averages of noisy round trips this close would flip the choice
+    /// back and forth). Now
     /// and then the other way is taken, so both costs stay measured
     /// whichever is chosen: once in [`PROBE_EVERY`] hits while the two are
     /// within 4x of each other, once in [`PROBE_RARELY`] hits when one is
@@ -82,7 +99,7 @@ impl ReadCosts {
     pub fn use_cached(&self) -> bool {
         let (cheaper, far) = match (self.one_sided_get.get(), self.delegated_get.get()) {
             (Some(one_sided), Some(delegated)) => (
-                one_sided <= delegated,
+                one_sided <= delegated * ONE_SIDED_PREFERENCE,
                 one_sided * 4.0 < delegated || delegated * 4.0 < one_sided,
             ),
             _ => (true, false),
@@ -144,11 +161,14 @@ impl ReadCosts {
 
     /// Whether an image of `bytes` read remotely `reads_per_sec` times a
     /// second, each remote read costing it `remote_ns` nanoseconds, is
-    /// worth pulling back: the remote reads it would save in a second cost
-    /// more than reading it whole.
+    /// worth pulling back: what a second of its reads would save over
+    /// lookups in a local copy (measured once copies exist: over a fast
+    /// data plane a copy's skiplist search can cost more than a cached
+    /// entry's one-sided read) is more than reading it whole.
     pub fn worth_pulling(&self, bytes: u64, reads_per_sec: f64, remote_ns: f64) -> bool {
         let per_byte = self.per_byte(remote_ns);
-        reads_per_sec * (remote_ns - LOCAL_GET_NANOS).max(0.0) > bytes as f64 * per_byte
+        let local_ns = self.pulled_get.get().unwrap_or(LOCAL_GET_NANOS);
+        reads_per_sec * (remote_ns - local_ns).max(0.0) > bytes as f64 * per_byte
     }
 }
 
@@ -166,6 +186,20 @@ mod tests {
             e.record(3000.0);
         }
         assert!((e.get().unwrap() - 3000.0).abs() < 10.0);
+        e.record(1_000_000.0);
+        assert!(
+            e.get().unwrap() < 4000.0,
+            "one outlier moves it a little: {:?}",
+            e.get()
+        );
+        for _ in 0..100 {
+            e.record(30_000.0);
+        }
+        assert!(
+            (e.get().unwrap() - 30_000.0).abs() < 500.0,
+            "a lasting change is followed: {:?}",
+            e.get()
+        );
     }
 
     #[test]
@@ -190,6 +224,15 @@ mod tests {
         far.one_sided_get.record(100.0);
         let probes = (0..2 * PROBE_RARELY).filter(|_| !far.use_cached()).count();
         assert_eq!(probes, 2, "one forced delegation per {PROBE_RARELY} hits");
+        let close = ReadCosts::default();
+        close.delegated_get.record(2_000.0);
+        close.one_sided_get.record(2_200.0);
+        let one_sided = (0..2 * PROBE_EVERY).filter(|_| close.use_cached()).count();
+        assert_eq!(
+            one_sided,
+            2 * PROBE_EVERY as usize - 2,
+            "a one-sided read a little dearer is still preferred"
+        );
     }
 
     #[test]
@@ -224,6 +267,13 @@ mod tests {
         assert!(
             !c.worth_pulling(4 << 20, 10_000.0, 400.0),
             "remote as cheap as local"
+        );
+        for _ in 0..100 {
+            c.pulled_get.record(30_000.0);
+        }
+        assert!(
+            !c.worth_pulling(4 << 20, 10_000.0, 20_000.0),
+            "copies measured dearer than remote reads"
         );
     }
 }

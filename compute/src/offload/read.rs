@@ -17,7 +17,6 @@ use o3_storage::key::{
     SequenceNumber, ValueKind, compare_internal, make_internal_key, parse_internal_key, user_key,
 };
 use o3_storage::memtable::{OwnedImageIter, SharedImage, decode_entry, entry_read_bound};
-use o3_storage::sst::bloom_hash;
 use o3_storage::{Error, Result};
 
 use crate::offload::cache::CachedEntry;
@@ -27,8 +26,9 @@ use crate::offload::runtime::{Offload, Pullable};
 use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
 /// The newest entry of `key` at `snapshot` in `images` (newest image
-/// first): the images whose key range and bloom filter admit the key are
-/// asked newest first, each in the cheapest way the policy allows:
+/// first; the caller passes only images whose key range and bloom filter
+/// admit the key), asked newest first, each in the cheapest way the policy
+/// allows:
 ///
 /// 1. a pulled-back local copy answers locally;
 /// 2. a key→offset cache entry for this very image answers with one
@@ -52,23 +52,21 @@ pub(crate) fn get(
     runtime: &Offload,
     images: &[Arc<OffloadedImage>],
     key: &[u8],
+    hash: u64,
     snapshot: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
-    let candidates: Vec<&Arc<OffloadedImage>> =
-        images.iter().filter(|i| i.may_contain(key)).collect();
-    let skipped = (images.len() - candidates.len()) as u64;
-    if skipped > 0 {
-        runtime.counters.filter_skips.fetch_add(skipped, Relaxed);
-    }
-    let hash = bloom_hash(key);
+    let candidates = images;
     let mut i = 0;
     while i < candidates.len() {
-        let image = candidates[i];
+        let image = &candidates[i];
         if let Some(copy) = image.local_copy() {
             runtime.counters.pulled_back_gets.fetch_add(1, Relaxed);
             image.reads.fetch_add(1, Relaxed);
-            if let Some(e) = copy.get(key, snapshot) {
-                return Ok(Some(copied(e)));
+            let start = Instant::now();
+            let found = copy.get(key, snapshot).map(copied);
+            runtime.costs.pulled_get.record_time(start.elapsed());
+            if found.is_some() {
+                return Ok(found);
             }
             i += 1;
             continue;
@@ -105,7 +103,7 @@ pub(crate) fn get(
             };
             if k == 0 {
                 admit(
-                    runtime, run[0], key, hash, snapshot, sequence, offset, &value,
+                    runtime, &run[0], key, hash, snapshot, sequence, offset, &value,
                 );
             }
             return Ok(Some((sequence, value)));
@@ -237,7 +235,7 @@ fn admit(
 /// One delegated `get` of `key` over `candidates`: an answer per image.
 fn delegated_get(
     runtime: &Offload,
-    candidates: &[&Arc<OffloadedImage>],
+    candidates: &[Arc<OffloadedImage>],
     key: &[u8],
     snapshot: SequenceNumber,
 ) -> Result<Vec<Found>> {
@@ -319,7 +317,7 @@ fn offer_copy(runtime: &Offload, image: &Arc<OffloadedImage>, copy: &SharedImage
 /// The error of a failed delegated read. The images are lost when the
 /// node says so, and also when it no longer knows them because its session
 /// changed (it restarted, or the lease expired) since they were shipped.
-fn failed(runtime: &Offload, images: &[&Arc<OffloadedImage>], e: &ClientError) -> Error {
+fn failed(runtime: &Offload, images: &[Arc<OffloadedImage>], e: &ClientError) -> Error {
     let ids: Vec<String> = images.iter().map(|i| i.id.to_string()).collect();
     let session = runtime.store.session();
     Error::MemoryNode {
@@ -456,11 +454,11 @@ impl RemoteScan {
             return Ok(());
         }
         let start = Instant::now();
-        let response = self.runtime.store.scan(&request).map_err(|e| {
-            let refs: Vec<&Arc<OffloadedImage>> = self.images.iter().collect();
-            failed(&self.runtime, &refs, &e)
-        });
-        let response = response?;
+        let response = self
+            .runtime
+            .store
+            .scan(&request)
+            .map_err(|e| failed(&self.runtime, &self.images, &e))?;
         let elapsed = start.elapsed();
         let c = &self.runtime.counters;
         c.delegated_scans.fetch_add(1, Relaxed);

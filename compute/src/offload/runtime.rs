@@ -292,6 +292,13 @@ impl Offload {
         self.next_tag.fetch_add(1, Relaxed)
     }
 
+    /// Count offloaded images a lookup's filters ruled out.
+    pub fn note_filter_skips(&self, n: u64) {
+        if n > 0 {
+            self.counters.filter_skips.fetch_add(n, Relaxed);
+        }
+    }
+
     pub fn adaptive(&self) -> bool {
         self.options.read_policy == ReadPolicy::Adaptive
     }

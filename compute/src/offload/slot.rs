@@ -39,11 +39,13 @@ pub(crate) fn copied(e: EntryRef<'_>) -> FoundEntry {
     )
 }
 
-/// What [`ImageSlot::local_get`] found: the local memtable's answer, or
-/// the image to ask.
+/// What [`ImageSlot::local_get`] found: the local memtable's answer, the
+/// image to ask, or an image whose key range or bloom filter rules the key
+/// out (nothing to ask, and no reference taken).
 pub(crate) enum LocalGet {
     Local(Option<FoundEntry>),
     Offloaded(Arc<OffloadedImage>),
+    Excluded,
 }
 
 /// One sealed memtable. Its description is fixed when it is sealed.
@@ -101,12 +103,18 @@ impl ImageSlot {
         self.held.read().clone()
     }
 
-    /// Look `key` up in the local memtable (copying the entry out), or
-    /// hand back the offloaded image to ask, in one look at the slot.
-    pub fn local_get(&self, key: &[u8], seq: SequenceNumber) -> LocalGet {
+    /// Look `key` (whose bloom hash is `hash`) up in the local memtable
+    /// (copying the entry out), or hand back the offloaded image to ask
+    /// when its filter admits the key, in one look at the slot. Filtering
+    /// here keeps a lookup from taking a reference to every image it
+    /// passes: most are ruled out.
+    pub fn local_get(&self, key: &[u8], hash: u64, seq: SequenceNumber) -> LocalGet {
         match &*self.held.read() {
             Held::Local(m) => LocalGet::Local(m.get(key, seq).map(copied)),
-            Held::Offloaded(image) => LocalGet::Offloaded(image.clone()),
+            Held::Offloaded(image) if image.may_contain(key, hash) => {
+                LocalGet::Offloaded(image.clone())
+            }
+            Held::Offloaded(_) => LocalGet::Excluded,
         }
     }
 
