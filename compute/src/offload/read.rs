@@ -728,3 +728,193 @@ impl InternalIterator for RemoteScan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use o3_memnode::MemoryNode;
+    use o3_memnode::client::Direct;
+    use o3_storage::env::FaultInjectingFs;
+    use o3_storage::sst::bloom_hash;
+
+    use crate::offload::cache::CachedEntry;
+    use crate::{Db, DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
+
+    /// A database offloading every sealed memtable, caching every key read
+    /// remotely, flushes held back.
+    fn open(store: Arc<Direct>) -> Db {
+        let options = DbOptions {
+            storage: Arc::new(FaultInjectingFs::new()),
+            write_buffer_size: 4096,
+            disable_auto_compactions: true,
+            max_total_wal_size: 64 << 20,
+            max_unflushed_bytes: 64 << 20,
+            idle_compaction_after: Some(Duration::from_secs(3600)),
+            offload: Some(OffloadOptions {
+                memory_node: MemoryNodeChoice::Store(store),
+                max_local_sealed_memtables: 0,
+                min_memtables_to_merge: 1000,
+                read_policy: ReadPolicy::Cache,
+                offset_cache_bytes: 64 << 10,
+                cache_admit_after: 1,
+                ..OffloadOptions::default()
+            }),
+            ..DbOptions::default()
+        };
+        Db::open(Path::new("/db"), options).expect("open")
+    }
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("key{i:04}").into_bytes()
+    }
+
+    fn value(i: u32) -> Vec<u8> {
+        format!("value-{i}-{}", "v".repeat(i as usize % 40)).into_bytes()
+    }
+
+    fn cached(db: &Db, key: &[u8]) -> Option<CachedEntry> {
+        let offload = db.inner.offload.as_ref().expect("offloading");
+        offload
+            .cache
+            .as_ref()
+            .expect("a cache")
+            .get(bloom_hash(key))
+    }
+
+    /// Replace the cache's entry of `key` with `forged`, as a bug or a hash
+    /// collision could leave it.
+    fn forge(db: &Db, key: &[u8], forged: CachedEntry) {
+        let offload = db.inner.offload.as_ref().expect("offloading");
+        let cache = offload.cache.as_ref().expect("a cache");
+        assert!(cache.offer(bloom_hash(key), forged), "forged entry taken");
+    }
+
+    fn direct() -> Arc<Direct> {
+        Arc::new(Direct::new(Arc::new(
+            MemoryNode::with_capacity(64 << 20).expect("memory node"),
+        )))
+    }
+
+    /// Write keys `0..n` and wait until every sealed memtable is shipped.
+    fn fill_and_offload(db: &Db, n: u32) {
+        for i in 0..n {
+            db.put(&key(i), &value(i)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while db.stats().offload.local_sealed_memtables > 0 {
+            assert!(Instant::now() < deadline, "sealed memtables never shipped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn cached_entries_of_a_lost_memory_node_fall_back_and_go() {
+        let store = direct();
+        let db = open(store.clone());
+        fill_and_offload(&db, 400);
+        let hot = key(5);
+        for _ in 0..2 {
+            assert_eq!(db.get(&hot).unwrap(), Some(value(5)));
+        }
+        let before = cached(&db, &hot).expect("cached");
+        // A key read before the loss and not after.
+        let cold = key(6);
+        assert_eq!(db.get(&cold).unwrap(), Some(value(6)));
+        let cold_before = cached(&db, &cold).expect("cached");
+        let s = db.stats().offload;
+        assert!(s.cache_hits >= 1, "{s:?}");
+        // The memory node dies and comes back empty: the entry's one-sided
+        // read fails, the lookup falls back, finds the images lost, and
+        // answers from memtables rebuilt from the WAL.
+        store.lose_everything(false);
+        assert_eq!(db.get(&hot).unwrap(), Some(value(5)));
+        let s = db.stats().offload;
+        assert_eq!(s.cache_stale, 1, "{s:?}");
+        for i in (0..400).step_by(7) {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)), "key {i}");
+        }
+        // No entry about a lost image is left once the rebuilt memtables
+        // are shipped again (under new tags) and read.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while db.stats().offload.local_sealed_memtables > 0 {
+            assert!(Instant::now() < deadline, "rebuilt memtables never shipped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(db.get(&hot).unwrap(), Some(value(5)));
+        assert!(
+            cached(&db, &hot).is_none_or(|e| e.tag != before.tag),
+            "an entry of a lost image is still cached"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cached(&db, &cold).is_some_and(|e| e.tag == cold_before.tag) {
+            assert!(
+                Instant::now() < deadline,
+                "the entry of a key of a lost image was never forgotten"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        db.close().unwrap();
+    }
+
+    #[test]
+    fn a_wrong_cache_entry_fails_its_verification_and_is_never_served() {
+        let db = open(direct());
+        fill_and_offload(&db, 400);
+        // Two keys of the same image, both read remotely and cached.
+        let (a, b) = (0..399)
+            .map(|i| (key(i), key(i + 1)))
+            .find(|(a, b)| {
+                for k in [a, b] {
+                    db.get(k).unwrap();
+                }
+                matches!((cached(&db, a), cached(&db, b)), (Some(x), Some(y)) if x.tag == y.tag)
+            })
+            .expect("two neighbouring keys cached from one image");
+        let (ea, eb) = (cached(&db, &a).unwrap(), cached(&db, &b).unwrap());
+        let index = |k: &[u8]| -> u32 { std::str::from_utf8(&k[3..]).unwrap().parse().unwrap() };
+        let forgeries = [
+            // Another key's entry (a hash collision would look like this).
+            CachedEntry {
+                offset: eb.offset,
+                read_len: eb.read_len,
+                ..ea
+            },
+            // The right place with another sequence (another version).
+            CachedEntry {
+                sequence: ea.sequence.saturating_sub(1),
+                ..ea
+            },
+            // Inside an entry: garbage to the decoder.
+            CachedEntry {
+                offset: ea.offset + 3,
+                ..ea
+            },
+            // Past the image's end.
+            CachedEntry {
+                offset: u32::MAX - 64,
+                ..ea
+            },
+        ];
+        for forged in forgeries {
+            forge(&db, &a, forged);
+            let stale = db.stats().offload.cache_stale;
+            assert_eq!(
+                db.get(&a).unwrap(),
+                Some(value(index(&a))),
+                "{forged:?} served"
+            );
+            let s = db.stats().offload;
+            assert_eq!(s.cache_stale, stale + 1, "{forged:?} not caught: {s:?}");
+            // The forged entry is gone; the delegated answer cached the
+            // right one again, and it serves.
+            assert_eq!(cached(&db, &a), Some(ea), "after {forged:?}");
+            let hits = db.stats().offload.cache_hits;
+            assert_eq!(db.get(&a).unwrap(), Some(value(index(&a))));
+            assert_eq!(db.stats().offload.cache_hits, hits + 1);
+        }
+        db.close().unwrap();
+    }
+}
