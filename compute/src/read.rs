@@ -180,12 +180,13 @@ fn newest_entry(
     key: &[u8],
     seq: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
-    let shard = shard_of(&sv.splits, key) as usize;
+    let view = sv.shards.get(shard_of(&sv.splits, key) as usize);
+    if let Some(e) = view.and_then(|v| v.active.get(key, seq)) {
+        return Ok(Some(copied(e)));
+    }
+    // Past the active memtable, every source filters by this hash.
     let hash = bloom_hash(key);
-    if let Some(view) = sv.shards.get(shard) {
-        if let Some(e) = view.active.get(key, seq) {
-            return Ok(Some(copied(e)));
-        }
+    if let Some(view) = view {
         // Consecutive offloaded images (newest first) that may hold the key
         // are asked together, before the next older local memtable.
         let mut remote: Vec<Arc<OffloadedImage>> = Vec::new();
