@@ -771,6 +771,12 @@ fn run_variant(
     }
     if let Some(warmup) = warmup {
         crate::ycsb::workload::transactions(warmup, &db, show_progress)?;
+        // The warm-up's writes (B, E) may have sealed a memtable; the run
+        // starts once it is shipped, so every variant starts from the same
+        // split between local memtables and images.
+        if variant != Variant::NoOffload {
+            crate::offload_lookup::settle(&db)?;
+        }
     }
     let before = db.stats().offload;
     let mut report = crate::ycsb::workload::transactions(ycsb, &db, show_progress)?;

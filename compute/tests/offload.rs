@@ -9,12 +9,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{tiny_options, wait_for};
-use o3_compute::{Db, DbOptions, MemoryNodeChoice, OffloadOptions};
+use o3_compute::{Db, DbOptions, MemoryNodeChoice, OffloadOptions, StoreConfig};
 use o3_memnode::MemoryNode;
 use o3_memnode::client::Direct;
 use o3_storage::env::FaultInjectingFs;
+use o3_transport::link::LinkModel;
 
 fn key(i: usize) -> Vec<u8> {
     format!("key{i:06}").into_bytes()
@@ -267,4 +269,57 @@ fn scans_that_meet_a_lost_memory_node_go_on_over_the_rebuilt_memtables() {
             db.stats().offload
         );
     }
+}
+
+/// With `max_local_sealed_memtables: 1` the newest sealed memtable stays
+/// local however many threads ship and however slow shipping is: a thread
+/// never ships a memtable because another, already being shipped, still
+/// counted as local.
+#[test]
+fn the_newest_sealed_memtables_stay_local_while_several_threads_ship() {
+    let mut o = tiny_options(Arc::new(FaultInjectingFs::new()), 1);
+    o.disable_auto_compactions = true;
+    o.max_total_wal_size = 64 << 20;
+    o.max_unflushed_bytes = 64 << 20;
+    o.idle_compaction_after = Some(Duration::from_secs(3600));
+    o.offload = Some(OffloadOptions {
+        // Every call to the memory node takes 10 ms: shipping is slow next
+        // to sealing, and several threads look for work meanwhile.
+        memory_node: MemoryNodeChoice::Config(StoreConfig::InProcess {
+            pool_size: 64 << 20,
+            link: Some(LinkModel::CROSS_DC),
+        }),
+        max_local_sealed_memtables: 1,
+        shipping_threads: 4,
+        min_memtables_to_merge: 1000,
+        ..OffloadOptions::default()
+    });
+    let db = Db::open(Path::new("/db"), o).expect("open");
+    for round in 0..6 {
+        for i in 0..200 {
+            db.put(&key(i), &value(i, round)).unwrap();
+        }
+        // Settled: nothing shipped for 300 ms.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = db.stats().offload.images_offloaded;
+        let mut since = Instant::now();
+        while since.elapsed() < Duration::from_millis(300) {
+            assert!(Instant::now() < deadline, "shipping never settled");
+            std::thread::sleep(Duration::from_millis(20));
+            let now = db.stats().offload.images_offloaded;
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        let s = db.stats().offload;
+        assert!(s.images_offloaded >= 1, "round {round}: nothing shipped");
+        assert_eq!(
+            s.local_sealed_memtables, 1,
+            "round {round}: the newest sealed memtable must stay local: {s:?}"
+        );
+        for i in (0..200).step_by(20) {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(value(i, round)), "key {i}");
+        }
+    }
+    db.close().unwrap();
 }

@@ -125,17 +125,18 @@ fn pick(engine: &Engine, offload: &Offload, st: &DbState) -> Option<Arc<ImageSlo
     }
     let keep = offload.options.max_local_sealed_memtables;
     for shard in &st.shards {
-        let local = || {
-            shard
-                .sealed
-                .iter()
-                .map(|s| &s.slot)
-                .filter(|s| s.is_local() && !s.is_claimed() && !s.is_empty())
-        };
-        if local().count() <= keep {
+        // Oldest first. A memtable another thread is shipping is as good
+        // as gone: counting it as staying local made a second thread ship
+        // the newest one too, leaving none of the `keep` newest local.
+        let mut staying = shard
+            .sealed
+            .iter()
+            .map(|s| &s.slot)
+            .filter(|s| s.is_local() && !s.is_claimed() && !s.is_empty() && !s.is_shipping());
+        if staying.clone().count() <= keep {
             continue;
         }
-        let Some(slot) = local().find(|s| !s.is_shipping()) else {
+        let Some(slot) = staying.next() else {
             continue;
         };
         let room = offload.options.max_offloaded_bytes;
