@@ -25,10 +25,10 @@ use crate::offload::image::OffloadedImage;
 use crate::offload::runtime::{Offload, Pullable};
 use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
-/// The newest entry of `key` at `snapshot` in `images` (newest image
-/// first; the caller passes only images whose key range and bloom filter
-/// admit the key), asked newest first, each in the cheapest way the policy
-/// allows:
+/// The newest entry of `key` (whose `bloom_hash` is `hash`) at `snapshot`
+/// in `candidates`, the offloaded images whose bloom filter and key range
+/// admit the key, newest first; each is asked in the cheapest way the
+/// policy allows:
 ///
 /// 1. a pulled-back local copy answers locally;
 /// 2. a key→offset cache entry for this very image answers with one
@@ -50,12 +50,11 @@ use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 /// forgotten when it is released.
 pub(crate) fn get(
     runtime: &Offload,
-    images: &[Arc<OffloadedImage>],
+    candidates: &[Arc<OffloadedImage>],
     key: &[u8],
     hash: u64,
     snapshot: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
-    let candidates = images;
     let mut i = 0;
     while i < candidates.len() {
         let image = &candidates[i];
@@ -830,9 +829,14 @@ mod tests {
         // read fails, the lookup falls back, finds the images lost, and
         // answers from memtables rebuilt from the WAL.
         store.lose_everything(false);
+        // The shipping threads' probe (every 500 ms) may find the loss
+        // first; then the lookup never meets the entry.
+        let found_first = db.stats().offload.images_rebuilt > 0;
         assert_eq!(db.get(&hot).unwrap(), Some(value(5)));
         let s = db.stats().offload;
-        assert_eq!(s.cache_stale, 1, "{s:?}");
+        if !found_first {
+            assert_eq!(s.cache_stale, 1, "{s:?}");
+        }
         for i in (0..400).step_by(7) {
             assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)), "key {i}");
         }
