@@ -40,6 +40,25 @@ impl Ewma {
         self.record(elapsed.as_nanos() as f64);
     }
 
+    /// Record without the outlier bound: for an average over a mix of
+    /// paths (an image's reads: cheap cache hits and dear misses), whose
+    /// dear samples are its substance, not outliers.
+    pub fn record_mixed(&self, elapsed: Duration) {
+        let nanos = elapsed.as_nanos() as f64;
+        let old = f64::from_bits(self.0.load(Relaxed));
+        let new = if old == 0.0 {
+            nanos
+        } else {
+            old + (nanos - old) / 16.0
+        };
+        self.0.store(new.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
+    }
+
+    /// Forget every sample.
+    pub fn reset(&self) {
+        self.0.store(0, Relaxed);
+    }
+
     /// The average, or `None` before any sample.
     pub fn get(&self) -> Option<f64> {
         let v = f64::from_bits(self.0.load(Relaxed));
@@ -110,6 +129,13 @@ impl ReadCosts {
             self.hits_since_probe.store(0, Relaxed);
         }
         cheaper != probe
+    }
+
+    /// What a remote lookup costs now when a share `hit_share` of them
+    /// find a cached entry; `None` until both paths are measured.
+    pub fn remote_read(&self, hit_share: f64) -> Option<f64> {
+        let (one_sided, delegated) = (self.one_sided_get.get()?, self.delegated_get.get()?);
+        Some(hit_share * one_sided + (1.0 - hit_share) * delegated)
     }
 
     /// Record a delegated scan batch of `entries` that took `elapsed`.
@@ -200,6 +226,16 @@ mod tests {
             "a lasting change is followed: {:?}",
             e.get()
         );
+        let mixed = Ewma::default();
+        mixed.record_time(Duration::from_nanos(100));
+        mixed.record_mixed(Duration::from_nanos(100_000));
+        assert!(
+            mixed.get().unwrap() > 6000.0,
+            "a mix's dear samples count whole: {:?}",
+            mixed.get()
+        );
+        mixed.reset();
+        assert_eq!(mixed.get(), None);
     }
 
     #[test]

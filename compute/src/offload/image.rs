@@ -180,6 +180,9 @@ impl OffloadedImage {
     /// Drop the local copy; returns its bytes (0 if there was none).
     pub fn drop_local_copy(&self) -> u64 {
         *self.pulled_at.lock() = None;
+        // Its remote cost was measured before the copy; reads measure it
+        // anew, so a stale figure cannot pull it straight back.
+        self.remote_cost.reset();
         self.local.write().take().map_or(0, |c| c.len() as u64)
     }
 

@@ -281,7 +281,7 @@ const LOOK_EVERY: u64 = 64;
 /// [`crate::offload::costs::ReadCosts::worth_pulling`]). A shipping thread
 /// pulls it ([`Offload::pull_requested`]): no reader waits for a pull.
 pub(crate) fn note_remote_read(runtime: &Offload, image: &Arc<OffloadedImage>, cost: Duration) {
-    image.remote_cost.record_time(cost);
+    image.remote_cost.record_mixed(cost);
     let reads = image.reads.fetch_add(1, Relaxed) + 1;
     if !runtime.adaptive()
         || runtime.options.pull_back_bytes < image.len

@@ -53,6 +53,9 @@ const PULL_QUEUE: usize = 8;
 /// take its room.
 const MIN_RESIDENCY: Duration = Duration::from_secs(2);
 
+/// Cache lookups a review of the copies needs since the last one.
+const REVIEW_MIN_LOOKUPS: u64 = 1000;
+
 /// Counters behind [`OffloadStats`].
 #[derive(Debug, Default)]
 pub(crate) struct OffloadCounters {
@@ -113,6 +116,8 @@ pub(crate) struct Offload {
     pub pulled_bytes: AtomicU64,
     /// Held while an image is pulled back (one at a time).
     pub pulling: Mutex<()>,
+    /// Cache hits and misses at the last review of the copies.
+    reviewed: Mutex<(u64, u64)>,
     /// Images readers asked to pull back, with their read rates, hottest
     /// first.
     pull_requests: Mutex<Vec<(f64, Weak<dyn Pullable>)>>,
@@ -171,6 +176,7 @@ impl Offload {
             pulled: Mutex::new(Vec::new()),
             pulled_bytes: AtomicU64::new(0),
             pulling: Mutex::new(()),
+            reviewed: Mutex::new((0, 0)),
             pull_requests: Mutex::new(Vec::new()),
             options: options.clone(),
             store,
@@ -287,6 +293,55 @@ impl Offload {
         held + bytes <= budget
     }
 
+    /// Drop every pulled-back copy held at least [`MIN_RESIDENCY`] when a
+    /// lookup in a copy has come to cost more than a remote lookup now
+    /// does: the share of remote lookups the cache answered since the last
+    /// review, at the measured one-sided and delegated costs. Over a fast
+    /// data plane a well-filled cache beats a copy's skiplist search;
+    /// copies pulled while the cache was still cold go. Called by a
+    /// shipping thread now and then; returns the copies dropped.
+    pub fn review_copies(&self) -> usize {
+        let c = &self.counters;
+        let (hits, misses) = (c.cache_hits.load(Relaxed), c.cache_misses.load(Relaxed));
+        let (dh, dm) = {
+            let mut last = self.reviewed.lock();
+            let d = (hits.saturating_sub(last.0), misses.saturating_sub(last.1));
+            *last = (hits, misses);
+            d
+        };
+        if dh + dm < REVIEW_MIN_LOOKUPS {
+            return 0;
+        }
+        let share = dh as f64 / (dh + dm) as f64;
+        let (Some(remote), Some(local)) =
+            (self.costs.remote_read(share), self.costs.pulled_get.get())
+        else {
+            return 0;
+        };
+        if local <= remote {
+            return 0;
+        }
+        let _turn = self.pulling.lock();
+        let held: Vec<Arc<dyn Pullable>> = self
+            .pulled
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut dropped = 0;
+        for image in held {
+            if image.pulled_for().is_some_and(|d| d >= MIN_RESIDENCY) {
+                let freed = image.drop_copy();
+                if freed > 0 {
+                    self.pulled_bytes.fetch_sub(freed, Relaxed);
+                    c.pulled_back_dropped.fetch_add(1, Relaxed);
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
+    }
+
     /// A tag no other image of this database had.
     pub fn new_tag(&self) -> u64 {
         self.next_tag.fetch_add(1, Relaxed)
@@ -398,5 +453,109 @@ impl Offload {
         s.delegated_get_ewma_micros = micros(&self.costs.delegated_get);
         s.one_sided_read_ewma_micros = micros(&self.costs.one_sided_get);
         s.last_error = self.last_error.lock().clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use o3_memnode::MemoryNode;
+    use o3_memnode::client::Direct;
+
+    use super::*;
+    use crate::offload::options::ReadPolicy;
+
+    /// An image with a copy held for `held`.
+    struct Copied {
+        held: Duration,
+        has: AtomicBool,
+    }
+
+    impl Pullable for Copied {
+        fn bytes(&self) -> u64 {
+            1000
+        }
+        fn read_rate(&self) -> f64 {
+            100.0
+        }
+        fn has_copy(&self) -> bool {
+            self.has.load(Relaxed)
+        }
+        fn pulled_for(&self) -> Option<Duration> {
+            self.has_copy().then_some(self.held)
+        }
+        fn pull(&self) -> Result<bool> {
+            Ok(!self.has.swap(true, Relaxed))
+        }
+        fn drop_copy(&self) -> u64 {
+            if self.has.swap(false, Relaxed) {
+                1000
+            } else {
+                0
+            }
+        }
+        fn name(&self) -> String {
+            "copied".into()
+        }
+    }
+
+    fn offload() -> Offload {
+        let store = Arc::new(Direct::new(Arc::new(
+            MemoryNode::with_capacity(1 << 20).expect("memory node"),
+        )));
+        Offload::open(&OffloadOptions {
+            memory_node: MemoryNodeChoice::Store(store),
+            read_policy: ReadPolicy::Adaptive,
+            ..OffloadOptions::default()
+        })
+        .expect("offload")
+    }
+
+    fn hold(o: &Offload, held: Duration) -> Arc<dyn Pullable> {
+        let image: Arc<dyn Pullable> = Arc::new(Copied {
+            held,
+            has: AtomicBool::new(true),
+        });
+        o.pulled.lock().push(Arc::downgrade(&image));
+        o.pulled_bytes.fetch_add(image.bytes(), Relaxed);
+        image
+    }
+
+    /// `lookups` cache lookups, 90% hits, since the last review.
+    fn lookups(o: &Offload, lookups: u64) {
+        o.counters.cache_hits.fetch_add(lookups * 9 / 10, Relaxed);
+        o.counters.cache_misses.fetch_add(lookups / 10, Relaxed);
+    }
+
+    #[test]
+    fn copies_dearer_than_remote_lookups_are_dropped_once_held_long_enough() {
+        let o = offload();
+        let (old, young) = (hold(&o, MIN_RESIDENCY * 2), hold(&o, MIN_RESIDENCY / 2));
+        // A fast data plane: 90% of remote lookups cost 100 ns, the rest
+        // 5 µs (590 ns on average); a copy's lookup 800 ns.
+        o.costs.one_sided_get.record(100.0);
+        o.costs.delegated_get.record(5_000.0);
+        o.costs.pulled_get.record(800.0);
+        lookups(&o, REVIEW_MIN_LOOKUPS / 2);
+        assert_eq!(o.review_copies(), 0, "too few lookups to judge");
+        lookups(&o, REVIEW_MIN_LOOKUPS);
+        assert_eq!(o.review_copies(), 1);
+        assert!(!old.has_copy() && young.has_copy());
+        assert_eq!(o.pulled_bytes.load(Relaxed), 1000);
+        assert_eq!(o.counters.pulled_back_dropped.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn copies_cheaper_than_remote_lookups_stay() {
+        let o = offload();
+        let image = hold(&o, MIN_RESIDENCY * 2);
+        // A slow data plane: a one-sided read is a 10 µs round trip.
+        o.costs.one_sided_get.record(10_000.0);
+        o.costs.delegated_get.record(14_000.0);
+        o.costs.pulled_get.record(800.0);
+        lookups(&o, 10 * REVIEW_MIN_LOOKUPS);
+        assert_eq!(o.review_copies(), 0);
+        assert!(image.has_copy());
     }
 }

@@ -62,6 +62,9 @@ fn shipper(engine: &Arc<Engine>, offload: &Arc<Offload>, prober: bool) {
         if prober && last_probe.elapsed() >= PROBE_EVERY {
             last_probe = Instant::now();
             probe(offload);
+            if offload.adaptive() {
+                offload.review_copies();
+            }
         }
         let picked = {
             let mut st = engine.state.lock();
