@@ -196,10 +196,11 @@ fn newest_entry(
             // at any time, and a second look could miss it in both forms.
             match slot.local_get(key, hash, seq) {
                 LocalGet::Local(found) => {
-                    if let Some(found) = remote_get(db, &remote, key, hash, seq)? {
+                    if let Some(found) = remote_get(db, &remote, excluded, key, hash, seq)? {
                         return Ok(Some(found));
                     }
                     remote.clear();
+                    excluded = 0;
                     if let Some(e) = found {
                         return Ok(Some(e));
                     }
@@ -208,10 +209,7 @@ fn newest_entry(
                 LocalGet::Excluded => excluded += 1,
             }
         }
-        if let Some(offload) = &db.offload {
-            offload.note_filter_skips(excluded);
-        }
-        if let Some(found) = remote_get(db, &remote, key, hash, seq)? {
+        if let Some(found) = remote_get(db, &remote, excluded, key, hash, seq)? {
             return Ok(Some(found));
         }
     }
@@ -242,18 +240,25 @@ fn newest_entry(
     })
 }
 
-/// The newest entry of `key` in offloaded `images` (newest first).
+/// The newest entry of `key` in offloaded `images` (newest first), the
+/// ones of a run of offloaded memtables whose filters admit the key;
+/// `excluded` more of the run were ruled out.
 fn remote_get(
     db: &Engine,
     images: &[Arc<OffloadedImage>],
+    excluded: u64,
     key: &[u8],
     hash: u64,
     seq: SequenceNumber,
 ) -> Result<Option<FoundEntry>> {
-    match (&db.offload, images.is_empty()) {
-        (Some(offload), false) => crate::offload::read::get(offload, images, key, hash, seq),
-        _ => Ok(None),
+    let Some(offload) = &db.offload else {
+        return Ok(None);
+    };
+    offload.note_filter_skips(excluded);
+    if images.is_empty() {
+        return Ok(None);
     }
+    crate::offload::read::get(offload, images, key, hash, seq)
 }
 
 /// Run `read`; when it found an offloaded image lost with its memory node,

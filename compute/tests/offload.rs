@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{tiny_options, wait_for};
+use common::{held_back_options, tiny_options, wait_for};
 use o3_compute::{Db, DbOptions, MemoryNodeChoice, OffloadOptions, StoreConfig};
 use o3_memnode::MemoryNode;
 use o3_memnode::client::Direct;
@@ -277,11 +277,7 @@ fn scans_that_meet_a_lost_memory_node_go_on_over_the_rebuilt_memtables() {
 /// counted as local.
 #[test]
 fn the_newest_sealed_memtables_stay_local_while_several_threads_ship() {
-    let mut o = tiny_options(Arc::new(FaultInjectingFs::new()), 1);
-    o.disable_auto_compactions = true;
-    o.max_total_wal_size = 64 << 20;
-    o.max_unflushed_bytes = 64 << 20;
-    o.idle_compaction_after = Some(Duration::from_secs(3600));
+    let mut o = held_back_options(1);
     o.offload = Some(OffloadOptions {
         // Every call to the memory node takes 10 ms: shipping is slow next
         // to sealing, and several threads look for work meanwhile.

@@ -11,13 +11,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{tiny_options, wait_for};
+use common::{held_back_options, wait_for};
 use o3_compute::{Db, DbStats, MemoryNodeChoice, OffloadOptions, ReadPolicy, Snapshot};
 use o3_memnode::MemoryNode;
 use o3_memnode::client::Direct;
-use o3_storage::env::FaultInjectingFs;
 use proptest::prelude::*;
 
 fn direct() -> Arc<Direct> {
@@ -29,12 +27,7 @@ fn direct() -> Arc<Direct> {
 /// A database offloading every sealed memtable to `store` under `policy`,
 /// flushes held back until `Db::flush`.
 fn open(store: &Arc<Direct>, policy: ReadPolicy) -> Db {
-    let mut o = tiny_options(Arc::new(FaultInjectingFs::new()), 2);
-    o.disable_auto_compactions = true;
-    o.max_total_wal_size = 64 << 20;
-    o.max_unflushed_bytes = 64 << 20;
-    // No idle flush: images stay until `Db::flush`.
-    o.idle_compaction_after = Some(Duration::from_secs(3600));
+    let mut o = held_back_options(2);
     o.offload = Some(OffloadOptions {
         memory_node: MemoryNodeChoice::Store(store.clone()),
         max_local_sealed_memtables: 0,

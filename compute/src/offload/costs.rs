@@ -26,14 +26,7 @@ const OUTLIER: f64 = 4.0;
 
 impl Ewma {
     pub fn record(&self, nanos: f64) {
-        let old = f64::from_bits(self.0.load(Relaxed));
-        let new = if old == 0.0 {
-            nanos
-        } else {
-            old + (nanos.min(old * OUTLIER) - old) / 16.0
-        };
-        // A racing sample may be lost: the average is an estimate.
-        self.0.store(new.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
+        self.fold(nanos, OUTLIER);
     }
 
     pub fn record_time(&self, elapsed: Duration) {
@@ -44,13 +37,18 @@ impl Ewma {
     /// paths (an image's reads: cheap cache hits and dear misses), whose
     /// dear samples are its substance, not outliers.
     pub fn record_mixed(&self, elapsed: Duration) {
-        let nanos = elapsed.as_nanos() as f64;
+        self.fold(elapsed.as_nanos() as f64, f64::INFINITY);
+    }
+
+    /// Fold in one sample, counted as at most `bound` times the average.
+    fn fold(&self, nanos: f64, bound: f64) {
         let old = f64::from_bits(self.0.load(Relaxed));
         let new = if old == 0.0 {
             nanos
         } else {
-            old + (nanos - old) / 16.0
+            old + (nanos.min(old * bound) - old) / 16.0
         };
+        // A racing sample may be lost: the average is an estimate.
         self.0.store(new.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
     }
 

@@ -810,6 +810,28 @@ mod tests {
     }
 
     #[test]
+    fn filters_rule_out_images_without_asking_the_memory_node() {
+        let db = open(direct());
+        fill_and_offload(&db, 400);
+        let s = db.stats().offload;
+        assert!(s.images_offloaded >= 4, "{s:?}");
+        // A key written nowhere: every image's filter is asked, nearly all
+        // rule it out (10 bits a key: a false positive is rare), and only
+        // what they admit is delegated.
+        assert_eq!(db.get(b"key9999x").unwrap(), None);
+        let after = db.stats().offload;
+        let skipped = after.filter_skips - s.filter_skips;
+        let asked = after.delegated_gets - s.delegated_gets;
+        assert!(
+            skipped + 1 >= s.images_offloaded && skipped <= s.images_offloaded,
+            "{skipped} of {} images ruled out",
+            s.images_offloaded
+        );
+        assert!(asked <= s.images_offloaded - skipped, "{asked} delegated");
+        db.close().unwrap();
+    }
+
+    #[test]
     fn cached_entries_of_a_lost_memory_node_fall_back_and_go() {
         let store = direct();
         let db = open(store.clone());

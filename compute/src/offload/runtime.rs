@@ -283,14 +283,20 @@ impl Offload {
             if held + bytes <= budget {
                 break;
             }
-            let freed = image.drop_copy();
-            if freed > 0 {
-                self.pulled_bytes.fetch_sub(freed, Relaxed);
-                self.counters.pulled_back_dropped.fetch_add(1, Relaxed);
-                held -= freed;
-            }
+            held -= self.drop_copy(image.as_ref());
         }
         held + bytes <= budget
+    }
+
+    /// Drop `image`'s pulled-back copy and account for it; returns the
+    /// bytes freed.
+    fn drop_copy(&self, image: &dyn Pullable) -> u64 {
+        let freed = image.drop_copy();
+        if freed > 0 {
+            self.pulled_bytes.fetch_sub(freed, Relaxed);
+            self.counters.pulled_back_dropped.fetch_add(1, Relaxed);
+        }
+        freed
     }
 
     /// Drop every pulled-back copy held at least [`MIN_RESIDENCY`] when a
@@ -328,18 +334,10 @@ impl Offload {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        let mut dropped = 0;
-        for image in held {
-            if image.pulled_for().is_some_and(|d| d >= MIN_RESIDENCY) {
-                let freed = image.drop_copy();
-                if freed > 0 {
-                    self.pulled_bytes.fetch_sub(freed, Relaxed);
-                    c.pulled_back_dropped.fetch_add(1, Relaxed);
-                    dropped += 1;
-                }
-            }
-        }
-        dropped
+        held.iter()
+            .filter(|i| i.pulled_for().is_some_and(|d| d >= MIN_RESIDENCY))
+            .filter(|i| self.drop_copy(i.as_ref()) > 0)
+            .count()
     }
 
     /// A tag no other image of this database had.

@@ -15,6 +15,18 @@ pub mod model;
 /// The expected content of a database: key → value.
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// [`tiny_options`] for offloading tests: no compactions, and neither the
+/// WAL, local memory nor idleness flushes, so sealed memtables stay
+/// unflushed (offloaded) until `Db::flush`.
+pub fn held_back_options(shards: usize) -> DbOptions {
+    let mut o = tiny_options(Arc::new(o3_storage::env::FaultInjectingFs::new()), shards);
+    o.disable_auto_compactions = true;
+    o.max_total_wal_size = 64 << 20;
+    o.max_unflushed_bytes = 64 << 20;
+    o.idle_compaction_after = Some(std::time::Duration::from_secs(3600));
+    o
+}
+
 /// Options that make every mechanism (memtable rotation, flush, L0→L1 and
 /// deeper compactions, WAL rotation) run many times on a few hundred writes.
 pub fn tiny_options(storage: Arc<dyn Storage>, shards: usize) -> DbOptions {
