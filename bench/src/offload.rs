@@ -96,6 +96,11 @@ pub struct OffloadArgs {
     /// read often (adaptive policy; default 32 MiB; 0 = never).
     #[arg(long, value_name = "BYTES")]
     pub pull_back_bytes: Option<u64>,
+    /// Local bytes for key indexes of offloaded images, through which
+    /// scans merge images here and read only the values they return
+    /// (adaptive policy; default 16 MiB; 0 = none).
+    #[arg(long, value_name = "BYTES")]
+    pub index_bytes: Option<u64>,
 }
 
 impl OffloadArgs {
@@ -130,6 +135,7 @@ impl OffloadArgs {
             offset_cache_bytes: self.offset_cache_bytes.or(base.offset_cache_bytes),
             cache_admit_after: self.cache_admit_after.or(base.cache_admit_after),
             pull_back_bytes: self.pull_back_bytes.or(base.pull_back_bytes),
+            index_bytes: self.index_bytes.or(base.index_bytes),
         }
     }
 
@@ -184,6 +190,7 @@ impl OffloadArgs {
             ("--offset_cache_bytes", self.offset_cache_bytes.is_some()),
             ("--cache_admit_after", self.cache_admit_after.is_some()),
             ("--pull_back_bytes", self.pull_back_bytes.is_some()),
+            ("--index_bytes", self.index_bytes.is_some()),
         ]
         .into_iter()
         .find(|(_, given)| *given)
@@ -259,6 +266,7 @@ impl OffloadArgs {
                 .unwrap_or(defaults.offset_cache_bytes),
             cache_admit_after: self.cache_admit_after.unwrap_or(defaults.cache_admit_after),
             pull_back_bytes: self.pull_back_bytes.unwrap_or(defaults.pull_back_bytes),
+            index_bytes: self.index_bytes.unwrap_or(defaults.index_bytes),
             max_local_sealed_memtables: self
                 .max_local_sealed_memtables
                 .unwrap_or(defaults.max_local_sealed_memtables),
@@ -391,6 +399,7 @@ pub struct OffloadConfig {
     pub offset_cache_bytes: u64,
     pub cache_admit_after: u32,
     pub pull_back_bytes: u64,
+    pub index_bytes: u64,
 }
 
 fn serialize_policy<S: serde::Serializer>(
@@ -439,6 +448,7 @@ impl OffloadConfig {
             offset_cache_bytes: self.offset_cache_bytes,
             cache_admit_after: self.cache_admit_after,
             pull_back_bytes: self.pull_back_bytes,
+            index_bytes: self.index_bytes,
             ..OffloadOptions::default()
         }
     }
@@ -512,10 +522,11 @@ impl OffloadConfig {
                 self.cache_admit_after
             ),
             ReadPolicy::Adaptive => format!(
-                "adaptive (key→offset cache {}, admitted after {} lookups; pull-back {})",
+                "adaptive (key→offset cache {}, admitted after {} lookups; pull-back {}; key indexes {})",
                 bytes(self.offset_cache_bytes),
                 self.cache_admit_after,
-                bytes(self.pull_back_bytes)
+                bytes(self.pull_back_bytes),
+                bytes(self.index_bytes)
             ),
         }
     }

@@ -58,11 +58,16 @@ pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 2 << 20;
 const DEFAULT_RECORDS: u64 = 300_000;
 const DEFAULT_OPERATIONS: u64 = 100_000;
 const DEFAULT_SCAN_OPERATIONS: u64 = 20_000;
-/// The cache and pull-back budget of this experiment unless the offload
-/// flags say otherwise: small next to the loaded data (about 45 MiB of
-/// images with the defaults), so the policy must choose.
+/// The adaptive variant's local read memory in this experiment unless the
+/// offload flags say otherwise: 12 MiB, small next to the loaded data
+/// (about 45 MiB of images with the defaults), as a key→offset cache and
+/// key indexes of images (about 7.5 MiB index all of them); nothing is left
+/// for pulled-back copies. Over `tcp`, copies serve point lookups better
+/// (`--pull_back_bytes 8388608 --index_bytes 0`), at the cost of scans:
+/// `docs/offload_reads.md` has both splits' figures.
 const DEFAULT_OFFSET_CACHE_BYTES: u64 = 4 << 20;
-const DEFAULT_PULL_BACK_BYTES: u64 = 8 << 20;
+const DEFAULT_PULL_BACK_BYTES: u64 = 0;
+const DEFAULT_INDEX_BYTES: u64 = 8 << 20;
 const DEFAULT_MEMNODE_POLL_SPIN_US: u64 = 1000;
 const PIN_LAYOUT: &str = "this process (the compute node) on core 0; the memory node on core 1";
 
@@ -378,6 +383,7 @@ pub fn offload_defaults(args: crate::offload::OffloadArgs) -> crate::offload::Of
     crate::offload::OffloadArgs {
         offset_cache_bytes: args.offset_cache_bytes.or(Some(DEFAULT_OFFSET_CACHE_BYTES)),
         pull_back_bytes: args.pull_back_bytes.or(Some(DEFAULT_PULL_BACK_BYTES)),
+        index_bytes: args.index_bytes.or(Some(DEFAULT_INDEX_BYTES)),
         ..args
     }
 }
@@ -437,6 +443,13 @@ pub struct ReadRow {
     pub pulled_back_gets: u64,
     pub scans_read_whole: u64,
     pub scans_on_pulled_back: u64,
+    /// Lookups answered through images' key indexes, and scan batches
+    /// merged from them (values read one-sidedly) with their mean time.
+    pub indexed_gets: u64,
+    pub indexed_scans: u64,
+    pub indexed_scan_mean_us: Option<f64>,
+    /// Bytes of key indexes held when the run ended.
+    pub index_bytes: u64,
     /// Images on the memory node when the run started.
     pub images_offloaded: u64,
     pub bytes_offloaded: u64,
@@ -513,11 +526,18 @@ pub fn emulated_conditions(
 
 fn local_read_memory(offload: &OffloadConfig) -> String {
     format!(
-        "{} (adaptive: key→offset cache {} + pull-back {}; delegate: as more sealed memtables kept local; none: as more block cache)",
-        bytes(offload.offset_cache_bytes + offload.pull_back_bytes),
+        "{} (adaptive: key→offset cache {} + pull-back {} + key indexes {}; delegate: as more sealed memtables kept local; none: as more block cache)",
+        bytes(local_read_bytes(offload)),
         bytes(offload.offset_cache_bytes),
-        bytes(offload.pull_back_bytes)
+        bytes(offload.pull_back_bytes),
+        bytes(offload.index_bytes)
     )
+}
+
+/// The local memory the adaptive variant reads with beyond its memtables,
+/// which every other variant gets in its own way.
+fn local_read_bytes(offload: &OffloadConfig) -> u64 {
+    offload.offset_cache_bytes + offload.pull_back_bytes + offload.index_bytes
 }
 
 /// The operations measured in a run of `workload`.
@@ -720,7 +740,7 @@ fn run_variant(
         ..engine.clone()
     }
     .db_options();
-    let extra = offload.offset_cache_bytes + offload.pull_back_bytes;
+    let extra = local_read_bytes(offload);
     let shards = options.shard_splits.len() as u64 + 1;
     let memtable = engine.write_buffer_size as u64;
     let extra_memtables = extra.div_ceil(memtable * shards) as usize;
@@ -811,6 +831,10 @@ fn run_variant(
         pulled_back_gets: d(|s| s.pulled_back_gets),
         scans_read_whole: d(|s| s.scans_read_whole),
         scans_on_pulled_back: d(|s| s.scans_on_pulled_back),
+        indexed_gets: d(|s| s.indexed_gets),
+        indexed_scans: d(|s| s.indexed_scans),
+        indexed_scan_mean_us: mean(d(|s| s.indexed_scan_micros), d(|s| s.indexed_scans)),
+        index_bytes: after.index_bytes,
         images_offloaded: before.images_offloaded,
         bytes_offloaded: before.bytes_offloaded,
     };
@@ -840,11 +864,11 @@ pub fn describe(s: &ReadCompareSummary) -> String {
             ratio(c.ratio_equal_memory)
         ));
         out.push_str(
-            "  variant          ops/s   p50 us   p99 us  cache hit  1-sided (mean us)  delegated (mean us)  scans (mean us)  pulled back (gets)  whole-image scans\n",
+            "  variant          ops/s   p50 us   p99 us  cache hit  1-sided (mean us)  delegated (mean us)  scans (mean us)  pulled back (gets)  whole-image scans  indexed gets  indexed scans (mean us)\n",
         );
         for r in &c.rows {
             out.push_str(&format!(
-                "  {:<12} {:>9.0} {:>8.1} {:>8.1} {:>9} {:>9} ({:>5}) {:>10} ({:>6}) {:>7} ({:>6}) {:>6} ({:>9}) {:>6}\n",
+                "  {:<12} {:>9.0} {:>8.1} {:>8.1} {:>9} {:>9} ({:>5}) {:>10} ({:>6}) {:>7} ({:>6}) {:>6} ({:>9}) {:>18} {:>13} {:>8} ({:>6})\n",
                 r.variant,
                 r.ops_per_sec,
                 r.p50_us,
@@ -860,6 +884,9 @@ pub fn describe(s: &ReadCompareSummary) -> String {
                 r.images_pulled_back,
                 r.pulled_back_gets,
                 r.scans_read_whole + r.scans_on_pulled_back,
+                r.indexed_gets,
+                r.indexed_scans,
+                opt(r.indexed_scan_mean_us),
             ));
         }
     }
@@ -930,6 +957,10 @@ mod tests {
             pulled_back_gets: 0,
             scans_read_whole: 0,
             scans_on_pulled_back: 0,
+            indexed_gets: 0,
+            indexed_scans: 0,
+            indexed_scan_mean_us: None,
+            index_bytes: 0,
             images_offloaded: 1,
             bytes_offloaded: 1,
         }

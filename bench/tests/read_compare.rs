@@ -45,6 +45,8 @@ fn read_compare_runs_every_workload_variant_and_data_plane() {
             "1048576",
             "--pull_back_bytes",
             "1048576",
+            "--index_bytes",
+            "1048576",
         ],
         Duration::from_secs(600),
     );
@@ -93,6 +95,17 @@ fn read_compare_runs_every_workload_variant_and_data_plane() {
             }
         }
         assert_eq!(row("cache")["images_pulled_back"], 0, "{c}");
+        // Only the adaptive policy keeps key indexes, and reads through
+        // them.
+        for v in ["cache", "delegate", "delegate+mem", "none"] {
+            assert_eq!(row(v)["indexed_gets"], 0, "{v}: {c}");
+            assert_eq!(row(v)["indexed_scans"], 0, "{v}: {c}");
+        }
+        let adaptive = row("adaptive");
+        assert!(adaptive["index_bytes"].as_u64().unwrap() > 0, "{c}");
+        if scans {
+            assert!(adaptive["indexed_scans"].as_u64().unwrap() > 0, "{c}");
+        }
     }
     assert!(db.join("tcp-memnode.log").is_file());
     assert!(db.join("shm-memnode.log").is_file());

@@ -444,14 +444,23 @@ fn cursor(
             .scans_on_pulled_back
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if let (Some(offload), false) = (sources.offload, remote.is_empty()) {
-        children.push(Box::new(RemoteScan::new(
-            offload.clone(),
-            remote,
-            seq,
-            lo,
-            hi,
-        )));
+    if let Some(offload) = sources.offload {
+        // Images with a key index are merged here and read one-sidedly;
+        // the others are merged by the memory node.
+        let (indexed, delegated): (Vec<_>, Vec<_>) = remote
+            .into_iter()
+            .partition(|(_, image)| image.index().is_some());
+        for images in [indexed, delegated] {
+            if !images.is_empty() {
+                children.push(Box::new(RemoteScan::new(
+                    offload.clone(),
+                    images,
+                    seq,
+                    lo,
+                    hi,
+                )));
+            }
+        }
     }
     for (level, files) in sv.version.levels.iter().enumerate() {
         let files: Vec<Arc<FileMeta>> = files

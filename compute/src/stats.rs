@@ -418,6 +418,20 @@ pub struct OffloadStats {
     pub scan_whole_bytes: u64,
     pub scan_whole_micros: u64,
     pub scans_on_pulled_back: u64,
+    /// Images given a local key index, and the indexes' bytes now.
+    pub images_indexed: u64,
+    pub index_bytes: u64,
+    /// Scan batches over indexed images: merged here from their indexes,
+    /// the returned entries read one-sidedly (`indexed_scan_reads` of them,
+    /// tombstones need none); and their summed time.
+    pub indexed_scans: u64,
+    pub indexed_scan_micros: u64,
+    pub indexed_scan_reads: u64,
+    /// Lookups answered through an image's key index (one one-sided read,
+    /// none for a tombstone), and images an index showed to hold no entry
+    /// of the key (no remote call).
+    pub indexed_gets: u64,
+    pub index_skips: u64,
     /// The measured moving averages the adaptive policy decides from.
     pub delegated_get_ewma_micros: f64,
     pub one_sided_read_ewma_micros: f64,
@@ -585,6 +599,20 @@ impl std::fmt::Display for OffloadStats {
                 self.scan_whole_bytes,
                 mean(self.scan_whole_micros, self.scans_read_whole),
                 self.scans_on_pulled_back,
+            )?;
+        }
+        if self.images_indexed > 0 {
+            write!(
+                f,
+                "\nkey indexes: {} images indexed ({} bytes now); lookups through them {}, images they ruled out {}; \
+                 indexed scan batches {} (mean {:.1} us, {} values read one-sidedly)",
+                self.images_indexed,
+                self.index_bytes,
+                self.indexed_gets,
+                self.index_skips,
+                self.indexed_scans,
+                mean(self.indexed_scan_micros, self.indexed_scans),
+                self.indexed_scan_reads,
             )?;
         }
         if let Some(e) = &self.last_error {

@@ -1,7 +1,8 @@
 //! The cache-enhanced read path over offloaded images: the same operations
 //! under every read policy (delegation only, the key→offset cache, the
 //! adaptive policy that also pulls hot images back and reads scans' images
-//! whole) give the `BTreeMap` model's answers, with snapshots, overwrites
+//! whole, with key indexes of every image, of some, or of none) give the
+//! `BTreeMap` model's answers, with snapshots, overwrites
 //! of cached keys, flushes that release images and a memory node that loses
 //! them; a cached entry is never served stale and is gone once its image is
 //! released.
@@ -25,8 +26,13 @@ fn direct() -> Arc<Direct> {
 }
 
 /// A database offloading every sealed memtable to `store` under `policy`,
-/// flushes held back until `Db::flush`.
+/// flushes held back until `Db::flush`; no key indexes of images.
 fn open(store: &Arc<Direct>, policy: ReadPolicy) -> Db {
+    open_indexed(store, policy, 0)
+}
+
+/// As [`open`], with `index_bytes` for key indexes of images.
+fn open_indexed(store: &Arc<Direct>, policy: ReadPolicy, index_bytes: u64) -> Db {
     let mut o = held_back_options(2);
     o.offload = Some(OffloadOptions {
         memory_node: MemoryNodeChoice::Store(store.clone()),
@@ -38,6 +44,7 @@ fn open(store: &Arc<Direct>, policy: ReadPolicy) -> Db {
         // Room for a few of the tiny test images, so pulling back also
         // drops colder copies.
         pull_back_bytes: 16 << 10,
+        index_bytes,
         ..OffloadOptions::default()
     });
     Db::open(Path::new("/db"), o).expect("open")
@@ -129,20 +136,31 @@ fn model_scan(model: &BTreeMap<Vec<u8>, Vec<u8>>, lo: &[u8], hi: &[u8]) -> Answe
         .collect()
 }
 
-/// Run `ops` on a database per policy and on the model; every read's
-/// answer must be the model's under every policy. Returns the stats.
+/// Key index room of the adaptive variants: none, a few of the tiny test
+/// images' indexes (scans then merge indexed images here and delegate the
+/// rest), all of them.
+const FEW_INDEXES: u64 = 1200;
+const ALL_INDEXES: u64 = 1 << 20;
+
+/// The variants every operation runs under, as (policy, index bytes).
+const VARIANTS: [(ReadPolicy, u64); 5] = [
+    (ReadPolicy::Delegate, 0),
+    (ReadPolicy::Cache, 0),
+    (ReadPolicy::Adaptive, 0),
+    (ReadPolicy::Adaptive, FEW_INDEXES),
+    (ReadPolicy::Adaptive, ALL_INDEXES),
+];
+
+/// Run `ops` on a database per variant and on the model; every read's
+/// answer must be the model's under every variant. Returns the stats, in
+/// the order of [`VARIANTS`].
 fn run(ops: &[Op]) -> Vec<DbStats> {
-    let policies = [
-        ReadPolicy::Delegate,
-        ReadPolicy::Cache,
-        ReadPolicy::Adaptive,
-    ];
-    let mut subjects: Vec<Subject> = policies
+    let mut subjects: Vec<Subject> = VARIANTS
         .iter()
-        .map(|&p| {
+        .map(|&(policy, index_bytes)| {
             let store = direct();
             Subject {
-                db: open(&store, p),
+                db: open_indexed(&store, policy, index_bytes),
                 store,
                 snapshots: Vec::new(),
             }
@@ -151,9 +169,9 @@ fn run(ops: &[Op]) -> Vec<DbStats> {
     let mut model = BTreeMap::new();
     let mut models_at: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = Vec::new();
     for (n, op) in ops.iter().enumerate() {
-        for (s, policy) in subjects.iter_mut().zip(policies) {
+        for (s, (policy, index_bytes)) in subjects.iter_mut().zip(VARIANTS) {
             let db = &s.db;
-            let ctx = || format!("op {n} {op:?} under {policy}");
+            let ctx = || format!("op {n} {op:?} under {policy} with {index_bytes} index bytes");
             match op {
                 Op::Put(k, v) => db.put(&key(*k), &value(*k, *v)).unwrap(),
                 Op::Fill(v) => {
@@ -258,8 +276,8 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Delegation only, the cache, and the adaptive policy answer every
-    /// read as the model does.
+    /// Delegation only, the cache, and the adaptive policy with key indexes
+    /// of no image, some or all answer every read as the model does.
     #[test]
     fn every_read_policy_answers_as_the_model(ops in proptest::collection::vec(op(), 20..160)) {
         run(&ops);
@@ -267,9 +285,11 @@ proptest! {
 }
 
 /// A fixed workload that takes every path: the cache serves hits under
-/// `Cache`, and the adaptive policy pulls hot images back, answers lookups
-/// from the copies and reads scans' images whole or from copies; all agree
-/// with delegation only.
+/// `Cache`; the adaptive policy pulls hot images back, answers lookups
+/// from the copies and reads scans' images whole or from copies; with key
+/// indexes it answers lookups and scans through them, and with room for
+/// only some it also delegates for the others; all agree with delegation
+/// only.
 #[test]
 fn the_adaptive_policy_takes_every_read_path_and_agrees_with_delegation() {
     let mut ops = Vec::new();
@@ -295,6 +315,32 @@ fn the_adaptive_policy_takes_every_read_path_and_agrees_with_delegation() {
     ops.extend((0..48).step_by(4).map(Op::Get));
     let stats = run(&ops);
     let (delegate, cache, adaptive) = (&stats[0].offload, &stats[1].offload, &stats[2].offload);
+    let (some, all) = (&stats[3].offload, &stats[4].offload);
+    assert_eq!(
+        adaptive.images_indexed + adaptive.indexed_gets + adaptive.indexed_scans,
+        0,
+        "{adaptive:?}"
+    );
+    // Every image indexed: no lookup or scan batch is delegated before the
+    // memory node is lost (after, rebuilt images are shipped and indexed
+    // again).
+    assert!(all.indexed_gets > 0 && all.indexed_scans > 0, "{all:?}");
+    assert!(all.indexed_scan_reads > 0, "{all:?}");
+    assert_eq!(all.delegated_scans, 0, "{all:?}");
+    assert!(
+        all.images_indexed >= all.images_offloaded && all.index_bytes <= ALL_INDEXES,
+        "{all:?}"
+    );
+    // Some indexed: both kinds of scan batch, and the budget holds.
+    assert!(
+        some.images_indexed > 0 && some.images_indexed < some.images_shipped,
+        "{some:?}"
+    );
+    assert!(
+        some.indexed_scans > 0 && some.delegated_scans > 0,
+        "{some:?}"
+    );
+    assert!(some.index_bytes <= FEW_INDEXES, "{some:?}");
     assert_eq!(
         delegate.cache_hits + delegate.one_sided_reads + delegate.pulled_back_gets,
         0,

@@ -104,6 +104,15 @@ impl RemoteRegion {
     }
 }
 
+/// One read of [`ImageStore::read_many`]: `buf.len()` bytes of `region` at
+/// `offset`.
+#[derive(Debug)]
+pub struct ReadAt<'a> {
+    pub region: &'a RemoteRegion,
+    pub offset: u64,
+    pub buf: &'a mut [u8],
+}
+
 /// One memory node as a compute node uses it. Every call is blocking and
 /// bounded by the client's operation timeout.
 pub trait ImageStore: Send + Sync + fmt::Debug {
@@ -125,6 +134,16 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
 
     /// Read bytes of the region at `offset` into `buf` (one-sided).
     fn read(&self, region: &RemoteRegion, offset: u64, buf: &mut [u8]) -> ClientResult<()>;
+
+    /// Several one-sided reads, posted as one batch where the data plane
+    /// allows (one round trip for all of them); fails with the first
+    /// failing read. Every buffer must be at most [`TRANSFER_CHUNK`] bytes.
+    fn read_many(&self, reads: &mut [ReadAt<'_>]) -> ClientResult<()> {
+        for r in reads {
+            self.read(r.region, r.offset, r.buf)?;
+        }
+        Ok(())
+    }
 
     /// A batched delegated `get` over this owner's published images.
     fn get(&self, request: &GetRequest) -> ClientResult<GetResponse>;

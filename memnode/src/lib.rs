@@ -70,6 +70,7 @@ pub use images::{ImageId, ImageMeta};
 pub use lease::{LeaseError, LeaseInfo, LeaseSecret, Leases};
 pub use lookup::{
     Direction, Found, GetRequest, GetResponse, KeyLookup, ScanEntry, ScanRequest, ScanResponse,
+    collect_scan,
 };
 pub use node::{MemoryNode, NodeStats};
 pub use pool::{OwnerId, Pool, PoolStats, RegionDesc, RegionId};

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use o3_storage::iter::MergingIterator;
 use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{
-    MAX_SEQUENCE, SequenceNumber, ValueKind, compare_internal, make_lookup_key, parse_internal_key,
+    MAX_SEQUENCE, ParsedKey, SequenceNumber, ValueKind, compare_internal, make_lookup_key,
+    parse_internal_key,
 };
 
 use crate::error::{Error, Result};
@@ -143,15 +144,46 @@ pub(crate) fn scan(request: &ScanRequest, images: &[Arc<PublishedImage>]) -> Res
         .map(|p| Ok(Box::new(p.image()?.iter()) as Box<dyn InternalIterator + '_>))
         .collect::<Result<_>>()?;
     let mut merged = MergingIterator::new(children);
-    let failed = |source| Error::Scan {
-        images: images.iter().map(|p| p.id()).collect(),
-        source,
-    };
-    position(&mut merged, request).map_err(failed)?;
-    let limit = request.limit as usize;
-    let mut response = ScanResponse::default();
+    let (entries, continuation) =
+        collect_scan(request, &mut merged, false, |key, value| ScanEntry {
+            user_key: key.user_key.to_vec(),
+            sequence: key.sequence,
+            kind: key.kind,
+            value: value.to_vec(),
+        })
+        .map_err(|source| Error::Scan {
+            images: images.iter().map(|p| p.id()).collect(),
+            source,
+        })?;
+    Ok(ScanResponse {
+        entries,
+        continuation,
+    })
+}
+
+/// The entries `request` asks for from `merged` (every image's entries in
+/// internal-key order), each made by `take` from its parsed key and value,
+/// and the continuation when the limit stopped the scan. The memory node
+/// runs it over images; a compute node runs it over its local key indexes
+/// of images, whose values it then reads one-sidedly. `positioned` says
+/// `merged` is still where the previous call, which returned
+/// `request.resume_after` as its continuation, left it (on the next entry
+/// to return), so it need not seek again.
+pub fn collect_scan<T>(
+    request: &ScanRequest,
+    merged: &mut dyn InternalIterator,
+    positioned: bool,
+    mut take: impl FnMut(&ParsedKey<'_>, &[u8]) -> T,
+) -> o3_storage::Result<(Vec<T>, Option<Vec<u8>>)> {
+    if !(positioned && request.resume_after.is_some()) {
+        position(merged, request)?;
+    }
+    // The memory node refuses a limit of 0; here it means 1.
+    let limit = (request.limit as usize).max(1);
+    let mut entries = Vec::new();
+    let mut last = Vec::new();
     while merged.valid() {
-        let key = parse_internal_key(merged.key()).map_err(failed)?;
+        let key = parse_internal_key(merged.key())?;
         // Both bounds in both directions: the far one ends the scan, and the
         // near one also ends it should a (forged) continuation start outside
         // the range, so no entry outside `[lower, upper)` is ever returned.
@@ -164,29 +196,22 @@ pub(crate) fn scan(request: &ScanRequest, images: &[Arc<PublishedImage>]) -> Res
             break;
         }
         if key.sequence <= request.snapshot {
-            if response.entries.len() == limit {
+            if entries.len() == limit {
                 // One more visible entry exists: resume after the last one.
-                response.continuation = response
-                    .entries
-                    .last()
-                    .map(|e| o3_storage::key::make_internal_key(&e.user_key, e.sequence, e.kind));
-                break;
+                return Ok((entries, Some(last)));
             }
-            response.entries.push(ScanEntry {
-                user_key: key.user_key.to_vec(),
-                sequence: key.sequence,
-                kind: key.kind,
-                value: merged.value().to_vec(),
-            });
+            entries.push(take(&key, merged.value()));
+            last.clear();
+            last.extend_from_slice(merged.key());
         }
-        step(&mut merged, request.direction).map_err(failed)?;
+        step(merged, request.direction)?;
     }
-    Ok(response)
+    Ok((entries, None))
 }
 
 /// Put `merged` on the first entry the scan may return (range and resume
 /// point applied; the snapshot is applied while stepping).
-fn position(merged: &mut MergingIterator<'_>, request: &ScanRequest) -> o3_storage::Result<()> {
+fn position(merged: &mut dyn InternalIterator, request: &ScanRequest) -> o3_storage::Result<()> {
     match (request.direction, &request.resume_after) {
         (Direction::Forward, Some(after)) => {
             merged.seek(after)?;
@@ -220,7 +245,7 @@ fn position(merged: &mut MergingIterator<'_>, request: &ScanRequest) -> o3_stora
     Ok(())
 }
 
-fn step(merged: &mut MergingIterator<'_>, direction: Direction) -> o3_storage::Result<()> {
+fn step(merged: &mut dyn InternalIterator, direction: Direction) -> o3_storage::Result<()> {
     match direction {
         Direction::Forward => merged.next(),
         Direction::Backward => merged.prev(),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use common::{BuiltImage, Entry, build_image};
 use memnode_child::MemnodeChild;
-use o3_memnode::client::{ClientErrorKind, Direct, ImageStore, StoreConfig};
+use o3_memnode::client::{ClientErrorKind, Direct, ImageStore, ReadAt, StoreConfig};
 use o3_memnode::{
     Direction, Found, GetRequest, ImageId, KeyLookup, MemoryNode, ScanEntry, ScanRequest,
 };
@@ -172,6 +172,47 @@ fn conformance(store: &dyn ImageStore) {
         store.read(region, at, &mut tail).unwrap();
         assert_eq!(&tail[..], &image.bytes[at as usize..]);
     }
+
+    // Several reads of both regions in one batch: each buffer gets the
+    // bytes at its offset; an empty batch does nothing.
+    let mut spans = Vec::new();
+    for (n, image) in built.iter().enumerate() {
+        let len = image.bytes.len();
+        for (at, take) in [(0, 64), (len / 3, 100), (len - 7, 7), (len / 2, 1)] {
+            spans.push((n, at, take));
+        }
+    }
+    let mut bufs: Vec<Vec<u8>> = spans.iter().map(|&(_, _, take)| vec![0u8; take]).collect();
+    let mut reads: Vec<ReadAt<'_>> = spans
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(&(n, at, _), buf)| ReadAt {
+            region: &regions[n],
+            offset: at as u64,
+            buf,
+        })
+        .collect();
+    store.read_many(&mut reads).unwrap();
+    drop(reads);
+    for ((n, at, take), buf) in spans.iter().zip(&bufs) {
+        assert_eq!(
+            buf.as_slice(),
+            &built[*n].bytes[*at..at + take],
+            "{n} at {at}"
+        );
+    }
+    store.read_many(&mut []).unwrap();
+    // A read past a region's end fails the batch.
+    let mut past = [0u8; 8];
+    let end = built[0].bytes.len() as u64;
+    let error = store
+        .read_many(&mut [ReadAt {
+            region: &regions[0],
+            offset: end,
+            buf: &mut past,
+        }])
+        .unwrap_err();
+    assert_eq!(error.kind, ClientErrorKind::Refused, "{error}");
 
     // Delegated get: one batched request over both images, every key at
     // several snapshots.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use o3_memnode::client::{
-    ClientError, ClientErrorKind, ClientResult, ImageStore, RemoteRegion, StoreConfig,
+    ClientError, ClientErrorKind, ClientResult, ImageStore, ReadAt, RemoteRegion, StoreConfig,
 };
 use o3_memnode::{GetRequest, GetResponse, ImageMeta, NodeStats, ScanRequest, ScanResponse};
 
@@ -162,6 +162,27 @@ impl ImageStore for Reconnecting {
     fn read(&self, region: &RemoteRegion, offset: u64, buf: &mut [u8]) -> ClientResult<()> {
         let (store, inner) = self.inner_region(region)?;
         store.read(&inner, offset, buf)
+    }
+
+    fn read_many(&self, reads: &mut [ReadAt<'_>]) -> ClientResult<()> {
+        let mut inner = Vec::with_capacity(reads.len());
+        let mut store = None;
+        for r in reads.iter() {
+            let (s, region) = self.inner_region(r.region)?;
+            store.get_or_insert(s);
+            inner.push(region);
+        }
+        let Some(store) = store else { return Ok(()) };
+        let mut translated: Vec<ReadAt<'_>> = reads
+            .iter_mut()
+            .zip(&inner)
+            .map(|(r, region)| ReadAt {
+                region,
+                offset: r.offset,
+                buf: &mut *r.buf,
+            })
+            .collect();
+        store.read_many(&mut translated)
     }
 
     fn get(&self, request: &GetRequest) -> ClientResult<GetResponse> {

@@ -17,6 +17,7 @@ use o3_storage::sst::{BloomBuilder, BloomFilter};
 use o3_storage::{Error, Result};
 
 use crate::image_id::ImageId;
+use crate::offload::index::ImageIndex;
 use crate::offload::runtime::{Offload, Pullable};
 
 /// Bits per key of an offloaded image's filter (about 1% false positives).
@@ -41,6 +42,9 @@ pub(crate) struct OffloadedImage {
     /// ships the same memtable again: names the image in the cache.
     pub tag: u64,
     filter: Option<BloomFilter>,
+    /// Its local key index (`OffloadOptions::index_bytes`), fixed at
+    /// shipping.
+    index: Option<Arc<ImageIndex>>,
     /// A local copy, when the image was pulled back because it is read
     /// often (`ReadPolicy::Adaptive`).
     local: RwLock<Option<SharedImage>>,
@@ -84,10 +88,13 @@ pub(crate) struct ImageSummary {
     pub filter: Option<BloomFilter>,
     pub entries: u64,
     pub entries_largest_seq: SequenceNumber,
+    /// Its key index, when one was asked for.
+    pub index: Option<ImageIndex>,
 }
 
 impl ImageSummary {
-    pub fn of(mem: &Arc<Memtable>) -> Result<ImageSummary> {
+    /// The summary of `mem`, with its key index when `index`.
+    pub fn of(mem: &Arc<Memtable>, index: bool) -> Result<ImageSummary> {
         use o3_storage::iterator::InternalIterator;
         let mut it = mem.iter();
         it.seek_to_first()?;
@@ -95,7 +102,11 @@ impl ImageSummary {
         let mut smallest_key = Vec::new();
         let mut largest_key: Vec<u8> = Vec::new();
         let mut any = false;
+        let mut keys = index.then(ImageIndex::default);
         while it.valid() {
+            if let Some(keys) = keys.as_mut() {
+                keys.push(it.key(), it.offset(), it.value().len() as u32);
+            }
             let user_key = o3_storage::key::user_key(it.key());
             if !any || user_key != largest_key.as_slice() {
                 builder.add_key(user_key);
@@ -121,11 +132,14 @@ impl ImageSummary {
             filter,
             entries: mem.entries(),
             entries_largest_seq: mem.entries_largest_seq(),
+            index: keys.map(ImageIndex::finish),
         })
     }
 }
 
 impl OffloadedImage {
+    /// The image as shipped; its summary's index is kept if
+    /// `OffloadOptions::index_bytes` has room for it.
     pub fn new(
         id: ImageId,
         runtime: Arc<Offload>,
@@ -133,7 +147,15 @@ impl OffloadedImage {
         len: u64,
         summary: ImageSummary,
     ) -> OffloadedImage {
+        let index = summary
+            .index
+            .filter(|index| runtime.reserve_index(index.bytes()))
+            .map(Arc::new);
+        if index.is_some() {
+            runtime.counters.images_indexed.fetch_add(1, Relaxed);
+        }
         OffloadedImage {
+            index,
             id,
             tag: runtime.new_tag(),
             runtime,
@@ -154,6 +176,11 @@ impl OffloadedImage {
             }),
             pulled_at: Mutex::new(None),
         }
+    }
+
+    /// Its local key index, if it has one.
+    pub fn index(&self) -> Option<&Arc<ImageIndex>> {
+        self.index.as_ref()
     }
 
     /// The pulled-back local copy, if there is one.
@@ -336,6 +363,9 @@ impl Drop for OffloadedImage {
         let copy = self.drop_local_copy();
         if copy > 0 {
             self.runtime.pulled_bytes.fetch_sub(copy, Relaxed);
+        }
+        if let Some(index) = &self.index {
+            self.runtime.index_bytes.fetch_sub(index.bytes(), Relaxed);
         }
         self.runtime.release_later(self.region.clone(), self.tag);
     }

@@ -19,6 +19,7 @@ pub(crate) mod cache;
 mod connect;
 pub(crate) mod costs;
 pub(crate) mod image;
+pub(crate) mod index;
 mod options;
 pub(crate) mod read;
 pub(crate) mod rebuild;

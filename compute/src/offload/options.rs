@@ -52,6 +52,11 @@ pub struct OffloadOptions {
     /// Local memory for offloaded images pulled back whole because they are
     /// read often (`ReadPolicy::Adaptive` only; 0: never).
     pub pull_back_bytes: u64,
+    /// Local memory for key indexes of offloaded images
+    /// (`ReadPolicy::Adaptive` only; 0: none): each shipped image gets one
+    /// while there is room, and scans merge indexed images here and read
+    /// only the values they return (`docs/offload_reads.md`).
+    pub index_bytes: u64,
 }
 
 /// How point lookups and scans reach offloaded images.
@@ -109,6 +114,8 @@ impl std::fmt::Display for ReadPolicy {
 pub const DEFAULT_OFFSET_CACHE_BYTES: u64 = 8 << 20;
 /// Local memory for pulled-back images in the default options.
 pub const DEFAULT_PULL_BACK_BYTES: u64 = 32 << 20;
+/// Local memory for key indexes of offloaded images in the default options.
+pub const DEFAULT_INDEX_BYTES: u64 = 16 << 20;
 
 /// Which memory node offloading uses.
 #[derive(Clone)]
@@ -135,8 +142,8 @@ pub const DEFAULT_IN_PROCESS_POOL: u64 = 4 << 30;
 impl Default for OffloadOptions {
     /// An in-process memory node of 4 GiB (`DEFAULT_IN_PROCESS_POOL`), one
     /// local sealed memtable per shard, 2 shipping threads, the adaptive
-    /// read policy with an 8 MiB key→offset cache and 32 MiB for pulled-back
-    /// images.
+    /// read policy with an 8 MiB key→offset cache, 32 MiB for pulled-back
+    /// images and 16 MiB for key indexes of images.
     fn default() -> Self {
         OffloadOptions {
             memory_node: MemoryNodeChoice::Config(StoreConfig::InProcess {
@@ -152,6 +159,7 @@ impl Default for OffloadOptions {
             offset_cache_bytes: DEFAULT_OFFSET_CACHE_BYTES,
             cache_admit_after: 2,
             pull_back_bytes: DEFAULT_PULL_BACK_BYTES,
+            index_bytes: DEFAULT_INDEX_BYTES,
         }
     }
 }

@@ -22,6 +22,7 @@ use o3_storage::{Error, Result};
 use crate::offload::cache::CachedEntry;
 use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
+use crate::offload::index::{IndexCursor, scan_indexed};
 use crate::offload::runtime::{Offload, Pullable};
 use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
@@ -75,11 +76,23 @@ pub(crate) fn get(
             note_remote_read(runtime, image, start.elapsed());
             return Ok(Some(found));
         }
+        match indexed(runtime, image, key, hash, snapshot) {
+            Indexed::Absent => {
+                i += 1;
+                continue;
+            }
+            Indexed::Found(found) => {
+                note_remote_read(runtime, image, start.elapsed());
+                return Ok(Some(found));
+            }
+            Indexed::Delegate => {}
+        }
         // This image (read remotely even if a pull-back just gave it a
-        // copy) and the following ones without a copy, in one call.
+        // copy) and the following ones without a copy or key index, in one
+        // call.
         let run_end = candidates[i + 1..]
             .iter()
-            .position(|c| c.has_local_copy())
+            .position(|c| c.has_local_copy() || c.index().is_some())
             .map_or(candidates.len(), |n| i + 1 + n);
         let run = &candidates[i..run_end];
         let start = Instant::now();
@@ -113,6 +126,66 @@ pub(crate) fn get(
         i = run_end;
     }
     Ok(None)
+}
+
+/// What an image's key index says about a lookup.
+enum Indexed {
+    /// The image holds no entry of the key visible at the snapshot.
+    Absent,
+    /// The entry, read with one one-sided read (a tombstone needs none).
+    Found(FoundEntry),
+    /// No index, the one-sided read costs more than delegating (adaptive
+    /// costs), or it failed: ask the memory node.
+    Delegate,
+}
+
+/// Answer a lookup from `image`'s key index (after the cache, which finds
+/// a hot key's entry faster than the index's binary search, and which the
+/// entry found is offered to). Never stale for the same reason as the
+/// cache: the caller asks images newest first, and images are immutable.
+fn indexed(
+    runtime: &Offload,
+    image: &OffloadedImage,
+    key: &[u8],
+    hash: u64,
+    snapshot: SequenceNumber,
+) -> Indexed {
+    let Some(index) = image.index() else {
+        return Indexed::Delegate;
+    };
+    let c = &runtime.counters;
+    let Some(found) = index.find(key, snapshot) else {
+        c.index_skips.fetch_add(1, Relaxed);
+        return Indexed::Absent;
+    };
+    let (sequence, offset, value_len) = (found.sequence, found.offset, found.value_len);
+    if found.kind == ValueKind::Tombstone {
+        c.indexed_gets.fetch_add(1, Relaxed);
+        return Indexed::Found((sequence, None));
+    }
+    if !runtime.costs.use_cached() {
+        return Indexed::Delegate;
+    }
+    let entry = CachedEntry {
+        tag: image.tag,
+        offset,
+        read_len: entry_read_bound(key.len(), value_len as usize).map_or(u32::MAX, |n| n as u32),
+        sequence,
+    };
+    match read_entry(runtime, image, key, entry) {
+        Ok(found) => {
+            c.indexed_gets.fetch_add(1, Relaxed);
+            admit(
+                runtime, image, key, hash, snapshot, sequence, offset, &found.1,
+            );
+            Indexed::Found(found)
+        }
+        Err(reason) => {
+            // Delegation answers instead, and reports a lost image as such.
+            tracing::debug!("indexed entry of {} unusable: {reason}", image.id);
+            Indexed::Delegate
+        }
+    }
 }
 
 /// The entry of `key` the cache holds for `image`, read with one one-sided
@@ -197,7 +270,7 @@ fn read_entry(
 }
 
 /// The tallest node a one-sided read accepts (as the image reader does).
-const MAX_ENTRY_HEIGHT: usize = 32;
+pub(crate) const MAX_ENTRY_HEIGHT: usize = 32;
 
 /// Offer the decisive answer of a delegated lookup to the cache: only an
 /// entry that is the key's newest in its image (the lookup's snapshot
@@ -316,7 +389,7 @@ fn offer_copy(runtime: &Offload, image: &Arc<OffloadedImage>, copy: &SharedImage
 /// The error of a failed delegated read. The images are lost when the
 /// node says so, and also when it no longer knows them because its session
 /// changed (it restarted, or the lease expired) since they were shipped.
-fn failed(runtime: &Offload, images: &[Arc<OffloadedImage>], e: &ClientError) -> Error {
+pub(crate) fn failed(runtime: &Offload, images: &[Arc<OffloadedImage>], e: &ClientError) -> Error {
     let ids: Vec<String> = images.iter().map(|i| i.id.to_string()).collect();
     let session = runtime.store.session();
     Error::MemoryNode {
@@ -331,6 +404,10 @@ fn failed(runtime: &Offload, images: &[Arc<OffloadedImage>], e: &ClientError) ->
 /// round trips.
 const FIRST_BATCH: u32 = 64;
 
+/// The first batch of a scan over key indexes: smaller, as a batch costs
+/// one-sided reads of its values but no memory-node work per call.
+const FIRST_INDEXED_BATCH: u32 = 32;
+
 /// The merged entries of offloaded images, fetched in batches from the
 /// memory node: a child of the database's merging iterator. It holds its
 /// images, so their regions are not released while it lives.
@@ -344,6 +421,14 @@ pub(crate) struct RemoteScan {
     /// local memtables.
     slots: Vec<Arc<ImageSlot>>,
     local: Option<MergingIterator<'static>>,
+    /// When every image has a key index: their indexes merged, from which
+    /// each batch is chosen here and its values read one-sidedly
+    /// ([`scan_indexed`]) instead of delegated.
+    indexed: Option<MergingIterator<'static>>,
+    /// The direction and continuation of the last indexed batch: `indexed`
+    /// is still on the entry after it, so the next batch in that direction
+    /// goes on without seeking every index again.
+    indexed_resume: Option<(Direction, Vec<u8>)>,
     snapshot: SequenceNumber,
     lower: Vec<u8>,
     upper: Option<Vec<u8>>,
@@ -369,7 +454,8 @@ pub(crate) struct RemoteScan {
 }
 
 impl RemoteScan {
-    /// A scan of `images` at `snapshot` restricted to `[lower, upper)`.
+    /// A scan of `images` at `snapshot` restricted to `[lower, upper)`;
+    /// through their key indexes when every one has one.
     pub fn new(
         runtime: Arc<Offload>,
         images: Vec<(Arc<ImageSlot>, Arc<OffloadedImage>)>,
@@ -378,14 +464,23 @@ impl RemoteScan {
         upper: Option<&[u8]>,
     ) -> RemoteScan {
         let (slots, images): (_, Vec<Arc<OffloadedImage>>) = images.into_iter().unzip();
+        let indexes: Option<Vec<Box<dyn InternalIterator>>> = images
+            .iter()
+            .enumerate()
+            .map(|(n, image)| {
+                let index = image.index()?.clone();
+                Some(Box::new(IndexCursor::new(index, n as u32)) as Box<dyn InternalIterator>)
+            })
+            .collect();
+        let indexed = indexes.map(MergingIterator::new);
         let adaptive = runtime.adaptive();
-        let first_batch = if adaptive {
-            runtime.costs.first_scan_batch(FIRST_BATCH)
-        } else {
-            FIRST_BATCH
+        let first_batch = match (&indexed, adaptive) {
+            (Some(_), _) => FIRST_INDEXED_BATCH,
+            (None, true) => runtime.costs.first_scan_batch(FIRST_BATCH),
+            (None, false) => FIRST_BATCH,
         };
         let bytes: u64 = images.iter().map(|i| i.len).sum();
-        let whole_after = adaptive
+        let whole_after = (adaptive && indexed.is_none())
             .then(|| runtime.costs.whole_image_after(bytes))
             .flatten();
         let expected = match (lower, upper) {
@@ -401,6 +496,8 @@ impl RemoteScan {
             images,
             slots,
             local: None,
+            indexed,
+            indexed_resume: None,
             snapshot,
             lower: lower.unwrap_or_default().to_vec(),
             upper: upper.map(<[u8]>::to_vec),
@@ -453,19 +550,35 @@ impl RemoteScan {
             return Ok(());
         }
         let start = Instant::now();
-        let response = self
-            .runtime
-            .store
-            .scan(&request)
-            .map_err(|e| failed(&self.runtime, &self.images, &e))?;
+        let response = match self.indexed.as_mut() {
+            Some(merged) => {
+                let resume = self.indexed_resume.take();
+                let positioned = resume.is_some_and(|(d, after)| {
+                    d == direction && request.resume_after.as_ref() == Some(&after)
+                });
+                let response =
+                    scan_indexed(&self.runtime, &self.images, merged, positioned, &request)?;
+                self.indexed_resume = response.continuation.clone().map(|c| (direction, c));
+                response
+            }
+            None => {
+                let response = self
+                    .runtime
+                    .store
+                    .scan(&request)
+                    .map_err(|e| failed(&self.runtime, &self.images, &e))?;
+                let elapsed = start.elapsed();
+                let c = &self.runtime.counters;
+                c.delegated_scans.fetch_add(1, Relaxed);
+                c.delegated_scan_micros
+                    .fetch_add(elapsed.as_micros() as u64, Relaxed);
+                self.runtime
+                    .costs
+                    .record_scan(response.entries.len(), elapsed);
+                response
+            }
+        };
         let elapsed = start.elapsed();
-        let c = &self.runtime.counters;
-        c.delegated_scans.fetch_add(1, Relaxed);
-        c.delegated_scan_micros
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
-        self.runtime
-            .costs
-            .record_scan(response.entries.len(), elapsed);
         self.fetched += response.entries.len() as u64;
         let share = elapsed / self.images.len().max(1) as u32;
         for image in &self.images {
@@ -549,6 +662,7 @@ impl RemoteScan {
                 }
                 self.batch.clear();
                 self.images.clear();
+                self.indexed = None;
                 let it = self.local.insert(MergingIterator::new(children));
                 local(it, current.as_deref())
             }
@@ -589,6 +703,7 @@ impl RemoteScan {
             .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
         self.batch.clear();
         self.images.clear();
+        self.indexed = None;
         Ok(MergingIterator::new(children))
     }
 

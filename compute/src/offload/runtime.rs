@@ -89,6 +89,12 @@ pub(crate) struct OffloadCounters {
     pub scan_whole_bytes: AtomicU64,
     pub scan_whole_micros: AtomicU64,
     pub scans_on_pulled_back: AtomicU64,
+    pub images_indexed: AtomicU64,
+    pub indexed_scans: AtomicU64,
+    pub indexed_scan_micros: AtomicU64,
+    pub indexed_scan_reads: AtomicU64,
+    pub indexed_gets: AtomicU64,
+    pub index_skips: AtomicU64,
 }
 
 /// One database's offloading.
@@ -114,6 +120,8 @@ pub(crate) struct Offload {
     /// Images holding a pulled-back local copy, and the copies' bytes.
     pub pulled: Mutex<Vec<Weak<dyn Pullable>>>,
     pub pulled_bytes: AtomicU64,
+    /// Bytes of the key indexes of images (within `options.index_bytes`).
+    pub index_bytes: AtomicU64,
     /// Held while an image is pulled back (one at a time).
     pub pulling: Mutex<()>,
     /// Cache hits and misses at the last review of the copies.
@@ -175,6 +183,7 @@ impl Offload {
             next_tag: AtomicU64::new(1),
             pulled: Mutex::new(Vec::new()),
             pulled_bytes: AtomicU64::new(0),
+            index_bytes: AtomicU64::new(0),
             pulling: Mutex::new(()),
             reviewed: Mutex::new((0, 0)),
             pull_requests: Mutex::new(Vec::new()),
@@ -352,6 +361,24 @@ impl Offload {
         }
     }
 
+    /// Whether an image about to be shipped should get a key index: the
+    /// adaptive policy, and room left in `index_bytes` (checked again, with
+    /// the index's bytes, by [`Self::reserve_index`]).
+    pub fn wants_index(&self) -> bool {
+        self.adaptive() && self.index_bytes.load(Relaxed) < self.options.index_bytes
+    }
+
+    /// Take `bytes` of `index_bytes` for an image's index; false (nothing
+    /// taken) when they do not fit.
+    pub fn reserve_index(&self, bytes: u64) -> bool {
+        let limit = self.options.index_bytes;
+        self.index_bytes
+            .fetch_update(Relaxed, Relaxed, |used| {
+                (self.adaptive() && used + bytes <= limit).then_some(used + bytes)
+            })
+            .is_ok()
+    }
+
     pub fn adaptive(&self) -> bool {
         self.options.read_policy == ReadPolicy::Adaptive
     }
@@ -447,6 +474,13 @@ impl Offload {
         s.scan_whole_bytes = c.scan_whole_bytes.load(Relaxed);
         s.scan_whole_micros = c.scan_whole_micros.load(Relaxed);
         s.scans_on_pulled_back = c.scans_on_pulled_back.load(Relaxed);
+        s.images_indexed = c.images_indexed.load(Relaxed);
+        s.index_bytes = self.index_bytes.load(Relaxed);
+        s.indexed_scans = c.indexed_scans.load(Relaxed);
+        s.indexed_scan_micros = c.indexed_scan_micros.load(Relaxed);
+        s.indexed_scan_reads = c.indexed_scan_reads.load(Relaxed);
+        s.indexed_gets = c.indexed_gets.load(Relaxed);
+        s.index_skips = c.index_skips.load(Relaxed);
         let micros = |e: &crate::offload::costs::Ewma| e.get().map_or(0.0, |n| n / 1000.0);
         s.delegated_get_ewma_micros = micros(&self.costs.delegated_get);
         s.one_sided_read_ewma_micros = micros(&self.costs.one_sided_get);

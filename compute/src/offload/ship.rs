@@ -164,7 +164,7 @@ fn ship(engine: &Engine, offload: &Arc<Offload>, slot: &Arc<ImageSlot>) {
     let reserved = slot.capacity as u64;
     offload.offloaded_bytes.fetch_add(reserved, Relaxed);
     let shipped = (|| {
-        let summary = ImageSummary::of(&mem)?;
+        let summary = ImageSummary::of(&mem, offload.wants_index())?;
         let bytes = mem.image_bytes()?;
         let region = send(offload, slot, bytes)?;
         Ok::<_, ShipError>((region, summary, bytes.len() as u64))

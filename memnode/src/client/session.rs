@@ -33,7 +33,7 @@ use o3_transport::{ConnectOptions, Connection, Fabric, NodeId, WorkRequest};
 use parking_lot::{Mutex, RwLock};
 use tonic::{Code, Status};
 
-use super::{ClientError, ClientErrorKind, ClientResult, ImageStore, RemoteRegion};
+use super::{ClientError, ClientErrorKind, ClientResult, ImageStore, ReadAt, RemoteRegion};
 use crate::control::data_region_from_proto;
 use crate::data_plane::TransportKind;
 use crate::images::{ImageId, ImageMeta};
@@ -701,6 +701,39 @@ impl ImageStore for SessionStore {
         self.shared.one_sided(region, "read", |connection, desc| {
             read_chunked(connection, desc, offset, buf)
         })
+    }
+
+    fn read_many(&self, reads: &mut [ReadAt<'_>]) -> ClientResult<()> {
+        let Some(first) = reads.first() else {
+            return Ok(());
+        };
+        let s = &self.shared;
+        let session = s.session_of(first.region)?;
+        let mut batch = Vec::with_capacity(reads.len());
+        for r in reads.iter_mut() {
+            if r.region.session != session.id {
+                return Err(s.lost_region(r.region));
+            }
+            if r.buf.len() > TRANSFER_CHUNK {
+                return Err(s.error(
+                    ClientErrorKind::Refused,
+                    format!(
+                        "read_many: a read of {} bytes is over the {TRANSFER_CHUNK}-byte chunk",
+                        r.buf.len()
+                    ),
+                ));
+            }
+            batch.push(WorkRequest::Read {
+                remote: s.data_desc(r.region)?,
+                offset: r.offset,
+                buf: &mut *r.buf,
+            });
+        }
+        let connection = s.connection(&session)?;
+        match first_error(connection.post(&mut batch)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(s.after_transport_failure(&session, &e, "read_many")),
+        }
     }
 
     fn get(&self, request: &GetRequest) -> ClientResult<GetResponse> {

@@ -486,3 +486,13 @@ pub struct MemtableIter {
 }
 
 cursor_iterator!(MemtableIter);
+
+impl MemtableIter {
+    /// The current entry's offset in the memtable's arena, which is its
+    /// offset in the sealed memtable's image (what
+    /// [`super::MemtableImage::value_at`] and [`super::EntryRef::offset`]
+    /// use); 0 when not positioned.
+    pub fn offset(&self) -> u32 {
+        self.cursor.node()
+    }
+}

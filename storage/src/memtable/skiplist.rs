@@ -200,6 +200,10 @@ impl<S: NodeSource> Cursor<S> {
     pub fn valid(&self) -> bool {
         self.node != 0
     }
+    /// The current node's offset (0 when not positioned).
+    pub fn node(&self) -> u32 {
+        self.node
+    }
     pub fn seek_to_first(&mut self) {
         self.node = self.source.next(self.source.head(), 0);
     }

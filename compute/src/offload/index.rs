@@ -1,0 +1,762 @@
+//! Local key indexes of offloaded images (`ReadPolicy::Adaptive`, within
+//! `OffloadOptions::index_bytes`).
+//!
+//! An image's index holds every entry's internal key, the entry's offset in
+//! the image and its value's length, in internal-key order: everything a
+//! scan needs to merge the image with others, and to know which entries it
+//! will return, without the memory node. A scan over indexed images merges
+//! their indexes here and reads only the values of the entries it returns,
+//! in one batch of one-sided reads; a delegated scan would have the memory
+//! node seek and merge every image instead, which is what makes scans over
+//! many images slow. An index takes the entries' key bytes plus 12 bytes
+//! each (about a third of an image of 100-byte values), where a pulled-back
+//! copy takes the whole image.
+//!
+//! Built from the memtable at shipping time (one pass, the one that builds
+//! the image's filter), immutable, dropped with the image.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use o3_memnode::client::ReadAt;
+use o3_memnode::{ScanEntry, ScanRequest, ScanResponse, collect_scan};
+use o3_storage::coding::{get_varint32, get_varint64, put_varint32, put_varint64};
+use o3_storage::iterator::InternalIterator;
+use o3_storage::key::{
+    TRAILER_LEN, ValueKind, compare_internal, parse_internal_key, trailer, with_lookup_key,
+};
+use o3_storage::memtable::{decode_entry, entry_read_bound};
+use o3_storage::{Error, Result};
+
+use crate::offload::image::OffloadedImage;
+use crate::offload::read::{MAX_ENTRY_HEIGHT, failed};
+use crate::offload::runtime::Offload;
+
+/// Entries between restart points: each group starts with a whole key, the
+/// others keep only what differs from the key before them.
+const GROUP: usize = 16;
+
+/// One offloaded image's keys, in internal-key order, compactly: per
+/// entry, varints of the user-key bytes shared with the previous entry's
+/// and of the rest's length, those bytes, then varints of the trailer
+/// (sequence and kind), the entry's offset in the image and its value's
+/// length. Every [`GROUP`]th entry shares nothing and is a restart point,
+/// for binary search. About 25 bytes an entry for YCSB's 23-byte keys.
+#[derive(Debug, Default)]
+pub(crate) struct ImageIndex {
+    data: Vec<u8>,
+    /// Where each group starts in `data`.
+    restarts: Vec<u32>,
+    len: usize,
+    /// The user key of the last entry pushed (building only).
+    last: Vec<u8>,
+}
+
+/// One decoded index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub sequence: u64,
+    pub kind: ValueKind,
+    pub offset: u32,
+    pub value_len: u32,
+}
+
+impl ImageIndex {
+    /// Append the entry after all others (the caller goes in order).
+    pub fn push(&mut self, internal_key: &[u8], offset: u32, value_len: u32) {
+        let Ok(parsed) = parse_internal_key(internal_key) else {
+            return;
+        };
+        let user_key = parsed.user_key;
+        let shared = if self.len.is_multiple_of(GROUP) {
+            self.restarts.push(self.data.len() as u32);
+            0
+        } else {
+            self.last
+                .iter()
+                .zip(user_key)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        put_varint32(&mut self.data, shared as u32);
+        put_varint32(&mut self.data, (user_key.len() - shared) as u32);
+        self.data.extend_from_slice(&user_key[shared..]);
+        put_varint64(&mut self.data, trailer(internal_key));
+        put_varint32(&mut self.data, offset);
+        put_varint32(&mut self.data, value_len);
+        self.last.clear();
+        self.last.extend_from_slice(user_key);
+        self.len += 1;
+    }
+
+    /// Release the spare capacity of building.
+    pub fn finish(mut self) -> ImageIndex {
+        self.data.shrink_to_fit();
+        self.restarts.shrink_to_fit();
+        self.last = Vec::new();
+        self
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Local memory it takes.
+    pub fn bytes(&self) -> u64 {
+        (self.data.capacity() + 4 * self.restarts.capacity() + std::mem::size_of::<Self>()) as u64
+    }
+
+    /// Decode the entry at byte `at` whose previous entry's user key is in
+    /// `key` (its user-key part); leaves the entry's internal key in `key`
+    /// and returns the entry and where the next one starts. `None` on bytes
+    /// this index did not write (never, short of a bug).
+    fn decode(&self, at: usize, key: &mut Vec<u8>) -> Option<(IndexEntry, usize)> {
+        let rest = self.data.get(at..)?;
+        let (shared, a) = get_varint32(rest)?;
+        let (unshared, b) = get_varint32(rest.get(a..)?)?;
+        let (shared, unshared) = (shared as usize, unshared as usize);
+        let bytes = rest.get(a + b..a + b + unshared)?;
+        let mut p = a + b + unshared;
+        let (trailer, n) = get_varint64(rest.get(p..)?)?;
+        p += n;
+        let (offset, n) = get_varint32(rest.get(p..)?)?;
+        p += n;
+        let (value_len, n) = get_varint32(rest.get(p..)?)?;
+        p += n;
+        // `key` holds the previous internal key: keep its shared user-key
+        // bytes, then the rest and this trailer.
+        if shared > key.len().saturating_sub(TRAILER_LEN) {
+            return None;
+        }
+        key.truncate(shared);
+        key.extend_from_slice(bytes);
+        key.extend_from_slice(&trailer.to_le_bytes());
+        let kind = ValueKind::from_u8((trailer & 0xff) as u8)?;
+        Some((
+            IndexEntry {
+                sequence: trailer >> 8,
+                kind,
+                offset,
+                value_len,
+            },
+            at + p,
+        ))
+    }
+
+    /// The newest entry of `user_key` visible at `snapshot`. `None` means
+    /// the image holds no such entry, which the index knows exactly (no
+    /// false positives, unlike a filter).
+    pub fn find(&self, user_key: &[u8], snapshot: u64) -> Option<IndexEntry> {
+        let mut cursor = Position::default();
+        with_lookup_key(user_key, snapshot, |target| self.seek(&mut cursor, target));
+        let entry = cursor.entry?;
+        (o3_storage::key::user_key(&cursor.key) == user_key).then_some(entry)
+    }
+
+    /// Put `c` on the entry in group `group` at byte `at` (the group's
+    /// first entry when `at` is its restart).
+    fn load(&self, c: &mut Position, group: usize, index: usize, at: usize) -> bool {
+        match self.decode(at, &mut c.key) {
+            Some((entry, next)) => {
+                c.group = group;
+                c.index = index;
+                c.next = next;
+                c.entry = Some(entry);
+                true
+            }
+            None => {
+                c.entry = None;
+                false
+            }
+        }
+    }
+
+    /// Put `c` on the group's first entry.
+    fn load_group(&self, c: &mut Position, group: usize) -> bool {
+        match self.restarts.get(group) {
+            Some(&at) => {
+                c.key.clear();
+                self.load(c, group, group * GROUP, at as usize)
+            }
+            None => {
+                c.entry = None;
+                false
+            }
+        }
+    }
+
+    /// Step `c` to the next entry.
+    fn step(&self, c: &mut Position) {
+        if c.entry.is_none() || c.index + 1 >= self.len {
+            c.entry = None;
+            return;
+        }
+        let index = c.index + 1;
+        let group = index / GROUP;
+        self.load(c, group, index, c.next);
+    }
+
+    /// Put `c` on the first entry at or after `target`.
+    fn seek(&self, c: &mut Position, target: &[u8]) {
+        // The last group whose first key is before `target`: the entry
+        // sought is in it or is the next group's first.
+        let (mut lo, mut hi) = (0, self.restarts.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.load_group(c, mid) && compare_internal(&c.key, target) == Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            self.load_group(c, 0);
+            return;
+        }
+        self.load_group(c, lo - 1);
+        while c.entry.is_some() && compare_internal(&c.key, target) == Ordering::Less {
+            self.step(c);
+        }
+    }
+
+    /// Put `c` on the last entry at or before `target`.
+    fn seek_for_prev(&self, c: &mut Position, target: &[u8]) {
+        self.seek(c, target);
+        match c.entry {
+            Some(_) if compare_internal(&c.key, target) == Ordering::Equal => {}
+            Some(_) => self.back(c),
+            None => self.last_entry(c),
+        }
+    }
+
+    /// Put `c` on the entry before the one it is on.
+    fn back(&self, c: &mut Position) {
+        if c.entry.is_none() || c.index == 0 {
+            c.entry = None;
+            return;
+        }
+        self.go_to(c, c.index - 1);
+    }
+
+    /// Put `c` on entry number `index`.
+    fn go_to(&self, c: &mut Position, index: usize) {
+        if !self.load_group(c, index / GROUP) {
+            return;
+        }
+        while c.entry.is_some() && c.index < index {
+            self.step(c);
+        }
+    }
+
+    fn last_entry(&self, c: &mut Position) {
+        match self.len {
+            0 => c.entry = None,
+            n => self.go_to(c, n - 1),
+        }
+    }
+}
+
+/// Where a cursor is in an index: the entry, its internal key, and where
+/// the next entry starts.
+#[derive(Debug, Default)]
+struct Position {
+    group: usize,
+    index: usize,
+    next: usize,
+    key: Vec<u8>,
+    entry: Option<IndexEntry>,
+}
+
+/// Bytes of an [`IndexCursor`]'s value: which image (the cursor's number
+/// among a scan's), the entry's offset and its value length, little-endian
+/// `u32`s.
+pub(crate) const ENTRY_REF_LEN: usize = 12;
+
+/// Decode an [`IndexCursor`] value: (image number, offset, value length).
+pub(crate) fn entry_ref(value: &[u8]) -> (usize, u32, u32) {
+    let word = |at: usize| {
+        value
+            .get(at..at + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    (word(0) as usize, word(4), word(8))
+}
+
+/// An iterator over one index whose values are entry references
+/// ([`entry_ref`]), so a merge of several says where each entry is.
+pub(crate) struct IndexCursor {
+    index: Arc<ImageIndex>,
+    image: u32,
+    at: Position,
+    value: [u8; ENTRY_REF_LEN],
+}
+
+impl IndexCursor {
+    /// A cursor over `index`, the scan's image number `image`.
+    pub fn new(index: Arc<ImageIndex>, image: u32) -> IndexCursor {
+        IndexCursor {
+            index,
+            image,
+            at: Position::default(),
+            value: [0; ENTRY_REF_LEN],
+        }
+    }
+
+    /// Refresh the value after a move.
+    fn moved(&mut self) -> Result<()> {
+        if let Some(e) = self.at.entry {
+            self.value[0..4].copy_from_slice(&self.image.to_le_bytes());
+            self.value[4..8].copy_from_slice(&e.offset.to_le_bytes());
+            self.value[8..12].copy_from_slice(&e.value_len.to_le_bytes());
+        }
+        Ok(())
+    }
+}
+
+impl InternalIterator for IndexCursor {
+    fn valid(&self) -> bool {
+        self.at.entry.is_some()
+    }
+
+    fn seek_to_first(&mut self) -> Result<()> {
+        self.index.load_group(&mut self.at, 0);
+        self.moved()
+    }
+
+    fn seek_to_last(&mut self) -> Result<()> {
+        self.index.last_entry(&mut self.at);
+        self.moved()
+    }
+
+    fn seek(&mut self, target: &[u8]) -> Result<()> {
+        self.index.seek(&mut self.at, target);
+        self.moved()
+    }
+
+    fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
+        self.index.seek_for_prev(&mut self.at, target);
+        self.moved()
+    }
+
+    fn next(&mut self) -> Result<()> {
+        self.index.step(&mut self.at);
+        self.moved()
+    }
+
+    fn prev(&mut self) -> Result<()> {
+        self.index.back(&mut self.at);
+        self.moved()
+    }
+
+    fn key(&self) -> &[u8] {
+        if self.valid() { &self.at.key } else { &[] }
+    }
+
+    fn value(&self) -> &[u8] {
+        if self.valid() { &self.value } else { &[] }
+    }
+}
+
+/// An entry a scan over indexes returns, before its value is read.
+struct Pending {
+    user_key: Vec<u8>,
+    sequence: u64,
+    kind: ValueKind,
+    image: usize,
+    offset: u32,
+    /// Bytes to read at `offset` (0 for a tombstone: nothing to read).
+    read_len: usize,
+}
+
+/// The batch `request` asks for from `images`, every one indexed, with
+/// `merged` a merge of their [`IndexCursor`]s (image numbers their
+/// positions in `images`): the entries are chosen here, exactly as the
+/// memory node would choose them ([`collect_scan`]), and their values come
+/// in one batch of one-sided reads. Each entry read is checked to be the
+/// one its index names (key and sequence).
+///
+/// `positioned`: `merged` is where the previous call left it, and
+/// `request` resumes after that call's continuation.
+pub(crate) fn scan_indexed(
+    runtime: &Offload,
+    images: &[Arc<OffloadedImage>],
+    merged: &mut dyn InternalIterator,
+    positioned: bool,
+    request: &ScanRequest,
+) -> Result<ScanResponse> {
+    let start = Instant::now();
+    let corrupt = |image: &OffloadedImage, offset: u32, what: &str| {
+        Error::corruption(format!("{} (key index)", image.id), offset as u64, what)
+    };
+    // An entry the index places outside its image (never, short of a bug).
+    let mut misplaced = None;
+    let (pending, continuation) = collect_scan(request, merged, positioned, |key, value| {
+        let (image, offset, value_len) = entry_ref(value);
+        let read_len = match (key.kind, images.get(image)) {
+            (ValueKind::Tombstone, _) => 0,
+            (ValueKind::Value, Some(img)) if u64::from(offset) < img.len => {
+                let available = (img.len - u64::from(offset)) as usize;
+                entry_read_bound(key.user_key.len(), value_len as usize)
+                    .unwrap_or(usize::MAX)
+                    .min(available)
+            }
+            (ValueKind::Value, _) => {
+                misplaced.get_or_insert((image, offset));
+                0
+            }
+        };
+        Pending {
+            user_key: key.user_key.to_vec(),
+            sequence: key.sequence,
+            kind: key.kind,
+            image,
+            offset,
+            read_len,
+        }
+    })?;
+    if let Some((image, offset)) = misplaced {
+        return Err(match images.get(image) {
+            Some(img) => corrupt(
+                img,
+                offset,
+                "the index places an entry past the image's end",
+            ),
+            None => Error::InvalidArgument(format!(
+                "an indexed scan named image {image} of {}",
+                images.len()
+            )),
+        });
+    }
+    let mut space = vec![0u8; pending.iter().map(|p| p.read_len).sum()];
+    let mut reads = Vec::new();
+    let mut rest = space.as_mut_slice();
+    for p in pending.iter().filter(|p| p.read_len > 0) {
+        let (buf, tail) = rest.split_at_mut(p.read_len);
+        rest = tail;
+        reads.push(ReadAt {
+            region: &images[p.image].region,
+            offset: u64::from(p.offset),
+            buf,
+        });
+    }
+    let read = reads.len() as u64;
+    if read > 0 {
+        runtime
+            .store
+            .read_many(&mut reads)
+            .map_err(|e| failed(runtime, images, &e))?;
+    }
+    drop(reads);
+    let mut entries = Vec::with_capacity(pending.len());
+    let mut at = 0;
+    for p in pending {
+        let value = if p.read_len == 0 {
+            Vec::new()
+        } else {
+            let image = &images[p.image];
+            let node = &space[at..at + p.read_len];
+            at += p.read_len;
+            let (ikey, value) = decode_entry(node, MAX_ENTRY_HEIGHT, "an indexed scan", p.offset)?;
+            let parsed = parse_internal_key(ikey)?;
+            if parsed.user_key != p.user_key.as_slice() || parsed.sequence != p.sequence {
+                return Err(corrupt(
+                    image,
+                    p.offset,
+                    "the entry read is not the one the index names",
+                ));
+            }
+            value.to_vec()
+        };
+        entries.push(ScanEntry {
+            user_key: p.user_key,
+            sequence: p.sequence,
+            kind: p.kind,
+            value,
+        });
+    }
+    let c = &runtime.counters;
+    c.indexed_scans.fetch_add(1, Relaxed);
+    c.indexed_scan_reads.fetch_add(read, Relaxed);
+    c.indexed_scan_micros
+        .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+    Ok(ScanResponse {
+        entries,
+        continuation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use o3_storage::key::{ValueKind, make_internal_key};
+    use o3_storage::memtable::Memtable;
+    use std::cmp::Reverse;
+    use std::collections::BTreeMap;
+
+    /// Keys sharing prefixes of several lengths, some with several
+    /// versions and tombstones: (user key, sequence, kind).
+    fn writes() -> Vec<(Vec<u8>, u64, ValueKind)> {
+        let mut out = Vec::new();
+        let mut seq = 1;
+        for n in 0..70u32 {
+            let key = match n % 3 {
+                0 => format!("user{n:04}"),
+                1 => format!("user{n:04}-long-suffix-{}", n * 7),
+                _ => format!("u{n}"),
+            };
+            for v in 0..=(n % 4) {
+                let kind = if v == 2 {
+                    ValueKind::Tombstone
+                } else {
+                    ValueKind::Value
+                };
+                out.push((key.clone().into_bytes(), seq, kind));
+                seq += 1;
+            }
+        }
+        out
+    }
+
+    /// An index built from a memtable holding `writes()`, as shipping
+    /// builds it, and the memtable.
+    fn built() -> (ImageIndex, Arc<Memtable>) {
+        let mem = Arc::new(Memtable::new(1 << 20, 0).unwrap());
+        for (k, seq, kind) in writes() {
+            mem.insert(&k, seq, kind, format!("v{seq}").as_bytes())
+                .unwrap();
+        }
+        let mut index = ImageIndex::default();
+        let mut it = mem.iter();
+        it.seek_to_first().unwrap();
+        while it.valid() {
+            index.push(it.key(), it.offset(), it.value().len() as u32);
+            it.next().unwrap();
+        }
+        (index.finish(), mem)
+    }
+
+    /// Every entry of the memtable in order: (internal key, offset, value
+    /// length).
+    fn entries(mem: &Arc<Memtable>) -> Vec<(Vec<u8>, u32, u32)> {
+        let mut out = Vec::new();
+        let mut it = mem.iter();
+        it.seek_to_first().unwrap();
+        while it.valid() {
+            out.push((it.key().to_vec(), it.offset(), it.value().len() as u32));
+            it.next().unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_cursor_moves_like_the_memtable_it_indexes() {
+        let (index, mem) = built();
+        let want = entries(&mem);
+        assert_eq!(index.len(), want.len());
+        assert!(want.len() > 3 * GROUP, "several groups: {}", want.len());
+        let mut c = IndexCursor::new(Arc::new(index), 5);
+        c.seek_to_first().unwrap();
+        for (key, offset, value_len) in &want {
+            assert!(c.valid());
+            assert_eq!(c.key(), key.as_slice());
+            assert_eq!(entry_ref(c.value()), (5, *offset, *value_len));
+            c.next().unwrap();
+        }
+        assert!(!c.valid());
+        c.seek_to_last().unwrap();
+        for (key, _, _) in want.iter().rev() {
+            assert_eq!(c.key(), key.as_slice());
+            c.prev().unwrap();
+        }
+        assert!(!c.valid());
+    }
+
+    #[test]
+    fn seeks_land_where_a_btreemap_of_internal_keys_says() {
+        let (index, mem) = built();
+        // Internal keys order by user key, then newest first.
+        let model: BTreeMap<(Vec<u8>, Reverse<u64>), Vec<u8>> = entries(&mem)
+            .into_iter()
+            .map(|(k, _, _)| {
+                let p = parse_internal_key(&k).unwrap();
+                ((p.user_key.to_vec(), Reverse(p.sequence)), k.clone())
+            })
+            .collect();
+        let mut users: Vec<Vec<u8>> = writes().into_iter().map(|w| w.0).collect();
+        users.extend([
+            b"".to_vec(),
+            b"a".to_vec(),
+            b"user0".to_vec(),
+            b"zzz".to_vec(),
+        ]);
+        let mut c = IndexCursor::new(Arc::new(index), 0);
+        for user in &users {
+            for seq in [0, 1, 3, 40, 41, 150, 1000] {
+                let target = make_internal_key(user, seq, ValueKind::Value);
+                let at = (user.clone(), Reverse(seq));
+                c.seek(&target).unwrap();
+                let ge = model.range(at.clone()..).next().map(|(_, k)| k.as_slice());
+                assert_eq!(c.valid().then(|| c.key()), ge, "seek {user:?}@{seq}");
+                c.seek_for_prev(&target).unwrap();
+                let le = model.range(..=at).next_back().map(|(_, k)| k.as_slice());
+                assert_eq!(
+                    c.valid().then(|| c.key()),
+                    le,
+                    "seek_for_prev {user:?}@{seq}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn find_answers_as_the_memtable_does() {
+        let (index, mem) = built();
+        let mut users: Vec<Vec<u8>> = writes().into_iter().map(|w| w.0).collect();
+        users.extend([b"".to_vec(), b"user0001x".to_vec(), b"zzz".to_vec()]);
+        for user in &users {
+            for snapshot in [0, 1, 5, 40, 77, 150, u64::MAX >> 8] {
+                let want = mem.get(user, snapshot).map(|e| IndexEntry {
+                    sequence: e.sequence,
+                    kind: e.kind,
+                    offset: e.offset,
+                    value_len: e.value.len() as u32,
+                });
+                assert_eq!(index.find(user, snapshot), want, "{user:?}@{snapshot}");
+            }
+        }
+    }
+
+    #[test]
+    fn it_is_smaller_than_the_keys_it_holds() {
+        let (index, mem) = built();
+        let key_bytes: usize = entries(&mem).iter().map(|(k, _, _)| k.len()).sum();
+        assert!(
+            (index.bytes() as usize) < key_bytes,
+            "{} bytes for {key_bytes} bytes of internal keys",
+            index.bytes()
+        );
+    }
+
+    /// A database offloading every sealed memtable, with room for every
+    /// image's key index, flushes held back.
+    fn open_indexed(store: Arc<o3_memnode::client::Direct>) -> crate::Db {
+        use crate::{DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
+        let options = DbOptions {
+            storage: Arc::new(o3_storage::env::FaultInjectingFs::new()),
+            write_buffer_size: 4096,
+            disable_auto_compactions: true,
+            max_total_wal_size: 64 << 20,
+            max_unflushed_bytes: 64 << 20,
+            idle_compaction_after: Some(std::time::Duration::from_secs(3600)),
+            offload: Some(OffloadOptions {
+                memory_node: MemoryNodeChoice::Store(store),
+                max_local_sealed_memtables: 0,
+                min_memtables_to_merge: 1000,
+                read_policy: ReadPolicy::Adaptive,
+                index_bytes: 1 << 20,
+                ..OffloadOptions::default()
+            }),
+            ..DbOptions::default()
+        };
+        crate::Db::open(std::path::Path::new("/db"), options).expect("open")
+    }
+
+    /// The offloaded images of `db`'s sealed memtables.
+    fn offloaded(db: &crate::Db) -> Vec<Arc<OffloadedImage>> {
+        let st = db.inner.state.lock();
+        st.shards
+            .iter()
+            .flat_map(|s| s.sealed.iter())
+            .filter_map(|x| match x.slot.held() {
+                crate::offload::slot::Held::Offloaded(image) => Some(image),
+                crate::offload::slot::Held::Local(_) => None,
+            })
+            .collect()
+    }
+
+    /// An index that does not match its image (what a bug in building it
+    /// would leave: here, an index of the same keys written in another
+    /// order, at other sequences): the entries read are not the ones it
+    /// names, and the scan fails with an error naming corruption instead of
+    /// returning them.
+    #[test]
+    fn an_index_that_does_not_match_its_image_fails_the_scan() {
+        use o3_memnode::{Direction, ScanRequest};
+        use o3_storage::iter::MergingIterator;
+        let store = Arc::new(o3_memnode::client::Direct::new(Arc::new(
+            o3_memnode::MemoryNode::with_capacity(64 << 20).expect("memory node"),
+        )));
+        let db = open_indexed(store);
+        let key = |i: u32| format!("key{i:04}").into_bytes();
+        for i in 0..400u32 {
+            db.put(&key(i), format!("value-{i}").as_bytes()).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.stats().offload.local_sealed_memtables > 0 {
+            assert!(std::time::Instant::now() < deadline, "never shipped");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let images = offloaded(&db);
+        assert!(images.len() >= 4, "{} images", images.len());
+        assert!(images.iter().all(|i| i.index().is_some()), "all indexed");
+        // Through the right indexes, a scan reads everything.
+        let before = db.stats().offload.indexed_scans;
+        let all: Vec<_> = db.range(..).collect::<Result<_>>().unwrap();
+        assert_eq!(all.len(), 400);
+        assert!(db.stats().offload.indexed_scans > before);
+        let runtime = db.inner.offload.as_ref().expect("offloading");
+        let request = ScanRequest {
+            images: Vec::new(),
+            lower: Vec::new(),
+            upper: None,
+            direction: Direction::Forward,
+            limit: 64,
+            snapshot: u64::MAX >> 8,
+            resume_after: None,
+        };
+        for image in &images {
+            let mem = Arc::new(Memtable::new(1 << 20, 0).unwrap());
+            for i in (0..400u32).rev() {
+                mem.insert(&key(i), 5000 + u64::from(i), ValueKind::Value, b"forged")
+                    .unwrap();
+            }
+            let mut forged = ImageIndex::default();
+            let mut it = mem.iter();
+            it.seek_to_first().unwrap();
+            while it.valid() {
+                forged.push(it.key(), it.offset(), it.value().len() as u32);
+                it.next().unwrap();
+            }
+            let cursor = IndexCursor::new(Arc::new(forged.finish()), 0);
+            let mut merged = MergingIterator::new(vec![Box::new(cursor)]);
+            let e = scan_indexed(
+                runtime,
+                std::slice::from_ref(image),
+                &mut merged,
+                false,
+                &request,
+            )
+            .expect_err("a forged index must fail the scan");
+            assert!(e.to_string().contains("corrupt"), "{e}");
+        }
+        db.close().unwrap();
+    }
+
+    #[test]
+    fn an_empty_index_is_never_valid() {
+        let mut c = IndexCursor::new(Arc::new(ImageIndex::default()), 0);
+        c.seek_to_first().unwrap();
+        assert!(!c.valid());
+        c.seek_to_last().unwrap();
+        assert!(!c.valid());
+        c.seek(&make_internal_key(b"x", 1, ValueKind::Value))
+            .unwrap();
+        assert!(!c.valid());
+        assert_eq!(c.key(), b"");
+        assert_eq!(ImageIndex::default().find(b"x", 9), None);
+    }
+}
