@@ -447,9 +447,8 @@ fn cursor(
     if let Some(offload) = sources.offload {
         // Images with a key index are merged here and read one-sidedly;
         // the others are merged by the memory node.
-        let (indexed, delegated): (Vec<_>, Vec<_>) = remote
-            .into_iter()
-            .partition(|(_, image)| image.index().is_some());
+        let (indexed, delegated): (Vec<_>, Vec<_>) =
+            remote.into_iter().partition(|(_, image)| image.has_index());
         for images in [indexed, delegated] {
             if !images.is_empty() {
                 children.push(Box::new(RemoteScan::new(

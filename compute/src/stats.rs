@@ -418,8 +418,10 @@ pub struct OffloadStats {
     pub scan_whole_bytes: u64,
     pub scan_whole_micros: u64,
     pub scans_on_pulled_back: u64,
-    /// Images given a local key index, and the indexes' bytes now.
+    /// Images given a local key index, indexes dropped for newer images'
+    /// (oldest first), and the indexes' bytes now.
     pub images_indexed: u64,
+    pub indexes_dropped: u64,
     pub index_bytes: u64,
     /// Scan batches over indexed images: merged here from their indexes,
     /// the returned entries read one-sidedly (`indexed_scan_reads` of them,
@@ -604,9 +606,10 @@ impl std::fmt::Display for OffloadStats {
         if self.images_indexed > 0 {
             write!(
                 f,
-                "\nkey indexes: {} images indexed ({} bytes now); lookups through them {}, images they ruled out {}; \
+                "\nkey indexes: {} images indexed, {} dropped for newer ones ({} bytes now); lookups through them {}, images they ruled out {}; \
                  indexed scan batches {} (mean {:.1} us, {} values read one-sidedly)",
                 self.images_indexed,
+                self.indexes_dropped,
                 self.index_bytes,
                 self.indexed_gets,
                 self.index_skips,

@@ -333,8 +333,8 @@ fn the_adaptive_policy_takes_every_read_path_and_agrees_with_delegation() {
     );
     // Some indexed: both kinds of scan batch, and the budget holds.
     assert!(
-        some.images_indexed > 0 && some.images_indexed < some.images_shipped,
-        "{some:?}"
+        some.images_indexed > 0 && some.indexes_dropped > 0,
+        "newer images took older ones' room: {some:?}"
     );
     assert!(
         some.indexed_scans > 0 && some.delegated_scans > 0,

@@ -42,9 +42,9 @@ pub(crate) struct OffloadedImage {
     /// ships the same memtable again: names the image in the cache.
     pub tag: u64,
     filter: Option<BloomFilter>,
-    /// Its local key index (`OffloadOptions::index_bytes`), fixed at
-    /// shipping.
-    index: Option<Arc<ImageIndex>>,
+    /// Its local key index (`OffloadOptions::index_bytes`), built at
+    /// shipping; dropped when a newer image needs the room.
+    index: RwLock<Option<Arc<ImageIndex>>>,
     /// A local copy, when the image was pulled back because it is read
     /// often (`ReadPolicy::Adaptive`).
     local: RwLock<Option<SharedImage>>,
@@ -155,7 +155,7 @@ impl OffloadedImage {
             runtime.counters.images_indexed.fetch_add(1, Relaxed);
         }
         OffloadedImage {
-            index,
+            index: RwLock::new(index),
             id,
             tag: runtime.new_tag(),
             runtime,
@@ -179,8 +179,13 @@ impl OffloadedImage {
     }
 
     /// Its local key index, if it has one.
-    pub fn index(&self) -> Option<&Arc<ImageIndex>> {
-        self.index.as_ref()
+    pub fn index(&self) -> Option<Arc<ImageIndex>> {
+        self.index.read().clone()
+    }
+
+    /// Whether it has a key index (nothing cloned).
+    pub fn has_index(&self) -> bool {
+        self.index.read().is_some()
     }
 
     /// The pulled-back local copy, if there is one.
@@ -350,6 +355,10 @@ impl Pullable for OffloadedImage {
         self.drop_local_copy()
     }
 
+    fn drop_index(&self) -> u64 {
+        self.index.write().take().map_or(0, |index| index.bytes())
+    }
+
     fn name(&self) -> String {
         self.id.to_string()
     }
@@ -364,8 +373,9 @@ impl Drop for OffloadedImage {
         if copy > 0 {
             self.runtime.pulled_bytes.fetch_sub(copy, Relaxed);
         }
-        if let Some(index) = &self.index {
-            self.runtime.index_bytes.fetch_sub(index.bytes(), Relaxed);
+        let index = self.drop_index();
+        if index > 0 {
+            self.runtime.index_bytes.fetch_sub(index, Relaxed);
         }
         self.runtime.release_later(self.region.clone(), self.tag);
     }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use o3_memnode::client::ClientError;
-use o3_memnode::{Direction, Found, GetRequest, KeyLookup, ScanRequest};
+use o3_memnode::client::{ClientError, ReadAt};
+use o3_memnode::{
+    Direction, Found, GetRequest, KeyLookup, ScanEntry, ScanRequest, ScanResponse, collect_scan,
+};
 use o3_storage::iter::MergingIterator;
 use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{
@@ -22,7 +24,7 @@ use o3_storage::{Error, Result};
 use crate::offload::cache::CachedEntry;
 use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
-use crate::offload::index::{IndexCursor, scan_indexed};
+use crate::offload::index::{IndexCursor, entry_ref};
 use crate::offload::runtime::{Offload, Pullable};
 use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
@@ -92,7 +94,7 @@ pub(crate) fn get(
         // call.
         let run_end = candidates[i + 1..]
             .iter()
-            .position(|c| c.has_local_copy() || c.index().is_some())
+            .position(|c| c.has_local_copy() || c.has_index())
             .map_or(candidates.len(), |n| i + 1 + n);
         let run = &candidates[i..run_end];
         let start = Instant::now();
@@ -468,7 +470,7 @@ impl RemoteScan {
             .iter()
             .enumerate()
             .map(|(n, image)| {
-                let index = image.index()?.clone();
+                let index = image.index()?;
                 Some(Box::new(IndexCursor::new(index, n as u32)) as Box<dyn InternalIterator>)
             })
             .collect();
@@ -843,6 +845,134 @@ impl InternalIterator for RemoteScan {
     }
 }
 
+/// An entry a scan over indexes returns, before its value is read.
+struct Pending {
+    user_key: Vec<u8>,
+    sequence: u64,
+    kind: ValueKind,
+    image: usize,
+    offset: u32,
+    /// Bytes to read at `offset` (0 for a tombstone: nothing to read).
+    read_len: usize,
+}
+
+/// The batch `request` asks for from `images`, every one indexed, with
+/// `merged` a merge of their [`IndexCursor`]s (image numbers their
+/// positions in `images`): the entries are chosen here, exactly as the
+/// memory node would choose them ([`collect_scan`]), and their values come
+/// in one batch of one-sided reads. Each entry read is checked to be the
+/// one its index names (key and sequence).
+///
+/// `positioned`: `merged` is where the previous call left it, and
+/// `request` resumes after that call's continuation.
+pub(crate) fn scan_indexed(
+    runtime: &Offload,
+    images: &[Arc<OffloadedImage>],
+    merged: &mut dyn InternalIterator,
+    positioned: bool,
+    request: &ScanRequest,
+) -> Result<ScanResponse> {
+    let start = Instant::now();
+    let corrupt = |image: &OffloadedImage, offset: u32, what: &str| {
+        Error::corruption(format!("{} (key index)", image.id), offset as u64, what)
+    };
+    // An entry the index places outside its image (never, short of a bug).
+    let mut misplaced = None;
+    let (pending, continuation) = collect_scan(request, merged, positioned, |key, value| {
+        let (image, offset, value_len) = entry_ref(value);
+        let read_len = match (key.kind, images.get(image)) {
+            (ValueKind::Tombstone, _) => 0,
+            (ValueKind::Value, Some(img)) if u64::from(offset) < img.len => {
+                let available = (img.len - u64::from(offset)) as usize;
+                entry_read_bound(key.user_key.len(), value_len as usize)
+                    .unwrap_or(usize::MAX)
+                    .min(available)
+            }
+            (ValueKind::Value, _) => {
+                misplaced.get_or_insert((image, offset));
+                0
+            }
+        };
+        Pending {
+            user_key: key.user_key.to_vec(),
+            sequence: key.sequence,
+            kind: key.kind,
+            image,
+            offset,
+            read_len,
+        }
+    })?;
+    if let Some((image, offset)) = misplaced {
+        return Err(match images.get(image) {
+            Some(img) => corrupt(
+                img,
+                offset,
+                "the index places an entry past the image's end",
+            ),
+            None => Error::InvalidArgument(format!(
+                "an indexed scan named image {image} of {}",
+                images.len()
+            )),
+        });
+    }
+    let mut space = vec![0u8; pending.iter().map(|p| p.read_len).sum()];
+    let mut reads = Vec::new();
+    let mut rest = space.as_mut_slice();
+    for p in pending.iter().filter(|p| p.read_len > 0) {
+        let (buf, tail) = rest.split_at_mut(p.read_len);
+        rest = tail;
+        reads.push(ReadAt {
+            region: &images[p.image].region,
+            offset: u64::from(p.offset),
+            buf,
+        });
+    }
+    let read = reads.len() as u64;
+    if read > 0 {
+        runtime
+            .store
+            .read_many(&mut reads)
+            .map_err(|e| failed(runtime, images, &e))?;
+    }
+    drop(reads);
+    let mut entries = Vec::with_capacity(pending.len());
+    let mut at = 0;
+    for p in pending {
+        let value = if p.read_len == 0 {
+            Vec::new()
+        } else {
+            let image = &images[p.image];
+            let node = &space[at..at + p.read_len];
+            at += p.read_len;
+            let (ikey, value) = decode_entry(node, MAX_ENTRY_HEIGHT, "an indexed scan", p.offset)?;
+            let parsed = parse_internal_key(ikey)?;
+            if parsed.user_key != p.user_key.as_slice() || parsed.sequence != p.sequence {
+                return Err(corrupt(
+                    image,
+                    p.offset,
+                    "the entry read is not the one the index names",
+                ));
+            }
+            value.to_vec()
+        };
+        entries.push(ScanEntry {
+            user_key: p.user_key,
+            sequence: p.sequence,
+            kind: p.kind,
+            value,
+        });
+    }
+    let c = &runtime.counters;
+    c.indexed_scans.fetch_add(1, Relaxed);
+    c.indexed_scan_reads.fetch_add(read, Relaxed);
+    c.indexed_scan_micros
+        .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+    Ok(ScanResponse {
+        entries,
+        continuation,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -854,7 +984,9 @@ mod tests {
     use o3_storage::env::FaultInjectingFs;
     use o3_storage::sst::bloom_hash;
 
+    use super::*;
     use crate::offload::cache::CachedEntry;
+    use crate::offload::index::ImageIndex;
     use crate::{Db, DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
 
     /// A database offloading every sealed memtable, caching every key read
@@ -1056,6 +1188,143 @@ mod tests {
             assert_eq!(db.get(&a).unwrap(), Some(value(index(&a))));
             assert_eq!(db.stats().offload.cache_hits, hits + 1);
         }
+        db.close().unwrap();
+    }
+
+    /// A database offloading every sealed memtable, with room for every
+    /// image's key index, flushes held back.
+    fn open_indexed(store: Arc<o3_memnode::client::Direct>) -> crate::Db {
+        open_with_index_room(store, 1 << 20)
+    }
+
+    /// As [`open_indexed`], with `index_bytes` of room for indexes.
+    fn open_with_index_room(store: Arc<o3_memnode::client::Direct>, index_bytes: u64) -> crate::Db {
+        use crate::{DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
+        let options = DbOptions {
+            storage: Arc::new(o3_storage::env::FaultInjectingFs::new()),
+            write_buffer_size: 4096,
+            disable_auto_compactions: true,
+            max_total_wal_size: 64 << 20,
+            max_unflushed_bytes: 64 << 20,
+            idle_compaction_after: Some(std::time::Duration::from_secs(3600)),
+            offload: Some(OffloadOptions {
+                memory_node: MemoryNodeChoice::Store(store),
+                max_local_sealed_memtables: 0,
+                min_memtables_to_merge: 1000,
+                read_policy: ReadPolicy::Adaptive,
+                index_bytes,
+                ..OffloadOptions::default()
+            }),
+            ..DbOptions::default()
+        };
+        crate::Db::open(std::path::Path::new("/db"), options).expect("open")
+    }
+
+    /// The offloaded images of `db`'s sealed memtables.
+    fn offloaded(db: &crate::Db) -> Vec<Arc<OffloadedImage>> {
+        let st = db.inner.state.lock();
+        st.shards
+            .iter()
+            .flat_map(|s| s.sealed.iter())
+            .filter_map(|x| match x.slot.held() {
+                crate::offload::slot::Held::Offloaded(image) => Some(image),
+                crate::offload::slot::Held::Local(_) => None,
+            })
+            .collect()
+    }
+
+    /// An index that does not match its image (what a bug in building it
+    /// would leave: here, an index of the same keys written in another
+    /// order, at other sequences): the entries read are not the ones it
+    /// names, and the scan fails with an error naming corruption instead of
+    /// returning them.
+    #[test]
+    fn an_index_that_does_not_match_its_image_fails_the_scan() {
+        use o3_memnode::{Direction, ScanRequest};
+        use o3_storage::iter::MergingIterator;
+        let store = Arc::new(o3_memnode::client::Direct::new(Arc::new(
+            o3_memnode::MemoryNode::with_capacity(64 << 20).expect("memory node"),
+        )));
+        let db = open_indexed(store);
+        fill_and_offload(&db, 400);
+        let images = offloaded(&db);
+        assert!(images.len() >= 4, "{} images", images.len());
+        assert!(images.iter().all(|i| i.index().is_some()), "all indexed");
+        // Through the right indexes, a scan reads everything.
+        let before = db.stats().offload.indexed_scans;
+        let all: Vec<_> = db.range(..).collect::<Result<_>>().unwrap();
+        assert_eq!(all.len(), 400);
+        assert!(db.stats().offload.indexed_scans > before);
+        let runtime = db.inner.offload.as_ref().expect("offloading");
+        let request = ScanRequest {
+            images: Vec::new(),
+            lower: Vec::new(),
+            upper: None,
+            direction: Direction::Forward,
+            limit: 64,
+            snapshot: u64::MAX >> 8,
+            resume_after: None,
+        };
+        for image in &images {
+            let mem = Arc::new(o3_storage::memtable::Memtable::new(1 << 20, 0).unwrap());
+            for i in (0..400u32).rev() {
+                mem.insert(&key(i), 5000 + u64::from(i), ValueKind::Value, b"forged")
+                    .unwrap();
+            }
+            let mut forged = ImageIndex::default();
+            let mut it = mem.iter();
+            it.seek_to_first().unwrap();
+            while it.valid() {
+                forged.push(it.key(), it.offset(), it.value().len() as u32);
+                it.next().unwrap();
+            }
+            let cursor = IndexCursor::new(Arc::new(forged.finish()), 0);
+            let mut merged = MergingIterator::new(vec![Box::new(cursor)]);
+            let e = scan_indexed(
+                runtime,
+                std::slice::from_ref(image),
+                &mut merged,
+                false,
+                &request,
+            )
+            .expect_err("a forged index must fail the scan");
+            assert!(e.to_string().contains("corrupt"), "{e}");
+        }
+        db.close().unwrap();
+    }
+
+    /// With room for about two indexes, newer images take the room of the
+    /// oldest: the indexed images are always the newest ones, the budget
+    /// holds, and reads stay right.
+    #[test]
+    fn newer_images_take_the_index_room_of_the_oldest() {
+        let store = || {
+            Arc::new(o3_memnode::client::Direct::new(Arc::new(
+                o3_memnode::MemoryNode::with_capacity(64 << 20).expect("memory node"),
+            )))
+        };
+        // One image's index, measured.
+        let probe = open_with_index_room(store(), 1 << 20);
+        fill_and_offload(&probe, 200);
+        let one = offloaded(&probe)[0].index().expect("indexed").bytes();
+        probe.close().unwrap();
+        let room = one * 5 / 2;
+        let db = open_with_index_room(store(), room);
+        fill_and_offload(&db, 600);
+        let images = offloaded(&db);
+        assert!(images.len() >= 6, "{} images", images.len());
+        let indexed: Vec<bool> = images.iter().map(|i| i.has_index()).collect();
+        // Oldest first: no image without an index after one with.
+        let first = indexed.iter().position(|&x| x).expect("some indexed");
+        assert!(first > 0, "the oldest lost theirs: {indexed:?}");
+        assert!(indexed[first..].iter().all(|&x| x), "{indexed:?}");
+        let s = db.stats().offload;
+        assert!(s.indexes_dropped > 0 && s.index_bytes <= room, "{s:?}");
+        for i in (0..600).step_by(7) {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)));
+        }
+        let all: Vec<_> = db.range(..).collect::<Result<_>>().unwrap();
+        assert_eq!(all.len(), 600);
         db.close().unwrap();
     }
 }

@@ -3,6 +3,7 @@
 //! queue, what is on the node, the counters, and the hook that rebuilds lost
 //! images.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -27,8 +28,8 @@ pub(crate) trait Recovery: Send + Sync {
     fn recover(&self, cause: &Error) -> Result<()>;
 }
 
-/// An offloaded image as pulling back sees it (implemented by
-/// `offload::image`, which this module does not know).
+/// An offloaded image as pulling back and the key-index budget see it
+/// (implemented by `offload::image`, which this module does not know).
 pub(crate) trait Pullable: Send + Sync {
     /// Bytes a local copy takes.
     fn bytes(&self) -> u64;
@@ -42,6 +43,8 @@ pub(crate) trait Pullable: Send + Sync {
     fn pull(&self) -> Result<bool>;
     /// Drop the local copy; returns its bytes.
     fn drop_copy(&self) -> u64;
+    /// Drop its key index; returns the index's bytes (0 if it had none).
+    fn drop_index(&self) -> u64;
     /// Its name, for logs.
     fn name(&self) -> String;
 }
@@ -90,6 +93,7 @@ pub(crate) struct OffloadCounters {
     pub scan_whole_micros: AtomicU64,
     pub scans_on_pulled_back: AtomicU64,
     pub images_indexed: AtomicU64,
+    pub indexes_dropped: AtomicU64,
     pub indexed_scans: AtomicU64,
     pub indexed_scan_micros: AtomicU64,
     pub indexed_scan_reads: AtomicU64,
@@ -122,6 +126,9 @@ pub(crate) struct Offload {
     pub pulled_bytes: AtomicU64,
     /// Bytes of the key indexes of images (within `options.index_bytes`).
     pub index_bytes: AtomicU64,
+    /// Images holding a key index, oldest first: the first to lose it when
+    /// a newer image needs the room.
+    indexed: Mutex<VecDeque<Weak<dyn Pullable>>>,
     /// Held while an image is pulled back (one at a time).
     pub pulling: Mutex<()>,
     /// Cache hits and misses at the last review of the copies.
@@ -184,6 +191,7 @@ impl Offload {
             pulled: Mutex::new(Vec::new()),
             pulled_bytes: AtomicU64::new(0),
             index_bytes: AtomicU64::new(0),
+            indexed: Mutex::new(VecDeque::new()),
             pulling: Mutex::new(()),
             reviewed: Mutex::new((0, 0)),
             pull_requests: Mutex::new(Vec::new()),
@@ -362,21 +370,53 @@ impl Offload {
     }
 
     /// Whether an image about to be shipped should get a key index: the
-    /// adaptive policy, and room left in `index_bytes` (checked again, with
-    /// the index's bytes, by [`Self::reserve_index`]).
+    /// adaptive policy with room for indexes (whether this one fits, older
+    /// ones dropped if need be, is [`Self::reserve_index`]'s to say).
     pub fn wants_index(&self) -> bool {
-        self.adaptive() && self.index_bytes.load(Relaxed) < self.options.index_bytes
+        self.adaptive() && self.options.index_bytes > 0
     }
 
-    /// Take `bytes` of `index_bytes` for an image's index; false (nothing
-    /// taken) when they do not fit.
+    /// Take `bytes` of `index_bytes` for a newly shipped image's index,
+    /// dropping the indexes of the oldest indexed images when that makes
+    /// room (recent data is read most); false (nothing taken) when the
+    /// index cannot fit.
     pub fn reserve_index(&self, bytes: u64) -> bool {
         let limit = self.options.index_bytes;
-        self.index_bytes
-            .fetch_update(Relaxed, Relaxed, |used| {
-                (self.adaptive() && used + bytes <= limit).then_some(used + bytes)
-            })
-            .is_ok()
+        if !self.adaptive() || bytes > limit {
+            return false;
+        }
+        let take = || {
+            self.index_bytes
+                .fetch_update(Relaxed, Relaxed, |used| {
+                    (used + bytes <= limit).then_some(used + bytes)
+                })
+                .is_ok()
+        };
+        if take() {
+            return true;
+        }
+        let mut indexed = self.indexed.lock();
+        while let Some(oldest) = indexed.pop_front() {
+            if let Some(image) = oldest.upgrade() {
+                let freed = image.drop_index();
+                if freed > 0 {
+                    self.index_bytes.fetch_sub(freed, Relaxed);
+                    self.counters.indexes_dropped.fetch_add(1, Relaxed);
+                }
+            }
+            if take() {
+                return true;
+            }
+        }
+        take()
+    }
+
+    /// Note that `image` holds a key index (after [`Self::reserve_index`]
+    /// took its room).
+    pub fn register_index(&self, image: Weak<dyn Pullable>) {
+        let mut indexed = self.indexed.lock();
+        indexed.retain(|w| w.strong_count() > 0);
+        indexed.push_back(image);
     }
 
     pub fn adaptive(&self) -> bool {
@@ -475,6 +515,7 @@ impl Offload {
         s.scan_whole_micros = c.scan_whole_micros.load(Relaxed);
         s.scans_on_pulled_back = c.scans_on_pulled_back.load(Relaxed);
         s.images_indexed = c.images_indexed.load(Relaxed);
+        s.indexes_dropped = c.indexes_dropped.load(Relaxed);
         s.index_bytes = self.index_bytes.load(Relaxed);
         s.indexed_scans = c.indexed_scans.load(Relaxed);
         s.indexed_scan_micros = c.indexed_scan_micros.load(Relaxed);
@@ -526,6 +567,9 @@ mod tests {
             } else {
                 0
             }
+        }
+        fn drop_index(&self) -> u64 {
+            0
         }
         fn name(&self) -> String {
             "copied".into()

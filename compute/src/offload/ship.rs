@@ -187,6 +187,10 @@ fn ship(engine: &Engine, offload: &Arc<Offload>, slot: &Arc<ImageSlot>) {
         len,
         summary,
     ));
+    if image.has_index() {
+        let indexed: Arc<dyn crate::offload::runtime::Pullable> = image.clone();
+        offload.register_index(Arc::downgrade(&indexed));
+    }
     let c = &offload.counters;
     c.images_shipped.fetch_add(1, Relaxed);
     c.bytes_shipped.fetch_add(len, Relaxed);
