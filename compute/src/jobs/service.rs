@@ -246,7 +246,12 @@ impl ServiceExecutor {
             flush_targets: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         });
-        runtime.spawn(keep_connected(Arc::downgrade(&shared)));
+        // The first jobs are placed with the service's answer, not with
+        // "not connected yet": wait for the first attempt to connect and
+        // register (bounded; a scheduler that is down fails it at once).
+        let (first_attempt, attempted) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(keep_connected(Arc::downgrade(&shared), Some(first_attempt)));
+        let _ = attempted.recv_timeout(options.timeout.min(FIRST_CONNECT_WAIT));
         Ok(Arc::new(ServiceExecutor {
             name: format!("compaction service {}", options.scheduler),
             shared,
@@ -526,7 +531,11 @@ async fn await_outcome(
 /// Keep a registered connection while the executor lives: connect and
 /// register when down, refresh the load when up, register again when the
 /// scheduler restarted.
-async fn keep_connected(shared: std::sync::Weak<Shared>) {
+/// `first_attempt` hears when the first attempt to connect ended.
+async fn keep_connected(
+    shared: std::sync::Weak<Shared>,
+    mut first_attempt: Option<std::sync::mpsc::SyncSender<()>>,
+) {
     loop {
         let Some(s) = shared.upgrade() else {
             return;
@@ -581,9 +590,16 @@ async fn keep_connected(shared: std::sync::Weak<Shared>) {
             }
         };
         drop(s);
+        if let Some(tx) = first_attempt.take() {
+            let _ = tx.try_send(());
+        }
         tokio::time::sleep(pause).await;
     }
 }
+
+/// How long opening a database waits at most for its first connection to
+/// the compaction service.
+const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(2);
 
 async fn connect(s: &Shared) -> std::result::Result<Connection, String> {
     let o = &s.options;

@@ -1,8 +1,9 @@
 //! Reading offloaded images: a point lookup asks the memory node once for
 //! every candidate image (those whose key range and bloom filter admit the
-//! key), and takes the newest entry; a scan merges the images' entries on
-//! the memory node and pulls them in batches, in either direction, as an
-//! ordinary child of the merging iterator.
+//! key) that no local copy, cached entry or key index answers, and takes
+//! the newest entry; a scan merges the images' entries on the memory node,
+//! or their key indexes here, and pulls them in batches, in either
+//! direction, as an ordinary child of the merging iterator.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::sync::Arc;
@@ -272,7 +273,7 @@ fn read_entry(
 }
 
 /// The tallest node a one-sided read accepts (as the image reader does).
-pub(crate) const MAX_ENTRY_HEIGHT: usize = 32;
+const MAX_ENTRY_HEIGHT: usize = 32;
 
 /// Offer the decisive answer of a delegated lookup to the cache: only an
 /// entry that is the key's newest in its image (the lookup's snapshot
@@ -391,7 +392,7 @@ fn offer_copy(runtime: &Offload, image: &Arc<OffloadedImage>, copy: &SharedImage
 /// The error of a failed delegated read. The images are lost when the
 /// node says so, and also when it no longer knows them because its session
 /// changed (it restarted, or the lease expired) since they were shipped.
-pub(crate) fn failed(runtime: &Offload, images: &[Arc<OffloadedImage>], e: &ClientError) -> Error {
+fn failed(runtime: &Offload, images: &[Arc<OffloadedImage>], e: &ClientError) -> Error {
     let ids: Vec<String> = images.iter().map(|i| i.id.to_string()).collect();
     let session = runtime.store.session();
     Error::MemoryNode {
@@ -865,7 +866,7 @@ struct Pending {
 ///
 /// `positioned`: `merged` is where the previous call left it, and
 /// `request` resumes after that call's continuation.
-pub(crate) fn scan_indexed(
+fn scan_indexed(
     runtime: &Offload,
     images: &[Arc<OffloadedImage>],
     merged: &mut dyn InternalIterator,
