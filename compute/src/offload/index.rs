@@ -82,6 +82,20 @@ impl ImageIndex {
         self.len += 1;
     }
 
+    /// The index of every entry of `mem` (shipping builds it in the pass
+    /// that also builds the filter; tests build it alone).
+    #[cfg(test)]
+    pub fn of_memtable(mem: &Arc<o3_storage::memtable::Memtable>) -> ImageIndex {
+        let mut index = ImageIndex::default();
+        let mut it = mem.iter();
+        let _ = it.seek_to_first();
+        while it.valid() {
+            index.push(it.key(), it.offset(), it.value().len() as u32);
+            let _ = it.next();
+        }
+        index.finish()
+    }
+
     /// Release the spare capacity of building.
     pub fn finish(mut self) -> ImageIndex {
         self.data.shrink_to_fit();
@@ -391,14 +405,7 @@ mod tests {
             mem.insert(&k, seq, kind, format!("v{seq}").as_bytes())
                 .unwrap();
         }
-        let mut index = ImageIndex::default();
-        let mut it = mem.iter();
-        it.seek_to_first().unwrap();
-        while it.valid() {
-            index.push(it.key(), it.offset(), it.value().len() as u32);
-            it.next().unwrap();
-        }
-        (index.finish(), mem)
+        (ImageIndex::of_memtable(&mem), mem)
     }
 
     /// Every entry of the memtable in order: (internal key, offset, value

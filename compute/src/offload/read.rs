@@ -1235,10 +1235,11 @@ mod tests {
     }
 
     /// An index that does not match its image (what a bug in building it
-    /// would leave: here, an index of the same keys written in another
-    /// order, at other sequences): the entries read are not the ones it
-    /// names, and the scan fails with an error naming corruption instead of
-    /// returning them.
+    /// would leave), two ways: every key pointed at the next key's entry
+    /// (real entries, so only the key and sequence check can tell), and an
+    /// index of the same keys written in another order at other sequences
+    /// (offsets inside entries or past the image). The scan fails with an
+    /// error naming corruption instead of returning what it read.
     #[test]
     fn an_index_that_does_not_match_its_image_fails_the_scan() {
         use o3_memnode::{Direction, ScanRequest};
@@ -1266,29 +1267,44 @@ mod tests {
             snapshot: u64::MAX >> 8,
             resume_after: None,
         };
-        for image in &images {
-            let mem = Arc::new(o3_storage::memtable::Memtable::new(1 << 20, 0).unwrap());
-            for i in (0..400u32).rev() {
-                mem.insert(&key(i), 5000 + u64::from(i), ValueKind::Value, b"forged")
-                    .unwrap();
-            }
-            let mut forged = ImageIndex::default();
-            let mut it = mem.iter();
-            it.seek_to_first().unwrap();
-            while it.valid() {
-                forged.push(it.key(), it.offset(), it.value().len() as u32);
-                it.next().unwrap();
-            }
-            let cursor = IndexCursor::new(Arc::new(forged.finish()), 0);
+        let scan = |image: &Arc<OffloadedImage>, forged: ImageIndex| {
+            let cursor = IndexCursor::new(Arc::new(forged), 0);
             let mut merged = MergingIterator::new(vec![Box::new(cursor)]);
-            let e = scan_indexed(
+            scan_indexed(
                 runtime,
                 std::slice::from_ref(image),
                 &mut merged,
                 false,
                 &request,
             )
-            .expect_err("a forged index must fail the scan");
+        };
+        for image in &images {
+            // Each entry's key with the next entry's offset.
+            let copy = image.read_whole().unwrap();
+            let mut real = Vec::new();
+            let mut it = copy.iter();
+            it.seek_to_first().unwrap();
+            while it.valid() {
+                let p = parse_internal_key(it.key()).unwrap();
+                let e = copy.get(p.user_key, p.sequence).expect("its own entry");
+                real.push((it.key().to_vec(), e.offset, e.value.len() as u32));
+                it.next().unwrap();
+            }
+            assert!(real.len() > 1);
+            let mut shifted = ImageIndex::default();
+            for (n, (ikey, _, _)) in real.iter().enumerate() {
+                let (_, offset, value_len) = real[(n + 1) % real.len()];
+                shifted.push(ikey, offset, value_len);
+            }
+            let e = scan(image, shifted.finish()).expect_err("a shifted index must fail the scan");
+            assert!(e.to_string().contains("not the one the index names"), "{e}");
+            let mem = Arc::new(o3_storage::memtable::Memtable::new(1 << 20, 0).unwrap());
+            for i in (0..400u32).rev() {
+                mem.insert(&key(i), 5000 + u64::from(i), ValueKind::Value, b"forged")
+                    .unwrap();
+            }
+            let e = scan(image, ImageIndex::of_memtable(&mem))
+                .expect_err("a forged index must fail the scan");
             assert!(e.to_string().contains("corrupt"), "{e}");
         }
         db.close().unwrap();
