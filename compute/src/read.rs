@@ -447,13 +447,22 @@ fn cursor(
     if let Some(offload) = sources.offload {
         // Images with a key index are merged here and read one-sidedly;
         // the others are merged by the memory node.
-        let (indexed, delegated): (Vec<_>, Vec<_>) =
-            remote.into_iter().partition(|(_, image)| image.has_index());
-        for images in [indexed, delegated] {
+        let (mut indexed, mut indexes, mut delegated) = (Vec::new(), Vec::new(), Vec::new());
+        for (slot, image) in remote {
+            match image.index() {
+                Some(index) => {
+                    indexes.push(index);
+                    indexed.push((slot, image));
+                }
+                None => delegated.push((slot, image)),
+            }
+        }
+        for (images, indexes) in [(indexed, Some(indexes)), (delegated, None)] {
             if !images.is_empty() {
                 children.push(Box::new(RemoteScan::new(
                     offload.clone(),
                     images,
+                    indexes,
                     seq,
                     lo,
                     hi,

@@ -105,7 +105,7 @@ impl ImageSummary {
         let mut keys = index.then(ImageIndex::default);
         while it.valid() {
             if let Some(keys) = keys.as_mut() {
-                keys.push(it.key(), it.offset(), it.value().len() as u32);
+                keys.push(it.key(), it.offset(), it.value().len() as u32)?;
             }
             let user_key = o3_storage::key::user_key(it.key());
             if !any || user_key != largest_key.as_slice() {
@@ -373,10 +373,7 @@ impl Drop for OffloadedImage {
         if copy > 0 {
             self.runtime.pulled_bytes.fetch_sub(copy, Relaxed);
         }
-        let index = self.drop_index();
-        if index > 0 {
-            self.runtime.index_bytes.fetch_sub(index, Relaxed);
-        }
+        self.runtime.release_index(&*self);
         self.runtime.release_later(self.region.clone(), self.tag);
     }
 }

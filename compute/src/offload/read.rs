@@ -11,9 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use o3_memnode::client::{ClientError, ReadAt};
-use o3_memnode::{
-    Direction, Found, GetRequest, KeyLookup, ScanEntry, ScanRequest, ScanResponse, collect_scan,
-};
+use o3_memnode::{Direction, Found, GetRequest, KeyLookup, ScanRequest, collect_scan};
 use o3_storage::iter::MergingIterator;
 use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{
@@ -25,7 +23,7 @@ use o3_storage::{Error, Result};
 use crate::offload::cache::CachedEntry;
 use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
-use crate::offload::index::{IndexCursor, entry_ref};
+use crate::offload::index::{ImageIndex, IndexCursor, entry_ref};
 use crate::offload::runtime::{Offload, Pullable};
 use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 
@@ -435,9 +433,8 @@ pub(crate) struct RemoteScan {
     snapshot: SequenceNumber,
     lower: Vec<u8>,
     upper: Option<Vec<u8>>,
-    /// The current batch in the direction it was fetched, as (internal
-    /// key, value).
-    batch: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The current batch in the direction it was fetched.
+    batch: Batch,
     pos: usize,
     direction: Direction,
     /// Where the next batch in `direction` resumes; `None` when the batch
@@ -458,24 +455,28 @@ pub(crate) struct RemoteScan {
 
 impl RemoteScan {
     /// A scan of `images` at `snapshot` restricted to `[lower, upper)`;
-    /// through their key indexes when every one has one.
+    /// through `indexes` (the images' key indexes, in the same order) when
+    /// given.
     pub fn new(
         runtime: Arc<Offload>,
         images: Vec<(Arc<ImageSlot>, Arc<OffloadedImage>)>,
+        indexes: Option<Vec<Arc<ImageIndex>>>,
         snapshot: SequenceNumber,
         lower: Option<&[u8]>,
         upper: Option<&[u8]>,
     ) -> RemoteScan {
         let (slots, images): (_, Vec<Arc<OffloadedImage>>) = images.into_iter().unzip();
-        let indexes: Option<Vec<Box<dyn InternalIterator>>> = images
-            .iter()
-            .enumerate()
-            .map(|(n, image)| {
-                let index = image.index()?;
-                Some(Box::new(IndexCursor::new(index, n as u32)) as Box<dyn InternalIterator>)
-            })
-            .collect();
-        let indexed = indexes.map(MergingIterator::new);
+        let indexed = indexes.map(|indexes| {
+            MergingIterator::new(
+                indexes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, index)| {
+                        Box::new(IndexCursor::new(index, n as u32)) as Box<dyn InternalIterator>
+                    })
+                    .collect(),
+            )
+        });
         let adaptive = runtime.adaptive();
         let first_batch = match (&indexed, adaptive) {
             (Some(_), _) => FIRST_INDEXED_BATCH,
@@ -553,16 +554,16 @@ impl RemoteScan {
             return Ok(());
         }
         let start = Instant::now();
-        let response = match self.indexed.as_mut() {
+        let (batch, continuation) = match self.indexed.as_mut() {
             Some(merged) => {
                 let resume = self.indexed_resume.take();
                 let positioned = resume.is_some_and(|(d, after)| {
                     d == direction && request.resume_after.as_ref() == Some(&after)
                 });
-                let response =
+                let (batch, continuation) =
                     scan_indexed(&self.runtime, &self.images, merged, positioned, &request)?;
-                self.indexed_resume = response.continuation.clone().map(|c| (direction, c));
-                response
+                self.indexed_resume = continuation.clone().map(|c| (direction, c));
+                (batch, continuation)
             }
             None => {
                 let response = self
@@ -578,21 +579,22 @@ impl RemoteScan {
                 self.runtime
                     .costs
                     .record_scan(response.entries.len(), elapsed);
-                response
+                let batch = response
+                    .entries
+                    .into_iter()
+                    .map(|e| (make_internal_key(&e.user_key, e.sequence, e.kind), e.value))
+                    .collect();
+                (batch, response.continuation)
             }
         };
         let elapsed = start.elapsed();
-        self.fetched += response.entries.len() as u64;
+        self.fetched += batch.len() as u64;
         let share = elapsed / self.images.len().max(1) as u32;
         for image in &self.images {
             note_remote_read(&self.runtime, image, share);
         }
-        self.continuation = response.continuation;
-        self.batch = response
-            .entries
-            .into_iter()
-            .map(|e| (make_internal_key(&e.user_key, e.sequence, e.kind), e.value))
-            .collect();
+        self.continuation = continuation;
+        self.batch = batch;
         Ok(())
     }
 
@@ -846,11 +848,13 @@ impl InternalIterator for RemoteScan {
     }
 }
 
+/// A scan batch: (internal key, value) pairs in the batch's direction.
+type Batch = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// An entry a scan over indexes returns, before its value is read.
 struct Pending {
-    user_key: Vec<u8>,
-    sequence: u64,
-    kind: ValueKind,
+    /// Its internal key, as the index has it.
+    key: Vec<u8>,
     image: usize,
     offset: u32,
     /// Bytes to read at `offset` (0 for a tombstone: nothing to read).
@@ -862,7 +866,8 @@ struct Pending {
 /// positions in `images`): the entries are chosen here, exactly as the
 /// memory node would choose them ([`collect_scan`]), and their values come
 /// in one batch of one-sided reads. Each entry read is checked to be the
-/// one its index names (key and sequence).
+/// one its index names (its whole internal key). Returns the batch as
+/// (internal key, value) pairs and the continuation.
 ///
 /// `positioned`: `merged` is where the previous call left it, and
 /// `request` resumes after that call's continuation.
@@ -872,7 +877,7 @@ fn scan_indexed(
     merged: &mut dyn InternalIterator,
     positioned: bool,
     request: &ScanRequest,
-) -> Result<ScanResponse> {
+) -> Result<(Batch, Option<Vec<u8>>)> {
     let start = Instant::now();
     let corrupt = |image: &OffloadedImage, offset: u32, what: &str| {
         Error::corruption(format!("{} (key index)", image.id), offset as u64, what)
@@ -895,9 +900,7 @@ fn scan_indexed(
             }
         };
         Pending {
-            user_key: key.user_key.to_vec(),
-            sequence: key.sequence,
-            kind: key.kind,
+            key: make_internal_key(key.user_key, key.sequence, key.kind),
             image,
             offset,
             read_len,
@@ -936,42 +939,32 @@ fn scan_indexed(
             .map_err(|e| failed(runtime, images, &e))?;
     }
     drop(reads);
-    let mut entries = Vec::with_capacity(pending.len());
+    let mut batch = Vec::with_capacity(pending.len());
     let mut at = 0;
     for p in pending {
         let value = if p.read_len == 0 {
             Vec::new()
         } else {
-            let image = &images[p.image];
             let node = &space[at..at + p.read_len];
             at += p.read_len;
             let (ikey, value) = decode_entry(node, MAX_ENTRY_HEIGHT, "an indexed scan", p.offset)?;
-            let parsed = parse_internal_key(ikey)?;
-            if parsed.user_key != p.user_key.as_slice() || parsed.sequence != p.sequence {
+            if ikey != p.key.as_slice() {
                 return Err(corrupt(
-                    image,
+                    &images[p.image],
                     p.offset,
                     "the entry read is not the one the index names",
                 ));
             }
             value.to_vec()
         };
-        entries.push(ScanEntry {
-            user_key: p.user_key,
-            sequence: p.sequence,
-            kind: p.kind,
-            value,
-        });
+        batch.push((p.key, value));
     }
     let c = &runtime.counters;
     c.indexed_scans.fetch_add(1, Relaxed);
     c.indexed_scan_reads.fetch_add(read, Relaxed);
     c.indexed_scan_micros
         .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
-    Ok(ScanResponse {
-        entries,
-        continuation,
-    })
+    Ok((batch, continuation))
 }
 
 #[cfg(test)]
@@ -987,12 +980,16 @@ mod tests {
 
     use super::*;
     use crate::offload::cache::CachedEntry;
-    use crate::offload::index::ImageIndex;
     use crate::{Db, DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
 
     /// A database offloading every sealed memtable, caching every key read
     /// remotely, flushes held back.
     fn open(store: Arc<Direct>) -> Db {
+        open_with(store, ReadPolicy::Cache, 0)
+    }
+
+    /// As [`open`], under `policy` with `index_bytes` for key indexes.
+    fn open_with(store: Arc<Direct>, policy: ReadPolicy, index_bytes: u64) -> Db {
         let options = DbOptions {
             storage: Arc::new(FaultInjectingFs::new()),
             write_buffer_size: 4096,
@@ -1004,9 +1001,10 @@ mod tests {
                 memory_node: MemoryNodeChoice::Store(store),
                 max_local_sealed_memtables: 0,
                 min_memtables_to_merge: 1000,
-                read_policy: ReadPolicy::Cache,
+                read_policy: policy,
                 offset_cache_bytes: 64 << 10,
                 cache_admit_after: 1,
+                index_bytes,
                 ..OffloadOptions::default()
             }),
             ..DbOptions::default()
@@ -1192,44 +1190,21 @@ mod tests {
         db.close().unwrap();
     }
 
-    /// A database offloading every sealed memtable, with room for every
-    /// image's key index, flushes held back.
-    fn open_indexed(store: Arc<o3_memnode::client::Direct>) -> crate::Db {
-        open_with_index_room(store, 1 << 20)
-    }
-
-    /// As [`open_indexed`], with `index_bytes` of room for indexes.
-    fn open_with_index_room(store: Arc<o3_memnode::client::Direct>, index_bytes: u64) -> crate::Db {
-        use crate::{DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
-        let options = DbOptions {
-            storage: Arc::new(o3_storage::env::FaultInjectingFs::new()),
-            write_buffer_size: 4096,
-            disable_auto_compactions: true,
-            max_total_wal_size: 64 << 20,
-            max_unflushed_bytes: 64 << 20,
-            idle_compaction_after: Some(std::time::Duration::from_secs(3600)),
-            offload: Some(OffloadOptions {
-                memory_node: MemoryNodeChoice::Store(store),
-                max_local_sealed_memtables: 0,
-                min_memtables_to_merge: 1000,
-                read_policy: ReadPolicy::Adaptive,
-                index_bytes,
-                ..OffloadOptions::default()
-            }),
-            ..DbOptions::default()
-        };
-        crate::Db::open(std::path::Path::new("/db"), options).expect("open")
+    /// A database offloading every sealed memtable under the adaptive
+    /// policy, with room for every image's key index, flushes held back.
+    fn open_indexed(store: Arc<Direct>) -> Db {
+        open_with(store, ReadPolicy::Adaptive, 1 << 20)
     }
 
     /// The offloaded images of `db`'s sealed memtables.
-    fn offloaded(db: &crate::Db) -> Vec<Arc<OffloadedImage>> {
+    fn offloaded(db: &Db) -> Vec<Arc<OffloadedImage>> {
         let st = db.inner.state.lock();
         st.shards
             .iter()
             .flat_map(|s| s.sealed.iter())
             .filter_map(|x| match x.slot.held() {
-                crate::offload::slot::Held::Offloaded(image) => Some(image),
-                crate::offload::slot::Held::Local(_) => None,
+                Held::Offloaded(image) => Some(image),
+                Held::Local(_) => None,
             })
             .collect()
     }
@@ -1244,10 +1219,7 @@ mod tests {
     fn an_index_that_does_not_match_its_image_fails_the_scan() {
         use o3_memnode::{Direction, ScanRequest};
         use o3_storage::iter::MergingIterator;
-        let store = Arc::new(o3_memnode::client::Direct::new(Arc::new(
-            o3_memnode::MemoryNode::with_capacity(64 << 20).expect("memory node"),
-        )));
-        let db = open_indexed(store);
+        let db = open_indexed(direct());
         fill_and_offload(&db, 400);
         let images = offloaded(&db);
         assert!(images.len() >= 4, "{} images", images.len());
@@ -1294,7 +1266,7 @@ mod tests {
             let mut shifted = ImageIndex::default();
             for (n, (ikey, _, _)) in real.iter().enumerate() {
                 let (_, offset, value_len) = real[(n + 1) % real.len()];
-                shifted.push(ikey, offset, value_len);
+                shifted.push(ikey, offset, value_len).unwrap();
             }
             let e = scan(image, shifted.finish()).expect_err("a shifted index must fail the scan");
             assert!(e.to_string().contains("not the one the index names"), "{e}");
@@ -1315,18 +1287,13 @@ mod tests {
     /// holds, and reads stay right.
     #[test]
     fn newer_images_take_the_index_room_of_the_oldest() {
-        let store = || {
-            Arc::new(o3_memnode::client::Direct::new(Arc::new(
-                o3_memnode::MemoryNode::with_capacity(64 << 20).expect("memory node"),
-            )))
-        };
         // One image's index, measured.
-        let probe = open_with_index_room(store(), 1 << 20);
+        let probe = open_indexed(direct());
         fill_and_offload(&probe, 200);
         let one = offloaded(&probe)[0].index().expect("indexed").bytes();
         probe.close().unwrap();
         let room = one * 5 / 2;
-        let db = open_with_index_room(store(), room);
+        let db = open_with(direct(), ReadPolicy::Adaptive, room);
         fill_and_offload(&db, 600);
         let images = offloaded(&db);
         assert!(images.len() >= 6, "{} images", images.len());

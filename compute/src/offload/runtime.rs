@@ -397,18 +397,26 @@ impl Offload {
         }
         let mut indexed = self.indexed.lock();
         while let Some(oldest) = indexed.pop_front() {
-            if let Some(image) = oldest.upgrade() {
-                let freed = image.drop_index();
-                if freed > 0 {
-                    self.index_bytes.fetch_sub(freed, Relaxed);
-                    self.counters.indexes_dropped.fetch_add(1, Relaxed);
-                }
+            if let Some(image) = oldest.upgrade()
+                && self.release_index(image.as_ref()) > 0
+            {
+                self.counters.indexes_dropped.fetch_add(1, Relaxed);
             }
             if take() {
                 return true;
             }
         }
         take()
+    }
+
+    /// Drop `image`'s key index and give its bytes back to `index_bytes`;
+    /// returns them (0 if it had none).
+    pub fn release_index(&self, image: &dyn Pullable) -> u64 {
+        let freed = image.drop_index();
+        if freed > 0 {
+            self.index_bytes.fetch_sub(freed, Relaxed);
+        }
+        freed
     }
 
     /// Note that `image` holds a key index (after [`Self::reserve_index`]
