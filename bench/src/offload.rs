@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use o3_compute::{MemoryNodeChoice, OffloadOptions, ReadPolicy, RemoteConfig, StoreConfig};
+use o3_compute::{
+    CacheValues, MemoryNodeChoice, OffloadOptions, ReadPolicy, RemoteConfig, StoreConfig,
+};
 use o3_transport::control::ClusterToken;
 use o3_transport::link::LinkModel;
 use serde::{Deserialize, Serialize};
@@ -92,6 +94,11 @@ pub struct OffloadArgs {
     /// (default 2).
     #[arg(long, value_name = "N")]
     pub cache_admit_after: Option<u32>,
+    /// Whether cache entries hold their key and value, so a hit reads
+    /// nothing remotely: off, auto (adaptive policy, while a one-sided
+    /// read costs more than 4 local lookups) or on (default auto).
+    #[arg(long, value_name = "off|auto|on")]
+    pub cache_values: Option<String>,
     /// Local bytes for offloaded images pulled back whole because they are
     /// read often (adaptive policy; default 32 MiB; 0 = never).
     #[arg(long, value_name = "BYTES")]
@@ -134,6 +141,7 @@ impl OffloadArgs {
             read_policy: self.read_policy.or(base.read_policy),
             offset_cache_bytes: self.offset_cache_bytes.or(base.offset_cache_bytes),
             cache_admit_after: self.cache_admit_after.or(base.cache_admit_after),
+            cache_values: self.cache_values.or(base.cache_values),
             pull_back_bytes: self.pull_back_bytes.or(base.pull_back_bytes),
             index_bytes: self.index_bytes.or(base.index_bytes),
         }
@@ -189,6 +197,7 @@ impl OffloadArgs {
             ("--read_policy", self.read_policy.is_some()),
             ("--offset_cache_bytes", self.offset_cache_bytes.is_some()),
             ("--cache_admit_after", self.cache_admit_after.is_some()),
+            ("--cache_values", self.cache_values.is_some()),
             ("--pull_back_bytes", self.pull_back_bytes.is_some()),
             ("--index_bytes", self.index_bytes.is_some()),
         ]
@@ -257,10 +266,17 @@ impl OffloadArgs {
                 .parse::<ReadPolicy>()
                 .map_err(|e| BenchError::InvalidArgument(format!("--read_policy: {e}")))?,
         };
+        let cache_values = match &self.cache_values {
+            None => defaults.cache_values,
+            Some(name) => name
+                .parse::<CacheValues>()
+                .map_err(|e| BenchError::InvalidArgument(format!("--cache_values: {e}")))?,
+        };
         let config = OffloadConfig {
             memory_node,
             link,
             read_policy,
+            cache_values,
             offset_cache_bytes: self
                 .offset_cache_bytes
                 .unwrap_or(defaults.offset_cache_bytes),
@@ -396,6 +412,8 @@ pub struct OffloadConfig {
     pub min_memtables_to_merge: usize,
     #[serde(serialize_with = "serialize_policy")]
     pub read_policy: ReadPolicy,
+    #[serde(serialize_with = "serialize_cache_values")]
+    pub cache_values: CacheValues,
     pub offset_cache_bytes: u64,
     pub cache_admit_after: u32,
     pub pull_back_bytes: u64,
@@ -407,6 +425,13 @@ fn serialize_policy<S: serde::Serializer>(
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(p.name())
+}
+
+fn serialize_cache_values<S: serde::Serializer>(
+    v: &CacheValues,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(v.name())
 }
 
 impl OffloadConfig {
@@ -447,6 +472,7 @@ impl OffloadConfig {
             read_policy: self.read_policy,
             offset_cache_bytes: self.offset_cache_bytes,
             cache_admit_after: self.cache_admit_after,
+            cache_values: self.cache_values,
             pull_back_bytes: self.pull_back_bytes,
             index_bytes: self.index_bytes,
             ..OffloadOptions::default()
@@ -517,14 +543,16 @@ impl OffloadConfig {
         match self.read_policy {
             ReadPolicy::Delegate => "delegate (no cache)".to_string(),
             ReadPolicy::Cache => format!(
-                "cache (key→offset cache {}, admitted after {} lookups)",
-                bytes(self.offset_cache_bytes),
-                self.cache_admit_after
-            ),
-            ReadPolicy::Adaptive => format!(
-                "adaptive (key→offset cache {}, admitted after {} lookups; pull-back {}; key indexes {})",
+                "cache (key→offset cache {}, admitted after {} lookups, values held: {})",
                 bytes(self.offset_cache_bytes),
                 self.cache_admit_after,
+                self.cache_values
+            ),
+            ReadPolicy::Adaptive => format!(
+                "adaptive (key→offset cache {}, admitted after {} lookups, values held: {}; pull-back {}; key indexes {})",
+                bytes(self.offset_cache_bytes),
+                self.cache_admit_after,
+                self.cache_values,
                 bytes(self.pull_back_bytes),
                 bytes(self.index_bytes)
             ),

@@ -433,6 +433,8 @@ pub struct ReadRow {
     /// The run phase's read-path counters (differences over the phase).
     pub cache_hit_rate: Option<f64>,
     pub cache_hits: u64,
+    /// Cache hits answered by a held key and value (no remote read).
+    pub cache_value_hits: u64,
     pub one_sided_reads: u64,
     pub one_sided_mean_us: Option<f64>,
     pub delegated_gets: u64,
@@ -448,8 +450,10 @@ pub struct ReadRow {
     pub indexed_gets: u64,
     pub indexed_scans: u64,
     pub indexed_scan_mean_us: Option<f64>,
-    /// Bytes of key indexes held when the run ended.
+    /// Bytes of key indexes held when the run ended, and of the index
+    /// room lent to the cache then (no scan needed it).
     pub index_bytes: u64,
+    pub index_room_lent: u64,
     /// Images on the memory node when the run started.
     pub images_offloaded: u64,
     pub bytes_offloaded: u64,
@@ -821,6 +825,7 @@ fn run_variant(
         found: report.message.clone().unwrap_or_default(),
         cache_hit_rate: mean(hits, hits + misses),
         cache_hits: hits,
+        cache_value_hits: d(|s| s.cache_value_hits),
         one_sided_reads: d(|s| s.one_sided_reads),
         one_sided_mean_us: mean(d(|s| s.one_sided_read_micros), d(|s| s.one_sided_reads)),
         delegated_gets: d(|s| s.delegated_gets),
@@ -835,6 +840,7 @@ fn run_variant(
         indexed_scans: d(|s| s.indexed_scans),
         indexed_scan_mean_us: mean(d(|s| s.indexed_scan_micros), d(|s| s.indexed_scans)),
         index_bytes: after.index_bytes,
+        index_room_lent: after.index_room_lent,
         images_offloaded: before.images_offloaded,
         bytes_offloaded: before.bytes_offloaded,
     };
@@ -864,17 +870,18 @@ pub fn describe(s: &ReadCompareSummary) -> String {
             ratio(c.ratio_equal_memory)
         ));
         out.push_str(
-            "  variant          ops/s   p50 us   p99 us  cache hit  1-sided (mean us)  delegated (mean us)  scans (mean us)  pulled back (gets)  whole-image scans  indexed gets  indexed scans (mean us)\n",
+            "  variant          ops/s   p50 us   p99 us  cache hit  value hits  1-sided (mean us)  delegated (mean us)  scans (mean us)  pulled back (gets)  whole-image scans  indexed gets  indexed scans (mean us)\n",
         );
         for r in &c.rows {
             out.push_str(&format!(
-                "  {:<12} {:>9.0} {:>8.1} {:>8.1} {:>9} {:>9} ({:>5}) {:>10} ({:>6}) {:>7} ({:>6}) {:>6} ({:>9}) {:>18} {:>13} {:>8} ({:>6})\n",
+                "  {:<12} {:>9.0} {:>8.1} {:>8.1} {:>9} {:>11} {:>9} ({:>5}) {:>10} ({:>6}) {:>7} ({:>6}) {:>6} ({:>9}) {:>18} {:>13} {:>8} ({:>6})\n",
                 r.variant,
                 r.ops_per_sec,
                 r.p50_us,
                 r.p99_us,
                 r.cache_hit_rate
                     .map_or("-".into(), |h| format!("{:.1}%", 100.0 * h)),
+                r.cache_value_hits,
                 r.one_sided_reads,
                 opt(r.one_sided_mean_us),
                 r.delegated_gets,
@@ -947,6 +954,7 @@ mod tests {
             found: String::new(),
             cache_hit_rate: None,
             cache_hits: 0,
+            cache_value_hits: 0,
             one_sided_reads: 0,
             one_sided_mean_us: None,
             delegated_gets: 0,
@@ -961,6 +969,7 @@ mod tests {
             indexed_scans: 0,
             indexed_scan_mean_us: None,
             index_bytes: 0,
+            index_room_lent: 0,
             images_offloaded: 1,
             bytes_offloaded: 1,
         }

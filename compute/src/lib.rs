@@ -142,8 +142,8 @@ pub use o3_storage::options::{Compression, TableOptions};
 pub use o3_storage::sst::CacheAdmission;
 pub use o3_transport::control::ClusterToken;
 pub use offload::{
-    DEFAULT_OFFSET_CACHE_BYTES, DEFAULT_PULL_BACK_BYTES, MemoryNodeChoice, OffloadOptions,
-    ReadPolicy,
+    CacheValues, DEFAULT_OFFSET_CACHE_BYTES, DEFAULT_PULL_BACK_BYTES, MemoryNodeChoice,
+    OffloadOptions, ReadPolicy,
 };
 pub use options::WalRecoveryMode;
 pub use read::{DbIterator, ReadOptions};

@@ -444,6 +444,9 @@ fn cursor(
             .scans_on_pulled_back
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    if let (Some(offload), false) = (sources.offload, remote.is_empty()) {
+        offload.note_scan();
+    }
     if let Some(offload) = sources.offload {
         // Images with a key index are merged here and read one-sidedly;
         // the others are merged by the memory node.

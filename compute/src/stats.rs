@@ -388,6 +388,9 @@ pub struct OffloadStats {
     /// snapshot).
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// Cache hits answered by the entry's key and value held in the cache
+    /// (no remote read; `OffloadOptions::cache_values`).
+    pub cache_value_hits: u64,
     /// Entries admitted to the cache.
     pub cache_admissions: u64,
     /// Cached entries whose one-sided read did not verify (key or sequence
@@ -434,6 +437,11 @@ pub struct OffloadStats {
     /// of the key (no remote call).
     pub indexed_gets: u64,
     pub index_skips: u64,
+    /// Times the index room was lent to a full cache of held values (no
+    /// scan needed the indexes), and the bytes lent now (0 once a scan
+    /// took the room back).
+    pub index_room_lendings: u64,
+    pub index_room_lent: u64,
     /// The measured moving averages the adaptive policy decides from.
     pub delegated_get_ewma_micros: f64,
     pub one_sided_read_ewma_micros: f64,
@@ -576,7 +584,7 @@ impl std::fmt::Display for OffloadStats {
         if consulted + self.pulled_back_gets + self.scans_read_whole > 0 {
             write!(
                 f,
-                "\noffload reads: cache hits {} of {consulted} ({:.1}%), admitted {}, stale {}, invalidated {}, {} entries ({} bytes); \
+                "\noffload reads: cache hits {} of {consulted} ({:.1}%; {} from held values), admitted {}, stale {}, invalidated {}, {} entries ({} bytes); \
                  one-sided reads {} (mean {:.1} us); pulled back {} images (dropped {}, {} bytes held, mean pull {:.0} us), lookups on them {}; \
                  scans reading images whole {} ({} bytes, mean {:.0} us), scans on pulled-back images {}",
                 self.cache_hits,
@@ -585,6 +593,7 @@ impl std::fmt::Display for OffloadStats {
                 } else {
                     100.0 * self.cache_hits as f64 / consulted as f64
                 },
+                self.cache_value_hits,
                 self.cache_admissions,
                 self.cache_stale,
                 self.cache_invalidated,
@@ -607,7 +616,7 @@ impl std::fmt::Display for OffloadStats {
             write!(
                 f,
                 "\nkey indexes: {} images indexed, {} dropped for newer ones ({} bytes now); lookups through them {}, images they ruled out {}; \
-                 indexed scan batches {} (mean {:.1} us, {} values read one-sidedly)",
+                 indexed scan batches {} (mean {:.1} us, {} values read one-sidedly); room lent to the cache {} times ({} bytes now)",
                 self.images_indexed,
                 self.indexes_dropped,
                 self.index_bytes,
@@ -616,6 +625,8 @@ impl std::fmt::Display for OffloadStats {
                 self.indexed_scans,
                 mean(self.indexed_scan_micros, self.indexed_scans),
                 self.indexed_scan_reads,
+                self.index_room_lendings,
+                self.index_room_lent,
             )?;
         }
         if let Some(e) = &self.last_error {

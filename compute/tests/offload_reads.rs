@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{held_back_options, wait_for};
-use o3_compute::{Db, DbStats, MemoryNodeChoice, OffloadOptions, ReadPolicy, Snapshot};
+use o3_compute::{
+    CacheValues, Db, DbStats, MemoryNodeChoice, OffloadOptions, ReadPolicy, Snapshot,
+};
 use o3_memnode::MemoryNode;
 use o3_memnode::client::Direct;
 use proptest::prelude::*;
@@ -26,13 +28,14 @@ fn direct() -> Arc<Direct> {
 }
 
 /// A database offloading every sealed memtable to `store` under `policy`,
-/// flushes held back until `Db::flush`; no key indexes of images.
-fn open(store: &Arc<Direct>, policy: ReadPolicy) -> Db {
-    open_indexed(store, policy, 0)
-}
-
-/// As [`open`], with `index_bytes` for key indexes of images.
-fn open_indexed(store: &Arc<Direct>, policy: ReadPolicy, index_bytes: u64) -> Db {
+/// flushes held back, with `index_bytes` for key indexes of images and
+/// cache entries holding values as `values` says.
+fn open_indexed(
+    store: &Arc<Direct>,
+    policy: ReadPolicy,
+    index_bytes: u64,
+    values: CacheValues,
+) -> Db {
     let mut o = held_back_options(2);
     o.offload = Some(OffloadOptions {
         memory_node: MemoryNodeChoice::Store(store.clone()),
@@ -41,6 +44,7 @@ fn open_indexed(store: &Arc<Direct>, policy: ReadPolicy, index_bytes: u64) -> Db
         read_policy: policy,
         offset_cache_bytes: 64 << 10,
         cache_admit_after: 1,
+        cache_values: values,
         // Room for a few of the tiny test images, so pulling back also
         // drops colder copies.
         pull_back_bytes: 16 << 10,
@@ -142,13 +146,16 @@ fn model_scan(model: &BTreeMap<Vec<u8>, Vec<u8>>, lo: &[u8], hi: &[u8]) -> Answe
 const FEW_INDEXES: u64 = 1200;
 const ALL_INDEXES: u64 = 1 << 20;
 
-/// The variants every operation runs under, as (policy, index bytes).
-const VARIANTS: [(ReadPolicy, u64); 5] = [
-    (ReadPolicy::Delegate, 0),
-    (ReadPolicy::Cache, 0),
-    (ReadPolicy::Adaptive, 0),
-    (ReadPolicy::Adaptive, FEW_INDEXES),
-    (ReadPolicy::Adaptive, ALL_INDEXES),
+/// The variants every operation runs under, as (policy, index bytes,
+/// cache entries holding values): the last holds every cached entry's key
+/// and value (the adaptive policy's choice over a slow link).
+const VARIANTS: [(ReadPolicy, u64, CacheValues); 6] = [
+    (ReadPolicy::Delegate, 0, CacheValues::Auto),
+    (ReadPolicy::Cache, 0, CacheValues::Auto),
+    (ReadPolicy::Adaptive, 0, CacheValues::Auto),
+    (ReadPolicy::Adaptive, FEW_INDEXES, CacheValues::Auto),
+    (ReadPolicy::Adaptive, ALL_INDEXES, CacheValues::Auto),
+    (ReadPolicy::Adaptive, FEW_INDEXES, CacheValues::On),
 ];
 
 /// Run `ops` on a database per variant and on the model; every read's
@@ -157,10 +164,10 @@ const VARIANTS: [(ReadPolicy, u64); 5] = [
 fn run(ops: &[Op]) -> Vec<DbStats> {
     let mut subjects: Vec<Subject> = VARIANTS
         .iter()
-        .map(|&(policy, index_bytes)| {
+        .map(|&(policy, index_bytes, values)| {
             let store = direct();
             Subject {
-                db: open_indexed(&store, policy, index_bytes),
+                db: open_indexed(&store, policy, index_bytes, values),
                 store,
                 snapshots: Vec::new(),
             }
@@ -169,9 +176,13 @@ fn run(ops: &[Op]) -> Vec<DbStats> {
     let mut model = BTreeMap::new();
     let mut models_at: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = Vec::new();
     for (n, op) in ops.iter().enumerate() {
-        for (s, (policy, index_bytes)) in subjects.iter_mut().zip(VARIANTS) {
+        for (s, (policy, index_bytes, values)) in subjects.iter_mut().zip(VARIANTS) {
             let db = &s.db;
-            let ctx = || format!("op {n} {op:?} under {policy} with {index_bytes} index bytes");
+            let ctx = || {
+                format!(
+                    "op {n} {op:?} under {policy} with {index_bytes} index bytes, values {values}"
+                )
+            };
             match op {
                 Op::Put(k, v) => db.put(&key(*k), &value(*k, *v)).unwrap(),
                 Op::Fill(v) => {
@@ -315,7 +326,12 @@ fn the_adaptive_policy_takes_every_read_path_and_agrees_with_delegation() {
     ops.extend((0..48).step_by(4).map(Op::Get));
     let stats = run(&ops);
     let (delegate, cache, adaptive) = (&stats[0].offload, &stats[1].offload, &stats[2].offload);
-    let (some, all) = (&stats[3].offload, &stats[4].offload);
+    let (some, all, held) = (&stats[3].offload, &stats[4].offload, &stats[5].offload);
+    // Entries holding values answer hot lookups with no remote read.
+    assert!(
+        held.cache_value_hits > 0 && held.cache_value_hits * 2 > held.one_sided_reads,
+        "{held:?}"
+    );
     assert_eq!(
         adaptive.images_indexed + adaptive.indexed_gets + adaptive.indexed_scans,
         0,
@@ -377,8 +393,18 @@ fn the_adaptive_policy_takes_every_read_path_and_agrees_with_delegation() {
 /// value; once the images are released their entries are gone.
 #[test]
 fn a_stale_cache_entry_is_never_served_and_goes_with_its_image() {
+    stale_entries_are_never_served(CacheValues::Off);
+}
+
+/// As above, with the cache holding keys and values.
+#[test]
+fn a_stale_held_value_is_never_served_and_goes_with_its_image() {
+    stale_entries_are_never_served(CacheValues::On);
+}
+
+fn stale_entries_are_never_served(values: CacheValues) {
     let store = direct();
-    let db = open(&store, ReadPolicy::Cache);
+    let db = open_indexed(&store, ReadPolicy::Cache, 0, values);
     let hot = key(7);
     db.put(&hot, b"old").unwrap();
     // Two versions of another key in one image, a snapshot between them.
@@ -403,6 +429,11 @@ fn a_stale_cache_entry_is_never_served_and_goes_with_its_image() {
     assert!(
         s.cache_admissions >= 1 && s.cache_hits >= 1,
         "cached and used: {s:?}"
+    );
+    assert_eq!(
+        s.cache_value_hits > 0,
+        values == CacheValues::On,
+        "hits answered by held values: {s:?}"
     );
     // An older version read at an old snapshot is not the key's newest in
     // its image: it must not be cached for later lookups.

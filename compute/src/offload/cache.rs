@@ -14,6 +14,14 @@
 //! tag), and records the entry's sequence. When the cache may serve an
 //! entry is decided by the reader (`offload::read`), not here.
 //!
+//! Where reading an entry remotely costs much more than a local lookup
+//! (over a network rather than shared memory; the adaptive policy decides
+//! from measured costs, `OffloadOptions::cache_values`), an entry also
+//! holds the entry's key and value ([`HeldEntry`]): a hit then answers
+//! with no remote read at all. Such an entry weighs its key and value too,
+//! so the same bytes hold fewer, hotter keys; the kept key makes a hash
+//! collision a miss, never a wrong answer.
+//!
 //! Bounded by bytes (quick_cache's weighted eviction); once it is full,
 //! keys are admitted by frequency: a count-min sketch counts the lookups of
 //! each key that reached offloaded images, and a key displaces others once
@@ -24,14 +32,43 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
+use std::sync::Arc;
+
+use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 /// Bytes charged per entry: the hash, the entry and the cache's own
 /// bookkeeping (its slot and index).
 pub(crate) const ENTRY_BYTES: u64 = 64;
 
+/// Bytes charged for a [`HeldEntry`] beyond its key and value: its shared
+/// count and the two boxes.
+const HELD_OVERHEAD: u64 = 48;
+
+/// No held entry takes more than this share of the cache's bytes: a key
+/// with a value too large for it keeps only its offset.
+const MAX_HELD_SHARE: u64 = 256;
+
+/// A cached entry's key and value, kept in local memory.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct HeldEntry {
+    /// The user key (a hash collision is told apart by it).
+    pub key: Box<[u8]>,
+    /// The value; `None` for a tombstone.
+    pub value: Option<Box<[u8]>>,
+}
+
+impl HeldEntry {
+    pub fn new(key: &[u8], value: Option<&[u8]>) -> Arc<HeldEntry> {
+        Arc::new(HeldEntry {
+            key: key.into(),
+            value: value.map(Into::into),
+        })
+    }
+}
+
 /// Where a key's newest entry in one offloaded image is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CachedEntry {
     /// The image's tag (unique per shipping of an image).
     pub tag: u64,
@@ -41,16 +78,39 @@ pub(crate) struct CachedEntry {
     pub read_len: u32,
     /// The entry's sequence: the newest of the key in that image.
     pub sequence: u64,
+    /// The entry's key and value, when the cache holds them (a hit then
+    /// reads nothing remotely).
+    pub held: Option<Arc<HeldEntry>>,
+}
+
+impl CachedEntry {
+    /// Bytes the entry is charged in the cache.
+    pub fn bytes(&self) -> u64 {
+        ENTRY_BYTES
+            + self.held.as_ref().map_or(0, |h| {
+                HELD_OVERHEAD + h.key.len() as u64 + h.value.as_ref().map_or(0, |v| v.len() as u64)
+            })
+    }
+}
+
+/// Weighs entries by [`CachedEntry::bytes`].
+#[derive(Debug, Clone, Copy)]
+struct ByBytes;
+
+impl Weighter<u64, CachedEntry> for ByBytes {
+    fn weight(&self, _hash: &u64, entry: &CachedEntry) -> u64 {
+        entry.bytes()
+    }
 }
 
 /// The cache. Every method takes `&self` and is safe from any thread.
 pub(crate) struct OffsetCache {
     /// By the key's hash (`o3_storage::sst::bloom_hash`).
-    entries: Cache<u64, CachedEntry>,
+    entries: Cache<u64, CachedEntry, ByBytes>,
     sketch: FrequencySketch,
     admit_after: u8,
-    /// Entries it holds at most.
-    capacity: u64,
+    /// Bytes its entries may take.
+    capacity: AtomicU64,
     /// The entries reached the capacity (less 1/8): from then on, only
     /// frequent keys are admitted, until releases free half of it.
     full: AtomicBool,
@@ -59,7 +119,7 @@ pub(crate) struct OffsetCache {
 impl std::fmt::Debug for OffsetCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OffsetCache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.capacity.load(Relaxed))
             .field("entries", &self.entries.len())
             .finish()
     }
@@ -72,12 +132,13 @@ impl OffsetCache {
         if bytes == 0 {
             return None;
         }
-        let items = (bytes / ENTRY_BYTES).max(16) as usize;
+        let capacity = bytes.max(16 * ENTRY_BYTES);
+        let items = (capacity / ENTRY_BYTES) as usize;
         Some(OffsetCache {
-            entries: Cache::new(items),
+            entries: Cache::with_weighter(items, capacity, ByBytes),
             sketch: FrequencySketch::new(items * 2),
             admit_after: admit_after.clamp(1, FrequencySketch::MAX as u32) as u8,
-            capacity: items as u64,
+            capacity: AtomicU64::new(capacity),
             full: AtomicBool::new(false),
         })
     }
@@ -91,16 +152,53 @@ impl OffsetCache {
     /// offloaded images, and
     /// cache `entry` for it while the cache has room, or once the key is
     /// frequent enough to displace others. True when cached.
+    /// An entry whose key and value take more than 1/[`MAX_HELD_SHARE`]
+    /// of the cache keeps only its offset.
     pub fn offer(&self, hash: u64, entry: CachedEntry) -> bool {
         let count = self.sketch.increment(hash);
         if count < self.admit_after && self.full.load(Relaxed) {
             return false;
         }
+        self.put(hash, entry);
+        true
+    }
+
+    /// Give the cached entry of the key hashed to `hash` its key and value
+    /// (`held`), if the cache still holds that very entry (after a hit that
+    /// read it remotely: the key is frequent already).
+    pub fn hold(&self, hash: u64, entry: &CachedEntry, held: Arc<HeldEntry>) {
+        if self.entries.get(&hash).as_ref() == Some(entry) {
+            let mut with = entry.clone();
+            with.held = Some(held);
+            self.put(hash, with);
+        }
+    }
+
+    fn put(&self, hash: u64, mut entry: CachedEntry) {
+        let capacity = self.capacity.load(Relaxed);
+        if entry.bytes() > capacity / MAX_HELD_SHARE {
+            entry.held = None;
+        }
         self.entries.insert(hash, entry);
-        if self.entries.weight() >= self.capacity - self.capacity / 8 {
+        if self.entries.weight() >= capacity - capacity / 8 {
             self.full.store(true, Relaxed);
         }
-        true
+    }
+
+    /// Whether the entries reached the capacity (less 1/8), so that only
+    /// frequent keys are admitted.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Relaxed)
+    }
+
+    /// Let the entries take `bytes` from now on (evicting when that is
+    /// less than they take).
+    pub fn set_capacity(&self, bytes: u64) {
+        let capacity = bytes.max(16 * ENTRY_BYTES);
+        self.capacity.store(capacity, Relaxed);
+        self.entries.set_capacity(capacity);
+        let full = self.entries.weight() >= capacity - capacity / 8;
+        self.full.store(full, Relaxed);
     }
 
     /// Count one more lookup of `key` without anything to cache.
@@ -118,7 +216,7 @@ impl OffsetCache {
     pub fn forget_image(&self, tag: u64) -> u64 {
         let before = self.entries.len();
         self.entries.retain(|_, e| e.tag != tag);
-        if self.entries.weight() < self.capacity / 2 {
+        if self.entries.weight() < self.capacity.load(Relaxed) / 2 {
             self.full.store(false, Relaxed);
         }
         before.saturating_sub(self.entries.len()) as u64
@@ -130,7 +228,7 @@ impl OffsetCache {
 
     /// Bytes charged for the entries now.
     pub fn bytes(&self) -> u64 {
-        self.entries.len() as u64 * ENTRY_BYTES
+        self.entries.weight()
     }
 }
 
@@ -200,6 +298,14 @@ mod tests {
             offset: 64,
             read_len: 100,
             sequence: 7,
+            held: None,
+        }
+    }
+
+    fn held(tag: u64, key: &[u8], value: &[u8]) -> CachedEntry {
+        CachedEntry {
+            held: Some(HeldEntry::new(key, Some(value))),
+            ..entry(tag)
         }
     }
 
@@ -252,6 +358,55 @@ mod tests {
         assert!(cache.bytes() <= capacity, "{} > {capacity}", cache.bytes());
         assert!(cache.len() > 0);
         assert!(cache.len() < 20_000);
+    }
+
+    #[test]
+    fn held_keys_and_values_count_against_the_bytes() {
+        let capacity = 256 << 10;
+        let cache = OffsetCache::new(capacity, 1).unwrap();
+        let value = vec![7u8; 500];
+        for i in 0..2_000u32 {
+            let key = format!("key{i:012}");
+            cache.offer(bloom_hash(key.as_bytes()), held(1, key.as_bytes(), &value));
+        }
+        assert!(cache.bytes() <= capacity, "{} > {capacity}", cache.bytes());
+        let per_entry = ENTRY_BYTES + HELD_OVERHEAD + 15 + 500;
+        assert!(
+            cache.len() <= capacity / per_entry,
+            "{} entries holding values in {capacity} bytes",
+            cache.len()
+        );
+        let last = b"key000000001999";
+        let got = cache.get(bloom_hash(last)).expect("the newest entry");
+        assert_eq!(
+            got.held.as_deref(),
+            Some(&*HeldEntry::new(last, Some(&value)))
+        );
+    }
+
+    #[test]
+    fn a_value_too_large_for_the_cache_keeps_only_its_offset() {
+        let capacity = 64 << 10;
+        let cache = OffsetCache::new(capacity, 1).unwrap();
+        let big = vec![1u8; (capacity / MAX_HELD_SHARE) as usize];
+        let h = bloom_hash(b"big");
+        assert!(cache.offer(h, held(1, b"big", &big)));
+        assert_eq!(cache.get(h), Some(entry(1)), "the offset, not the value");
+        assert_eq!(cache.bytes(), ENTRY_BYTES);
+    }
+
+    #[test]
+    fn holding_a_value_needs_the_very_entry_still_cached() {
+        let cache = OffsetCache::new(1 << 20, 1).unwrap();
+        let h = bloom_hash(b"k");
+        cache.offer(h, entry(1));
+        cache.hold(h, &entry(2), HeldEntry::new(b"k", Some(b"v2")));
+        assert_eq!(cache.get(h), Some(entry(1)), "another image's entry");
+        cache.hold(h, &entry(1), HeldEntry::new(b"k", Some(b"v1")));
+        assert_eq!(cache.get(h), Some(held(1, b"k", b"v1")));
+        assert_eq!(cache.bytes(), held(1, b"k", b"v1").bytes());
+        assert_eq!(cache.forget_image(1), 1);
+        assert_eq!(cache.bytes(), 0);
     }
 
     #[test]

@@ -73,6 +73,13 @@ pub(crate) const MAX_SCAN_BATCH: u32 = 4096;
 /// memory).
 const LOCAL_GET_NANOS: f64 = 500.0;
 
+/// How many local lookups a one-sided read of an entry must cost before
+/// cache entries hold their values (`CacheValues::Auto`): a value held
+/// takes the room of ~17 offsets of 1 KiB entries, which pays only where
+/// a remote read is far dearer than a local answer (over a network; over
+/// shared memory a one-sided read is a `memcpy`).
+const HOLD_VALUES_FACTOR: f64 = 4.0;
+
 /// One database's measured read costs.
 #[derive(Debug, Default)]
 pub(crate) struct ReadCosts {
@@ -127,6 +134,16 @@ impl ReadCosts {
             self.hits_since_probe.store(0, Relaxed);
         }
         cheaper != probe
+    }
+
+    /// Whether cache entries should hold their values: a one-sided read
+    /// costs more than [`HOLD_VALUES_FACTOR`] local lookups (measured in
+    /// pulled-back copies, or taken as a skiplist search).
+    pub fn hold_values(&self) -> bool {
+        let local = self.pulled_get.get().unwrap_or(LOCAL_GET_NANOS);
+        self.one_sided_get
+            .get()
+            .is_some_and(|one_sided| one_sided > HOLD_VALUES_FACTOR * local)
     }
 
     /// What a remote lookup costs now when a share `hit_share` of them
@@ -267,6 +284,19 @@ mod tests {
             2 * PROBE_EVERY as usize - 2,
             "a one-sided read a little dearer is still preferred"
         );
+    }
+
+    #[test]
+    fn values_are_held_only_where_a_remote_read_is_far_dearer_than_a_local_one() {
+        let c = ReadCosts::default();
+        assert!(!c.hold_values(), "nothing measured yet");
+        c.one_sided_get.record(800.0);
+        assert!(!c.hold_values(), "a memcpy-like read");
+        let far = ReadCosts::default();
+        far.one_sided_get.record(10_000.0);
+        assert!(far.hold_values(), "a network round trip");
+        far.pulled_get.record(5_000.0);
+        assert!(!far.hold_values(), "local lookups measured this slow");
     }
 
     #[test]

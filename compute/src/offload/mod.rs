@@ -28,6 +28,6 @@ pub(crate) mod ship;
 pub(crate) mod slot;
 
 pub use options::{
-    DEFAULT_OFFSET_CACHE_BYTES, DEFAULT_PULL_BACK_BYTES, MemoryNodeChoice, OffloadOptions,
-    ReadPolicy,
+    CacheValues, DEFAULT_OFFSET_CACHE_BYTES, DEFAULT_PULL_BACK_BYTES, MemoryNodeChoice,
+    OffloadOptions, ReadPolicy,
 };

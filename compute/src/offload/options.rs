@@ -49,6 +49,10 @@ pub struct OffloadOptions {
     /// sketch counts them, halving its counts as they age): one-off keys
     /// never displace hot ones. Until then, every key is cached.
     pub cache_admit_after: u32,
+    /// Whether cache entries also hold their key and value, so that a hit
+    /// answers with no remote read (each such entry weighs its key and
+    /// value too: the same bytes hold fewer, hotter keys).
+    pub cache_values: CacheValues,
     /// Local memory for offloaded images pulled back whole because they are
     /// read often (`ReadPolicy::Adaptive` only; 0: never).
     pub pull_back_bytes: u64,
@@ -110,6 +114,53 @@ impl std::fmt::Display for ReadPolicy {
     }
 }
 
+/// When cache entries hold their key and value
+/// ([`OffloadOptions::cache_values`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheValues {
+    /// Never: every hit reads its entry one-sidedly.
+    Off,
+    /// Under [`ReadPolicy::Adaptive`], while a one-sided read of an entry
+    /// costs more than 4 local lookups (measured: over a network link,
+    /// not over shared memory): entries admitted or hit then take their
+    /// key and value along.
+    #[default]
+    Auto,
+    /// Always, whatever the policy and costs.
+    On,
+}
+
+impl CacheValues {
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheValues::Off => "off",
+            CacheValues::Auto => "auto",
+            CacheValues::On => "on",
+        }
+    }
+}
+
+impl std::str::FromStr for CacheValues {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<CacheValues, String> {
+        match s {
+            "off" => Ok(CacheValues::Off),
+            "auto" => Ok(CacheValues::Auto),
+            "on" => Ok(CacheValues::On),
+            other => Err(format!(
+                "unknown cache_values {other:?} (use off, auto or on)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CacheValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Key→offset cache of the default options.
 pub const DEFAULT_OFFSET_CACHE_BYTES: u64 = 8 << 20;
 /// Local memory for pulled-back images in the default options.
@@ -142,7 +193,8 @@ pub const DEFAULT_IN_PROCESS_POOL: u64 = 4 << 30;
 impl Default for OffloadOptions {
     /// An in-process memory node of 4 GiB (`DEFAULT_IN_PROCESS_POOL`), one
     /// local sealed memtable per shard, 2 shipping threads, the adaptive
-    /// read policy with an 8 MiB key→offset cache, 32 MiB for pulled-back
+    /// read policy with an 8 MiB key→offset cache (holding values where
+    /// remote reads are dear), 32 MiB for pulled-back
     /// images and 16 MiB for key indexes of images.
     fn default() -> Self {
         OffloadOptions {
@@ -158,6 +210,7 @@ impl Default for OffloadOptions {
             read_policy: ReadPolicy::Adaptive,
             offset_cache_bytes: DEFAULT_OFFSET_CACHE_BYTES,
             cache_admit_after: 2,
+            cache_values: CacheValues::Auto,
             pull_back_bytes: DEFAULT_PULL_BACK_BYTES,
             index_bytes: DEFAULT_INDEX_BYTES,
         }

@@ -20,7 +20,7 @@ use o3_storage::key::{
 use o3_storage::memtable::{OwnedImageIter, SharedImage, decode_entry, entry_read_bound};
 use o3_storage::{Error, Result};
 
-use crate::offload::cache::CachedEntry;
+use crate::offload::cache::{CachedEntry, HeldEntry};
 use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
 use crate::offload::index::{ImageIndex, IndexCursor, entry_ref};
@@ -33,8 +33,9 @@ use crate::offload::slot::{FoundEntry, Held, ImageSlot, copied};
 /// policy allows:
 ///
 /// 1. a pulled-back local copy answers locally;
-/// 2. a key→offset cache entry for this very image answers with one
-///    one-sided read of the entry, verified against the key and sequence;
+/// 2. a key→offset cache entry for this very image answers with the key
+///    and value it holds, or with one one-sided read of the entry,
+///    verified against the key and sequence;
 /// 3. otherwise one delegated `get` asks the memory node about this image
 ///    and every following one without a local copy, and its decisive
 ///    answer may enter the cache.
@@ -172,8 +173,9 @@ fn indexed(
         offset,
         read_len: entry_read_bound(key.len(), value_len as usize).map_or(u32::MAX, |n| n as u32),
         sequence,
+        held: None,
     };
-    match read_entry(runtime, image, key, entry) {
+    match read_entry(runtime, image, key, &entry) {
         Ok(found) => {
             c.indexed_gets.fetch_add(1, Relaxed);
             admit(
@@ -189,8 +191,10 @@ fn indexed(
     }
 }
 
-/// The entry of `key` the cache holds for `image`, read with one one-sided
-/// read, when the policy takes that path; `None` to delegate.
+/// The entry of `key` the cache holds for `image`: the key and value it
+/// holds, or else read with one one-sided read when the policy takes that
+/// path (and then held too, when the policy holds values now); `None` to
+/// delegate.
 fn cached(
     runtime: &Offload,
     image: &OffloadedImage,
@@ -206,12 +210,25 @@ fn cached(
             return None;
         }
     };
+    if let Some(held) = &entry.held {
+        if *held.key != *key {
+            // Another key with the same hash.
+            runtime.counters.cache_misses.fetch_add(1, Relaxed);
+            return None;
+        }
+        runtime.counters.cache_hits.fetch_add(1, Relaxed);
+        runtime.counters.cache_value_hits.fetch_add(1, Relaxed);
+        return Some((entry.sequence, held.value.as_deref().map(<[u8]>::to_vec)));
+    }
     if runtime.adaptive() && !runtime.costs.use_cached() {
         return None;
     }
-    match read_entry(runtime, image, key, entry) {
+    match read_entry(runtime, image, key, &entry) {
         Ok(found) => {
             runtime.counters.cache_hits.fetch_add(1, Relaxed);
+            if runtime.holds_values() {
+                cache.hold(hash, &entry, HeldEntry::new(key, found.1.as_deref()));
+            }
             Some(found)
         }
         Err(reason) => {
@@ -231,7 +248,7 @@ fn read_entry(
     runtime: &Offload,
     image: &OffloadedImage,
     key: &[u8],
-    entry: CachedEntry,
+    entry: &CachedEntry,
 ) -> std::result::Result<FoundEntry, String> {
     let available = image.len.saturating_sub(u64::from(entry.offset));
     let len = u64::from(entry.read_len).min(available) as usize;
@@ -299,9 +316,13 @@ fn admit(
         offset,
         read_len,
         sequence,
+        held: runtime
+            .holds_values()
+            .then(|| HeldEntry::new(key, value.as_deref())),
     };
     if cache.offer(hash, entry) {
         runtime.counters.cache_admissions.fetch_add(1, Relaxed);
+        runtime.lend_index_room();
     }
 }
 
@@ -980,16 +1001,46 @@ mod tests {
 
     use super::*;
     use crate::offload::cache::CachedEntry;
-    use crate::{Db, DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
+    use crate::{CacheValues, Db, DbOptions, MemoryNodeChoice, OffloadOptions, ReadPolicy};
 
     /// A database offloading every sealed memtable, caching every key read
-    /// remotely, flushes held back.
+    /// remotely (offsets only), flushes held back.
     fn open(store: Arc<Direct>) -> Db {
         open_with(store, ReadPolicy::Cache, 0)
     }
 
     /// As [`open`], under `policy` with `index_bytes` for key indexes.
     fn open_with(store: Arc<Direct>, policy: ReadPolicy, index_bytes: u64) -> Db {
+        open_caching(store, policy, index_bytes, CacheValues::Off)
+    }
+
+    /// As [`open_with`], with cache entries holding values as `values` says.
+    fn open_caching(
+        store: Arc<Direct>,
+        policy: ReadPolicy,
+        index_bytes: u64,
+        values: CacheValues,
+    ) -> Db {
+        open_adjusted(store, |o| {
+            o.read_policy = policy;
+            o.index_bytes = index_bytes;
+            o.cache_values = values;
+        })
+    }
+
+    /// A database offloading every sealed memtable, caching every key read
+    /// remotely, flushes held back, with `adjust`'s changes to the
+    /// offloading options.
+    fn open_adjusted(store: Arc<Direct>, adjust: impl FnOnce(&mut OffloadOptions)) -> Db {
+        let mut offload = OffloadOptions {
+            memory_node: MemoryNodeChoice::Store(store),
+            max_local_sealed_memtables: 0,
+            min_memtables_to_merge: 1000,
+            offset_cache_bytes: 64 << 10,
+            cache_admit_after: 1,
+            ..OffloadOptions::default()
+        };
+        adjust(&mut offload);
         let options = DbOptions {
             storage: Arc::new(FaultInjectingFs::new()),
             write_buffer_size: 4096,
@@ -997,16 +1048,7 @@ mod tests {
             max_total_wal_size: 64 << 20,
             max_unflushed_bytes: 64 << 20,
             idle_compaction_after: Some(Duration::from_secs(3600)),
-            offload: Some(OffloadOptions {
-                memory_node: MemoryNodeChoice::Store(store),
-                max_local_sealed_memtables: 0,
-                min_memtables_to_merge: 1000,
-                read_policy: policy,
-                offset_cache_bytes: 64 << 10,
-                cache_admit_after: 1,
-                index_bytes,
-                ..OffloadOptions::default()
-            }),
+            offload: Some(offload),
             ..DbOptions::default()
         };
         Db::open(Path::new("/db"), options).expect("open")
@@ -1152,26 +1194,26 @@ mod tests {
             CachedEntry {
                 offset: eb.offset,
                 read_len: eb.read_len,
-                ..ea
+                ..ea.clone()
             },
             // The right place with another sequence (another version).
             CachedEntry {
                 sequence: ea.sequence.saturating_sub(1),
-                ..ea
+                ..ea.clone()
             },
             // Inside an entry: garbage to the decoder.
             CachedEntry {
                 offset: ea.offset + 3,
-                ..ea
+                ..ea.clone()
             },
             // Past the image's end.
             CachedEntry {
                 offset: u32::MAX - 64,
-                ..ea
+                ..ea.clone()
             },
         ];
         for forged in forgeries {
-            forge(&db, &a, forged);
+            forge(&db, &a, forged.clone());
             let stale = db.stats().offload.cache_stale;
             assert_eq!(
                 db.get(&a).unwrap(),
@@ -1182,12 +1224,125 @@ mod tests {
             assert_eq!(s.cache_stale, stale + 1, "{forged:?} not caught: {s:?}");
             // The forged entry is gone; the delegated answer cached the
             // right one again, and it serves.
-            assert_eq!(cached(&db, &a), Some(ea), "after {forged:?}");
+            assert_eq!(cached(&db, &a), Some(ea.clone()), "after {forged:?}");
             let hits = db.stats().offload.cache_hits;
             assert_eq!(db.get(&a).unwrap(), Some(value(index(&a))));
             assert_eq!(db.stats().offload.cache_hits, hits + 1);
         }
         db.close().unwrap();
+    }
+
+    #[test]
+    fn a_held_value_answers_a_hit_without_a_remote_read_and_only_for_its_key() {
+        let db = open_caching(direct(), ReadPolicy::Cache, 0, CacheValues::On);
+        fill_and_offload(&db, 400);
+        let (a, b) = (key(17), key(18));
+        for k in [&a, &b] {
+            assert_eq!(db.get(k).unwrap(), Some(value(index_of(k))));
+        }
+        let ea = cached(&db, &a).expect("cached with its value");
+        let held = ea.held.clone().expect("the value is held");
+        assert_eq!(&*held.key, &a[..]);
+        assert_eq!(held.value.as_deref(), Some(&value(17)[..]));
+        let before = db.stats().offload;
+        for _ in 0..5 {
+            assert_eq!(db.get(&a).unwrap(), Some(value(17)));
+        }
+        let after = db.stats().offload;
+        assert_eq!(
+            after.cache_value_hits,
+            before.cache_value_hits + 5,
+            "{after:?}"
+        );
+        assert_eq!(after.one_sided_reads, before.one_sided_reads, "{after:?}");
+        assert_eq!(after.delegated_gets, before.delegated_gets, "{after:?}");
+        // Another key's key and value under `a`'s hash (a collision would
+        // look like this): a miss, and `a`'s own answer.
+        let eb = cached(&db, &b).expect("cached");
+        forge(
+            &db,
+            &a,
+            CachedEntry {
+                held: eb.held.clone(),
+                ..ea.clone()
+            },
+        );
+        let misses = db.stats().offload.cache_misses;
+        assert_eq!(db.get(&a).unwrap(), Some(value(17)));
+        assert_eq!(db.stats().offload.cache_misses, misses + 1);
+        // A newer version in the memtable comes first; once that is
+        // offloaded and read, the newer image's entry replaces the old.
+        db.put(&a, b"newer").unwrap();
+        assert_eq!(db.get(&a).unwrap(), Some(b"newer".to_vec()));
+        for i in 0..200u32 {
+            db.put(format!("pad{i:04}").as_bytes(), &value(i)).unwrap();
+        }
+        fill_and_offload(&db, 0);
+        assert!(db.stats().offload.images_offloaded > before.images_offloaded);
+        db.get(&a).unwrap();
+        let newer = cached(&db, &a).expect("cached");
+        assert_ne!(newer.tag, ea.tag, "{newer:?}");
+        assert_eq!(db.get(&a).unwrap(), Some(b"newer".to_vec()));
+        db.close().unwrap();
+    }
+
+    #[test]
+    fn a_full_cache_of_values_borrows_the_index_room_until_a_scan_needs_it() {
+        let cache_bytes = 8 << 10;
+        let room = 1 << 20;
+        let db = open_adjusted(direct(), |o| {
+            o.read_policy = ReadPolicy::Adaptive;
+            o.cache_values = CacheValues::On;
+            o.offset_cache_bytes = cache_bytes;
+            o.index_bytes = room;
+            o.pull_back_bytes = 0;
+        });
+        fill_and_offload(&db, 400);
+        let s = db.stats().offload;
+        assert!(s.images_indexed > 0 && s.index_bytes > 0, "{s:?}");
+        assert_eq!(s.index_room_lendings, 0, "{s:?}");
+        // Lookups fill the cache with values; no scan ever ran: the index
+        // room goes to the cache, and every index with it.
+        for _ in 0..2 {
+            for i in 0..400 {
+                assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)));
+            }
+        }
+        let s = db.stats().offload;
+        assert_eq!(s.index_room_lendings, 1, "{s:?}");
+        assert_eq!(s.index_room_lent, room, "{s:?}");
+        assert_eq!(s.index_bytes, 0, "{s:?}");
+        assert!(s.cache_bytes > cache_bytes, "the cache grew: {s:?}");
+        assert!(s.cache_bytes <= cache_bytes + room, "{s:?}");
+        // A scan takes the room back; it answers through delegation.
+        let all: Vec<(Vec<u8>, Vec<u8>)> = db
+            .range(b"key".to_vec()..b"kez".to_vec())
+            .map(|r| r.unwrap())
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = (0..400).map(|i| (key(i), value(i))).collect();
+        assert_eq!(all, want);
+        let s = db.stats().offload;
+        assert_eq!(s.index_room_lent, 0, "{s:?}");
+        assert!(s.cache_bytes <= cache_bytes, "the cache shrank: {s:?}");
+        assert!(s.delegated_scans > 0, "{s:?}");
+        // Images shipped from now on get indexes again, and lookups right
+        // after a scan do not lend the room again.
+        for i in 0..200u32 {
+            db.put(format!("pad{i:04}").as_bytes(), &value(i)).unwrap();
+        }
+        fill_and_offload(&db, 0);
+        for i in 0..400 {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)));
+        }
+        let after = db.stats().offload;
+        assert!(after.images_indexed > s.images_indexed, "{after:?}");
+        assert!(after.index_bytes > 0, "{after:?}");
+        assert_eq!(after.index_room_lendings, 1, "{after:?}");
+        db.close().unwrap();
+    }
+
+    fn index_of(k: &[u8]) -> u32 {
+        std::str::from_utf8(&k[3..]).unwrap().parse().unwrap()
     }
 
     /// A database offloading every sealed memtable under the adaptive

@@ -17,7 +17,7 @@ use o3_storage::{Error, Result};
 use crate::offload::cache::OffsetCache;
 use crate::offload::connect::Reconnecting;
 use crate::offload::costs::ReadCosts;
-use crate::offload::options::{MemoryNodeChoice, OffloadOptions, ReadPolicy};
+use crate::offload::options::{CacheValues, MemoryNodeChoice, OffloadOptions, ReadPolicy};
 use crate::stats::OffloadStats;
 
 /// Rebuilds images lost with their memory node (implemented over the
@@ -59,6 +59,11 @@ const MIN_RESIDENCY: Duration = Duration::from_secs(2);
 /// Cache lookups a review of the copies needs since the last one.
 const REVIEW_MIN_LOOKUPS: u64 = 1000;
 
+/// How long no scan may have reached offloaded images before the index
+/// room is lent to a full cache of held values (see
+/// [`Offload::lend_index_room`]).
+const LEND_AFTER_NO_SCAN: Duration = Duration::from_secs(2);
+
 /// Counters behind [`OffloadStats`].
 #[derive(Debug, Default)]
 pub(crate) struct OffloadCounters {
@@ -78,6 +83,7 @@ pub(crate) struct OffloadCounters {
     pub memory_node_failures: AtomicU64,
     pub images_rebuilt: AtomicU64,
     pub cache_hits: AtomicU64,
+    pub cache_value_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_admissions: AtomicU64,
     pub cache_stale: AtomicU64,
@@ -99,6 +105,7 @@ pub(crate) struct OffloadCounters {
     pub indexed_scan_reads: AtomicU64,
     pub indexed_gets: AtomicU64,
     pub index_skips: AtomicU64,
+    pub index_room_lendings: AtomicU64,
 }
 
 /// One database's offloading.
@@ -129,6 +136,13 @@ pub(crate) struct Offload {
     /// Images holding a key index, oldest first: the first to lose it when
     /// a newer image needs the room.
     indexed: Mutex<VecDeque<Weak<dyn Pullable>>>,
+    /// Bytes of the index room lent to the cache now (0, or all of
+    /// `options.index_bytes`).
+    pub index_room_lent: AtomicU64,
+    /// When a scan last reached offloaded images, in milliseconds since
+    /// `opened` (0: none yet).
+    last_scan: AtomicU64,
+    opened: Instant,
     /// Held while an image is pulled back (one at a time).
     pub pulling: Mutex<()>,
     /// Cache hits and misses at the last review of the copies.
@@ -192,6 +206,9 @@ impl Offload {
             pulled_bytes: AtomicU64::new(0),
             index_bytes: AtomicU64::new(0),
             indexed: Mutex::new(VecDeque::new()),
+            index_room_lent: AtomicU64::new(0),
+            last_scan: AtomicU64::new(0),
+            opened: Instant::now(),
             pulling: Mutex::new(()),
             reviewed: Mutex::new((0, 0)),
             pull_requests: Mutex::new(Vec::new()),
@@ -373,7 +390,7 @@ impl Offload {
     /// adaptive policy with room for indexes (whether this one fits, older
     /// ones dropped if need be, is [`Self::reserve_index`]'s to say).
     pub fn wants_index(&self) -> bool {
-        self.adaptive() && self.options.index_bytes > 0
+        self.adaptive() && self.options.index_bytes > 0 && self.index_room_lent.load(Relaxed) == 0
     }
 
     /// Take `bytes` of `index_bytes` for a newly shipped image's index,
@@ -382,7 +399,7 @@ impl Offload {
     /// index cannot fit.
     pub fn reserve_index(&self, bytes: u64) -> bool {
         let limit = self.options.index_bytes;
-        if !self.adaptive() || bytes > limit {
+        if !self.wants_index() || bytes > limit {
             return false;
         }
         let take = || {
@@ -421,14 +438,92 @@ impl Offload {
 
     /// Note that `image` holds a key index (after [`Self::reserve_index`]
     /// took its room).
+    /// (Dropped again at once if the room was lent to the cache since.)
     pub fn register_index(&self, image: Weak<dyn Pullable>) {
         let mut indexed = self.indexed.lock();
+        if self.index_room_lent.load(Relaxed) > 0 {
+            if let Some(image) = image.upgrade() {
+                self.release_index(image.as_ref());
+            }
+            return;
+        }
         indexed.retain(|w| w.strong_count() > 0);
         indexed.push_back(image);
     }
 
+    /// Lend the whole index room to the cache when the cache is full of
+    /// held values (the link is slow: `holds_values`) and no scan has
+    /// reached offloaded images for [`LEND_AFTER_NO_SCAN`] (or ever): the
+    /// key indexes serve scans best, and lookups are then better served by
+    /// more held values than by indexes (a lookup through an index still
+    /// reads remotely). Every index is dropped, newly shipped images get
+    /// none, and the cache may take `offset_cache_bytes + index_bytes`
+    /// until the next scan takes the room back ([`Self::note_scan`]).
+    pub fn lend_index_room(&self) {
+        let Some(cache) = &self.cache else { return };
+        let room = self.options.index_bytes;
+        if room == 0
+            || self.index_room_lent.load(Relaxed) > 0
+            || !self.adaptive()
+            || !cache.is_full()
+            || !self.holds_values()
+        {
+            return;
+        }
+        let last = self.last_scan.load(Relaxed);
+        if last > 0
+            && self.millis_open().saturating_sub(last) < LEND_AFTER_NO_SCAN.as_millis() as u64
+        {
+            return;
+        }
+        let mut indexed = self.indexed.lock();
+        if self.index_room_lent.swap(room, Relaxed) > 0 {
+            return;
+        }
+        for image in indexed.drain(..) {
+            if let Some(image) = image.upgrade()
+                && self.release_index(image.as_ref()) > 0
+            {
+                self.counters.indexes_dropped.fetch_add(1, Relaxed);
+            }
+        }
+        cache.set_capacity(self.options.offset_cache_bytes + room);
+        self.counters.index_room_lendings.fetch_add(1, Relaxed);
+    }
+
+    /// A scan reaches offloaded images: the index room lent to the cache
+    /// comes back (the cache shrinks to `offset_cache_bytes`, evicting),
+    /// so images shipped from now on get key indexes again.
+    pub fn note_scan(&self) {
+        self.last_scan.store(self.millis_open().max(1), Relaxed);
+        if self.index_room_lent.load(Relaxed) == 0 {
+            return;
+        }
+        let _indexed = self.indexed.lock();
+        if self.index_room_lent.swap(0, Relaxed) == 0 {
+            return;
+        }
+        if let Some(cache) = &self.cache {
+            cache.set_capacity(self.options.offset_cache_bytes);
+        }
+    }
+
+    fn millis_open(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
     pub fn adaptive(&self) -> bool {
         self.options.read_policy == ReadPolicy::Adaptive
+    }
+
+    /// Whether cache entries take their key and value along now
+    /// ([`OffloadOptions::cache_values`]).
+    pub fn holds_values(&self) -> bool {
+        match self.options.cache_values {
+            CacheValues::Off => false,
+            CacheValues::On => true,
+            CacheValues::Auto => self.adaptive() && self.costs.hold_values(),
+        }
     }
 
     /// Rebuild lost images (see [`Recovery`]); an error when the database
@@ -503,6 +598,7 @@ impl Offload {
         s.memory_node_failures = c.memory_node_failures.load(Relaxed);
         s.images_rebuilt = c.images_rebuilt.load(Relaxed);
         s.cache_hits = c.cache_hits.load(Relaxed);
+        s.cache_value_hits = c.cache_value_hits.load(Relaxed);
         s.cache_misses = c.cache_misses.load(Relaxed);
         s.cache_admissions = c.cache_admissions.load(Relaxed);
         s.cache_stale = c.cache_stale.load(Relaxed);
@@ -530,6 +626,8 @@ impl Offload {
         s.indexed_scan_reads = c.indexed_scan_reads.load(Relaxed);
         s.indexed_gets = c.indexed_gets.load(Relaxed);
         s.index_skips = c.index_skips.load(Relaxed);
+        s.index_room_lendings = c.index_room_lendings.load(Relaxed);
+        s.index_room_lent = self.index_room_lent.load(Relaxed);
         let micros = |e: &crate::offload::costs::Ewma| e.get().map_or(0.0, |n| n / 1000.0);
         s.delegated_get_ewma_micros = micros(&self.costs.delegated_get);
         s.one_sided_read_ewma_micros = micros(&self.costs.one_sided_get);
