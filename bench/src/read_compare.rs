@@ -10,7 +10,10 @@
 //! back ([`crate::sst_gate`]), so every sealed memtable beyond the ones kept
 //! local is an image on the memory node, runs `--warmup_operations`
 //! unmeasured operations of the workload (caches and pulled-back images
-//! reach their steady state), then `--operations` measured ones:
+//! reach their steady state), writes filler records outside the workload's
+//! keys that fill the memtables kept local (`--offload_recent`, default
+//! true: the workload's newest records then sit in offloaded images, as
+//! the experiment asks), then `--operations` measured ones:
 //!
 //! - `adaptive`: the key→offset cache, one-sided reads of cached entries,
 //!   hot images pulled back, adaptive scans (`ReadPolicy::Adaptive`);
@@ -62,9 +65,8 @@ const DEFAULT_SCAN_OPERATIONS: u64 = 20_000;
 /// offload flags say otherwise: 12 MiB, small next to the loaded data
 /// (about 45 MiB of images with the defaults), as a key→offset cache and
 /// key indexes of images (about 7.5 MiB index all of them); nothing is left
-/// for pulled-back copies. Over `tcp`, copies serve point lookups better
-/// (`--pull_back_bytes 8388608 --index_bytes 0`), at the cost of scans:
-/// `docs/offload_reads.md` has both splits' figures.
+/// for pulled-back copies. Over `tcp` the cache's entries hold values, and
+/// where no scan needs the indexes (B, C) the cache borrows their room.
 const DEFAULT_OFFSET_CACHE_BYTES: u64 = 4 << 20;
 const DEFAULT_PULL_BACK_BYTES: u64 = 0;
 const DEFAULT_INDEX_BYTES: u64 = 8 << 20;
@@ -129,6 +131,13 @@ pub struct ReadCompareArgs {
     /// the node has a core of its own and polls like an RDMA server).
     #[arg(long)]
     pub memnode_poll_spin_us: Option<u64>,
+    /// After the warm-up, write filler records (keys outside the
+    /// workload's, sorted before them in each shard) to fill every
+    /// memtable kept local, so the workload's newest records sit in
+    /// offloaded images when the measured run starts (default true; false
+    /// leaves them in the local memtables).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub offload_recent: Option<bool>,
 }
 
 /// A workload of the experiment.
@@ -285,6 +294,7 @@ impl ReadCompareArgs {
             pin: self.pin.or(base.pin),
             memnode_bin: self.memnode_bin.or(base.memnode_bin),
             memnode_poll_spin_us: self.memnode_poll_spin_us.or(base.memnode_poll_spin_us),
+            offload_recent: self.offload_recent.or(base.offload_recent),
         }
     }
 
@@ -372,6 +382,7 @@ impl ReadCompareArgs {
             memnode_poll_spin_us: self
                 .memnode_poll_spin_us
                 .unwrap_or(DEFAULT_MEMNODE_POLL_SPIN_US),
+            offload_recent: self.offload_recent.unwrap_or(true),
         })
     }
 }
@@ -417,6 +428,9 @@ pub struct ReadCompareConfig {
     #[serde(skip)]
     pub pinning: Pinning,
     pub memnode_poll_spin_us: u64,
+    /// Filler records push the newest records out of the local memtables
+    /// before each measured run.
+    pub offload_recent: bool,
 }
 
 /// One run's row of the table.
@@ -517,13 +531,21 @@ pub fn emulated_conditions(
     cfg: &ReadCompareConfig,
 ) -> String {
     format!(
-        "cores: {}; memory node an o3-memnode process per data plane (tcp on loopback with link {} ({}); shm without a link model), polling its data plane {} µs before sleeping; local memory for reads in every variant: {} sealed memtable(s) per shard + {}; {}",
+        "cores: {}; memory node an o3-memnode process per data plane (tcp on loopback with link {} ({}); shm without a link model), polling its data plane {} µs before sleeping; local memory for reads in every variant: {} sealed memtable(s) per shard + {}; {}; {}",
         cfg.pinning.description,
         cfg.tcp_link_name,
         cfg.tcp_link,
         cfg.memnode_poll_spin_us,
         offload.max_local_sealed_memtables,
         local_read_memory(offload),
+        if cfg.offload_recent {
+            format!(
+                "before each measured run, {} of filler records per shard (keys outside the workload's) fill the local memtables, so the newest records are in offloaded images",
+                bytes(filler_bytes(engine, offload))
+            )
+        } else {
+            "the newest records stay in the local memtables".to_string()
+        },
         engine.emulated_conditions()
     )
 }
@@ -536,6 +558,36 @@ fn local_read_memory(offload: &OffloadConfig) -> String {
         bytes(offload.pull_back_bytes),
         bytes(offload.index_bytes)
     )
+}
+
+/// Bytes of filler records per shard that fill the memtables a shard keeps
+/// local (the active one and `max_local_sealed_memtables` sealed ones).
+fn filler_bytes(engine: &EngineConfig, offload: &OffloadConfig) -> u64 {
+    offload.local_memtable_bytes(engine.write_buffer_size)
+}
+
+/// Bytes of a filler record's value.
+const FILLER_VALUE_BYTES: usize = 1000;
+
+/// Write `bytes` of filler records into every shard of `db`: keys made of
+/// the shard's lower bound, a zero byte and `filler` with a count (before
+/// every key of the workload in that shard, never one of them), values of
+/// [`FILLER_VALUE_BYTES`]. Memtables count their entries' overhead too, so
+/// this fills at least `bytes` of memtable.
+fn push_recent_out(db: &o3_compute::Db, bytes: u64) -> Result<()> {
+    let value = vec![b'f'; FILLER_VALUE_BYTES];
+    let records = bytes / FILLER_VALUE_BYTES as u64 + 1;
+    let lowers = std::iter::once(Vec::new()).chain(db.shard_splits());
+    for lower in lowers {
+        for n in 0..records {
+            let mut key = lower.clone();
+            key.push(0);
+            key.extend_from_slice(format!("filler{n:010}").as_bytes());
+            db.put(&key, &value)
+                .map_err(BenchError::engine_op("filler records", "put"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The local memory the adaptive variant reads with beyond its memtables,
@@ -802,6 +854,12 @@ fn run_variant(
             crate::offload_lookup::settle(&db)?;
         }
     }
+    if cfg.offload_recent {
+        push_recent_out(&db, filler_bytes(engine, offload))?;
+        if variant != Variant::NoOffload {
+            crate::offload_lookup::settle(&db)?;
+        }
+    }
     let before = db.stats().offload;
     let mut report = crate::ycsb::workload::transactions(ycsb, &db, show_progress)?;
     report.result.name = name.to_string();
@@ -943,6 +1001,41 @@ impl MemnodeChild {
 mod tests {
     use super::*;
 
+    #[test]
+    fn filler_records_fill_every_shard_before_the_workloads_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = o3_compute::DbOptions {
+            write_buffer_size: 64 << 10,
+            shard_splits: vec![b"user5".to_vec()],
+            ..o3_compute::DbOptions::default()
+        };
+        let db = o3_compute::Db::open(dir.path().join("db"), options).unwrap();
+        db.put(b"user1", b"w").unwrap();
+        db.put(b"user7", b"w").unwrap();
+        push_recent_out(&db, 100_000).unwrap();
+        let all = db.scan(Vec::new().., false).unwrap();
+        let filler: Vec<&Vec<u8>> = all
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !k.starts_with(b"user") || k.len() > 5)
+            .collect();
+        let per_shard = 100_000 / FILLER_VALUE_BYTES + 1;
+        assert_eq!(filler.len(), 2 * per_shard, "{} records", all.len());
+        // Shard 0's filler comes before every workload key, shard 1's
+        // right after its split key, before the workload's keys there.
+        let keys: Vec<&[u8]> = all.iter().map(|(k, _)| k.as_slice()).collect();
+        assert!(keys[..per_shard].iter().all(|k| k.starts_with(b"\0filler")));
+        assert_eq!(keys[per_shard], b"user1");
+        assert!(
+            keys[per_shard + 1..]
+                .iter()
+                .take(per_shard)
+                .all(|k| k.starts_with(b"user5\0filler"))
+        );
+        assert_eq!(*keys.last().unwrap(), b"user7");
+        db.close().unwrap();
+    }
+
     fn row(variant: &'static str, ops_per_sec: f64) -> ReadRow {
         ReadRow {
             transport: "tcp",
@@ -1035,6 +1128,7 @@ mod tests {
             memnode_bin: PathBuf::new(),
             pinning: Pinning::detect(false, ""),
             memnode_poll_spin_us: 50,
+            offload_recent: true,
         };
         for w in Workload::ALL {
             let y = ycsb_config(&cfg, w, measured_operations(&cfg, w)).unwrap();

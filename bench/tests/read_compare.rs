@@ -62,7 +62,12 @@ fn read_compare_runs_every_workload_variant_and_data_plane() {
     let conditions = report["environment"]["emulated_conditions"]
         .as_str()
         .unwrap();
-    for needle in ["cores: ", "link rdma-fabric", "shm without a link model"] {
+    for needle in [
+        "cores: ",
+        "link rdma-fabric",
+        "shm without a link model",
+        "of filler records per shard",
+    ] {
         assert!(conditions.contains(needle), "{conditions} lacks {needle}");
     }
     let comparisons = report["summary"]["comparisons"].as_array().unwrap();
