@@ -546,7 +546,10 @@ pub fn emulated_conditions(
         } else {
             "the newest records stay in the local memtables".to_string()
         },
-        engine.emulated_conditions()
+        match engine.emulated_conditions().as_str() {
+            "none" => "storage not throttled".to_string(),
+            other => other.to_string(),
+        }
     )
 }
 

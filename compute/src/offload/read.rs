@@ -269,8 +269,8 @@ fn read_entry(
     let elapsed = start.elapsed();
     let c = &runtime.counters;
     c.one_sided_reads.fetch_add(1, Relaxed);
-    c.one_sided_read_micros
-        .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    c.one_sided_read_nanos
+        .fetch_add(elapsed.as_nanos() as u64, Relaxed);
     runtime.costs.one_sided_get.record_time(elapsed);
     let (ikey, value) = decode_entry(node, MAX_ENTRY_HEIGHT, "a one-sided read", entry.offset)
         .map_err(|e| format!("{}: {e}", image.id))?;
@@ -349,8 +349,8 @@ fn delegated_get(
     runtime.counters.delegated_gets.fetch_add(1, Relaxed);
     runtime
         .counters
-        .delegated_get_micros
-        .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        .delegated_get_nanos
+        .fetch_add(elapsed.as_nanos() as u64, Relaxed);
     runtime.costs.delegated_get.record_time(elapsed);
     let answers = response.answers.into_iter().next().unwrap_or_default();
     if answers.len() != candidates.len() {

@@ -74,7 +74,9 @@ pub(crate) struct OffloadCounters {
     pub refused_no_room: AtomicU64,
     pub ship_failures: AtomicU64,
     pub delegated_gets: AtomicU64,
-    pub delegated_get_micros: AtomicU64,
+    /// Summed in nanoseconds (a read over shared memory takes well under
+    /// a microsecond), reported in microseconds.
+    pub delegated_get_nanos: AtomicU64,
     pub filter_skips: AtomicU64,
     pub delegated_scans: AtomicU64,
     pub delegated_scan_micros: AtomicU64,
@@ -89,7 +91,7 @@ pub(crate) struct OffloadCounters {
     pub cache_stale: AtomicU64,
     pub cache_invalidated: AtomicU64,
     pub one_sided_reads: AtomicU64,
-    pub one_sided_read_micros: AtomicU64,
+    pub one_sided_read_nanos: AtomicU64,
     pub pulled_back_gets: AtomicU64,
     pub images_pulled_back: AtomicU64,
     pub pulled_back_dropped: AtomicU64,
@@ -589,7 +591,7 @@ impl Offload {
         s.refused_no_room = c.refused_no_room.load(Relaxed);
         s.ship_failures = c.ship_failures.load(Relaxed);
         s.delegated_gets = c.delegated_gets.load(Relaxed);
-        s.delegated_get_micros = c.delegated_get_micros.load(Relaxed);
+        s.delegated_get_micros = c.delegated_get_nanos.load(Relaxed) / 1000;
         s.filter_skips = c.filter_skips.load(Relaxed);
         s.delegated_scans = c.delegated_scans.load(Relaxed);
         s.delegated_scan_micros = c.delegated_scan_micros.load(Relaxed);
@@ -608,7 +610,7 @@ impl Offload {
             s.cache_bytes = cache.bytes();
         }
         s.one_sided_reads = c.one_sided_reads.load(Relaxed);
-        s.one_sided_read_micros = c.one_sided_read_micros.load(Relaxed);
+        s.one_sided_read_micros = c.one_sided_read_nanos.load(Relaxed) / 1000;
         s.pulled_back_gets = c.pulled_back_gets.load(Relaxed);
         s.images_pulled_back = c.images_pulled_back.load(Relaxed);
         s.pulled_back_dropped = c.pulled_back_dropped.load(Relaxed);
