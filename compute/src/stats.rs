@@ -422,7 +422,8 @@ pub struct OffloadStats {
     pub scan_whole_micros: u64,
     pub scans_on_pulled_back: u64,
     /// Images given a local key index, indexes dropped for newer images'
-    /// (oldest first), and the indexes' bytes now.
+    /// (oldest first) or when their room was lent to the cache, and the
+    /// indexes' bytes now.
     pub images_indexed: u64,
     pub indexes_dropped: u64,
     pub index_bytes: u64,

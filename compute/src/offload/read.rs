@@ -1288,7 +1288,8 @@ mod tests {
 
     #[test]
     fn a_full_cache_of_values_borrows_the_index_room_until_a_scan_needs_it() {
-        let cache_bytes = 8 << 10;
+        // Room for a few hundred of the test's entries with their values.
+        let cache_bytes = 64 << 10;
         let room = 1 << 20;
         let db = open_adjusted(direct(), |o| {
             o.read_policy = ReadPolicy::Adaptive;
@@ -1297,14 +1298,15 @@ mod tests {
             o.index_bytes = room;
             o.pull_back_bytes = 0;
         });
-        fill_and_offload(&db, 400);
+        let n = 1000;
+        fill_and_offload(&db, n);
         let s = db.stats().offload;
         assert!(s.images_indexed > 0 && s.index_bytes > 0, "{s:?}");
         assert_eq!(s.index_room_lendings, 0, "{s:?}");
         // Lookups fill the cache with values; no scan ever ran: the index
         // room goes to the cache, and every index with it.
         for _ in 0..2 {
-            for i in 0..400 {
+            for i in 0..n {
                 assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)));
             }
         }
@@ -1314,12 +1316,13 @@ mod tests {
         assert_eq!(s.index_bytes, 0, "{s:?}");
         assert!(s.cache_bytes > cache_bytes, "the cache grew: {s:?}");
         assert!(s.cache_bytes <= cache_bytes + room, "{s:?}");
+        assert!(s.cache_value_hits > 0, "{s:?}");
         // A scan takes the room back; it answers through delegation.
         let all: Vec<(Vec<u8>, Vec<u8>)> = db
             .range(b"key".to_vec()..b"kez".to_vec())
             .map(|r| r.unwrap())
             .collect();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = (0..400).map(|i| (key(i), value(i))).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = (0..n).map(|i| (key(i), value(i))).collect();
         assert_eq!(all, want);
         let s = db.stats().offload;
         assert_eq!(s.index_room_lent, 0, "{s:?}");
@@ -1331,7 +1334,7 @@ mod tests {
             db.put(format!("pad{i:04}").as_bytes(), &value(i)).unwrap();
         }
         fill_and_offload(&db, 0);
-        for i in 0..400 {
+        for i in 0..n {
             assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)));
         }
         let after = db.stats().offload;
