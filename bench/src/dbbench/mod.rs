@@ -182,6 +182,9 @@ fn run_one(
     show_progress: bool,
     seed: u64,
 ) -> Result<PhaseReport> {
+    if b == Benchmark::Compact {
+        return compact(db);
+    }
     let per_thread = match b {
         Benchmark::FillSeq
         | Benchmark::FillRandom
@@ -269,6 +272,28 @@ fn run_one(
     Ok(PhaseReport::new(
         PhaseResult::merge(b.name(), recorders, elapsed)?,
         message,
+        db,
+        db.stats(),
+    ))
+}
+
+/// db_bench's `compact`: one full manual compaction, timed as one
+/// operation of one thread.
+fn compact(db: &Db) -> Result<PhaseReport> {
+    let start = Instant::now();
+    let mut rec = ThreadRecorder::new(start, indicatif::ProgressBar::hidden());
+    db.compact_range(None, None)
+        .map_err(BenchError::engine("compact: compact_range"))?;
+    rec.record(OpKind::Compact, start)?;
+    let levels: Vec<String> = db
+        .stats()
+        .levels
+        .iter()
+        .map(|l| l.files.to_string())
+        .collect();
+    Ok(PhaseReport::new(
+        PhaseResult::merge(Benchmark::Compact.name(), vec![rec], start.elapsed())?,
+        Some(format!("(files per level after: {})", levels.join(" "))),
         db,
         db.stats(),
     ))
@@ -417,6 +442,12 @@ fn worker(
                 began = rec.record(OpKind::Seek, began)?;
             }
         }
+        // run_one runs it in one thread of its own (see `compact`).
+        Benchmark::Compact => {
+            return Err(BenchError::InvalidArgument(
+                "compact is not a worker benchmark".into(),
+            ));
+        }
     }
     Ok((rec, out))
 }
@@ -498,6 +529,38 @@ mod tests {
         let seek = reports[1].message.as_deref().unwrap();
         let found: u64 = seek[1..].split(' ').next().unwrap().parse().unwrap();
         assert!((2800..3500).contains(&found), "{seek}");
+    }
+
+    /// compact is one operation in one thread that leaves one sorted run
+    /// with every key still readable.
+    #[test]
+    fn compact_leaves_one_sorted_run_in_one_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
+        let args = DbBenchArgs {
+            benchmarks: Some("fillseq,compact,readrandom".into()),
+            num: Some(3000),
+            threads: Some(2),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let reports = run(&args, &engine, false).unwrap().phases;
+        let compact = &reports[1];
+        assert_eq!(compact.result.name, "compact");
+        assert_eq!((compact.result.ops, compact.result.threads), (1, 1));
+        // Everything in one sorted run below level 0 (the strategy's last
+        // level in use).
+        let levels = &compact.db_stats.levels;
+        assert_eq!(levels[0].files, 0, "{levels:?}");
+        assert_eq!(
+            levels.iter().filter(|l| l.files > 0).count(),
+            1,
+            "{levels:?}"
+        );
+        let files = compact.message.as_deref().unwrap();
+        assert!(files.starts_with("(files per level after: 0 "), "{files}");
+        assert_eq!(reports[2].message.as_deref(), Some("(6000 of 6000 found)"));
     }
 
     /// deleterange issues --num / --range_tombstone_width deletions per

@@ -22,10 +22,14 @@ pub enum Benchmark {
     DeleteRandom,
     MultiReadRandom,
     DeleteRange,
+    /// A full manual compaction: every memtable flushed, then every level
+    /// compacted down to the last (db_bench's `compact`); one operation,
+    /// in one thread whatever `--threads` says.
+    Compact,
 }
 
 impl Benchmark {
-    const ALL: [(&'static str, Benchmark); 10] = [
+    const ALL: [(&'static str, Benchmark); 11] = [
         ("fillseq", Benchmark::FillSeq),
         ("fillrandom", Benchmark::FillRandom),
         ("overwrite", Benchmark::Overwrite),
@@ -36,6 +40,7 @@ impl Benchmark {
         ("deleterandom", Benchmark::DeleteRandom),
         ("multireadrandom", Benchmark::MultiReadRandom),
         ("deleterange", Benchmark::DeleteRange),
+        ("compact", Benchmark::Compact),
     ];
 
     pub fn name(self) -> &'static str {

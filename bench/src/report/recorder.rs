@@ -24,10 +24,12 @@ pub enum OpKind {
     Seek,
     /// One `multi_get` call: the latency of a whole batch of keys.
     MultiGet,
+    /// One full manual compaction (db_bench's `compact`).
+    Compact,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 9] = [
+    pub const ALL: [OpKind; 10] = [
         OpKind::Read,
         OpKind::Update,
         OpKind::Insert,
@@ -37,6 +39,7 @@ impl OpKind {
         OpKind::Delete,
         OpKind::Seek,
         OpKind::MultiGet,
+        OpKind::Compact,
     ];
 
     /// The name YCSB prints (`[READ]`, `[READ-MODIFY-WRITE]`, ...).
@@ -51,6 +54,7 @@ impl OpKind {
             OpKind::Delete => "DELETE",
             OpKind::Seek => "SEEK",
             OpKind::MultiGet => "MULTIGET",
+            OpKind::Compact => "COMPACT",
         }
     }
 }
