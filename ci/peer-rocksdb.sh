@@ -3,14 +3,30 @@
 # parameters, runs alternating A B A B ... (A = RocksDB, B = o3) so drift in
 # the machine's state hits both engines alike.
 #
-# Each run of an engine is two processes on a fresh database directory:
-#   1. --benchmarks=fillrandom                      (then: on-disk size)
-#   2. --use_existing_db=1 --benchmarks=readrandom,seekrandom
-# Both are measured with GNU time (peak RSS). The table gives ops/sec per
-# pair, the o3/RocksDB ratio per pair and the median ratio, peak RSS and
-# on-disk size after the fill for both.
+# Each run of an engine is four processes on a fresh database directory:
+#   1. --benchmarks=fillrandom                               (then: on-disk size)
+#   2. --use_existing_db=1 --benchmarks=readrandom,seekrandom   "defaults":
+#      the tree the fill left, each engine as configured by default (o3's
+#      idle compaction merges level 0 while these reads run; RocksDB reads
+#      through its remaining level-0 files)
+#   3. --use_existing_db=1 --benchmarks=compact (o3) or
+#      compact,waitforcompaction (RocksDB): one full manual compaction
+#   4. --use_existing_db=1 --benchmarks=readrandom,seekrandom   "settled":
+#      both engines read one compacted tree
+# Each is measured with GNU time (peak RSS). The table gives ops/sec per
+# pair, the o3/RocksDB ratio per pair and the median ratio, for the fill and
+# both read variants; peak RSS per phase and on-disk size after the fill.
 #
 # Usage: ci/peer-rocksdb.sh [NAME=VALUE ...]     (or set them in the environment)
+#   ROCKSDB=release    which db_bench: release = RocksDB 9.9.3 built once from
+#                      the crates.io source by ci/rocksdb-release.sh (-O3
+#                      -DNDEBUG, static; ~25 min the first time), debian =
+#                      Debian's rocksdb-tools (7.8.3 on bookworm, built with
+#                      assertions), or a path to any db_bench binary
+#   SWEEP=0            1 = the three rows of the peer table, one after the
+#                      other: 2M x (16+100) B with THREADS=1 and 2, and
+#                      5M x (16+64) B with THREADS=1 (other settings apply
+#                      to all three)
 #   NUM=2000000        keys (fillrandom writes NUM random keys in [0, NUM))
 #   READS=-1           reads and seeks per run (-1 = NUM)
 #   KEY_SIZE=16  VALUE_SIZE=100  THREADS=1
@@ -22,11 +38,13 @@
 #   SEED=42            key generator seed (both tools)
 #   O3_ARGS=           extra o3-bench flags, e.g. "--cache_admission=always"
 #                      to run o3's block cache without its admission filter
-#   PAIRS=3            A B pairs
-#   WORK_DIR=${TMPDIR:-/tmp}/o3-peer-rocksdb   databases and logs
+#   PAIRS=5            A B pairs
+#   WORK_DIR=${TMPDIR:-/tmp}/o3-peer-rocksdb   databases and logs (the
+#                      databases are removed after each run; logs stay)
 # Background jobs and write buffer size (and, unless BLOCK_SIZE is set, block
 # size) are left at each engine's default.
-# Installs rocksdb-tools and time with apt-get when missing (root or sudo).
+# Installs time (and, for ROCKSDB=debian, rocksdb-tools) with apt-get when
+# missing (root or sudo).
 set -euo pipefail
 
 for arg in "$@"; do
@@ -37,6 +55,20 @@ for arg in "$@"; do
   esac
 done
 
+if [ "${SWEEP:-0}" = 1 ]; then
+  # Each row is a run of this script of its own, with its own table.
+  for row in "NUM=2000000 VALUE_SIZE=100 THREADS=1" \
+    "NUM=2000000 VALUE_SIZE=100 THREADS=2" \
+    "NUM=5000000 VALUE_SIZE=64 THREADS=1"; do
+    echo "peer-rocksdb.sh: row $row"
+    base="${WORK_DIR:-${TMPDIR:-/tmp}/o3-peer-rocksdb}"
+    # shellcheck disable=SC2086
+    env SWEEP=0 WORK_DIR="$base/$(echo "$row" | tr ' =' '_-')" $row "$0" || exit 1
+  done
+  exit 0
+fi
+
+ROCKSDB="${ROCKSDB:-release}"
 NUM="${NUM:-2000000}"
 READS="${READS:--1}"
 KEY_SIZE="${KEY_SIZE:-16}"
@@ -51,7 +83,7 @@ SEEK_NEXTS="${SEEK_NEXTS:-0}"
 BLOCK_SIZE="${BLOCK_SIZE:-}"
 SEED="${SEED:-42}"
 O3_ARGS="${O3_ARGS:-}"
-PAIRS="${PAIRS:-3}"
+PAIRS="${PAIRS:-5}"
 WORK_DIR="${WORK_DIR:-${TMPDIR:-/tmp}/o3-peer-rocksdb}"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,12 +124,23 @@ find_db_bench() {
   fi
 }
 
-db_bench="$(find_db_bench || true)"
-if [ -z "$db_bench" ]; then
-  apt_install rocksdb-tools
-  db_bench="$(find_db_bench || true)"
-fi
-[ -n "$db_bench" ] && [ -x "$db_bench" ] || fail "no db_bench binary in rocksdb-tools (dpkg -L rocksdb-tools)"
+case "$ROCKSDB" in
+  release)
+    db_bench="$("$repo_root/ci/rocksdb-release.sh")" || fail "could not build the release db_bench (ci/rocksdb-release.sh)"
+    ;;
+  debian)
+    db_bench="$(find_db_bench || true)"
+    if [ -z "$db_bench" ]; then
+      apt_install rocksdb-tools
+      db_bench="$(find_db_bench || true)"
+    fi
+    ;;
+  *) db_bench="$ROCKSDB" ;;
+esac
+[ -n "$db_bench" ] && [ -x "$db_bench" ] || fail "no db_bench binary (ROCKSDB=$ROCKSDB)"
+rocksdb_version="$("$db_bench" --version 2>/dev/null | head -n 1 || true)"
+[ -n "$rocksdb_version" ] || fail "$db_bench --version printed nothing: is it db_bench?"
+echo "peer-rocksdb.sh: RocksDB: $db_bench ($rocksdb_version)"
 [ -x /usr/bin/time ] || apt_install time
 /usr/bin/time -v true 2>/dev/null || fail "/usr/bin/time is not GNU time (package time)"
 
@@ -129,44 +172,56 @@ peak_rss_kib() {
   awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"
 }
 
-# One run: engine $1 (rocksdb|o3), pair $2. Appends rows to $results:
-# engine pair metric value
-run_engine() {
-  local engine="$1" pair="$2" bin db log
+# One process of engine $1 (rocksdb|o3) for pair $2, phase $3, with the
+# db_bench flags that follow; output in $WORK_DIR/$1-pair$2-$3.{out,err,time}.
+run_phase() {
+  local engine="$1" pair="$2" phase="$3" bin
+  shift 3
   case "$engine" in
     rocksdb) bin="$db_bench" ;;
     o3) bin="$o3_bench dbbench $O3_ARGS" ;;
   esac
-  db="$WORK_DIR/db-$engine"
-  log="$WORK_DIR/$engine-pair$pair"
-  rm -rf "$db"
-  echo "peer-rocksdb.sh: pair $pair: $engine fillrandom"
+  local log="$WORK_DIR/$engine-pair$pair-$phase"
+  echo "peer-rocksdb.sh: pair $pair: $engine $phase ($*)"
   # shellcheck disable=SC2086
-  /usr/bin/time -v -o "$log-fill.time" $bin --db="$db" "${common[@]}" \
-    --benchmarks=fillrandom >"$log-fill.out" 2>"$log-fill.err" \
-    || fail "$engine fillrandom failed; see $log-fill.err"
+  /usr/bin/time -v -o "$log.time" $bin --db="$WORK_DIR/db-$engine" "${common[@]}" "$@" \
+    >"$log.out" 2>"$log.err" || fail "$engine $phase failed; see $log.err"
+}
+
+# One run: engine $1 (rocksdb|o3), pair $2. Appends rows to $results:
+# engine pair metric value
+run_engine() {
+  local engine="$1" pair="$2" log="$WORK_DIR/$1-pair$2"
+  rm -rf "$WORK_DIR/db-$engine"
+  run_phase "$engine" "$pair" fill --benchmarks=fillrandom
   local disk
-  disk="$(du -sb "$db" | cut -f1)"
-  echo "peer-rocksdb.sh: pair $pair: $engine readrandom,seekrandom"
-  # shellcheck disable=SC2086
-  /usr/bin/time -v -o "$log-read.time" $bin --db="$db" "${common[@]}" \
-    --use_existing_db=1 --benchmarks=readrandom,seekrandom >"$log-read.out" 2>"$log-read.err" \
-    || fail "$engine readrandom,seekrandom failed; see $log-read.err"
-  local fill read seek rss_fill rss_read
+  disk="$(du -sb "$WORK_DIR/db-$engine" | cut -f1)"
+  run_phase "$engine" "$pair" read-defaults --use_existing_db=1 --benchmarks=readrandom,seekrandom
+  if [ "$engine" = rocksdb ]; then
+    run_phase "$engine" "$pair" compact --use_existing_db=1 --benchmarks=compact,waitforcompaction
+  else
+    run_phase "$engine" "$pair" compact --use_existing_db=1 --benchmarks=compact
+  fi
+  run_phase "$engine" "$pair" read-settled --use_existing_db=1 --benchmarks=readrandom,seekrandom
+  local fill
   fill="$(ops_per_sec "$log-fill.out" fillrandom)"
-  read="$(ops_per_sec "$log-read.out" readrandom)"
-  seek="$(ops_per_sec "$log-read.out" seekrandom)"
-  [ -n "$fill" ] && [ -n "$read" ] && [ -n "$seek" ] || fail "could not parse $engine output in $log-*.out"
-  rss_fill="$(peak_rss_kib "$log-fill.time")"
-  rss_read="$(peak_rss_kib "$log-read.time")"
+  [ -n "$fill" ] || fail "could not parse $engine fillrandom in $log-fill.out"
   printf '%s\t%s\t%s\t%s\n' \
     "$engine" "$pair" fillrandom "$fill" \
-    "$engine" "$pair" readrandom "$read" \
-    "$engine" "$pair" seekrandom "$seek" \
-    "$engine" "$pair" rss_fill_kib "$rss_fill" \
-    "$engine" "$pair" rss_read_kib "$rss_read" \
+    "$engine" "$pair" rss_fill_kib "$(peak_rss_kib "$log-fill.time")" \
+    "$engine" "$pair" rss_compact_kib "$(peak_rss_kib "$log-compact.time")" \
     "$engine" "$pair" disk_after_fill "$disk" >>"$results"
-  rm -rf "$db"
+  local variant b ops
+  for variant in defaults settled; do
+    for b in readrandom seekrandom; do
+      ops="$(ops_per_sec "$log-read-$variant.out" "$b")"
+      [ -n "$ops" ] || fail "could not parse $engine $b in $log-read-$variant.out"
+      printf '%s\t%s\t%s\t%s\n' "$engine" "$pair" "$b@$variant" "$ops" >>"$results"
+    done
+    printf '%s\t%s\t%s\t%s\n' "$engine" "$pair" "rss_read_${variant}_kib" \
+      "$(peak_rss_kib "$log-read-$variant.time")" >>"$results"
+  done
+  rm -rf "$WORK_DIR/db-$engine"
 }
 
 for pair in $(seq 1 "$PAIRS"); do
@@ -174,9 +229,13 @@ for pair in $(seq 1 "$PAIRS"); do
   run_engine o3 "$pair"
 done
 
-rocksdb_version="$("$db_bench" --version 2>/dev/null | head -n 1 || true)"
+if grep -qs "Assertions are enabled" "$WORK_DIR"/rocksdb-pair*-*.out; then
+  assertions="with assertions (db_bench says so: slower than a release build)"
+else
+  assertions="without assertions"
+fi
 echo
-echo "== o3 vs RocksDB ($rocksdb_version; $db_bench)"
+echo "== o3 vs RocksDB ($rocksdb_version, $assertions; $db_bench)"
 if [ -n "$BLOCK_SIZE" ]; then
   defaults="max_background_jobs and write_buffer_size"
 else
@@ -184,6 +243,8 @@ else
 fi
 echo "parameters: ${common[*]} pairs=$PAIRS; $defaults at each engine's default"
 echo "o3-bench: $o3_bench ($(nproc) CPUs)${O3_ARGS:+; o3 only: $O3_ARGS}"
+echo "reads@defaults: the tree the fill left, each engine as configured by default (o3 merges level 0 when idle, RocksDB did not compact it)"
+echo "reads@settled: after one full manual compaction in each (compact; RocksDB also waitforcompaction)"
 echo
 awk -F'\t' -v pairs="$PAIRS" '
   function median(a, n,   i, j, t) {
@@ -192,42 +253,40 @@ awk -F'\t' -v pairs="$PAIRS" '
   }
   { v[$1, $2, $3] = $4 }
   END {
-    split("fillrandom readrandom seekrandom", bench, " ")
-    target["fillrandom"] = 2.0; target["readrandom"] = 2.0; target["seekrandom"] = 1.5
-    printf "%-11s %5s %14s %14s %12s\n", "benchmark", "pair", "rocksdb op/s", "o3 op/s", "o3/rocksdb"
-    for (b = 1; b <= 3; b++) {
+    nb = split("fillrandom readrandom@defaults seekrandom@defaults readrandom@settled seekrandom@settled", bench, " ")
+    target["fillrandom"] = 2.0
+    target["readrandom@defaults"] = 2.0; target["seekrandom@defaults"] = 1.5
+    target["readrandom@settled"] = 2.0; target["seekrandom@settled"] = 1.5
+    printf "%-20s %6s %14s %14s %12s\n", "benchmark", "pair", "rocksdb op/s", "o3 op/s", "o3/rocksdb"
+    for (b = 1; b <= nb; b++) {
       n = 0
       for (p = 1; p <= pairs; p++) {
         r = v["rocksdb", p, bench[b]]; o = v["o3", p, bench[b]]
         ratio = (r > 0) ? o / r : 0
         ratios[++n] = ratio
-        printf "%-11s %5d %14d %14d %12.3f\n", bench[b], p, r, o, ratio
+        printf "%-20s %6d %14d %14d %12.3f\n", bench[b], p, r, o, ratio
       }
       m = median(ratios, n)
-      printf "%-11s %5s %14s %14s %12.3f   (target >= %.1f: %s)\n", bench[b], "median", "", "", m, target[bench[b]], (m >= target[bench[b]]) ? "met" : "NOT met"
+      printf "%-20s %6s %14s %14s %12.3f   (target >= %.1f: %s)\n", bench[b], "median", "", "", m, target[bench[b]], (m >= target[bench[b]]) ? "met" : "NOT met"
     }
-    printf "\n%-30s %14s %14s\n", "per engine (max over pairs)", "rocksdb", "o3"
-    split("rss_fill_kib rss_read_kib disk_after_fill", metric, " ")
-    label["rss_fill_kib"] = "peak RSS fill (MiB)"; label["rss_read_kib"] = "peak RSS read+seek (MiB)"; label["disk_after_fill"] = "on-disk after fill (MiB)"
-    for (m = 1; m <= 3; m++) {
+    printf "\n%-34s %14s %14s\n", "per engine (max over pairs)", "rocksdb", "o3"
+    nm = split("rss_fill_kib rss_read_defaults_kib rss_compact_kib rss_read_settled_kib disk_after_fill", metric, " ")
+    label["rss_fill_kib"] = "peak RSS fill (MiB)"
+    label["rss_read_defaults_kib"] = "peak RSS reads@defaults (MiB)"
+    label["rss_compact_kib"] = "peak RSS compact (MiB)"
+    label["rss_read_settled_kib"] = "peak RSS reads@settled (MiB)"
+    label["disk_after_fill"] = "on-disk after fill (MiB)"
+    for (m = 1; m <= nm; m++) {
       for (e = 1; e <= 2; e++) {
         eng = (e == 1) ? "rocksdb" : "o3"; best[eng] = 0
         for (p = 1; p <= pairs; p++) if (v[eng, p, metric[m]] + 0 > best[eng]) best[eng] = v[eng, p, metric[m]] + 0
       }
       div = (metric[m] == "disk_after_fill") ? 1048576 : 1024
-      printf "%-30s %14.1f %14.1f\n", label[metric[m]], best["rocksdb"] / div, best["o3"] / div
-    }
-    # Each phase on its own: the peak of the fill would hide that of the reads.
-    for (m = 1; m <= 2; m++) {
-      for (e = 1; e <= 2; e++) {
-        eng = (e == 1) ? "rocksdb" : "o3"; peak[eng] = 0
-        for (p = 1; p <= pairs; p++) if (v[eng, p, metric[m]] + 0 > peak[eng]) peak[eng] = v[eng, p, metric[m]] + 0
-      }
-      printf "%s: o3 %.1f MiB vs RocksDB %.1f MiB: %s\n", label[metric[m]], peak["o3"] / 1024, peak["rocksdb"] / 1024, (peak["o3"] <= peak["rocksdb"]) ? "o3 uses no more memory" : "o3 uses MORE memory"
+      printf "%-34s %14.1f %14.1f", label[metric[m]], best["rocksdb"] / div, best["o3"] / div
+      # Each phase on its own: the peak of the fill would hide that of the reads.
+      if (metric[m] != "disk_after_fill") printf "   %s", (best["o3"] <= best["rocksdb"]) ? "o3 uses no more memory" : "o3 uses MORE memory"
+      printf "\n"
     }
   }' "$results"
-if grep -qs "Assertions are enabled" "$WORK_DIR"/rocksdb-pair*-*.out; then
-  echo "NOTE: this db_bench build runs with assertions enabled (it prints so); a release build of RocksDB would be faster."
-fi
 echo
-echo "raw results: $results; logs: $WORK_DIR/*-pair*.{out,err,time}"
+echo "raw results: $results; logs: $WORK_DIR/*-pair*-*.{out,err,time}"
