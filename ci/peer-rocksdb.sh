@@ -20,7 +20,7 @@
 # Usage: ci/peer-rocksdb.sh [NAME=VALUE ...]     (or set them in the environment)
 #   ROCKSDB=release    which db_bench: release = RocksDB 9.9.3 built once from
 #                      the crates.io source by ci/rocksdb-release.sh (-O3
-#                      -DNDEBUG, static; ~25 min the first time), debian =
+#                      -DNDEBUG, static; ~10 min the first time), debian =
 #                      Debian's rocksdb-tools (7.8.3 on bookworm, built with
 #                      assertions), or a path to any db_bench binary
 #   SWEEP=0            1 = the three rows of the peer table, one after the

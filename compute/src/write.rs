@@ -78,7 +78,7 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
         if !st.leader_active && st.waiting.front().is_some_and(|w| w.0 == id) {
             break;
         }
-        q.cv.wait(&mut st);
+        q.wait(&mut st);
     }
     // Leader: take a group.
     st.leader_active = true;
@@ -114,10 +114,9 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
     if let Err(e) = result {
         own = Err(e);
     }
-    st.leader_active = false;
     group.clear();
     st.spare = group;
-    q.cv.notify_all();
+    q.hand_off(&mut st);
     own
 }
 
