@@ -6,6 +6,9 @@
 //! batch, flushes (and syncs if any of them asked), applies them to the
 //! memtables and publishes the new visible sequence, then wakes the group.
 //! Only the leader inserts into memtables, so inserts never contend.
+//! Waiting writers poll for the leadership to change hands for a few tens
+//! of microseconds before they sleep ([`crate::write_queue::WriteQueue::wait`]),
+//! so that writers taking turns do not each pay a sleep and a wake-up.
 //!
 //! A range deletion goes, split at the shard boundaries, into the side list
 //! of each touched shard's active memtable. Readers take range tombstones
