@@ -32,18 +32,25 @@ fn done(status: JobStatus) -> o3_csa::RemoteRun {
 async fn jobs_run_on_both_agents_and_install_with_content_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let (_scheduler, addr) = CsaChild::scheduler(dir.path(), &[]);
-    let _a1 = CsaChild::agent(dir.path(), &addr, "a1", &["--slots", "1"]);
-    let _a2 = CsaChild::agent(dir.path(), &addr, "a2", &["--slots", "1"]);
+    // Throttled reads (about 0.1 s a job) keep the first job running when
+    // the second arrives: an idle agent that already ran a job is the
+    // faster one by measure and would otherwise get both.
+    let slow = ["--slots", "1", "--storage-read-mbps", "2"];
+    let _a1 = CsaChild::agent(dir.path(), &addr, "a1", &slow);
+    let _a2 = CsaChild::agent(dir.path(), &addr, "a2", &slow);
     let client = client(&addr).await;
     let dbs = [TestDb::new(3, 400, 100), TestDb::new(3, 400, 100)];
-    let mut tickets = Vec::new();
+    let mut prepared = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
         let tenant = client
             .register_tenant(&format!("db{i}"), &db.root(), 0)
             .await
             .unwrap();
-        let before = db.scan();
-        let job = db.claim();
+        prepared.push((tenant, db.scan(), db.claim()));
+    }
+    // Both submitted back to back.
+    let mut tickets = Vec::new();
+    for (tenant, before, job) in prepared {
         let ticket = client.submit(&tenant, &job, 1.0, 2).await.unwrap().ticket;
         tickets.push((tenant, ticket, before, job));
     }
