@@ -93,23 +93,8 @@ fail() {
   exit 1
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    fail "need root or sudo to run: $*"
-  fi
-}
-
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install $* by hand"
-  echo "peer-rocksdb.sh: installing $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null \
-    || { as_root apt-get update >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >/dev/null; } \
-    || fail "apt-get install $* failed"
-}
+# shellcheck source=ci/apt.sh
+. "$repo_root/ci/apt.sh"
 
 find_db_bench() {
   local b

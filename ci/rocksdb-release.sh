@@ -42,15 +42,8 @@ if [ -x "$bin" ]; then
   exit 0
 fi
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    fail "need root or sudo to run: $*"
-  fi
-}
+# shellcheck source=ci/apt.sh
+. "$repo_root/ci/apt.sh"
 
 missing=()
 for tool in cmake g++ make curl; do
@@ -58,11 +51,7 @@ for tool in cmake g++ make curl; do
 done
 [ -e /usr/include/gflags/gflags.h ] || missing+=(libgflags-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
-  command -v apt-get >/dev/null 2>&1 || fail "apt-get not found; install ${missing[*]} by hand"
-  say "installing ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null 2>&1 \
-    || { as_root apt-get update >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null; } \
-    || fail "apt-get install ${missing[*]} failed"
+  apt_install "${missing[@]}"
 fi
 
 mkdir -p "$out"
