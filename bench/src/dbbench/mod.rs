@@ -285,17 +285,13 @@ fn compact(db: &Db) -> Result<PhaseReport> {
     db.compact_range(None, None)
         .map_err(BenchError::engine("compact: compact_range"))?;
     rec.record(OpKind::Compact, start)?;
-    let levels: Vec<String> = db
-        .stats()
-        .levels
-        .iter()
-        .map(|l| l.files.to_string())
-        .collect();
+    let stats = db.stats();
+    let levels: Vec<String> = stats.levels.iter().map(|l| l.files.to_string()).collect();
     Ok(PhaseReport::new(
         PhaseResult::merge(Benchmark::Compact.name(), vec![rec], start.elapsed())?,
         Some(format!("(files per level after: {})", levels.join(" "))),
         db,
-        db.stats(),
+        stats,
     ))
 }
 

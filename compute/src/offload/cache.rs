@@ -67,6 +67,9 @@ impl HeldEntry {
     }
 }
 
+/// A key and its value (`None`: a tombstone) for the cache to hold.
+pub(crate) type Keep<'a> = Option<(&'a [u8], Option<&'a [u8]>)>;
+
 /// Where a key's newest entry in one offloaded image is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CachedEntry {
@@ -151,33 +154,37 @@ impl OffsetCache {
     /// Count one more lookup of the key hashed to `hash` that reached
     /// offloaded images, and
     /// cache `entry` for it while the cache has room, or once the key is
-    /// frequent enough to displace others. True when cached.
-    /// An entry whose key and value take more than 1/[`MAX_HELD_SHARE`]
-    /// of the cache keeps only its offset.
-    pub fn offer(&self, hash: u64, entry: CachedEntry) -> bool {
+    /// frequent enough to displace others, holding `keep` (the key and
+    /// value) when given. True when cached.
+    pub fn offer(&self, hash: u64, entry: CachedEntry, keep: Keep<'_>) -> bool {
         let count = self.sketch.increment(hash);
         if count < self.admit_after && self.full.load(Relaxed) {
             return false;
         }
-        self.put(hash, entry);
+        self.put(hash, entry, keep);
         true
     }
 
-    /// Give the cached entry of the key hashed to `hash` its key and value
-    /// (`held`), if the cache still holds that very entry (after a hit that
+    /// Let the cached entry of the key hashed to `hash` hold `key` and
+    /// `value`, if the cache still holds that very entry (after a hit that
     /// read it remotely: the key is frequent already).
-    pub fn hold(&self, hash: u64, entry: &CachedEntry, held: Arc<HeldEntry>) {
+    pub fn hold(&self, hash: u64, entry: &CachedEntry, key: &[u8], value: Option<&[u8]>) {
         if self.entries.get(&hash).as_ref() == Some(entry) {
-            let mut with = entry.clone();
-            with.held = Some(held);
-            self.put(hash, with);
+            self.put(hash, entry.clone(), Some((key, value)));
         }
     }
 
-    fn put(&self, hash: u64, mut entry: CachedEntry) {
+    /// Insert `entry`, holding `keep` unless its key and value would take
+    /// more than 1/[`MAX_HELD_SHARE`] of the cache (then it keeps only its
+    /// offset). The copies are made only for an entry that goes in.
+    fn put(&self, hash: u64, mut entry: CachedEntry, keep: Keep<'_>) {
         let capacity = self.capacity.load(Relaxed);
-        if entry.bytes() > capacity / MAX_HELD_SHARE {
-            entry.held = None;
+        if let Some((key, value)) = keep {
+            let bytes = ENTRY_BYTES
+                + HELD_OVERHEAD
+                + key.len() as u64
+                + value.map_or(0, |v| v.len() as u64);
+            entry.held = (bytes <= capacity / MAX_HELD_SHARE).then(|| HeldEntry::new(key, value));
         }
         self.entries.insert(hash, entry);
         if self.entries.weight() >= capacity - capacity / 8 {
@@ -314,16 +321,19 @@ mod tests {
         let capacity = 1 << 20;
         let cache = OffsetCache::new(capacity, 4).unwrap();
         let h = bloom_hash(b"early");
-        assert!(cache.offer(h, entry(1)), "room: admitted at once");
+        assert!(cache.offer(h, entry(1), None), "room: admitted at once");
         for i in 0..20_000u32 {
             let key = format!("filler{i:08}");
-            cache.offer(bloom_hash(key.as_bytes()), entry(9));
+            cache.offer(bloom_hash(key.as_bytes()), entry(9), None);
         }
         assert!(cache.full.load(Relaxed), "{} of {capacity}", cache.bytes());
         let h = bloom_hash(b"k");
-        assert!(!cache.offer(h, entry(1)), "a first lookup of a full cache");
+        assert!(
+            !cache.offer(h, entry(1), None),
+            "a first lookup of a full cache"
+        );
         assert_eq!(cache.get(h), None);
-        let admitted = (0..3).any(|_| cache.offer(h, entry(1)));
+        let admitted = (0..3).any(|_| cache.offer(h, entry(1), None));
         assert!(admitted, "the 4th lookup at the latest");
         assert_eq!(cache.get(h), Some(entry(1)));
     }
@@ -333,7 +343,7 @@ mod tests {
         let cache = OffsetCache::new(1 << 20, 1).unwrap();
         for i in 0..100u32 {
             let key = i.to_be_bytes();
-            cache.offer(bloom_hash(&key), entry(u64::from(i % 2)));
+            cache.offer(bloom_hash(&key), entry(u64::from(i % 2)), None);
         }
         assert_eq!(cache.forget_image(0), 50);
         assert_eq!(cache.len(), 50);
@@ -353,7 +363,7 @@ mod tests {
         let cache = OffsetCache::new(capacity, 1).unwrap();
         for i in 0..20_000u32 {
             let key = format!("key{i:012}");
-            cache.offer(bloom_hash(key.as_bytes()), entry(1));
+            cache.offer(bloom_hash(key.as_bytes()), entry(1), None);
         }
         assert!(cache.bytes() <= capacity, "{} > {capacity}", cache.bytes());
         assert!(cache.len() > 0);
@@ -367,7 +377,11 @@ mod tests {
         let value = vec![7u8; 500];
         for i in 0..2_000u32 {
             let key = format!("key{i:012}");
-            cache.offer(bloom_hash(key.as_bytes()), held(1, key.as_bytes(), &value));
+            cache.offer(
+                bloom_hash(key.as_bytes()),
+                entry(1),
+                Some((key.as_bytes(), Some(&value))),
+            );
         }
         assert!(cache.bytes() <= capacity, "{} > {capacity}", cache.bytes());
         let per_entry = ENTRY_BYTES + HELD_OVERHEAD + 15 + 500;
@@ -390,7 +404,7 @@ mod tests {
         let cache = OffsetCache::new(capacity, 1).unwrap();
         let big = vec![1u8; (capacity / MAX_HELD_SHARE) as usize];
         let h = bloom_hash(b"big");
-        assert!(cache.offer(h, held(1, b"big", &big)));
+        assert!(cache.offer(h, entry(1), Some((b"big", Some(&big)))));
         assert_eq!(cache.get(h), Some(entry(1)), "the offset, not the value");
         assert_eq!(cache.bytes(), ENTRY_BYTES);
     }
@@ -399,10 +413,10 @@ mod tests {
     fn holding_a_value_needs_the_very_entry_still_cached() {
         let cache = OffsetCache::new(1 << 20, 1).unwrap();
         let h = bloom_hash(b"k");
-        cache.offer(h, entry(1));
-        cache.hold(h, &entry(2), HeldEntry::new(b"k", Some(b"v2")));
+        cache.offer(h, entry(1), None);
+        cache.hold(h, &entry(2), b"k", Some(b"v2"));
         assert_eq!(cache.get(h), Some(entry(1)), "another image's entry");
-        cache.hold(h, &entry(1), HeldEntry::new(b"k", Some(b"v1")));
+        cache.hold(h, &entry(1), b"k", Some(b"v1"));
         assert_eq!(cache.get(h), Some(held(1, b"k", b"v1")));
         assert_eq!(cache.bytes(), held(1, b"k", b"v1").bytes());
         assert_eq!(cache.forget_image(1), 1);

@@ -20,7 +20,7 @@ use o3_storage::key::{
 use o3_storage::memtable::{OwnedImageIter, SharedImage, decode_entry, entry_read_bound};
 use o3_storage::{Error, Result};
 
-use crate::offload::cache::{CachedEntry, HeldEntry};
+use crate::offload::cache::CachedEntry;
 use crate::offload::costs::MAX_SCAN_BATCH;
 use crate::offload::image::OffloadedImage;
 use crate::offload::index::{ImageIndex, IndexCursor, entry_ref};
@@ -227,7 +227,7 @@ fn cached(
         Ok(found) => {
             runtime.counters.cache_hits.fetch_add(1, Relaxed);
             if runtime.holds_values() {
-                cache.hold(hash, &entry, HeldEntry::new(key, found.1.as_deref()));
+                cache.hold(hash, &entry, key, found.1.as_deref());
             }
             Some(found)
         }
@@ -316,11 +316,10 @@ fn admit(
         offset,
         read_len,
         sequence,
-        held: runtime
-            .holds_values()
-            .then(|| HeldEntry::new(key, value.as_deref())),
+        held: None,
     };
-    if cache.offer(hash, entry) {
+    let keep = runtime.holds_values().then_some((key, value.as_deref()));
+    if cache.offer(hash, entry, keep) {
         runtime.counters.cache_admissions.fetch_add(1, Relaxed);
         runtime.lend_index_room();
     }
@@ -1076,7 +1075,11 @@ mod tests {
     fn forge(db: &Db, key: &[u8], forged: CachedEntry) {
         let offload = db.inner.offload.as_ref().expect("offloading");
         let cache = offload.cache.as_ref().expect("a cache");
-        assert!(cache.offer(bloom_hash(key), forged), "forged entry taken");
+        let keep = forged.held.as_ref().map(|h| (&*h.key, h.value.as_deref()));
+        assert!(
+            cache.offer(bloom_hash(key), forged.clone(), keep),
+            "forged entry taken"
+        );
     }
 
     fn direct() -> Arc<Direct> {
