@@ -7,14 +7,18 @@
 //! format holds point entries only; readers take them from the published
 //! super version, not from here.
 //!
-//! One writer at a time (a short mutex around each insert) and any number of
-//! lock-free readers. A node is fully written before it is linked, and it is
-//! linked level by level from the bottom with Release stores; readers follow
-//! links with Acquire loads, so a reader sees an entry either not at all or
-//! complete, and each level stays sorted at every instant.
+//! Writers either take turns ([`Memtable::insert`], a short mutex around
+//! each insert) or insert at once from several threads
+//! ([`Memtable::insert_concurrent`], which reserves its bytes and links its
+//! node with compare-and-swap); the two kinds never run at the same time
+//! (the write path's protocol). Any number of lock-free readers. A node is
+//! fully written before it is linked, and it is linked level by level from
+//! the bottom with Release stores or swaps; readers follow links with
+//! Acquire loads, so a reader sees an entry either not at all or complete,
+//! and each level stays sorted at every instant.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -87,7 +91,8 @@ pub struct Memtable {
     arena: Arena,
     shard: u32,
     writer: Mutex<WriterState>,
-    /// Bytes allocated so far; only the writer advances it.
+    /// Bytes allocated so far: advanced by the writer, or reserved with a
+    /// compare-and-swap by concurrent inserts before they write their node.
     used: AtomicUsize,
     entries: AtomicU64,
     /// Of the arena's entries (what the image header records); `u64::MAX`
@@ -104,6 +109,11 @@ pub struct Memtable {
     range_largest_seq: AtomicU64,
     /// Set (Release) after the header is written; no insert follows it.
     sealed: AtomicBool,
+    /// Set by [`Memtable::seal`] before it waits for `inserting` to drain:
+    /// a concurrent insert that sees it backs out.
+    sealing: AtomicBool,
+    /// Concurrent inserts in progress.
+    inserting: AtomicU32,
 }
 
 impl Memtable {
@@ -142,6 +152,8 @@ impl Memtable {
             range_smallest_seq: AtomicU64::new(u64::MAX),
             range_largest_seq: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            sealing: AtomicBool::new(false),
+            inserting: AtomicU32::new(0),
         })
     }
 
@@ -232,6 +244,11 @@ impl Memtable {
     /// key, sequence and kind as an existing one.
     pub fn insert(&self, user_key: &[u8], seq: u64, kind: ValueKind, value: &[u8]) -> Result<()> {
         let mut writer = self.writer.lock();
+        debug_assert_eq!(
+            self.inserting.load(Ordering::Relaxed),
+            0,
+            "insert while concurrent inserts run"
+        );
         if self.sealed.load(Ordering::Acquire) {
             return Err(Error::InvalidArgument(format!(
                 "insert into sealed memtable of shard {}",
@@ -306,6 +323,135 @@ impl Memtable {
         Ok(())
     }
 
+    /// Most arena bytes one entry takes besides its user key and value:
+    /// prefix, the tallest tower of links, trailer, padding to the node
+    /// alignment and the move to the next cache line (`node_start`). The
+    /// write path bounds a group's bytes with it before inserting the group
+    /// from several threads ([`Memtable::insert_concurrent`]).
+    pub const ENTRY_OVERHEAD_BOUND: usize = NODE_PREFIX + 4 * MAX_HEIGHT + TRAILER_LEN + 3 + 63;
+
+    /// Arena bytes still free (range tombstones count against them).
+    pub fn free_bytes(&self) -> usize {
+        self.capacity()
+            .saturating_sub(self.used.load(Ordering::Acquire))
+            .saturating_sub(self.range_tombstone_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Insert one entry while other threads insert into this memtable too
+    /// (never while [`Memtable::insert`] or [`Memtable::add_range_tombstone`]
+    /// runs: the caller's protocol keeps them apart). The node's bytes are
+    /// reserved with a compare-and-swap on `used` and each level is linked
+    /// with a compare-and-swap, searching again from the last node before
+    /// the key when another insert linked there first. The tower height
+    /// comes from a hash of `seq`, so it does not depend on which thread
+    /// inserts first. [`Memtable::seal`] waits for inserts in progress; one
+    /// that starts after sealing began fails with `InvalidArgument`, as does
+    /// a sequence above [`MAX_SEQUENCE`]; `Err(ImageFull)` when the arena
+    /// cannot hold the entry (nothing changes). Duplicates are not checked:
+    /// the caller gives every entry its own sequence.
+    pub fn insert_concurrent(
+        &self,
+        user_key: &[u8],
+        seq: u64,
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Result<()> {
+        self.inserting.fetch_add(1, Ordering::SeqCst);
+        let _leave = LeaveOnDrop(&self.inserting);
+        if self.sealing.load(Ordering::SeqCst) {
+            return Err(Error::InvalidArgument(format!(
+                "insert into sealed memtable of shard {}",
+                self.shard
+            )));
+        }
+        if seq > MAX_SEQUENCE {
+            return Err(Error::InvalidArgument(format!(
+                "sequence {seq} exceeds the maximum {MAX_SEQUENCE}"
+            )));
+        }
+        let trailer = pack_trailer(seq, kind);
+        let key_len = user_key.len() + TRAILER_LEN;
+        let height = height_of_sequence(seq);
+        let size = node_size(height, key_len, value.len()).unwrap_or(usize::MAX);
+        let mut used = self.used.load(Ordering::Relaxed);
+        let node = loop {
+            let start = node_start(used, height, key_len);
+            let available = self.free_bytes_after(start);
+            if size > available {
+                return Err(Error::ImageFull {
+                    needed: size,
+                    available,
+                });
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                start + size,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break start,
+                Err(now) => used = now,
+            }
+        };
+        // Lengths fit in u32: the node fits in the arena, whose capacity does.
+        let node = node as u32;
+        let prefix = encode_prefix(height as u8, key_len as u32, value.len() as u32);
+        let key_at = link_pos(node, height);
+        // SAFETY: `[node, node + size)` is inside the arena and reserved for
+        // this insert alone by the swap above; nothing links to it before the
+        // swaps below, which come after these writes. The link slots are
+        // skipped (zero from the allocation; only accessed atomically).
+        unsafe {
+            self.arena.write(node as usize, &prefix);
+            self.arena.write(key_at, user_key);
+            self.arena
+                .write(key_at + user_key.len(), &trailer.to_le_bytes());
+            self.arena.write(key_at + key_len, value);
+        }
+        let target = Target::internal_parts(user_key, trailer);
+        let mut splice = [0u32; MAX_HEIGHT];
+        skiplist::find_before(self, &target, false, Some(&mut splice));
+        for (level, &found) in splice.iter().enumerate().take(height) {
+            let mut prev = found;
+            loop {
+                // Step over nodes linked before the key since the search.
+                let mut next = self.next(prev, level);
+                while next != 0 && target.order_of(self.key(next)).is_lt() {
+                    prev = next;
+                    next = self.next(prev, level);
+                }
+                // SAFETY: `node` has `height` links; `prev` is the head or a
+                // published node reached on `level`, so it has a link there.
+                let swapped = unsafe {
+                    self.arena
+                        .link(link_pos(node, level))
+                        .store(next, Ordering::Relaxed);
+                    // Publishes the node's bytes and its lower links.
+                    self.arena.link(link_pos(prev, level)).compare_exchange(
+                        next,
+                        node,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                };
+                if swapped.is_ok() {
+                    break;
+                }
+            }
+        }
+        self.entries.fetch_add(1, Ordering::Release);
+        self.smallest_seq.fetch_min(seq, Ordering::Relaxed);
+        self.largest_seq.fetch_max(seq, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Arena bytes free after offset `start`.
+    fn free_bytes_after(&self, start: usize) -> usize {
+        self.capacity()
+            .saturating_sub(start)
+            .saturating_sub(self.range_tombstone_bytes.load(Ordering::Relaxed))
+    }
+
     /// The newest entry of `user_key` with sequence `<= snapshot` (which may
     /// be a tombstone).
     pub fn get(&self, user_key: &[u8], snapshot: u64) -> Option<EntryRef<'_>> {
@@ -323,6 +469,12 @@ impl Memtable {
         let _writer = self.writer.lock();
         if self.sealed.load(Ordering::Acquire) {
             return Ok(());
+        }
+        // Concurrent inserts that started before this store finish their
+        // node first; later ones see it and back out (both sides SeqCst).
+        self.sealing.store(true, Ordering::SeqCst);
+        while self.inserting.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
         }
         let used = self.used.load(Ordering::Relaxed);
         let mut header = ImageHeader {
@@ -423,6 +575,30 @@ impl Memtable {
         let key_len = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]) as usize;
         let value_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize;
         (link_pos(node, height), key_len, value_len)
+    }
+}
+
+/// A tower height in `1..=MAX_HEIGHT` from a hash of `seq` (each extra
+/// level with probability 1/4), for inserts whose order across threads is
+/// not fixed.
+fn height_of_sequence(seq: u64) -> usize {
+    // splitmix64's finalizer: every input bit reaches every output bit.
+    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    // Two bits per level: the count of trailing zero pairs.
+    let extra = (z.trailing_zeros() / 2) as usize;
+    (1 + extra).min(MAX_HEIGHT)
+}
+
+/// Leaves a concurrent insert (decrements its counter) when dropped, on
+/// every return path.
+struct LeaveOnDrop<'a>(&'a AtomicU32);
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
