@@ -29,7 +29,8 @@
 //!
 //! - leaves: `image_id` (a sealed memtable's name), `key_range` (the
 //!   ranges the read API takes), `snapshot`, `stats`, `table_cache`,
-//!   `write_queue` (writers waiting for a group-commit leader),
+//!   `write_queue` (writers waiting for a group-commit leader, a group's
+//!   memtable inserts run by its writers at once),
 //!   `shard_balance` (adaptive shards: key sampling, split keys at
 //!   quantiles, when to re-split);
 //!   `level_iter` → `table_cache`;
@@ -70,7 +71,7 @@
 //!   dispatch to an executor, outcomes, retries) → `engine`, `jobs::install`,
 //!   `jobs::executor`, `jobs::placement`, `jobs::registry`, `stats`;
 //! - `write` (group commit, WAL, memtables, stalls) → `engine`, `state`,
-//!   `stats`, `image_id`, `offload::slot`; `read` (point lookups and
+//!   `stats`, `image_id`, `offload::slot`, `write_queue`; `read` (point lookups and
 //!   cursors) → `engine`, `key_range`, `level_iter`, `snapshot`, `state`,
 //!   `table_cache`, `offload::{image, read, runtime, slot}`; `range_iter` → `read`;
 //! - `scheduler` (background workers: what runs next, leases) → `engine`,

@@ -19,14 +19,33 @@ use crate::jobs::{self, build, install};
 /// Seal every shard's memtable and wait until nothing is left unflushed.
 pub(crate) fn flush_all(db: &Engine) -> Result<()> {
     db.check_poisoned()?;
-    {
-        // The write leader inserts under the state lock, so sealing here
-        // never splits a batch between two memtables of a shard.
-        let mut st = db.state.lock();
-        for shard in 0..st.shards.len() {
-            crate::write::seal_active(db, &mut st, shard)?;
-        }
+    // With the write leadership held no group is being inserted (a group's
+    // writers insert outside the state lock), so sealing here never splits
+    // a batch between two memtables of a shard.
+    let writes = db.write_queue.exclusive();
+    crate::write::wait_all_visible(db)?;
+    seal_all(db)?;
+    drop(writes);
+    wait_flushed(db)
+}
+
+/// [`flush_all`] for a caller that holds the write leadership.
+pub(crate) fn flush_all_holding_writes(db: &Engine) -> Result<()> {
+    db.check_poisoned()?;
+    seal_all(db)?;
+    wait_flushed(db)
+}
+
+fn seal_all(db: &Engine) -> Result<()> {
+    let mut st = db.state.lock();
+    for shard in 0..st.shards.len() {
+        crate::write::seal_active(db, &mut st, shard)?;
     }
+    Ok(())
+}
+
+/// Wait until no shard has a sealed memtable left to flush.
+fn wait_flushed(db: &Engine) -> Result<()> {
     let mut st = db.state.lock();
     st.flush_requests += 1;
     db.bg_cv.notify_all();

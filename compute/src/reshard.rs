@@ -59,6 +59,7 @@ pub(crate) fn reshard(db: &Engine, splits: Vec<Vec<u8>>) -> Result<()> {
     }
     crate::manual::flush_all(db)?;
     let _writes = db.write_queue.exclusive();
+    crate::write::wait_all_visible(db)?;
     switch(db, splits)
 }
 
@@ -75,6 +76,10 @@ pub(crate) fn run_due(db: &Engine) {
         return;
     }
     let _writes = db.write_queue.exclusive();
+    if let Err(e) = crate::write::wait_all_visible(db) {
+        tracing::warn!("re-splitting the shards of {}: {e}", db.dir.display());
+        return;
+    }
     let Some(splits) = db.state.lock().resplit_due.take() else {
         return;
     };
@@ -116,7 +121,7 @@ fn switch(db: &Engine, splits: Vec<Vec<u8>>) -> Result<()> {
     if *db.shard_splits() == splits {
         return Ok(());
     }
-    crate::manual::flush_all(db)?;
+    crate::manual::flush_all_holding_writes(db)?;
     let mut vs = db.versions.lock();
     let mut st = db.state.lock();
     // Nothing can have been written since: only the write leader (this

@@ -37,6 +37,8 @@ impl StallReason {
 pub(crate) struct Counters {
     pub user_bytes: AtomicU64,
     pub writes: AtomicU64,
+    pub write_groups: AtomicU64,
+    pub parallel_write_groups: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub flush_bytes: AtomicU64,
     pub flushes: AtomicU64,
@@ -71,7 +73,13 @@ pub struct DbStats {
     pub levels: Vec<LevelStats>,
     /// Key + value bytes the user wrote.
     pub user_bytes: u64,
+    /// Batches written.
     pub writes: u64,
+    /// Group commits (one WAL append each) that wrote them.
+    pub write_groups: u64,
+    /// Of those, groups whose writers inserted their own batches into the
+    /// memtables at once (the others' leader inserted them alone).
+    pub parallel_write_groups: u64,
     pub wal_bytes: u64,
     pub flush_bytes: u64,
     pub flushes: u64,
@@ -454,6 +462,8 @@ impl Counters {
     pub(crate) fn fill(&self, s: &mut DbStats) {
         s.user_bytes = self.user_bytes.load(Relaxed);
         s.writes = self.writes.load(Relaxed);
+        s.write_groups = self.write_groups.load(Relaxed);
+        s.parallel_write_groups = self.parallel_write_groups.load(Relaxed);
         s.wal_bytes = self.wal_bytes.load(Relaxed);
         s.flush_bytes = self.flush_bytes.load(Relaxed);
         s.flushes = self.flushes.load(Relaxed);
@@ -497,6 +507,13 @@ impl std::fmt::Display for DbStats {
             "flushes {}  compactions {} (trivial moves {})  failed background jobs {}",
             self.flushes, self.compactions, self.trivial_moves, self.background_errors
         )?;
+        if self.writes > 0 {
+            writeln!(
+                f,
+                "writes {}  write groups {} (inserted by their writers at once {})",
+                self.writes, self.write_groups, self.parallel_write_groups
+            )?;
+        }
         if self.range_tombstones > 0 {
             writeln!(f, "range tombstones {}", self.range_tombstones)?;
         }

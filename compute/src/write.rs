@@ -5,10 +5,18 @@
 //! queued batches (up to [`MAX_GROUP_BYTES`]), appends one WAL record per
 //! batch, flushes (and syncs if any of them asked), applies them to the
 //! memtables and publishes the new visible sequence, then wakes the group.
-//! Only the leader inserts into memtables, so inserts never contend.
-//! Waiting writers poll for the leadership to change hands for a few tens
-//! of microseconds before they sleep ([`crate::write_queue::WriteQueue::wait`]),
-//! so that writers taking turns do not each pay a sleep and a wake-up.
+//! A lone writer's batch, or a group with range deletions, is inserted by
+//! the leader alone. Otherwise the group's writers insert their own batches
+//! at once (RocksDB's concurrent memtable writes; o3's memtable takes
+//! concurrent inserts by compare-and-swap), and the write path is a
+//! pipeline: the leader makes room for the whole group in every shard's
+//! active memtable, hands each follower its batch ([`Outcome::Insert`]) and
+//! the leadership to the next writer, so the next group is logged while
+//! this one is inserted. Groups publish their sequences in order, each once
+//! its batches are in and the group before it is visible. Whatever seals an
+//! active memtable (a full one, a WAL roll, a manual flush, a re-split)
+//! first waits until every logged group is visible, so no group is ever
+//! split across two memtables of a shard or inserted into a sealed one.
 //!
 //! A range deletion goes, split at the shard boundaries, into the side list
 //! of each touched shard's active memtable. Readers take range tombstones
@@ -33,6 +41,7 @@ use crate::image_id::ImageId;
 use crate::offload::slot::ImageSlot;
 use crate::state::{DbState, Sealed};
 use crate::stats::StallReason;
+use crate::write_queue::{GroupInsert, Outcome, Queued};
 
 /// A group stops growing past this many bytes, so one slow group never
 /// holds back its followers for long.
@@ -75,8 +84,15 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
     st.next_id += 1;
     st.waiting.push_back((id, batch, sync));
     loop {
-        if let Some(r) = st.results.remove(&id) {
-            return r.map_err(Error::Poisoned);
+        match st.results.remove(&id) {
+            Some(Outcome::Done(r)) => return r.map_err(Error::Poisoned),
+            Some(Outcome::Insert(group, i)) => {
+                drop(st);
+                // An insert error is the group's: `wait_finished` reports it.
+                let _ = group.insert(i);
+                return group.wait_finished().map_err(Error::Poisoned);
+            }
+            None => {}
         }
         if !st.leader_active && st.waiting.front().is_some_and(|w| w.0 == id) {
             break;
@@ -98,36 +114,77 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
     }
     drop(st);
 
-    let result = commit_group(db, &mut group);
+    let result = (|| {
+        let logged = log_group(db, &mut group)?;
+        match room_for_parallel_insert(db, &group, &logged)? {
+            Some(room) => Ok(Some((logged, room))),
+            None => {
+                apply_alone(db, &group, &logged)?;
+                Ok(None)
+            }
+        }
+    })();
+    if let Ok(Some((logged, (memtables, wal_number)))) = result {
+        // The writers insert their own batches; the next group may be
+        // logged meanwhile.
+        let batches = std::mem::take(&mut group);
+        let splits = db.state.lock().splits.clone();
+        let parallel = Arc::new(GroupInsert::new(batches, memtables, splits));
+        let mut own = 0;
+        let mut st = q.state.lock();
+        for (i, (wid, _, _)) in parallel.batches().iter().enumerate() {
+            if *wid == id {
+                own = i;
+            } else {
+                st.results
+                    .insert(*wid, Outcome::Insert(parallel.clone(), i));
+            }
+        }
+        q.hand_off(&mut st);
+        drop(st);
+        // An error is also the group's: `wait_inserted` reports it.
+        let _ = parallel.insert(own);
+        return publish_parallel(db, &parallel, &logged, wal_number);
+    }
 
     let mut st = q.state.lock();
-    let mut own = Ok(());
     for (wid, _, _) in &group {
         if *wid == id {
             continue;
         }
         st.results.insert(
             *wid,
-            result
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| format!("group commit failed: {e}")),
+            Outcome::Done(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| format!("group commit failed: {e}")),
+            ),
         );
-    }
-    if let Err(e) = result {
-        own = Err(e);
     }
     group.clear();
     st.spare = group;
     q.hand_off(&mut st);
-    own
+    result.map(|_| ())
 }
 
-fn commit_group(db: &Engine, group: &mut [(u64, WriteBatch, bool)]) -> Result<()> {
+/// A group written to the WAL: its sequences and where its bytes went.
+struct Logged {
+    /// Sequences `first..=last`.
+    first: u64,
+    last: u64,
+    /// Bytes appended to the current WAL segment (0 without a WAL).
+    wal_added: u64,
+}
+
+/// Give the group its sequences and append it to the WAL (flushed, or
+/// synced if any writer asked).
+fn log_group(db: &Engine, group: &mut [Queued]) -> Result<Logged> {
     db.check_poisoned()?;
     wait_for_room(db)?;
     let sync = group.iter().any(|g| g.2);
-    let mut seq = db.last_seq.load(Ordering::Acquire);
+    let first = db.last_seq.load(Ordering::Acquire) + 1;
+    let mut seq = first - 1;
     for (_, batch, _) in group.iter_mut() {
         batch.set_sequence(seq + 1);
         seq += batch.count() as u64;
@@ -159,25 +216,157 @@ fn commit_group(db: &Engine, group: &mut [(u64, WriteBatch, bool)]) -> Result<()
             .fetch_add(wal_added, Ordering::Relaxed);
     }
     db.last_seq.store(seq, Ordering::Release);
-    let user_bytes = apply_to_memtables(db, group, wal_added)?;
-    db.visible_seq.store(seq, Ordering::Release);
+    Ok(Logged {
+        first,
+        last: seq,
+        wal_added,
+    })
+}
+
+/// The leader inserts the whole group (once earlier groups are visible)
+/// and publishes it.
+fn apply_alone(db: &Engine, group: &[Queued], logged: &Logged) -> Result<()> {
+    wait_visible(db, logged.first - 1)?;
+    let user_bytes = apply_to_memtables(db, group, logged.wal_added)?;
+    db.visible_seq.store(logged.last, Ordering::Release);
     db.counters
         .user_bytes
         .fetch_add(user_bytes, Ordering::Relaxed);
     db.counters
         .writes
         .fetch_add(group.len() as u64, Ordering::Relaxed);
+    db.counters.write_groups.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// Wait until every write up to `seq` is visible: groups whose writers
+/// insert their own batches publish in sequence order, each after the one
+/// before. Fails once the database is poisoned (a failed group never
+/// publishes).
+fn wait_visible(db: &Engine, seq: u64) -> Result<()> {
+    let mut polls = 0u32;
+    while db.visible_seq.load(Ordering::Acquire) < seq {
+        db.check_poisoned()?;
+        polls = polls.saturating_add(1);
+        if polls < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    Ok(())
+}
+
+/// Wait until every group logged so far is visible; with the write
+/// leadership held, no memtable is being inserted into afterwards.
+pub(crate) fn wait_all_visible(db: &Engine) -> Result<()> {
+    wait_visible(db, db.last_seq.load(Ordering::Acquire))
+}
+
+/// Whether the group's writers insert their own batches, and if so the
+/// active memtable of every shard, with room for the whole group (a
+/// shard's memtable that lacks it is sealed, once earlier groups are
+/// visible), and the WAL segment the group went to (the leadership is
+/// held, so the segment is still the current one). `None` when the leader inserts alone: a lone batch with no
+/// other writer waiting and no group still inserting (one writer gains
+/// nothing from the hand-over), range deletions, an adaptive-shard
+/// balancer (it samples the keys in order), or a group too large for an
+/// empty memtable.
+fn room_for_parallel_insert(
+    db: &Engine,
+    group: &[Queued],
+    logged: &Logged,
+) -> Result<Option<(Vec<Arc<Memtable>>, u64)>> {
+    if group.iter().any(|g| g.1.range_deletions() > 0) {
+        return Ok(None);
+    }
+    if group.len() == 1
+        && db.visible_seq.load(Ordering::Acquire) + 1 == logged.first
+        && db.write_queue.state.lock().waiting.is_empty()
+    {
+        return Ok(None);
+    }
+    // The encoding holds every key and value; each entry adds at most
+    // the memtable's overhead bound.
+    let bound: usize = group
+        .iter()
+        .map(|g| g.1.approximate_size() + g.1.count() as usize * Memtable::ENTRY_OVERHEAD_BOUND)
+        .sum();
+    let mut st = db.state.lock();
+    if st.balancer.is_some() {
+        return Ok(None);
+    }
+    if st.shards.iter().any(|s| s.active.free_bytes() < bound) {
+        // Sealing needs the memtables' inserts done.
+        drop(st);
+        wait_visible(db, logged.first - 1)?;
+        st = db.state.lock();
+        for shard in 0..st.shards.len() {
+            if st.shards[shard].active.free_bytes() < bound {
+                seal_active(db, &mut st, shard)?;
+                if st.shards[shard].active.free_bytes() < bound {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    let wal_number = st.wal_number;
+    if logged.wal_added > 0 {
+        *st.wal_segments.entry(wal_number).or_insert(0) += logged.wal_added;
+    }
+    let memtables = st.shards.iter().map(|s| s.active.clone()).collect();
+    Ok(Some((memtables, wal_number)))
+}
+
+/// The leader's end of a group its writers insert: wait for every batch,
+/// then for the groups before it, account for it and publish it. An insert
+/// that fails leaves the memtables behind the WAL: the database stops
+/// accepting writes.
+fn publish_parallel(
+    db: &Engine,
+    group: &GroupInsert,
+    logged: &Logged,
+    wal_number: u64,
+) -> Result<()> {
+    let published = (|| {
+        group
+            .wait_inserted()
+            .map_err(|e| {
+                Error::InvalidArgument(format!("memtable insert of a write group failed: {e}"))
+            })
+            .inspect_err(|e| db.poison(e))?;
+        wait_visible(db, logged.first - 1)?;
+        let mut user_bytes = 0;
+        {
+            let mut st = db.state.lock();
+            for (shard, bytes) in group.written() {
+                let s = &mut st.shards[shard];
+                s.written_bytes += bytes;
+                s.active_first_wal.get_or_insert(wal_number);
+                user_bytes += bytes;
+            }
+        }
+        db.visible_seq.store(logged.last, Ordering::Release);
+        db.counters
+            .user_bytes
+            .fetch_add(user_bytes, Ordering::Relaxed);
+        db.counters
+            .writes
+            .fetch_add(group.batches().len() as u64, Ordering::Relaxed);
+        db.counters.write_groups.fetch_add(1, Ordering::Relaxed);
+        db.counters
+            .parallel_write_groups
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })();
+    group.finish(published.is_ok());
+    published
 }
 
 /// Insert every operation of the group; returns the key + value bytes
 /// written (for statistics), counted in the same pass. `wal_added` bytes
 /// were appended to the current WAL segment for the group.
-fn apply_to_memtables(
-    db: &Engine,
-    group: &[(u64, WriteBatch, bool)],
-    wal_added: u64,
-) -> Result<u64> {
+fn apply_to_memtables(db: &Engine, group: &[Queued], wal_added: u64) -> Result<u64> {
     let mut st = db.state.lock();
     let wal_number = st.wal_number;
     if wal_added > 0 {
@@ -353,6 +542,9 @@ fn maybe_roll_wal(db: &Engine, wal: &mut crate::engine::WalState) -> Result<()> 
     if !full {
         return Ok(());
     }
+    // Groups still inserting may take the memtable the roll seals below;
+    // and a group's segment must stay current until it is accounted for.
+    wait_all_visible(db)?;
     let r = (|| {
         if let Some(w) = wal.writer.as_mut() {
             w.sync()?;
