@@ -409,7 +409,10 @@ fn cursor(
     // `upper` is exclusive; file and shard filters below use inclusive
     // bounds, which only makes them include a little more.
     let hi = upper.as_deref();
-    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+    // Room for the usual children (memtables, level-0 tables, one per
+    // deeper level) in one allocation.
+    let mut children: Vec<Box<dyn InternalIterator>> =
+        Vec::with_capacity(8 + sv.version.levels.len());
     let splits = sv.splits.as_slice();
     let first_shard = lo.map_or(0, |k| shard_of(splits, k) as usize);
     let last_shard = hi.map_or(splits.len(), |k| shard_of(splits, k) as usize);
@@ -474,30 +477,32 @@ fn cursor(
         }
     }
     for (level, files) in sv.version.levels.iter().enumerate() {
-        let files: Vec<Arc<FileMeta>> = files
-            .iter()
-            .filter(|f| f.overlaps(lo, hi))
-            .cloned()
-            .collect();
-        if files.is_empty() {
-            continue;
-        }
         if level == 0 {
-            for f in files {
+            for f in files.iter().filter(|f| f.overlaps(lo, hi)) {
                 let table = sources.table_cache.get(f.number)?;
                 children.push(Box::new(table.iter(true)));
             }
-        } else {
-            debug_assert!(
-                files
-                    .windows(2)
-                    .all(|w| compare_internal(&w[0].largest, &w[1].smallest).is_lt())
-            );
-            children.push(Box::new(LevelIterator::new(
-                files,
-                sources.table_cache.clone(),
-            )));
+            continue;
         }
+        debug_assert!(
+            files
+                .windows(2)
+                .all(|w| compare_internal(&w[0].largest, &w[1].smallest).is_lt())
+        );
+        // Sorted and disjoint: the files overlapping `[lo, hi]` are those
+        // after every file ending below `lo` and before every file
+        // starting above `hi`.
+        let start = files.partition_point(|f| lo.is_some_and(|l| f.largest_user_key() < l));
+        let end = files.partition_point(|f| hi.is_none_or(|h| f.smallest_user_key() <= h));
+        if start >= end {
+            continue;
+        }
+        children.push(Box::new(LevelIterator::new(
+            sv.version.clone(),
+            level,
+            start..end,
+            sources.table_cache.clone(),
+        )));
     }
     // The iterator must keep the super version's memtables and files alive:
     // memtable iterators hold their memtable, and the table cache keeps

@@ -267,11 +267,11 @@ pub(crate) fn wait_all_visible(db: &Engine) -> Result<()> {
 /// active memtable of every shard, with room for the whole group (a
 /// shard's memtable that lacks it is sealed, once earlier groups are
 /// visible), and the WAL segment the group went to (the leadership is
-/// held, so the segment is still the current one). `None` when the leader inserts alone: a lone batch with no
-/// other writer waiting and no group still inserting (one writer gains
-/// nothing from the hand-over), range deletions, an adaptive-shard
-/// balancer (it samples the keys in order), or a group too large for an
-/// empty memtable.
+/// held, so the segment is still the current one). `None` when the leader
+/// inserts alone: a lone batch with no other writer waiting and no group
+/// still inserting (one writer gains nothing from the hand-over), range
+/// deletions, an adaptive-shard balancer (it samples the keys in order),
+/// or a group too large for an empty memtable.
 fn room_for_parallel_insert(
     db: &Engine,
     group: &[Queued],
