@@ -124,12 +124,12 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
             }
         }
     })();
-    if let Ok(Some((logged, (memtables, wal_number)))) = result {
+    if let Ok(Some((logged, room))) = result {
         // The writers insert their own batches; the next group may be
         // logged meanwhile.
         let batches = std::mem::take(&mut group);
-        let splits = db.state.lock().splits.clone();
-        let parallel = Arc::new(GroupInsert::new(batches, memtables, splits));
+        let wal_number = room.wal_number;
+        let parallel = Arc::new(GroupInsert::new(batches, room.memtables, room.splits));
         let mut own = 0;
         let mut st = q.state.lock();
         for (i, (wid, _, _)) in parallel.batches().iter().enumerate() {
@@ -263,11 +263,20 @@ pub(crate) fn wait_all_visible(db: &Engine) -> Result<()> {
     wait_visible(db, db.last_seq.load(Ordering::Acquire))
 }
 
+/// Where a group's writers insert their own batches.
+struct Room {
+    /// The active memtable of every shard, each with room for the group.
+    memtables: Vec<Arc<Memtable>>,
+    splits: Arc<Vec<Vec<u8>>>,
+    /// The WAL segment the group went to (the leadership is held, so the
+    /// segment is still the current one).
+    wal_number: u64,
+}
+
 /// Whether the group's writers insert their own batches, and if so the
 /// active memtable of every shard, with room for the whole group (a
 /// shard's memtable that lacks it is sealed, once earlier groups are
-/// visible), and the WAL segment the group went to (the leadership is
-/// held, so the segment is still the current one). `None` when the leader
+/// visible), and the WAL segment the group went to. `None` when the leader
 /// inserts alone: a lone batch with no other writer waiting and no group
 /// still inserting (one writer gains nothing from the hand-over), range
 /// deletions, an adaptive-shard balancer (it samples the keys in order),
@@ -276,7 +285,7 @@ fn room_for_parallel_insert(
     db: &Engine,
     group: &[Queued],
     logged: &Logged,
-) -> Result<Option<(Vec<Arc<Memtable>>, u64)>> {
+) -> Result<Option<Room>> {
     if group.iter().any(|g| g.1.range_deletions() > 0) {
         return Ok(None);
     }
@@ -314,8 +323,11 @@ fn room_for_parallel_insert(
     if logged.wal_added > 0 {
         *st.wal_segments.entry(wal_number).or_insert(0) += logged.wal_added;
     }
-    let memtables = st.shards.iter().map(|s| s.active.clone()).collect();
-    Ok(Some((memtables, wal_number)))
+    Ok(Some(Room {
+        memtables: st.shards.iter().map(|s| s.active.clone()).collect(),
+        splits: st.splits.clone(),
+        wal_number,
+    }))
 }
 
 /// The leader's end of a group its writers insert: wait for every batch,
