@@ -228,15 +228,21 @@ fn log_group(db: &Engine, group: &mut [Queued]) -> Result<Logged> {
 fn apply_alone(db: &Engine, group: &[Queued], logged: &Logged) -> Result<()> {
     wait_visible(db, logged.first - 1)?;
     let user_bytes = apply_to_memtables(db, group, logged.wal_added)?;
+    publish(db, logged, user_bytes, group.len());
+    Ok(())
+}
+
+/// Make the group's writes visible (every group before it is) and count
+/// them.
+fn publish(db: &Engine, logged: &Logged, user_bytes: u64, batches: usize) {
     db.visible_seq.store(logged.last, Ordering::Release);
     db.counters
         .user_bytes
         .fetch_add(user_bytes, Ordering::Relaxed);
     db.counters
         .writes
-        .fetch_add(group.len() as u64, Ordering::Relaxed);
+        .fetch_add(batches as u64, Ordering::Relaxed);
     db.counters.write_groups.fetch_add(1, Ordering::Relaxed);
-    Ok(())
 }
 
 /// Wait until every write up to `seq` is visible: groups whose writers
@@ -358,14 +364,7 @@ fn publish_parallel(
                 user_bytes += bytes;
             }
         }
-        db.visible_seq.store(logged.last, Ordering::Release);
-        db.counters
-            .user_bytes
-            .fetch_add(user_bytes, Ordering::Relaxed);
-        db.counters
-            .writes
-            .fetch_add(group.batches().len() as u64, Ordering::Relaxed);
-        db.counters.write_groups.fetch_add(1, Ordering::Relaxed);
+        publish(db, logged, user_bytes, group.batches().len());
         db.counters
             .parallel_write_groups
             .fetch_add(1, Ordering::Relaxed);

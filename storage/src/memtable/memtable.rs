@@ -285,19 +285,10 @@ impl Memtable {
         }
         // Lengths fit in u32: the node fits in the arena, whose capacity does.
         let node = used as u32;
-        let prefix = encode_prefix(height as u8, key_len as u32, value.len() as u32);
-        let key_at = link_pos(node, height);
         // SAFETY: `[used, used + size)` is inside the arena (size <= available)
         // and unreachable: no link points to `node` until the stores below,
-        // which happen after these writes. The writes skip the link slots
-        // (zero from the allocation; from here on only accessed atomically).
-        unsafe {
-            self.arena.write(node as usize, &prefix);
-            self.arena.write(key_at, user_key);
-            self.arena
-                .write(key_at + user_key.len(), &trailer.to_le_bytes());
-            self.arena.write(key_at + key_len, value);
-        }
+        // which happen after these writes.
+        unsafe { self.write_node(node, height, user_key, trailer, value) };
         for (level, &prev) in splice.iter().enumerate().take(height) {
             // SAFETY: `node` has `height` links and `prev` is the head or a
             // published node of height > level (it was reached on `level`).
@@ -395,19 +386,10 @@ impl Memtable {
         };
         // Lengths fit in u32: the node fits in the arena, whose capacity does.
         let node = node as u32;
-        let prefix = encode_prefix(height as u8, key_len as u32, value.len() as u32);
-        let key_at = link_pos(node, height);
         // SAFETY: `[node, node + size)` is inside the arena and reserved for
         // this insert alone by the swap above; nothing links to it before the
-        // swaps below, which come after these writes. The link slots are
-        // skipped (zero from the allocation; only accessed atomically).
-        unsafe {
-            self.arena.write(node as usize, &prefix);
-            self.arena.write(key_at, user_key);
-            self.arena
-                .write(key_at + user_key.len(), &trailer.to_le_bytes());
-            self.arena.write(key_at + key_len, value);
-        }
+        // swaps below, which come after these writes.
+        unsafe { self.write_node(node, height, user_key, trailer, value) };
         let target = Target::internal_parts(user_key, trailer);
         let mut splice = [0u32; MAX_HEIGHT];
         skiplist::find_before(self, &target, false, Some(&mut splice));
@@ -443,6 +425,35 @@ impl Memtable {
         self.smallest_seq.fetch_min(seq, Ordering::Relaxed);
         self.largest_seq.fetch_max(seq, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Write a node's prefix, internal key and value at `node`, skipping
+    /// its link slots (zero from the allocation; only ever accessed
+    /// atomically).
+    ///
+    /// # Safety
+    /// The node's bytes (`node_size(height, ..)` from `node`) lie inside
+    /// the arena, belong to this insert alone, and nothing links to `node`
+    /// until after this call.
+    unsafe fn write_node(
+        &self,
+        node: u32,
+        height: usize,
+        user_key: &[u8],
+        trailer: u64,
+        value: &[u8],
+    ) {
+        let key_len = user_key.len() + TRAILER_LEN;
+        let prefix = encode_prefix(height as u8, key_len as u32, value.len() as u32);
+        let key_at = link_pos(node, height);
+        // SAFETY: in bounds and unobserved, by the caller's contract.
+        unsafe {
+            self.arena.write(node as usize, &prefix);
+            self.arena.write(key_at, user_key);
+            self.arena
+                .write(key_at + user_key.len(), &trailer.to_le_bytes());
+            self.arena.write(key_at + key_len, value);
+        }
     }
 
     /// Arena bytes free after offset `start`.
