@@ -546,9 +546,9 @@ pub fn emulated_conditions(
         } else {
             "the newest records stay in the local memtables".to_string()
         },
-        match engine.emulated_conditions().as_str() {
-            "none" => "storage not throttled".to_string(),
-            other => other.to_string(),
+        match engine.remote_storage() {
+            Some(model) => format!("remote storage ({model})"),
+            None => "storage not throttled".to_string(),
         }
     )
 }

@@ -250,17 +250,13 @@ fn publish(db: &Engine, logged: &Logged, user_bytes: u64, batches: usize) {
 /// before. Fails once the database is poisoned (a failed group never
 /// publishes).
 fn wait_visible(db: &Engine, seq: u64) -> Result<()> {
-    let mut polls = 0u32;
-    while db.visible_seq.load(Ordering::Acquire) < seq {
-        db.check_poisoned()?;
-        polls = polls.saturating_add(1);
-        if polls < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
+    let visible = || db.visible_seq.load(Ordering::Acquire) >= seq;
+    crate::write_queue::poll(|| visible() || db.check_poisoned().is_err(), Duration::MAX);
+    if visible() {
+        Ok(())
+    } else {
+        db.check_poisoned()
     }
-    Ok(())
 }
 
 /// Wait until every group logged so far is visible; with the write

@@ -69,23 +69,10 @@ impl WriteQueue {
     pub fn wait(&self, st: &mut MutexGuard<'_, QueueState>) {
         let seen = self.handoffs.load(Ordering::Acquire);
         let handed = MutexGuard::unlocked(st, || {
-            let start = Instant::now();
-            loop {
-                if self.handoffs.load(Ordering::Acquire) != seen {
-                    return true;
-                }
-                let waited = start.elapsed();
-                if waited >= POLL_BEFORE_SLEEP {
-                    return false;
-                }
-                if waited < SPIN_BEFORE_YIELD {
-                    for _ in 0..64 {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    std::thread::yield_now();
-                }
-            }
+            poll(
+                || self.handoffs.load(Ordering::Acquire) != seen,
+                POLL_BEFORE_SLEEP,
+            )
         });
         if !handed && self.handoffs.load(Ordering::Acquire) == seen {
             self.cv.wait(st);
@@ -190,20 +177,34 @@ impl GroupInsert {
 
     fn insert_batch(&self, batch: &WriteBatch) -> Result<()> {
         let base = batch.sequence();
-        let mut bytes = vec![0u64; self.memtables.len()];
+        // Bytes are added to the shared per-shard counters once per run of
+        // entries in one shard, not once per entry.
+        let mut run: Option<(usize, u64)> = None;
         for (i, op) in batch.iter().enumerate() {
             let kind = op.kind.entry_kind().ok_or_else(|| {
                 Error::InvalidArgument("a range deletion in a parallel insert".into())
             })?;
             let shard = shard_of(&self.splits, op.key) as usize;
             self.memtables[shard].insert_concurrent(op.key, base + i as u64, kind, op.value)?;
-            bytes[shard] += (op.key.len() + op.value.len()) as u64;
-            self.touched[shard].store(true, Ordering::Relaxed);
+            let bytes = (op.key.len() + op.value.len()) as u64;
+            match &mut run {
+                Some((s, b)) if *s == shard => *b += bytes,
+                _ => {
+                    if let Some((s, b)) = run.replace((shard, bytes)) {
+                        self.count_written(s, b);
+                    }
+                }
+            }
         }
-        for (shard, b) in bytes.into_iter().enumerate().filter(|(_, b)| *b > 0) {
-            self.written[shard].fetch_add(b, Ordering::Relaxed);
+        if let Some((s, b)) = run {
+            self.count_written(s, b);
         }
         Ok(())
+    }
+
+    fn count_written(&self, shard: usize, bytes: u64) {
+        self.touched[shard].store(true, Ordering::Relaxed);
+        self.written[shard].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The leader's wait for every batch to be inserted; the first error.
@@ -245,18 +246,36 @@ impl GroupInsert {
     }
 }
 
-/// Wait for `done`, which another writer's insert (a few microseconds of
-/// work, never a wait on this thread) makes true: spin briefly, then yield
-/// the core between looks.
-fn wait_until(done: impl Fn() -> bool) {
+/// Poll `done` until it holds (true) or `limit` has passed (false):
+/// spinning on the core for [`SPIN_BEFORE_YIELD`] (what is awaited usually
+/// happens within it), then yielding the core between looks, so that
+/// writers outnumbering the cores do not starve the one they wait for.
+pub(crate) fn poll(done: impl Fn() -> bool, limit: Duration) -> bool {
+    if done() {
+        // The usual case on a writer's path: no clock read.
+        return true;
+    }
     let start = Instant::now();
-    while !done() {
-        if start.elapsed() < SPIN_BEFORE_YIELD {
+    loop {
+        let waited = start.elapsed();
+        if waited >= limit {
+            return false;
+        }
+        if waited < SPIN_BEFORE_YIELD {
             for _ in 0..64 {
                 std::hint::spin_loop();
             }
         } else {
             std::thread::yield_now();
         }
+        if done() {
+            return true;
+        }
     }
+}
+
+/// Wait for `done`, which another writer makes true with a few
+/// microseconds of work that never waits on this thread.
+fn wait_until(done: impl Fn() -> bool) {
+    poll(done, Duration::MAX);
 }

@@ -119,9 +119,9 @@ fn concurrent_inserts_keep_every_entry_in_order_live_and_sealed() {
     assert_eq!(collect(&mut image.iter()), expected, "image order");
 }
 
-/// The tower heights come from the sequences, so the same entries give
-/// the same skiplist whichever thread linked first: here one thread
-/// inserting in reverse order against four at once.
+/// The same entries inserted by four threads at once and by one thread in
+/// reverse order give the same sealed contents (metamorphic: the order in
+/// which nodes are linked changes nothing a reader sees).
 #[test]
 fn the_order_of_concurrent_inserts_does_not_change_the_contents() {
     let a = Memtable::new(1 << 20, 0).unwrap();

@@ -45,6 +45,11 @@ pub(crate) const ENTRY_BYTES: u64 = 64;
 /// count and the two boxes.
 const HELD_OVERHEAD: u64 = 48;
 
+/// Bytes charged for holding `key` and `value` in an entry.
+fn held_bytes(key: &[u8], value: Option<&[u8]>) -> u64 {
+    HELD_OVERHEAD + key.len() as u64 + value.map_or(0, |v| v.len() as u64)
+}
+
 /// No held entry takes more than this share of the cache's bytes: a key
 /// with a value too large for it keeps only its offset.
 const MAX_HELD_SHARE: u64 = 256;
@@ -90,9 +95,10 @@ impl CachedEntry {
     /// Bytes the entry is charged in the cache.
     pub fn bytes(&self) -> u64 {
         ENTRY_BYTES
-            + self.held.as_ref().map_or(0, |h| {
-                HELD_OVERHEAD + h.key.len() as u64 + h.value.as_ref().map_or(0, |v| v.len() as u64)
-            })
+            + self
+                .held
+                .as_ref()
+                .map_or(0, |h| held_bytes(&h.key, h.value.as_deref()))
     }
 }
 
@@ -180,10 +186,7 @@ impl OffsetCache {
     fn put(&self, hash: u64, mut entry: CachedEntry, keep: Keep<'_>) {
         let capacity = self.capacity.load(Relaxed);
         if let Some((key, value)) = keep {
-            let bytes = ENTRY_BYTES
-                + HELD_OVERHEAD
-                + key.len() as u64
-                + value.map_or(0, |v| v.len() as u64);
+            let bytes = ENTRY_BYTES + held_bytes(key, value);
             entry.held = (bytes <= capacity / MAX_HELD_SHARE).then(|| HeldEntry::new(key, value));
         }
         self.entries.insert(hash, entry);

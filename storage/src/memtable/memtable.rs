@@ -249,17 +249,7 @@ impl Memtable {
             0,
             "insert while concurrent inserts run"
         );
-        if self.sealed.load(Ordering::Acquire) {
-            return Err(Error::InvalidArgument(format!(
-                "insert into sealed memtable of shard {}",
-                self.shard
-            )));
-        }
-        if seq > MAX_SEQUENCE {
-            return Err(Error::InvalidArgument(format!(
-                "sequence {seq} exceeds the maximum {MAX_SEQUENCE}"
-            )));
-        }
+        self.check_insert(self.sealed.load(Ordering::Acquire), seq)?;
         let trailer = pack_trailer(seq, kind);
         let target = Target::internal_parts(user_key, trailer);
         let mut splice = [0u32; MAX_HEIGHT];
@@ -323,9 +313,7 @@ impl Memtable {
 
     /// Arena bytes still free (range tombstones count against them).
     pub fn free_bytes(&self) -> usize {
-        self.capacity()
-            .saturating_sub(self.used.load(Ordering::Acquire))
-            .saturating_sub(self.range_tombstone_bytes.load(Ordering::Relaxed))
+        self.free_bytes_after(self.used.load(Ordering::Acquire))
     }
 
     /// Insert one entry while other threads insert into this memtable too
@@ -349,17 +337,7 @@ impl Memtable {
     ) -> Result<()> {
         self.inserting.fetch_add(1, Ordering::SeqCst);
         let _leave = LeaveOnDrop(&self.inserting);
-        if self.sealing.load(Ordering::SeqCst) {
-            return Err(Error::InvalidArgument(format!(
-                "insert into sealed memtable of shard {}",
-                self.shard
-            )));
-        }
-        if seq > MAX_SEQUENCE {
-            return Err(Error::InvalidArgument(format!(
-                "sequence {seq} exceeds the maximum {MAX_SEQUENCE}"
-            )));
-        }
+        self.check_insert(self.sealing.load(Ordering::SeqCst), seq)?;
         let trailer = pack_trailer(seq, kind);
         let key_len = user_key.len() + TRAILER_LEN;
         let height = height_of_sequence(seq);
@@ -454,6 +432,23 @@ impl Memtable {
                 .write(key_at + user_key.len(), &trailer.to_le_bytes());
             self.arena.write(key_at + key_len, value);
         }
+    }
+
+    /// Refuse an insert into a memtable that is `sealed` (or being sealed)
+    /// or at a sequence above [`MAX_SEQUENCE`].
+    fn check_insert(&self, sealed: bool, seq: u64) -> Result<()> {
+        if sealed {
+            return Err(Error::InvalidArgument(format!(
+                "insert into sealed memtable of shard {}",
+                self.shard
+            )));
+        }
+        if seq > MAX_SEQUENCE {
+            return Err(Error::InvalidArgument(format!(
+                "sequence {seq} exceeds the maximum {MAX_SEQUENCE}"
+            )));
+        }
+        Ok(())
     }
 
     /// Arena bytes free after offset `start`.
