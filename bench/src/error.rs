@@ -27,7 +27,9 @@ pub enum BenchError {
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },
     /// A flag value (after merging config and command line) is unusable.
-    #[error("invalid argument: {0}")]
+    /// The message often carries an engine error that says "invalid
+    /// argument" itself; it is said once.
+    #[error("invalid argument: {}", without_nested_kind(.0))]
     InvalidArgument(String),
     /// The engine failed; `context` says during what.
     #[error("{context}: {source}")]
@@ -56,6 +58,14 @@ pub enum BenchError {
         message: Option<String>,
     },
 }
+
+/// `message` without the "invalid argument: " an engine error wrapped in it
+/// brings (`--compression_type: invalid argument: unknown ...`).
+fn without_nested_kind(message: &str) -> String {
+    message.replace(NESTED_KIND, "")
+}
+
+const NESTED_KIND: &str = "invalid argument: ";
 
 impl BenchError {
     /// Build an [`BenchError::Io`] for `path`.
@@ -86,5 +96,25 @@ impl BenchError {
             context: format!("{phase}: {op}"),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_argument_says_so_once() {
+        let engine = o3_compute::Error::InvalidArgument("unknown compression 'zst'".into());
+        let e = BenchError::InvalidArgument(format!("--compression_type: {engine}"));
+        assert_eq!(
+            e.to_string(),
+            "invalid argument: --compression_type: unknown compression 'zst'"
+        );
+        let plain = BenchError::InvalidArgument("--num must be positive".into());
+        assert_eq!(
+            plain.to_string(),
+            "invalid argument: --num must be positive"
+        );
     }
 }

@@ -157,6 +157,22 @@ fn fresh_dir(parent: &Path, i: usize, label: &str) -> Result<PathBuf> {
 }
 
 /// Run `o3-bench study`.
+/// A simulated stream needs a flush of at least one write: with none, the
+/// write amplifications it compares are 0 / 0.
+fn check_stream(args: &StudyArgs) -> Result<()> {
+    for (flag, value) in [
+        ("--flushes", args.flushes),
+        ("--entries_per_flush", args.entries_per_flush),
+    ] {
+        if value == 0 {
+            return Err(BenchError::InvalidArgument(format!(
+                "{flag} 0: --simulate compares the write amplification of a stream of flushes, so it needs at least one flush of one write"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: StudyArgs, json: Option<&Path>, plots: Option<&Path>) -> Result<()> {
     let specs = StrategySpec::parse_list(&args.strategies, &args.levels())?;
     let base = args.db_options();
@@ -167,6 +183,9 @@ pub fn run(args: StudyArgs, json: Option<&Path>, plots: Option<&Path>) -> Result
         }
         .validate()
         .map_err(|e| BenchError::InvalidArgument(format!("strategy {:?}: {e}", s.label)))?;
+    }
+    if args.simulate {
+        check_stream(&args)?;
     }
     let parent = args.db.clone().unwrap_or_else(std::env::temp_dir);
     let environment = Environment::detect();
