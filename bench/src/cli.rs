@@ -43,7 +43,7 @@ use crate::flush_compare::FlushCompareArgs;
 use crate::offload::OffloadArgs;
 use crate::offload_compare::OffloadCompareArgs;
 use crate::offload_lookup::OffloadLookupArgs;
-use crate::report::{Environment, PhaseReport, Report};
+use crate::report::{Environment, PhaseReport, Report, RunStatus, live, repeat};
 use crate::ycsb::{self, YcsbArgs};
 
 /// o3-bench: YCSB and db_bench-style workloads against o3.
@@ -60,6 +60,10 @@ pub struct Cli {
     /// Write SVG plots (timeline, latency CDF) per phase into this directory.
     #[arg(long, global = true)]
     pub plots: Option<PathBuf>,
+    /// dbbench and ycsb: run the benchmarks this many times and report each
+    /// phase's min, median and max throughput and p99 latency (default 1).
+    #[arg(long, global = true)]
+    pub repeat: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -198,8 +202,20 @@ struct Effective<'a, T: Serialize> {
     workload: &'a T,
 }
 
-/// Run what the command line asks for.
+/// Run what the command line asks for. The outputs are checked first; a
+/// run that fails after phases finished leaves them in the JSON report,
+/// marked failed.
 pub fn run(cli: Cli) -> Result<()> {
+    live::check_outputs(cli.json.as_deref(), cli.plots.as_deref())?;
+    let result = run_command(cli);
+    if let Err(e) = &result {
+        live::failed(e);
+    }
+    live::finish();
+    result
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     let config = match &cli.config {
         Some(p) => ConfigFile::read(p)?,
         None => ConfigFile::default(),
@@ -210,6 +226,15 @@ pub fn run(cli: Cli) -> Result<()> {
     // the report is written, like the background-work check).
     let mut summary = serde_json::Value::Null;
     let mut summary_check = Ok(());
+    // --repeat's spreads (dbbench and ycsb only).
+    let times = cli.repeat.unwrap_or(1);
+    let mut repeats = Vec::new();
+    if times != 1 && !matches!(cli.command, Command::Dbbench { .. } | Command::Ycsb { .. }) {
+        return Err(BenchError::InvalidArgument(
+            "--repeat applies to dbbench and ycsb; the comparing subcommands set their own rounds"
+                .into(),
+        ));
+    }
     // An in-process compaction service lives until the run's database is
     // closed, and stops when this is dropped.
     let mut _service = None;
@@ -234,8 +259,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &bench,
             })?;
-            print_header(&environment, &configuration);
-            (configuration, dbbench::run(&bench, &engine, show_progress)?)
+            print_header(&environment, &configuration, cli.json.as_deref());
+            let (outcome, spreads) =
+                repeat::repeat(times, || dbbench::run(&bench, &engine, show_progress))?;
+            repeats = spreads;
+            (configuration, outcome)
         }
         Command::Study(args) => {
             return crate::study::run(args, cli.json.as_deref(), cli.plots.as_deref());
@@ -274,8 +302,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &workload,
             })?;
-            print_header(&environment, &configuration);
-            let outcome = ycsb::workload::run(&workload, &engine, show_progress)?;
+            print_header(&environment, &configuration, cli.json.as_deref());
+            let (outcome, spreads) = repeat::repeat(times, || {
+                ycsb::workload::run(&workload, &engine, show_progress)
+            })?;
+            repeats = spreads;
             for p in &outcome.phases {
                 print_ycsb_phase(p);
             }
@@ -305,7 +336,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &compare,
             })?;
-            print_header(&environment, &configuration);
+            print_header(&environment, &configuration, cli.json.as_deref());
             let comparison =
                 crate::offload_compare::run(&compare, &engine, &offload, show_progress)?;
             summary = to_json(&comparison.summary)?;
@@ -362,7 +393,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     flush: &flush,
                 },
             })?;
-            print_header(&environment, &configuration);
+            print_header(&environment, &configuration, cli.json.as_deref());
             let comparison =
                 crate::flush_compare::run(&compare, &flush, &engine, &offload, show_progress)?;
             summary = to_json(&comparison.summary)?;
@@ -386,7 +417,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &sweep,
             })?;
-            print_header(&environment, &configuration);
+            print_header(&environment, &configuration, cli.json.as_deref());
             let result = crate::shard_sweep::run(&sweep, &engine, show_progress)?;
             summary = to_json(&result.points)?;
             (configuration, result.outcome)
@@ -407,7 +438,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &compare,
             })?;
-            print_header(&environment, &configuration);
+            print_header(&environment, &configuration, cli.json.as_deref());
             let comparison = crate::read_compare::run(&compare, &engine, &offload, show_progress)?;
             summary = to_json(&comparison.summary)?;
             summary_check = comparison.check();
@@ -430,7 +461,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &lookup,
             })?;
-            print_header(&environment, &configuration);
+            print_header(&environment, &configuration, cli.json.as_deref());
             let comparison = crate::offload_lookup::run(&lookup, &engine, &offload, show_progress)?;
             summary = to_json(&comparison.summary)?;
             summary_check = comparison.check();
@@ -440,15 +471,31 @@ pub fn run(cli: Cli) -> Result<()> {
     // Failed background work fails the run, after the report that records
     // it is written.
     let background_check = outcome.check();
+    // This report replaces the one recorded while the phases ran.
+    live::finish();
+    let error = match (&background_check, &summary_check) {
+        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
     let report = Report {
         command_line: std::env::args().collect(),
         environment,
         configuration,
+        status: if error.is_some() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Complete
+        },
+        error,
         phases: outcome.phases,
         background_errors: outcome.background_errors,
         cut_short: outcome.cut_short,
         summary,
+        repeats,
     };
+    if !report.repeats.is_empty() {
+        print!("{}", repeat::describe(&report.repeats));
+    }
     if let Some(path) = &cli.json {
         report.write_json(path)?;
         println!("report written to {}", path.display());
@@ -503,9 +550,12 @@ fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
         .map_err(|e| BenchError::InvalidArgument(format!("encoding the configuration: {e}")))
 }
 
-fn print_header(env: &Environment, configuration: &serde_json::Value) {
+/// Print the conditions and configuration, and start recording the run's
+/// phases (into `json` as they end).
+fn print_header(env: &Environment, configuration: &serde_json::Value, json: Option<&Path>) {
     print!("{}", env.describe());
     println!("configuration: {configuration}");
+    live::begin(env, configuration, json);
 }
 
 /// A YCSB phase: YCSB's own `[SECTION], metric, value` lines, then the table.

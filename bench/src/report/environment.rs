@@ -7,6 +7,12 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Environment {
     pub o3_bench_version: &'static str,
+    /// The commit o3-bench was built from, `-dirty` when tracked files
+    /// differed from it at build time, `unknown` outside a git checkout.
+    pub git_commit: &'static str,
+    /// When the run started (UTC, RFC 3339).
+    pub started_at: String,
+    pub host: String,
     /// `release` or `debug` (debug numbers are not meaningful).
     pub build_profile: &'static str,
     pub cpus: usize,
@@ -22,6 +28,9 @@ impl Environment {
     pub fn detect() -> Environment {
         Environment {
             o3_bench_version: env!("CARGO_PKG_VERSION"),
+            git_commit: env!("O3_GIT_COMMIT"),
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            host: host_name(),
             build_profile: if cfg!(debug_assertions) {
                 "debug"
             } else {
@@ -55,11 +64,23 @@ impl Environment {
             self.o3_bench_version
         ));
         s.push_str(&format!(
+            "provenance: commit {}, host {}, started {}\n",
+            self.git_commit, self.host, self.started_at
+        ));
+        s.push_str(&format!(
             "emulated conditions: {}\n",
             self.emulated_conditions
         ));
         s
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn cpu_model() -> Option<String> {

@@ -4,8 +4,10 @@
 pub mod background;
 pub mod csa;
 pub mod environment;
+pub mod live;
 pub mod offload;
 pub mod recorder;
+pub mod repeat;
 pub mod svg;
 
 use std::path::Path;
@@ -18,6 +20,7 @@ use crate::error::{BenchError, Result};
 pub use background::BackgroundErrors;
 pub use csa::ServiceSummary;
 pub use environment::Environment;
+pub use live::RunStatus;
 pub use offload::OffloadRates;
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
@@ -41,15 +44,18 @@ pub struct PhaseReport {
 impl PhaseReport {
     /// A phase's report with the engine's statistics `db_stats` of `db` at
     /// its end.
+    /// The phase joins the run's report ([`live`]) here.
     pub fn new(result: PhaseResult, message: Option<String>, db: &Db, db_stats: DbStats) -> Self {
-        PhaseReport {
+        let report = PhaseReport {
             result,
             message,
             background_errors: BackgroundErrors::of(db, &db_stats),
             offload_rates: OffloadRates::of(&db_stats.offload),
             service: ServiceSummary::of(&db_stats.placement),
             db_stats,
-        }
+        };
+        live::phase_finished(&report);
+        report
     }
 }
 
@@ -119,6 +125,10 @@ pub struct Report {
     pub environment: Environment,
     /// The effective configuration (defaults, config file and flags merged).
     pub configuration: serde_json::Value,
+    /// Whether every phase ran; the file is rewritten as phases end.
+    pub status: RunStatus,
+    /// What stopped a failed run.
+    pub error: Option<String>,
     pub phases: Vec<PhaseReport>,
     /// Failed background jobs at the end of the run; any fails the run.
     pub background_errors: BackgroundErrors,
@@ -129,6 +139,46 @@ pub struct Report {
     /// (`offload-compare`'s ratios, `offload-lookup`'s table); null for the
     /// others.
     pub summary: serde_json::Value,
+    /// With `--repeat N`: each phase's spread over the N runs.
+    pub repeats: Vec<RepeatSummary>,
+}
+
+/// The lowest, middle and highest of one figure over repeated runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when there are none. The median of
+    /// an even count is the mean of the two middle values.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Some(Spread {
+            min: v[0],
+            median,
+            max: v[n - 1],
+        })
+    }
+}
+
+/// One phase run `--repeat` times.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepeatSummary {
+    pub phase: String,
+    pub runs: usize,
+    pub ops_per_sec: Spread,
+    /// Per operation type: the spread of its 99th percentile latency (us).
+    pub p99_us: Vec<(OpKind, Spread)>,
 }
 
 impl Report {
@@ -251,6 +301,15 @@ mod tests {
     /// work, or the run when only its end did; the JSON report records the
     /// count and the message per phase and for the run.
     #[test]
+    fn spread_is_min_median_max_whatever_the_order() {
+        assert_eq!(Spread::of(&[]), None);
+        let odd = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((odd.min, odd.median, odd.max), (1.0, 2.0, 3.0));
+        let even = Spread::of(&[10.0, 4.0, 1.0, 6.0]).unwrap();
+        assert_eq!((even.min, even.median, even.max), (1.0, 5.0, 10.0));
+    }
+
+    #[test]
     fn failed_background_work_fails_the_run_and_is_reported() {
         let retried = BackgroundErrors {
             count: 2,
@@ -294,10 +353,13 @@ mod tests {
             command_line: vec![],
             environment: Environment::detect(),
             configuration: serde_json::Value::Null,
+            status: RunStatus::Complete,
+            error: None,
             phases: at_phase.phases,
             background_errors: stopped,
             cut_short: None,
             summary: serde_json::Value::Null,
+            repeats: Vec::new(),
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["background_errors"]["count"], 3);
