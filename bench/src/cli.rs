@@ -50,8 +50,8 @@ use crate::ycsb::{self, YcsbArgs};
 #[derive(Debug, Parser)]
 #[command(name = "o3-bench", version, rename_all = "snake_case")]
 pub struct Cli {
-    /// TOML file with [engine], [offload], [csa], [dbbench], [ycsb],
-    /// [offload_compare] and [offload_lookup] tables; flags override it.
+    /// TOML file with engine, offload, csa, dbbench, ycsb, offload_compare
+    /// and offload_lookup tables; flags override it.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Write the full report as JSON to this file.

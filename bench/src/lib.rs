@@ -26,6 +26,38 @@
 //! - [`offload_ship`]: shipping a sealed memtable to a memory node against
 //!   the raw transport;
 //! - [`cli`]: the command line and the TOML config file.
+//!
+//! A config file's `[engine]` and `[dbbench]` tables (the `--config` of
+//! `o3-bench dbbench`), resolved with db_bench's defaults and run in
+//! process: a sequential fill, then random reads that find every key:
+//!
+//! ```
+//! use o3_bench::cli::ConfigFile;
+//! use o3_bench::dbbench::{self, Benchmark};
+//!
+//! let config: ConfigFile = toml::from_str(
+//!     r#"
+//!     [engine]
+//!     write_buffer_size = 1048576
+//!     [dbbench]
+//!     benchmarks = "fillseq,readrandom"
+//!     num = 2000
+//!     "#,
+//! )?;
+//! let workload = config.dbbench.resolve()?;
+//! assert_eq!(workload.benchmarks, [Benchmark::FillSeq, Benchmark::ReadRandom]);
+//! assert_eq!((workload.key_size, workload.value_size), (16, 100));
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut engine = config.engine;
+//! engine.db = Some(dir.path().join("db"));
+//! let engine = engine.resolve("o3-dbbench")?;
+//! let outcome = dbbench::run(&workload, &engine, false)?;
+//! assert!(outcome.phases.iter().all(|phase| phase.result.ops == 2000));
+//! let reads = outcome.phases[1].message.as_deref();
+//! assert_eq!(reads, Some("(2000 of 2000 found)"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

@@ -23,6 +23,34 @@
 //!   ([`PlacementPolicy`]); decisions and remote jobs in
 //!   [`PlacementStats`].
 //!
+//! Open a database in a directory, write, read at a snapshot, flush to a
+//! table and read it back after a reopen:
+//!
+//! ```
+//! use o3_compute::{Db, DbOptions, WriteBatch};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Db::open(dir.path(), DbOptions::default())?;
+//! db.put(b"user:1", b"ada")?;
+//! let before = db.snapshot();
+//! let mut batch = WriteBatch::new();
+//! batch.put(b"user:2", b"grace");
+//! batch.delete(b"user:1");
+//! db.write(batch)?; // all of it or nothing
+//! assert_eq!(db.get(b"user:1")?, None);
+//! assert_eq!(db.get_at(b"user:1", &before)?, Some(b"ada".to_vec()));
+//! drop(before);
+//!
+//! db.flush()?; // the memtables become level-0 tables
+//! let users = db.prefix(b"user:").collect::<Result<Vec<_>, _>>()?;
+//! assert_eq!(users, [(b"user:2".to_vec(), b"grace".to_vec())]);
+//! db.close()?;
+//! let db = Db::open(dir.path(), DbOptions::default())?;
+//! assert_eq!(db.get(b"user:2")?, Some(b"grace".to_vec()));
+//! db.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Inside, every module in one line, and what it uses (an arrow points to
 //! the modules a module uses; there is no cycle, which
 //! `tests/module_graph.rs` checks on the sources):

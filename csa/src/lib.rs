@@ -17,6 +17,9 @@
 //! The `o3-csa` binary runs the scheduler (`o3-csa scheduler`) and agents
 //! (`o3-csa agent`) as processes.
 //!
+//! A scheduler and two agents served from this process ([`LocalService`],
+//! on a loopback port), asked for their load by a compute node's client:
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -26,23 +29,23 @@
 //! use o3_storage::env::LocalFs;
 //! use o3_transport::control::ClusterToken;
 //!
-//! let token = ClusterToken::new("doc-token").unwrap();
+//! let token = ClusterToken::new("doc-token")?;
 //! let service = LocalService::start(LocalServiceOptions {
 //!     agents: 2,
 //!     slots_per_agent: 1,
 //!     token: token.clone(),
 //!     storage: Arc::new(LocalFs::new()),
 //!     scheduler: SchedulerConfig::default(),
-//! })
-//! .unwrap();
-//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! })?;
+//! let runtime = tokio::runtime::Runtime::new()?;
 //! let load = runtime.block_on(async {
-//!     let client = SchedulerClient::connect(service.endpoint(), token, Duration::from_secs(5)).await?;
+//!     let timeout = Duration::from_secs(5);
+//!     let client = SchedulerClient::connect(service.endpoint(), token, timeout).await?;
 //!     client.load().await
-//! })
-//! .unwrap();
+//! })?;
 //! assert_eq!((load.agents.len(), load.slots_total, load.queued), (2, 2, 0));
 //! service.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod client;

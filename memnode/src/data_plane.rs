@@ -3,7 +3,7 @@
 //! [`RequestHandler`]), next to the one-sided reads and writes that the
 //! fabric itself serves on each region's registration.
 //!
-//! Requests and answers are [`wire::Message`]s. Any holder of the cluster
+//! Requests and answers are [`crate::wire::Message`]s. Any holder of the cluster
 //! token can open a data-plane connection, so the connection's identity
 //! does not say whose images a request may search: each request carries
 //! the lease secret the control plane handed out, and the owner of that

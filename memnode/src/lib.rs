@@ -22,6 +22,35 @@
 //! - [`MemoryNode`] (`node.rs`): all of the above behind one `Send + Sync`
 //!   handle, every call on behalf of an [`OwnerId`], with typed [`Error`]s.
 //!
+//! A compute node's sealed memtable, written into a region of an
+//! in-process memory node, published and searched there by a delegated
+//! `get`:
+//!
+//! ```
+//! use o3_memnode::{Found, GetRequest, ImageId, ImageMeta, KeyLookup, MemoryNode, OwnerId};
+//! use o3_storage::key::ValueKind;
+//! use o3_storage::memtable::Memtable;
+//!
+//! let node = MemoryNode::with_capacity(1 << 20)?;
+//! let owner = OwnerId(7);
+//! let memtable = Memtable::new(64 << 10, 0)?;
+//! memtable.insert(b"k", 5, ValueKind::Value, b"v")?;
+//! memtable.seal()?;
+//! let image = memtable.image_bytes()?;
+//! let region = node.allocate(owner, image.len() as u64)?;
+//! node.write(owner, &region, 0, image)?;
+//! let id = ImageId { shard: 0, serial: 1 };
+//! node.publish(owner, &region, ImageMeta { id, entries: 1, largest_seq: 5 })?;
+//!
+//! let lookup = |key: &[u8]| KeyLookup { key: key.to_vec(), snapshot: 9, images: vec![id] };
+//! let request = GetRequest { lookups: vec![lookup(b"k"), lookup(b"other")] };
+//! let answers = node.get(owner, &request)?.answers;
+//! assert!(matches!(&answers[0][0], Found::Value { sequence: 5, value, .. } if value == b"v"));
+//! assert_eq!(answers[1][0], Found::Absent);
+//! // Another owner cannot search this image.
+//! assert!(node.get(OwnerId(8), &request).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! Around the core, the control and data planes, the clients and the
 //! binary:

@@ -24,6 +24,32 @@
 //!   [`iter::UserIterator`];
 //! - storage backends: [`env::Storage`], [`env::LocalFs`],
 //!   [`env::FaultInjectingFs`], [`env::ThrottledStorage`].
+//!
+//! A memtable's arena is its own wire format: insert versions of keys,
+//! seal it, copy the bytes anywhere (another process, a memory node's
+//! region) and search the copy as an image, without decoding it:
+//!
+//! ```
+//! use o3_storage::key::ValueKind;
+//! use o3_storage::memtable::{Memtable, MemtableImage};
+//!
+//! let memtable = Memtable::new(64 << 10, 0)?; // a 64 KiB arena for shard 0
+//! memtable.insert(b"apple", 1, ValueKind::Value, b"red")?;
+//! memtable.insert(b"apple", 2, ValueKind::Value, b"green")?;
+//! memtable.insert(b"pear", 3, ValueKind::Tombstone, b"")?;
+//! // A read sees the newest entry with a sequence at or below its snapshot.
+//! let at = |snapshot| memtable.get(b"apple", snapshot).map(|e| e.value);
+//! assert_eq!((at(1), at(9)), (Some(&b"red"[..]), Some(&b"green"[..])));
+//!
+//! memtable.seal()?;
+//! let shipped: Vec<u8> = memtable.image_bytes()?.to_vec();
+//! let image = MemtableImage::open(&shipped, "the shipped copy")?; // validates
+//! assert_eq!(image.header().entries, 3);
+//! assert_eq!(image.get(b"apple", 9).map(|e| e.value), Some(&b"green"[..]));
+//! let pear = image.get(b"pear", 9).map(|e| e.kind);
+//! assert_eq!(pear, Some(ValueKind::Tombstone));
+//! # Ok::<(), o3_storage::Error>(())
+//! ```
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

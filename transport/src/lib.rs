@@ -17,6 +17,39 @@
 //! [`conformance`] is the one test suite every backend must pass.
 //!
 //! The control plane (gRPC, cluster-token auth) lives in [`control`].
+//!
+//! Two nodes of the in-process [`local`] backend: the owner serves
+//! two-sided calls and registers a region that peers may only read; the
+//! peer proves it holds the cluster token when it connects, then calls the
+//! owner and reads the region one-sidedly:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use o3_transport::control::ClusterToken;
+//! use o3_transport::local::LocalNetwork;
+//! use o3_transport::verbs::no_requests;
+//! use o3_transport::{ConnectOptions, Fabric, FabricOptions, PeerIdentity, RegionAccess};
+//!
+//! let options = FabricOptions::new(ClusterToken::new("doc-token")?);
+//! let network = LocalNetwork::new();
+//! let greet = |from: &PeerIdentity, request: &[u8]| -> Result<Vec<u8>, String> {
+//!     Ok([request, b" from ", from.node.0.as_bytes()].concat())
+//! };
+//! let owner = network.node("owner", Arc::new(greet), options.clone())?;
+//! let region = owner.register(4096, RegionAccess::READ_ONLY)?;
+//! region.write(0, b"published")?;
+//!
+//! let peer = network.node("peer", no_requests(), options)?;
+//! let conn = peer.connect(owner.node(), &ConnectOptions::default())?;
+//! assert_eq!(conn.call(b"hello")?, b"hello from local:peer");
+//! let mut buf = [0u8; 9];
+//! conn.read(region.desc(), 0, &mut buf)?;
+//! assert_eq!(&buf, b"published");
+//! // The region's access flags are checked on every one-sided operation.
+//! assert!(conn.write(region.desc(), 0, b"overwrite").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

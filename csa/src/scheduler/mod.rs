@@ -3,7 +3,7 @@
 //! heartbeats and requeues the jobs of lost ones, and fencing by epoch makes
 //! sure only the newest try of a job counts.
 //!
-//! All state sits in one [`State`] behind one mutex; nothing waits while
+//! All state sits in one `State` behind one mutex; nothing waits while
 //! holding it. Long-polls (`Await`, `Fetch`) wait on [`tokio::sync::Notify`]
 //! with a deadline: `tickets_changed` wakes awaits when a ticket finishes,
 //! each agent's own notify wakes its fetch when its mailbox fills.

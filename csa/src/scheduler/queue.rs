@@ -1,6 +1,6 @@
 //! The global priority queue: every tenant's waiting jobs in one order.
 //!
-//! Order (first runs first), see [`QueueEntry::key`]:
+//! Order (first runs first), see `QueueEntry::key`:
 //! 1. starved jobs (queued longer than the starvation limit) before all
 //!    others, so no job waits forever behind a stream of more urgent ones;
 //! 2. kind: flushes before compactions (only compactions exist today; the

@@ -103,7 +103,7 @@ pub(crate) fn parse_layout(bytes: &[u8], node: usize) -> Option<NodeLayout> {
 
 /// Bytes from a node's start that surely hold the whole entry of a user key
 /// of `user_key_len` bytes and a value of `value_len` bytes, whatever its
-/// height (up to [`MAX_HEIGHT`], the tallest tower a writer builds): what a
+/// height (up to `MAX_HEIGHT`, 12, the tallest tower a writer builds): what a
 /// one-sided read of a cached entry fetches. `None` on overflow.
 pub fn entry_read_bound(user_key_len: usize, value_len: usize) -> Option<usize> {
     NODE_PREFIX

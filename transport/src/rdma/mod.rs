@@ -15,11 +15,11 @@
 //! - Connections: per peer, two reliable-connected queue pairs (one-sided
 //!   operations; two-sided messages) set up over a TCP side channel that
 //!   exchanges queue-pair number, packet sequence number, LID and GID
-//!   ([`side_channel`] documents it). A node's [`NodeId`] is the `host:port`
+//!   (the private `side_channel` module documents it). A node's [`NodeId`] is the `host:port`
 //!   of its side-channel listener.
 //! - One-sided batches are linked work requests with one signaled
-//!   completion ([`one_sided`]); two-sided messages use SEND/RECV into
-//!   pre-posted receive buffers ([`messages`]).
+//!   completion (`one_sided`); two-sided messages use SEND/RECV into
+//!   pre-posted receive buffers (`messages`).
 //! - Completions are polled with the connection's operation timeout; a dead
 //!   peer surfaces as a retry-exceeded completion or a timeout, never a hang.
 //!
