@@ -2,11 +2,14 @@
 //! (`--json FILE`) and SVG plots (`--plots DIR`).
 
 pub mod background;
+pub mod chart;
+pub(crate) mod chart_reader;
 pub mod csa;
 pub mod environment;
 pub mod offload;
 pub mod recorder;
 pub mod svg;
+pub mod ticks;
 
 use std::path::Path;
 
