@@ -160,13 +160,13 @@ impl Report {
                     dir.join(format!("{stem}-timeline.svg")),
                     svg::timeline(
                         &format!("{}: throughput", p.result.name),
-                        &p.result.timeline,
+                        &p.result.timeline_buckets(),
                     ),
                 ),
                 (
                     dir.join(format!("{stem}-latency-cdf.svg")),
-                    svg::latency_cdf(
-                        &format!("{}: latency CDF", p.result.name),
+                    svg::latency_percentiles(
+                        &format!("{}: latency percentiles", p.result.name),
                         &p.result.latency,
                     ),
                 ),
@@ -241,6 +241,7 @@ mod tests {
                 mb_per_sec: 0.0,
                 latency: vec![],
                 timeline: vec![],
+                timeline_ops_per_sec: vec![],
             },
             message: None,
             db_stats: crate::test_support::empty_stats(),
