@@ -304,6 +304,7 @@ struct ChildPhase {
     ops_per_sec: f64,
     latency: Vec<ChildLatency>,
     timeline: Vec<u64>,
+    timeline_ops_per_sec: Vec<f64>,
     service: Option<ServiceSummary>,
     db_stats: ChildDbStats,
 }
@@ -333,8 +334,10 @@ pub struct RunFigures {
     pub write_p99_us: f64,
     pub stall_seconds: f64,
     pub compactions: u64,
-    /// Operations finished in each second of the fill.
+    /// Operations finished in each second of the fill, and as rates (the
+    /// last, partial, second over its real length).
     pub timeline: Vec<u64>,
+    pub timeline_ops_per_sec: Vec<f64>,
     pub service: Option<ServiceSummary>,
 }
 
@@ -646,6 +649,7 @@ impl FillRunner<'_> {
                 / 1e6,
             compactions: phase.db_stats.compactions,
             timeline: phase.timeline,
+            timeline_ops_per_sec: phase.timeline_ops_per_sec,
             service: phase.service,
         })
     }
@@ -677,13 +681,13 @@ fn print_summary(s: &CsaCompareSummary, killed: bool) {
         s.all_local.write_p99_us, s.with_service.write_p99_us, s.agent_killed.write_p99_us
     );
     println!("  run 3 timeline (ops per second):");
-    for (i, n) in s.agent_killed.timeline.iter().enumerate() {
+    for (i, n) in s.agent_killed.timeline_ops_per_sec.iter().enumerate() {
         let mark = if killed && i == s.kill.kill_second {
             "  <- agent-0 SIGKILLed"
         } else {
             ""
         };
-        println!("    {i:>4} s {n:>9}{mark}");
+        println!("    {i:>4} s {n:>9.0}{mark}");
     }
     let k = &s.kill;
     let ops = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ops/s"));

@@ -479,6 +479,7 @@ mod tests {
             mb_per_sec: 19.9,
             latency: vec![],
             timeline: vec![],
+            timeline_ops_per_sec: vec![],
         };
         let r = PhaseReport {
             result,

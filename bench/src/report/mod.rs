@@ -2,6 +2,8 @@
 //! (`--json FILE`) and SVG plots (`--plots DIR`).
 
 pub mod background;
+pub mod chart;
+pub(crate) mod chart_reader;
 pub mod csa;
 pub mod environment;
 pub mod live;
@@ -9,6 +11,7 @@ pub mod offload;
 pub mod recorder;
 pub mod repeat;
 pub mod svg;
+pub mod ticks;
 
 use std::path::Path;
 
@@ -207,13 +210,13 @@ impl Report {
                     dir.join(format!("{stem}-timeline.svg")),
                     svg::timeline(
                         &format!("{}: throughput", p.result.name),
-                        &p.result.timeline,
+                        &p.result.timeline_buckets(),
                     ),
                 ),
                 (
                     dir.join(format!("{stem}-latency-cdf.svg")),
-                    svg::latency_cdf(
-                        &format!("{}: latency CDF", p.result.name),
+                    svg::latency_percentiles(
+                        &format!("{}: latency percentiles", p.result.name),
                         &p.result.latency,
                     ),
                 ),
@@ -288,6 +291,7 @@ mod tests {
                 mb_per_sec: 0.0,
                 latency: vec![],
                 timeline: vec![],
+                timeline_ops_per_sec: vec![],
             },
             message: None,
             db_stats: crate::test_support::empty_stats(),

@@ -110,6 +110,19 @@ impl ThreadRecorder {
     /// progress bar. Returns now.
     pub fn record_batch(&mut self, kind: OpKind, began: Instant, ops: u64) -> Result<Instant> {
         let now = Instant::now();
+        self.record_batch_at(kind, began, now, ops)?;
+        Ok(now)
+    }
+
+    /// [`Self::record_batch`] for a call that ended at `now` (tests give
+    /// made-up times, so timelines can be checked without sleeping).
+    fn record_batch_at(
+        &mut self,
+        kind: OpKind,
+        began: Instant,
+        now: Instant,
+        ops: u64,
+    ) -> Result<()> {
         let nanos = now
             .duration_since(began)
             .as_nanos()
@@ -131,7 +144,7 @@ impl ThreadRecorder {
             self.progress.inc(self.unreported);
             self.unreported = 0;
         }
-        Ok(now)
+        Ok(())
     }
 
     /// Count key and value bytes moved (for MB/s).
@@ -201,8 +214,47 @@ pub struct PhaseResult {
     /// Key and value bytes moved per second, in MiB (db_bench's "MB/s").
     pub mb_per_sec: f64,
     pub latency: Vec<OpLatency>,
-    /// Operations finished in each second of the phase.
+    /// Operations finished in each second of the phase, up to its end: the
+    /// last entry counts only the phase's last, partial, second.
     pub timeline: Vec<u64>,
+    /// `timeline` as rates: each count over its second's real length, so the
+    /// last, partial, second shows no false drop.
+    pub timeline_ops_per_sec: Vec<f64>,
+}
+
+/// One timeline entry as a rate over the time it covers, in seconds since
+/// the phase start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateBucket {
+    pub start: f64,
+    pub end: f64,
+    pub ops_per_sec: f64,
+}
+
+/// The per-second `counts` of a phase that lasted `seconds` as rates. Every
+/// entry covers one second but the last, which ends at `seconds` (when the
+/// phase ended within it; a timeline that does not reach the phase's end
+/// has no partial second).
+pub fn timeline_rates(counts: &[u64], seconds: f64) -> Vec<RateBucket> {
+    let last = counts.len().saturating_sub(1);
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let start = i as f64;
+            let partial = seconds - start;
+            let length = if i == last && partial > 0.0 && partial < 1.0 {
+                partial
+            } else {
+                1.0
+            };
+            RateBucket {
+                start,
+                end: start + length,
+                ops_per_sec: n as f64 / length,
+            }
+        })
+        .collect()
 }
 
 impl PhaseResult {
@@ -236,6 +288,12 @@ impl PhaseResult {
             }
         }
         let seconds = elapsed.as_secs_f64().max(1e-9);
+        // Seconds at the end with no operation finished are zeros, not gaps.
+        timeline.resize(timeline.len().max(seconds.ceil() as usize), 0);
+        let timeline_ops_per_sec = timeline_rates(&timeline, seconds)
+            .iter()
+            .map(|b| b.ops_per_sec)
+            .collect();
         Ok(PhaseResult {
             name: name.to_string(),
             threads: thread_count,
@@ -249,7 +307,13 @@ impl PhaseResult {
                 .filter_map(|(&k, h)| h.as_ref().map(|h| OpLatency::from_histogram(k, h)))
                 .collect(),
             timeline,
+            timeline_ops_per_sec,
         })
+    }
+
+    /// The timeline as rates over each entry's real length.
+    pub fn timeline_buckets(&self) -> Vec<RateBucket> {
+        timeline_rates(&self.timeline, self.seconds)
     }
 
     /// Latency table and timeline, for stdout.
@@ -270,8 +334,18 @@ impl PhaseResult {
                 l.max_us
             ));
         }
-        let timeline: Vec<String> = self.timeline.iter().map(|n| n.to_string()).collect();
-        s.push_str(&format!("  ops per second: {}\n", timeline.join(" ")));
+        let buckets = self.timeline_buckets();
+        let rates: Vec<String> = buckets
+            .iter()
+            .map(|b| format!("{:.0}", b.ops_per_sec))
+            .collect();
+        s.push_str(&format!("  ops per second: {}", rates.join(" ")));
+        match buckets.last() {
+            Some(b) if b.end - b.start < 1.0 => {
+                s.push_str(&format!(" (the last over {:.2} s)\n", b.end - b.start))
+            }
+            _ => s.push('\n'),
+        }
         s
     }
 }
@@ -318,5 +392,59 @@ mod tests {
         assert_eq!(r.timeline.iter().sum::<u64>(), 48);
         assert_eq!(r.latency.len(), 1);
         assert_eq!((r.latency[0].op, r.latency[0].count), (OpKind::MultiGet, 3));
+    }
+
+    /// A steady 1000 operations per second over 2.5 s: every second,
+    /// the half one at the end included, reads 1000 ops/s in the buckets,
+    /// the JSON field and the printed line.
+    #[test]
+    fn the_last_partial_second_is_a_rate_over_its_real_length() {
+        let start = Instant::now();
+        let mut a = ThreadRecorder::new(start, ProgressBar::hidden());
+        // One operation every millisecond, ending at 1 ms ..= 2500 ms.
+        for ms in 1..=2500u64 {
+            let end = start + Duration::from_millis(ms) - Duration::from_nanos(1);
+            a.record_batch_at(OpKind::Write, start, end, 1).unwrap();
+        }
+        let r = PhaseResult::merge("x", vec![a], Duration::from_millis(2500)).unwrap();
+        assert_eq!(r.timeline, [1000, 1000, 500]);
+        assert_eq!(r.timeline_ops_per_sec, [1000.0, 1000.0, 1000.0]);
+        let b = r.timeline_buckets();
+        assert_eq!(b.len(), 3);
+        assert_eq!((b[2].start, b[2].end), (2.0, 2.5));
+        assert!(
+            b.iter().all(|b| (b.ops_per_sec - 1000.0).abs() < 1e-9),
+            "{b:?}"
+        );
+        assert!(
+            r.details()
+                .contains("ops per second: 1000 1000 1000 (the last over 0.50 s)")
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["timeline_ops_per_sec"][2], 1000.0);
+    }
+
+    /// Seconds after the last operation are zeros up to the phase's end;
+    /// a whole number of seconds has no partial one.
+    #[test]
+    fn the_timeline_reaches_the_phase_end() {
+        let start = Instant::now();
+        let mut a = ThreadRecorder::new(start, ProgressBar::hidden());
+        a.record_batch_at(OpKind::Read, start, start + Duration::from_millis(300), 10)
+            .unwrap();
+        let r = PhaseResult::merge("x", vec![a], Duration::from_millis(2200)).unwrap();
+        assert_eq!(r.timeline, [10, 0, 0]);
+        assert!((r.timeline_ops_per_sec[2] - 0.0).abs() < 1e-12);
+        assert_eq!(r.timeline_buckets()[2].end, 2.2);
+        let whole = timeline_rates(&[4, 6], 2.0);
+        assert_eq!(
+            whole[1],
+            RateBucket {
+                start: 1.0,
+                end: 2.0,
+                ops_per_sec: 6.0
+            }
+        );
+        assert!(timeline_rates(&[], 3.0).is_empty());
     }
 }

@@ -1,231 +1,216 @@
-//! Two plots as standalone SVG documents: a throughput timeline (operations
-//! per second over the phase) and latency CDFs (one line per operation type,
-//! logarithmic latency axis). Plain SVG 1.1, viewable in any browser.
+//! The two plots of a phase, as standalone SVG documents drawn by
+//! [`super::chart`]: a throughput timeline (operations per second over the
+//! phase, each second as a step of its real length) and latency percentiles
+//! (latency on a logarithmic axis against percentiles on a "nines" axis,
+//! p50 to p99.99, one line per operation type), the form latency papers use
+//! because a linear CDF hides the tail.
 
-use std::fmt::Write;
+use super::chart::{Axis, Chart, Mark, Series, Tick};
+use super::recorder::{OpLatency, RateBucket};
+use super::ticks;
 
-use crate::report::recorder::OpLatency;
-
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 420.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 150.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
-const COLOURS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-];
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Plot area width and height.
-fn plot_size() -> (f64, f64) {
-    (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM)
-}
-
-fn header(title: &str, x_label: &str, y_label: &str) -> String {
-    let (w, h) = plot_size();
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        LEFT + w / 2.0,
-        escape(title)
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="black"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        LEFT + w / 2.0,
-        HEIGHT - 12.0,
-        escape(x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">{}</text>"#,
-        TOP + h / 2.0,
-        TOP + h / 2.0,
-        escape(y_label)
-    );
-    s
-}
-
-fn x_tick(s: &mut String, x: f64, label: &str) {
-    let (_, h) = plot_size();
-    let y = TOP + h;
-    let _ = writeln!(
-        s,
-        r#"<line x1="{x:.1}" y1="{y}" x2="{x:.1}" y2="{}" stroke="black"/><text x="{x:.1}" y="{}" text-anchor="middle">{label}</text>"#,
-        y + 5.0,
-        y + 18.0
-    );
-}
-
-fn y_tick(s: &mut String, y: f64, label: &str) {
-    let _ = writeln!(
-        s,
-        r##"<line x1="{}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="black"/><line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{label}</text>"##,
-        LEFT - 5.0,
-        WIDTH - RIGHT,
-        LEFT - 8.0,
-        y + 4.0
-    );
-}
-
-fn polyline(s: &mut String, points: &[(f64, f64)], colour: &str) {
-    let pts: Vec<String> = points
+/// Operations per second over the phase, from [`RateBucket`]s (see
+/// `PhaseResult::timeline_buckets`): a step per bucket across its real
+/// length, so a short last second is drawn short, at its true rate.
+pub fn timeline(title: &str, buckets: &[RateBucket]) -> String {
+    let end = buckets.last().map_or(0.0, |b| b.end);
+    let top = buckets.iter().map(|b| b.ops_per_sec).fold(0.0, f64::max);
+    let points = buckets
         .iter()
-        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .flat_map(|b| [(b.start, b.ops_per_sec), (b.end, b.ops_per_sec)])
         .collect();
-    let _ = writeln!(
-        s,
-        r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
-        pts.join(" ")
+    Chart {
+        title: title.to_string(),
+        x: Axis::linear("elapsed seconds", 0.0, end),
+        y: Axis::linear("operations per second", 0.0, top),
+        series: vec![Series {
+            name: "all operations".to_string(),
+            points,
+            mark: Mark::Line,
+        }],
+        legend: false,
+    }
+    .to_svg()
+}
+
+/// How far quantile `q` is into the tail, in nines: -log10(1 - q), so p90
+/// is 1, p99 is 2, p99.9 is 3.
+fn nines(q: f64) -> f64 {
+    -(1.0 - q).log10()
+}
+
+/// The percentile `k` nines deep: p90, p99, p99.9, ...
+fn nines_label(k: usize) -> String {
+    match k {
+        1 => "p90".to_string(),
+        _ => format!("p99{}{}", if k > 2 { "." } else { "" }, "9".repeat(k - 2)),
+    }
+}
+
+/// Deepest percentile `count` samples support: the largest of them sits at
+/// 1 - 1/count, log10(count) nines (never less than p50).
+fn deepest_nines(count: u64) -> f64 {
+    (count as f64).log10().max(nines(0.5))
+}
+
+/// Percentile ticks p50, p90, p99, ... up to `top` nines.
+fn percentile_ticks(top: f64) -> Vec<Tick> {
+    let mut t = vec![Tick {
+        at: nines(0.5),
+        label: "p50".to_string(),
+    }];
+    t.extend(
+        (1..=9)
+            .take_while(|&k| k as f64 <= top + 1e-9)
+            .map(|k| Tick {
+                at: k as f64,
+                label: nines_label(k),
+            }),
     );
+    t
 }
 
-/// A readable count: 1234567 → "1.23M".
-fn short(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-/// Operations per second over the phase.
-pub fn timeline(title: &str, per_second: &[u64]) -> String {
-    let (w, h) = plot_size();
-    let mut s = header(title, "elapsed seconds", "operations per second");
-    let max = per_second.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let secs = per_second.len().max(1) as f64;
-    for i in 0..=4 {
-        let v = max * i as f64 / 4.0;
-        y_tick(&mut s, TOP + h - h * i as f64 / 4.0, &short(v));
-        x_tick(
-            &mut s,
-            LEFT + w * i as f64 / 4.0,
-            &format!("{}", (secs * i as f64 / 4.0 * 10.0).round() / 10.0),
-        );
-    }
-    // Each second's count is drawn at the middle of its second.
-    let points: Vec<(f64, f64)> = per_second
+/// One operation type's latency distribution as (µs, nines) points; the
+/// quantile is held below 1 so the largest sample sits at its count's
+/// deepest percentile rather than at infinity.
+fn percentile_points(op: &OpLatency) -> Vec<(f64, f64)> {
+    let deepest = 1.0 - 1.0 / op.count.max(1) as f64;
+    op.cdf
         .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            (
-                LEFT + w * (i as f64 + 0.5) / secs,
-                TOP + h - h * n as f64 / max,
-            )
-        })
-        .collect();
-    polyline(&mut s, &points, COLOURS[0]);
-    s.push_str("</svg>\n");
-    s
+        .map(|&(us, q)| (us, nines(q.min(deepest))))
+        .collect()
 }
 
-/// Latency CDF per operation type (x: latency, log scale; y: fraction).
-pub fn latency_cdf(title: &str, ops: &[OpLatency]) -> String {
-    let (w, h) = plot_size();
-    let mut s = header(
-        title,
-        "latency (microseconds, log scale)",
-        "fraction of operations",
-    );
-    let all = ops.iter().flat_map(|o| o.cdf.iter().map(|p| p.0));
-    // With no points the axis spans 1..10 µs; with points, at least a decade.
-    let lo = all.clone().fold(f64::INFINITY, f64::min);
-    let lo = if lo.is_finite() { lo.max(0.01) } else { 1.0 };
-    let hi = all.fold(0.0, f64::max).max(lo * 10.0);
-    let (lo_dec, hi_dec) = (lo.log10().floor(), hi.log10().ceil());
-    let span = (hi_dec - lo_dec).max(1.0);
-    let x_of = |us: f64| LEFT + w * (us.max(lo).log10() - lo_dec) / span;
-    let mut d = lo_dec;
-    while d <= hi_dec {
-        let v = 10f64.powf(d);
-        x_tick(
-            &mut s,
-            x_of(v),
-            &if v < 1.0 { format!("{v}") } else { short(v) },
-        );
-        d += 1.0;
-    }
-    for i in 0..=4 {
-        let f = i as f64 / 4.0;
-        y_tick(&mut s, TOP + h - h * f, &format!("{f:.2}"));
-    }
-    for (i, op) in ops.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let points: Vec<(f64, f64)> = op
-            .cdf
+/// Latency per percentile, one line per operation type.
+pub fn latency_percentiles(title: &str, ops: &[OpLatency]) -> String {
+    let latencies = ops.iter().flat_map(|o| o.cdf.iter().map(|p| p.0));
+    let lo = latencies.clone().fold(f64::INFINITY, f64::min);
+    let hi = latencies.fold(0.0, f64::max);
+    let top = ops
+        .iter()
+        .map(|o| deepest_nines(o.count))
+        .fold(nines(0.5), f64::max);
+    Chart {
+        title: title.to_string(),
+        x: Axis::log10("latency (log scale)", lo, hi, ticks::duration_label),
+        y: Axis::custom("percentile", 0.0, top, percentile_ticks(top)),
+        series: ops
             .iter()
-            .map(|&(us, q)| (x_of(us), TOP + h - h * q))
-            .collect();
-        polyline(&mut s, &points, colour);
-        let ly = TOP + 15.0 + 18.0 * i as f64;
-        let lx = WIDTH - RIGHT + 10.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
-            lx + 20.0,
-            lx + 25.0,
-            ly + 4.0,
-            escape(op.op.name())
-        );
+            .map(|o| Series {
+                name: o.op.name().to_string(),
+                points: percentile_points(o),
+                mark: Mark::Line,
+            })
+            .collect(),
+        legend: true,
     }
-    s.push_str("</svg>\n");
-    s
+    .to_svg()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::chart_reader::*;
+    use super::super::recorder::{OpKind, timeline_rates};
     use super::*;
-    use crate::report::recorder::OpKind;
+
+    fn texts(svg: &str) -> Vec<String> {
+        text_boxes(svg).into_iter().map(|b| b.text).collect()
+    }
+
+    /// A latency summary with `count` samples spread as `cdf`.
+    fn op(kind: OpKind, count: u64, cdf: Vec<(f64, f64)>) -> OpLatency {
+        OpLatency {
+            op: kind,
+            count,
+            mean_us: 0.0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            p999_us: 0.0,
+            max_us: 0.0,
+            cdf,
+        }
+    }
 
     #[test]
-    fn plots_are_well_formed_documents() {
-        let t = timeline("fill <random>", &[100, 2000, 1500]);
-        assert!(t.starts_with("<svg") && t.trim_end().ends_with("</svg>"));
-        assert!(t.contains("fill &lt;random&gt;"));
-        assert_eq!(t.matches("<polyline").count(), 1);
-        let op = OpLatency {
-            op: OpKind::Read,
-            count: 3,
-            mean_us: 2.0,
-            p50_us: 2.0,
-            p99_us: 3.0,
-            p999_us: 3.0,
-            max_us: 3.0,
-            cdf: vec![(1.0, 0.3), (2.0, 0.6), (3.0, 1.0)],
+    fn the_timeline_has_round_ticks_and_a_short_last_step() {
+        let buckets = timeline_rates(&[18_000, 18_800, 9_000], 2.5);
+        let svg = timeline("fill <random>", &buckets);
+        assert!(svg.contains("fill &lt;random&gt;"));
+        let t = texts(&svg);
+        for label in ["0", "5k", "10k", "15k", "20k", "0.5", "2.5"] {
+            assert!(t.iter().any(|x| x == label), "{label} in {t:?}");
+        }
+        assert!(!t.iter().any(|x| x == "18.8k"), "{t:?}");
+        // The last step ends where the phase ended, at the same height as
+        // the 18000 ops/s of the first second: two points at y of 18k.
+        let line = elements(&svg, "polyline");
+        assert_eq!(line.len(), 1);
+        let points: Vec<&str> = line[0]
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .collect();
+        assert_eq!(points.len(), 6);
+        let y = |p: &str| {
+            p.split(',')
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("\"/>")
+                .to_string()
         };
-        let c = latency_cdf(
-            "cdf",
-            &[
-                op.clone(),
-                OpLatency {
-                    op: OpKind::Update,
-                    ..op
-                },
-            ],
-        );
-        assert_eq!(c.matches("<polyline").count(), 2);
-        assert!(c.contains("UPDATE"));
-        // Empty inputs still give a document.
+        assert_eq!(y(points[0]), y(points[5]));
+        assert_eq!(overlapping_texts(&svg), None);
         assert!(timeline("t", &[]).contains("</svg>"));
-        assert!(latency_cdf("c", &[]).contains("</svg>"));
+    }
+
+    #[test]
+    fn latency_has_a_nines_axis_a_legend_and_distinct_colours() {
+        let cdf = vec![
+            (3.0, 0.5),
+            (9.0, 0.9),
+            (40.0, 0.99),
+            (300.0, 0.999),
+            (2e3, 1.0),
+        ];
+        let ops = [
+            op(OpKind::Read, 10_000, cdf.clone()),
+            op(
+                OpKind::Update,
+                10_000,
+                cdf.iter().map(|&(us, q)| (us * 2.0, q)).collect(),
+            ),
+            op(OpKind::Scan, 100, cdf),
+        ];
+        let svg = latency_percentiles("latency", &ops);
+        let t = texts(&svg);
+        for label in [
+            "p50", "p90", "p99", "p99.9", "p99.99", "1µs", "10µs", "1ms", "10ms",
+        ] {
+            assert!(t.iter().any(|x| x == label), "{label} in {t:?}");
+        }
+        // 10000 samples support p99.99 and no deeper.
+        assert!(!t.iter().any(|x| x == "p99.999"), "{t:?}");
+        for name in ["READ", "UPDATE", "SCAN"] {
+            assert!(t.iter().any(|x| x == name), "legend names {name}");
+        }
+        assert_distinct_colours(&svg, 3);
+        assert_eq!(overlapping_texts(&svg), None);
+        assert!(latency_percentiles("c", &[]).contains("</svg>"));
+    }
+
+    #[test]
+    fn few_samples_stop_the_axis_early_and_the_largest_sits_on_top() {
+        assert_eq!(nines_label(1), "p90");
+        assert_eq!(nines_label(2), "p99");
+        assert_eq!(nines_label(4), "p99.99");
+        let ticks: Vec<String> = percentile_ticks(deepest_nines(200))
+            .into_iter()
+            .map(|t| t.label)
+            .collect();
+        assert_eq!(ticks, ["p50", "p90", "p99"]);
+        let points = percentile_points(&op(OpKind::Read, 100, vec![(1.0, 0.5), (5.0, 1.0)]));
+        assert!((points[1].1 - 2.0).abs() < 1e-9, "{points:?}");
+        assert!((points[0].1 - nines(0.5)).abs() < 1e-9);
     }
 }

@@ -1,88 +1,95 @@
 //! The study's plot: one point per strategy, write amplification across,
-//! space amplification up, labelled with the strategy and its read
-//! amplification, so the trade-off between strategies is visible at once.
+//! space amplification up, so the trade-off between strategies is visible at
+//! once. Each strategy has its own colour and a legend row naming it with its
+//! read amplification (labels beside the points would overlap when two
+//! strategies land close together).
 
-use std::fmt::Write;
+use crate::report::chart::{Axis, Chart, Mark, Series};
 
 use super::workload::StrategyResult;
 
-const W: f64 = 760.0;
-const H: f64 = 460.0;
-const PAD: f64 = 70.0;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// `lo..hi` widened by a twentieth of its span each way, so no point sits on
+/// the frame.
+fn padded(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    let pad = (hi - lo) / 20.0;
+    (lo - pad, hi + pad)
 }
 
 /// A standalone SVG document.
 pub fn tradeoff(title: &str, results: &[StrategyResult]) -> String {
-    let max_x = results
-        .iter()
-        .map(|r| r.write_amplification)
-        .fold(1.0, f64::max)
-        * 1.15;
-    let max_y = results
-        .iter()
-        .map(|r| r.space_amplification)
-        .fold(1.0, f64::max)
-        * 1.15;
-    let (pw, ph) = (W - 2.0 * PAD, H - 2.0 * PAD);
-    let x_of = |v: f64| PAD + pw * v / max_x;
-    let y_of = |v: f64| H - PAD - ph * v / max_y;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
-        W / 2.0,
-        escape(title)
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="{PAD}" y="{PAD}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
-    );
-    for i in 0..=4 {
-        let f = i as f64 / 4.0;
-        let (x, y) = (x_of(max_x * f), y_of(max_y * f));
-        let _ = writeln!(
-            s,
-            r#"<text x="{x:.1}" y="{}" text-anchor="middle">{:.1}</text><text x="{}" y="{:.1}" text-anchor="end">{:.2}</text>"#,
-            H - PAD + 16.0,
-            max_x * f,
-            PAD - 6.0,
-            y + 4.0,
-            max_y * f
-        );
+    let (x_lo, x_hi) = padded(results.iter().map(|r| r.write_amplification));
+    let (y_lo, y_hi) = padded(results.iter().map(|r| r.space_amplification));
+    Chart {
+        title: title.to_string(),
+        x: Axis::linear("write amplification", x_lo, x_hi),
+        y: Axis::linear("space amplification", y_lo, y_hi),
+        series: results
+            .iter()
+            .map(|r| Series {
+                name: format!("{} (read amp {:.1})", r.strategy, r.read_amplification),
+                points: vec![(r.write_amplification, r.space_amplification)],
+                mark: Mark::Points,
+            })
+            .collect(),
+        legend: true,
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">write amplification</text>"#,
-        W / 2.0,
-        H - 20.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">space amplification</text>"#,
-        H / 2.0,
-        H / 2.0
-    );
-    for r in results {
-        let (x, y) = (x_of(r.write_amplification), y_of(r.space_amplification));
-        let _ = writeln!(
-            s,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="#1f77b4"/><text x="{:.1}" y="{:.1}">{} (read amp {:.1})</text>"##,
-            x + 8.0,
-            y - 6.0,
-            escape(&r.strategy),
-            r.read_amplification
-        );
+    .to_svg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::chart_reader::{assert_distinct_colours, overlapping_texts, text_boxes};
+    use crate::report::{BackgroundErrors, OpKind};
+    use crate::study::tree_watch::DeletePersistence;
+
+    fn result(strategy: &str, write: f64, space: f64) -> StrategyResult {
+        StrategyResult {
+            strategy: strategy.to_string(),
+            seconds: 1.0,
+            ops_per_sec: 1.0,
+            write_amplification: write,
+            space_amplification: space,
+            sst_bytes: 0,
+            logical_bytes: 0,
+            read_amplification: 3.0,
+            sorted_runs_at_end: 0,
+            p99_us: vec![(OpKind::Read, 1.0)],
+            stall_seconds: 0.0,
+            delete_persistence: DeletePersistence::default(),
+            tombstones_at_end: 0,
+            compactions: 0,
+            latency: vec![],
+            db_stats: crate::test_support::empty_stats(),
+            background_errors: BackgroundErrors::default(),
+        }
     }
-    s.push_str("</svg>\n");
-    s
+
+    /// Strategies that land on nearly the same point (as leveled variants
+    /// do) still get their own colour and a legend row that overlaps no
+    /// other text.
+    #[test]
+    fn close_strategies_get_distinct_colours_and_no_overlapping_labels() {
+        let results = [
+            result("leveled", 8.1, 1.12),
+            result("leveled:size_ratio=10", 8.15, 1.121),
+            result("tiered", 3.2, 1.9),
+            result("lazy-leveled:runs=4", 5.0, 1.4),
+        ];
+        let svg = tradeoff("write vs space", &results);
+        assert_eq!(svg.matches("<circle").count(), results.len());
+        assert_distinct_colours(&svg, results.len());
+        assert_eq!(overlapping_texts(&svg), None);
+        let texts: Vec<String> = text_boxes(&svg).into_iter().map(|b| b.text).collect();
+        assert!(
+            texts.iter().any(|t| t == "tiered (read amp 3.0)"),
+            "{texts:?}"
+        );
+        // One strategy alone still gets an axis around it.
+        let one = tradeoff("one", &results[..1]);
+        assert_eq!(overlapping_texts(&one), None);
+        assert!(one.contains("<circle"));
+    }
 }
