@@ -574,6 +574,6 @@ fn print_ycsb_phase(p: &PhaseReport) {
         println!("[{n}], MaxLatency(us), {:.2}", l.max_us);
     }
     print!("{}", r.details());
-    print!("{}", crate::report::describe_db_stats(&p.db_stats));
+    print!("{}", p.describe_engine());
     print!("{}", p.background_errors.describe());
 }

@@ -471,6 +471,7 @@ pub(crate) fn fill_with(
     let mut rng = SmallRng::seed_from_u64(shape.seed);
     let mut values = ValueSource::new(shape.value_size, &mut rng);
     let mut key = vec![0u8; shape.key_size];
+    let before = db.stats();
     let start = Instant::now();
     let mut rec = ThreadRecorder::new(start, progress.clone());
     let mut began = start;
@@ -484,7 +485,7 @@ pub(crate) fn fill_with(
     let elapsed = start.elapsed();
     progress.finish_and_clear();
     let result = PhaseResult::merge(name, vec![rec], elapsed)?;
-    Ok(PhaseReport::new(result, None, db, db.stats()))
+    Ok(PhaseReport::new(result, None, db, &before))
 }
 
 #[cfg(test)]

@@ -430,6 +430,7 @@ fn lookups(
     let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(1));
     let mut key = vec![0u8; cfg.key_size];
     let mut found = 0u64;
+    let before = db.stats();
     let start = Instant::now();
     let mut rec = ThreadRecorder::new(start, progress.clone());
     let mut began = Instant::now();
@@ -448,5 +449,5 @@ fn lookups(
     progress.finish_and_clear();
     let result = PhaseResult::merge(name, vec![rec], elapsed)?;
     let message = Some(format!("({found} of {} found)", cfg.reads));
-    Ok((PhaseReport::new(result, message, db, db.stats()), found))
+    Ok((PhaseReport::new(result, message, db, &before), found))
 }

@@ -494,13 +494,16 @@ impl std::fmt::Display for DbStats {
                 writeln!(f, "L{i:<5} {:>5} {:>12}", l.files, l.bytes)?;
             }
         }
+        // Before the first flush the ratio is undefined, not 0.
+        let write_amplification = if self.flush_bytes == 0 {
+            "n/a (nothing flushed)".to_string()
+        } else {
+            format!("{:.2}", self.write_amplification)
+        };
         writeln!(
             f,
-            "user bytes {}  flushed {}  compacted written {}  write amplification {:.2}",
-            self.user_bytes,
-            self.flush_bytes,
-            self.compaction_bytes_written,
-            self.write_amplification
+            "user bytes {}  flushed {}  compacted written {}  write amplification {write_amplification}",
+            self.user_bytes, self.flush_bytes, self.compaction_bytes_written,
         )?;
         writeln!(
             f,

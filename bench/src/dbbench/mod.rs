@@ -134,7 +134,7 @@ pub fn run(cfg: &DbBenchConfig, engine: &EngineConfig, show_progress: bool) -> R
         next_seed = next_seed.wrapping_add(cfg.threads as u64 + writers);
         println!("{}", summary_line(&report));
         print!("{}", report.result.details());
-        print!("{}", crate::report::describe_db_stats(&report.db_stats));
+        print!("{}", report.describe_engine());
         print!("{}", report.background_errors.describe());
         let failed = report.background_errors.failed();
         phases.push(report);
@@ -203,6 +203,7 @@ fn run_one(
         .then_some(per_thread * cfg.threads as u64);
     let progress = crate::report::progress_bar(show_progress, total, b.name());
     let writer_running = AtomicBool::new(b == Benchmark::ReadWhileWriting);
+    let before = db.stats();
     let start = Instant::now();
     let (recorders, outcomes, writer_ops) = std::thread::scope(|s| {
         let writer = (b == Benchmark::ReadWhileWriting).then(|| {
@@ -273,13 +274,14 @@ fn run_one(
         PhaseResult::merge(b.name(), recorders, elapsed)?,
         message,
         db,
-        db.stats(),
+        &before,
     ))
 }
 
 /// db_bench's `compact`: one full manual compaction, timed as one
 /// operation of one thread.
 fn compact(db: &Db) -> Result<PhaseReport> {
+    let before = db.stats();
     let start = Instant::now();
     let mut rec = ThreadRecorder::new(start, indicatif::ProgressBar::hidden());
     db.compact_range(None, None)
@@ -291,7 +293,7 @@ fn compact(db: &Db) -> Result<PhaseReport> {
         PhaseResult::merge(Benchmark::Compact.name(), vec![rec], start.elapsed())?,
         Some(format!("(files per level after: {})", levels.join(" "))),
         db,
-        stats,
+        &before,
     ))
 }
 
@@ -484,6 +486,7 @@ mod tests {
         let r = PhaseReport {
             result,
             message: Some("(1 of 2 found)".into()),
+            work: Default::default(),
             db_stats: crate::test_support::empty_stats(),
             offload_rates: crate::report::OffloadRates::default(),
             service: None,

@@ -8,6 +8,7 @@ pub mod csa;
 pub mod environment;
 pub mod live;
 pub mod offload;
+pub mod phase_work;
 pub mod recorder;
 pub mod repeat;
 pub mod svg;
@@ -25,6 +26,7 @@ pub use csa::ServiceSummary;
 pub use environment::Environment;
 pub use live::RunStatus;
 pub use offload::OffloadRates;
+pub use phase_work::PhaseWork;
 pub use recorder::{OpKind, OpLatency, PhaseResult, ThreadRecorder};
 
 /// One phase with the engine's statistics at its end.
@@ -34,6 +36,10 @@ pub struct PhaseReport {
     pub result: PhaseResult,
     /// Extra outcome, e.g. `(63212 of 100000 found)`.
     pub message: Option<String>,
+    /// What the engine did during the phase.
+    pub work: PhaseWork,
+    /// The engine's statistics at the phase's end: totals since the
+    /// database was opened.
     pub db_stats: DbStats,
     /// Rates derived from `db_stats.offload`.
     pub offload_rates: OffloadRates,
@@ -47,9 +53,12 @@ pub struct PhaseReport {
 impl PhaseReport {
     /// A phase's report with the engine's statistics `db_stats` of `db` at
     /// its end.
-    /// The phase joins the run's report ([`live`]) here.
-    pub fn new(result: PhaseResult, message: Option<String>, db: &Db, db_stats: DbStats) -> Self {
+    /// A phase of `db` that ended now, whose engine statistics at its start
+    /// were `before`. The phase joins the run's report ([`live`]) here.
+    pub fn new(result: PhaseResult, message: Option<String>, db: &Db, before: &DbStats) -> Self {
+        let db_stats = db.stats();
         let report = PhaseReport {
+            work: PhaseWork::between(before, &db_stats),
             result,
             message,
             background_errors: BackgroundErrors::of(db, &db_stats),
@@ -253,19 +262,31 @@ pub fn progress_bar(show: bool, total: Option<u64>, name: &str) -> ProgressBar {
     bar.with_message(name.to_string())
 }
 
-/// Engine statistics for stdout, indented under a phase (the offload line
-/// among them when offloading did anything).
+impl PhaseReport {
+    /// The engine's part of a phase's report on stdout: its work in the
+    /// phase, then its totals since the database was opened.
+    pub fn describe_engine(&self) -> String {
+        format!(
+            "{}  engine totals since the database was opened:\n{}",
+            self.work.describe(),
+            describe_db_stats(&self.db_stats)
+        )
+    }
+}
+
+/// Engine statistics for stdout, indented under a phase's "engine totals"
+/// heading (the offload line among them when offloading did anything).
 pub fn describe_db_stats(stats: &DbStats) -> String {
     let mut s = String::new();
     for line in stats.to_string().lines() {
-        s.push_str("  ");
+        s.push_str("    ");
         s.push_str(line);
         s.push('\n');
     }
     let lookups = stats.block_cache_hits + stats.block_cache_misses;
     if lookups > 0 {
         s.push_str(&format!(
-            "  block cache: {} hits, {} misses ({:.1}% hit rate; {} missed blocks not admitted), {} bytes used\n",
+            "    block cache: {} hits, {} misses ({:.1}% hit rate; {} missed blocks not admitted), {} bytes used\n",
             stats.block_cache_hits,
             stats.block_cache_misses,
             100.0 * stats.block_cache_hits as f64 / lookups as f64,
@@ -294,6 +315,7 @@ mod tests {
                 timeline_ops_per_sec: vec![],
             },
             message: None,
+            work: Default::default(),
             db_stats: crate::test_support::empty_stats(),
             offload_rates: OffloadRates::default(),
             service: None,

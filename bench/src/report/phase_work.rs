@@ -37,8 +37,10 @@ impl PhaseWork {
         let d = |b: u64, a: u64| if a >= b { a - b } else { a };
         let stalls = |s: &DbStats| s.stall_micros.iter().map(|(_, m)| m).sum::<u64>();
         let flush_bytes = d(before.flush_bytes, after.flush_bytes);
-        let compaction_bytes_written =
-            d(before.compaction_bytes_written, after.compaction_bytes_written);
+        let compaction_bytes_written = d(
+            before.compaction_bytes_written,
+            after.compaction_bytes_written,
+        );
         PhaseWork {
             user_bytes: d(before.user_bytes, after.user_bytes),
             writes: d(before.writes, after.writes),

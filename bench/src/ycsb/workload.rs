@@ -211,6 +211,7 @@ pub(crate) fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<Pha
     let end = s.insertstart + s.insertcount;
     let progress = progress_bar(show_progress, Some(s.insertcount), "load");
     let record_len = s.fieldcount * s.fieldlength;
+    let before = db.stats();
     let start = Instant::now();
     let recorders = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..s.threadcount)
@@ -246,7 +247,7 @@ pub(crate) fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<Pha
         PhaseResult::merge("load", recorders, elapsed)?,
         None,
         db,
-        db.stats(),
+        &before,
     ))
 }
 
@@ -263,6 +264,7 @@ pub(crate) fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Re
     let chooser = OperationChooser::new(s);
     let progress = progress_bar(show_progress, Some(s.operationcount), "run");
     let threads = s.threadcount as u64;
+    let before = db.stats();
     let start = Instant::now();
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -289,7 +291,7 @@ pub(crate) fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Re
         PhaseResult::merge("run", recorders, elapsed)?,
         Some(format!("({found} of {attempted} reads found)")),
         db,
-        db.stats(),
+        &before,
     ))
 }
 
