@@ -256,3 +256,41 @@ fn a_simulated_study_without_flushes_is_refused_not_nan() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("NaN"));
     }
 }
+
+/// A read phase after a load reports no writes of its own, while the
+/// engine's totals since open still hold the load's.
+#[test]
+fn phase_statistics_are_the_phase_s_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = o3_bench_within(
+        &[
+            "dbbench",
+            "--benchmarks=fillrandom,readrandom",
+            "--num=20000",
+            "--write_buffer_size=262144",
+            "--db",
+            dir.path().join("db").to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let report = read_json(&json);
+    let (fill, read) = (&report["phases"][0], &report["phases"][1]);
+    assert_eq!(fill["work"]["writes"], 20000);
+    assert!(fill["work"]["flushes"].as_u64().unwrap() > 0);
+    let wa = fill["work"]["write_amplification"].as_f64().unwrap();
+    assert!(
+        wa >= 1.0,
+        "RocksDB's write amplification is at least 1: {wa}"
+    );
+    assert_eq!(read["work"]["writes"], 0);
+    assert_eq!(read["work"]["user_bytes"], 0);
+    assert!(read["work"]["write_amplification"].is_null());
+    assert_eq!(read["db_stats"]["writes"], 20000, "totals since open");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("this phase: 0 writes"), "{stdout}");
+    assert!(stdout.contains("engine totals since the database was opened"));
+}
