@@ -199,6 +199,8 @@ mod tests {
         assert_eq!(Compression::None.with_level(9), Compression::None);
         // The trailer byte does not depend on the level.
         assert_eq!(Compression::Zstd { level: -7 }.as_byte(), 2);
+        // "Default 3" is zstd's own default.
+        assert_eq!(DEFAULT_ZSTD_LEVEL, zstd::DEFAULT_COMPRESSION_LEVEL);
     }
 
     #[test]
