@@ -51,9 +51,14 @@ pub struct EngineArgs {
     /// Bloom filter bits per key, 0 disables filters (default 10).
     #[arg(long)]
     pub bloom_bits: Option<u32>,
-    /// Block compression: none or lz4 (default none).
+    /// Block compression: none, lz4 or zstd (default none).
     #[arg(long)]
     pub compression_type: Option<String>,
+    /// Compression level, for codecs that have levels (zstd: 1 fastest to
+    /// 22 smallest, negative faster still; default 3, as is db_bench's
+    /// unset value 32767). Ignored for none and lz4, as db_bench does.
+    #[arg(long, allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
     /// SST data block size in bytes.
     #[arg(long)]
     pub block_size: Option<usize>,
@@ -128,6 +133,7 @@ impl EngineArgs {
             cache_admission: self.cache_admission.or(base.cache_admission),
             bloom_bits: self.bloom_bits.or(base.bloom_bits),
             compression_type: self.compression_type.or(base.compression_type),
+            compression_level: self.compression_level.or(base.compression_level),
             block_size: self.block_size.or(base.block_size),
             sync: self.sync.or(base.sync),
             disable_wal: self.disable_wal.or(base.disable_wal),
@@ -162,10 +168,12 @@ impl EngineArgs {
     pub fn resolve(self, default_dir: &str) -> Result<EngineConfig> {
         let d = DbOptions::default();
         let compression_type = self.compression_type.unwrap_or_else(|| "none".to_string());
-        let compression: Compression =
-            compression_type.parse().map_err(|e: o3_compute::Error| {
+        let compression = compression_type
+            .parse::<Compression>()
+            .map_err(|e: o3_compute::Error| {
                 BenchError::InvalidArgument(format!("--compression_type: {e}"))
-            })?;
+            })?
+            .with_level(compression_level(self.compression_level));
         let cache_admission = match self.cache_admission {
             Some(s) => s.parse().map_err(|e: o3_compute::Error| {
                 BenchError::InvalidArgument(format!("--cache_admission: {e}"))
@@ -204,6 +212,10 @@ impl EngineArgs {
             cache_admission,
             bloom_bits: self.bloom_bits.unwrap_or(d.table.bloom_bits_per_key),
             compression_type,
+            compression_level: match compression {
+                Compression::Zstd { level } => Some(level),
+                Compression::None | Compression::Lz4 => None,
+            },
             compression,
             block_size: self.block_size.unwrap_or(d.table.block_size),
             sync: self.sync.unwrap_or(d.sync_writes),
@@ -235,6 +247,18 @@ impl EngineArgs {
     }
 }
 
+/// db_bench's "use the library's default" `--compression_level`.
+const DB_BENCH_DEFAULT_COMPRESSION_LEVEL: i32 = 32767;
+
+/// The level `--compression_level` asks for: zstd's default when unset or
+/// given as db_bench's default marker.
+fn compression_level(flag: Option<i32>) -> i32 {
+    match flag {
+        None | Some(DB_BENCH_DEFAULT_COMPRESSION_LEVEL) => o3_storage::options::DEFAULT_ZSTD_LEVEL,
+        Some(level) => level,
+    }
+}
+
 /// Resolved engine settings (reported verbatim).
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineConfig {
@@ -246,6 +270,8 @@ pub struct EngineConfig {
     pub cache_admission: CacheAdmission,
     pub bloom_bits: u32,
     pub compression_type: String,
+    /// The level `compression` uses; `None` for codecs without levels.
+    pub compression_level: Option<i32>,
     #[serde(skip)]
     pub compression: Compression,
     pub block_size: usize,
@@ -475,6 +501,48 @@ mod tests {
             .to_string();
             assert!(e.contains("--shards"), "{e}");
         }
+    }
+
+    #[test]
+    fn compression_flags_pick_the_codec_and_zstds_level() {
+        let resolve = |kind: &str, level: Option<i32>| {
+            EngineArgs {
+                compression_type: Some(kind.to_string()),
+                compression_level: level,
+                ..Default::default()
+            }
+            .resolve("unused")
+        };
+        let zstd = |level| Compression::Zstd { level };
+        for (kind, level, want) in [
+            ("zstd", None, zstd(3)),
+            ("zstd", Some(32767), zstd(3)),
+            ("zstd", Some(9), zstd(9)),
+            ("zstd", Some(-4), zstd(-4)),
+            ("lz4", Some(9), Compression::Lz4),
+            ("none", None, Compression::None),
+        ] {
+            let engine = resolve(kind, level).unwrap();
+            assert_eq!(
+                engine.db_options().table.compression,
+                want,
+                "{kind} {level:?}"
+            );
+            let reported = match want {
+                Compression::Zstd { level } => Some(level),
+                _ => None,
+            };
+            assert_eq!(engine.compression_level, reported, "{kind} {level:?}");
+        }
+        let e = resolve("zstd", Some(23)).unwrap_err().to_string();
+        assert!(e.contains("level 23"), "{e}");
+        let e = resolve("snappy", None).unwrap_err().to_string();
+        assert!(
+            ["--compression_type", "snappy", "none", "lz4", "zstd"]
+                .iter()
+                .all(|w| e.contains(w)),
+            "{e}"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn bad_override_and_bad_flags_are_one_line() {
     let out = o3_bench(&["dbbench", "--no_such_flag=1"]);
     assert_one_line_error(&out, &["no_such_flag"]);
     let out = o3_bench(&["dbbench", "--compression_type=snappy"]);
-    assert_one_line_error(&out, &["snappy"]);
+    assert_one_line_error(&out, &["snappy", "none, lz4, zstd"]);
     let out = o3_bench(&["dbbench", "--cache_admission=lru"]);
     assert_one_line_error(&out, &["--cache_admission", "lru"]);
 }

@@ -13,20 +13,63 @@ pub enum Compression {
     None,
     /// LZ4 block compression (pure-Rust `lz4_flex`).
     Lz4,
+    /// Zstandard (the reference C library, through the `zstd` crate) at
+    /// `level`, as zstd and db_bench's `--compression_level` count it: 1
+    /// (fastest) to 22 (smallest), negative levels faster still, 0 meaning
+    /// zstd's default (3). Only a writer uses the level: a reader needs none,
+    /// and the block trailer does not record it.
+    Zstd { level: i32 },
 }
 
+/// The zstd level used when none is given (zstd's own default).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// The names [`Compression`]'s `FromStr` accepts.
+pub const COMPRESSION_NAMES: [&str; 3] = ["none", "lz4", "zstd"];
+
 impl Compression {
+    /// Zstd at [`DEFAULT_ZSTD_LEVEL`].
+    pub const fn zstd() -> Compression {
+        Compression::Zstd {
+            level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+
+    /// This compression at `level` where the codec has levels (zstd); none
+    /// and lz4 have none and are returned unchanged, as db_bench ignores
+    /// `--compression_level` for codecs without levels.
+    pub fn with_level(self, level: i32) -> Compression {
+        match self {
+            Compression::Zstd { .. } => Compression::Zstd { level },
+            other => other,
+        }
+    }
+
+    /// The name `FromStr` parses back (without the level).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd { .. } => "zstd",
+        }
+    }
+
     /// Byte stored in a block trailer.
     pub fn as_byte(self) -> u8 {
         match self {
             Compression::None => 0,
             Compression::Lz4 => 1,
+            Compression::Zstd { .. } => 2,
         }
     }
+
+    /// The compression a trailer byte names; zstd comes back at the
+    /// default level, since the level is not stored.
     pub fn from_byte(b: u8) -> Option<Compression> {
         match b {
             0 => Some(Compression::None),
             1 => Some(Compression::Lz4),
+            2 => Some(Compression::zstd()),
             _ => None,
         }
     }
@@ -34,12 +77,15 @@ impl Compression {
 
 impl std::str::FromStr for Compression {
     type Err = Error;
+    /// One of [`COMPRESSION_NAMES`]; zstd at the default level.
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "none" => Ok(Compression::None),
             "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::zstd()),
             other => Err(Error::InvalidArgument(format!(
-                "unknown compression '{other}' (valid: none, lz4)"
+                "unknown compression '{other}' (valid: {})",
+                COMPRESSION_NAMES.join(", ")
             ))),
         }
     }
@@ -101,6 +147,16 @@ impl TableOptions {
                 self.restart_interval
             )));
         }
+        if let Compression::Zstd { level } = self.compression {
+            let valid = zstd::compression_level_range();
+            if !valid.contains(&level) {
+                return Err(Error::InvalidArgument(format!(
+                    "zstd compression level {level} out of range [{}, {}]",
+                    valid.start(),
+                    valid.end()
+                )));
+            }
+        }
         if self.bloom_bits_per_key > 64 {
             return Err(Error::InvalidArgument(format!(
                 "bloom_bits_per_key {} out of range [0, 64]",
@@ -108,5 +164,57 @@ impl TableOptions {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back_and_an_unknown_one_lists_them() {
+        for c in [Compression::None, Compression::Lz4, Compression::zstd()] {
+            assert_eq!(c.name().parse::<Compression>().unwrap(), c);
+            assert_eq!(Compression::from_byte(c.as_byte()), Some(c));
+        }
+        assert_eq!(
+            COMPRESSION_NAMES.map(|n| n.parse::<Compression>().unwrap().name()),
+            COMPRESSION_NAMES
+        );
+        let err = "snappy".parse::<Compression>().unwrap_err().to_string();
+        assert!(err.contains("'snappy'"), "{err}");
+        for name in COMPRESSION_NAMES {
+            assert!(err.contains(name), "{err} does not list {name}");
+        }
+        assert_eq!(Compression::from_byte(3), None);
+    }
+
+    #[test]
+    fn the_level_applies_to_zstd_only() {
+        assert_eq!(
+            Compression::zstd().with_level(9),
+            Compression::Zstd { level: 9 }
+        );
+        assert_eq!(Compression::Lz4.with_level(9), Compression::Lz4);
+        assert_eq!(Compression::None.with_level(9), Compression::None);
+        // The trailer byte does not depend on the level.
+        assert_eq!(Compression::Zstd { level: -7 }.as_byte(), 2);
+        // "Default 3" is zstd's own default.
+        assert_eq!(DEFAULT_ZSTD_LEVEL, zstd::DEFAULT_COMPRESSION_LEVEL);
+    }
+
+    #[test]
+    fn zstd_levels_outside_zstds_range_are_rejected() {
+        let with = |level| TableOptions {
+            compression: Compression::Zstd { level },
+            ..TableOptions::default()
+        };
+        for level in [-5, 0, 1, 3, 22] {
+            with(level).validate().unwrap();
+        }
+        for level in [23, 1000, i32::MIN] {
+            let err = with(level).validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("level {level}")), "{err}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod sst_support;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use o3_storage::env::{LocalFs, Storage};
@@ -12,13 +13,12 @@ use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{self, ValueKind, make_internal_key, make_lookup_key};
 use o3_storage::options::{Compression, TableOptions};
 use o3_storage::sst::{
-    Block, BlockCache, BlockHandle, CacheAdmission, FOOTER_LEN, Footer, Table, TableBuilder,
-    TableProperties, read_block,
+    BlockCache, BlockHandle, CacheAdmission, Table, TableBuilder, TableProperties,
 };
 use proptest::prelude::*;
 use sst_support::{
-    Entry, MemFile, MemWritable, build_table, expected_get, lower_bound, open_table,
-    sample_entries, sort_entries,
+    Entry, MemFile, MemWritable, build_table, data_block_handles, expected_get, lower_bound,
+    open_table, sample_entries, sort_entries,
 };
 
 fn options_strategy() -> impl Strategy<Value = TableOptions> {
@@ -26,7 +26,11 @@ fn options_strategy() -> impl Strategy<Value = TableOptions> {
         prop_oneof![Just(64usize), Just(200), Just(1024), Just(2048), Just(4096)],
         prop_oneof![Just(1usize), Just(2), Just(5), Just(16)],
         prop_oneof![Just(0u32), Just(4), Just(10)],
-        prop_oneof![Just(Compression::None), Just(Compression::Lz4)],
+        prop_oneof![
+            Just(Compression::None),
+            Just(Compression::Lz4),
+            (-3i32..=9).prop_map(|level| Compression::Zstd { level }),
+        ],
         any::<bool>(),
     )
         .prop_map(
@@ -503,6 +507,67 @@ fn table_on_local_files_round_trips() {
     assert_scans_exactly(&table, &entries);
 }
 
+/// A zstd table keeps its data blocks zstd-compressed (trailer type 2), is
+/// smaller than the same table uncompressed, records the writer's level,
+/// and answers every lookup as a `BTreeMap` of the newest version of each
+/// user key says (and every older version at its own sequence).
+#[test]
+fn zstd_table_reads_back_every_key() {
+    let entries = sample_entries(3000);
+    let zstd = TableOptions {
+        compression: Compression::Zstd { level: 7 },
+        ..TableOptions::default()
+    };
+    let (bytes, props) = build_table(&entries, &zstd);
+    let (plain, _) = build_table(&entries, &TableOptions::default());
+    assert!(
+        bytes.len() * 4 < plain.len() * 3,
+        "zstd {} bytes, uncompressed {}",
+        bytes.len(),
+        plain.len()
+    );
+    let handles = data_block_handles(&bytes);
+    let kinds: Vec<u8> = handles
+        .iter()
+        .map(|h| bytes[(h.offset + h.size) as usize])
+        .collect();
+    assert!(handles.len() > 10, "{} data blocks", handles.len());
+    assert!(kinds.iter().all(|&k| k == 2), "trailer types {kinds:?}");
+
+    let table = open_table(bytes, "zstd.sst", None).unwrap();
+    assert_eq!(table.properties(), &props);
+    assert_eq!(props.compression, Compression::Zstd { level: 7 });
+    let mut newest: BTreeMap<Vec<u8>, (ValueKind, u64, Vec<u8>)> = BTreeMap::new();
+    for (k, v) in &entries {
+        let p = key::parse_internal_key(k).unwrap();
+        let got = table
+            .get(p.user_key, &make_lookup_key(p.user_key, p.sequence))
+            .unwrap()
+            .map(|(kind, seq, v)| (kind, seq, v.to_vec()));
+        assert_eq!(got, Some((p.kind, p.sequence, v.clone())), "{k:?}");
+        // Entries are in internal-key order: the first of a user key is
+        // its newest version.
+        newest
+            .entry(p.user_key.to_vec())
+            .or_insert((p.kind, p.sequence, v.clone()));
+    }
+    for (uk, want) in &newest {
+        let got = table
+            .get(uk, &make_lookup_key(uk, 1 << 50))
+            .unwrap()
+            .map(|(kind, seq, v)| (kind, seq, v.to_vec()));
+        assert_eq!(got.as_ref(), Some(want), "{uk:?}");
+    }
+    assert_eq!(
+        table
+            .get(b"user9999x", &make_lookup_key(b"user9999x", 1 << 50))
+            .unwrap()
+            .map(|_| ()),
+        None
+    );
+    assert_scans_exactly(&table, &entries);
+}
+
 /// A file that accepts `budget` bytes and then fails every append.
 struct FailingFile {
     budget: usize,
@@ -561,30 +626,6 @@ fn builder_refuses_use_after_a_failed_write() {
     assert!(b.finish(0).is_err());
 }
 
-/// The data block handles of a table, read from its index block through
-/// the public format types.
-fn data_block_handles(bytes: &[u8]) -> Vec<BlockHandle> {
-    let footer =
-        Footer::decode(&bytes[bytes.len() - FOOTER_LEN..], bytes.len() as u64, "t").unwrap();
-    let index = read_block(
-        &MemFile(bytes.to_vec()),
-        footer.index,
-        bytes.len() as u64,
-        "t",
-    )
-    .unwrap();
-    let mut it = Block::new(index, "t", footer.index.offset)
-        .unwrap()
-        .into_iter(Arc::from("t"), footer.index.offset);
-    let mut handles = Vec::new();
-    it.seek_to_first().unwrap();
-    while it.valid() {
-        handles.push(BlockHandle::decode(it.value()).unwrap());
-        it.next().unwrap();
-    }
-    handles
-}
-
 #[test]
 fn page_aligned_blocks_stay_inside_pages_and_unaligned_ones_straddle() {
     // db_bench-like entries: 16-byte user keys, 100-byte values.
@@ -639,9 +680,11 @@ fn page_aligned_blocks_stay_inside_pages_and_unaligned_ones_straddle() {
     );
     // Compressed tables are never padded (their stored size is unknown
     // while a block is built).
-    let lz4 = TableOptions {
-        compression: Compression::Lz4,
-        ..TableOptions::default()
-    };
-    assert_eq!(build_table(&entries, &lz4).1.padding_bytes, 0);
+    for compression in [Compression::Lz4, Compression::zstd()] {
+        let compressed = TableOptions {
+            compression,
+            ..TableOptions::default()
+        };
+        assert_eq!(build_table(&entries, &compressed).1.padding_bytes, 0);
+    }
 }

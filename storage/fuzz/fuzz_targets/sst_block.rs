@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes to the SST block decoders (`docs/sst_format.md`):
-//! the stored-block decoder (trailer, checksum, lz4) and the key/value block
+//! the stored-block decoder (trailer, checksum, lz4, zstd) and the key/value block
 //! iterator. They must never panic, never loop and never allocate beyond the
 //! input's bounds. The first byte picks the decoder and splits off a seek
 //! target, so inputs can reach the iterator without a valid checksum.

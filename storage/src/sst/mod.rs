@@ -23,6 +23,7 @@ mod stored_block;
 mod table;
 mod table_builder;
 mod table_iterator;
+mod zstd_block;
 
 pub use block::{Block, BlockIter};
 pub use block_builder::BlockBuilder;

@@ -44,11 +44,13 @@ pub struct TableProperties {
     pub padding_bytes: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
-    /// The compression the writer was asked to use.
+    /// The compression the writer was asked to use, with its level (zstd's
+    /// level is an optional property: absent, the default level).
     pub compression: Compression,
 }
 
 const COMPRESSION: &[u8] = b"o3.compression";
+const COMPRESSION_LEVEL: &[u8] = b"o3.compression_level";
 const CREATED_MS: &[u8] = b"o3.created_ms";
 const DATA_BLOCKS: &[u8] = b"o3.data_blocks";
 const DATA_BYTES: &[u8] = b"o3.data_bytes";
@@ -113,6 +115,9 @@ impl TableProperties {
             })
             .collect();
         entries.push((COMPRESSION, vec![self.compression.as_byte()]));
+        if let Compression::Zstd { level } = self.compression {
+            entries.push((COMPRESSION_LEVEL, level.to_le_bytes().to_vec()));
+        }
         entries.push((SMALLEST, self.smallest.clone()));
         entries.push((LARGEST, self.largest.clone()));
         entries.sort_by(|a, b| a.0.cmp(b.0));
@@ -136,6 +141,7 @@ impl TableProperties {
         };
         // Bit i set: REQUIRED[i] was present.
         let mut seen = 0u32;
+        let mut level = None;
         let mut it = block.iter(location.clone(), offset);
         it.seek_to_first()?;
         while it.valid() {
@@ -175,6 +181,11 @@ impl TableProperties {
                     _ => None,
                 }
                 .ok_or_else(|| corrupt("unknown compression property".to_string()))?;
+            } else if name == COMPRESSION_LEVEL {
+                let bytes = <[u8; 4]>::try_from(value).map_err(|_| {
+                    corrupt("compression level property is not 4 bytes".to_string())
+                })?;
+                level = Some(i32::from_le_bytes(bytes));
             } else if name == SMALLEST {
                 p.smallest = value.to_vec();
             } else if name == LARGEST {
@@ -187,6 +198,9 @@ impl TableProperties {
                 "properties block lacks {}",
                 String::from_utf8_lossy(REQUIRED[missing])
             )));
+        }
+        if let Some(level) = level {
+            p.compression = p.compression.with_level(level);
         }
         if p.entries > 0 {
             for key in [&p.smallest, &p.largest] {

@@ -9,9 +9,13 @@ use std::sync::Arc;
 use o3_storage::Result;
 use o3_storage::env::{RandomAccessFile, WritableFile};
 use o3_storage::error::Error;
+use o3_storage::iterator::InternalIterator;
 use o3_storage::key::{self, ValueKind, compare_internal};
 use o3_storage::options::TableOptions;
-use o3_storage::sst::{BlockCache, Table, TableBuilder, TableProperties};
+use o3_storage::sst::{
+    Block, BlockCache, BlockHandle, FOOTER_LEN, Footer, Table, TableBuilder, TableProperties,
+    read_block,
+};
 use parking_lot::Mutex;
 
 /// A writable file whose bytes stay readable through a shared handle.
@@ -134,4 +138,28 @@ pub fn sample_entries(n: usize) -> Vec<Entry> {
             (k, v)
         })
         .collect()
+}
+
+/// The data block handles of a table, read from its index block through
+/// the public format types.
+pub fn data_block_handles(bytes: &[u8]) -> Vec<BlockHandle> {
+    let footer =
+        Footer::decode(&bytes[bytes.len() - FOOTER_LEN..], bytes.len() as u64, "t").unwrap();
+    let index = read_block(
+        &MemFile(bytes.to_vec()),
+        footer.index,
+        bytes.len() as u64,
+        "t",
+    )
+    .unwrap();
+    let mut it = Block::new(index, "t", footer.index.offset)
+        .unwrap()
+        .into_iter(Arc::from("t"), footer.index.offset);
+    let mut handles = Vec::new();
+    it.seek_to_first().unwrap();
+    while it.valid() {
+        handles.push(BlockHandle::decode(it.value()).unwrap());
+        it.next().unwrap();
+    }
+    handles
 }
