@@ -228,7 +228,7 @@ fn informational(o: &DbOptions) -> BTreeMap<String, String> {
         ("block_size", t.block_size.to_string()),
         ("restart_interval", t.restart_interval.to_string()),
         ("bloom_bits_per_key", t.bloom_bits_per_key.to_string()),
-        ("compression", format!("{:?}", t.compression).to_lowercase()),
+        ("compression", t.compression.to_string()),
         ("page_aligned_blocks", t.page_aligned_blocks.to_string()),
         ("write_buffer_size", o.write_buffer_size.to_string()),
         ("max_unflushed_bytes", o.max_unflushed_bytes.to_string()),

@@ -21,6 +21,18 @@ pub enum Compression {
     Zstd { level: i32 },
 }
 
+/// `none`, `lz4`, or `zstd` with its level (`zstd level 3`): the names
+/// `FromStr` takes, plus what a writer also needs to know.
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Lz4 => f.write_str("lz4"),
+            Compression::Zstd { level } => write!(f, "zstd level {level}"),
+        }
+    }
+}
+
 /// The zstd level used when none is given (zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
@@ -187,6 +199,16 @@ mod tests {
             assert!(err.contains(name), "{err} does not list {name}");
         }
         assert_eq!(Compression::from_byte(3), None);
+    }
+
+    #[test]
+    fn display_names_the_codec_and_zstds_level() {
+        assert_eq!(Compression::None.to_string(), "none");
+        assert_eq!(Compression::Lz4.to_string(), "lz4");
+        assert_eq!(
+            Compression::zstd().with_level(9).to_string(),
+            "zstd level 9"
+        );
     }
 
     #[test]
