@@ -274,12 +274,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &workload,
             })?;
-            print_header(&environment, &configuration);
-            let outcome = ycsb::workload::run(&workload, &engine, show_progress)?;
-            for p in &outcome.phases {
-                print_ycsb_phase(p);
+            print_commented(&format!(
+                "{}configuration: {configuration}\n",
+                environment.describe()
+            ));
+            let run = ycsb::workload::run(&workload, &engine, show_progress)?;
+            for (p, m) in run.outcome.phases.iter().zip(&run.measurements) {
+                print_ycsb_phase(p, m);
             }
-            (configuration, outcome)
+            (configuration, run.outcome)
         }
         Command::OffloadCompare {
             engine,
@@ -508,22 +511,32 @@ fn print_header(env: &Environment, configuration: &serde_json::Value) {
     println!("configuration: {configuration}");
 }
 
-/// A YCSB phase: YCSB's own `[SECTION], metric, value` lines, then the table.
-fn print_ycsb_phase(p: &PhaseReport) {
+/// A YCSB phase as YCSB's client prints it, then o3's own details.
+///
+/// YCSB's part: `[OVERALL], RunTime(ms), n`, `[OVERALL],
+/// Throughput(ops/sec), x` and each operation's measurements
+/// ([`ycsb::measurements::Measurements::export`]). Every other line (the
+/// phase header, the latency table, engine statistics) starts with `# `,
+/// which a parser of YCSB's output skips.
+fn print_ycsb_phase(p: &PhaseReport, m: &ycsb::measurements::Measurements) {
     let r = &p.result;
-    println!("== {} phase {}", r.name, p.message.as_deref().unwrap_or(""));
-    println!("[OVERALL], RunTime(ms), {:.0}", r.seconds * 1000.0);
-    println!("[OVERALL], Throughput(ops/sec), {:.1}", r.ops_per_sec);
-    for l in &r.latency {
-        let n = l.op.name();
-        println!("[{n}], Operations, {}", l.count);
-        println!("[{n}], AverageLatency(us), {:.2}", l.mean_us);
-        println!("[{n}], 50thPercentileLatency(us), {:.2}", l.p50_us);
-        println!("[{n}], 99thPercentileLatency(us), {:.2}", l.p99_us);
-        println!("[{n}], 99.9thPercentileLatency(us), {:.2}", l.p999_us);
-        println!("[{n}], MaxLatency(us), {:.2}", l.max_us);
+    let message = p.message.as_deref().unwrap_or("");
+    println!("# == {} phase {message}", r.name);
+    println!(
+        "[OVERALL], RunTime(ms), {}",
+        (r.seconds * 1000.0).round() as u64
+    );
+    println!("[OVERALL], Throughput(ops/sec), {:?}", r.ops_per_sec);
+    print!("{}", m.export());
+    print_commented(&r.details());
+    print_commented(&crate::report::describe_db_stats(&p.db_stats));
+    print_commented(&p.background_errors.describe());
+}
+
+/// Print `text` with `# ` before each line: o3's own lines in YCSB's output,
+/// where a script written for YCSB expects only `[SECTION], metric, value`.
+fn print_commented(text: &str) {
+    for line in text.lines() {
+        println!("# {line}");
     }
-    print!("{}", r.details());
-    print!("{}", crate::report::describe_db_stats(&p.db_stats));
-    print!("{}", p.background_errors.describe());
 }
