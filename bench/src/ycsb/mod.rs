@@ -6,7 +6,8 @@
 //!   [`spec`]: the typed, validated workload;
 //! - [`generator`]: YCSB's number generators; [`record`]: a record as one
 //!   value;
-//! - [`workload`]: the load and run phases; [`client`]: the `-target`
+//! - [`workload`]: the load phase and both phases in order;
+//!   [`transactions`]: the run phase; [`client`]: the `-target`
 //!   schedule ([`throttle`]), `maxexecutiontime`, the `-s` status lines
 //!   ([`status`]) and YCSB's measurements ([`measurements`]), printed as
 //!   YCSB's `[SECTION], metric, value` lines.
@@ -20,6 +21,7 @@ pub mod record;
 pub mod spec;
 pub mod status;
 pub mod throttle;
+pub mod transactions;
 pub mod workload;
 
 use std::path::PathBuf;
