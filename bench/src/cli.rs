@@ -229,6 +229,8 @@ fn run_command(cli: Cli) -> Result<()> {
     // --repeat's spreads (dbbench and ycsb only).
     let times = cli.repeat.unwrap_or(1);
     let mut repeats = Vec::new();
+    // ycsb's stdout is YCSB's: o3's own lines there start with "# ".
+    let mut ycsb_output = false;
     if times != 1 && !matches!(cli.command, Command::Dbbench { .. } | Command::Ycsb { .. }) {
         return Err(BenchError::InvalidArgument(
             "--repeat applies to dbbench and ycsb; the comparing subcommands set their own rounds"
@@ -302,13 +304,21 @@ fn run_command(cli: Cli) -> Result<()> {
                 engine: &engine,
                 workload: &workload,
             })?;
-            print_header(&environment, &configuration, cli.json.as_deref());
+            print_commented(&format!(
+                "{}configuration: {configuration}\n",
+                environment.describe()
+            ));
+            live::begin(&environment, &configuration, cli.json.as_deref());
+            let mut measurements = Vec::new();
             let (outcome, spreads) = repeat::repeat(times, || {
-                ycsb::workload::run(&workload, &engine, show_progress)
+                let run = ycsb::workload::run(&workload, &engine, show_progress)?;
+                measurements.extend(run.measurements);
+                Ok(run.outcome)
             })?;
             repeats = spreads;
-            for p in &outcome.phases {
-                print_ycsb_phase(p);
+            ycsb_output = true;
+            for (p, m) in outcome.phases.iter().zip(&measurements) {
+                print_ycsb_phase(p, m);
             }
             (configuration, outcome)
         }
@@ -493,17 +503,23 @@ fn run_command(cli: Cli) -> Result<()> {
         summary,
         repeats,
     };
+    let mut trailer = String::new();
     if !report.repeats.is_empty() {
-        print!("{}", repeat::describe(&report.repeats));
+        trailer.push_str(&repeat::describe(&report.repeats));
     }
     if let Some(path) = &cli.json {
         report.write_json(path)?;
-        println!("report written to {}", path.display());
+        trailer.push_str(&format!("report written to {}\n", path.display()));
     }
     if let Some(dir) = &cli.plots {
         for f in report.write_plots(dir)? {
-            println!("plot written to {}", f.display());
+            trailer.push_str(&format!("plot written to {}\n", f.display()));
         }
+    }
+    if ycsb_output {
+        print_commented(&trailer);
+    } else {
+        print!("{trailer}");
     }
     background_check?;
     summary_check
@@ -558,22 +574,32 @@ fn print_header(env: &Environment, configuration: &serde_json::Value, json: Opti
     live::begin(env, configuration, json);
 }
 
-/// A YCSB phase: YCSB's own `[SECTION], metric, value` lines, then the table.
-fn print_ycsb_phase(p: &PhaseReport) {
+/// A YCSB phase as YCSB's client prints it, then o3's own details.
+///
+/// YCSB's part: `[OVERALL], RunTime(ms), n`, `[OVERALL],
+/// Throughput(ops/sec), x` and each operation's measurements
+/// ([`ycsb::measurements::Measurements::export`]). Every other line (the
+/// phase header, the latency table, engine statistics) starts with `# `,
+/// which a parser of YCSB's output skips.
+fn print_ycsb_phase(p: &PhaseReport, m: &ycsb::measurements::Measurements) {
     let r = &p.result;
-    println!("== {} phase {}", r.name, p.message.as_deref().unwrap_or(""));
-    println!("[OVERALL], RunTime(ms), {:.0}", r.seconds * 1000.0);
-    println!("[OVERALL], Throughput(ops/sec), {:.1}", r.ops_per_sec);
-    for l in &r.latency {
-        let n = l.op.name();
-        println!("[{n}], Operations, {}", l.count);
-        println!("[{n}], AverageLatency(us), {:.2}", l.mean_us);
-        println!("[{n}], 50thPercentileLatency(us), {:.2}", l.p50_us);
-        println!("[{n}], 99thPercentileLatency(us), {:.2}", l.p99_us);
-        println!("[{n}], 99.9thPercentileLatency(us), {:.2}", l.p999_us);
-        println!("[{n}], MaxLatency(us), {:.2}", l.max_us);
+    let message = p.message.as_deref().unwrap_or("");
+    println!("# == {} phase {message}", r.name);
+    println!(
+        "[OVERALL], RunTime(ms), {}",
+        (r.seconds * 1000.0).round() as u64
+    );
+    println!("[OVERALL], Throughput(ops/sec), {:?}", r.ops_per_sec);
+    print!("{}", m.export());
+    print_commented(&r.details());
+    print_commented(&p.describe_engine());
+    print_commented(&p.background_errors.describe());
+}
+
+/// Print `text` with `# ` before each line: o3's own lines in YCSB's output,
+/// where a script written for YCSB expects only `[SECTION], metric, value`.
+fn print_commented(text: &str) {
+    for line in text.lines() {
+        println!("# {line}");
     }
-    print!("{}", r.details());
-    print!("{}", p.describe_engine());
-    print!("{}", p.background_errors.describe());
 }

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match o3_bench::cli::Cli::try_parse() {
+    let cli = match o3_bench::cli::Cli::try_parse_from(o3_bench::ycsb::ycsb_long_options(
+        std::env::args_os(),
+    )) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;

@@ -288,7 +288,13 @@ fn phase_statistics_are_the_phase_s_own() {
     );
     assert_eq!(read["work"]["writes"], 0);
     assert_eq!(read["work"]["user_bytes"], 0);
-    assert!(read["work"]["write_amplification"].is_null());
+    // Flushes of the fill's last memtables may finish during the reads and
+    // count there; a phase without flushes has no write amplification.
+    let read_wa = &read["work"]["write_amplification"];
+    match read["work"]["flushes"].as_u64().unwrap() {
+        0 => assert!(read_wa.is_null(), "{read_wa}"),
+        _ => assert!(read_wa.as_f64().unwrap() >= 1.0, "{read_wa}"),
+    }
     assert_eq!(read["db_stats"]["writes"], 20000, "totals since open");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("this phase: 0 writes"), "{stdout}");

@@ -196,6 +196,31 @@ impl Uniform {
     }
 }
 
+/// YCSB's `ExponentialGenerator`: exponentially distributed values with
+/// `percentile` percent of them below `range` (the rate is
+/// `-ln(1 - percentile / 100) / range`). The run phase subtracts a value
+/// from the newest record number, so recent records are the popular ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Exponential {
+    /// The rate, per unit of distance.
+    gamma: f64,
+}
+
+impl Exponential {
+    /// `percentile` in (0, 100), `range` > 0 (checked with the workload).
+    pub fn new(percentile: f64, range: f64) -> Exponential {
+        Exponential {
+            gamma: -(1.0 - percentile / 100.0).ln() / range,
+        }
+    }
+
+    pub fn next(&self, rng: &mut impl Rng) -> u64 {
+        // 1 - u lies in (0, 1], so the logarithm is finite.
+        let u: f64 = rng.random();
+        (-(1.0 - u).ln() / self.gamma) as u64
+    }
+}
+
 /// A hot set of `hot_data_fraction` of `min..=max` (its start) receives
 /// `hot_op_fraction` of the picks, uniformly; the rest go uniformly to the
 /// cold remainder.
@@ -504,6 +529,18 @@ mod tests {
         assert!((frac - 0.8).abs() < 0.01, "hot fraction {frac}");
         assert!(Hotspot::new(0, 999, 1.0, 0.8).is_err());
         assert!(Hotspot::new(0, 999, 0.2, 1.5).is_err());
+    }
+
+    #[test]
+    fn exponential_puts_the_percentile_below_the_range() {
+        let g = Exponential::new(95.0, 1000.0);
+        let mut rng = SmallRng::seed_from_u64(9);
+        let n = 100_000;
+        let below = (0..n).filter(|_| g.next(&mut rng) < 1000).count();
+        assert!((below as f64 / n as f64 - 0.95).abs() < 0.01, "{below}");
+        let g = Exponential::new(50.0, 10.0);
+        let below = (0..n).filter(|_| g.next(&mut rng) < 10).count();
+        assert!((below as f64 / n as f64 - 0.5).abs() < 0.01, "{below}");
     }
 
     #[test]

@@ -1,26 +1,32 @@
 //! YCSB workload property files (Java `.properties` syntax, as YCSB reads
-//! them) and the typed [`WorkloadSpec`] they describe.
+//! them), merged with `-p NAME=VALUE` overrides and the client's flags into
+//! one set of [`Properties`]; [`crate::ycsb::spec`] turns them into a typed
+//! [`WorkloadSpec`].
 //!
 //! Syntax: one `name=value` (or `name: value`, or `name value`) per logical
 //! line; `#` and `!` start comment lines; a trailing backslash continues a
-//! line. Every property name must be one this tool implements: a misspelt
-//! name is an error naming the property and the file, never silently ignored.
+//! line. Every property name must be one this tool implements or knowingly
+//! ignores ([`IGNORED`]): a misspelt name is an error naming the property and
+//! where it was given (file and line, or the `-p` flag), never silently
+//! ignored.
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::error::{BenchError, Result};
+pub use crate::ycsb::spec::{
+    FieldLengthDistribution, RequestDistribution, ScanLengthDistribution, WorkloadSpec,
+};
 
-/// Where a property came from, for error messages.
+/// Where a property came from, for error messages: a file and line, or a
+/// command-line flag with its value (`command line -p fieldlength=0`).
 #[derive(Debug, Clone)]
-struct Origin {
+pub(crate) struct Origin {
     source: String,
     line: Option<usize>,
 }
 
 impl Origin {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.line {
             Some(l) => format!("{}:{l}", self.source),
             None => self.source.clone(),
@@ -36,6 +42,7 @@ const KNOWN: &[&str] = &[
     "threadcount",
     "fieldcount",
     "fieldlength",
+    "minfieldlength",
     "fieldlengthdistribution",
     "readallfields",
     "writeallfields",
@@ -45,6 +52,8 @@ const KNOWN: &[&str] = &[
     "scanproportion",
     "readmodifywriteproportion",
     "requestdistribution",
+    "exponential.percentile",
+    "exponential.frac",
     "minscanlength",
     "maxscanlength",
     "scanlengthdistribution",
@@ -54,68 +63,17 @@ const KNOWN: &[&str] = &[
     "zeropadding",
     "hotspotdatafraction",
     "hotspotopnfraction",
+    "target",
+    "status",
+    "status.interval",
+    "maxexecutiontime",
+    "o3.allowempty",
 ];
 
-/// YCSB's workload class names for the core workload (old and new package).
-const CORE_WORKLOAD_CLASSES: &[&str] = &[
-    "site.ycsb.workloads.CoreWorkload",
-    "com.yahoo.ycsb.workloads.CoreWorkload",
-];
-
-/// Largest record (all fields) accepted: one value in the engine.
-const MAX_RECORD_BYTES: usize = 64 << 20;
-/// More worker threads than this is a typo, not a benchmark.
-const MAX_THREADS: usize = 1024;
-/// Key padding beyond this is a typo (keys are built per operation).
-const MAX_ZERO_PADDING: usize = 1024;
-
-/// How the run phase picks existing keys.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestDistribution {
-    Uniform,
-    Zipfian,
-    Latest,
-    Hotspot,
-}
-
-/// How scan lengths are drawn from `minscanlength..=maxscanlength`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScanLengthDistribution {
-    Uniform,
-    Zipfian,
-}
-
-/// A parsed, validated core workload.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkloadSpec {
-    /// The file the workload came from.
-    pub file: String,
-    pub recordcount: u64,
-    pub operationcount: u64,
-    pub threadcount: usize,
-    pub fieldcount: usize,
-    pub fieldlength: usize,
-    pub readallfields: bool,
-    pub writeallfields: bool,
-    pub readproportion: f64,
-    pub updateproportion: f64,
-    pub insertproportion: f64,
-    pub scanproportion: f64,
-    pub readmodifywriteproportion: f64,
-    pub requestdistribution: RequestDistribution,
-    pub minscanlength: u64,
-    pub maxscanlength: u64,
-    pub scanlengthdistribution: ScanLengthDistribution,
-    /// `insertorder=ordered` (true) or `hashed` (false, the default).
-    pub ordered_inserts: bool,
-    pub insertstart: u64,
-    pub insertcount: u64,
-    pub zeropadding: usize,
-    pub hotspotdatafraction: f64,
-    pub hotspotopnfraction: f64,
-}
+/// YCSB properties accepted and ignored: they choose things o3-bench has
+/// only one of (the table, the measurement type: always HdrHistogram; the
+/// workload class: always `CoreWorkload`).
+pub const IGNORED: &[&str] = &["table", "measurementtype", "workload"];
 
 /// Raw `(name, value, origin)` triples, later ones overriding earlier ones.
 #[derive(Debug, Default)]
@@ -126,10 +84,16 @@ pub struct Properties {
 impl Properties {
     /// Read a property file.
     pub fn read_file(path: &Path) -> Result<Properties> {
-        let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
         let mut p = Properties::default();
-        p.parse(&text, &path.display().to_string())?;
+        p.add_file(path)?;
         Ok(p)
+    }
+
+    /// Add a property file's properties over those already given (YCSB's
+    /// `-P` repeated: later files override earlier ones).
+    pub fn add_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
+        self.parse(&text, &path.display().to_string())
     }
 
     /// Parse `text` (named `source` in errors) and add its properties.
@@ -167,10 +131,11 @@ impl Properties {
         Ok(())
     }
 
-    /// Add a `name=value` override from the command line (`-p`).
+    /// Add a `name=value` override from the command line (`-p`); errors
+    /// about it name the flag with its value.
     pub fn add_override(&mut self, assignment: &str) -> Result<()> {
         let origin = Origin {
-            source: "command line (-p)".to_string(),
+            source: format!("command line -p {assignment}"),
             line: None,
         };
         if !assignment.contains('=') {
@@ -193,7 +158,7 @@ impl Properties {
             .unwrap_or(rest)
             .trim()
             .to_string();
-        if !KNOWN.contains(&name) {
+        if !KNOWN.contains(&name) && !IGNORED.contains(&name) {
             return Err(BenchError::Workload {
                 source_name: origin.describe(),
                 message: format!("unknown property '{name}' (known: {})", KNOWN.join(", ")),
@@ -203,8 +168,19 @@ impl Properties {
         Ok(())
     }
 
+    /// Set `name` from a client flag (`-threads 4` sets `threadcount`),
+    /// over the files and `-p`; errors about it name the flag.
+    pub fn add_flag(&mut self, name: &str, value: &str, flag: &str) {
+        let origin = Origin {
+            source: format!("command line {flag} {value}"),
+            line: None,
+        };
+        self.entries
+            .push((name.to_string(), value.to_string(), origin));
+    }
+
     /// The last value given for `name`, with where it came from.
-    fn get(&self, name: &str) -> Option<(&str, &Origin)> {
+    pub(crate) fn get(&self, name: &str) -> Option<(&str, &Origin)> {
         self.entries
             .iter()
             .rev()
@@ -212,7 +188,7 @@ impl Properties {
             .map(|(_, v, o)| (v.as_str(), o))
     }
 
-    fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
+    pub(crate) fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
         match self.get(name) {
             None => Ok(default),
             Some((v, origin)) => v.parse().map_err(|_| BenchError::Workload {
@@ -222,208 +198,27 @@ impl Properties {
         }
     }
 
-    fn error(&self, name: &str, file: &str, message: String) -> BenchError {
+    /// An error about property `name`, blamed on where it was set (the
+    /// file otherwise).
+    pub(crate) fn error(&self, name: &str, file: &str, message: String) -> BenchError {
+        self.error_among(&[name], file, message)
+    }
+
+    /// An error about several properties together (a sum, a product, a
+    /// range), blamed on the one set last: a `-p` that broke a valid file is
+    /// named as the `-p`, not as the file.
+    pub(crate) fn error_among(&self, names: &[&str], file: &str, message: String) -> BenchError {
         let source_name = self
-            .get(name)
-            .map(|(_, o)| o.describe())
+            .entries
+            .iter()
+            .rev()
+            .find(|(n, _, _)| names.contains(&n.as_str()))
+            .map(|(_, _, o)| o.describe())
             .unwrap_or_else(|| file.to_string());
         BenchError::Workload {
             source_name,
             message,
         }
-    }
-
-    /// Build the workload, with YCSB's `CoreWorkload` defaults for what is
-    /// not set. `file` names the workload file in errors that concern no
-    /// single property.
-    pub fn to_spec(&self, file: &str) -> Result<WorkloadSpec> {
-        if let Some((class, _)) = self.get("workload")
-            && !CORE_WORKLOAD_CLASSES.contains(&class)
-        {
-            return Err(self.error(
-                "workload",
-                file,
-                format!("workload class '{class}' is not supported (only CoreWorkload)"),
-            ));
-        }
-        let recordcount: u64 = self.parsed("recordcount", 0)?;
-        let insertstart: u64 = self.parsed("insertstart", 0)?;
-        let bool_prop = |name: &str, default: bool| -> Result<bool> {
-            match self.get(name) {
-                None => Ok(default),
-                Some((v, origin)) => match v.to_ascii_lowercase().as_str() {
-                    "true" => Ok(true),
-                    "false" => Ok(false),
-                    _ => Err(BenchError::Workload {
-                        source_name: origin.describe(),
-                        message: format!("property '{name}' must be true or false, not '{v}'"),
-                    }),
-                },
-            }
-        };
-        let spec = WorkloadSpec {
-            file: file.to_string(),
-            recordcount,
-            operationcount: self.parsed("operationcount", 0)?,
-            threadcount: self.parsed("threadcount", 1)?,
-            fieldcount: self.parsed("fieldcount", 10)?,
-            fieldlength: self.parsed("fieldlength", 100)?,
-            readallfields: bool_prop("readallfields", true)?,
-            writeallfields: bool_prop("writeallfields", false)?,
-            readproportion: self.parsed("readproportion", 0.95)?,
-            updateproportion: self.parsed("updateproportion", 0.05)?,
-            insertproportion: self.parsed("insertproportion", 0.0)?,
-            scanproportion: self.parsed("scanproportion", 0.0)?,
-            readmodifywriteproportion: self.parsed("readmodifywriteproportion", 0.0)?,
-            requestdistribution: match self.get("requestdistribution").map(|(v, _)| v) {
-                None | Some("uniform") => RequestDistribution::Uniform,
-                Some("zipfian") => RequestDistribution::Zipfian,
-                Some("latest") => RequestDistribution::Latest,
-                Some("hotspot") => RequestDistribution::Hotspot,
-                Some(other) => {
-                    return Err(self.error(
-                        "requestdistribution",
-                        file,
-                        format!(
-                            "requestdistribution '{other}' is not supported (uniform, zipfian, latest, hotspot)"
-                        ),
-                    ));
-                }
-            },
-            minscanlength: self.parsed("minscanlength", 1)?,
-            maxscanlength: self.parsed("maxscanlength", 1000)?,
-            scanlengthdistribution: match self.get("scanlengthdistribution").map(|(v, _)| v) {
-                None | Some("uniform") => ScanLengthDistribution::Uniform,
-                Some("zipfian") => ScanLengthDistribution::Zipfian,
-                Some(other) => {
-                    return Err(self.error(
-                        "scanlengthdistribution",
-                        file,
-                        format!(
-                            "scanlengthdistribution '{other}' is not supported (uniform, zipfian)"
-                        ),
-                    ));
-                }
-            },
-            ordered_inserts: match self.get("insertorder").map(|(v, _)| v) {
-                None | Some("hashed") => false,
-                Some("ordered") => true,
-                Some(other) => {
-                    return Err(self.error(
-                        "insertorder",
-                        file,
-                        format!("insertorder '{other}' must be hashed or ordered"),
-                    ));
-                }
-            },
-            insertstart,
-            insertcount: self.parsed("insertcount", recordcount.saturating_sub(insertstart))?,
-            zeropadding: self.parsed("zeropadding", 1)?,
-            hotspotdatafraction: self.parsed("hotspotdatafraction", 0.2)?,
-            hotspotopnfraction: self.parsed("hotspotopnfraction", 0.8)?,
-        };
-        if let Some((v, _)) = self.get("fieldlengthdistribution")
-            && v != "constant"
-        {
-            return Err(self.error(
-                "fieldlengthdistribution",
-                file,
-                format!("fieldlengthdistribution '{v}' is not supported (constant)"),
-            ));
-        }
-        self.validate(&spec, file)?;
-        Ok(spec)
-    }
-
-    fn validate(&self, s: &WorkloadSpec, file: &str) -> Result<()> {
-        let proportions = [
-            ("readproportion", s.readproportion),
-            ("updateproportion", s.updateproportion),
-            ("insertproportion", s.insertproportion),
-            ("scanproportion", s.scanproportion),
-            ("readmodifywriteproportion", s.readmodifywriteproportion),
-        ];
-        for (name, p) in proportions {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(self.error(name, file, format!("{name} {p} is outside [0, 1]")));
-            }
-        }
-        let sum: f64 = proportions.iter().map(|(_, p)| p).sum();
-        if sum > 1.0 + 1e-9 {
-            let listed: Vec<String> = proportions
-                .iter()
-                .filter(|(_, p)| *p > 0.0)
-                .map(|(n, p)| format!("{n}={p}"))
-                .collect();
-            return Err(BenchError::Workload {
-                source_name: file.to_string(),
-                message: format!(
-                    "operation proportions sum to {sum} (above 1): {}",
-                    listed.join(" + ")
-                ),
-            });
-        }
-        if sum <= 0.0 && s.operationcount > 0 {
-            return Err(BenchError::Workload {
-                source_name: file.to_string(),
-                message: "every operation proportion is 0".to_string(),
-            });
-        }
-        if s.recordcount == 0 {
-            return Err(self.error("recordcount", file, "recordcount must be at least 1".into()));
-        }
-        if s.insertstart.saturating_add(s.insertcount) > s.recordcount {
-            return Err(self.error(
-                "insertcount",
-                file,
-                format!(
-                    "insertstart {} + insertcount {} exceeds recordcount {}",
-                    s.insertstart, s.insertcount, s.recordcount
-                ),
-            ));
-        }
-        let record_len = s.fieldcount.checked_mul(s.fieldlength);
-        if s.fieldcount == 0
-            || s.fieldlength == 0
-            || record_len.is_none_or(|l| l > MAX_RECORD_BYTES)
-        {
-            return Err(self.error(
-                "fieldcount",
-                file,
-                format!(
-                    "fieldcount {} x fieldlength {} must be at least 1 byte and at most {MAX_RECORD_BYTES}",
-                    s.fieldcount, s.fieldlength
-                ),
-            ));
-        }
-        if s.threadcount == 0 || s.threadcount > MAX_THREADS {
-            return Err(self.error(
-                "threadcount",
-                file,
-                format!(
-                    "threadcount {} must lie in [1, {MAX_THREADS}]",
-                    s.threadcount
-                ),
-            ));
-        }
-        if s.zeropadding > MAX_ZERO_PADDING {
-            return Err(self.error(
-                "zeropadding",
-                file,
-                format!("zeropadding {} exceeds {MAX_ZERO_PADDING}", s.zeropadding),
-            ));
-        }
-        if s.minscanlength == 0 || s.minscanlength > s.maxscanlength {
-            return Err(self.error(
-                "maxscanlength",
-                file,
-                format!(
-                    "scan lengths need 1 <= minscanlength ({}) <= maxscanlength ({})",
-                    s.minscanlength, s.maxscanlength
-                ),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -486,8 +281,7 @@ mod tests {
             e.contains("test.properties:1") && e.contains("'recordcount'"),
             "{e}"
         );
-        assert!(spec("recordcount=10\nrequestdistribution=exponential\n").is_err());
-        assert!(spec("recordcount=10\nworkload=com.Other\n").is_err());
+        assert!(spec("recordcount=10\nrequestdistribution=normal\n").is_err());
         assert!(spec("recordcount=0\n").is_err());
     }
 

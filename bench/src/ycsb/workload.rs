@@ -2,32 +2,36 @@
 //!
 //! - Keys are YCSB's: `"user"` + zero padding + the key number, FNV-hashed
 //!   first unless `insertorder=ordered`.
-//! - A record's `fieldcount` fields of `fieldlength` bytes are stored as one
-//!   value, field `i` at bytes `[i * fieldlength, (i + 1) * fieldlength)`.
-//!   Reads fetch the whole record (o3 has no column projection). An update
-//!   that writes one field (`writeallfields=false`, YCSB's default) reads the
-//!   record and writes it back with that field replaced, as YCSB's RocksDB
-//!   binding does; read-modify-write is that read followed by the write.
-//! - Load: a shared counter hands out `insertstart..insertstart+insertcount`.
-//!   Run: each thread owns its key and scan-length choosers and picks
-//!   operations with YCSB's proportions; inserts take numbers from the shared
-//!   [`AcknowledgedCounter`] and readers never pick a number above its limit.
+//! - Records are one value each ([`crate::ycsb::record`]). Reads fetch the
+//!   whole record (o3 has no column projection). An update that writes one
+//!   field (`writeallfields=false`, YCSB's default) reads the record and
+//!   writes it back with that field replaced, as YCSB's RocksDB binding does;
+//!   read-modify-write is that read followed by the write.
+//! - Load: a shared counter hands out `insertstart..insertstart+insertcount`
+//!   to the threads. A load of the whole key space starts from an empty
+//!   database; a load of a slice (one of several loading clients, each with
+//!   its `insertstart`/`insertcount`) adds to the database, so the clients
+//!   run one after another on one database.
+//! - Run: [`crate::ycsb::transactions`].
+//! - Around each operation, [`crate::ycsb::client`] applies `-target`,
+//!   `maxexecutiontime` and `-s`, and measures as YCSB does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use o3_compute::{Db, ReadOptions};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
 use crate::report::{OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder, progress_bar};
 use crate::ycsb::YcsbConfig;
-use crate::ycsb::generator::{
-    AcknowledgedCounter, Hotspot, ScrambledZipfian, SkewedLatest, Uniform, Zipfian, fnv_hash64,
-};
-use crate::ycsb::properties::{RequestDistribution, ScanLengthDistribution, WorkloadSpec};
+use crate::ycsb::client::run_threads;
+use crate::ycsb::generator::fnv_hash64;
+use crate::ycsb::measurements::{Measurements, Outcome};
+use crate::ycsb::record::RecordBuilder;
+use crate::ycsb::transactions::transactions_measured;
 
 /// Write YCSB's key for `keynum` into `buf` (cleared first).
 pub fn key_name(buf: &mut Vec<u8>, keynum: u64, zeropadding: usize, ordered: bool) {
@@ -39,369 +43,149 @@ pub fn key_name(buf: &mut Vec<u8>, keynum: u64, zeropadding: usize, ordered: boo
     let _ = write!(buf, "{n:0>zeropadding$}");
 }
 
-/// Random printable bytes that records are cut from.
-struct FieldSource {
-    data: Vec<u8>,
-}
-
-impl FieldSource {
-    fn new(record_len: usize, rng: &mut SmallRng) -> FieldSource {
-        let len = (1 << 20).max(2 * record_len);
-        FieldSource {
-            data: (0..len).map(|_| rng.random_range(b' '..=b'~')).collect(),
-        }
-    }
-
-    /// `len` bytes at a random offset.
-    fn slice(&self, len: usize, rng: &mut SmallRng) -> &[u8] {
-        let start = rng.random_range(0..=self.data.len() - len);
-        &self.data[start..start + len]
-    }
-}
-
-/// Operation kinds of the run phase, picked by proportion.
-#[derive(Debug, Clone)]
-struct OperationChooser {
-    weights: Vec<(OpKind, f64)>,
-    total: f64,
-}
-
-impl OperationChooser {
-    fn new(s: &WorkloadSpec) -> OperationChooser {
-        let weights: Vec<(OpKind, f64)> = [
-            (OpKind::Read, s.readproportion),
-            (OpKind::Update, s.updateproportion),
-            (OpKind::Insert, s.insertproportion),
-            (OpKind::Scan, s.scanproportion),
-            (OpKind::ReadModifyWrite, s.readmodifywriteproportion),
-        ]
-        .into_iter()
-        .filter(|(_, w)| *w > 0.0)
-        .collect();
-        let total = weights.iter().map(|(_, w)| w).sum();
-        OperationChooser { weights, total }
-    }
-
-    /// YCSB's `DiscreteGenerator`: proportions are relative to their sum.
-    fn next(&self, rng: &mut SmallRng) -> OpKind {
-        let mut v = rng.random::<f64>() * self.total;
-        for &(k, w) in &self.weights {
-            if v < w {
-                return k;
-            }
-            v -= w;
-        }
-        self.weights.last().map_or(OpKind::Read, |(k, _)| *k)
-    }
-}
-
-/// The run phase's choice of existing key numbers.
-#[derive(Debug, Clone)]
-enum KeyChooser {
-    Uniform(Uniform),
-    Zipfian(ScrambledZipfian),
-    Latest(SkewedLatest),
-    Hotspot(Hotspot),
-}
-
-impl KeyChooser {
-    fn new(s: &WorkloadSpec, inserts: &AcknowledgedCounter) -> Result<KeyChooser> {
-        let last = s.insertstart + s.insertcount.max(1) - 1;
-        Ok(match s.requestdistribution {
-            RequestDistribution::Uniform => KeyChooser::Uniform(Uniform::new(s.insertstart, last)),
-            RequestDistribution::Zipfian => {
-                // Room for the keys the run phase inserts (YCSB's fudge factor 2).
-                let expected_new = (s.operationcount as f64 * s.insertproportion * 2.0) as u64;
-                KeyChooser::Zipfian(ScrambledZipfian::new(
-                    s.insertstart,
-                    s.insertstart + s.insertcount + expected_new,
-                ))
-            }
-            RequestDistribution::Latest => KeyChooser::Latest(SkewedLatest::new(inserts)),
-            RequestDistribution::Hotspot => KeyChooser::Hotspot(Hotspot::new(
-                s.insertstart,
-                last,
-                s.hotspotdatafraction,
-                s.hotspotopnfraction,
-            )?),
-        })
-    }
-
-    /// A key number whose insert is acknowledged (YCSB's `nextKeynum`).
-    fn next(&mut self, rng: &mut SmallRng, inserts: &AcknowledgedCounter) -> u64 {
-        loop {
-            let k = match self {
-                KeyChooser::Uniform(g) => g.next(rng),
-                KeyChooser::Zipfian(g) => g.next(rng),
-                KeyChooser::Latest(g) => g.next(rng, inserts),
-                KeyChooser::Hotspot(g) => g.next(rng),
-            };
-            if k <= inserts.last_value() {
-                return k;
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum ScanLength {
-    Uniform(Uniform),
-    Zipfian(Zipfian),
-}
-
-impl ScanLength {
-    fn next(&mut self, rng: &mut SmallRng) -> u64 {
-        match self {
-            ScanLength::Uniform(g) => g.next(rng),
-            ScanLength::Zipfian(g) => g.next(rng),
-        }
-    }
+/// A YCSB run: the phases as every runner reports them, and YCSB's own
+/// measurements of each phase, in the same order.
+#[derive(Debug)]
+pub struct YcsbRun {
+    pub outcome: RunOutcome,
+    pub measurements: Vec<Measurements>,
 }
 
 /// Run the configured phases. The run phase is skipped when background
 /// work had failed by the end of the load: its numbers would not describe
-/// the engine working normally.
-pub fn run(cfg: &YcsbConfig, engine: &EngineConfig, show_progress: bool) -> Result<RunOutcome> {
-    let db = if cfg.load {
+/// the engine working normally. A run phase alone needs a database a load
+/// filled, unless `o3.allowempty` is set.
+pub fn run(cfg: &YcsbConfig, engine: &EngineConfig, show_progress: bool) -> Result<YcsbRun> {
+    let db = if cfg.load && !cfg.spec.loads_a_slice() {
         engine.open_empty()?
-    } else {
+    } else if cfg.load || cfg.spec.allow_empty {
         engine.open()?
+    } else {
+        open_loaded(engine)?
     };
     let mut phases = Vec::new();
+    let mut measurements = Vec::new();
     if cfg.load {
-        match load(cfg, &db, show_progress) {
-            Ok(p) => phases.push(p),
-            Err(e) => return RunOutcome::cut_short(db, phases, "load", e),
+        match load_measured(cfg, &db, show_progress) {
+            Ok((p, m)) => {
+                phases.push(p);
+                measurements.push(m);
+            }
+            Err(e) => {
+                let outcome = RunOutcome::cut_short(db, phases, "load", e)?;
+                return Ok(YcsbRun {
+                    outcome,
+                    measurements,
+                });
+            }
         }
     }
     let load_failed = phases.iter().any(|p| p.background_errors.failed());
     if cfg.run && !load_failed {
-        match transactions(cfg, &db, show_progress) {
-            Ok(p) => phases.push(p),
-            Err(e) => return RunOutcome::cut_short(db, phases, "run", e),
-        }
-    }
-    RunOutcome::close(db, phases)
-}
-
-/// Join the phase's worker threads, keeping the first error.
-fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    let mut first_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(v)) => out.push(v),
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => {
-                first_err = first_err.or(Some(BenchError::InvalidArgument(
-                    "a worker thread panicked".into(),
-                )))
+        match transactions_measured(cfg, &db, show_progress) {
+            Ok((p, m)) => {
+                phases.push(p);
+                measurements.push(m);
+            }
+            Err(e) => {
+                let outcome = RunOutcome::cut_short(db, phases, "run", e)?;
+                return Ok(YcsbRun {
+                    outcome,
+                    measurements,
+                });
             }
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    Ok(YcsbRun {
+        outcome: RunOutcome::close(db, phases)?,
+        measurements,
+    })
 }
 
+/// Open the database a load filled; a missing or empty one is an error
+/// that says how to fill it (or to allow running on it).
+fn open_loaded(engine: &EngineConfig) -> Result<Db> {
+    let dir = engine.db.display();
+    let empty = |what: String| BenchError::NotMeasured {
+        experiment: "ycsb run",
+        message: format!(
+            "{what}: load it first (`o3-bench ycsb load` with the same -P/-p and --db), \
+             or pass -p o3.allowempty=true (--allow_empty) to run on an empty database"
+        ),
+    };
+    if !engine.db.join("CURRENT").exists() {
+        return Err(empty(format!("no database at {dir}")));
+    }
+    let db = engine.open()?;
+    let mut it = db
+        .iter(ReadOptions::default())
+        .map_err(BenchError::engine("checking the database: iterate"))?;
+    it.seek_to_first()
+        .map_err(BenchError::engine("checking the database: seek"))?;
+    if !it.valid() {
+        return Err(empty(format!("the database at {dir} is empty")));
+    }
+    drop(it);
+    Ok(db)
+}
+
+/// The load phase, as a report (YCSB's measurements dropped).
 pub(crate) fn load(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
+    load_measured(cfg, db, show_progress).map(|(p, _)| p)
+}
+
+/// The run phase, as a report (YCSB's measurements dropped).
+pub(crate) fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
+    transactions_measured(cfg, db, show_progress).map(|(p, _)| p)
+}
+
+/// Insert `insertstart..insertstart+insertcount`, the threads taking numbers
+/// from one counter.
+fn load_measured(
+    cfg: &YcsbConfig,
+    db: &Db,
+    show_progress: bool,
+) -> Result<(PhaseReport, Measurements)> {
     let s = &cfg.spec;
     let next = AtomicU64::new(s.insertstart);
     let end = s.insertstart + s.insertcount;
     let progress = progress_bar(show_progress, Some(s.insertcount), "load");
-    let record_len = s.fieldcount * s.fieldlength;
     let before = db.stats();
     let start = Instant::now();
-    let recorders = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..s.threadcount)
-            .map(|t| {
-                let mut rec = ThreadRecorder::new(start, progress.clone());
-                let next = &next;
-                scope.spawn(move || -> Result<ThreadRecorder> {
-                    let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(t as u64));
-                    let fields = FieldSource::new(record_len, &mut rng);
-                    let mut key = Vec::new();
-                    let mut began = Instant::now();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        if k >= end {
-                            break;
-                        }
-                        key_name(&mut key, k, s.zeropadding, s.ordered_inserts);
-                        let value = fields.slice(record_len, &mut rng);
-                        db.put(&key, value)
-                            .map_err(BenchError::engine("load: insert"))?;
-                        rec.add_bytes(key.len() + record_len);
-                        began = rec.record(OpKind::Insert, began)?;
-                    }
-                    Ok(rec)
-                })
-            })
-            .collect();
-        join_all(handles)
-    })?;
+    let (recorders, measurements) =
+        run_threads(s, s.threadcount, start, s.insertcount, |t, mut client| {
+            let mut rec = ThreadRecorder::new(start, progress.clone());
+            let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(t as u64));
+            let mut records = RecordBuilder::new(s, &mut rng);
+            let mut key = Vec::new();
+            let mut end_of_last = Instant::now();
+            loop {
+                let began = client.start_op(end_of_last);
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= end {
+                    break;
+                }
+                key_name(&mut key, k, s.zeropadding, s.ordered_inserts);
+                let value = records.record(&mut rng);
+                db.put(&key, value)
+                    .map_err(BenchError::engine("load: insert"))?;
+                rec.add_bytes(key.len() + value.len());
+                end_of_last = rec.record(OpKind::Insert, began)?;
+                if client.finish_op(OpKind::Insert, Outcome::Ok, began, end_of_last)? {
+                    break;
+                }
+            }
+            Ok((rec, client.into_measurements()))
+        })?;
     let elapsed = start.elapsed();
     progress.finish_and_clear();
-    Ok(PhaseReport::new(
+    let report = PhaseReport::new(
         PhaseResult::merge("load", recorders, elapsed)?,
         None,
         db,
         &before,
-    ))
-}
-
-/// Reads attempted and found during the run phase.
-#[derive(Debug, Default, Clone, Copy)]
-struct ReadOutcome {
-    attempted: u64,
-    found: u64,
-}
-
-pub(crate) fn transactions(cfg: &YcsbConfig, db: &Db, show_progress: bool) -> Result<PhaseReport> {
-    let s = &cfg.spec;
-    let inserts = AcknowledgedCounter::new(s.recordcount)?;
-    let chooser = OperationChooser::new(s);
-    let progress = progress_bar(show_progress, Some(s.operationcount), "run");
-    let threads = s.threadcount as u64;
-    let before = db.stats();
-    let start = Instant::now();
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                // YCSB's split: the first `operationcount % threads` threads do one more.
-                let ops = s.operationcount / threads + u64::from(t < s.operationcount % threads);
-                let rec = ThreadRecorder::new(start, progress.clone());
-                let (inserts, chooser) = (&inserts, &chooser);
-                scope.spawn(move || run_thread(cfg, db, t, ops, rec, inserts, chooser))
-            })
-            .collect();
-        join_all(handles)
-    })?;
-    let elapsed = start.elapsed();
-    progress.finish_and_clear();
-    let (mut attempted, mut found) = (0, 0);
-    let mut recorders = Vec::new();
-    for (rec, o) in results {
-        attempted += o.attempted;
-        found += o.found;
-        recorders.push(rec);
-    }
-    Ok(PhaseReport::new(
-        PhaseResult::merge("run", recorders, elapsed)?,
-        Some(format!("({found} of {attempted} reads found)")),
-        db,
-        &before,
-    ))
-}
-
-fn run_thread(
-    cfg: &YcsbConfig,
-    db: &Db,
-    thread: u64,
-    ops: u64,
-    mut rec: ThreadRecorder,
-    inserts: &AcknowledgedCounter,
-    chooser: &OperationChooser,
-) -> Result<(ThreadRecorder, ReadOutcome)> {
-    let s = &cfg.spec;
-    let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(1000 + thread));
-    let record_len = s.fieldcount * s.fieldlength;
-    let fields = FieldSource::new(record_len, &mut rng);
-    let mut keys = KeyChooser::new(s, inserts)?;
-    let mut scan_len = match s.scanlengthdistribution {
-        ScanLengthDistribution::Uniform => {
-            ScanLength::Uniform(Uniform::new(s.minscanlength, s.maxscanlength))
-        }
-        ScanLengthDistribution::Zipfian => {
-            ScanLength::Zipfian(Zipfian::new(s.minscanlength, s.maxscanlength))
-        }
-    };
-    let mut key = Vec::new();
-    let mut outcome = ReadOutcome::default();
-    let mut began = Instant::now();
-    for _ in 0..ops {
-        let op = chooser.next(&mut rng);
-        match op {
-            OpKind::Insert => {
-                let k = inserts.next_value();
-                key_name(&mut key, k, s.zeropadding, s.ordered_inserts);
-                db.put(&key, fields.slice(record_len, &mut rng))
-                    .map_err(BenchError::engine("run: insert"))?;
-                inserts.acknowledge(k)?;
-                rec.add_bytes(key.len() + record_len);
-            }
-            OpKind::Scan => {
-                key_name(
-                    &mut key,
-                    keys.next(&mut rng, inserts),
-                    s.zeropadding,
-                    s.ordered_inserts,
-                );
-                let len = scan_len.next(&mut rng);
-                let mut it = db
-                    .iter(ReadOptions::default())
-                    .map_err(BenchError::engine("run: scan"))?;
-                it.seek(&key)
-                    .map_err(BenchError::engine("run: scan seek"))?;
-                let mut n = 0;
-                while it.valid() && n < len {
-                    rec.add_bytes(it.key().len() + it.value().len());
-                    n += 1;
-                    it.next().map_err(BenchError::engine("run: scan next"))?;
-                }
-            }
-            OpKind::Read | OpKind::Update | OpKind::ReadModifyWrite => {
-                key_name(
-                    &mut key,
-                    keys.next(&mut rng, inserts),
-                    s.zeropadding,
-                    s.ordered_inserts,
-                );
-                let needs_read = op != OpKind::Update || !s.writeallfields;
-                let current = if needs_read {
-                    let v = db.get(&key).map_err(BenchError::engine("run: read"))?;
-                    if op == OpKind::Read {
-                        outcome.attempted += 1;
-                        outcome.found += u64::from(v.is_some());
-                    }
-                    v
-                } else {
-                    None
-                };
-                if op != OpKind::Read {
-                    write_fields(db, &key, current, s, &fields, &mut rng)?;
-                }
-                rec.add_bytes(key.len() + record_len);
-            }
-            _ => {}
-        }
-        began = rec.record(op, began)?;
-    }
-    Ok((rec, outcome))
-}
-
-/// Write new field values: all of them (`writeallfields`, or no current
-/// record), else one random field patched into `current`.
-fn write_fields(
-    db: &Db,
-    key: &[u8],
-    current: Option<Vec<u8>>,
-    s: &WorkloadSpec,
-    fields: &FieldSource,
-    rng: &mut SmallRng,
-) -> Result<()> {
-    let record_len = s.fieldcount * s.fieldlength;
-    match current {
-        Some(mut record) if !s.writeallfields && record.len() == record_len => {
-            let f = rng.random_range(0..s.fieldcount);
-            let range = f * s.fieldlength..(f + 1) * s.fieldlength;
-            record[range].copy_from_slice(fields.slice(s.fieldlength, rng));
-            db.put(key, &record)
-        }
-        _ => db.put(key, fields.slice(record_len, rng)),
-    }
-    .map_err(BenchError::engine("run: update"))
+    );
+    Ok((report, measurements))
 }
 
 #[cfg(test)]
@@ -420,21 +204,6 @@ mod tests {
         assert_eq!(k, format!("user{}", fnv_hash64(42)).as_bytes());
     }
 
-    #[test]
-    fn operation_chooser_follows_proportions() {
-        let mut p = Properties::default();
-        p.parse(
-            "recordcount=10\nreadproportion=0.5\nupdateproportion=0.3\nscanproportion=0.2\n",
-            "t",
-        )
-        .unwrap();
-        let c = OperationChooser::new(&p.to_spec("t").unwrap());
-        let mut rng = SmallRng::seed_from_u64(4);
-        let n = 100_000;
-        let reads = (0..n).filter(|_| c.next(&mut rng) == OpKind::Read).count();
-        assert!((reads as f64 / n as f64 - 0.5).abs() < 0.01);
-    }
-
     fn run_workload(text: &str) -> Vec<PhaseReport> {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Properties::default();
@@ -446,9 +215,10 @@ mod tests {
             seed: 1,
         };
         let engine = crate::engine::small_test_engine(dir.path());
-        let outcome = run(&cfg, &engine, false).unwrap();
-        outcome.check().unwrap();
-        outcome.phases
+        let run = run(&cfg, &engine, false).unwrap();
+        run.outcome.check().unwrap();
+        assert_eq!(run.measurements.len(), run.outcome.phases.len());
+        run.outcome.phases
     }
 
     #[test]
@@ -471,12 +241,95 @@ mod tests {
 
     #[test]
     fn latest_and_hotspot_workloads_run() {
-        for dist in ["latest", "hotspot", "uniform"] {
+        for dist in ["latest", "hotspot", "uniform", "exponential"] {
             let r = run_workload(&format!(
                 "recordcount=200\noperationcount=500\nreadproportion=0.9\nupdateproportion=0\ninsertproportion=0.1\n\
                  requestdistribution={dist}\nfieldcount=2\nfieldlength=8\n"
             ));
             assert_eq!(r[1].result.ops, 500, "{dist}");
         }
+    }
+
+    fn config(text: &str, load: bool, run: bool) -> YcsbConfig {
+        let mut p = Properties::default();
+        p.parse(text, "t").unwrap();
+        YcsbConfig {
+            spec: p.to_spec("t").unwrap(),
+            load,
+            run,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn slices_loaded_by_several_clients_are_disjoint_and_cover_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
+        let common = "recordcount=900\nthreadcount=2\nfieldcount=1\nfieldlength=8\n";
+        // Three clients, one after another on one database.
+        let mut loaded = Vec::new();
+        for (start, count) in [(0, 300), (300, 300), (600, 300)] {
+            let text = format!("{common}insertstart={start}\ninsertcount={count}\n");
+            let cfg = config(&text, true, false);
+            assert!(cfg.spec.loads_a_slice());
+            let run = run(&cfg, &engine, false).unwrap();
+            loaded.push(run.outcome.phases[0].result.ops);
+        }
+        assert_eq!(loaded, [300, 300, 300]);
+        let db = engine.open().unwrap();
+        let mut key = Vec::new();
+        for k in 0..900 {
+            key_name(&mut key, k, 1, false);
+            assert!(db.get(&key).unwrap().is_some(), "key {k} missing");
+        }
+        let mut it = db.iter(ReadOptions::default()).unwrap();
+        it.seek_to_first().unwrap();
+        let mut n = 0;
+        while it.valid() && n <= 900 {
+            n += 1;
+            it.next().unwrap();
+        }
+        assert_eq!(n, 900, "no key loaded twice or outside the slices");
+    }
+
+    #[test]
+    fn a_run_on_a_missing_or_empty_database_fails_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::small_test_engine(&dir.path().join("db"));
+        let cfg = config("recordcount=10\noperationcount=10\n", false, true);
+        let e = run(&cfg, &engine, false).unwrap_err().to_string();
+        assert!(
+            e.contains("no database at") && e.contains("ycsb load"),
+            "{e}"
+        );
+        assert!(!engine.db.exists(), "a refused run creates nothing");
+        drop(engine.open().unwrap());
+        let e = run(&cfg, &engine, false).unwrap_err().to_string();
+        assert!(e.contains("is empty") && e.contains("o3.allowempty"), "{e}");
+        let allowed = config(
+            "recordcount=10\noperationcount=10\no3.allowempty=true\n",
+            false,
+            true,
+        );
+        let r = run(&allowed, &engine, false).unwrap();
+        assert_eq!(r.outcome.phases[0].result.ops, 10);
+        assert!(r.measurements[0].export().contains("Return=NOT_FOUND"));
+    }
+
+    #[test]
+    fn maxexecutiontime_ends_a_throttled_phase_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::small_test_engine(dir.path());
+        // 100 ops/s for 1000 operations would take 10 s; the limit is 1 s.
+        let cfg = config(
+            "recordcount=50\noperationcount=1000\nreadproportion=1\nupdateproportion=0\n\
+             target=100\nmaxexecutiontime=1\nfieldcount=1\nfieldlength=8\n",
+            true,
+            true,
+        );
+        let r = run(&cfg, &engine, false).unwrap();
+        let ops = r.outcome.phases[1].result.ops;
+        assert!((1..1000).contains(&ops), "{ops}");
+        assert_eq!(r.measurements[1].operations(), ops);
     }
 }
