@@ -50,7 +50,7 @@ cargo build --release -p o3-bench
 echo "bench.sh: YCSB workload A: load $RECORDCOUNT records, then $OPERATIONCOUNT operations"
 echo "bench.sh: report and plots go to $OUT"
 "${CARGO_TARGET_DIR:-target}/release/o3-bench" ycsb \
-  --workload bench/workloads/workloada \
+  -P bench/workloads/workloada \
   -p "recordcount=$RECORDCOUNT" -p "operationcount=$OPERATIONCOUNT" \
   "${db_args[@]}" \
   --json "$OUT/report.json" --plots "$OUT" \
