@@ -215,7 +215,9 @@ pub struct PhaseResult {
     pub mb_per_sec: f64,
     pub latency: Vec<OpLatency>,
     /// Operations finished in each second of the phase, up to its end: the
-    /// last entry counts only the phase's last, partial, second.
+    /// last entry counts only the phase's last, partial, second, or that
+    /// second and the one before when it is shorter than
+    /// [`SHORTEST_LAST_SECOND`].
     pub timeline: Vec<u64>,
     /// `timeline` as rates: each count over its second's real length, so the
     /// last, partial, second shows no false drop.
@@ -231,6 +233,25 @@ pub struct RateBucket {
     pub ops_per_sec: f64,
 }
 
+/// A phase's last, partial second shorter than this is counted with the
+/// second before it: a rate over a few milliseconds (often a lone 0 when a
+/// throttled phase ends just after a whole second) says nothing.
+pub const SHORTEST_LAST_SECOND: f64 = 0.1;
+
+/// Fold the count of a last, partial second shorter than
+/// [`SHORTEST_LAST_SECOND`] into the second before, which then runs to the
+/// phase's end at `seconds`.
+fn fold_short_last_second(timeline: &mut Vec<u64>, seconds: f64) {
+    let n = timeline.len();
+    let partial = seconds - (n as f64 - 1.0);
+    if n >= 2 && partial > 0.0 && partial < SHORTEST_LAST_SECOND {
+        let last = timeline.pop().unwrap_or(0);
+        if let Some(prev) = timeline.last_mut() {
+            *prev += last;
+        }
+    }
+}
+
 /// The per-second `counts` of a phase that lasted `seconds` as rates. Every
 /// entry covers one second but the last, which ends at `seconds` (when the
 /// phase ended within it; a timeline that does not reach the phase's end
@@ -243,7 +264,7 @@ pub fn timeline_rates(counts: &[u64], seconds: f64) -> Vec<RateBucket> {
         .map(|(i, &n)| {
             let start = i as f64;
             let partial = seconds - start;
-            let length = if i == last && partial > 0.0 && partial < 1.0 {
+            let length = if i == last && partial > 0.0 && partial < 1.0 + SHORTEST_LAST_SECOND {
                 partial
             } else {
                 1.0
@@ -290,6 +311,7 @@ impl PhaseResult {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         // Seconds at the end with no operation finished are zeros, not gaps.
         timeline.resize(timeline.len().max(seconds.ceil() as usize), 0);
+        fold_short_last_second(&mut timeline, seconds);
         let timeline_ops_per_sec = timeline_rates(&timeline, seconds)
             .iter()
             .map(|b| b.ops_per_sec)
@@ -446,5 +468,26 @@ mod tests {
             }
         );
         assert!(timeline_rates(&[], 3.0).is_empty());
+    }
+
+    /// A throttled phase that ends just after its sixth second has no
+    /// seventh entry of 0 ops over a millisecond: the sliver counts with
+    /// the sixth second, whose rate is over its real 1.002 s.
+    #[test]
+    fn a_sliver_of_a_last_second_counts_with_the_one_before() {
+        let start = Instant::now();
+        let mut a = ThreadRecorder::new(start, ProgressBar::hidden());
+        for s in 0..6 {
+            let at = start + Duration::from_millis(s * 1000 + 500);
+            a.record_batch_at(OpKind::Read, at, at, 1000).unwrap();
+        }
+        let at = start + Duration::from_millis(6001);
+        a.record_batch_at(OpKind::Read, at, at, 2).unwrap();
+        let r = PhaseResult::merge("x", vec![a], Duration::from_millis(6002)).unwrap();
+        assert_eq!(r.timeline, [1000, 1000, 1000, 1000, 1000, 1002]);
+        let last = r.timeline_buckets()[5];
+        assert!((last.end - 6.002).abs() < 1e-9, "{last:?}");
+        assert!((last.ops_per_sec - 1000.0).abs() < 1e-6, "{last:?}");
+        assert_eq!(r.timeline.iter().sum::<u64>(), r.ops);
     }
 }
