@@ -571,10 +571,7 @@ mod tests {
         assert_eq!(levels.target_file_size_multiplier, 2);
         assert_eq!(levels.l0_compaction_trigger, 6);
         assert_eq!(o.max_unflushed_bytes, 3 * 2 * (1 << 20));
-        for (n, unflushed, needle) in [
-            (1, None, "below 2"),
-            (3, Some(1 << 30), "give one"),
-        ] {
+        for (n, unflushed, needle) in [(1, None, "below 2"), (3, Some(1 << 30), "give one")] {
             let e = EngineArgs {
                 max_write_buffer_number: Some(n),
                 max_unflushed_bytes: unflushed,
