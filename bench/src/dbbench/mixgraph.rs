@@ -109,6 +109,13 @@ impl MixGraphConfig {
         if all.into_iter().any(|x| !x.is_finite()) {
             return bad("mixgraph distribution parameters must be finite numbers".into());
         }
+        let ranges = c.keyrange_dist.iter().any(|x| *x != 0.0);
+        if ranges && range_weights(&c.keyrange_dist, keyrange_num).last() <= Some(&0.0) {
+            return bad(format!(
+                "--keyrange_dist_a..d {:?} give every one of the {keyrange_num} key ranges weight 0",
+                c.keyrange_dist
+            ));
+        }
         Ok(c)
     }
 
@@ -365,6 +372,16 @@ mod tests {
         let hottest = per_range.iter().max().copied().unwrap_or(0);
         // exp(-5) against exp(-10) and less: the first range weighs ~99%.
         assert!(hottest > 9_500, "{per_range:?}");
+        let e = MixGraphConfig::resolve(
+            &DbBenchArgs {
+                keyrange_num: Some(10),
+                keyrange_dist_a: Some(-1.0),
+                ..Default::default()
+            },
+            10_000,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("weight 0"), "{e}");
     }
 
     #[test]
