@@ -49,6 +49,7 @@ use crate::ycsb::{self, YcsbArgs};
 /// o3-bench: YCSB and db_bench-style workloads against o3.
 #[derive(Debug, Parser)]
 #[command(name = "o3-bench", version, rename_all = "snake_case")]
+#[command(args_override_self = true)] // gflags: a repeated flag takes its last value
 pub struct Cli {
     /// TOML file with engine, offload, csa, dbbench, ycsb, offload_compare
     /// and offload_lookup tables; flags override it.
@@ -78,8 +79,9 @@ pub enum Command {
         offload: OffloadArgs,
         #[command(flatten)]
         csa: CsaArgs,
+        // Boxed: db_bench's many flags would make every variant as large.
         #[command(flatten)]
-        bench: DbBenchArgs,
+        bench: Box<DbBenchArgs>,
     },
     /// YCSB core workload from a property file.
     Ycsb {

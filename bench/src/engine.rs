@@ -109,6 +109,24 @@ pub struct EngineArgs {
     /// target_file_size_base; default: the engine's, 64 MiB).
     #[arg(long)]
     pub target_file_size_base: Option<u64>,
+    /// Each level below level 1 targets this many times the bytes of the
+    /// level above (default: the engine's, 10).
+    #[arg(long)]
+    pub max_bytes_for_level_multiplier: Option<f64>,
+    /// Each level below level 1 cuts its files this many times larger
+    /// (default: the engine's, 1).
+    #[arg(long)]
+    pub target_file_size_multiplier: Option<u64>,
+    /// Levels of the tree, level 0 included (default: the engine's, 7).
+    #[arg(long)]
+    pub num_levels: Option<usize>,
+    /// Memtables a shard may hold, the one taking writes included, before
+    /// writes stop (db_bench's meaning, per shard as RocksDB's is per column
+    /// family): sets the engine's unflushed-memory limit to (N - 1) x
+    /// --write_buffer_size x --shards; at least 2; exclusive with
+    /// --max_unflushed_bytes (default: that flag's default).
+    #[arg(long)]
+    pub max_write_buffer_number: Option<usize>,
     /// Key-range shards, each with its own memtable and level-0 tables, so
     /// their flushes and level-0 compactions run in parallel; dbbench
     /// splits its key space (keys 0..num) evenly (default 1).
@@ -159,6 +177,16 @@ impl EngineArgs {
                 .max_bytes_for_level_base
                 .or(base.max_bytes_for_level_base),
             target_file_size_base: self.target_file_size_base.or(base.target_file_size_base),
+            max_bytes_for_level_multiplier: self
+                .max_bytes_for_level_multiplier
+                .or(base.max_bytes_for_level_multiplier),
+            target_file_size_multiplier: self
+                .target_file_size_multiplier
+                .or(base.target_file_size_multiplier),
+            num_levels: self.num_levels.or(base.num_levels),
+            max_write_buffer_number: self
+                .max_write_buffer_number
+                .or(base.max_write_buffer_number),
             shards: self.shards.or(base.shards),
             adaptive_shards: self.adaptive_shards.or(base.adaptive_shards),
         }
@@ -196,18 +224,37 @@ impl EngineArgs {
         if let Some(bytes) = self.target_file_size_base {
             compaction.levels.target_file_size_base = bytes;
         }
+        if let Some(m) = self.max_bytes_for_level_multiplier {
+            compaction.levels.max_bytes_for_level_multiplier = m;
+        }
+        if let Some(m) = self.target_file_size_multiplier {
+            compaction.levels.target_file_size_multiplier = m;
+        }
+        if let Some(n) = self.num_levels {
+            compaction.levels.num_levels = n;
+        }
         let shards = self.shards.unwrap_or(1);
         if shards == 0 || shards > 256 {
             return Err(BenchError::InvalidArgument(format!(
                 "--shards {shards} is outside [1, 256]"
             )));
         }
+        let write_buffer_size = self.write_buffer_size.unwrap_or(d.write_buffer_size);
+        let max_unflushed_bytes = match self.max_write_buffer_number {
+            None => self.max_unflushed_bytes,
+            Some(n) => Some(memtable_limit(
+                n,
+                write_buffer_size,
+                shards,
+                self.max_unflushed_bytes,
+            )?),
+        };
         let config = EngineConfig {
             db: self
                 .db
                 .unwrap_or_else(|| std::env::temp_dir().join(default_dir)),
-            write_buffer_size: self.write_buffer_size.unwrap_or(d.write_buffer_size),
-            max_unflushed_bytes: self.max_unflushed_bytes,
+            write_buffer_size,
+            max_unflushed_bytes,
             cache_size: self.cache_size.unwrap_or(d.block_cache_size),
             cache_admission,
             bloom_bits: self.bloom_bits.unwrap_or(d.table.bloom_bits_per_key),
@@ -257,6 +304,30 @@ fn compression_level(flag: Option<i32>) -> i32 {
         None | Some(DB_BENCH_DEFAULT_COMPRESSION_LEVEL) => o3_storage::options::DEFAULT_ZSTD_LEVEL,
         Some(level) => level,
     }
+}
+
+/// The unflushed-memory limit `--max_write_buffer_number n` stands for:
+/// each of `shards` shards keeps one memtable for writes and up to `n - 1`
+/// sealed ones.
+fn memtable_limit(
+    n: usize,
+    write_buffer_size: usize,
+    shards: usize,
+    max_unflushed_bytes: Option<u64>,
+) -> Result<u64> {
+    if let Some(bytes) = max_unflushed_bytes {
+        return Err(BenchError::InvalidArgument(format!(
+            "--max_write_buffer_number {n} and --max_unflushed_bytes {bytes} both set the unflushed-memory limit; give one"
+        )));
+    }
+    if n < 2 {
+        return Err(BenchError::InvalidArgument(format!(
+            "--max_write_buffer_number {n} is below 2 (one memtable takes writes while another flushes)"
+        )));
+    }
+    Ok(((n - 1) as u64)
+        .saturating_mul(write_buffer_size as u64)
+        .saturating_mul(shards as u64))
 }
 
 /// Resolved engine settings (reported verbatim).
@@ -501,6 +572,50 @@ mod tests {
             .to_string();
             assert!(e.contains("--shards"), "{e}");
         }
+    }
+
+    /// The LSM shape flags reach the strategy's options with db_bench's
+    /// meanings, and max_write_buffer_number becomes the unflushed limit.
+    #[test]
+    fn shape_flags_reach_the_engine_options() {
+        let o = EngineArgs {
+            num_levels: Some(5),
+            max_bytes_for_level_multiplier: Some(8.0),
+            target_file_size_multiplier: Some(2),
+            level0_file_num_compaction_trigger: Some(6),
+            write_buffer_size: Some(1 << 20),
+            max_write_buffer_number: Some(4),
+            shards: Some(2),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap()
+        .db_options();
+        let levels = &o.compaction.levels;
+        assert_eq!(levels.num_levels, 5);
+        assert_eq!(levels.max_bytes_for_level_multiplier, 8.0);
+        assert_eq!(levels.target_file_size_multiplier, 2);
+        assert_eq!(levels.l0_compaction_trigger, 6);
+        assert_eq!(o.max_unflushed_bytes, 3 * 2 * (1 << 20));
+        for (n, unflushed, needle) in [(1, None, "below 2"), (3, Some(1 << 30), "give one")] {
+            let e = EngineArgs {
+                max_write_buffer_number: Some(n),
+                max_unflushed_bytes: unflushed,
+                ..Default::default()
+            }
+            .resolve("unused")
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        let e = EngineArgs {
+            num_levels: Some(1),
+            ..Default::default()
+        }
+        .resolve("unused")
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("num_levels"), "{e}");
     }
 
     #[test]

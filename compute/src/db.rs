@@ -341,6 +341,13 @@ impl Db {
         crate::manual::compact_range(&self.inner, lo, hi)
     }
 
+    /// Wait until no flush or compaction is due or running (sealed
+    /// memtables flushed, no job in flight, nothing for the compaction
+    /// strategy to pick); writes made meanwhile may start new work.
+    pub fn wait_for_compactions(&self) -> Result<()> {
+        crate::manual::wait_idle(&self.inner)
+    }
+
     /// Write a consistent, openable copy of the database into `dir`, a new
     /// directory of the same storage (it must not exist yet), while the
     /// database keeps running: SSTs are hard-linked (copied where linking

@@ -63,6 +63,32 @@ fn wait_flushed(db: &Engine) -> Result<()> {
     waited
 }
 
+/// Wait until no background work is due or running: no shard holds a
+/// sealed memtable or is flushing, no job of this process is in flight,
+/// and (with automatic compactions) the strategy has nothing to pick. A
+/// benchmark calls it between phases so the next one does not measure the
+/// previous one's backlog (RocksDB's `WaitForCompact`).
+pub(crate) fn wait_idle(db: &Engine) -> Result<()> {
+    loop {
+        db.check_poisoned()?;
+        if db.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::Closed("database"));
+        }
+        // Lock order as everywhere: the version set, then the state.
+        let vs = db.versions.lock();
+        let version = vs.current();
+        let mut st = db.state.lock();
+        let flushes = st.shards.iter().any(|s| !s.sealed.is_empty() || s.flushing);
+        let compaction_due = !db.options.disable_auto_compactions
+            && db.strategy.pick(&version, &st.busy_files).is_some();
+        if !flushes && st.jobs.in_flight() == 0 && !compaction_due {
+            return Ok(());
+        }
+        drop(vs);
+        db.bg_cv.wait_for(&mut st, Duration::from_millis(20));
+    }
+}
+
 /// Compact `[lo, hi]` level by level into the deepest level that holds data
 /// (at least L1), running the jobs on the calling thread; a level whose
 /// inputs are busy with an automatic compaction waits for it. Then, level

@@ -8,24 +8,39 @@
 //! - every thread performs the full `--num` (or `--reads`) operations, as in
 //!   db_bench, and random keys are uniform over `[0, num)`;
 //! - one summary line per benchmark in db_bench's format:
-//!   `fillrandom   :       5.545 micros/op 180347 ops/sec;   19.9 MB/s`.
+//!   `fillrandom   :       5.545 micros/op 180347 ops/sec;   19.9 MB/s`;
+//! - db_bench's meta operations (`compact`, `flush`, `waitforcompaction`,
+//!   `stats`, `levelstats`, [`meta`]), its `--histogram` and
+//!   `--statistics` output ([`histogram`], [`statistics`]), its reports
+//!   during a benchmark ([`interval`]) and its write rate limit
+//!   ([`rate_limit`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use o3_compute::{Db, ReadOptions};
+use o3_compute::Db;
+use rand::Rng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use crate::engine::EngineConfig;
 use crate::error::{BenchError, Result};
-use crate::report::{
-    BackgroundErrors, OpKind, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder,
-};
+use crate::report::{BackgroundErrors, PhaseReport, PhaseResult, RunOutcome, ThreadRecorder};
 
+mod histogram;
+mod interval;
+mod meta;
+mod mixgraph;
 mod options;
+mod rate_limit;
+mod statistics;
+#[cfg(test)]
+mod tests;
+mod worker;
 
+pub use histogram::LatencyBook;
+pub use mixgraph::MixGraphConfig;
 pub use options::{Benchmark, DbBenchArgs, DbBenchConfig};
+use worker::{Budget, Meter, Outcome, Shared};
 
 /// Write db_bench's key for number `v` into `key` (all of it).
 pub fn make_key(key: &mut [u8], v: u64) {
@@ -66,35 +81,13 @@ impl ValueSource {
     }
 }
 
-/// What a thread reports besides timings.
-#[derive(Debug, Default, Clone, Copy)]
-struct Outcome {
-    found: u64,
-    attempted: u64,
-}
-
-/// When a thread stops: after `ops` operations, or after `--duration`.
-struct Budget {
-    ops: u64,
-    duration: Option<Duration>,
-}
-
-impl Budget {
-    fn done(&self, rec: &ThreadRecorder) -> bool {
-        match self.duration {
-            Some(d) => rec.elapsed() >= d,
-            None => rec.ops() >= self.ops,
-        }
-    }
-
-    /// Whether `n` more operations fit. As db_bench's `Duration::Done(n)`,
-    /// a count budget takes only whole batches: it may end short, never over.
-    fn has_room_for(&self, rec: &ThreadRecorder, n: u64) -> bool {
-        match self.duration {
-            Some(d) => rec.elapsed() < d,
-            None => rec.ops() + n <= self.ops,
-        }
-    }
+/// What one benchmark produced besides its report.
+struct BenchOutput {
+    report: PhaseReport,
+    /// Its latencies (with `--histogram` or `--statistics`).
+    latencies: Option<LatencyBook>,
+    /// Text a meta operation prints (stats, levelstats).
+    text: Option<String>,
 }
 
 /// Run the benchmarks in order; prints each one's summary as it finishes.
@@ -107,6 +100,7 @@ pub fn run(cfg: &DbBenchConfig, engine: &EngineConfig, show_progress: bool) -> R
         engine.open_empty()?
     };
     let mut phases = Vec::new();
+    let mut run_latencies = LatencyBook::default();
     // Like db_bench, every thread of the invocation gets the next seed, so
     // the first benchmark of a process (e.g. readrandom after a separate
     // fillrandom process) replays the key sequence of the fill, and later
@@ -126,23 +120,50 @@ pub fn run(cfg: &DbBenchConfig, engine: &EngineConfig, show_progress: bool) -> R
             db = engine.open_empty()?;
         }
         tracing::info!(benchmark = b.name(), "starting");
-        let report = match run_one(b, cfg, &db, show_progress, next_seed) {
+        let out = match run_one(b, cfg, &db, show_progress, next_seed) {
             Ok(r) => r,
             Err(e) => return RunOutcome::cut_short(db, phases, b.name(), e),
         };
-        let writers = u64::from(b == Benchmark::ReadWhileWriting);
-        next_seed = next_seed.wrapping_add(cfg.threads as u64 + writers);
-        println!("{}", summary_line(&report));
-        print!("{}", report.result.details());
-        print!("{}", report.describe_engine());
-        print!("{}", report.background_errors.describe());
-        let failed = report.background_errors.failed();
-        phases.push(report);
+        // db_bench starts threads (so seeds) for the benchmarks and
+        // compact; its other meta operations run on the main thread.
+        if !b.is_meta() || b == Benchmark::Compact {
+            let writers = u64::from(b == Benchmark::ReadWhileWriting);
+            next_seed = next_seed.wrapping_add(cfg.threads as u64 + writers);
+        }
+        print_benchmark(cfg, &out);
+        if let Some(l) = &out.latencies {
+            run_latencies.merge(l)?;
+        }
+        let failed = out.report.background_errors.failed();
+        phases.push(out.report);
         if failed {
             break;
         }
     }
+    if cfg.statistics {
+        print!("{}", statistics::dump(&db.stats(), &run_latencies));
+    }
     RunOutcome::close(db, phases)
+}
+
+/// A benchmark's output on stdout: db_bench's summary line, then its
+/// histogram (`--histogram`) or a meta operation's text, then o3's latency
+/// table and engine statistics.
+fn print_benchmark(cfg: &DbBenchConfig, out: &BenchOutput) {
+    let report = &out.report;
+    println!("{}", summary_line(report));
+    if let Some(text) = &out.text {
+        print!("{text}");
+    } else {
+        if cfg.histogram
+            && let Some(l) = &out.latencies
+        {
+            print!("{}", l.describe());
+        }
+        print!("{}", report.result.details());
+        print!("{}", report.describe_engine());
+    }
+    print!("{}", report.background_errors.describe());
 }
 
 /// db_bench's summary line for one benchmark.
@@ -181,18 +202,16 @@ fn run_one(
     db: &Db,
     show_progress: bool,
     seed: u64,
-) -> Result<PhaseReport> {
-    if b == Benchmark::Compact {
-        return compact(db);
+) -> Result<BenchOutput> {
+    if b.is_meta() {
+        let m = meta::run(b, db)?;
+        return Ok(BenchOutput {
+            report: m.report,
+            latencies: None,
+            text: m.text,
+        });
     }
-    let per_thread = match b {
-        Benchmark::FillSeq
-        | Benchmark::FillRandom
-        | Benchmark::Overwrite
-        | Benchmark::DeleteRandom => cfg.num,
-        Benchmark::DeleteRange => cfg.range_deletions_per_thread(),
-        _ => cfg.reads,
-    };
+    let per_thread = cfg.ops_per_thread(b);
     let budget = Budget {
         ops: per_thread,
         duration: (cfg.duration > 0).then(|| Duration::from_secs(cfg.duration)),
@@ -204,57 +223,113 @@ fn run_one(
     let progress = crate::report::progress_bar(show_progress, total, b.name());
     let writer_running = AtomicBool::new(b == Benchmark::ReadWhileWriting);
     let before = db.stats();
+    let stop_reporting = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
     let start = Instant::now();
-    let (recorders, outcomes, writer_ops) = std::thread::scope(|s| {
+    let limiter = rate_limit::WriteRateLimiter::new(cfg.benchmark_write_rate_limit, start);
+    let shared = Shared {
+        budget: &budget,
+        limiter: limiter.as_ref(),
+        done: interval::wanted(cfg).then_some(&done),
+        histograms: cfg.histogram || cfg.statistics,
+    };
+    let (meters, outcomes, writer_ops) = std::thread::scope(|s| {
+        let reporter = interval::wanted(cfg)
+            .then(|| s.spawn(|| interval::run(b.name(), cfg, db, start, &done, &stop_reporting)));
         let writer = (b == Benchmark::ReadWhileWriting).then(|| {
-            let running = &writer_running;
-            s.spawn(move || {
-                background_writer(db, cfg, running, seed.wrapping_add(cfg.threads as u64))
-            })
+            let (running, limiter) = (&writer_running, limiter.as_ref());
+            let seed = seed.wrapping_add(cfg.threads as u64);
+            s.spawn(move || worker::background_writer(db, cfg, running, limiter, seed))
         });
         let workers: Vec<_> = (0..cfg.threads)
             .map(|t| {
-                let rec = ThreadRecorder::new(start, progress.clone());
-                let budget = &budget;
-                s.spawn(move || worker(b, cfg, db, seed.wrapping_add(t as u64), rec, budget))
+                let m = Meter::new(ThreadRecorder::new(start, progress.clone()), &shared);
+                s.spawn(move || worker::worker(b, cfg, db, seed.wrapping_add(t as u64), m))
             })
             .collect();
-        let mut recorders = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut first_err = None;
-        for w in workers {
-            match w.join() {
-                Ok(Ok((rec, out))) => {
-                    recorders.push(rec);
-                    outcomes.push(out);
-                }
-                Ok(Err(e)) => first_err = first_err.or(Some(e)),
-                Err(_) => {
-                    first_err = first_err.or(Some(BenchError::InvalidArgument(
-                        "a worker thread panicked".into(),
-                    )))
-                }
-            }
-        }
+        let joined = join_workers(workers);
         writer_running.store(false, Ordering::Release);
-        let writer_ops = match writer.map(|w| w.join()) {
-            None => Ok(0),
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(BenchError::InvalidArgument(
-                "the writer thread panicked".into(),
-            )),
-        };
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok((recorders, outcomes, writer_ops?)),
-        }
+        stop_reporting.store(true, Ordering::Release);
+        let writer_ops = join_helper(writer, "the writer thread").map(|n| n.unwrap_or(0));
+        join_helper(reporter, "the reporting thread")?;
+        let (meters, outcomes) = joined?;
+        Ok::<_, BenchError>((meters, outcomes, writer_ops?))
     })?;
     let elapsed = start.elapsed();
     progress.finish_and_clear();
-    let found: u64 = outcomes.iter().map(|o| o.found).sum();
-    let attempted: u64 = outcomes.iter().map(|o| o.attempted).sum();
-    let message = match b {
-        Benchmark::ReadRandom | Benchmark::SeekRandom => {
+    let mut latencies = shared.histograms.then(LatencyBook::default);
+    let mut recorders = Vec::with_capacity(meters.len());
+    for m in meters {
+        if let (Some(all), Some(mine)) = (latencies.as_mut(), m.latencies.as_ref()) {
+            all.merge(mine)?;
+        }
+        recorders.push(m.rec);
+    }
+    let message = message(b, cfg, &outcomes, writer_ops);
+    Ok(BenchOutput {
+        report: PhaseReport::new(
+            PhaseResult::merge(b.name(), recorders, elapsed)?,
+            message,
+            db,
+            &before,
+        ),
+        latencies,
+        text: None,
+    })
+}
+
+type Joined<'a> = Result<(Meter<'a>, Outcome)>;
+
+/// Join the workers: their meters and outcomes, or the first error.
+fn join_workers<'a>(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, Joined<'a>>>,
+) -> Result<(Vec<Meter<'a>>, Vec<Outcome>)> {
+    let mut meters = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut first_err = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok((m, out))) => {
+                meters.push(m);
+                outcomes.push(out);
+            }
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => {
+                first_err = first_err.or(Some(BenchError::InvalidArgument(
+                    "a worker thread panicked".into(),
+                )))
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((meters, outcomes)),
+    }
+}
+
+/// Join an optional helper thread named `what`.
+fn join_helper<T>(
+    h: Option<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+    what: &str,
+) -> Result<Option<T>> {
+    match h.map(|h| h.join()) {
+        None => Ok(None),
+        Some(Ok(r)) => r.map(Some),
+        Some(Err(_)) => Err(BenchError::InvalidArgument(format!("{what} panicked"))),
+    }
+}
+
+/// The text after db_bench's summary line, in db_bench's words.
+fn message(
+    b: Benchmark,
+    cfg: &DbBenchConfig,
+    outcomes: &[Outcome],
+    writer_ops: u64,
+) -> Option<String> {
+    let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    let (found, attempted) = (sum(|o| o.found), sum(|o| o.attempted));
+    match b {
+        Benchmark::ReadRandom | Benchmark::SeekRandom | Benchmark::ReadMissing => {
             Some(format!("({found} of {attempted} found)"))
         }
         Benchmark::MultiReadRandom => Some(format!(
@@ -268,434 +343,13 @@ fn run_one(
             "({attempted} ranges of {} keys)",
             cfg.range_tombstone_width
         )),
+        Benchmark::UpdateRandom => Some(format!("( updates:{attempted} found:{found})")),
+        Benchmark::MixGraph => Some(format!(
+            "( Gets:{} Puts:{} Seek:{} of {found} in {attempted} found)",
+            sum(|o| o.gets),
+            sum(|o| o.puts),
+            sum(|o| o.seeks)
+        )),
         _ => None,
-    };
-    Ok(PhaseReport::new(
-        PhaseResult::merge(b.name(), recorders, elapsed)?,
-        message,
-        db,
-        &before,
-    ))
-}
-
-/// db_bench's `compact`: one full manual compaction, timed as one
-/// operation of one thread.
-fn compact(db: &Db) -> Result<PhaseReport> {
-    let before = db.stats();
-    let start = Instant::now();
-    let mut rec = ThreadRecorder::new(start, indicatif::ProgressBar::hidden());
-    db.compact_range(None, None)
-        .map_err(BenchError::engine("compact: compact_range"))?;
-    rec.record(OpKind::Compact, start)?;
-    let stats = db.stats();
-    let levels: Vec<String> = stats.levels.iter().map(|l| l.files.to_string()).collect();
-    Ok(PhaseReport::new(
-        PhaseResult::merge(Benchmark::Compact.name(), vec![rec], start.elapsed())?,
-        Some(format!("(files per level after: {})", levels.join(" "))),
-        db,
-        &before,
-    ))
-}
-
-/// readwhilewriting's writer: random overwrites until the readers finish.
-fn background_writer(db: &Db, cfg: &DbBenchConfig, running: &AtomicBool, seed: u64) -> Result<u64> {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut values = ValueSource::new(cfg.value_size, &mut rng);
-    let mut key = vec![0u8; cfg.key_size];
-    let mut written = 0;
-    while running.load(Ordering::Acquire) {
-        make_key(&mut key, rng.random_range(0..cfg.num));
-        db.put(&key, values.next())
-            .map_err(BenchError::engine("readwhilewriting writer: put"))?;
-        written += 1;
-    }
-    Ok(written)
-}
-
-fn worker(
-    b: Benchmark,
-    cfg: &DbBenchConfig,
-    db: &Db,
-    seed: u64,
-    mut rec: ThreadRecorder,
-    budget: &Budget,
-) -> Result<(ThreadRecorder, Outcome)> {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut values = ValueSource::new(cfg.value_size, &mut rng);
-    let mut key = vec![0u8; cfg.key_size];
-    let mut out = Outcome::default();
-    let kv = cfg.key_size + cfg.value_size;
-    let mut began = Instant::now();
-    match b {
-        Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite => {
-            let mut i = 0u64;
-            while !budget.done(&rec) {
-                let k = if b == Benchmark::FillSeq {
-                    i % cfg.num
-                } else {
-                    rng.random_range(0..cfg.num)
-                };
-                i += 1;
-                make_key(&mut key, k);
-                db.put(&key, values.next())
-                    .map_err(BenchError::engine_op(b.name(), "put"))?;
-                rec.add_bytes(kv);
-                began = rec.record(OpKind::Write, began)?;
-            }
-        }
-        Benchmark::DeleteRandom => {
-            while !budget.done(&rec) {
-                make_key(&mut key, rng.random_range(0..cfg.num));
-                db.delete(&key)
-                    .map_err(BenchError::engine("deleterandom: delete"))?;
-                began = rec.record(OpKind::Delete, began)?;
-            }
-        }
-        Benchmark::DeleteRange => {
-            // Random starts over the key range, like deleterandom's keys;
-            // a range may run past the last key.
-            let mut end = vec![0u8; cfg.key_size];
-            while !budget.done(&rec) {
-                let first = rng.random_range(0..cfg.num);
-                make_key(&mut key, first);
-                make_key(&mut end, first.saturating_add(cfg.range_tombstone_width));
-                db.delete_range(&key, &end)
-                    .map_err(BenchError::engine("deleterange: delete_range"))?;
-                out.attempted += 1;
-                began = rec.record(OpKind::Delete, began)?;
-            }
-        }
-        Benchmark::ReadRandom | Benchmark::ReadWhileWriting => {
-            while !budget.done(&rec) {
-                make_key(&mut key, rng.random_range(0..cfg.num));
-                let v = db
-                    .get(&key)
-                    .map_err(BenchError::engine_op(b.name(), "get"))?;
-                out.attempted += 1;
-                if let Some(v) = v {
-                    out.found += 1;
-                    rec.add_bytes(key.len() + v.len());
-                }
-                began = rec.record(OpKind::Read, began)?;
-            }
-        }
-        Benchmark::MultiReadRandom => {
-            // Keys are drawn as readrandom draws them, a batch at a time.
-            let mut batch = vec![0u8; cfg.batch_size as usize * cfg.key_size];
-            while budget.has_room_for(&rec, cfg.batch_size) {
-                for k in batch.chunks_exact_mut(cfg.key_size) {
-                    make_key(k, rng.random_range(0..cfg.num));
-                }
-                let keys: Vec<&[u8]> = batch.chunks_exact(cfg.key_size).collect();
-                let values = db
-                    .multi_get(&keys)
-                    .map_err(BenchError::engine_op(b.name(), "multi_get"))?;
-                out.attempted += cfg.batch_size;
-                for v in values.iter().flatten() {
-                    out.found += 1;
-                    rec.add_bytes(cfg.key_size + v.len());
-                }
-                began = rec.record_batch(OpKind::MultiGet, began, cfg.batch_size)?;
-            }
-        }
-        Benchmark::ReadSeq => {
-            let mut it = db
-                .iter(ReadOptions::default())
-                .map_err(BenchError::engine("readseq: iterator"))?;
-            it.seek_to_first()
-                .map_err(BenchError::engine("readseq: seek_to_first"))?;
-            while it.valid() && !budget.done(&rec) {
-                rec.add_bytes(it.key().len() + it.value().len());
-                it.next().map_err(BenchError::engine("readseq: next"))?;
-                began = rec.record(OpKind::Read, began)?;
-            }
-        }
-        Benchmark::SeekRandom => {
-            while !budget.done(&rec) {
-                make_key(&mut key, rng.random_range(0..cfg.num));
-                // A new iterator per seek, as db_bench does without a
-                // tailing iterator, so each seek sees the latest data.
-                let mut it = db
-                    .iter(ReadOptions::default())
-                    .map_err(BenchError::engine("seekrandom: iterator"))?;
-                it.seek(&key)
-                    .map_err(BenchError::engine("seekrandom: seek"))?;
-                out.attempted += 1;
-                if it.valid() {
-                    // db_bench counts a seek as found only on an exact match.
-                    if it.key() == key.as_slice() {
-                        out.found += 1;
-                    }
-                    rec.add_bytes(it.key().len() + it.value().len());
-                }
-                for _ in 0..cfg.seek_nexts {
-                    if !it.valid() {
-                        break;
-                    }
-                    it.next().map_err(BenchError::engine("seekrandom: next"))?;
-                    if it.valid() {
-                        rec.add_bytes(it.key().len() + it.value().len());
-                    }
-                }
-                began = rec.record(OpKind::Seek, began)?;
-            }
-        }
-        // run_one runs it in one thread of its own (see `compact`).
-        Benchmark::Compact => {
-            return Err(BenchError::InvalidArgument(
-                "compact is not a worker benchmark".into(),
-            ));
-        }
-    }
-    Ok((rec, out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_big_endian_then_zero_padded() {
-        let mut k = [0u8; 16];
-        make_key(&mut k, 0x0102_0304_0506_0708);
-        assert_eq!(&k[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(&k[8..], b"00000000");
-        let mut short = [0u8; 4];
-        make_key(&mut short, 0x0102_0304_0506_0708);
-        assert_eq!(short, [5, 6, 7, 8]);
-        // Numeric order is key order.
-        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
-        make_key(&mut a, 255);
-        make_key(&mut b, 256);
-        assert!(a < b);
-    }
-
-    #[test]
-    fn summary_line_has_db_bench_layout() {
-        let result = PhaseResult {
-            name: "fillrandom".into(),
-            threads: 1,
-            seconds: 2.0,
-            ops: 400_000,
-            ops_per_sec: 200_000.0,
-            mb_per_sec: 19.9,
-            latency: vec![],
-            timeline: vec![],
-            timeline_ops_per_sec: vec![],
-        };
-        let r = PhaseReport {
-            result,
-            message: Some("(1 of 2 found)".into()),
-            work: Default::default(),
-            db_stats: crate::test_support::empty_stats(),
-            offload_rates: crate::report::OffloadRates::default(),
-            service: None,
-            background_errors: BackgroundErrors::default(),
-        };
-        assert_eq!(
-            summary_line(&r),
-            "fillrandom   :       5.000 micros/op 200000 ops/sec;   19.9 MB/s (1 of 2 found)"
-        );
-    }
-
-    /// As in db_bench: a process whose first benchmark is readrandom replays
-    /// the key sequence of a fillrandom process with the same seed (every
-    /// read finds its key), while a later benchmark draws new keys (a random
-    /// fill of `num` draws holds ~63% of the key range).
-    #[test]
-    fn seeds_follow_db_bench_across_processes() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::EngineArgs {
-            db: Some(dir.path().join("db")),
-            ..Default::default()
-        }
-        .resolve("unused")
-        .unwrap();
-        let args = |benchmarks: &str, existing: bool| {
-            DbBenchArgs {
-                benchmarks: Some(benchmarks.into()),
-                num: Some(5000),
-                use_existing_db: Some(existing),
-                ..Default::default()
-            }
-            .resolve()
-            .unwrap()
-        };
-        run(&args("fillrandom", false), &engine, false).unwrap();
-        let reports = run(&args("readrandom,seekrandom", true), &engine, false)
-            .unwrap()
-            .phases;
-        assert_eq!(reports[0].message.as_deref(), Some("(5000 of 5000 found)"));
-        let seek = reports[1].message.as_deref().unwrap();
-        let found: u64 = seek[1..].split(' ').next().unwrap().parse().unwrap();
-        assert!((2800..3500).contains(&found), "{seek}");
-    }
-
-    /// compact is one operation in one thread that leaves one sorted run
-    /// with every key still readable.
-    #[test]
-    fn compact_leaves_one_sorted_run_in_one_operation() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::small_test_engine(dir.path());
-        let args = DbBenchArgs {
-            benchmarks: Some("fillseq,compact,readrandom".into()),
-            num: Some(3000),
-            threads: Some(2),
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap();
-        let reports = run(&args, &engine, false).unwrap().phases;
-        let compact = &reports[1];
-        assert_eq!(compact.result.name, "compact");
-        assert_eq!((compact.result.ops, compact.result.threads), (1, 1));
-        // Everything in one sorted run below level 0 (the strategy's last
-        // level in use).
-        let levels = &compact.db_stats.levels;
-        assert_eq!(levels[0].files, 0, "{levels:?}");
-        assert_eq!(
-            levels.iter().filter(|l| l.files > 0).count(),
-            1,
-            "{levels:?}"
-        );
-        let files = compact.message.as_deref().unwrap();
-        assert!(files.starts_with("(files per level after: 0 "), "{files}");
-        assert_eq!(reports[2].message.as_deref(), Some("(6000 of 6000 found)"));
-    }
-
-    /// deleterange issues --num / --range_tombstone_width deletions per
-    /// thread by default (or --max_num_range_tombstones), and the reads
-    /// after it see the keys gone.
-    #[test]
-    fn deleterange_deletes_ranges_that_later_reads_miss() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::small_test_engine(dir.path());
-        let args = |benchmarks: &str, max: Option<u64>| {
-            DbBenchArgs {
-                benchmarks: Some(benchmarks.into()),
-                num: Some(3000),
-                range_tombstone_width: Some(30),
-                max_num_range_tombstones: max,
-                ..Default::default()
-            }
-            .resolve()
-            .unwrap()
-        };
-        let reports = run(
-            &args("fillseq,deleterange,readrandom", None),
-            &engine,
-            false,
-        )
-        .unwrap()
-        .phases;
-        assert_eq!(reports[1].result.ops, 100, "3000 keys / 30 per range");
-        assert_eq!(
-            reports[1].message.as_deref(),
-            Some("(100 ranges of 30 keys)")
-        );
-        assert!(reports[1].db_stats.range_tombstones > 0);
-        let found = reports[2].message.as_deref().unwrap();
-        let found: u64 = found[1..].split(' ').next().unwrap().parse().unwrap();
-        // ~63% of the keys are deleted; far from all and far from none.
-        assert!((600..1800).contains(&found), "{found} of 3000 found");
-
-        let reports = run(&args("fillseq,deleterange", Some(7)), &engine, false)
-            .unwrap()
-            .phases;
-        assert_eq!(reports[1].result.ops, 7);
-    }
-
-    #[test]
-    fn each_benchmark_runs_on_a_small_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::small_test_engine(dir.path());
-        let cfg = DbBenchArgs {
-            benchmarks: Some(
-                "fillseq,readseq,fillrandom,overwrite,readrandom,seekrandom,readwhilewriting,deleterandom".into(),
-            ),
-            num: Some(2000),
-            threads: Some(2),
-            seek_nexts: Some(3),
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap();
-        let outcome = run(&cfg, &engine, false).unwrap();
-        outcome.check().unwrap();
-        let reports = outcome.phases;
-        assert_eq!(reports.len(), 8);
-        // fillseq writes every key once per thread; readseq then sees all.
-        assert_eq!(reports[0].result.ops, 4000);
-        assert_eq!(
-            reports[1].result.ops, 4000,
-            "readseq: 2 threads x 2000 keys"
-        );
-        let read = &reports[4];
-        assert_eq!(read.result.ops, 4000);
-        let found = read.message.as_deref().unwrap();
-        assert!(found.ends_with("of 4000 found)"), "{found}");
-        assert!(
-            !found.starts_with("(0 "),
-            "a filled database has keys: {found}"
-        );
-        assert!(reports[0].db_stats.user_bytes > 0);
-    }
-
-    /// `(found, attempted)` from a `(F of A found...)` message.
-    fn found_of(r: &PhaseReport) -> (u64, u64) {
-        let m = r.message.as_deref().unwrap();
-        let (found, rest) = m.trim_start_matches('(').split_once(" of ").unwrap();
-        let attempted = rest.split(' ').next().unwrap();
-        (found.parse().unwrap(), attempted.parse().unwrap())
-    }
-
-    /// multireadrandom draws the keys readrandom draws with the same seed, so
-    /// point gets are its oracle: it must find exactly as many. A random fill
-    /// holds ~63% of the key range, so the batches mix hits and misses; with
-    /// the fill's own seed every key looked up exists and all are found.
-    #[test]
-    fn multireadrandom_finds_exactly_the_keys_that_exist() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = crate::engine::small_test_engine(dir.path());
-        let args = |benchmarks: &str, reads: i64, batch_size: u64, seed: u64| {
-            DbBenchArgs {
-                benchmarks: Some(benchmarks.into()),
-                num: Some(5000),
-                reads: Some(reads),
-                batch_size: Some(batch_size),
-                use_existing_db: Some(benchmarks != "fillrandom"),
-                seed: Some(seed),
-                ..Default::default()
-            }
-            .resolve()
-            .unwrap()
-        };
-        let only = |cfg: &DbBenchConfig| {
-            let outcome = run(cfg, &engine, false).unwrap();
-            outcome.check().unwrap();
-            outcome.phases.into_iter().next().unwrap()
-        };
-        only(&args("fillrandom", -1, 1, 5));
-        let point = only(&args("readrandom", 3003, 1, 77));
-        let multi = only(&args("multireadrandom", 3003, 7, 77));
-        let (found, attempted) = found_of(&multi);
-        assert_eq!((found, attempted), found_of(&point));
-        assert_eq!(attempted, 3003);
-        assert!((1500..2500).contains(&found), "{:?}", multi.message);
-        // Throughput counts keys; latency is per multi_get call.
-        assert_eq!(multi.result.ops, 3003);
-        let calls: Vec<(OpKind, u64)> = multi
-            .result
-            .latency
-            .iter()
-            .map(|l| (l.op, l.count))
-            .collect();
-        assert_eq!(calls, vec![(OpKind::MultiGet, 429)]);
-        // Only whole batches, as db_bench: 3005 reads in batches of 7 are 3003.
-        let short = only(&args("multireadrandom", 3005, 7, 77));
-        assert_eq!(found_of(&short), (found, 3003));
-        // The fill's seed replays its keys: every one exists.
-        let replay = only(&args("multireadrandom", 5000, 10, 5));
-        assert_eq!(found_of(&replay), (5000, 5000));
     }
 }

@@ -1,10 +1,12 @@
 //! db_bench's benchmark names and flags, with db_bench's defaults.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+use super::mixgraph::MixGraphConfig;
 use crate::engine::parse_bool;
 use crate::error::{BenchError, Result};
 
@@ -26,10 +28,29 @@ pub enum Benchmark {
     /// compacted down to the last (db_bench's `compact`); one operation,
     /// in one thread whatever `--threads` says.
     Compact,
+    /// Read-modify-write of random keys: a get, then a put of a new value.
+    UpdateRandom,
+    /// Iterate backwards from the last key.
+    ReadReverse,
+    /// readrandom with keys one byte longer than any written: all misses.
+    ReadMissing,
+    /// fillrandom with each write synced, `--num / 1000` writes per thread.
+    FillSync,
+    /// Wait until no flush or compaction is due or running.
+    WaitForCompaction,
+    /// Flush every memtable.
+    Flush,
+    /// Print the engine's statistics.
+    Stats,
+    /// Print files and bytes per level.
+    LevelStats,
+    /// Gets, puts and seeks mixed by ratio, with db_bench's key, value-size
+    /// and scan-length distributions.
+    MixGraph,
 }
 
 impl Benchmark {
-    const ALL: [(&'static str, Benchmark); 11] = [
+    const ALL: [(&'static str, Benchmark); 20] = [
         ("fillseq", Benchmark::FillSeq),
         ("fillrandom", Benchmark::FillRandom),
         ("overwrite", Benchmark::Overwrite),
@@ -41,6 +62,15 @@ impl Benchmark {
         ("multireadrandom", Benchmark::MultiReadRandom),
         ("deleterange", Benchmark::DeleteRange),
         ("compact", Benchmark::Compact),
+        ("updaterandom", Benchmark::UpdateRandom),
+        ("readreverse", Benchmark::ReadReverse),
+        ("readmissing", Benchmark::ReadMissing),
+        ("fillsync", Benchmark::FillSync),
+        ("waitforcompaction", Benchmark::WaitForCompaction),
+        ("flush", Benchmark::Flush),
+        ("stats", Benchmark::Stats),
+        ("levelstats", Benchmark::LevelStats),
+        ("mixgraph", Benchmark::MixGraph),
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,7 +82,23 @@ impl Benchmark {
 
     /// Fill benchmarks start from an empty database (unless `--use_existing_db`).
     pub(crate) fn fresh_db(self) -> bool {
-        matches!(self, Benchmark::FillSeq | Benchmark::FillRandom)
+        matches!(
+            self,
+            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::FillSync
+        )
+    }
+
+    /// db_bench's meta operations: run once, in one thread, on the database
+    /// as the previous benchmark left it.
+    pub(crate) fn is_meta(self) -> bool {
+        matches!(
+            self,
+            Benchmark::Compact
+                | Benchmark::WaitForCompaction
+                | Benchmark::Flush
+                | Benchmark::Stats
+                | Benchmark::LevelStats
+        )
     }
 }
 
@@ -121,28 +167,108 @@ pub struct DbBenchArgs {
     /// benchmarks, from 1) seeds its key generator with seed + n, as db_bench.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Print each benchmark's latency histogram in db_bench's shape
+    /// ("Microseconds per write:", percentiles and the bucket table).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub histogram: Option<bool>,
+    /// At the end, print db_bench's "STATISTICS:" block: the engine's
+    /// counters under RocksDB's ticker names (o3.* where o3's meaning
+    /// differs) and the operation latency histograms.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub statistics: Option<bool>,
+    /// Print the operations done so far and the engine's statistics every
+    /// N seconds while a benchmark runs (0 = never).
+    #[arg(long)]
+    pub stats_interval_seconds: Option<u64>,
+    /// Every N seconds, append `secs_elapsed,interval_qps` to
+    /// --report_file (0 = no report).
+    #[arg(long)]
+    pub report_interval_seconds: Option<u64>,
+    /// The CSV file of --report_interval_seconds (default report.csv);
+    /// each benchmark rewrites it, as db_bench does.
+    #[arg(long)]
+    pub report_file: Option<PathBuf>,
+    /// Bytes per second of key + value written, over all the benchmark's
+    /// writing threads together (0 = no limit).
+    #[arg(long)]
+    pub benchmark_write_rate_limit: Option<u64>,
+    /// mixgraph: relative weight of gets (default 1).
+    #[arg(long)]
+    pub mix_get_ratio: Option<f64>,
+    /// mixgraph: relative weight of puts (default 0).
+    #[arg(long)]
+    pub mix_put_ratio: Option<f64>,
+    /// mixgraph: relative weight of seeks (default 0).
+    #[arg(long)]
+    pub mix_seek_ratio: Option<f64>,
+    /// mixgraph: longest scan after a seek (default 10000).
+    #[arg(long)]
+    pub mix_max_scan_len: Option<u64>,
+    /// mixgraph: largest value a put writes (default 1024).
+    #[arg(long)]
+    pub mix_max_value_size: Option<u64>,
+    /// mixgraph: 'a' of the key access model f(x) = a * x^b (0 with
+    /// key_dist_b 0: uniform keys).
+    #[arg(long, allow_negative_numbers = true)]
+    pub key_dist_a: Option<f64>,
+    /// mixgraph: 'b' of the key access model f(x) = a * x^b.
+    #[arg(long, allow_negative_numbers = true)]
+    pub key_dist_b: Option<f64>,
+    /// mixgraph: 'a' of the key-range hotness f(x) = a*exp(b*x) + c*exp(d*x).
+    #[arg(long, allow_negative_numbers = true)]
+    pub keyrange_dist_a: Option<f64>,
+    /// mixgraph: 'b' of the key-range hotness.
+    #[arg(long, allow_negative_numbers = true)]
+    pub keyrange_dist_b: Option<f64>,
+    /// mixgraph: 'c' of the key-range hotness.
+    #[arg(long, allow_negative_numbers = true)]
+    pub keyrange_dist_c: Option<f64>,
+    /// mixgraph: 'd' of the key-range hotness.
+    #[arg(long, allow_negative_numbers = true)]
+    pub keyrange_dist_d: Option<f64>,
+    /// mixgraph: key ranges the key space is cut into (default 1).
+    #[arg(long)]
+    pub keyrange_num: Option<u64>,
+    /// mixgraph: 'theta' of the generalized Pareto value size (default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub value_theta: Option<f64>,
+    /// mixgraph: 'k' of the generalized Pareto value size (default 0.2615).
+    #[arg(long, allow_negative_numbers = true)]
+    pub value_k: Option<f64>,
+    /// mixgraph: 'sigma' of the generalized Pareto value size (default 25.45).
+    #[arg(long, allow_negative_numbers = true)]
+    pub value_sigma: Option<f64>,
+    /// mixgraph: 'theta' of the generalized Pareto scan length (default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub iter_theta: Option<f64>,
+    /// mixgraph: 'k' of the generalized Pareto scan length (default 2.517).
+    #[arg(long, allow_negative_numbers = true)]
+    pub iter_k: Option<f64>,
+    /// mixgraph: 'sigma' of the generalized Pareto scan length (default 14.236).
+    #[arg(long, allow_negative_numbers = true)]
+    pub iter_sigma: Option<f64>,
+}
+
+/// `a.over(b)` field by field: `a`'s value where it has one.
+macro_rules! over_fields {
+    ($a:expr, $b:expr; $($f:ident),* $(,)?) => {
+        DbBenchArgs { $($f: $a.$f.or($b.$f)),* }
+    };
 }
 
 impl DbBenchArgs {
     /// Flags given on the command line win over the config file.
     pub fn over(self, base: DbBenchArgs) -> DbBenchArgs {
-        DbBenchArgs {
-            benchmarks: self.benchmarks.or(base.benchmarks),
-            num: self.num.or(base.num),
-            reads: self.reads.or(base.reads),
-            key_size: self.key_size.or(base.key_size),
-            value_size: self.value_size.or(base.value_size),
-            threads: self.threads.or(base.threads),
-            seek_nexts: self.seek_nexts.or(base.seek_nexts),
-            batch_size: self.batch_size.or(base.batch_size),
-            duration: self.duration.or(base.duration),
-            range_tombstone_width: self.range_tombstone_width.or(base.range_tombstone_width),
-            max_num_range_tombstones: self
-                .max_num_range_tombstones
-                .or(base.max_num_range_tombstones),
-            use_existing_db: self.use_existing_db.or(base.use_existing_db),
-            seed: self.seed.or(base.seed),
-        }
+        over_fields!(self, base;
+            benchmarks, num, reads, key_size, value_size, threads, seek_nexts,
+            batch_size, duration, range_tombstone_width, max_num_range_tombstones,
+            use_existing_db, seed, histogram, statistics, stats_interval_seconds,
+            report_interval_seconds, report_file, benchmark_write_rate_limit,
+            mix_get_ratio, mix_put_ratio, mix_seek_ratio, mix_max_scan_len,
+            mix_max_value_size, key_dist_a, key_dist_b, keyrange_dist_a,
+            keyrange_dist_b, keyrange_dist_c, keyrange_dist_d, keyrange_num,
+            value_theta, value_k, value_sigma, iter_theta, iter_k, iter_sigma,
+        )
     }
 
     /// Apply db_bench's defaults and check the values.
@@ -160,6 +286,7 @@ impl DbBenchArgs {
             return Err(BenchError::InvalidArgument("--benchmarks is empty".into()));
         }
         let num = self.num.unwrap_or(1_000_000);
+        let mixgraph = MixGraphConfig::resolve(&self, num)?;
         let c = DbBenchConfig {
             benchmarks,
             num,
@@ -177,6 +304,15 @@ impl DbBenchArgs {
             max_num_range_tombstones: self.max_num_range_tombstones.unwrap_or(0),
             use_existing_db: self.use_existing_db.unwrap_or(false),
             seed: self.seed.unwrap_or(0x5eed),
+            histogram: self.histogram.unwrap_or(false),
+            statistics: self.statistics.unwrap_or(false),
+            stats_interval_seconds: self.stats_interval_seconds.unwrap_or(0),
+            report_interval_seconds: self.report_interval_seconds.unwrap_or(0),
+            report_file: self
+                .report_file
+                .unwrap_or_else(|| PathBuf::from("report.csv")),
+            benchmark_write_rate_limit: self.benchmark_write_rate_limit.unwrap_or(0),
+            mixgraph,
         };
         let bad = |m: &str| Err(BenchError::InvalidArgument(m.to_string()));
         if c.num == 0 {
@@ -220,6 +356,13 @@ pub struct DbBenchConfig {
     pub max_num_range_tombstones: u64,
     pub use_existing_db: bool,
     pub seed: u64,
+    pub histogram: bool,
+    pub statistics: bool,
+    pub stats_interval_seconds: u64,
+    pub report_interval_seconds: u64,
+    pub report_file: PathBuf,
+    pub benchmark_write_rate_limit: u64,
+    pub mixgraph: MixGraphConfig,
 }
 
 impl DbBenchConfig {
@@ -228,6 +371,23 @@ impl DbBenchConfig {
         match self.max_num_range_tombstones {
             0 => (self.num / self.range_tombstone_width).max(1),
             n => n,
+        }
+    }
+
+    /// Operations each thread of benchmark `b` performs (without
+    /// `--duration`); meta operations are one.
+    pub fn ops_per_thread(&self, b: Benchmark) -> u64 {
+        match b {
+            Benchmark::FillSeq
+            | Benchmark::FillRandom
+            | Benchmark::Overwrite
+            | Benchmark::DeleteRandom => self.num,
+            // db_bench divides --num by 1000 for fillsync (its help text
+            // says 100; the code says 1000).
+            Benchmark::FillSync => (self.num / 1000).max(1),
+            Benchmark::DeleteRange => self.range_deletions_per_thread(),
+            _ if b.is_meta() => 1,
+            _ => self.reads,
         }
     }
 }

@@ -26,10 +26,17 @@ pub enum OpKind {
     MultiGet,
     /// One full manual compaction (db_bench's `compact`).
     Compact,
+    /// One flush of every memtable (db_bench's `flush`).
+    Flush,
+    /// Waiting until no flush or compaction is pending or running
+    /// (db_bench's `waitforcompaction`).
+    WaitForCompaction,
+    /// Reading the engine's statistics (db_bench's `stats`, `levelstats`).
+    Stats,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 10] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::Read,
         OpKind::Update,
         OpKind::Insert,
@@ -40,6 +47,9 @@ impl OpKind {
         OpKind::Seek,
         OpKind::MultiGet,
         OpKind::Compact,
+        OpKind::Flush,
+        OpKind::WaitForCompaction,
+        OpKind::Stats,
     ];
 
     /// The name YCSB prints (`[READ]`, `[READ-MODIFY-WRITE]`, ...).
@@ -55,6 +65,9 @@ impl OpKind {
             OpKind::Seek => "SEEK",
             OpKind::MultiGet => "MULTIGET",
             OpKind::Compact => "COMPACT",
+            OpKind::Flush => "FLUSH",
+            OpKind::WaitForCompaction => "WAITFORCOMPACTION",
+            OpKind::Stats => "STATS",
         }
     }
 }
