@@ -6,16 +6,17 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{ChildGuard, drain};
+use support::output_within;
 
 fn bench_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/bench.sh")
 }
 
-/// Run ci/bench.sh with `args` and `env`, at most two minutes.
-fn run(args: &[&str], env: &[(&str, &Path)], extra: &[(&str, &str)]) -> Output {
+/// Run ci/bench.sh with `args` and the environment variables `paths` and
+/// `extra`, at most two minutes.
+fn run(args: &[&str], paths: &[(&str, &Path)], extra: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("bash");
     cmd.arg(bench_sh())
         .args(args)
@@ -27,28 +28,13 @@ fn run(args: &[&str], env: &[(&str, &Path)], extra: &[(&str, &str)]) -> Output {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
+    for (k, v) in paths {
         cmd.env(k, v);
     }
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let mut child = ChildGuard(cmd.spawn().unwrap());
-    let stdout = drain(child.0.stdout.take().unwrap());
-    let stderr = drain(child.0.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "ci/bench.sh still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+    output_within(cmd, Duration::from_secs(120))
 }
 
 #[test]

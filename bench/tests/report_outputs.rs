@@ -13,6 +13,25 @@ use support::{
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Run `o3-bench dbbench args` on a fresh database with a JSON report;
+/// assert success and return stdout and the report.
+fn dbbench_report(args: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let db = dir.path().join("db");
+    let mut all = vec!["dbbench", "--db", db.to_str().unwrap()];
+    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    all.extend_from_slice(args);
+    let out = o3_bench_within(&all, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout, read_json(&json))
+}
+
 #[test]
 fn an_unwritable_json_path_fails_before_the_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,23 +157,8 @@ fn ctrl_c_keeps_the_finished_phases() {
 
 #[test]
 fn a_report_names_its_commit_host_and_start_and_is_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let out = o3_bench_within(
-        &[
-            "dbbench",
-            "--num=2000",
-            "--db",
-            dir.path().join("db").to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        LIMIT,
-    );
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, report) = dbbench_report(&["--num=2000"]);
     assert!(stdout.contains("provenance: commit "), "{stdout}");
-    let report = read_json(&json);
     assert_eq!(report["status"], "complete");
     let env = &report["environment"];
     let commit = env["git_commit"].as_str().unwrap();
@@ -173,23 +177,11 @@ fn a_report_names_its_commit_host_and_start_and_is_complete() {
 
 #[test]
 fn repeat_runs_the_benchmarks_again_and_reports_the_spread() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let out = o3_bench_within(
-        &[
-            "dbbench",
-            "--benchmarks=fillrandom,readrandom",
-            "--num=2000",
-            "--repeat=3",
-            "--db",
-            dir.path().join("db").to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        LIMIT,
-    );
-    assert!(out.status.success(), "{out:?}");
-    let report = read_json(&json);
+    let (stdout, report) = dbbench_report(&[
+        "--benchmarks=fillrandom,readrandom",
+        "--num=2000",
+        "--repeat=3",
+    ]);
     let names: Vec<&str> = report["phases"]
         .as_array()
         .unwrap()
@@ -211,7 +203,6 @@ fn repeat_runs_the_benchmarks_again_and_reports_the_spread() {
         );
         assert!(0.0 < min && min <= med && med <= max, "{s}");
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ops/s min"), "{stdout}");
 }
 
@@ -261,23 +252,11 @@ fn a_simulated_study_without_flushes_is_refused_not_nan() {
 /// engine's totals since open still hold the load's.
 #[test]
 fn phase_statistics_are_the_phase_s_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let out = o3_bench_within(
-        &[
-            "dbbench",
-            "--benchmarks=fillrandom,readrandom",
-            "--num=20000",
-            "--write_buffer_size=262144",
-            "--db",
-            dir.path().join("db").to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        LIMIT,
-    );
-    assert!(out.status.success(), "{out:?}");
-    let report = read_json(&json);
+    let (stdout, report) = dbbench_report(&[
+        "--benchmarks=fillrandom,readrandom",
+        "--num=20000",
+        "--write_buffer_size=262144",
+    ]);
     let (fill, read) = (&report["phases"][0], &report["phases"][1]);
     assert_eq!(fill["work"]["writes"], 20000);
     assert!(fill["work"]["flushes"].as_u64().unwrap() > 0);
@@ -296,7 +275,6 @@ fn phase_statistics_are_the_phase_s_own() {
         _ => assert!(read_wa.as_f64().unwrap() >= 1.0, "{read_wa}"),
     }
     assert_eq!(read["db_stats"]["writes"], 20000, "totals since open");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("this phase: 0 writes"), "{stdout}");
     assert!(stdout.contains("engine totals since the database was opened"));
 }

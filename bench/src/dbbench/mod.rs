@@ -10,10 +10,10 @@
 //! - one summary line per benchmark in db_bench's format:
 //!   `fillrandom   :       5.545 micros/op 180347 ops/sec;   19.9 MB/s`;
 //! - db_bench's meta operations (`compact`, `flush`, `waitforcompaction`,
-//!   `stats`, `levelstats`, [`meta`]), its `--histogram` and
-//!   `--statistics` output ([`histogram`], [`statistics`]), its reports
-//!   during a benchmark ([`interval`]) and its write rate limit
-//!   ([`rate_limit`]).
+//!   `stats`, `levelstats`: module `meta`), its `--histogram` and
+//!   `--statistics` output (modules `histogram`, `statistics`), its
+//!   reports during a benchmark (`interval`) and its write rate limit
+//!   (`rate_limit`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

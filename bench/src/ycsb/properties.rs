@@ -222,15 +222,18 @@ impl Properties {
     }
 }
 
+/// The spec of a property file's `text` (for tests).
+#[cfg(test)]
+pub(crate) fn spec_of(text: &str) -> Result<WorkloadSpec> {
+    let mut p = Properties::default();
+    p.parse(text, "test.properties")?;
+    p.to_spec("test.properties")
+}
+
 #[cfg(test)]
 mod tests {
+    use super::spec_of as spec;
     use super::*;
-
-    fn spec(text: &str) -> Result<WorkloadSpec> {
-        let mut p = Properties::default();
-        p.parse(text, "test.properties")?;
-        p.to_spec("test.properties")
-    }
 
     #[test]
     fn parses_workload_a_and_applies_defaults() {

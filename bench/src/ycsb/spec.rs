@@ -397,12 +397,7 @@ impl Properties {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(text: &str) -> Result<WorkloadSpec> {
-        let mut p = Properties::default();
-        p.parse(text, "test.properties")?;
-        p.to_spec("test.properties")
-    }
+    use crate::ycsb::properties::spec_of as spec;
 
     #[test]
     fn exponential_and_its_parameters_parse_with_ycsb_defaults() {

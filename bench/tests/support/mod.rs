@@ -85,17 +85,24 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Ve
 /// Run `o3-bench args` to completion; kill it and fail if it is still
 /// running after `limit`.
 pub fn o3_bench_within(args: &[&str], limit: Duration) -> Output {
-    let mut child = ChildGuard(o3_bench_command(args).spawn().expect("start o3-bench"));
+    output_within(o3_bench_command(args), limit)
+}
+
+/// Run `cmd` (stdout and stderr piped) to completion; kill it and fail if
+/// it is still running after `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = ChildGuard(cmd.spawn().expect("start the command"));
     let stdout = drain(child.0.stdout.take().expect("piped stdout"));
     let stderr = drain(child.0.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + limit;
     let status = loop {
-        if let Some(status) = child.0.try_wait().expect("poll o3-bench") {
+        if let Some(status) = child.0.try_wait().expect("poll the command") {
             break status;
         }
         assert!(
             Instant::now() < deadline,
-            "o3-bench {args:?} still running after {limit:?}"
+            "{what} still running after {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
