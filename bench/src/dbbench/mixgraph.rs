@@ -16,10 +16,16 @@
 //!   `k = 0`), values at least 10 bytes and folded below
 //!   `--mix_max_value_size`, scans folded below `--mix_max_scan_len`.
 //!
+//! - `--sine_mix_rate`: all threads together run `sine_a * sin(sine_b * t
+//!   + sine_c) + sine_d` operations per second (`t` in seconds since the
+//!   benchmark began), evaluated at the start of every
+//!   `--sine_mix_rate_interval_milliseconds` ([`SineRate`]).
+//!
 //! Unlike db_bench, the operation, key, value size and scan length each
 //! take their own uniform draw (db_bench derives several from one number,
-//! which ties put value sizes to the key drawn), and there is no sine-wave
-//! rate control (`--sine_*`).
+//! which ties put value sizes to the key drawn), and the sine's rate is one
+//! budget of operations (db_bench splits it into a read and a write
+//! limiter by the get/seek and put ratios, which comes to the same mix).
 
 use rand::Rng;
 use serde::Serialize;
@@ -44,6 +50,36 @@ pub struct MixGraphConfig {
     /// `theta, k, sigma` of the value-size and scan-length distributions.
     pub value_pareto: [f64; 3],
     pub iter_pareto: [f64; 3],
+    /// The sine-wave operation rate (`--sine_mix_rate`), if asked for.
+    pub sine: Option<SineRate>,
+}
+
+/// db_bench's sine-wave rate: `a * sin(b * t + c) + d` operations per
+/// second over all threads, `t` in seconds since the benchmark began,
+/// re-evaluated at the start of every interval, with optional noise.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct SineRate {
+    pub a: f64,
+    pub b: f64,
+    pub c: f64,
+    pub d: f64,
+    pub interval_ms: u64,
+    /// Each evaluation moves by up to +/- `noise * a / 2`, uniformly.
+    pub noise: f64,
+}
+
+impl SineRate {
+    /// The rate for interval `k` (from `k * interval` on). A rate that
+    /// comes out at or below zero is `None`: as db_bench, the previous
+    /// rate stays.
+    pub fn rate_for_interval(&self, k: u64) -> Option<f64> {
+        let t = (k * self.interval_ms) as f64 / 1000.0;
+        let base = self.a * (self.b * t + self.c).sin() + self.d;
+        // Deterministic noise per interval: a hash of k as a uniform draw.
+        let u = (mix64(k ^ 0x5151_e0e0) >> 11) as f64 / (1u64 << 53) as f64;
+        let rate = base + (u - 0.5) * self.noise * self.a;
+        (rate > 0.0 && rate.is_finite()).then_some(rate)
+    }
 }
 
 impl MixGraphConfig {
@@ -93,6 +129,7 @@ impl MixGraphConfig {
                 a.iter_k.unwrap_or(2.517),
                 a.iter_sigma.unwrap_or(14.236),
             ],
+            sine: sine_rate(a)?,
         };
         if c.max_scan_len == 0 || c.max_value_size == 0 || c.max_value_size > 64 << 20 {
             return bad(
@@ -220,6 +257,39 @@ impl MixGraph {
 
 /// The generalized Pareto inverse CDF at `u`, rounded up (0 below zero,
 /// saturating above).
+/// `--sine_mix_rate` and its parameters, with db_bench's defaults, checked.
+fn sine_rate(a: &DbBenchArgs) -> Result<Option<SineRate>> {
+    if !a.sine_mix_rate.unwrap_or(false) {
+        return Ok(None);
+    }
+    let s = SineRate {
+        a: a.sine_a.unwrap_or(1.0),
+        b: a.sine_b.unwrap_or(1.0),
+        c: a.sine_c.unwrap_or(0.0),
+        d: a.sine_d.unwrap_or(1.0),
+        interval_ms: a.sine_mix_rate_interval_milliseconds.unwrap_or(10_000),
+        noise: a.sine_mix_rate_noise.unwrap_or(0.0),
+    };
+    if [s.a, s.b, s.c, s.d].iter().any(|x| !x.is_finite()) {
+        return Err(BenchError::InvalidArgument(
+            "--sine_a/b/c/d must be finite numbers".into(),
+        ));
+    }
+    if s.interval_ms == 0 || !(0.0..=1.0).contains(&s.noise) {
+        return Err(BenchError::InvalidArgument(format!(
+            "--sine_mix_rate_interval_milliseconds {} must be at least 1 and --sine_mix_rate_noise {} in [0, 1]",
+            s.interval_ms, s.noise
+        )));
+    }
+    if (0..1000).all(|k| s.rate_for_interval(k).is_none()) {
+        return Err(BenchError::InvalidArgument(format!(
+            "--sine_a {} --sine_b {} --sine_c {} --sine_d {} give no positive rate",
+            s.a, s.b, s.c, s.d
+        )));
+    }
+    Ok(Some(s))
+}
+
 fn pareto(u: f64, [theta, k, sigma]: [f64; 3]) -> u64 {
     let u = u.max(f64::MIN_POSITIVE);
     let x = if k == 0.0 {
@@ -281,6 +351,53 @@ mod tests {
 
     fn config(args: DbBenchArgs, num: u64) -> MixGraphConfig {
         MixGraphConfig::resolve(&args, num).unwrap()
+    }
+
+    #[test]
+    fn sine_flags_take_db_bench_s_defaults_and_bad_ones_are_named() {
+        assert_eq!(config(DbBenchArgs::default(), 10).sine, None);
+        let on = config(
+            DbBenchArgs {
+                sine_mix_rate: Some(true),
+                ..Default::default()
+            },
+            10,
+        );
+        let s = on.sine.unwrap();
+        assert_eq!(
+            (s.a, s.b, s.c, s.d, s.interval_ms, s.noise),
+            (1.0, 1.0, 0.0, 1.0, 10_000, 0.0)
+        );
+        for (args, needle) in [
+            (
+                DbBenchArgs {
+                    sine_d: Some(-10.0),
+                    ..Default::default()
+                },
+                "no positive rate",
+            ),
+            (
+                DbBenchArgs {
+                    sine_mix_rate_noise: Some(2.0),
+                    ..Default::default()
+                },
+                "--sine_mix_rate_noise",
+            ),
+            (
+                DbBenchArgs {
+                    sine_mix_rate_interval_milliseconds: Some(0),
+                    ..Default::default()
+                },
+                "--sine_mix_rate_interval_milliseconds",
+            ),
+        ] {
+            let args = DbBenchArgs {
+                sine_mix_rate: Some(true),
+                ..args
+            };
+            let e = MixGraphConfig::resolve(&args, 10).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

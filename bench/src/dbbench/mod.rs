@@ -226,10 +226,15 @@ fn run_one(
     let stop_reporting = AtomicBool::new(false);
     let done = AtomicU64::new(0);
     let start = Instant::now();
-    let limiter = rate_limit::WriteRateLimiter::new(cfg.benchmark_write_rate_limit, start);
+    let limiter = rate_limit::RateLimiter::new(cfg.benchmark_write_rate_limit, start);
+    let op_limiter = (b == Benchmark::MixGraph)
+        .then_some(cfg.mixgraph.sine)
+        .flatten()
+        .map(|sine| rate_limit::SineLimiter::new(sine, start));
     let shared = Shared {
         budget: &budget,
         limiter: limiter.as_ref(),
+        op_limiter: op_limiter.as_ref(),
         done: interval::wanted(cfg).then_some(&done),
         histograms: cfg.histogram || cfg.statistics,
     };

@@ -247,6 +247,31 @@ pub struct DbBenchArgs {
     /// mixgraph: 'sigma' of the generalized Pareto scan length (default 14.236).
     #[arg(long, allow_negative_numbers = true)]
     pub iter_sigma: Option<f64>,
+    /// mixgraph: hold the operation rate (all threads together) to
+    /// sine_a * sin(sine_b * t + sine_c) + sine_d ops/s, t in seconds since
+    /// the benchmark began, re-evaluated every
+    /// --sine_mix_rate_interval_milliseconds.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    pub sine_mix_rate: Option<bool>,
+    /// mixgraph: the sine's amplitude in ops/s (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub sine_a: Option<f64>,
+    /// mixgraph: the sine's angular frequency in radians per second (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub sine_b: Option<f64>,
+    /// mixgraph: the sine's phase in radians (default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub sine_c: Option<f64>,
+    /// mixgraph: the rate's offset in ops/s (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub sine_d: Option<f64>,
+    /// mixgraph: how often the sine rate is re-evaluated (default 10000).
+    #[arg(long)]
+    pub sine_mix_rate_interval_milliseconds: Option<u64>,
+    /// mixgraph: noise added to each evaluation, uniform within
+    /// +/- sine_mix_rate_noise * sine_a / 2 ops/s (default 0; at most 1).
+    #[arg(long)]
+    pub sine_mix_rate_noise: Option<f64>,
 }
 
 /// `a.over(b)` field by field: `a`'s value where it has one.
@@ -268,6 +293,8 @@ impl DbBenchArgs {
             mix_max_value_size, key_dist_a, key_dist_b, keyrange_dist_a,
             keyrange_dist_b, keyrange_dist_c, keyrange_dist_d, keyrange_num,
             value_theta, value_k, value_sigma, iter_theta, iter_k, iter_sigma,
+            sine_mix_rate, sine_a, sine_b, sine_c, sine_d,
+            sine_mix_rate_interval_milliseconds, sine_mix_rate_noise,
         )
     }
 

@@ -1,53 +1,117 @@
-//! `--benchmark_write_rate_limit`: one budget of bytes per second shared by
-//! all the writing threads of a benchmark. Each write is given the instant
-//! at which the bytes granted before it, and its own, fit the rate since the
-//! benchmark started; a thread that is ahead sleeps until then. Idle time
-//! is not saved up beyond one second of bytes, so a pause is not followed by
-//! an unlimited burst.
+//! Rate limits shared by all the threads of a benchmark.
+//!
+//! `--benchmark_write_rate_limit`: one budget of bytes per second for all
+//! the writing threads. mixgraph's `--sine_mix_rate`: one budget of
+//! operations per second whose rate follows a sine, re-set every interval.
+//! Each request is given the instant at which the units granted before it,
+//! and its own, fit the rate; a thread that is ahead sleeps until then.
+//! Idle time is not saved up beyond one second of units, so a pause is not
+//! followed by an unlimited burst.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// The shared schedule of a write rate limit.
+use super::mixgraph::SineRate;
+
+/// A shared schedule of units (bytes, operations) per second.
 #[derive(Debug)]
-pub struct WriteRateLimiter {
-    bytes_per_sec: u64,
+pub struct RateLimiter {
     start: Instant,
-    /// The instant, as an offset from `start`, by which all bytes granted
-    /// so far may have been written.
-    granted_until: Mutex<Duration>,
+    schedule: Mutex<Schedule>,
 }
 
-impl WriteRateLimiter {
-    /// A limiter of `bytes_per_sec` (`None` when 0: no limit).
-    pub fn new(bytes_per_sec: u64, start: Instant) -> Option<WriteRateLimiter> {
-        (bytes_per_sec > 0).then(|| WriteRateLimiter {
-            bytes_per_sec,
-            start,
-            granted_until: Mutex::new(Duration::ZERO),
-        })
+#[derive(Debug)]
+struct Schedule {
+    per_sec: f64,
+    /// The instant, as an offset from `start`, by which all units granted
+    /// so far may have been used.
+    granted_until: Duration,
+}
+
+impl RateLimiter {
+    /// A limiter of `per_sec` units per second (`None` when 0: no limit).
+    pub fn new(per_sec: u64, start: Instant) -> Option<RateLimiter> {
+        (per_sec > 0).then(|| RateLimiter::at(per_sec as f64, start))
     }
 
-    /// Wait until `bytes` more may be written.
-    pub fn request(&self, bytes: u64) {
+    fn at(per_sec: f64, start: Instant) -> RateLimiter {
+        RateLimiter {
+            start,
+            schedule: Mutex::new(Schedule {
+                per_sec,
+                granted_until: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// Wait until `units` more may be used.
+    pub fn request(&self, units: u64) {
         let now = self.start.elapsed();
-        let due = self.grant(bytes, now);
+        let due = self.grant(units, now);
         if due > now {
             std::thread::sleep(due - now);
         }
     }
 
-    /// Grant `bytes` at offset `now`: the offset at which they may be
-    /// written, when the bytes granted before them and their own have
-    /// taken their time at the rate.
-    fn grant(&self, bytes: u64, now: Duration) -> Duration {
-        let mut until = self.granted_until.lock();
-        // Idle time counts for at most one second of bytes.
+    /// From now on, `per_sec` units per second (positive).
+    fn set_rate(&self, per_sec: f64) {
+        self.schedule.lock().per_sec = per_sec;
+    }
+
+    /// Grant `units` at offset `now`: the offset at which they may be
+    /// used, when the units granted before them and their own have taken
+    /// their time at the rate.
+    fn grant(&self, units: u64, now: Duration) -> Duration {
+        let mut s = self.schedule.lock();
+        // Idle time counts for at most one second of units.
         let floor = now.saturating_sub(Duration::from_secs(1));
-        let from = (*until).max(floor);
-        *until = from + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-        (*until).max(now)
+        let from = s.granted_until.max(floor);
+        s.granted_until = from + Duration::from_secs_f64(units as f64 / s.per_sec);
+        s.granted_until.max(now)
+    }
+}
+
+/// mixgraph's `--sine_mix_rate`: one operation at a time, at the rate the
+/// sine gives for the current interval.
+#[derive(Debug)]
+pub struct SineLimiter {
+    limiter: RateLimiter,
+    sine: SineRate,
+    /// The interval whose rate is set, plus one (0: none yet).
+    interval: AtomicU64,
+}
+
+impl SineLimiter {
+    /// The sine's schedule from `start`. Until the first interval with a
+    /// positive rate, the first positive rate of the next thousand
+    /// intervals holds (resolving the flags checked there is one).
+    pub fn new(sine: SineRate, start: Instant) -> SineLimiter {
+        let first = (0..1000)
+            .find_map(|k| sine.rate_for_interval(k))
+            .unwrap_or(1.0);
+        SineLimiter {
+            limiter: RateLimiter::at(first, start),
+            sine,
+            interval: AtomicU64::new(0),
+        }
+    }
+
+    /// Wait until one more operation may start.
+    pub fn request(&self) {
+        self.follow(self.limiter.start.elapsed());
+        self.limiter.request(1);
+    }
+
+    /// Set the rate of the interval `now` falls in, once per interval.
+    fn follow(&self, now: Duration) {
+        let k = now.as_millis() as u64 / self.sine.interval_ms;
+        if self.interval.swap(k + 1, Ordering::AcqRel) != k + 1
+            && let Some(rate) = self.sine.rate_for_interval(k)
+        {
+            self.limiter.set_rate(rate);
+        }
     }
 }
 
@@ -60,7 +124,7 @@ mod tests {
     /// granted match the rate.
     #[test]
     fn grants_follow_the_rate_and_idle_credit_is_capped() {
-        let l = WriteRateLimiter::new(1000, Instant::now()).unwrap();
+        let l = RateLimiter::new(1000, Instant::now()).unwrap();
         // At t = 5 s after an idle start: one second of credit, no more.
         let now = Duration::from_secs(5);
         let dues: Vec<Duration> = (0..3000).map(|_| l.grant(10, now)).collect();
@@ -77,6 +141,62 @@ mod tests {
         // 30 000 bytes at 1000 B/s end 30 s after the credit's start.
         let last = *dues.last().unwrap();
         assert!(last.abs_diff(Duration::from_secs(34)) < Duration::from_millis(1));
-        assert!(WriteRateLimiter::new(0, Instant::now()).is_none());
+        assert!(RateLimiter::new(0, Instant::now()).is_none());
+    }
+
+    /// The rate follows the sine interval by interval: grants are spaced
+    /// by 1/rate of the interval they fall in.
+    #[test]
+    fn a_sine_limiter_takes_each_interval_s_rate() {
+        let sine = SineRate {
+            a: 100.0,
+            b: std::f64::consts::FRAC_PI_2,
+            c: 0.0,
+            d: 200.0,
+            interval_ms: 1000,
+            noise: 0.0,
+        };
+        // t = 0 s: 200 ops/s; t = 1 s: 300 ops/s; t = 2 s: 200 ops/s.
+        for (k, want) in [(0, 200.0), (1, 300.0), (2, 200.0), (3, 100.0)] {
+            let got = sine.rate_for_interval(k).unwrap();
+            assert!((got - want).abs() < 1e-9, "interval {k}: {got}");
+        }
+        let l = SineLimiter::new(sine, Instant::now());
+        let spacing = |at: Duration| {
+            l.follow(at);
+            let a = l.limiter.grant(1, at);
+            let b = l.limiter.grant(1, at);
+            b - a
+        };
+        let first = spacing(Duration::from_millis(10));
+        let second = spacing(Duration::from_millis(1500));
+        assert!(first.abs_diff(Duration::from_millis(5)) < Duration::from_micros(1));
+        assert!(
+            second.abs_diff(Duration::from_secs_f64(1.0 / 300.0)) < Duration::from_micros(1),
+            "{second:?}"
+        );
+        // A rate at or below zero keeps the one before.
+        let negative = SineRate { d: -500.0, ..sine };
+        assert_eq!(negative.rate_for_interval(0), None);
+    }
+
+    #[test]
+    fn noise_stays_within_its_band() {
+        let sine = SineRate {
+            a: 1000.0,
+            b: 0.0,
+            c: 0.0,
+            d: 5000.0,
+            interval_ms: 10,
+            noise: 0.5,
+        };
+        let rates: Vec<f64> = (0..500)
+            .map(|k| sine.rate_for_interval(k).unwrap())
+            .collect();
+        assert!(
+            rates.iter().all(|r| (4750.0..=5250.0).contains(r)),
+            "{rates:?}"
+        );
+        assert!(rates.iter().any(|r| *r < 4900.0) && rates.iter().any(|r| *r > 5100.0));
     }
 }

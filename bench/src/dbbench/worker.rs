@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::histogram::LatencyBook;
 use super::mixgraph::{MixGraph, MixOp};
 use super::options::{Benchmark, DbBenchConfig};
-use super::rate_limit::WriteRateLimiter;
+use super::rate_limit::{RateLimiter, SineLimiter};
 use super::{ValueSource, make_key};
 use crate::error::{BenchError, Result};
 use crate::report::{OpKind, ThreadRecorder};
@@ -55,7 +55,9 @@ impl Budget {
 pub struct Shared<'a> {
     pub budget: &'a Budget,
     /// The write rate limit (`--benchmark_write_rate_limit`).
-    pub limiter: Option<&'a WriteRateLimiter>,
+    pub limiter: Option<&'a RateLimiter>,
+    /// mixgraph's operation rate (`--sine_mix_rate`).
+    pub op_limiter: Option<&'a SineLimiter>,
     /// Operations finished, for reports during the benchmark (`None`: no
     /// one reads it, so the threads do not contend on it).
     pub done: Option<&'a AtomicU64>,
@@ -114,7 +116,7 @@ pub fn background_writer(
     db: &Db,
     cfg: &DbBenchConfig,
     running: &AtomicBool,
-    limiter: Option<&WriteRateLimiter>,
+    limiter: Option<&RateLimiter>,
     seed: u64,
 ) -> Result<u64> {
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -337,6 +339,11 @@ fn mix_graph(
     let budget = m.shared.budget;
     let mut began = Instant::now();
     while !budget.done(&m.rec) {
+        if let Some(l) = m.shared.op_limiter {
+            // The wait for the rate is not the operation's latency.
+            l.request();
+            began = Instant::now();
+        }
         let op = g.op(rng);
         make_key(&mut key, g.key(rng));
         match op {
