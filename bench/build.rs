@@ -5,7 +5,14 @@ use std::path::Path;
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
+    // No optional locks: `git status` would otherwise refresh and rewrite
+    // the index, which this script watches, so every build would run it
+    // (and rebuild o3-bench) again.
+    let out = Command::new("git")
+        .args(args)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
