@@ -40,6 +40,12 @@ pub(crate) struct ShardState {
     pub written_bytes: u64,
     /// Flushes of the shard installed since the layout began.
     pub flushes: u64,
+    /// Bytes of `active` promised to write groups whose writers are still
+    /// inserting (each group's bound, in every shard, until it publishes):
+    /// the next group is logged while they insert, and must not count their
+    /// room as free. 0 for a fresh memtable (one is sealed only once every
+    /// group that inserts into it is done).
+    pub reserved: usize,
 }
 
 impl ShardState {
@@ -53,6 +59,7 @@ impl ShardState {
             flushing: false,
             written_bytes: 0,
             flushes: 0,
+            reserved: 0,
         })
     }
 }

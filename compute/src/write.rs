@@ -128,7 +128,7 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
         // The writers insert their own batches; the next group may be
         // logged meanwhile.
         let batches = std::mem::take(&mut group);
-        let wal_number = room.wal_number;
+        let (wal_number, reserved) = (room.wal_number, room.reserved);
         let parallel = Arc::new(GroupInsert::new(batches, room.memtables, room.splits));
         let mut own = 0;
         let mut st = q.state.lock();
@@ -144,7 +144,7 @@ pub(crate) fn write(db: &Engine, batch: WriteBatch, sync: bool) -> Result<()> {
         drop(st);
         // An error is also the group's: `wait_inserted` reports it.
         let _ = parallel.insert(own);
-        return publish_parallel(db, &parallel, &logged, wal_number);
+        return publish_parallel(db, &parallel, &logged, wal_number, reserved);
     }
 
     let mut st = q.state.lock();
@@ -273,6 +273,9 @@ struct Room {
     /// The WAL segment the group went to (the leadership is held, so the
     /// segment is still the current one).
     wal_number: u64,
+    /// Bytes reserved for the group in every shard's memtable
+    /// ([`crate::state::ShardState::reserved`]).
+    reserved: usize,
 }
 
 /// Whether the group's writers insert their own batches, and if so the
@@ -297,25 +300,24 @@ fn room_for_parallel_insert(
     {
         return Ok(None);
     }
-    // The encoding holds every key and value; each entry adds at most
-    // the memtable's overhead bound.
-    let bound: usize = group
-        .iter()
-        .map(|g| g.1.approximate_size() + g.1.count() as usize * Memtable::ENTRY_OVERHEAD_BOUND)
-        .sum();
+    let bound = group_bound(group);
     let mut st = db.state.lock();
     if st.balancer.is_some() {
         return Ok(None);
     }
-    if st.shards.iter().any(|s| s.active.free_bytes() < bound) {
-        // Sealing needs the memtables' inserts done.
+    // Room still free: not used yet, nor promised to groups inserting.
+    let lacks_room =
+        |s: &crate::state::ShardState| s.active.free_bytes().saturating_sub(s.reserved) < bound;
+    if st.shards.iter().any(lacks_room) {
+        // Sealing needs the memtables' inserts done; once the groups before
+        // are visible, nothing is promised any more.
         drop(st);
         wait_visible(db, logged.first - 1)?;
         st = db.state.lock();
         for shard in 0..st.shards.len() {
-            if st.shards[shard].active.free_bytes() < bound {
+            if lacks_room(&st.shards[shard]) {
                 seal_active(db, &mut st, shard)?;
-                if st.shards[shard].active.free_bytes() < bound {
+                if lacks_room(&st.shards[shard]) {
                     return Ok(None);
                 }
             }
@@ -325,11 +327,24 @@ fn room_for_parallel_insert(
     if logged.wal_added > 0 {
         *st.wal_segments.entry(wal_number).or_insert(0) += logged.wal_added;
     }
+    for s in &mut st.shards {
+        s.reserved += bound;
+    }
     Ok(Some(Room {
         memtables: st.shards.iter().map(|s| s.active.clone()).collect(),
         splits: st.splits.clone(),
         wal_number,
+        reserved: bound,
     }))
+}
+
+/// The most memtable bytes `group` can take: the encoding holds every key
+/// and value, and each entry adds at most the memtable's overhead bound.
+fn group_bound(group: &[Queued]) -> usize {
+    group
+        .iter()
+        .map(|g| g.1.approximate_size() + g.1.count() as usize * Memtable::ENTRY_OVERHEAD_BOUND)
+        .sum()
 }
 
 /// The leader's end of a group its writers insert: wait for every batch,
@@ -341,6 +356,7 @@ fn publish_parallel(
     group: &GroupInsert,
     logged: &Logged,
     wal_number: u64,
+    reserved: usize,
 ) -> Result<()> {
     let published = (|| {
         group
@@ -353,6 +369,13 @@ fn publish_parallel(
         let mut user_bytes = 0;
         {
             let mut st = db.state.lock();
+            // The group's promise ends; a memtable sealed since (none is
+            // while the group inserts) took its promises with it.
+            for (s, memtable) in st.shards.iter_mut().zip(group.memtables()) {
+                if Arc::ptr_eq(&s.active, memtable) {
+                    s.reserved = s.reserved.saturating_sub(reserved);
+                }
+            }
             for (shard, bytes) in group.written() {
                 let s = &mut st.shards[shard];
                 s.written_bytes += bytes;
@@ -518,6 +541,9 @@ pub(crate) fn seal_active(db: &Engine, st: &mut DbState, shard: usize) -> Result
     }
     let fresh = Arc::new(Memtable::new(db.options.write_buffer_size, shard as u32)?);
     let old = std::mem::replace(&mut s.active, fresh);
+    // Promises were on the old memtable (and are kept: it is sealed only
+    // once the groups inserting into it are done, or the database failed).
+    s.reserved = 0;
     old.seal()?;
     let first_wal = s.active_first_wal.take().unwrap_or(st.wal_number);
     let id = ImageId {
@@ -648,5 +674,90 @@ fn wait_for_room(db: &Engine) -> Result<()> {
                 .add_stall(reason, t.elapsed().as_micros() as u64);
         }
         return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Db, DbOptions};
+
+    /// Two writers' batches of 20 KB each, keys starting with `tag`.
+    fn group(tag: u8) -> Vec<Queued> {
+        (0..2u8)
+            .map(|w| {
+                let mut b = WriteBatch::new();
+                b.put(&[tag, w], &[w; 20_000]);
+                (u64::from(w), b, false)
+            })
+            .collect()
+    }
+
+    /// Group A is given room in a 64 KiB memtable and has not inserted yet
+    /// when group B, logged meanwhile, asks: B must not be promised the
+    /// room A holds (it was, which overflowed the memtable mid-insert and
+    /// stopped the database). B waits for A to publish, then gets a fresh
+    /// memtable.
+    #[test]
+    fn a_group_is_not_promised_room_an_earlier_group_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = DbOptions {
+            write_buffer_size: 64 << 10,
+            disable_wal: true,
+            ..DbOptions::default()
+        };
+        let db = Db::open(dir.path(), options).unwrap();
+        let engine = db.inner.clone();
+        let mut a = group(1);
+        let logged_a = log_group(&engine, &mut a).unwrap();
+        let room_a = room_for_parallel_insert(&engine, &a, &logged_a)
+            .unwrap()
+            .expect("room for A in an empty memtable");
+        assert!(room_a.reserved > 40_000, "{}", room_a.reserved);
+        let mut b = group(2);
+        let logged_b = log_group(&engine, &mut b).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asker = {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let room = room_for_parallel_insert(&engine, &b, &logged_b);
+                let _ = tx.send(room.map(|r| r.map(|r| r.memtables)));
+            })
+        };
+        // B has no room until A publishes: the memtable's free bytes are
+        // A's. (Given time, a B promised A's room answers here; one that
+        // answers late only makes this check miss, never fail wrongly.)
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "B was given room while A still held it"
+        );
+        let a_memtable = room_a.memtables[0].clone();
+        let inserting = GroupInsert::new(a, room_a.memtables, room_a.splits);
+        for i in 0..2 {
+            inserting.insert(i).unwrap();
+        }
+        publish_parallel(
+            &engine,
+            &inserting,
+            &logged_a,
+            room_a.wal_number,
+            room_a.reserved,
+        )
+        .unwrap();
+        let room_b = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("B still waiting after A published")
+            .unwrap()
+            .expect("room for B");
+        asker.join().unwrap();
+        assert!(
+            !Arc::ptr_eq(&room_b[0], &a_memtable),
+            "B was promised the room A held"
+        );
+        // What stays promised is B's own bound.
+        assert_eq!(
+            engine.state.lock().shards[0].reserved,
+            group_bound(&group(2))
+        );
     }
 }

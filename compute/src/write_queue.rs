@@ -142,6 +142,11 @@ const FINISHED_OK: u8 = 1;
 const FINISHED_FAILED: u8 = 2;
 
 impl GroupInsert {
+    /// The memtable the group inserts into in each shard.
+    pub fn memtables(&self) -> &[Arc<Memtable>] {
+        &self.memtables
+    }
+
     pub fn new(
         batches: Vec<Queued>,
         memtables: Vec<Arc<Memtable>>,
