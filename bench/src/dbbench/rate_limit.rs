@@ -162,11 +162,19 @@ mod tests {
             assert!((got - want).abs() < 1e-9, "interval {k}: {got}");
         }
         let l = SineLimiter::new(sine, Instant::now());
+        // The spacing of grants at `at` once the idle credit (one second
+        // of operations) is used up.
         let spacing = |at: Duration| {
             l.follow(at);
-            let a = l.limiter.grant(1, at);
-            let b = l.limiter.grant(1, at);
-            b - a
+            let mut due = l.limiter.grant(1, at);
+            for _ in 0..10_000 {
+                if due > at {
+                    break;
+                }
+                due = l.limiter.grant(1, at);
+            }
+            assert!(due > at, "the credit never ran out");
+            l.limiter.grant(1, at) - due
         };
         let first = spacing(Duration::from_millis(10));
         let second = spacing(Duration::from_millis(1500));
