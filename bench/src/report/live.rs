@@ -4,7 +4,7 @@
 //! which: `running`, `complete`, `interrupted` or `failed`.
 //!
 //! One run per process: [`begin`] installs it, phases are added from
-//! [`super::PhaseReport::new`], and [`finish`] hands back what was recorded.
+//! [`super::PhaseReport::new`], and [`finish`] ends it.
 //! Without [`begin`] (library use, tests) nothing is recorded.
 
 use std::path::{Path, PathBuf};
@@ -117,9 +117,9 @@ pub fn failed(error: &BenchError) {
     });
 }
 
-/// Stop recording; the phases recorded since [`begin`], if it was called.
-pub fn finish() -> Vec<PhaseReport> {
-    with_live(|live| live.take().map(|l| l.report.phases).unwrap_or_default())
+/// Stop recording (the run's final report replaces the recorded one).
+pub fn finish() {
+    with_live(|live| *live = None);
 }
 
 /// The signal handler: print what finished, save it, exit 130.
