@@ -198,14 +198,12 @@ impl EngineArgs {
         let compression_type = self.compression_type.unwrap_or_else(|| "none".to_string());
         let compression = compression_type
             .parse::<Compression>()
-            .map_err(|e: o3_compute::Error| {
-                BenchError::InvalidArgument(format!("--compression_type: {e}"))
-            })?
+            .map_err(|e| BenchError::rejected("--compression_type", e))?
             .with_level(compression_level(self.compression_level));
         let cache_admission = match self.cache_admission {
-            Some(s) => s.parse().map_err(|e: o3_compute::Error| {
-                BenchError::InvalidArgument(format!("--cache_admission: {e}"))
-            })?,
+            Some(s) => s
+                .parse()
+                .map_err(|e| BenchError::rejected("--cache_admission", e))?,
             None => d.block_cache_admission,
         };
         let compaction_spec = self
@@ -289,7 +287,7 @@ impl EngineArgs {
         config
             .db_options()
             .validate()
-            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| BenchError::rejected("", e))?;
         Ok(config)
     }
 }
@@ -395,7 +393,7 @@ impl EngineConfig {
         config
             .db_options()
             .validate()
-            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| BenchError::rejected("", e))?;
         Ok(config)
     }
 
@@ -406,7 +404,7 @@ impl EngineConfig {
         config
             .db_options()
             .validate()
-            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| BenchError::rejected("", e))?;
         Ok(config)
     }
 

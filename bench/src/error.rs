@@ -27,9 +27,7 @@ pub enum BenchError {
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },
     /// A flag value (after merging config and command line) is unusable.
-    /// The message often carries an engine error that says "invalid
-    /// argument" itself; it is said once.
-    #[error("invalid argument: {}", without_nested_kind(.0))]
+    #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// The engine failed; `context` says during what.
     #[error("{context}: {source}")]
@@ -59,15 +57,23 @@ pub enum BenchError {
     },
 }
 
-/// `message` without the "invalid argument: " an engine error wrapped in it
-/// brings (`--compression_type: invalid argument: unknown ...`).
-fn without_nested_kind(message: &str) -> String {
-    message.replace(NESTED_KIND, "")
-}
-
-const NESTED_KIND: &str = "invalid argument: ";
-
 impl BenchError {
+    /// The engine refused a value the user gave: an
+    /// [`BenchError::InvalidArgument`] naming `context` (the flag; empty for
+    /// none) and the engine's reason, without the engine's own "invalid
+    /// argument" (which would say it twice).
+    pub fn rejected(context: &str, e: o3_compute::Error) -> BenchError {
+        let reason = match e {
+            o3_compute::Error::InvalidArgument(m) => m,
+            other => other.to_string(),
+        };
+        BenchError::InvalidArgument(if context.is_empty() {
+            reason
+        } else {
+            format!("{context}: {reason}")
+        })
+    }
+
     /// Build an [`BenchError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         BenchError::Io {
@@ -106,7 +112,7 @@ mod tests {
     #[test]
     fn an_invalid_argument_says_so_once() {
         let engine = o3_compute::Error::InvalidArgument("unknown compression 'zst'".into());
-        let e = BenchError::InvalidArgument(format!("--compression_type: {engine}"));
+        let e = BenchError::rejected("--compression_type", engine);
         assert_eq!(
             e.to_string(),
             "invalid argument: --compression_type: unknown compression 'zst'"

@@ -25,6 +25,7 @@
 //! - [`fresh_db`]: emptying a database for a load, under its lock;
 //! - [`offload_ship`]: shipping a sealed memtable to a memory node against
 //!   the raw transport;
+//! - [`threads`]: joining a phase's worker threads;
 //! - [`cli`]: the command line and the TOML config file.
 //!
 //! A config file's `[engine]` and `[dbbench]` tables (the `--config` of
@@ -81,6 +82,7 @@ pub mod report;
 pub mod shard_sweep;
 pub mod sst_gate;
 pub mod study;
+pub mod threads;
 pub mod ycsb;
 
 pub use error::{BenchError, Result};

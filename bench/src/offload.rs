@@ -297,7 +297,7 @@ impl OffloadArgs {
         config
             .options()
             .validate()
-            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+            .map_err(|e| BenchError::rejected("", e))?;
         Ok(config)
     }
 

@@ -5,18 +5,19 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use support::output_within;
+use support::{output_within, success_stdout};
 
 fn bench_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/bench.sh")
 }
 
 /// Run ci/bench.sh with `args` and the environment variables `paths` and
-/// `extra`, at most two minutes.
-fn run(args: &[&str], paths: &[(&str, &Path)], extra: &[(&str, &str)]) -> Output {
+/// `extra`, at most two minutes; assert that it succeeded and return its
+/// stdout.
+fn run(args: &[&str], paths: &[(&str, &Path)], extra: &[(&str, &str)]) -> String {
     let mut cmd = Command::new("bash");
     cmd.arg(bench_sh())
         .args(args)
@@ -34,20 +35,14 @@ fn run(args: &[&str], paths: &[(&str, &Path)], extra: &[(&str, &str)]) -> Output
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    output_within(cmd, Duration::from_secs(120))
+    success_stdout(&output_within(cmd, Duration::from_secs(120)))
 }
 
 #[test]
 fn the_default_database_is_removed_and_the_report_written() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
-    let out = run(&[], &[("TMPDIR", dir.path()), ("OUT", &out_dir)], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run(&[], &[("TMPDIR", dir.path()), ("OUT", &out_dir)], &[]);
     assert!(
         stdout.contains("load 2000 records, then 4000 operations"),
         "{stdout}"
@@ -64,14 +59,12 @@ fn the_default_database_is_removed_and_the_report_written() {
 #[test]
 fn keep_db_keeps_it_and_says_where() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(
+    let stdout = run(
         &[],
         &[("TMPDIR", dir.path()), ("OUT", &dir.path().join("out"))],
         &[("KEEP_DB", "1")],
     );
-    assert!(out.status.success());
     let db = dir.path().join("o3-bench-workloada");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("database kept at {}", db.display())),
         "{stdout}"
@@ -83,16 +76,10 @@ fn keep_db_keeps_it_and_says_where() {
 fn a_database_named_with_db_is_used_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let mine = dir.path().join("mine");
-    let out = run(
+    let stdout = run(
         &["--db", mine.to_str().unwrap()],
         &[("TMPDIR", dir.path()), ("OUT", &dir.path().join("out"))],
         &[],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert!(mine.join("CURRENT").exists(), "--db was not used");
     assert!(!dir.path().join("o3-bench-workloada").exists());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     ChildGuard, assert_one_line_error, drain, o3_bench, o3_bench_command, o3_bench_within,
-    read_json,
+    read_json, success_stdout,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -22,13 +22,7 @@ fn dbbench_report(args: &[&str]) -> (String, serde_json::Value) {
     let mut all = vec!["dbbench", "--db", db.to_str().unwrap()];
     all.extend_from_slice(&["--json", json.to_str().unwrap()]);
     all.extend_from_slice(args);
-    let out = o3_bench_within(&all, LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&o3_bench_within(&all, LIMIT));
     (stdout, read_json(&json))
 }
 
@@ -225,7 +219,7 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     ]);
     cmd.env("RUST_LOG", "info");
     let out = cmd.output().unwrap();
-    assert!(out.status.success());
+    success_stdout(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("INFO"), "logging was on: {stderr}");
     assert!(!stderr.contains('\u{1b}'), "ANSI codes in piped stderr");

@@ -252,12 +252,12 @@ fn run_one(
                 s.spawn(move || worker::worker(b, cfg, db, seed.wrapping_add(t as u64), m))
             })
             .collect();
-        let joined = join_workers(workers);
+        let joined = crate::threads::join_all(workers);
         writer_running.store(false, Ordering::Release);
         stop_reporting.store(true, Ordering::Release);
         let writer_ops = join_helper(writer, "the writer thread").map(|n| n.unwrap_or(0));
         join_helper(reporter, "the reporting thread")?;
-        let (meters, outcomes) = joined?;
+        let (meters, outcomes): (Vec<_>, Vec<_>) = joined?.into_iter().unzip();
         Ok::<_, BenchError>((meters, outcomes, writer_ops?))
     })?;
     let elapsed = start.elapsed();
@@ -281,35 +281,6 @@ fn run_one(
         latencies,
         text: None,
     })
-}
-
-type Joined<'a> = Result<(Meter<'a>, Outcome)>;
-
-/// Join the workers: their meters and outcomes, or the first error.
-fn join_workers<'a>(
-    workers: Vec<std::thread::ScopedJoinHandle<'_, Joined<'a>>>,
-) -> Result<(Vec<Meter<'a>>, Vec<Outcome>)> {
-    let mut meters = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut first_err = None;
-    for w in workers {
-        match w.join() {
-            Ok(Ok((m, out))) => {
-                meters.push(m);
-                outcomes.push(out);
-            }
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => {
-                first_err = first_err.or(Some(BenchError::InvalidArgument(
-                    "a worker thread panicked".into(),
-                )))
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok((meters, outcomes)),
-    }
 }
 
 /// Join an optional helper thread named `what`.

@@ -18,16 +18,11 @@ pub fn repeat(
             "--repeat 0: a benchmark runs at least once".into(),
         ));
     }
-    let mut all = Vec::new();
+    let mut runs: Vec<Vec<PhaseReport>> = Vec::new();
     let mut last = None;
-    for k in 1..=times {
+    for _ in 0..times {
         let mut outcome = once()?;
-        if times > 1 {
-            for p in &mut outcome.phases {
-                p.result.name = format!("{} #{k}", p.result.name);
-            }
-        }
-        all.append(&mut outcome.phases);
+        runs.push(std::mem::take(&mut outcome.phases));
         let stop = outcome.cut_short.is_some() || outcome.check().is_err();
         last = Some(outcome);
         if stop {
@@ -38,10 +33,19 @@ pub fn repeat(
         return Err(BenchError::InvalidArgument("--repeat: nothing ran".into()));
     };
     let summaries = if times > 1 {
-        summarize(&all)
+        summarize(&runs)
     } else {
         Vec::new()
     };
+    let mut all = Vec::new();
+    for (k, phases) in runs.into_iter().enumerate() {
+        for mut p in phases {
+            if times > 1 {
+                p.result.name = format!("{} #{}", p.result.name, k + 1);
+            }
+            all.push(p);
+        }
+    }
     Ok((
         RunOutcome {
             phases: all,
@@ -51,30 +55,26 @@ pub fn repeat(
     ))
 }
 
-/// Each phase's spread over the runs, in the order phases first appear.
-/// Phases are matched by their name without the ` #k` suffix.
-pub fn summarize(phases: &[PhaseReport]) -> Vec<RepeatSummary> {
-    let base = |p: &PhaseReport| -> String {
-        let name = &p.result.name;
-        match name.rsplit_once(" #") {
-            Some((b, k)) if k.chars().all(|c| c.is_ascii_digit()) => b.to_string(),
-            _ => name.clone(),
-        }
-    };
-    let mut names: Vec<String> = Vec::new();
-    for p in phases {
-        let b = base(p);
-        if !names.contains(&b) {
-            names.push(b);
+/// Each phase's spread over the `runs` (each run's phases, by name), in the
+/// order phases first appear.
+fn summarize(runs: &[Vec<PhaseReport>]) -> Vec<RepeatSummary> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in runs.iter().flatten() {
+        if !names.contains(&p.result.name.as_str()) {
+            names.push(&p.result.name);
         }
     }
     names
         .into_iter()
         .filter_map(|name| {
-            let runs: Vec<&PhaseReport> = phases.iter().filter(|p| base(p) == name).collect();
-            let rates: Vec<f64> = runs.iter().map(|p| p.result.ops_per_sec).collect();
+            let same: Vec<&PhaseReport> = runs
+                .iter()
+                .flatten()
+                .filter(|p| p.result.name == name)
+                .collect();
+            let rates: Vec<f64> = same.iter().map(|p| p.result.ops_per_sec).collect();
             let mut ops: Vec<OpKind> = Vec::new();
-            for l in runs.iter().flat_map(|p| &p.result.latency) {
+            for l in same.iter().flat_map(|p| &p.result.latency) {
                 if !ops.contains(&l.op) {
                     ops.push(l.op);
                 }
@@ -82,7 +82,7 @@ pub fn summarize(phases: &[PhaseReport]) -> Vec<RepeatSummary> {
             let p99_us = ops
                 .into_iter()
                 .filter_map(|op| {
-                    let v: Vec<f64> = runs
+                    let v: Vec<f64> = same
                         .iter()
                         .flat_map(|p| &p.result.latency)
                         .filter(|l| l.op == op)
@@ -92,8 +92,8 @@ pub fn summarize(phases: &[PhaseReport]) -> Vec<RepeatSummary> {
                 })
                 .collect();
             Some(RepeatSummary {
-                phase: name,
-                runs: runs.len(),
+                phase: name.to_string(),
+                runs: same.len(),
                 ops_per_sec: Spread::of(&rates)?,
                 p99_us,
             })

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::error::{BenchError, Result};
+use crate::error::Result;
 use crate::report::OpKind;
+use crate::threads::{join_all, panicked};
 use crate::ycsb::measurements::{Measurements, Outcome};
 use crate::ycsb::spec::WorkloadSpec;
 use crate::ycsb::status::{self, StatusBoard};
@@ -107,25 +108,4 @@ pub fn run_threads<T: Send>(
         results.push(r);
     }
     Ok((results, all))
-}
-
-fn panicked() -> BenchError {
-    BenchError::InvalidArgument("a worker thread panicked".into())
-}
-
-/// Join the phase's threads, keeping the first error.
-pub fn join_all<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    let mut first_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(v)) => out.push(v),
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => first_err = first_err.or(Some(panicked())),
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
 }

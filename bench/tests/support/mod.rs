@@ -19,11 +19,17 @@ pub fn o3_bench(args: &[&str]) -> Output {
 
 /// Run `o3-bench` with `args`, assert that it succeeded and return stdout.
 pub fn o3_bench_ok(args: &[&str]) -> String {
-    let out = o3_bench(args);
+    success_stdout(&o3_bench(args))
+}
+
+/// Assert that a command succeeded (showing its output if not) and return
+/// its stdout.
+pub fn success_stdout(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "o3-bench {args:?} failed: {stdout}{}",
+        "failed ({}): {stdout}{}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
